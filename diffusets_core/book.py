@@ -1,0 +1,197 @@
+"""Execute the book's notebooks with papermill for one profile, then build the Jupyter Book.
+
+The source notebooks are never modified: executed copies go to ``<run_dir>/executed/``. The book is
+assembled in a staging folder (``<run_dir>/book_src``) from ``_config.yml``, ``_toc.yml``, ``book/`` and
+the executed copies, then built with ``jupyter-book build -W --keep-going`` (warnings are errors, and
+execution is off: the book shows exactly what papermill ran).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from . import __version__
+from .config import REPO_ROOT, Profile
+
+log = logging.getLogger(__name__)
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised during execution; the message names the notebook and the failing cell."""
+
+
+@dataclass
+class NotebookRun:
+    name: str
+    seconds: float
+    output: Path
+
+
+def notebook_parameters(profile: Profile, notebook: str, run_dir: Path) -> dict:
+    """Parameters papermill injects: the run directory, the profile, its seed, and per-notebook extras."""
+    params = {
+        "run_dir": str(run_dir),
+        "profile": profile.name,
+        "seed": profile.seed,
+    }
+    params.update(profile.notebook_params.get(notebook, {}))
+    return params
+
+
+def _failing_cell(nb_path: Path) -> str:
+    """Describe the first cell of an executed notebook that holds an error output."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    for idx, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                src = "".join(cell.get("source", "")).strip().splitlines()
+                first = src[0] if src else ""
+                return (f"cell {idx} (execution_count {cell.get('execution_count')}): "
+                        f"{out.get('ename')}: {out.get('evalue')}\n    first line: {first}")
+    return "no cell with an error output was recorded"
+
+
+def execute_notebook(profile: Profile, notebook: str, run_dir: Path, *, kernel: str = "python3") -> NotebookRun:
+    """Run one notebook with papermill into ``<run_dir>/executed/<notebook>.ipynb``."""
+    import papermill as pm
+
+    src = NOTEBOOKS_DIR / f"{notebook}.ipynb"
+    if not src.is_file():
+        raise FileNotFoundError(f"notebook not found: {src} (listed in profile {profile.name!r})")
+    out_dir = run_dir / "executed"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{notebook}.ipynb"
+    params = notebook_parameters(profile, notebook, run_dir)
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel,
+                            cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False,
+                            request_save_on_cell_execute=True)
+    except pm.PapermillExecutionError as exc:
+        raise NotebookFailed(
+            f"notebook {notebook} failed at cell {exc.cell_index} (execution_count {exc.exec_count}): "
+            f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {out}") from None
+    except Exception as exc:  # kernel death etc.: still point at the failing cell when we can
+        detail = _failing_cell(out) if out.exists() else str(exc)
+        raise NotebookFailed(f"notebook {notebook} failed: {exc}\n  {detail}\n  executed copy: {out}") from exc
+    return NotebookRun(notebook, time.perf_counter() - t0, out)
+
+
+def _build_info(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) -> str:
+    import torch
+
+    rows = "\n".join(f"| `{r.name}` | {r.seconds:.1f} |" for r in runs)
+    total = sum(r.seconds for r in runs)
+    return f"""# About this build
+
+This book was built by `diffusets book --profile {profile.name}` on {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC.
+Every figure and number in it comes from the notebooks executed for this build; nothing was typed by hand.
+
+| | |
+|---|---|
+| profile | `{profile.name}`: {profile.description} |
+| seed | {profile.seed} |
+| data source | `{profile.data.source}` (n = {profile.data.n}) |
+| text embedder | `{profile.text.backend}` / prompt mode `{profile.text.prompt_mode}` |
+| diffusets_core | {__version__} |
+| Python / torch | {platform.python_version()} / {torch.__version__} |
+| machine | {platform.machine()}, {platform.system()} {platform.release()} |
+
+Notebook execution wall time (seconds):
+
+| notebook | seconds |
+|---|---|
+{rows}
+| **total** | **{total:.1f}** |
+"""
+
+
+def stage_book(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) -> Path:
+    """Assemble the book sources (config, toc, chapters, executed notebooks) in ``<run_dir>/book_src``."""
+    stage = run_dir / "book_src"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    shutil.copy2(REPO_ROOT / "_config.yml", stage / "_config.yml")
+    shutil.copy2(REPO_ROOT / "_toc.yml", stage / "_toc.yml")
+    shutil.copytree(REPO_ROOT / "book", stage / "book")
+    (stage / "notebooks").mkdir()
+    for r in runs:
+        shutil.copy2(r.output, stage / "notebooks" / r.output.name)
+    (stage / "book" / "build_info.md").write_text(_build_info(profile, run_dir, runs))
+    _write_toc(stage, [r.name for r in runs])
+    return stage
+
+
+def _write_toc(stage: Path, notebooks: Sequence[str]) -> None:
+    """Keep only the notebook chapters this profile executed, so the TOC never points at missing pages."""
+    import yaml
+
+    toc_path = stage / "_toc.yml"
+    toc = yaml.safe_load(toc_path.read_text())
+    keep = set(f"notebooks/{n}" for n in notebooks)
+
+    def prune(entries):
+        out = []
+        for e in entries:
+            f = e.get("file")
+            if f and f.startswith("notebooks/") and f not in keep:
+                continue
+            if "sections" in e:
+                e = {**e, "sections": prune(e["sections"])}
+            out.append(e)
+        return out
+
+    for part in toc.get("parts", []):
+        part["chapters"] = prune(part.get("chapters", []))
+    toc["parts"] = [p for p in toc.get("parts", []) if p["chapters"]]
+    toc_path.write_text(yaml.safe_dump(toc, sort_keys=False))
+
+
+def build_html(stage: Path, out_dir: Path) -> Path:
+    """``jupyter-book build -W --keep-going`` the staged sources; the HTML lands in ``out_dir/_build/html``."""
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(stage), "--path-output", str(out_dir),
+           "-W", "--keep-going", "--all"]
+    log.info("building: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
+        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n{tail}")
+    return out_dir / "_build" / "html"
+
+
+def run_book(profile: Profile, *, run_dir: Optional[Path] = None, only: Optional[Sequence[str]] = None,
+             build: bool = True, out_dir: Optional[Path] = None) -> dict:
+    """Execute the profile's notebooks in order, then build the book. Stops at the first failing notebook."""
+    run_dir = profile.resolved_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "profile.json").write_text(json.dumps(profile.to_dict(), indent=2))
+    notebooks = list(only) if only else list(profile.notebooks)
+    runs: list[NotebookRun] = []
+    for nb in notebooks:
+        print(f"[book] executing {nb} (profile {profile.name}) ...", flush=True)
+        r = execute_notebook(profile, nb, run_dir)
+        print(f"[book] {nb} done in {r.seconds:.1f} s -> {r.output}", flush=True)
+        runs.append(r)
+    result = {"run_dir": str(run_dir), "notebooks": {r.name: round(r.seconds, 1) for r in runs}}
+    if build:
+        stage = stage_book(profile, run_dir, runs)
+        html = build_html(stage, (out_dir or REPO_ROOT).resolve())
+        result["html"] = str(html)
+        print(f"[book] built {html / 'index.html'}", flush=True)
+    return result

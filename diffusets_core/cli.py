@@ -1,0 +1,117 @@
+"""The ``diffusets`` command line: one subcommand per pipeline stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+def _cmd_cohort(args: argparse.Namespace) -> int:
+    from .data.cohort import build_cohort
+
+    summary = build_cohort(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=not args.quiet)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from .data.prepare import prepare_dataset
+    from .data.preprocess import PreprocessConfig
+
+    pre = PreprocessConfig(baseline_removal=args.baseline_removal)
+    res = prepare_dataset(args.source, args.data_dir, args.run_dir, n=args.n, seed=args.seed,
+                          workers=args.workers, preprocess=pre, progress=not args.quiet)
+    print(res)
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    from .text.embed import embed_run
+
+    summary = embed_run(args.run_dir, backend=args.backend, model=args.model, base_url=args.base_url,
+                        prompt_mode=args.prompt_mode, batch_size=args.batch_size, progress=not args.quiet)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _cmd_book(args: argparse.Namespace) -> int:
+    from .book import NotebookFailed, run_book
+    from .config import load_profile
+
+    profile = load_profile(args.profile)
+    if args.data_dir:
+        profile.data.data_dir = args.data_dir
+    try:
+        result = run_book(profile, run_dir=args.run_dir, only=args.only, build=not args.no_build)
+    except NotebookFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="diffusets", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("cohort", help="build the embedded synthetic cohort (WFDB, MIMIC-IV-ECG layout)")
+    c.add_argument("--n", type=int, default=4000, help="number of records (default 4000)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--out", required=True, type=Path, help="output folder")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=_cmd_cohort)
+
+    c = sub.add_parser("prepare", help="read, preprocess and store a dataset into RUN_DIR/data")
+    c.add_argument("run_dir", type=Path)
+    c.add_argument("--source", required=True, choices=["cohort", "mimic", "ptbxl", "wfdb"])
+    c.add_argument("--data-dir", required=True, type=Path)
+    c.add_argument("--n", type=int, default=None, help="first N records only")
+    c.add_argument("--seed", type=int, default=0, help="seed of the subject-level split")
+    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--baseline-removal", action="store_true")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=_cmd_prepare)
+
+    c = sub.add_parser("embed", help="embed a prepared dataset's reports through the persistent cache")
+    c.add_argument("run_dir", type=Path)
+    c.add_argument("--backend", default="local", choices=["local", "openai"])
+    c.add_argument("--model", default=None)
+    c.add_argument("--base-url", default=None, help="OpenAI-compatible server (the key is read from OPENAI_API_KEY)")
+    c.add_argument("--prompt-mode", default="paper", choices=["paper", "clean"])
+    c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=_cmd_embed)
+
+    c = sub.add_parser("book", help="execute the notebooks of a profile with papermill and build the book")
+    c.add_argument("--profile", default="cpu", help="profiles/<name>.yaml or a path (default: cpu)")
+    c.add_argument("--run-dir", type=Path, default=None, help="override the profile's run directory")
+    c.add_argument("--data-dir", default=None, help="override the profile's data.data_dir")
+    c.add_argument("--only", nargs="+", default=None, help="run only these notebooks (e.g. 01_data)")
+    c.add_argument("--no-build", action="store_true", help="execute notebooks but skip jupyter-book build")
+    c.set_defaults(func=_cmd_book)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        # Known failure modes carry messages that name the file/field; a traceback adds nothing for users.
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""Typed run profiles loaded from YAML (``profiles/*.yaml``).
+
+A profile says what data to use, how to condition, and which notebooks the book runs. Unknown keys are
+errors (a typo in a profile must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROFILES_DIR = REPO_ROOT / "profiles"
+DATA_SOURCES = ("cohort", "mimic", "ptbxl", "wfdb")
+
+
+class ProfileError(ValueError):
+    """A profile file is missing, malformed or holds an invalid value."""
+
+
+@dataclass
+class DataConfig:
+    """Where records come from and how many."""
+
+    source: str = "cohort"
+    data_dir: Optional[str] = None  # None with source=cohort: build the cohort into <run_dir>/cohort
+    n: Optional[int] = 4000  # records to prepare (cohort: records to build); None = all
+    workers: int = 2
+    baseline_removal: bool = False
+
+    def validate(self, where: str) -> None:
+        if self.source not in DATA_SOURCES:
+            raise ProfileError(f"{where}: data.source must be one of {DATA_SOURCES}, got {self.source!r}")
+        if self.source != "cohort" and not self.data_dir:
+            raise ProfileError(f"{where}: data.data_dir is required for source {self.source!r}")
+        if self.n is not None and self.n <= 0:
+            raise ProfileError(f"{where}: data.n must be positive or null, got {self.n}")
+        if self.workers < 1:
+            raise ProfileError(f"{where}: data.workers must be >= 1, got {self.workers}")
+
+
+@dataclass
+class TextConfig:
+    """Text conditioning: which embedder and prompt template."""
+
+    backend: str = "local"  # local | openai
+    model: Optional[str] = None  # None = the backend's default
+    base_url: Optional[str] = None  # OpenAI-compatible server; the key is only read from OPENAI_API_KEY
+    prompt_mode: str = "paper"  # paper | clean
+    batch_size: int = 64
+
+    def validate(self, where: str) -> None:
+        if self.backend not in ("local", "openai", "hash"):
+            raise ProfileError(f"{where}: text.backend must be 'local' or 'openai', got {self.backend!r}")
+        if self.prompt_mode not in ("paper", "clean"):
+            raise ProfileError(f"{where}: text.prompt_mode must be 'paper' or 'clean', got {self.prompt_mode!r}")
+
+
+@dataclass
+class Profile:
+    """One complete, reproducible configuration of the book's pipeline."""
+
+    name: str
+    description: str = ""
+    seed: int = 0
+    run_dir: Optional[str] = None  # None = runs/<name>
+    budget_minutes: Optional[float] = None  # documented wall-time budget of the main job on 2 CPU cores
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    notebooks: list[str] = field(default_factory=lambda: ["01_data"])
+    notebook_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def resolved_run_dir(self, override: Optional[str | os.PathLike] = None) -> Path:
+        """The run directory: the override, else the profile's, else ``runs/<name>`` under the repo."""
+        if override is not None:
+            return Path(override).resolve()
+        if self.run_dir:
+            p = Path(self.run_dir)
+            return (p if p.is_absolute() else REPO_ROOT / p).resolve()
+        return (REPO_ROOT / "runs" / self.name).resolve()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ProfileError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    return cls(**raw)
+
+
+def load_profile(name_or_path: str | os.PathLike) -> Profile:
+    """Load ``profiles/<name>.yaml`` (or a path to a YAML file) into a validated :class:`Profile`."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PROFILES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+        raise ProfileError(f"profile not found: {path} (available: {available})")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: expected a mapping at top level")
+    raw = dict(raw)
+    raw.setdefault("name", path.stem)
+    where = str(path)
+    data = _build(DataConfig, raw.pop("data", None), f"{where}: data")
+    text = _build(TextConfig, raw.pop("text", None), f"{where}: text")
+    profile = _build(Profile, {**raw, "data": data, "text": text}, where)
+    data.validate(where)
+    text.validate(where)
+    if not isinstance(profile.notebooks, list) or not profile.notebooks:
+        raise ProfileError(f"{where}: notebooks must be a non-empty list")
+    return profile
