@@ -32,6 +32,15 @@ class NotebookFailed(RuntimeError):
     """A notebook raised during execution; the message names the notebook and the failing cell."""
 
 
+# What each chapter takes from the profile, beyond run_dir/profile/seed. Secrets never go here.
+STAGE_PARAMETERS = {
+    "01_data": lambda p: {"source": p.data.source, "data_dir": p.data.data_dir, "n": p.data.n,
+                          "workers": p.data.workers, "baseline_removal": p.data.baseline_removal},
+    "02_text": lambda p: {"backend": p.text.backend, "model": p.text.model, "base_url": p.text.base_url,
+                          "prompt_mode": p.text.prompt_mode, "batch_size": p.text.batch_size},
+}
+
+
 @dataclass
 class NotebookRun:
     name: str
@@ -46,6 +55,7 @@ def notebook_parameters(profile: Profile, notebook: str, run_dir: Path) -> dict:
         "profile": profile.name,
         "seed": profile.seed,
     }
+    params.update(STAGE_PARAMETERS.get(notebook, lambda p: {})(profile))
     params.update(profile.notebook_params.get(notebook, {}))
     return params
 
@@ -94,8 +104,9 @@ def execute_notebook(profile: Profile, notebook: str, run_dir: Path, *, kernel: 
 def _build_info(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) -> str:
     import torch
 
-    rows = "\n".join(f"| `{r.name}` | {r.seconds:.1f} |" for r in runs)
-    total = sum(r.seconds for r in runs)
+    rows = "\n".join(f"| `{r.name}` | {r.seconds:.1f} |" if r.seconds == r.seconds
+                     else f"| `{r.name}` | executed in an earlier run |" for r in runs)
+    total = sum(r.seconds for r in runs if r.seconds == r.seconds)
     return f"""# About this build
 
 This book was built by `diffusets book --profile {profile.name}` on {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC.
@@ -190,6 +201,12 @@ def run_book(profile: Profile, *, run_dir: Optional[Path] = None, only: Optional
         runs.append(r)
     result = {"run_dir": str(run_dir), "notebooks": {r.name: round(r.seconds, 1) for r in runs}}
     if build:
+        # With --only, chapters executed earlier for this run directory still belong in the book.
+        done = {r.name for r in runs}
+        previous = [NotebookRun(nb, float("nan"), run_dir / "executed" / f"{nb}.ipynb") for nb in profile.notebooks
+                    if nb not in done and (run_dir / "executed" / f"{nb}.ipynb").is_file()]
+        order = {nb: i for i, nb in enumerate(profile.notebooks)}
+        runs = sorted(runs + previous, key=lambda r: order.get(r.name, len(order)))
         stage = stage_book(profile, run_dir, runs)
         html = build_html(stage, (out_dir or REPO_ROOT).resolve())
         result["html"] = str(html)
