@@ -12,6 +12,7 @@ import datetime as _dt
 import json
 import logging
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -181,8 +182,11 @@ def build_html(stage: Path, out_dir: Path) -> Path:
     log.info("building: %s", " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
-        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}):\n{tail}")
+        lines = (proc.stdout + proc.stderr).splitlines()
+        # Sphinx reports the cause (a warning turned error, a config problem) far above the traceback.
+        causes = [l for l in lines if re.search(r"WARNING|ERROR|Sphinx error|SphinxError|Exception occurred", l)]
+        raise RuntimeError(f"jupyter-book build of {stage} failed (exit {proc.returncode}):\n"
+                           + "\n".join(causes[:40] or lines[-40:]))
     return out_dir / "_build" / "html"
 
 

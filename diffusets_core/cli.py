@@ -38,6 +38,70 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage_profile(args: argparse.Namespace):
+    """The profile whose vae/unet settings a stage uses: --profile, else the one recorded in RUN_DIR."""
+    from .config import load_profile
+
+    if args.profile:
+        return load_profile(args.profile)
+    recorded = Path(args.run_dir) / "profile.json"
+    if recorded.is_file():
+        return load_profile(json.loads(recorded.read_text())["name"])
+    return load_profile("cpu")
+
+
+def _cmd_train_vae(args: argparse.Namespace) -> int:
+    from .train.stages import train_vae
+
+    prof = _stage_profile(args)
+    summary = train_vae(args.run_dir, prof.vae.model, {**prof.vae.train, **_train_overrides(args)}, seed=prof.seed,
+                        resume=not args.restart, **prof.vae.extra)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from .train.stages import encode_latents
+
+    print(json.dumps(encode_latents(args.run_dir, device=args.device), indent=2))
+    return 0
+
+
+def _cmd_train_unet(args: argparse.Namespace) -> int:
+    from .train.stages import train_unet
+
+    prof = _stage_profile(args)
+    summary = train_unet(args.run_dir, prof.unet.model, {**prof.unet.train, **_train_overrides(args)}, seed=prof.seed,
+                         resume=not args.restart, **prof.unet.extra)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _train_overrides(args: argparse.Namespace) -> dict:
+    out = {}
+    if args.max_steps is not None:
+        out["max_steps"] = args.max_steps
+    if args.device:
+        out["device"] = args.device
+    return out
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .diffusion.export import generate_to_disk
+    from .diffusion.pipeline import DiffuSETSPipeline
+
+    pipe = DiffuSETSPipeline.from_pretrained(args.run, device=args.device or "auto")
+    cond = pipe.conditions(args.report, args.age, args.sex, args.hr, n=args.n)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    res = generate_to_disk(pipe, cond, args.out, batch_size=args.batch_size, formats=formats, progress=not args.quiet,
+                           seed=args.seed, sampler=args.sampler, num_inference_steps=args.steps,
+                           guidance_scale=args.guidance_scale)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
 def _cmd_book(args: argparse.Namespace) -> int:
     from .book import NotebookFailed, run_book
     from .config import load_profile
@@ -87,6 +151,39 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=int, default=64)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_embed)
+
+    for name, func, hlp in (("train-vae", _cmd_train_vae, "train the VAE on RUN_DIR's training split"),
+                            ("train-unet", _cmd_train_unet, "train the conditional U-Net on RUN_DIR's latents")):
+        c = sub.add_parser(name, help=hlp)
+        c.add_argument("run_dir", type=Path)
+        c.add_argument("--profile", default=None, help="settings from this profile (default: the one RUN_DIR was made with)")
+        c.add_argument("--max-steps", type=int, default=None)
+        c.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
+        c.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
+        c.set_defaults(func=func)
+
+    c = sub.add_parser("encode", help="encode RUN_DIR's signals into VAE latents")
+    c.add_argument("run_dir", type=Path)
+    c.add_argument("--device", default="auto")
+    c.set_defaults(func=_cmd_encode)
+
+    c = sub.add_parser("generate", help="generate ECGs from a report and patient info")
+    c.add_argument("--run", required=True, type=Path, help="a run directory with trained vae/ and unet/")
+    c.add_argument("--report", required=True, help='statements joined with "|", e.g. "Sinus tachycardia|ST elevation"')
+    c.add_argument("--age", type=float, required=True)
+    c.add_argument("--sex", required=True, help="M or F")
+    c.add_argument("--hr", type=float, required=True, help="heart rate in bpm")
+    c.add_argument("-n", type=int, default=1, help="number of ECGs")
+    c.add_argument("--out", required=True, type=Path)
+    c.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
+    c.add_argument("--steps", type=int, default=50, help="sampling steps (ddpm: 1000 as the paper)")
+    c.add_argument("--guidance-scale", type=float, default=1.0)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--formats", default="wfdb,npy,png", help="comma-separated: wfdb, npy, png")
+    c.add_argument("--device", default=None)
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=_cmd_generate)
 
     c = sub.add_parser("book", help="execute the notebooks of a profile with papermill and build the book")
     c.add_argument("--profile", default="cpu", help="profiles/<name>.yaml or a path (default: cpu)")

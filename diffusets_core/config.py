@@ -62,6 +62,16 @@ class TextConfig:
 
 
 @dataclass
+class StageConfig:
+    """One trained model: its architecture (``model``, checked by the model's own config class) and the
+    optimisation settings (``train``, a :class:`diffusets_core.train.loop.TrainConfig`)."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # stage-specific (KL schedule, sampler, ...)
+
+
+@dataclass
 class Profile:
     """One complete, reproducible configuration of the book's pipeline."""
 
@@ -72,6 +82,8 @@ class Profile:
     budget_minutes: Optional[float] = None  # documented wall-time budget of the main job on 2 CPU cores
     data: DataConfig = field(default_factory=DataConfig)
     text: TextConfig = field(default_factory=TextConfig)
+    vae: StageConfig = field(default_factory=StageConfig)
+    unet: StageConfig = field(default_factory=StageConfig)
     notebooks: list[str] = field(default_factory=lambda: ["01_data"])
     notebook_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -119,9 +131,29 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
     where = str(path)
     data = _build(DataConfig, raw.pop("data", None), f"{where}: data")
     text = _build(TextConfig, raw.pop("text", None), f"{where}: text")
-    profile = _build(Profile, {**raw, "data": data, "text": text}, where)
+    stages = {k: _build(StageConfig, raw.pop(k, None), f"{where}: {k}") for k in ("vae", "unet")}
+    profile = _build(Profile, {**raw, "data": data, "text": text, **stages}, where)
+    _check_stages(profile, where)
     data.validate(where)
     text.validate(where)
     if not isinstance(profile.notebooks, list) or not profile.notebooks:
         raise ProfileError(f"{where}: notebooks must be a non-empty list")
     return profile
+
+
+def _check_stages(profile: Profile, where: str) -> None:
+    """Fail at load time, not an hour into training, on a bad model or training key."""
+    from .models.unet import UNetConfig
+    from .models.vae import VAEConfig
+    from .train.loop import TrainConfig
+
+    for name, cls in (("vae", VAEConfig), ("unet", UNetConfig)):
+        stage: StageConfig = getattr(profile, name)
+        try:
+            cls.from_dict(dict(stage.model))
+        except (TypeError, ValueError) as exc:
+            raise ProfileError(f"{where}: {name}.model: {exc}") from None
+        allowed = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(stage.train) - allowed)
+        if unknown:
+            raise ProfileError(f"{where}: {name}.train: unknown key(s) {unknown}; allowed: {sorted(allowed)}")

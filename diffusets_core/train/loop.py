@@ -238,6 +238,8 @@ class Trainer:
             idx = self._batch_indices(self.step)
             batch = self.train_src.batch(idx, self.device)
             g = _step_generator(cfg.seed, self.step, self.dist.rank, self.device)
+            if hasattr(self.loss_fn, "step"):  # step-dependent losses (KL annealing) read it from here
+                self.loss_fn.step = self.step
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
                 loss = self.loss_fn(self.wrapped, batch, g)
             if not torch.isfinite(loss):

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure

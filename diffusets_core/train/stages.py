@@ -1,0 +1,283 @@
+"""The pipeline's training stages on a run directory: VAE, latent encoding, conditional U-Net.
+
+Each stage reads what the previous one wrote (see CONTRACTS.md) and writes one self-describing artifact:
+``vae/model.pt``, ``latents/``, ``unet/model.pt``. Artifacts hold the EMA weights, the full model config,
+the embedder identity and the provenance, and load with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..data.store import SignalStore
+from ..diffusion.schedules import NoiseSchedule
+from ..models.unet import ConditionalUNet1D, UNetConfig
+from ..models.vae import VAE, VAEConfig, estimate_scale_factor
+from .checkpoint import CheckpointError, atomic_save, load_checkpoint
+from .loop import TensorSource, TrainConfig, Trainer
+from .distributed import resolve_device
+
+log = logging.getLogger(__name__)
+
+PAPER_KL_WEIGHT = 1.0 / 128  # the reference's KL reduction, expressed per signal value (see VAE.loss)
+LATENT_SPLITS = ("train", "val", "test")
+
+
+# ---------------------------------------------------------------------------------------------- VAE
+class VAETrainModule(nn.Module):
+    """Puts the VAE loss in ``forward`` so DistributedDataParallel sees (and syncs) the whole step."""
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor, kl_weight: float) -> dict[str, torch.Tensor]:
+        return self.vae.loss(x, kl_weight=kl_weight, noise=noise)
+
+
+class VAELoss:
+    """MSE + KL with the KL weight ramped linearly from 10 % to 100 % over ``anneal_steps`` (the
+    reference ramps 0.1 → 1.0 per epoch). Validation always uses the full weight, so validation losses
+    are comparable across steps."""
+
+    def __init__(self, kl_weight: float, anneal_steps: int):
+        self.kl_weight, self.anneal_steps, self.step = kl_weight, max(1, anneal_steps), 0
+
+    def weight(self, training: bool) -> float:
+        if not training:
+            return self.kl_weight
+        return self.kl_weight * min(1.0, 0.1 + 0.9 * self.step / self.anneal_steps)
+
+    def __call__(self, model: nn.Module, batch: dict, gen: torch.Generator) -> torch.Tensor:
+        x = batch["x"]
+        inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        c = inner.vae.cfg
+        noise = torch.randn((x.shape[0], c.latent_channels, x.shape[-1] // c.downsample_factor),
+                            generator=gen, device=x.device)
+        return model(x, noise, self.weight(model.training))["loss"]
+
+
+def _train_cfg(overrides: dict[str, Any], seed: int) -> TrainConfig:
+    return TrainConfig(**{"seed": seed, **overrides})
+
+
+def _signals(store: SignalStore, split: str) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(store.signals(split), dtype=np.float32))
+
+
+def train_vae(run_dir: str | os.PathLike, model: Optional[dict] = None, train: Optional[dict] = None, *,
+              seed: int = 0, kl_weight: float = PAPER_KL_WEIGHT, kl_anneal_frac: float = 0.5,
+              resume: bool = True) -> dict:
+    """Train the VAE on the run's training split; measure the latent scale; write ``vae/model.pt``."""
+    run_dir = Path(run_dir)
+    store = SignalStore(run_dir)
+    x_train, x_val = _signals(store, "train"), _signals(store, "val")
+    if len(x_train) == 0:
+        raise ValueError(f"{run_dir}/data: the training split is empty; prepare more records")
+    cfg = VAEConfig.from_dict({**(model or {}), "scale_factor": None})
+    tcfg = _train_cfg(train or {}, seed)
+    torch.manual_seed(seed)
+    vae = VAE(cfg)
+    loss = VAELoss(kl_weight, int(kl_anneal_frac * tcfg.max_steps))
+    out = run_dir / "vae"
+    meta = {"stage": "vae", "vae_config": cfg.to_dict(), "kl_weight": kl_weight, "kl_anneal_frac": kl_anneal_frac,
+            "n_train": len(x_train), "n_val": len(x_val), "package_version": __version__}
+    trainer = Trainer(VAETrainModule(vae), loss, TensorSource({"x": x_train}), out, tcfg,
+                      val=TensorSource({"x": x_val}) if len(x_val) else None, meta=meta)
+    if resume:
+        trainer.resume()
+    result = trainer.fit()
+    if not trainer.dist.is_main:
+        return {}
+    best = trainer.ema.shadow.vae  # EMA weights of the final step
+    if (out / "best.pt").is_file():
+        best.load_state_dict(_strip(load_checkpoint(out / "best.pt")["model"], "vae."))
+    scale = measure_latent_scale(best, x_train, device=trainer.device)
+    best.set_scale_factor(scale)
+    recon_val = reconstruction_error(best, x_val if len(x_val) else x_train, device=trainer.device)
+    artifact = {"kind": "diffusets.vae", "config": best.cfg.to_dict(), "state_dict": best.state_dict(),
+                "latent_scale": scale, "meta": {**meta, "steps": result.steps, "val_mse": recon_val,
+                                                "train_seconds": result.seconds}}
+    atomic_save(artifact, out / "model.pt")
+    summary = {"steps": result.steps, "seconds": round(result.seconds, 1),
+               "samples_per_s": round(result.samples_per_s, 1), "best_val_loss": result.best_val_loss,
+               "val_mse": recon_val, "latent_scale": scale, "params": best.num_parameters()["total"]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _strip(state: dict, prefix: str) -> dict:
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+
+
+@torch.no_grad()
+def measure_latent_scale(vae: VAE, x: torch.Tensor, *, device: torch.device, batch: int = 64) -> float:
+    """1 / std of the posterior means of ``x``: makes the diffusion model's latents unit-variance."""
+    vae.eval().to(device)
+    means = [vae.encoder.moments(x[i:i + batch].to(device))[0].cpu() for i in range(0, len(x), batch)]
+    return estimate_scale_factor(torch.cat(means))
+
+
+@torch.no_grad()
+def reconstruction_error(vae: VAE, x: torch.Tensor, *, device: torch.device, batch: int = 64) -> float:
+    """Mean squared error (mV²) of posterior-mean reconstructions."""
+    vae.eval().to(device)
+    tot, n = 0.0, 0
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch].to(device)
+        z, _, _ = vae.encode(xb, sample=False)
+        tot += float(((vae.decode(z) - xb) ** 2).sum())
+        n += xb.numel()
+    return tot / max(1, n)
+
+
+def load_vae(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
+    """The trained VAE of a run (EMA weights, latent scale set)."""
+    path = Path(run_dir) / "vae" / "model.pt"
+    ck = load_checkpoint(path, map_location=device)
+    if ck.get("kind") != "diffusets.vae":
+        raise CheckpointError(f"{path}: not a DiffuSETS VAE artifact (kind={ck.get('kind')!r})")
+    vae = VAE(VAEConfig.from_dict(ck["config"]))
+    vae.load_state_dict(ck["state_dict"])
+    return vae.to(device).eval()
+
+
+# ------------------------------------------------------------------------------------------ latents
+@torch.no_grad()
+def encode_latents(run_dir: str | os.PathLike, *, device: str = "auto", batch: int = 64) -> dict:
+    """Encode every prepared record with the trained VAE (posterior mean × scale) into ``latents/``.
+
+    The reference encodes one *sample* of the posterior per record; the mean is the deterministic choice
+    and, with the measured scale, gives unit-variance latents.
+    """
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    vae = load_vae(run_dir, dev)
+    store = SignalStore(run_dir)
+    out = run_dir / "latents"
+    out.mkdir(parents=True, exist_ok=True)
+    info: dict[str, Any] = {"latent_scale": vae.scale_factor, "splits": {}}
+    for split in LATENT_SPLITS:
+        recs = store.records(split)
+        zs = []
+        for frame, sig in store.iter_shards(split):
+            x = torch.from_numpy(np.ascontiguousarray(sig, dtype=np.float32))
+            for i in range(0, len(x), batch):
+                zs.append(vae.encode(x[i:i + batch].to(dev), sample=False)[0].cpu())
+        z = torch.cat(zs).numpy() if zs else np.zeros((0, vae.cfg.latent_channels, 0), np.float32)
+        _atomic_npy(out / f"{split}.npy", z.astype(np.float32))
+        recs[["record_id"]].to_csv(out / f"{split}_ids.csv", index=False)
+        info["splits"][split] = {"n": int(len(z)), "mean": float(z.mean()) if len(z) else None,
+                                 "std": float(z.std()) if len(z) else None}
+    (out / "info.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def _atomic_npy(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, arr)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------- U-Net
+class DiffusionLoss:
+    """Epsilon-prediction MSE with condition dropout (for classifier-free guidance)."""
+
+    def __init__(self, schedule: NoiseSchedule, timestep_mode: str = "uniform"):
+        self.schedule, self.timestep_mode = schedule, timestep_mode
+
+    def __call__(self, model: nn.Module, batch: dict, gen: torch.Generator) -> torch.Tensor:
+        x0 = batch["z"]
+        inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        b = x0.shape[0]
+        t = self.schedule.sample_timesteps(b, generator=gen, device=x0.device, mode=self.timestep_mode)
+        noise = torch.randn(x0.shape, generator=gen, device=x0.device)
+        x_t = self.schedule.add_noise(x0, noise, t)
+        drop = None
+        if model.training and inner.cfg.cond_dropout > 0:
+            drop = inner.sample_drop_mask(b, device=x0.device, generator=gen)
+        eps = model(x_t, t, batch["text"], batch["patient"], drop)
+        return nn.functional.mse_loss(eps, noise)
+
+
+def conditioning_arrays(run_dir: Path, record_ids: list[str], patient_mode: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Text vectors and encoded patient values for ``record_ids`` (in that order)."""
+    from ..text.embed import load_run_embeddings
+    from ..text.patient import encode_patient
+
+    ids, vectors, identity = load_run_embeddings(run_dir)
+    pos = {r: i for i, r in enumerate(ids)}
+    missing = [r for r in record_ids if r not in pos]
+    if missing:
+        raise ValueError(f"{len(missing)} record(s) have no text embedding (e.g. {missing[0]!r}); run `diffusets embed`")
+    text = vectors[[pos[r] for r in record_ids]]
+    recs = SignalStore(run_dir).records().set_index("record_id").loc[record_ids]
+    patient = encode_patient(recs["sex"].tolist(), recs["age"].to_numpy(float), recs["hr"].to_numpy(float),
+                             mode=patient_mode)
+    return text.astype(np.float32), patient.astype(np.float32), identity
+
+
+def _load_latents(run_dir: Path, split: str) -> tuple[np.ndarray, list[str]]:
+    import pandas as pd
+
+    z = np.load(run_dir / "latents" / f"{split}.npy")
+    ids = pd.read_csv(run_dir / "latents" / f"{split}_ids.csv", dtype=str)["record_id"].tolist()
+    return z, ids
+
+
+def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: Optional[dict] = None, *,
+               seed: int = 0, patient_mode: str = "normalized", timestep_mode: str = "uniform",
+               resume: bool = True) -> dict:
+    """Train the conditional U-Net on the training latents; write ``unet/model.pt``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "latents" / "train.npy").is_file():
+        raise FileNotFoundError(f"{run_dir}/latents/train.npy not found: run `diffusets encode {run_dir}` first")
+    z_tr, ids_tr = _load_latents(run_dir, "train")
+    z_va, ids_va = _load_latents(run_dir, "val")
+    t_tr, p_tr, identity = conditioning_arrays(run_dir, ids_tr, patient_mode)
+    cfg = UNetConfig.from_dict({**(model or {}), "text_dim": int(t_tr.shape[1]), "in_channels": int(z_tr.shape[1])})
+    tcfg = _train_cfg(train or {}, seed)
+    torch.manual_seed(seed)
+    unet = ConditionalUNet1D(cfg)
+    unet.freeze_unused_parameters()  # no gradient ever reaches them; DDP needs them out of the reducer
+    schedule = NoiseSchedule.paper()
+    vae_ck = load_checkpoint(run_dir / "vae" / "model.pt")
+    meta = {"stage": "unet", "unet_config": cfg.to_dict(), "embedder": identity, "patient_mode": patient_mode,
+            "timestep_mode": timestep_mode, "schedule": schedule.to_config(), "latent_scale": vae_ck["latent_scale"],
+            "n_train": len(z_tr), "n_val": len(z_va), "package_version": __version__}
+    src = TensorSource({"z": torch.from_numpy(z_tr), "text": torch.from_numpy(t_tr), "patient": torch.from_numpy(p_tr)})
+    val = None
+    if len(z_va):
+        t_va, p_va, _ = conditioning_arrays(run_dir, ids_va, patient_mode)
+        val = TensorSource({"z": torch.from_numpy(z_va), "text": torch.from_numpy(t_va), "patient": torch.from_numpy(p_va)})
+    out = run_dir / "unet"
+    trainer = Trainer(unet, DiffusionLoss(schedule, timestep_mode), src, out, tcfg, val=val, meta=meta)
+    if resume:
+        trainer.resume()
+    result = trainer.fit()
+    if not trainer.dist.is_main:
+        return {}
+    best = trainer.ema.shadow
+    if (out / "best.pt").is_file():
+        best.load_state_dict(load_checkpoint(out / "best.pt")["model"])
+    artifact = {"kind": "diffusets.unet", "config": cfg.to_dict(), "state_dict": best.state_dict(),
+                "meta": {**meta, "steps": result.steps, "train_seconds": result.seconds}}
+    atomic_save(artifact, out / "model.pt")
+    summary = {"steps": result.steps, "seconds": round(result.seconds, 1),
+               "samples_per_s": round(result.samples_per_s, 1), "best_val_loss": result.best_val_loss,
+               "params": best.num_parameters()["total"], "text_dim": cfg.text_dim}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
