@@ -1,0 +1,243 @@
+"""Embed the reports of a run directory (``run/data/manifest.csv`` -> ``run/embeddings/``).
+
+``embed_run`` writes::
+
+    run/embeddings/prompts.csv            record_id,prompt_index   (one row per ok manifest row, manifest order)
+    run/embeddings/distinct_prompts.csv   prompt_index,prompt      (the distinct ordered prompts)
+    run/embeddings/vectors.npy            float32 (n_distinct, dim); row i = prompt_index i
+    run/embeddings/identity.json          backend, model, dim, prompt_mode, [base_url], package version, counts
+    run/embeddings/cache/                 the persistent cache (unless DIFFUSETS_CACHE or cache_dir says otherwise)
+
+All files are written atomically (temp file + rename), ``identity.json`` last.  No secret is ever
+written: the OpenAI key lives only in the ``OPENAI_API_KEY`` environment variable.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .cache import EmbeddingCache, _atomic_write_bytes
+from .embedders import Embedder, make_embedder
+from .prompts import ordered_prompt
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "DIFFUSETS_CACHE"
+DEFAULT_AUTO_CONSOLIDATE = 256
+
+
+def default_cache_dir(run_dir: str | os.PathLike) -> Path:
+    """``$DIFFUSETS_CACHE`` if set (shared between runs), else ``run_dir/embeddings/cache``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path(run_dir) / "embeddings" / "cache"
+
+
+def _package_version() -> str:
+    try:
+        from diffusets_core import __version__
+
+        return str(__version__)
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+def read_ok_manifest(run_dir: str | os.PathLike):
+    """The ``status == "ok"`` rows of ``run_dir/data/manifest.csv`` (all columns as strings)."""
+    import pandas as pd
+
+    path = Path(run_dir) / "data" / "manifest.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"no manifest at {path}; prepare the data first (diffusets_core.data.prepare)")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for col in ("record_id", "report", "status"):
+        if col not in df.columns:
+            raise ValueError(f"{path} has no {col!r} column (columns: {list(df.columns)})")
+    return df[df["status"] == "ok"].reset_index(drop=True)
+
+
+def embed_texts(texts: Sequence[str], embedder: Embedder, cache: Optional[EmbeddingCache] = None,
+                batch_size: int = 64, progress: bool = True, desc: str | None = None) -> tuple[np.ndarray, dict]:
+    """Embed distinct ``texts`` through ``cache`` (each text embedded once, ever).
+
+    Every batch is committed to the cache as soon as it is embedded, so an interruption loses at most
+    the batch in flight.  Returns ``(matrix (len(texts), dim), stats)``.
+    """
+    from tqdm.auto import tqdm
+
+    texts = list(texts)
+    if cache is not None:
+        found, missing = cache.lookup(texts)
+    else:
+        found, missing = None, list(range(len(texts)))
+    stats0 = dict(embedder.stats)
+    new_rows: dict[int, np.ndarray] = {}
+    bar = tqdm(total=len(missing), unit="prompt", disable=not progress,
+               desc=desc or f"embedding ({embedder.backend}:{embedder.model})")
+    try:
+        for start in range(0, len(missing), batch_size):
+            idx = missing[start:start + batch_size]
+            batch = [texts[i] for i in idx]
+            vecs = embedder.embed(batch)
+            if cache is not None:
+                cache.add(batch, vecs)
+            else:
+                for i, v in zip(idx, vecs):
+                    new_rows[i] = v
+            bar.update(len(idx))
+    finally:
+        bar.close()
+    if cache is not None:
+        matrix = cache.get(texts) if texts else np.zeros((0, cache.dim or embedder.dim or 0), np.float32)
+    else:
+        dim = embedder.dim or 0
+        matrix = np.zeros((len(texts), dim), np.float32)
+        for i, v in new_rows.items():
+            matrix[i] = v
+    stats = {
+        "distinct_prompts": len(texts),
+        "cache_hits": len(texts) - len(missing),
+        "newly_embedded": len(missing),
+        "embed_batches": embedder.stats["embed_calls"] - stats0["embed_calls"],
+        "api_requests": embedder.stats["api_requests"] - stats0["api_requests"],
+        "api_retries": embedder.stats["retries"] - stats0["retries"],
+    }
+    return matrix, stats
+
+
+def embed_run(run_dir: str | os.PathLike, backend: str = "local", model: str | None = None,
+              base_url: str | None = None, prompt_mode: str = "paper", batch_size: int = 64,
+              cache_dir: str | os.PathLike | None = None, progress: bool = True, *,
+              embedder: Embedder | None = None, device: str = "auto",
+              auto_consolidate: int = DEFAULT_AUTO_CONSOLIDATE, **embedder_kwargs: Any) -> dict:
+    """Embed the ordered prompts of every ok record of ``run_dir`` and write ``run_dir/embeddings/``.
+
+    ``embedder`` overrides ``backend``/``model``/``base_url`` (its own identity is used).  Extra keyword
+    arguments go to the embedder constructor (e.g. ``allow_no_key``, ``max_retries``, ``backoff_base``,
+    ``timeout`` for ``openai``; ``dim`` for ``hash``).  ``device`` applies to the local backend.
+
+    Returns counts:
+
+    ``records``                 ok manifest rows
+    ``distinct_prompts``        distinct ordered prompts among them
+    ``cache_hits``              distinct prompts found in the cache
+    ``newly_embedded``          distinct prompts embedded now (and added to the cache)
+    ``embed_batches``           batches sent to the embedder (one API call each for ``openai``)
+    ``api_calls``               HTTP requests made (incl. retries; 0 for local backends)
+    ``api_retries``             of which retries
+    ``prompts_saved_by_dedup``  records - distinct prompts (embeddings not computed thanks to
+                                de-duplication; the reference made one API call per prompt)
+    ``api_calls_saved_by_dedup`` ceil(records needing a new vector / batch_size) - embed_batches
+    """
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    df = read_ok_manifest(run_dir)
+    record_ids = df["record_id"].tolist()
+    prompts = [ordered_prompt(r, prompt_mode) for r in df["report"].tolist()]
+    n_empty = sum(1 for p in prompts if not p)
+    if n_empty:
+        log.warning("%d ok record(s) have an empty report; they get the vector of the empty prompt", n_empty)
+    distinct = list(dict.fromkeys(prompts))
+    pindex = {p: i for i, p in enumerate(distinct)}
+    prompt_index = np.array([pindex[p] for p in prompts], dtype=np.int64)
+
+    if embedder is None:
+        if backend == "local":
+            embedder_kwargs.setdefault("device", device)
+            embedder_kwargs.setdefault("batch_size", batch_size)
+        elif backend == "openai":
+            embedder_kwargs.setdefault("batch_size", batch_size)
+        embedder = make_embedder(backend, model=model, base_url=base_url, prompt_mode=prompt_mode,
+                                 **embedder_kwargs)
+    elif embedder.prompt_mode != prompt_mode:
+        raise ValueError(f"embedder prompt_mode {embedder.prompt_mode!r} != prompt_mode {prompt_mode!r}")
+
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir(run_dir)
+    cache = EmbeddingCache(cache_root, embedder.identity)
+    missing_before = set(cache.lookup(distinct)[1]) if distinct else set()
+    matrix, st = embed_texts(distinct, embedder, cache, batch_size=batch_size, progress=progress)
+    if auto_consolidate and len(cache.segment_names()) > auto_consolidate:
+        cache.consolidate()
+
+    ident = embedder.identity.to_dict()
+    dim = int(matrix.shape[1]) or int(embedder.dim or cache.dim or 0)
+    ident["dim"] = dim
+    n_rec_new = int(sum(1 for i in prompt_index if i in missing_before))
+    counts = {
+        "records": len(record_ids),
+        "distinct_prompts": len(distinct),
+        "cache_hits": st["cache_hits"],
+        "newly_embedded": st["newly_embedded"],
+        "embed_batches": st["embed_batches"],
+        "api_calls": st["api_requests"],
+        "api_retries": st["api_retries"],
+        "prompts_saved_by_dedup": len(record_ids) - len(distinct),
+        "api_calls_saved_by_dedup": max(0, math.ceil(n_rec_new / batch_size) - st["embed_batches"]),
+        "empty_reports": n_empty,
+    }
+
+    out = run_dir / "embeddings"
+    out.mkdir(parents=True, exist_ok=True)
+    import pandas as pd
+
+    def write_csv(name: str, frame) -> None:
+        _atomic_write_bytes(out / name, lambda f: f.write(frame.to_csv(index=False).encode("utf-8")))
+
+    write_csv("prompts.csv", pd.DataFrame({"record_id": record_ids, "prompt_index": prompt_index}))
+    write_csv("distinct_prompts.csv", pd.DataFrame({"prompt_index": np.arange(len(distinct)), "prompt": distinct}))
+    _atomic_write_bytes(out / "vectors.npy",
+                        lambda f: np.save(f, np.ascontiguousarray(matrix, dtype=np.float32), allow_pickle=False))
+    elapsed = time.perf_counter() - t0
+    meta = dict(ident)
+    meta.update({
+        "package_version": _package_version(),
+        "records": len(record_ids),
+        "distinct_prompts": len(distinct),
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "files": {"prompts": "prompts.csv", "distinct_prompts": "distinct_prompts.csv", "vectors": "vectors.npy"},
+    })
+    _atomic_write_bytes(out / "identity.json", lambda f: f.write(json.dumps(meta, indent=2).encode("utf-8")))
+    counts.update({"identity": ident, "out_dir": str(out), "cache_dir": str(cache.dir),
+                   "seconds": round(elapsed, 3)})
+    log.info("embedded run %s: %s", run_dir, {k: v for k, v in counts.items() if k != "identity"})
+    return counts
+
+
+def load_run_embeddings(run_dir: str | os.PathLike) -> tuple[list[str], np.ndarray, dict]:
+    """``(record_ids, matrix, identity)`` with ``matrix[i]`` the vector of ``record_ids[i]``.
+
+    Rows follow the ok rows of ``run_dir/data/manifest.csv`` (when present); a record of the manifest
+    without an embedding raises ``ValueError`` (re-run :func:`embed_run`).
+    """
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    out = run_dir / "embeddings"
+    if not (out / "identity.json").exists():
+        raise FileNotFoundError(f"no embeddings in {out}; run embed_run({str(run_dir)!r}) first")
+    identity = json.loads((out / "identity.json").read_text(encoding="utf-8"))
+    table = pd.read_csv(out / "prompts.csv", dtype={"record_id": str, "prompt_index": np.int64},
+                        keep_default_na=False)
+    vectors = np.load(out / "vectors.npy")
+    if len(table) and (table["prompt_index"].max() >= len(vectors) or table["prompt_index"].min() < 0):
+        raise ValueError(f"{out}/prompts.csv points outside vectors.npy ({len(vectors)} rows)")
+    ids = table["record_id"].tolist()
+    rows = table["prompt_index"].to_numpy()
+    if (run_dir / "data" / "manifest.csv").exists():
+        want = read_ok_manifest(run_dir)["record_id"].tolist()
+        if want != ids:
+            pos = {r: i for i, r in enumerate(ids)}
+            absent = [r for r in want if r not in pos]
+            if absent:
+                raise ValueError(f"{len(absent)} ok manifest record(s) have no embedding (e.g. {absent[0]!r}); "
+                                 f"re-run embed_run on {run_dir}")
+            rows = rows[[pos[r] for r in want]]
+            ids = want
+    return ids, vectors[rows], identity
