@@ -1,0 +1,42 @@
+"""Data: reading PTB-XL, MIMIC-IV-ECG (and the embedded cohort) or any WFDB folder, and
+preparing them into a run directory (manifest + float32 shards, canonical leads, mV).
+
+Main entry points: :func:`prepare_dataset` and :class:`SignalStore`. Imports are light:
+neurokit2 is loaded only when R-peak detection is actually needed.
+"""
+
+from .leads import CANONICAL_LEADS, LeadMappingError, canonical_lead_name, lead_indices
+from .records import DatasetLayoutError, RecordRef
+from .wfdb_io import (
+    AllNaNError,
+    ECGRecord,
+    HeaderError,
+    HeaderSignalMismatchError,
+    MissingLeadError,
+    RecordError,
+    RecordNotFoundError,
+    TruncatedSignalError,
+    UnexpectedSamplingRateError,
+    UnitError,
+    read_record,
+)
+from .ptbxl import read_ptbxl
+from .mimic import read_mimic
+from .folder import read_folder
+from .preprocess import PreprocessConfig, ProcessedRecord, process_ref
+from .splits import assign_splits
+from .store import MANIFEST_COLUMNS, SignalStore, read_manifest
+from .prepare import PrepareResult, list_records, prepare_dataset
+
+__all__ = [
+    "CANONICAL_LEADS", "LeadMappingError", "canonical_lead_name", "lead_indices",
+    "DatasetLayoutError", "RecordRef",
+    "ECGRecord", "RecordError", "RecordNotFoundError", "HeaderError", "TruncatedSignalError",
+    "HeaderSignalMismatchError", "MissingLeadError", "UnexpectedSamplingRateError", "UnitError",
+    "AllNaNError", "read_record",
+    "read_ptbxl", "read_mimic", "read_folder",
+    "PreprocessConfig", "ProcessedRecord", "process_ref",
+    "assign_splits",
+    "MANIFEST_COLUMNS", "SignalStore", "read_manifest",
+    "PrepareResult", "list_records", "prepare_dataset",
+]

@@ -1,0 +1,178 @@
+"""On-disk store of prepared signals: sharded ``.npy`` arrays + ``manifest.csv``.
+
+Layout (CONTRACTS.md)::
+
+    run/data/manifest.csv                 one row per source record, MANIFEST_COLUMNS
+    run/data/signals/shard_00000.npy ...  float32 (n_i, 12, 1024) mV, canonical lead order
+    run/data/prepare.json                 how the data was made
+
+Every file is written atomically (:func:`atomic_write`): to a temporary file in the same
+directory, flushed and fsync'ed, then ``os.replace``'d over the target, so a crash leaves
+either the old file or the new one, never a partial one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "MANIFEST_COLUMNS",
+    "SignalStore",
+    "atomic_write",
+    "atomic_save_npy",
+    "atomic_write_text",
+    "read_manifest",
+    "shard_path",
+    "data_dir",
+    "TMP_PREFIX",
+]
+
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "record_id", "subject_id", "split", "report", "age", "sex", "hr", "hr_source", "source",
+    "source_path", "status", "reason", "shard", "row",
+)
+TMP_PREFIX = ".tmp-"
+_STRING_COLUMNS = ("record_id", "subject_id", "split", "report", "sex", "hr_source", "source",
+                   "source_path", "status", "reason")
+
+
+def data_dir(run_dir: str | os.PathLike[str]) -> Path:
+    return Path(run_dir) / "data"
+
+
+def shard_path(run_dir: str | os.PathLike[str], shard: int) -> Path:
+    return data_dir(run_dir) / "signals" / f"shard_{shard:05d}.npy"
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the rename itself durable; not supported on every platform/filesystem.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same dir, fsync, os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    atomic_write(path, text.encode("utf-8"))
+
+
+def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """``np.save`` with atomic replacement."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    atomic_write(path, buf.getvalue())
+
+
+def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a manifest with stable dtypes: ids and text as str, numbers as float/Int64."""
+    df = pd.read_csv(
+        path,
+        dtype={c: str for c in _STRING_COLUMNS},
+        keep_default_na=False,
+        na_values={"age": [""], "hr": [""], "shard": [""], "row": [""]},
+    )
+    for col in ("age", "hr"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    for col in ("shard", "row"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    return df[list(MANIFEST_COLUMNS)]
+
+
+class SignalStore:
+    """Read access to a prepared run: ``SignalStore(run_dir).signals("train")``."""
+
+    def __init__(self, run_dir: str | os.PathLike[str]):
+        self.run_dir = Path(run_dir)
+        self.data_dir = data_dir(self.run_dir)
+        manifest = self.data_dir / "manifest.csv"
+        if not manifest.is_file():
+            raise FileNotFoundError(f"{manifest}: no prepared data (run prepare_dataset first)")
+        self._manifest: pd.DataFrame | None = None
+        self._info: dict | None = None
+
+    @property
+    def manifest(self) -> pd.DataFrame:
+        """All rows, ok and skipped (see CONTRACTS.md for the columns)."""
+        if self._manifest is None:
+            self._manifest = read_manifest(self.data_dir / "manifest.csv")
+        return self._manifest
+
+    @property
+    def info(self) -> dict:
+        """Contents of ``prepare.json`` (empty if absent)."""
+        if self._info is None:
+            p = self.data_dir / "prepare.json"
+            self._info = json.loads(p.read_text()) if p.is_file() else {}
+        return self._info
+
+    @property
+    def fs(self) -> float:
+        """Sampling rate of the stored signals (out_len / window_s, 102.4 Hz by default)."""
+        cfg = self.info.get("preprocess", {})
+        return float(cfg.get("out_len", 1024)) / float(cfg.get("window_s", 10.0))
+
+    def records(self, split: str | None = None) -> pd.DataFrame:
+        """The ``ok`` manifest rows, in the order :meth:`signals` returns their arrays."""
+        m = self.manifest
+        m = m[m["status"] == "ok"]
+        if split is not None:
+            m = m[m["split"] == split]
+        return m.reset_index(drop=True)
+
+    def shard(self, shard: int) -> np.ndarray:
+        """One shard, memory-mapped read-only."""
+        return np.load(shard_path(self.run_dir, shard), mmap_mode="r")
+
+    def iter_shards(self, split: str | None = None) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+        """(records, signals) per shard: the way to stream datasets too large for RAM."""
+        recs = self.records(split)
+        for shard, grp in recs.groupby("shard", sort=True):
+            arr = self.shard(int(shard))
+            rows = grp["row"].to_numpy(dtype=np.int64)
+            yield grp.reset_index(drop=True), (arr if len(rows) == len(arr) and (rows == np.arange(len(arr))).all() else arr[rows])
+
+    def signals(self, split: str | None = None) -> np.ndarray:
+        """``(N, 12, L)`` float32 signals of the ok records (of one split, if given).
+
+        A single shard fully selected comes back as its read-only memory map (no copy);
+        otherwise the selected rows are gathered into one array in memory.
+        """
+        parts = [sig for _, sig in self.iter_shards(split)]
+        if not parts:
+            cfg = self.info.get("preprocess", {})
+            return np.zeros((0, 12, int(cfg.get("out_len", 1024))), dtype=np.float32)
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts, axis=0)
+
+    def __len__(self) -> int:
+        return int((self.manifest["status"] == "ok").sum())

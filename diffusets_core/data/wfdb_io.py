@@ -1,0 +1,273 @@
+"""Reading one WFDB record into canonical-lead millivolts, with typed, explicit errors.
+
+`read_record` is the only function here that touches signal files. It reads the digital
+samples with ``wfdb.rdrecord`` and converts them itself, which lets it check what the
+header promises against what is on disk before any number is trusted:
+
+* file size vs. ``sig_len x channels x format`` (a truncated ``.dat`` is caught by name,
+  not reported by wfdb as "Samples were not loaded correctly" or silently zero-padded);
+* the per-channel checksums of the header (catches a ``.dat`` that belongs to another
+  header, or one written with a different channel count);
+* the 12 standard leads by name (:mod:`.leads`), extra channels dropped;
+* physical units: ``uV``/``V`` are scaled to mV; unknown units are refused;
+* an optional expected sampling rate; a record that is entirely missing (all NaN).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .leads import CANONICAL_LEADS, LeadMappingError, lead_indices
+
+__all__ = [
+    "ECGRecord",
+    "RecordError",
+    "RecordNotFoundError",
+    "HeaderError",
+    "TruncatedSignalError",
+    "HeaderSignalMismatchError",
+    "MissingLeadError",
+    "UnexpectedSamplingRateError",
+    "UnitError",
+    "AllNaNError",
+    "read_record",
+    "unit_scale_to_mv",
+]
+
+# Bits per stored sample for the WFDB formats whose file size is a simple product.
+# Compressed (FLAC 508/516/524) and 3-in-4-byte packed (310/311) formats are not
+# size-checked; wfdb's own errors still surface as RecordError for them.
+_FORMAT_BITS: dict[str, int] = {
+    "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12,
+}
+# The digital value WFDB reserves for "no sample" in each format (written for NaN).
+_INVALID_SAMPLE: dict[str, int] = {
+    "8": -128, "16": -32768, "24": -(2**23), "32": -(2**31), "61": -32768,
+    "80": -128, "160": -32768, "212": -2048, "310": -512, "311": -512,
+}
+_UNIT_SCALE: dict[str, float] = {
+    "mv": 1.0, "millivolt": 1.0, "millivolts": 1.0,
+    "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3, "microvolts": 1e-3,
+    "v": 1e3, "volt": 1e3, "volts": 1e3, "nv": 1e-6,
+}
+
+
+class RecordError(Exception):
+    """A record that cannot be used. ``str(err)`` names the file and what was expected."""
+
+    #: short machine-friendly category, used to summarise skip reasons
+    kind = "record_error"
+
+    def __init__(self, path: str | os.PathLike[str], message: str):
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class RecordNotFoundError(RecordError):
+    kind = "not_found"
+
+
+class HeaderError(RecordError):
+    kind = "bad_header"
+
+
+class TruncatedSignalError(RecordError):
+    kind = "truncated"
+
+
+class HeaderSignalMismatchError(RecordError):
+    kind = "header_signal_mismatch"
+
+
+class MissingLeadError(RecordError):
+    kind = "missing_lead"
+
+
+class UnexpectedSamplingRateError(RecordError):
+    kind = "sampling_rate"
+
+
+class UnitError(RecordError):
+    kind = "units"
+
+
+class AllNaNError(RecordError):
+    kind = "all_nan"
+
+
+@dataclass
+class ECGRecord:
+    """A 12-lead record in canonical lead order and millivolts."""
+
+    signal: np.ndarray  # (n_samples, 12) float64, mV, NaN where the file marks "no sample"
+    fs: float
+    n_samples: int
+    comments: list[str] = field(default_factory=list)
+    record_name: str = ""
+    path: str = ""  # record path without extension
+    leads: tuple[str, ...] = CANONICAL_LEADS
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / self.fs
+
+
+def unit_scale_to_mv(units: str | None) -> float:
+    """Factor that converts a WFDB physical unit string to millivolts.
+
+    A missing unit is read as mV, the WFDB default. Raises ValueError for anything else.
+    """
+    if units is None or str(units).strip() == "":
+        return 1.0
+    key = str(units).strip().lower()
+    if key not in _UNIT_SCALE:
+        raise ValueError(f"unknown physical unit {units!r} (expected mV, uV or V)")
+    return _UNIT_SCALE[key]
+
+
+def _check_file_sizes(header, record_dir: Path, record_path: str) -> None:
+    """Compare each signal file's size with what the header implies."""
+    sig_len = header.sig_len
+    if not sig_len:  # header without a length: wfdb infers it from the file, nothing to check
+        return
+    files: dict[str, list[int]] = {}
+    for ch, fname in enumerate(header.file_name):
+        files.setdefault(fname, []).append(ch)
+    for fname, chans in files.items():
+        dat = record_dir / fname
+        if not dat.is_file():
+            raise RecordNotFoundError(
+                dat, f"signal file missing (the header {record_path}.hea lists it for "
+                f"channels {[header.sig_name[c] for c in chans]})"
+            )
+        fmt = str(header.fmt[chans[0]])
+        bits = _FORMAT_BITS.get(fmt)
+        if bits is None:
+            continue
+        spf = sum(int((header.samps_per_frame or [1] * header.n_sig)[c] or 1) for c in chans)
+        offset = int((header.byte_offset or [None] * header.n_sig)[chans[0]] or 0)
+        expected = offset + math.ceil(sig_len * spf * bits / 8)
+        actual = dat.stat().st_size
+        what = f"{sig_len} samples x {spf} channel(s) in format {fmt} = {expected} bytes"
+        if actual < expected:
+            raise TruncatedSignalError(
+                dat, f"truncated signal file: holds {actual} bytes, header implies {what}"
+            )
+        if actual > expected:
+            raise HeaderSignalMismatchError(
+                dat, f"signal file larger than its header says: holds {actual} bytes, "
+                f"header implies {what} (wrong header for this .dat?)"
+            )
+
+
+def _check_header(header, hea: Path) -> None:
+    if not header.n_sig or not header.file_name:
+        raise HeaderError(hea, "header lists no signals (expected 12 standard leads)")
+    if not header.fs or header.fs <= 0:
+        raise HeaderError(hea, f"invalid sampling frequency {header.fs!r}")
+
+
+def read_record(
+    path: str | os.PathLike[str],
+    *,
+    expected_fs: float | None = None,
+    verify_checksums: bool = True,
+) -> ECGRecord:
+    """Read a WFDB record (path without extension) as canonical 12-lead millivolts.
+
+    Args:
+        path: record path without extension, e.g. ``.../records500/00000/00001_hr``.
+        expected_fs: if given, refuse records with another sampling rate.
+        verify_checksums: compare the header's per-channel checksums with the data.
+
+    Raises:
+        RecordError: a subclass naming the file and what was expected.
+    """
+    import wfdb  # local import keeps `import diffusets_core.data` light
+
+    record_path = str(path)
+    if record_path.endswith(".hea"):
+        record_path = record_path[:-4]
+    hea = Path(record_path + ".hea")
+    if not hea.is_file():
+        raise RecordNotFoundError(hea, "header file not found (expected a WFDB record: <name>.hea + signal file)")
+
+    # One header parse per record: wfdb's header parser dominates the cost of reading a
+    # 10 s record, so rdrecord is called first and the header checks use its result; the
+    # header is parsed separately only to explain a failure.
+    try:
+        rec = wfdb.rdrecord(record_path, physical=False, return_res=64)
+    except Exception as exc:  # wfdb raises assorted ValueError/IndexError/OSError
+        try:
+            header = wfdb.rdheader(record_path)
+        except Exception as hexc:
+            raise HeaderError(hea, f"cannot parse WFDB header: {hexc}") from hexc
+        _check_header(header, hea)
+        _check_file_sizes(header, hea.parent, record_path)  # raises the precise error if it finds one
+        raise HeaderSignalMismatchError(hea, f"wfdb could not read the samples the header describes: {exc}") from exc
+
+    _check_header(rec, hea)
+    try:
+        idx = lead_indices(rec.sig_name or [])
+    except LeadMappingError as exc:
+        raise MissingLeadError(hea, str(exc)) from exc
+
+    fs = float(rec.fs)
+    if expected_fs is not None and abs(fs - float(expected_fs)) > 1e-6:
+        raise UnexpectedSamplingRateError(
+            hea, f"sampling rate {fs:g} Hz, expected {float(expected_fs):g} Hz"
+        )
+    # rdrecord reads only the samples the header announces: a longer file goes unnoticed.
+    _check_file_sizes(rec, hea.parent, record_path)
+
+    d = rec.d_signal
+    if d is None or d.ndim != 2 or d.shape[1] != rec.n_sig:
+        raise HeaderSignalMismatchError(hea, f"read samples of shape {getattr(d, 'shape', None)}, header lists {rec.n_sig} channels")
+    if rec.sig_len and d.shape[0] != rec.sig_len:
+        raise HeaderSignalMismatchError(hea, f"read {d.shape[0]} samples, header says {rec.sig_len}")
+
+    if verify_checksums and rec.checksum is not None:
+        # WFDB checksum: 16-bit sum of the channel's digital samples (signed or not in the text).
+        sums = d.sum(axis=0) % 65536
+        bad = [
+            rec.sig_name[c]
+            for c, ck in enumerate(rec.checksum)
+            if ck is not None and int(sums[c]) != int(ck) % 65536
+        ]
+        if bad:
+            raise HeaderSignalMismatchError(
+                hea, f"checksum mismatch in channel(s) {', '.join(bad)}: the signal file does not hold the samples this header describes"
+            )
+
+    signal = np.empty((d.shape[0], len(CANONICAL_LEADS)), dtype=np.float64)
+    for out_col, ch in enumerate(idx):
+        try:
+            scale = unit_scale_to_mv(rec.units[ch] if rec.units else None)
+        except ValueError as exc:
+            raise UnitError(hea, f"channel {rec.sig_name[ch]}: {exc}") from exc
+        gain = float(rec.adc_gain[ch])
+        if gain == 0:  # WFDB: gain 0 means "uncalibrated", DEFGAIN = 200 adu/unit
+            gain = 200.0
+        col = d[:, ch]
+        out = (col - float(rec.baseline[ch])) * (scale / gain)
+        invalid = _INVALID_SAMPLE.get(str(rec.fmt[ch]))
+        if invalid is not None:
+            out[col == invalid] = np.nan
+        signal[:, out_col] = out
+
+    if np.isnan(signal).all():
+        raise AllNaNError(hea, "every sample of the 12 standard leads is missing (all NaN)")
+
+    return ECGRecord(
+        signal=signal,
+        fs=fs,
+        n_samples=int(d.shape[0]),
+        comments=list(rec.comments or []),
+        record_name=str(rec.record_name),
+        path=record_path,
+    )

@@ -1,0 +1,145 @@
+"""Helpers that write small WFDB trees in the real PTB-XL / MIMIC-IV-ECG layouts (tests only)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import wfdb
+
+from diffusets_core.data.leads import CANONICAL_LEADS
+
+MIMIC_DISK_ORDER = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
+# Per-lead scale of the synthetic beat, so that every lead is distinguishable after reading.
+LEAD_SCALE = np.array([0.6, 1.0, 0.4, -0.8, 0.3, 0.7, -0.5, 0.9, 1.2, 1.4, 1.1, 0.8])
+
+
+@functools.lru_cache(maxsize=32)
+def _template(hr: float, fs: int, seconds: float, seed: int) -> np.ndarray:
+    import neurokit2 as nk
+
+    return nk.ecg_simulate(duration=seconds, sampling_rate=fs, heart_rate=hr, random_state=seed, noise=0.01)
+
+
+def synthetic_ecg(hr: float = 70.0, fs: int = 500, seconds: float = 10.0, seed: int = 0) -> np.ndarray:
+    """(n, 12) mV in canonical order: one neurokit2 ECG scaled per lead (aVL has a 3 Hz tag)."""
+    base = _template(float(hr), int(fs), float(seconds), int(seed) % 4)
+    sig = base[:, None] * LEAD_SCALE[None, :]
+    t = np.arange(len(base)) / fs
+    sig[:, CANONICAL_LEADS.index("aVL")] += 0.25 * np.sin(2 * np.pi * 3.0 * t)  # distinctive
+    rng = np.random.default_rng(seed)
+    return sig + 0.005 * rng.standard_normal(sig.shape)
+
+
+def write_wfdb(dir_: Path, name: str, signal: np.ndarray, fs: float, sig_names, *, gain: float,
+               units: str = "mV", comments=None) -> None:
+    """Write a format-16 record (signal columns already in ``sig_names`` order)."""
+    dir_.mkdir(parents=True, exist_ok=True)
+    wfdb.wrsamp(
+        name, fs=fs, units=[units] * len(sig_names), sig_name=list(sig_names), p_signal=signal,
+        fmt=["16"] * len(sig_names), adc_gain=[gain] * len(sig_names), baseline=[0] * len(sig_names),
+        comments=comments or [], write_dir=str(dir_),
+    )
+
+
+def mimic_rel_path(subject_id: int, study_id: int) -> str:
+    p = f"p{subject_id}"
+    return f"files/{p[:5]}/{p}/s{study_id}/{study_id}"
+
+
+def write_mimic_tree(root: Path, records: list[dict], *, patients: dict[int, tuple[int, str]] | None = None,
+                     write_patients: bool = True) -> Path:
+    """records: dicts with subject_id, study_id and optional signal (canonical, mV), fs, hr,
+    reports (list[str]), rr_interval (ms), seed. Leads are written aVF-before-aVL, gain 200."""
+    root = Path(root)
+    rl, mm = [], []
+    for r in records:
+        sid, stid = int(r["subject_id"]), int(r["study_id"])
+        fs = r.get("fs", 500)
+        sig = r.get("signal")
+        if sig is None:
+            sig = synthetic_ecg(r.get("hr", 70.0), fs, r.get("seconds", 10.0), r.get("seed", stid))
+        rel = mimic_rel_path(sid, stid)
+        if r.get("write", True):
+            disk = sig[:, [CANONICAL_LEADS.index(n) for n in MIMIC_DISK_ORDER]]
+            write_wfdb(root / os.path.dirname(rel), str(stid), disk, fs, MIMIC_DISK_ORDER, gain=200.0)
+        rl.append({"subject_id": sid, "study_id": stid, "file_name": stid, "ecg_time": "2182-09-22 12:04:00", "path": rel})
+        if r.get("measurements", True):
+            row = {"subject_id": sid, "study_id": stid, "cart_id": 6848296, "ecg_time": "2182-09-22 12:04:00"}
+            reports = list(r.get("reports", ["Sinus rhythm", "Normal ECG"]))
+            for i in range(18):
+                row[f"report_{i}"] = reports[i] if i < len(reports) else None
+            row.update({"bandwidth": "0.005-150 Hz", "filtering": "60 Hz notch Baseline filter",
+                        "rr_interval": r.get("rr_interval", round(60000 / r.get("hr", 70.0))),
+                        "p_onset": 40, "p_end": 128, "qrs_onset": 170, "qrs_end": 258, "t_end": 518,
+                        "p_axis": 81, "qrs_axis": 77, "t_axis": 79})
+            mm.append(row)
+    (root / "files").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rl).to_csv(root / "record_list.csv", index=False)
+    pd.DataFrame(mm).to_csv(root / "machine_measurements.csv", index=False)
+    if write_patients:
+        subjects = sorted({int(r["subject_id"]) for r in records})
+        patients = patients or {s: (40 + s % 50, "MF"[s % 2]) for s in subjects}
+        pd.DataFrame(
+            [{"subject_id": s, "gender": g, "anchor_age": a, "anchor_year": 2180,
+              "anchor_year_group": "2014 - 2016", "dod": None} for s, (a, g) in patients.items()]
+        ).to_csv(root / "patients.csv", index=False)
+    return root
+
+
+def simple_mimic_records(n: int, *, subjects: int | None = None, first_subject: int = 10000032) -> list[dict]:
+    subjects = subjects or n
+    return [
+        {"subject_id": first_subject + (i % subjects), "study_id": 40000000 + i, "hr": 60.0 + (i % 5) * 10,
+         "seed": i, "reports": ["Sinus rhythm", f"Statement {i}", "Normal ECG"]}
+        for i in range(n)
+    ]
+
+
+PTBXL_COLUMNS = ["ecg_id", "patient_id", "age", "sex", "height", "weight", "nurse", "site", "device",
+                 "recording_date", "report", "scp_codes", "heart_axis", "infarction_stadium1",
+                 "infarction_stadium2", "validated_by", "second_opinion", "initial_autogenerated_report",
+                 "validated_by_human", "baseline_drift", "static_noise", "burst_noise", "electrodes_problems",
+                 "extra_beats", "pacemaker", "strat_fold", "filename_lr", "filename_hr"]
+
+SCP_STATEMENTS = (
+    ",description,diagnostic,form,rhythm,diagnostic_class,diagnostic_subclass,Statement Category,"
+    "SCP-ECG Statement Description,AHA code,aECG REFID,CDISC Code,DICOM Code\n"
+    "NORM,normal ECG,1.0,,,NORM,NORM,Normal/abnormal,normal ECG,1.0,,,F-000B7\n"
+    "SR,sinus rhythm,,,1.0,,,Rhythm,sinus rhythm,,,,\n"
+    "IMI,inferior myocardial infarction,1.0,,,MI,IMI,Myocardial Infarction,inferior myocardial infarction,,,,\n"
+    "LVOLT,low QRS voltages in the frontal and horizontal leads,,1.0,,,,other ST-T descriptive statements,low voltage,,,,\n"
+)
+
+
+def write_ptbxl_tree(root: Path, rows: list[dict], *, raw_extra_lines: list[str] = ()) -> Path:
+    """rows: dicts with ecg_id, patient_id, age, sex, report, scp_codes (str), hr, optional signal."""
+    root = Path(root)
+    out = []
+    for r in rows:
+        eid = int(r["ecg_id"])
+        folder = f"{(eid // 1000) * 1000:05d}"
+        rel_hr = f"records500/{folder}/{eid:05d}_hr"
+        if r.get("write", True):
+            sig = r.get("signal")
+            if sig is None:
+                sig = synthetic_ecg(r.get("hr", 70.0), 500, 10.0, eid)
+            write_wfdb(root / "records500" / folder, f"{eid:05d}_hr", sig, 500, CANONICAL_LEADS, gain=1000.0)
+        row = {c: "" for c in PTBXL_COLUMNS}
+        row.update({"ecg_id": eid, "patient_id": f"{float(r.get('patient_id', 15000 + eid)):.1f}",
+                    "age": r.get("age", 56.0), "sex": r.get("sex", 1), "report": r.get("report", "sinusrhythmus normales ekg"),
+                    "scp_codes": r.get("scp_codes", "{'NORM': 100.0, 'SR': 0.0}"), "strat_fold": r.get("strat_fold", 3),
+                    "device": "CS-12   E", "filename_lr": f"records100/{folder}/{eid:05d}_lr", "filename_hr": rel_hr})
+        out.append(row)
+    for sub in ("records100", "records500"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(out, columns=PTBXL_COLUMNS).set_index("ecg_id")
+    text = df.to_csv()
+    if raw_extra_lines:
+        text += "".join(line + "\n" for line in raw_extra_lines)
+    (root / "ptbxl_database.csv").write_text(text)
+    (root / "scp_statements.csv").write_text(SCP_STATEMENTS)
+    return root
