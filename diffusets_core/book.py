@@ -39,6 +39,8 @@ STAGE_PARAMETERS = {
                           "workers": p.data.workers, "baseline_removal": p.data.baseline_removal},
     "02_text": lambda p: {"backend": p.text.backend, "model": p.text.model, "base_url": p.text.base_url,
                           "prompt_mode": p.text.prompt_mode, "batch_size": p.text.batch_size},
+    "03_vae": lambda p: {"vae_model": p.vae.model, "vae_train": p.vae.train, "vae_extra": p.vae.extra},
+    "04_diffusion": lambda p: {"unet_model": p.unet.model, "unet_train": p.unet.train, "unet_extra": p.unet.extra},
 }
 
 
