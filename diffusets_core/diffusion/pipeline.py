@@ -115,6 +115,40 @@ class DiffuSETSPipeline:
         return cls(unet, vae, embedder, patient_mode=meta.get("patient_mode", "normalized"), schedule=schedule,
                    fs=fs, device=dev, cache_dir=default_cache_dir(run_dir), identity=model_id)
 
+    @classmethod
+    def from_reference(cls, unet_path: str | os.PathLike, vae_path: str | os.PathLike, *, embedder: Any = "openai",
+                       device: str = "auto", cache_dir: Optional[str | os.PathLike] = None,
+                       **embedder_kwargs: Any) -> "DiffuSETSPipeline":
+        """The authors' released model (``unet_all.pth`` + ``vae_model.pth``) in paper mode.
+
+        Paper mode: ordered prompts in the reference's exact template, raw patient values (sex 1 = M,
+        age in years, HR in bpm), latent constant 0.18215, predicted x0 clipped to [-1, 1]. The released
+        U-Net was trained on OpenAI ``text-embedding-ada-002`` vectors (1536-d; the key is read from
+        ``OPENAI_API_KEY``); any other embedder must have the checkpoint's text width, which is checked
+        before generation. Use ``sampler="ddpm", num_inference_steps=1000`` for the paper's sampler.
+        """
+        from ..models.reference import check_embedder_compat, load_reference_unet, load_reference_vae
+        from ..text.embedders import make_embedder
+
+        dev = resolve_device(device)
+        unet = load_reference_unet(unet_path)
+        vae = load_reference_vae(vae_path)
+        if isinstance(embedder, str):
+            model = embedder_kwargs.pop("model", "text-embedding-ada-002" if embedder == "openai" else None)
+            embedder = make_embedder(embedder, model=model, prompt_mode="paper", **embedder_kwargs)
+        if getattr(embedder, "prompt_mode", "paper") != "paper":
+            raise ValueError("the released model was conditioned on paper-mode ordered prompts; "
+                             f"got an embedder with prompt_mode={embedder.prompt_mode!r}")
+        if getattr(embedder, "dim", None) is not None:
+            check_embedder_compat(unet, embedder)
+        cache = Path(cache_dir) if cache_dir else Path(os.environ.get("DIFFUSETS_CACHE",
+                                                                      Path.home() / ".cache" / "diffusets" / "embeddings"))
+        identity = {"weights": "authors' released DiffuSETS checkpoint (paper mode)",
+                    "unet_path": str(Path(unet_path).resolve()), "vae_path": str(Path(vae_path).resolve()),
+                    "text_dim": unet.cfg.text_dim, "embedder": embedder.identity.to_dict(), "patient_mode": "paper"}
+        return cls(unet, vae, embedder, patient_mode="paper", schedule=NoiseSchedule.paper(), fs=102.4, device=dev,
+                   cache_dir=cache, identity=identity, clip_sample=1.0)
+
     # -- conditioning --------------------------------------------------------------------------------
     def embed_reports(self, reports: Sequence[str]) -> np.ndarray:
         """Ordered-prompt embeddings of ``reports`` (``|``-joined statements), through the run's cache."""

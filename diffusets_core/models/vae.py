@@ -1,0 +1,357 @@
+"""The paper's 1-D Stable-Diffusion-style VAE (REFERENCE.md §2): 12 x 1024 ECG <-> 4 x 128 latent.
+
+Layout and checkpoint compatibility
+-----------------------------------
+:class:`VAEEncoder` and :class:`VAEDecoder` are ``nn.Sequential`` subclasses whose indices reproduce the
+reference's state-dict keys exactly at paper widths (``0.weight``, ``1.groupnorm_1.weight``,
+``13.attention.in_proj.weight``, ...; checked key by key against tests/fixtures/reference/vae_keys.json).
+The released ``vae_model.pth`` is ``{'encoder': ..., 'decoder': ...}``; load it with
+:func:`diffusets_core.models.reference.load_reference_vae`.
+
+Our API is channels-first, ``(B, 12, L)`` signals and ``(B, 4, L/8)`` latents. The reference's
+``(B, L, 12)`` signal layout is available per call with ``layout="BLC"``.
+
+Differences from the reference (switches, not forks)
+----------------------------------------------------
+* The decoder never modifies its input (the reference divides the caller's tensor in place).
+* ``scale_factor``: latent scale. ``None`` (our default) means "measured from data": it acts as 1.0 until
+  :meth:`VAE.set_scale_factor` is called with e.g. :func:`estimate_scale_factor` of training latents. Paper
+  mode uses 0.18215. The encoder's ``z`` is multiplied by it, the decoder divides by it.
+* ``norm_groups``: GroupNorm groups (paper 32); each norm uses ``gcd(norm_groups, C)`` groups so small
+  widths (e.g. ``channels=(32, 32, 64)``) work.
+* ``attn_norm``: the attention block's GroupNorm is constructed but *not applied* in the reference (dead
+  parameters, kept for loading). ``attn_norm=True`` applies it (as Stable Diffusion does); default False.
+* ``loss_reduction`` (see :meth:`VAE.loss`): ``"mean"`` (default) or ``"paper"``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import FusedSelfAttention
+
+__all__ = [
+    "VAEConfig",
+    "VAEEncoder",
+    "VAEDecoder",
+    "VAE",
+    "ResBlock",
+    "AttnBlock",
+    "estimate_scale_factor",
+    "PAPER_SCALE_FACTOR",
+]
+
+#: Stable Diffusion's latent scale, copied by the paper.
+PAPER_SCALE_FACTOR = 0.18215
+
+
+@dataclass
+class VAEConfig:
+    """VAE hyper-parameters. ``VAEConfig.paper()`` is the released model."""
+
+    in_channels: int = 12
+    channels: tuple[int, ...] = (128, 256, 512)
+    latent_channels: int = 4
+    mid_attention: bool = True
+    attn_heads: int = 1
+    attn_norm: bool = False
+    norm_groups: int = 32
+    logvar_clamp: tuple[float, float] = (-30.0, 20.0)
+    scale_factor: float | None = None
+    loss_reduction: str = "mean"
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        self.logvar_clamp = (float(self.logvar_clamp[0]), float(self.logvar_clamp[1]))
+        if len(self.channels) < 1:
+            raise ValueError("VAEConfig.channels must list at least one width")
+        if self.loss_reduction not in ("mean", "paper"):
+            raise ValueError(f"loss_reduction must be 'mean' or 'paper', got {self.loss_reduction!r}")
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** len(self.channels)
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> "VAEConfig":
+        """The reference VAE (released ``vae_model.pth``): scale 0.18215, paper loss reduction."""
+        kw: dict[str, Any] = dict(scale_factor=PAPER_SCALE_FACTOR, loss_reduction="paper")
+        kw.update(overrides)
+        return cls(**kw)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "VAEConfig":
+        """Small widths for smoke tests / CPU profiles."""
+        kw: dict[str, Any] = dict(channels=(32, 32, 64))
+        kw.update(overrides)
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        d["logvar_clamp"] = list(self.logvar_clamp)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VAEConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown VAEConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+def _groups(norm_groups: int, channels: int) -> int:
+    return math.gcd(norm_groups, channels)
+
+
+def _norm(groups: int, c: int) -> nn.GroupNorm:
+    return nn.GroupNorm(_groups(groups, c), c)
+
+
+class ResBlock(nn.Module):
+    """GN -> SiLU -> Conv(k3) -> GN -> SiLU -> Conv(k3), plus identity or 1x1-conv skip."""
+
+    def __init__(self, c_in: int, c_out: int, norm_groups: int = 32):
+        super().__init__()
+        self.groupnorm_1 = _norm(norm_groups, c_in)
+        self.conv_1 = nn.Conv1d(c_in, c_out, 3, padding=1)
+        self.groupnorm_2 = _norm(norm_groups, c_out)
+        self.conv_2 = nn.Conv1d(c_out, c_out, 3, padding=1)
+        self.residual_layer = nn.Identity() if c_in == c_out else nn.Conv1d(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_1(F.silu(self.groupnorm_1(x)))
+        h = self.conv_2(F.silu(self.groupnorm_2(h)))
+        return h + self.residual_layer(x)
+
+
+class AttnBlock(nn.Module):
+    """Single-head self-attention over time with residual. ``groupnorm`` is applied only if ``apply_norm``
+    (the reference constructs but never applies it)."""
+
+    def __init__(self, channels: int, norm_groups: int = 32, heads: int = 1, apply_norm: bool = False):
+        super().__init__()
+        self.groupnorm = _norm(norm_groups, channels)
+        self.attention = FusedSelfAttention(channels, heads)
+        self.apply_norm = apply_norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.groupnorm(x) if self.apply_norm else x
+        h = self.attention(h.transpose(1, 2)).transpose(1, 2)
+        return x + h
+
+
+class _Downsample(nn.Conv1d):
+    """Stride-2 conv (k3, no padding) after padding one zero on the right: L -> L/2 exactly."""
+
+    def __init__(self, c: int):
+        super().__init__(c, c, 3, stride=2, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(F.pad(x, (0, 1)))
+
+
+class VAEEncoder(nn.Sequential):
+    """(B, in_channels, L) -> ``(z, mean, logvar)``, each (B, latent_channels, L / 2**len(channels)).
+
+    Module indices at paper widths: 0 conv_in; 1,2 Res; 3 Down; 4,5 Res; 6 Down; 7,8 Res; 9 Down;
+    10-12 Res; 13 Attn; 14 Res; 15 GN; 16 SiLU; 17 Conv(->2*latent, k3); 18 Conv(k1).
+    """
+
+    def __init__(self, cfg: VAEConfig):
+        g = cfg.norm_groups
+        ch = cfg.channels
+        layers: list[nn.Module] = [nn.Conv1d(cfg.in_channels, ch[0], 3, padding=1)]
+        c = ch[0]
+        for c_out in ch:
+            layers += [ResBlock(c, c_out, g), ResBlock(c_out, c_out, g), _Downsample(c_out)]
+            c = c_out
+        layers += [ResBlock(c, c, g), ResBlock(c, c, g), ResBlock(c, c, g)]
+        if cfg.mid_attention:
+            layers.append(AttnBlock(c, g, cfg.attn_heads, cfg.attn_norm))
+        layers += [
+            ResBlock(c, c, g),
+            _norm(g, c),
+            nn.SiLU(),
+            nn.Conv1d(c, 2 * cfg.latent_channels, 3, padding=1),
+            nn.Conv1d(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1),
+        ]
+        super().__init__(*layers)
+        self.latent_channels = cfg.latent_channels
+        self.logvar_clamp = cfg.logvar_clamp
+        self.scale_factor = cfg.scale_factor
+
+    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior ``(mean, logvar)`` (logvar clamped), unscaled."""
+        h = super().forward(x)
+        mean, logvar = h.chunk(2, dim=1)
+        return mean, logvar.clamp(*self.logvar_clamp)
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, *, sample: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``z = (mean + exp(logvar/2) * noise) * scale``; ``noise`` drawn if not given; ``sample=False``
+        returns the scaled mean as z."""
+        mean, logvar = self.moments(x)
+        if sample:
+            if noise is None:
+                noise = torch.randn_like(mean)
+            z = mean + torch.exp(logvar).sqrt() * noise
+        else:
+            z = mean
+        scale = 1.0 if self.scale_factor is None else self.scale_factor
+        return z * scale, mean, logvar
+
+
+class VAEDecoder(nn.Sequential):
+    """(B, latent_channels, l) -> (B, in_channels, l * 2**len(channels)). Never modifies its input.
+
+    Module indices at paper widths: 0 Conv(k1); 1 Conv(->512); 2 Res; 3 Attn; 4 Res; 5-7 Res;
+    8 Up; 9 Conv; 10-12 Res; 13 Up; 14 Conv; 15-17 Res; 18 Up; 19 Conv; 20-22 Res; 23 GN; 24 SiLU; 25 Conv.
+    """
+
+    def __init__(self, cfg: VAEConfig):
+        g = cfg.norm_groups
+        lc = cfg.latent_channels
+        c = cfg.channels[-1]
+        layers: list[nn.Module] = [nn.Conv1d(lc, lc, 1), nn.Conv1d(lc, c, 3, padding=1), ResBlock(c, c, g)]
+        if cfg.mid_attention:
+            layers.append(AttnBlock(c, g, cfg.attn_heads, cfg.attn_norm))
+        layers += [ResBlock(c, c, g) for _ in range(4)]
+        for c_out in reversed(cfg.channels):
+            layers += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv1d(c, c, 3, padding=1),
+                ResBlock(c, c_out, g),
+                ResBlock(c_out, c_out, g),
+                ResBlock(c_out, c_out, g),
+            ]
+            c = c_out
+        layers += [_norm(g, c), nn.SiLU(), nn.Conv1d(c, cfg.in_channels, 3, padding=1)]
+        super().__init__(*layers)
+        self.scale_factor = cfg.scale_factor
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        scale = 1.0 if self.scale_factor is None else self.scale_factor
+        return self.decode_unscaled(z / scale)  # out of place: the caller's z is untouched
+
+    def decode_unscaled(self, z: torch.Tensor) -> torch.Tensor:
+        """Decode a latent that is NOT multiplied by the scale factor."""
+        return super().forward(z)
+
+
+def _to_bcl(x: torch.Tensor, layout: str) -> torch.Tensor:
+    if layout == "BCL":
+        return x
+    if layout == "BLC":
+        return x.transpose(1, 2)
+    raise ValueError(f"layout must be 'BCL' or 'BLC', got {layout!r}")
+
+
+def estimate_scale_factor(latents: torch.Tensor) -> float:
+    """Latent scale from unscaled latents (e.g. posterior means of training data): ``1 / std``."""
+    std = latents.detach().float().std().item()
+    if not math.isfinite(std) or std <= 0:
+        raise ValueError(f"cannot estimate a scale factor from latents with std {std}")
+    return 1.0 / std
+
+
+class VAE(nn.Module):
+    """Encoder + decoder. State dict = ``{'encoder.*', 'decoder.*'}``; :meth:`reference_state_dict` gives
+    the released file's nested layout."""
+
+    def __init__(self, cfg: VAEConfig | None = None):
+        super().__init__()
+        self.cfg = cfg if cfg is not None else VAEConfig()
+        self.encoder = VAEEncoder(self.cfg)
+        self.decoder = VAEDecoder(self.cfg)
+
+    # -- latent scale ---------------------------------------------------------------------------
+    @property
+    def scale_factor(self) -> float:
+        """Effective latent scale (1.0 while ``cfg.scale_factor`` is None)."""
+        return 1.0 if self.cfg.scale_factor is None else float(self.cfg.scale_factor)
+
+    def set_scale_factor(self, value: float) -> None:
+        value = float(value)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"scale factor must be a positive finite number, got {value}")
+        self.cfg.scale_factor = value
+        self.encoder.scale_factor = value
+        self.decoder.scale_factor = value
+
+    # -- API --------------------------------------------------------------------------------------
+    def encode(
+        self,
+        x: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        *,
+        sample: bool = True,
+        layout: str = "BCL",
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Signal (B, 12, L) (or (B, L, 12) with ``layout="BLC"``) -> ``(z, mean, logvar)``; z is scaled."""
+        return self.encoder(_to_bcl(x, layout), noise, sample=sample)
+
+    def decode(self, z: torch.Tensor, *, layout: str = "BCL") -> torch.Tensor:
+        """Scaled latent (B, 4, l) -> signal (B, 12, 8l) (or (B, 8l, 12) with ``layout="BLC"``)."""
+        return _to_bcl(self.decoder(z), layout)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Reconstruction of x (B, 12, L) through a sampled latent."""
+        z, _, _ = self.encode(x, noise)
+        return self.decode(z)
+
+    def loss(
+        self,
+        x: torch.Tensor,
+        kl_weight: float = 1.0,
+        noise: torch.Tensor | None = None,
+        reduction: str | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Returns ``{'loss', 'recon', 'kl', 'x_hat'}`` with ``loss = recon + kl_weight * kl``.
+
+        ``reduction`` (default ``cfg.loss_reduction``):
+
+        * ``"mean"``: ``recon`` = mean squared error per signal value; ``kl`` = per-sample KL summed over
+          all latent values, averaged over the batch and divided by the number of signal values per
+          sample. Both are per-signal-value quantities, so ``kl_weight=1`` is the usual (beta=1) ELBO
+          balance for a unit-variance Gaussian decoder, independent of L and batch size.
+        * ``"paper"``: the reference: ``recon`` = sum of squared errors / B (per-sample SSE); ``kl`` =
+          KL summed over latent channels, then averaged over batch AND latent positions (~1/128 of a
+          per-sample KL, i.e. very weak KL pressure).
+        """
+        reduction = reduction or self.cfg.loss_reduction
+        mean, logvar = self.encoder.moments(x)
+        if noise is None:
+            noise = torch.randn_like(mean)
+        z = mean + torch.exp(0.5 * logvar) * noise
+        x_hat = self.decoder.decode_unscaled(z)
+        # reductions in float32 even under bf16/fp16 autocast
+        mean, logvar, x_hat_f, x = mean.float(), logvar.float(), x_hat.float(), x.float()
+        kl_elem = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)  # (B, C, l)
+        b = x.shape[0]
+        if reduction == "mean":
+            recon = F.mse_loss(x_hat_f, x)
+            kl = kl_elem.sum() / (b * x[0].numel())
+        elif reduction == "paper":
+            recon = (x_hat_f - x).pow(2).sum() / b
+            kl = kl_elem.sum(dim=1).mean()
+        else:
+            raise ValueError(f"reduction must be 'mean' or 'paper', got {reduction!r}")
+        return {"loss": recon + kl_weight * kl, "recon": recon, "kl": kl, "x_hat": x_hat}
+
+    def reference_state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
+        """``{'encoder': ..., 'decoder': ...}``, the layout of the released ``vae_model.pth``."""
+        return {"encoder": self.encoder.state_dict(), "decoder": self.decoder.state_dict()}
+
+    def num_parameters(self) -> dict[str, int]:
+        enc = sum(p.numel() for p in self.encoder.parameters())
+        dec = sum(p.numel() for p in self.decoder.parameters())
+        return {"encoder": enc, "decoder": dec, "total": enc + dec}
