@@ -28,6 +28,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from ..train.checkpoint import CheckpointError  # one error type for every checkpoint problem
 from .unet import ConditionalUNet1D, UNetConfig
 from .vae import VAE, VAEConfig
 
@@ -43,10 +44,6 @@ __all__ = [
 ]
 
 PathOrStateDict = Union[str, os.PathLike, Mapping[str, Any]]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint could not be read or does not fit the model."""
 
 
 class EmbedderMismatchError(ValueError):

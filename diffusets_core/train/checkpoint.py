@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ValueError):
     """A checkpoint is missing, truncated, corrupted or incompatible; the message names the file."""
 
 
