@@ -342,7 +342,7 @@ def prepare_dataset(
     t_work = time.perf_counter()
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         bar = tqdm(total=len(refs), initial=len(refs) - n_processed, desc=f"prepare {source}", unit="rec")
 

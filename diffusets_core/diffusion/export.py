@@ -74,7 +74,7 @@ def generate_to_disk(pipe: Any, conditions: "Any", out_dir: str | os.PathLike, *
     batch before generating the next: memory stays bounded by one batch, and a rerun skips batches whose
     files already exist (resume after interruption)."""
     import pandas as pd
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -407,7 +407,7 @@ class Sampler:
         n = len(timesteps)
         iterator: Any = range(n)
         if progress:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
 
             iterator = tqdm(iterator, desc=f"{self.name} sampling", total=n)
         state = None

@@ -70,7 +70,7 @@ def embed_texts(texts: Sequence[str], embedder: Embedder, cache: Optional[Embedd
     Every batch is committed to the cache as soon as it is embedded, so an interruption loses at most
     the batch in flight.  Returns ``(matrix (len(texts), dim), stats)``.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     texts = list(texts)
     if cache is not None:

@@ -231,7 +231,7 @@ class Trainer:
         self.model.train()
         pbar = None
         if cfg.progress and self.dist.is_main:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm
             pbar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.out_dir.name, unit="step")
         t0, start_step, running = time.perf_counter(), self.step, []
         while self.step < end:
