@@ -35,6 +35,8 @@ class NotebookFailed(RuntimeError):
 
 # What each chapter takes from the profile, beyond run_dir/profile/seed. Secrets never go here.
 STAGE_PARAMETERS = {
+    "00_methods": lambda p: {"vae_model": p.vae.model, "unet_model": p.unet.model,
+                             "text_dim": 384 if p.text.backend == "local" else 1536},
     "01_data": lambda p: {"source": p.data.source, "data_dir": p.data.data_dir, "n": p.data.n,
                           "workers": p.data.workers, "baseline_removal": p.data.baseline_removal},
     "02_text": lambda p: {"backend": p.text.backend, "model": p.text.model, "base_url": p.text.base_url,
