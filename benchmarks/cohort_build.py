@@ -1,0 +1,62 @@
+"""Cohort build time, preparation throughput, report/label agreement and the HR span, in one run.
+
+    python benchmarks/cohort_build.py --n 4000 --seed 0 --workers 2 --out benchmarks/out/cohort4000
+
+Targets (issue 2, 2-core machine): build <= 180 s for 4,000 records; preparation >= 150 records/s;
+agreement >= 90 % for every class; measured HR spanning ~40-150 bpm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=4000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out/cohort"))
+    args = ap.parse_args()
+
+    from diffusets_core.data.cohort import agreement_table, build_cohort
+    from diffusets_core.data.prepare import prepare_dataset
+    from diffusets_core.data.store import SignalStore
+
+    for d in (args.out, args.out.with_name(args.out.name + "_run")):
+        shutil.rmtree(d, ignore_errors=True)
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    t0 = time.perf_counter()
+    build_cohort(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=False)
+    build_s = time.perf_counter() - t0
+    run = args.out.with_name(args.out.name + "_run")
+    res = prepare_dataset("cohort", args.out, run, workers=args.workers, progress=False)
+    table = agreement_table(args.out)
+    ok = SignalStore(run).records()
+    hr = ok["hr"].to_numpy()
+    pct = dict(zip(["min", "p5", "p25", "p50", "p75", "p95", "max"],
+                   np.round(np.percentile(hr, [0, 5, 25, 50, 75, 95, 100]), 1).tolist()))
+    print(f"cohort build: {args.n} records in {build_s:.1f} s with {args.workers} workers "
+          f"({args.n / build_s:.1f} records/s; target <= 180 s: {'met' if build_s <= 180 else 'MISSED'})")
+    print(f"preparation: {res.n_ok} ok / {res.n_skipped} skipped in {res.seconds:.1f} s = {res.records_per_s:.0f} records/s "
+          f"(target >= 150: {'met' if res.records_per_s >= 150 else 'MISSED'})")
+    print("report/label agreement per intended class (target >= 0.90 each):")
+    print(table.to_string(float_format=lambda v: f"{v:.3f}"))
+    worst = table["agreement"].min()
+    print(f"lowest agreement {worst:.3f} ({table['agreement'].idxmin()}): {'met' if worst >= 0.9 else 'MISSED'}")
+    print(f"measured HR percentiles (bpm): {pct}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    out = {"n": args.n, "build_s": build_s, "prepare_records_per_s": res.records_per_s,
+           "agreement": table["agreement"].round(4).to_dict(), "records": table["records"].to_dict(), "hr": pct}
+    (args.out.parent / f"{args.out.name}_benchmark.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
