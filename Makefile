@@ -5,7 +5,7 @@ PROFILE ?= cpu
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test test-all venv clean
+.PHONY: book test test-all venv clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ venv: $(STAMP)
 book: $(STAMP)
 	$(BIN)/diffusets book --profile $(PROFILE)
 
-test: $(STAMP)
+# Headless Chromium for the browser test of the built book (Debian package; needs root or sudo-less apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: chromium not installed and apt-get not usable; the browser test will be skipped"; fi; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
