@@ -155,26 +155,31 @@ def _smooth(x: np.ndarray, n: int) -> np.ndarray:
 
 def _tangent_crossing(x: np.ndarray, peak: int, lo: int, hi: int, level: float, fs: float,
                       after: bool) -> Optional[float]:
-    """Tangent at the steepest point of the limb on one side of ``peak`` intersected with ``level``."""
-    d = np.gradient(x) * fs  # per second
-    if after:
-        seg = slice(peak + 1, hi)
-        if hi - peak < 3:
-            return None
-    else:
-        seg = slice(lo, peak)
-        if peak - lo < 3:
-            return None
-    idx = np.arange(len(x))[seg]
-    sign = np.sign(x[peak] - level)
-    # descending limb after the peak (slope opposite to the wave's sign), ascending before it
-    slope = d[seg] * (-sign if after else sign)
-    k = int(np.argmax(slope))
-    i, s = idx[k], d[idx[k]]
-    if slope[k] <= 0 or s == 0:
+    """Tangent method: the tangent at the steepest point of the wave's limb on one side of ``peak``
+    (after it for a T end, before it for a P onset) intersected with the isoelectric ``level``.
+
+    The limb is cut where the signal first returns to within 10 % of the wave amplitude from ``level`` so that
+    a neighbouring wave (the next P after a T, the previous T before a P) cannot supply the steepest slope.
+    """
+    amp = x[peak] - level
+    if amp == 0:
         return None
-    t = i + (level - x[i]) / s * fs
-    return float(t)
+    d = np.gradient(x) * fs  # per second
+    step = 1 if after else -1
+    end = hi if after else lo
+    i = peak
+    while (i + step - end) * step < 0 and (x[i + step] - level) / amp > 0.1:
+        i += step
+    a, b = (peak + 1, i + 1) if after else (i, peak)
+    if b - a < 2:
+        return None
+    idx = np.arange(a, b)
+    slope = d[idx] * (-np.sign(amp) if after else np.sign(amp))
+    k = int(np.argmax(slope))
+    j, sj = idx[k], d[idx[k]]
+    if slope[k] <= 0:
+        return None
+    return float(j + (level - x[j]) / sj * fs)
 
 
 def _median_beat(sig: np.ndarray, peaks: np.ndarray, fs: float, pre: float, post: float
@@ -188,19 +193,24 @@ def _median_beat(sig: np.ndarray, peaks: np.ndarray, fs: float, pre: float, post
 
 
 def _beat_corr(x: np.ndarray, peaks: np.ndarray, fs: float, half: float = 0.12) -> float:
-    """Median Pearson correlation of single beats (R ± ``half`` s) with their median: ~1 for ECG, low for noise."""
+    """Median leave-one-out correlation of single beats (R ± ``half`` s) with the median of the OTHER beats.
+
+    ~1 for an ECG, ~0 for noise. Leaving the beat out matters: with few beats a median template that includes
+    the beat itself correlates with it even when the "beats" are noise.
+    """
     h = int(round(half * fs))
     ok = [p for p in peaks if p - h >= 0 and p + h < len(x)]
     if len(ok) < 3:
         return math.nan
     beats = np.stack([x[p - h:p + h + 1] for p in ok])
-    med = np.median(beats, axis=0)
-    med = med - med.mean()
-    bc = beats - beats.mean(axis=1, keepdims=True)
-    den = np.linalg.norm(bc, axis=1) * np.linalg.norm(med)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (bc @ med) / den
-    return float(np.nanmedian(r)) if np.any(np.isfinite(r)) else math.nan
+    beats = beats - beats.mean(axis=1, keepdims=True)
+    rs = []
+    for i in range(len(beats)):
+        med = np.median(np.delete(beats, i, axis=0), axis=0)
+        den = np.linalg.norm(beats[i]) * np.linalg.norm(med)
+        if den > 0:
+            rs.append(float(beats[i] @ med / den))
+    return float(np.median(rs)) if rs else math.nan
 
 
 def _delineate(mb: np.ndarray, fs: float, r_idx: int, rr_s: float) -> dict[str, Any]:
@@ -213,7 +223,7 @@ def _delineate(mb: np.ndarray, fs: float, r_idx: int, rr_s: float) -> dict[str, 
     lo, hi = max(0, r_idx - w), min(mb.shape[-1], r_idx + w)
     pk = lo + int(np.argmax(sv[lo:hi]))
     floor = np.percentile(sv, 10)
-    thr = floor + 0.12 * (sv[pk] - floor)
+    thr = floor + 0.08 * (sv[pk] - floor)
     run = int(round(10 * ms))  # must stay below the threshold this long
     on = off = None
     for i in range(pk, max(run, pk - int(round(150 * ms))), -1):
@@ -228,8 +238,8 @@ def _delineate(mb: np.ndarray, fs: float, r_idx: int, rr_s: float) -> dict[str, 
         out["reasons"].append("qrs boundaries not found")
         return out
     out["qrs_on"], out["qrs_off"] = float(on), float(off)
-    # isoelectric level per lead: PR segment just before QRS onset
-    b0, b1 = max(0, on - int(round(30 * ms))), max(1, on - int(round(8 * ms)))
+    # isoelectric level per lead: the 10 ms ending at QRS onset (low spatial velocity there by construction)
+    b0, b1 = max(0, on - int(round(10 * ms))), on + 1
     base = mb[:, b0:b1].mean(axis=1)
     out["base"] = base
     j60 = off + int(round(60 * ms))
@@ -249,8 +259,8 @@ def _delineate(mb: np.ndarray, fs: float, r_idx: int, rr_s: float) -> dict[str, 
     for ld in order:
         if abs(tamp[ld]) < 0.05:
             continue
-        e = _tangent_crossing(mb[ld], int(tp[ld]), t_lo, t_hi + int(round(100 * ms)) if t_hi + int(round(100 * ms))
-                              < mb.shape[-1] else mb.shape[-1] - 1, base[ld], fs, after=True)
+        e = _tangent_crossing(mb[ld], int(tp[ld]), t_lo, min(mb.shape[-1] - 1, t_hi + int(round(100 * ms))),
+                              base[ld], fs, after=True)
         if e is not None and tp[ld] < e < mb.shape[-1]:
             ends.append(e)
     if ends:
@@ -258,12 +268,11 @@ def _delineate(mb: np.ndarray, fs: float, r_idx: int, rr_s: float) -> dict[str, 
     else:
         out["reasons"].append("t end not found (T waves < 0.05 mV)")
     # P wave: [QRS on - 300 ms, QRS on - 30 ms], lead with the largest deflection from the PR baseline
-    p_lo, p_hi = max(0, on - int(round(min(300, 0.6 * rr_s * 1000) * ms))), on - int(round(30 * ms))
+    p_lo, p_hi = max(0, on - int(round(min(300, 0.45 * rr_s * 1000) * ms))), on - int(round(20 * ms))
     if p_hi - p_lo > int(round(40 * ms)):
         devp = mb[:, p_lo:p_hi] - base[:, None]
-        # the P wave is what rises from the PR baseline and returns to it; a previous T wave at high HR would sit
-        # at the window start, so ignore peaks in its first 20 ms
-        skip = int(round(20 * ms))
+        # the window starts at 0.45 RR before QRS onset, after the previous T wave; ignore its first 10 ms
+        skip = int(round(10 * ms))
         amp = np.abs(devp[:, skip:]).max(axis=1)
         ld = int(np.argmax(amp))
         if amp[ld] >= 0.04:
