@@ -127,3 +127,23 @@ def test_make_record_is_a_pure_function():
     a, b = make_record(5, 17), make_record(5, 17)
     np.testing.assert_array_equal(a["signal"], b["signal"])
     assert a["statements"] == b["statements"] and a["classes"] == b["classes"]
+
+
+def test_machine_measurements_and_cohort_json(cohort):
+    import json
+
+    mm = pd.read_csv(cohort / "machine_measurements.csv")
+    ok = mm.dropna(subset=["qrs_onset", "qrs_end", "t_end", "rr_interval"])
+    assert len(ok) == len(mm)
+    assert (ok["qrs_onset"] < ok["qrs_end"]).all() and (ok["qrs_end"] < ok["t_end"]).all()
+    assert ok["rr_interval"].between(300, 1600).all()
+    has_p = mm["p_onset"].notna()
+    assert (mm.loc[has_p, "p_onset"] < mm.loc[has_p, "qrs_onset"]).all()
+    text = (cohort / "machine_measurements.csv").read_text()
+    assert ".0," not in text  # integer columns are written as integers, as in MIMIC
+    meta = json.loads((cohort / "COHORT.json").read_text())
+    assert meta["n"] == 36 and meta["seed"] == 3 and meta["version"]
+    assert sum(meta["class_counts"].values()) >= 36
+    assert meta["generation"]["morphology"]["package"] == "deepfake-ecg"
+    table = agreement_table(cohort)
+    assert {"records", "agreement", "false_positive"} <= set(table.columns)

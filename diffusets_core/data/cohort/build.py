@@ -22,12 +22,12 @@ import pandas as pd
 
 from .conditions import CLASSES, add_noise, derive_12, synthesize
 from .interpreter import CLASS_STATEMENT, interpret, matches
-from .morphology import FS, gan_record, make_template
+from .morphology import FS, gan_record, gan_records, make_template
 from .plan import CLASS_WEIGHTS, choose_class, make_edit, patient, subject_of
 
 log = logging.getLogger(__name__)
 
-COHORT_VERSION = "1"
+COHORT_VERSION = "2"  # 2: batched GAN pass, T-end search to 0.72 RR, MIMIC fiducial columns
 DISK_ORDER = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
 from ..leads import CANONICAL_LEADS as CANON
 MEASURE_COLS = ["bandwidth", "filtering", "rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end", "t_end",
@@ -39,15 +39,24 @@ def rel_path(subject: int, study: int) -> str:
     return f"files/{p[:5]}/{p}/s{study}/{study}"
 
 
-def make_record(seed: int, index: int) -> dict[str, Any]:
-    """Build one record (signal (12, 5000) mV canonical order, classes, report, patient)."""
+def _gan_seed(seed: int, index: int) -> int:
+    """The GAN seed of a record: the first draw of its generator ``default_rng([seed, index])``."""
+    return int(np.random.default_rng([seed, index]).integers(0, 2**31 - 1))
+
+
+def make_record(seed: int, index: int, source: np.ndarray | None = None) -> dict[str, Any]:
+    """Build one record (signal (12, 5000) mV canonical order, classes, report, patient).
+
+    ``source`` optionally passes the record's first GAN draw, ``gan_record(_gan_seed(seed, index))``,
+    already computed in a batch (what :func:`build_cohort` does); the result is the same either way."""
     rng = np.random.default_rng([seed, index])
     subject = subject_of(index)
     age, sex = patient(seed, subject)
     gan_seed = int(rng.integers(0, 2**31 - 1))
     for attempt in range(5):  # a rare GAN record has too few clean beats for a template: draw another
         try:
-            tpl = make_template(gan_record(gan_seed + attempt * 7919))
+            raw = source if (attempt == 0 and source is not None) else gan_record(gan_seed + attempt * 7919)
+            tpl = make_template(raw)
             break
         except ValueError:
             continue
@@ -83,8 +92,9 @@ def _work(args: tuple[int, list[int], str]) -> list[dict[str, Any]]:
     torch.set_num_threads(1)
     seed, indices, root = args
     rows = []
-    for i in indices:
-        rec = make_record(seed, i)
+    sources = gan_records([_gan_seed(seed, i) for i in indices])  # one batched GAN pass per chunk
+    for i, src in zip(indices, sources):
+        rec = make_record(seed, i, source=src)
         _write_record(Path(root), rec)
         rec.pop("signal")
         rows.append(rec)
@@ -98,13 +108,41 @@ def _measure_row(rec: dict[str, Any]) -> dict[str, Any]:
     st = rec["statements"]
     for i in range(18):
         row[f"report_{i}"] = st[i] if i < len(st) else None
-    def ms(key):
-        v = m.get(key)
+    def ms(v):
         return None if v is None or not np.isfinite(v) else int(round(v))
+    fr = m.get("frame", {})
+    # MIMIC semantics: rr_interval in ms; p_onset..t_end are times (ms) in the measured median-beat frame;
+    # axes in degrees. Missing values (no P wave, unreadable record) are left empty.
     row.update({"bandwidth": "0.005-150 Hz", "filtering": "60 Hz notch Baseline filter",
-                "rr_interval": ms("rr_ms"), "p_onset": None, "p_end": None, "qrs_onset": None,
-                "qrs_end": ms("qrs_ms"), "t_end": ms("qt_ms"), "p_axis": None, "qrs_axis": None, "t_axis": None})
+                "rr_interval": ms(m.get("rr_ms")), **{k: ms(fr.get(k)) for k in
+                                                      ("p_onset", "p_end", "qrs_onset", "qrs_end", "t_end")},
+                "p_axis": ms(m.get("p_axis")), "qrs_axis": ms(m.get("qrs_axis")), "t_axis": ms(m.get("t_axis"))})
     return row
+
+
+def _generation_config() -> dict[str, Any]:
+    """How the cohort is made (stored in COHORT.json): no clock, host or path, so reruns are identical."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import interpreter as it
+    from .morphology import GAN_BATCH
+
+    def ver(pkg: str) -> str | None:
+        try:
+            return version(pkg)
+        except PackageNotFoundError:
+            return None
+
+    thresholds = {k: getattr(it, k) for k in ("HR_BRADY", "HR_TACHY", "AF_RR_CV", "PR_LONG_MS", "QRS_WIDE_MS",
+                                              "ST_ELEV_MV", "T_INV_MV", "T_PEAKED_MV", "QTCF_LONG_MS",
+                                              "LOW_VOLT_MV", "RSR_V1_MV", "P_WAVE_MV")}
+    return {"morphology": {"package": "deepfake-ecg", "version": ver("deepfake-ecg"), "leads": "I, II, V1-V6",
+                           "noise": "uniform(-1,1) from torch.Generator(gan_seed)", "batch": GAN_BATCH},
+            "derived_leads": "III = II - I, aVR = -(I + II)/2, aVL = I - II/2, aVF = II - I/2 (after editing)",
+            "record_seed": "numpy default_rng([seed, index])", "interpreter_thresholds": thresholds,
+            "patients": "age ~ Normal(58, 17) clipped 18-95, 52 % men; voltage x(1.15 - 0.005(age - 20)), "
+                        "women x0.9 voltage and x1.03 QT",
+            "diffusets_core": ver("diffusets-core"), "neurokit2": ver("neurokit2"), "wfdb": ver("wfdb")}
 
 
 def build_cohort(out_dir: str | os.PathLike, n: int = 4000, seed: int = 0, workers: int = 2,
@@ -118,7 +156,7 @@ def build_cohort(out_dir: str | os.PathLike, n: int = 4000, seed: int = 0, worke
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    chunk = 20
+    chunk = 32  # two full GAN batches; chunks are fixed by index, so the output is independent of workers
     jobs = [(seed, list(range(s, min(n, s + chunk))), str(root)) for s in range(0, n, chunk)]
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=n, disable=not progress, unit="ecg", desc="cohort")
@@ -140,6 +178,8 @@ def build_cohort(out_dir: str | os.PathLike, n: int = 4000, seed: int = 0, worke
                         "ecg_time": r["when"].strftime("%Y-%m-%d %H:%M:%S"),
                         "path": rel_path(r["subject_id"], r["study_id"])} for r in rows])
     mm = pd.DataFrame([_measure_row(r) for r in rows])
+    for col in ("rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end", "t_end", "p_axis", "qrs_axis", "t_axis"):
+        mm[col] = mm[col].astype("Int64")  # integers, empty where missing (as in MIMIC's CSV)
     subjects = {}
     for r in rows:
         subjects.setdefault(r["subject_id"], (r["age"], r["sex"]))
@@ -155,14 +195,15 @@ def build_cohort(out_dir: str | os.PathLike, n: int = 4000, seed: int = 0, worke
     counts = {c: int(sum(c in r["classes"] for r in rows)) for c in CLASSES}
     summary = {"n": n, "seed": seed, "version": COHORT_VERSION, "layout": "MIMIC-IV-ECG",
                "fs": FS, "class_counts": counts, "class_weights": CLASS_WEIGHTS,
-               "statements": CLASS_STATEMENT}
+               "statements": CLASS_STATEMENT, "generation": _generation_config()}
     (root / "COHORT.json").write_text(json.dumps(summary, indent=2))
     log.info("cohort: %d records in %.1f s", n, time.perf_counter() - t0)
     return summary
 
 
 def agreement_table(out_dir: str | os.PathLike) -> pd.DataFrame:
-    """Per intended class: records, and the share whose measured report carries that class's statement."""
+    """Per intended class: records, the share whose measured report carries that class's statement
+    (``agreement``), and the share of the other records whose report carries it (``false_positive``)."""
     root = Path(out_dir)
     labels = pd.read_csv(root / "cohort_labels.csv")
     mm = pd.read_csv(root / "machine_measurements.csv")
@@ -173,6 +214,9 @@ def agreement_table(out_dir: str | os.PathLike) -> pd.DataFrame:
         mask = labels["intended"].str.split("|").apply(lambda xs: cls in xs)
         ids = labels.loc[mask, "study_id"]
         hits = [matches(reports.loc[i], cls) for i in ids]
+        # the other side of agreement: records NOT built for this class whose report still carries its statement
+        others = [matches(reports.loc[i], cls) for i in labels.loc[~mask, "study_id"]]
         rows.append({"class": cls, "statement": CLASS_STATEMENT[cls], "records": int(mask.sum()),
-                     "agreement": float(np.mean(hits)) if hits else float("nan")})
+                     "agreement": float(np.mean(hits)) if hits else float("nan"),
+                     "false_positive": float(np.mean(others)) if others else float("nan")})
     return pd.DataFrame(rows).set_index("class")

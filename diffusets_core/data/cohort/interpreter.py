@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .morphology import FS, qrs_bounds, t_wave_end
+from .morphology import FS, bandpass_sos, qrs_bounds, t_wave_end
 
 from ..leads import CANONICAL_LEADS as LEADS12
 IDX = {n: i for i, n in enumerate(LEADS12)}
@@ -52,6 +52,8 @@ QTCF_LONG_MS = 480.0
 LOW_VOLT_MV = 0.5
 RSR_V1_MV = 0.25
 P_WAVE_MV = 0.05
+#: P waves are searched up to this long before QRS onset (0.40 s was tried for long-PR records: no gain)
+P_SEARCH_S = 0.33
 
 
 @dataclass
@@ -69,8 +71,9 @@ def _r_peaks(sig: np.ndarray) -> np.ndarray:
     best, best_cv = np.array([], dtype=int), np.inf
     for lead in ("II", "V5", "I", "V6", "aVF", "V2"):
         try:
-            _, info = nk.ecg_peaks(sig[IDX[lead]], sampling_rate=FS)
-            pk = np.asarray(info["ECG_R_Peaks"], dtype=int)
+            # what nk.ecg_peaks calls (same peaks), without its per-call DataFrame
+            pk = np.asarray(nk.ecg_findpeaks(sig[IDX[lead]], sampling_rate=FS, method="neurokit")["ECG_R_Peaks"],
+                            dtype=int)
         except Exception:
             continue
         if len(pk) < 4:
@@ -85,10 +88,9 @@ def _r_peaks(sig: np.ndarray) -> np.ndarray:
 def _filter(sig: np.ndarray) -> np.ndarray:
     """0.5–40 Hz zero-phase band-pass: the diagnostic-mode filtering of ECG carts (baseline wander and
     high-frequency noise removed before any measurement)."""
-    from scipy.signal import butter, sosfiltfilt
+    from scipy.signal import sosfiltfilt
 
-    sos = butter(2, [0.5, 40.0], btype="bandpass", fs=FS, output="sos")
-    return sosfiltfilt(sos, sig, axis=1)
+    return sosfiltfilt(bandpass_sos(), sig, axis=1)
 
 
 def measure(sig: np.ndarray) -> dict:
@@ -158,7 +160,7 @@ def measure(sig: np.ndarray) -> dict:
     # P wave: the largest deflection of lead II in the 330 ms before QRS onset (and after the previous
     # beat's T wave), after removing the trend
     prev_t_end = r - int(np.mean(nn) * FS) + (t_end - r) + int(0.02 * FS)
-    lo = max(0, on - int(0.33 * FS), prev_t_end)
+    lo = max(0, on - int(P_SEARCH_S * FS), prev_t_end)
     seg = b[IDX["II"], lo:on - int(0.01 * FS)]
     if len(seg) > 10:
         trend = np.linspace(seg[0], seg[-1], len(seg))
@@ -171,9 +173,28 @@ def measure(sig: np.ndarray) -> dict:
         while onset > 0 and abs(d[onset]) > thr:
             onset -= 1
         m["pr_ms"] = (len(seg) + int(0.01 * FS) - onset) * 1000 / FS
+        end = k
+        while end < len(d) - 1 and abs(d[end]) > thr:
+            end += 1
+        p_on, p_end, p_pk = lo + onset, lo + end, lo + k
     else:
         m["p_amp"], m["pr_ms"] = 0.0, float("nan")
+        p_on = p_end = p_pk = None
     m["p_present"] = bool(m["p_amp"] > P_WAVE_MV)  # sinus P waves are upright in lead II
+    # MIMIC-IV-ECG style fiducial times: ms from the start of the median-beat frame (R - pre); P times
+    # only where a P wave was found. Axes (degrees, -180..180) from leads I and aVF: net QRS area,
+    # P deflection at the P peak, and net T area (J + 80 ms to T end).
+    to_ms = 1000.0 / FS
+    m["frame"] = {"p_onset": None if not m["p_present"] else p_on * to_ms,
+                  "p_end": None if not m["p_present"] else p_end * to_ms,
+                  "qrs_onset": on * to_ms, "qrs_end": off * to_ms, "t_end": t_end * to_ms}
+
+    def axis(x_i: float, x_avf: float) -> float:
+        return float(np.degrees(np.arctan2(x_avf, x_i)))
+
+    m["qrs_axis"] = axis(qrs[IDX["I"]].sum(), qrs[IDX["aVF"]].sum())
+    m["t_axis"] = axis(t_seg[IDX["I"]].sum(), t_seg[IDX["aVF"]].sum())
+    m["p_axis"] = axis(b[IDX["I"], p_pk], b[IDX["aVF"], p_pk]) if m["p_present"] else None
     return m
 
 
