@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_generate)
 
+    from .eval.report import add_evaluate_parser
+
+    add_evaluate_parser(sub)
+
     c = sub.add_parser("book", help="execute the notebooks of a profile with papermill and build the book")
     c.add_argument("--profile", default="cpu", help="profiles/<name>.yaml or a path (default: cpu)")
     c.add_argument("--run-dir", type=Path, default=None, help="override the profile's run directory")

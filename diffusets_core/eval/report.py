@@ -1,0 +1,516 @@
+"""The benchmark suite: one call, :func:`evaluate_run`, evaluates a trained run at the signal, feature and
+diagnostic level against baselines, and writes CSV + JSON tables and PNG figures to ``run/eval/``.
+
+Sets compared (``source`` column of every table):
+
+* ``model`` — the run's pipeline (``sampler``, ``steps``) for the conditions (report, age, sex, HR) of the
+  evaluated TEST records (ECG ``i`` uses seed ``seed + i``);
+* ``real`` — the real test ECGs themselves (the floor: what a perfect generator would score);
+* ``nn`` — nearest-neighbour retrieval from the TRAINING split (:func:`~.baselines.nearest_neighbour`);
+* ``deepfake`` — deepfake-ecg, an external unconditional generator (:func:`~.baselines.deepfake_generate`);
+* ``ddpm`` / ``model_subset`` — the paper's 1000-step DDPM against the fast sampler on the first ``n_ddpm``
+  conditions (same conditions, same seeds).
+
+Metrics:
+
+* signal level, on the 64-d ECG features of an ECG-text CLIP trained on the TRAINING split only (best on
+  validation): FID / rFID, precision / recall (k=3), density / coverage (k=5) and the CLIP score. Every set is
+  compared with the real TEST features at the same ``n``; the real-vs-real floor compares the real
+  VALIDATION split with the same test features (``floor_*`` columns; the ``real`` row is that floor, with the
+  CLIP score of the real test ECGs and their own reports). Retrieval accuracy of the CLIP on test.
+* feature level (:func:`~.features.measure_features`): HR error against the requested HR (all records and
+  requested HR in 50-150 bpm), QRS / PR / QTc errors against the measurements of the reference test record,
+  overall and per condition class;
+* diagnostic level: a multi-label classifier (classes = report statements, :data:`EVAL_CLASSES`) trained on
+  the real TRAINING split, thresholds chosen on validation, reads every set; recall of each requested class,
+  macro recall, a confusion matrix (single-class conditions); TSTR vs TRTR macro AUROC (generated vs real ECGs
+  for the same ``n_tstr`` training conditions, tested on real test).
+
+Deterministic for a given ``seed`` (seeded subsets, seeded training, per-ECG sampling seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EVAL_CLASSES", "TARGETS", "evaluate_run", "targets_table", "add_evaluate_parser"]
+
+# class -> substring patterns on the lower-cased report (see classifiers.labels_from_reports)
+EVAL_CLASSES: dict[str, Any] = {
+    "normal": {"any": ["normal ecg"], "none": ["abnormal ecg"]},
+    "sinus_bradycardia": ["sinus bradycardia"],
+    "sinus_tachycardia": ["sinus tachycardia"],
+    "atrial_fibrillation": ["atrial fibrillation"],
+    "av_block_1": ["1st degree a-v block"],
+    "rbbb": ["right bundle branch block"],
+    "lbbb": ["left bundle branch block"],
+    "st_elevation": ["st elevation"],
+    "t_inversion": ["t wave inversion"],
+    "peaked_t": ["peaked t waves"],
+    "long_qt": ["prolonged qt interval"],
+    "pvc": ["ventricular premature complex"],
+    "low_voltage": ["low qrs voltages"],
+}
+
+# The issue's targets: (table, description, threshold, direction)
+TARGETS = {
+    "hr_mae_50_150": ("HR MAE (requested HR 50-150 bpm)", 5.0, "<="),
+    "macro_recall": ("classifier recall of the requested class, macro", 0.8, ">="),
+    "rfid": ("rFID", 2.0, "<="),
+    "precision": ("precision (k=3)", 0.7, ">="),
+    "recall": ("recall (k=3)", 0.7, ">="),
+}
+
+MIN_SET = 8  # smallest set for FID / k-NN metrics
+SIGNAL_COLUMNS = ("n", "n_real", "n_gen", "fid", "floor", "rfid", "rfid_lo", "rfid_hi", "precision", "recall",
+                  "density", "coverage", "f1", "precision_floor", "recall_floor", "density_floor", "coverage_floor",
+                  "f1_floor", "clip", "clip_shuffled", "n_clip")
+
+INTERVALS = {"qrs_ms": "qrs_ms", "pr_ms": "pr_ms", "qtc_ms": "qtc_bazett_ms"}
+
+
+def _train_cfg(steps: int, seed: int, batch_size: int = 64, wd: float = 1e-3):
+    from ..train.loop import TrainConfig
+
+    return TrainConfig(max_steps=int(steps), batch_size=batch_size, lr=1e-3, weight_decay=wd,
+                       warmup_steps=min(20, max(1, int(steps) // 10)), ema_decay=0.99,
+                       val_every=max(1, min(50, int(steps))), checkpoint_every=100000, log_every=10 ** 6,
+                       seed=seed, device="cpu", progress=False)
+
+
+def _select(labels: np.ndarray, n_eval: Optional[int], n_per_class: Optional[int], rng) -> np.ndarray:
+    """Indices of the evaluated test records: up to ``n_per_class`` carrying each class (seeded), then capped /
+    filled to ``n_eval`` at random; all records when both are None. Sorted."""
+    n = len(labels)
+    perm = rng.permutation(n)
+    if n_per_class is None:
+        chosen = list(perm if n_eval is None else perm[:n_eval])
+        return np.sort(np.asarray(chosen, dtype=np.int64))
+    chosen: list[int] = []
+    taken = np.zeros(n, dtype=bool)
+    for c in range(labels.shape[1]):
+        have = [int(i) for i in perm if labels[i, c] == 1 and not taken[i]]
+        already = int(((labels[:, c] == 1) & taken).sum())
+        for i in have[:max(0, n_per_class - already)]:
+            taken[i] = True
+            chosen.append(i)
+    if n_eval is not None:
+        if len(chosen) > n_eval:
+            chosen = chosen[:n_eval]
+        else:
+            chosen += [int(i) for i in perm if not taken[i]][:n_eval - len(chosen)]
+    return np.sort(np.asarray(chosen, dtype=np.int64))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _write(out: Path, name: str, df: pd.DataFrame) -> None:
+    df.to_csv(out / f"{name}.csv", index=False)
+    recs = json.loads(df.to_json(orient="records", double_precision=6))
+    (out / f"{name}.json").write_text(json.dumps(recs, indent=1, default=_json_default))
+
+
+def _feature_rows(source: str, meas: pd.DataFrame, ref: Optional[pd.DataFrame], req_hr: np.ndarray,
+                  labels: np.ndarray, classes: list[str]) -> list[dict]:
+    from .features import hr_error, interval_error
+
+    rows = []
+    groups = [("all", np.ones(len(meas), bool))] + [(c, labels[:, j] == 1) for j, c in enumerate(classes)]
+    hr = meas["hr_nk"].to_numpy(float)
+    for cls, m in groups:
+        if not m.any():
+            continue
+        in_range = m & (req_hr >= 50) & (req_hr <= 150)
+        for metric, res in (("hr", hr_error(hr[m], req_hr[m])), ("hr_50_150", hr_error(hr[in_range], req_hr[in_range]))):
+            rows.append({"source": source, "class": cls, "metric": metric, "unit": "bpm",
+                         **{k: res[k] for k in ("n", "n_valid", "frac_valid", "mae", "bias", "rmse", "median_ae")},
+                         "frac_within_tol": res["frac_within_5"], "tol": 5.0})
+        if ref is None:
+            continue
+        for metric, col in INTERVALS.items():
+            res = interval_error(meas[col].to_numpy(float)[m], ref[col].to_numpy(float)[m])
+            rows.append({"source": source, "class": cls, "metric": metric, "unit": "ms",
+                         **{k: res[k] for k in ("n", "n_valid", "frac_valid", "mae", "bias", "rmse", "median_ae")},
+                         "frac_within_tol": res["frac_within_20ms"], "tol": 20.0})
+    return rows
+
+
+def _diag_rows(source: str, proba: np.ndarray, th: np.ndarray, labels: np.ndarray, classes: list[str],
+               valid: np.ndarray) -> list[dict]:
+    pred = proba >= th[None, :]
+    rows = []
+    for j, c in enumerate(classes):
+        m = labels[:, j] == 1
+        rows.append({"source": source, "class": c, "support": int(m.sum()), "trained": bool(valid[j]),
+                     "recall": float(pred[m, j].mean()) if m.any() else math.nan,
+                     "predicted_rate": float(pred[:, j].mean()) if len(pred) else math.nan})
+    return rows
+
+
+def _confusion(source: str, proba: np.ndarray, labels: np.ndarray, classes: list[str], valid: np.ndarray) -> pd.DataFrame:
+    cols = np.flatnonzero(valid)
+    single = (labels.sum(axis=1) == 1) & (labels[:, cols].sum(axis=1) == 1)
+    rows = []
+    if single.any():
+        t = np.argmax(labels[single][:, cols], axis=1)
+        p = np.argmax(proba[single][:, cols], axis=1)
+        cm = np.zeros((len(cols), len(cols)), dtype=np.int64)
+        np.add.at(cm, (t, p), 1)
+        for a in range(len(cols)):
+            for b in range(len(cols)):
+                rows.append({"source": source, "requested": classes[cols[a]], "predicted": classes[cols[b]],
+                             "count": int(cm[a, b])})
+    return pd.DataFrame(rows, columns=["source", "requested", "predicted", "count"])
+
+
+def targets_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The issue's targets as met / missed, computed from the tables (model row; NN comparison rows too)."""
+    rows = []
+    sig, feat, diag = tables["signal"], tables["features"], tables["diagnostic_summary"]
+
+    def val(df, src, col, **where):
+        d = df[df["source"] == src]
+        for k, v in where.items():
+            d = d[d[k] == v]
+        return float(d[col].iloc[0]) if len(d) and pd.notna(d[col].iloc[0]) else math.nan
+
+    values = {"hr_mae_50_150": val(feat, "model", "mae", **{"class": "all", "metric": "hr_50_150"}),
+              "macro_recall": val(diag, "model", "macro_recall"),
+              "rfid": val(sig, "model", "rfid"), "precision": val(sig, "model", "precision"),
+              "recall": val(sig, "model", "recall")}
+    for key, (desc, thr, op) in TARGETS.items():
+        v = values[key]
+        met = (v <= thr if op == "<=" else v >= thr) if np.isfinite(v) else False
+        rows.append({"target": key, "description": desc, "value": v, "threshold": thr, "direction": op,
+                     "met": bool(met)})
+    for key, df, col in (("beats_nn_macro_recall", diag, "macro_recall"), ("beats_nn_coverage", sig, "coverage")):
+        m, nn = val(df, "model", col), val(df, "nn", col)
+        rows.append({"target": key, "description": f"model {col} > nearest-neighbour {col}", "value": m,
+                     "threshold": nn, "direction": ">", "met": bool(np.isfinite(m) and np.isfinite(nn) and m > nn)})
+    return pd.DataFrame(rows)
+
+
+def _figures(out: Path, tables: dict[str, pd.DataFrame], hr_pairs: pd.DataFrame) -> list[str]:
+    # pyplot-free figures: the caller's backend and current figure (e.g. a notebook's inline plots) stay untouched
+    from matplotlib.figure import Figure
+
+    written = []
+    sig = tables["signal"]
+    fig = Figure(figsize=(14, 3.2))
+    axes = fig.subplots(1, 4)
+    for ax, col in zip(axes, ("rfid", "precision", "recall", "coverage")):
+        ax.bar(sig["source"], sig[col], color="0.6")
+        if f"{col}_floor" in sig:
+            ax.axhline(float(sig[f"{col}_floor"].iloc[0]), color="C3", ls="--", lw=1, label="real floor")
+        ax.set_title(col)
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    fig.savefig(out / "signal_metrics.png", dpi=110)
+    written.append("signal_metrics.png")
+    if len(hr_pairs):
+        fig = Figure(figsize=(4.5, 4.5))
+        ax = fig.subplots()
+        for src, d in hr_pairs.groupby("source", sort=False):
+            ax.scatter(d["requested_hr"], d["measured_hr"], s=10, alpha=0.6, label=src)
+        lim = [30, 180]
+        ax.plot(lim, lim, "k--", lw=1)
+        ax.set_xlabel("requested HR (bpm)")
+        ax.set_ylabel("measured HR (bpm)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "hr_scatter.png", dpi=110)
+        written.append("hr_scatter.png")
+    cm = tables["confusion"]
+    cm = cm[cm["source"] == "model"]
+    if len(cm):
+        mat = cm.pivot(index="requested", columns="predicted", values="count")
+        fig = Figure(figsize=(6, 5))
+        ax = fig.subplots()
+        ax.imshow(mat.to_numpy(), cmap="Blues")
+        ax.set_xticks(range(mat.shape[1]), mat.columns, rotation=90, fontsize=7)
+        ax.set_yticks(range(mat.shape[0]), mat.index, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("requested")
+        fig.tight_layout()
+        fig.savefig(out / "confusion_model.png", dpi=110)
+        written.append("confusion_model.png")
+    return written
+
+
+def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional[int] = None, seed: int = 0,
+                 clip_steps: int = 300, clf_steps: int = 300, sampler: str = "ddim", steps: int = 50,
+                 baselines: Sequence[str] = ("nn", "deepfake", "ddpm"), n_ddpm: int = 8, ddpm_steps: int = 1000,
+                 n_tstr: Optional[int] = 0, n_boot: int = 100, batch_size: int = 64, train_batch: int = 64,
+                 workers: int = 0,
+                 out_dir=None, embedder_kwargs: Optional[dict] = None, progress: bool = False) -> dict[str, pd.DataFrame]:
+    """Benchmark a trained run; returns the tables (also written as CSV + JSON, with PNG figures, to
+    ``out_dir``, default ``run_dir/eval``).
+
+    Sizes: ``n_eval`` test conditions (None: all test records), optionally stratified with up to
+    ``n_per_class`` records per class; ``clip_steps`` / ``clf_steps`` training steps of the CLIP and the
+    classifier; ``n_ddpm`` conditions generated with ``ddpm_steps`` DDPM steps (``"ddpm"`` in ``baselines``);
+    ``n_tstr`` training conditions generated for TSTR vs TRTR (0 skips it, None = all training records).
+    ``train_batch`` is the batch size of the CLIP / classifier training, ``n_boot`` the bootstrap replicates of
+    the confidence intervals. ``workers`` > 1 measures features in a process pool. ``embedder_kwargs`` go to
+    ``DiffuSETSPipeline.from_pretrained`` (e.g. ``{"dim": 32}`` for the hash embedder of the tests).
+
+    Tables: ``conditions``, ``signal``, ``retrieval``, ``features``, ``hr_pairs``, ``diagnostic``,
+    ``diagnostic_summary``, ``confusion``, ``tstr``, ``targets``, ``timings``.
+    """
+    from ..data.store import SignalStore
+    from ..diffusion.pipeline import DiffuSETSPipeline
+    from ..text.embed import load_run_embeddings
+    from . import baselines as bl
+    from .classifiers import choose_thresholds, labels_from_reports, predict_proba, train_classifier, tstr_trtr
+    from .clip import ClipFeaturizer, retrieval_accuracy, train_clip
+    from .features import measure_features
+    from .metrics import clip_score_report, signal_metrics
+
+    import torch
+
+    unknown = set(baselines) - {"nn", "deepfake", "ddpm"}
+    if unknown:
+        raise ValueError(f"unknown baselines {sorted(unknown)}; choose from nn, deepfake, ddpm")
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    timings: list[dict] = []
+    t0 = time.perf_counter()
+
+    def lap(stage: str, n: int = 0) -> None:
+        nonlocal t0
+        now = time.perf_counter()
+        timings.append({"stage": stage, "seconds": round(now - t0, 3), "n": n})
+        log.info("evaluate_run: %s %.1fs", stage, now - t0)
+        t0 = now
+
+    # -- data ----------------------------------------------------------------------------------------------
+    store = SignalStore(run_dir)
+    ok = store.records()
+    ids, vectors, _ = load_run_embeddings(run_dir)
+    pos = {r: i for i, r in enumerate(ids)}
+    split = {s: store.records(s) for s in ("train", "val", "test")}
+    if any(len(split[s]) < 2 for s in split):
+        raise ValueError(f"{run_dir}: need at least 2 records in each of train/val/test, got "
+                         f"{ {s: len(v) for s, v in split.items()} }")
+    sigs = {s: np.asarray(store.signals(s), dtype=np.float32) for s in split}
+    vecs = {s: vectors[[pos[r] for r in split[s]["record_id"].astype(str)]].astype(np.float32) for s in split}
+    labs = {s: labels_from_reports(split[s]["report"].tolist(), EVAL_CLASSES)[0] for s in split}
+    classes = list(EVAL_CLASSES)
+    rng = np.random.default_rng(seed)
+    sel = _select(labs["test"], n_eval, n_per_class, rng)
+    test = split["test"].iloc[sel].reset_index(drop=True)
+    x_test, v_test, y_test = sigs["test"][sel], vecs["test"][sel], labs["test"][sel]
+    req_hr = test["hr"].to_numpy(float)
+    cond = test[["record_id", "report", "age", "sex", "hr"]].copy()
+    cond["seed"] = seed + np.arange(len(cond))
+    cond["classes"] = ["|".join(c for j, c in enumerate(classes) if y_test[i, j] == 1) for i in range(len(cond))]
+    lap("load", len(ok))
+
+    # -- generation ----------------------------------------------------------------------------------------
+    torch.manual_seed(seed)
+    pipe = DiffuSETSPipeline.from_pretrained(run_dir, device="cpu", **(embedder_kwargs or {}))
+
+    def generate(frame: pd.DataFrame, smp: str, n_steps: int, s0: int) -> np.ndarray:
+        return pipe(frame["report"].tolist(), age=frame["age"].to_numpy(float), sex=frame["sex"].tolist(),
+                    hr=frame["hr"].to_numpy(float), num_inference_steps=n_steps, sampler=smp, seed=s0,
+                    batch_size=batch_size, progress=progress).signals
+
+    sets: dict[str, np.ndarray] = {"real": x_test, "model": generate(test, sampler, steps, seed)}
+    lap("generate_model", len(test))
+    if "nn" in baselines:
+        nn_idx = bl.nearest_neighbour(v_test, req_hr, vecs["train"], split["train"]["hr"].to_numpy(float))
+        sets["nn"] = sigs["train"][nn_idx]
+        cond["nn_record_id"] = split["train"]["record_id"].to_numpy()[nn_idx]
+        lap("nn", len(test))
+    if "deepfake" in baselines:
+        sets["deepfake"] = bl.deepfake_generate(len(test), seed=seed)
+        lap("deepfake", len(test))
+    n_dd = min(int(n_ddpm), len(test)) if "ddpm" in baselines else 0
+    if n_dd > 0:
+        sets["ddpm"] = generate(test.iloc[:n_dd], "ddpm", ddpm_steps, seed)
+        lap("generate_ddpm", n_dd)
+    subset_of = {"ddpm": n_dd}
+
+    def rows_of(src: str) -> slice:
+        return slice(0, subset_of.get(src, len(test)))
+
+    # -- CLIP (training split only) ------------------------------------------------------------------------
+    clip_dir = out / "clip"
+    shutil.rmtree(clip_dir, ignore_errors=True)
+    train_clip(sigs["train"], vecs["train"], clip_dir, train_cfg=_train_cfg(clip_steps, seed, min(train_batch, len(sigs["train"]))),
+               val=(sigs["val"], vecs["val"]), meta={"run_dir": str(run_dir), "seed": seed})
+    feat = ClipFeaturizer.from_checkpoint(clip_dir / "best.pt")
+    f_val = feat.ecg_features(sigs["val"])
+    f_test_all = feat.ecg_features(sigs["test"])
+    t_test = feat.text_features(v_test)
+    ret = retrieval_accuracy(f_test_all, feat.text_features(vecs["test"]), split["test"]["report"].tolist())
+    retrieval = pd.DataFrame([{"split": "test", **ret}])
+    lap("clip", len(sigs["train"]))
+
+    def sig_row(src: str, x: np.ndarray) -> dict:
+        f = feat.ecg_features(x)
+        n = min(len(f), len(f_test_all), len(f_val))
+        if n < MIN_SET:  # k-NN manifolds (k=5) and a 64-d covariance need more points: counts only
+            return {"source": src, "n": n, "n_real": len(f_test_all), "n_gen": len(f),
+                    "note": f"n < {MIN_SET}: set metrics not computed"}
+        row = signal_metrics(f_test_all, f, real_ref=f_val, n=n, seed=seed, n_boot=n_boot,
+                             ecg_feat_for_clip=f, text_feat=t_test[:len(f)], label=src)
+        row["source"] = src
+        return row
+
+    def real_row() -> dict:
+        # the floor row: real VALIDATION ECGs in place of generated ones (fid == floor); its CLIP score pairs
+        # the real TEST ECGs with their own reports
+        n = min(len(f_test_all), len(f_val))
+        if n < MIN_SET:
+            return {"source": "real", "n": n, "n_real": len(f_test_all), "n_gen": len(f_val),
+                    "note": f"n < {MIN_SET}: set metrics not computed"}
+        row = signal_metrics(f_test_all, f_val, real_ref=f_val, n=n, seed=seed, n_boot=n_boot, label="real")
+        cs = clip_score_report(feat.ecg_features(x_test), t_test, seed=seed, n_boot=n_boot)
+        row.update({"source": "real", "clip": cs["clip"], "clip_lo": cs["clip_ci"][0], "clip_hi": cs["clip_ci"][1],
+                    "clip_shuffled": cs["shuffled"], "n_clip": cs["n"]})
+        return row
+
+    sig_rows = [real_row() if src == "real" else sig_row(src, x) for src, x in sets.items()]
+    if n_dd > 0:  # the fast sampler on the ddpm subset, for a like-for-like comparison
+        sig_rows.append(sig_row("model_subset", sets["model"][:n_dd]))
+    signal = pd.DataFrame(sig_rows)
+    for col in SIGNAL_COLUMNS:  # a table where every set was too small still has the metric columns
+        if col not in signal:
+            signal[col] = np.nan
+    signal = signal[["source"] + [c for c in signal.columns if c not in ("source", "label")]]
+    lap("signal_metrics")
+
+    # -- features ------------------------------------------------------------------------------------------
+    meas = {src: measure_features(x, fs=pipe.fs, workers=workers) for src, x in sets.items()}
+    feat_rows, hr_pairs = [], []
+    for src, m in meas.items():
+        r = rows_of(src)
+        ref = None if src == "real" else meas["real"].iloc[r].reset_index(drop=True)
+        feat_rows += _feature_rows(src, m, ref, req_hr[r], y_test[r], classes)
+        hr_pairs.append(pd.DataFrame({"source": src, "record_id": test["record_id"].to_numpy()[r],
+                                      "requested_hr": req_hr[r], "measured_hr": m["hr_nk"].to_numpy(float)}))
+    if n_dd > 0:
+        m = meas["model"].iloc[:n_dd].reset_index(drop=True)
+        feat_rows += _feature_rows("model_subset", m, meas["real"].iloc[:n_dd].reset_index(drop=True),
+                                   req_hr[:n_dd], y_test[:n_dd], classes)
+    features = pd.DataFrame(feat_rows)
+    hr_pairs = pd.concat(hr_pairs, ignore_index=True)
+    lap("features", sum(len(x) for x in sets.values()))
+
+    # -- diagnostic ----------------------------------------------------------------------------------------
+    valid = (labs["train"].sum(0) > 0) & (labs["train"].sum(0) < len(labs["train"]))
+    clf_dir = out / "classifier"
+    shutil.rmtree(clf_dir, ignore_errors=True)
+    model, _ = train_classifier(sigs["train"], labs["train"], sigs["val"], labs["val"], clf_dir,
+                                train_cfg=_train_cfg(clf_steps, seed, min(train_batch, len(sigs["train"])), wd=3e-4),
+                                pos_weight="balanced",
+                                classes=classes, meta={"run_dir": str(run_dir), "seed": seed})
+    th = choose_thresholds(labs["val"], predict_proba(model, sigs["val"]))
+    diag_rows, cms, summ = [], [], []
+    for src, x in list(sets.items()) + ([("model_subset", sets["model"][:n_dd])] if n_dd else []):
+        r = slice(0, len(x))
+        p = predict_proba(model, x)
+        rows = _diag_rows(src, p, th, y_test[r], classes, valid)
+        diag_rows += rows
+        cms.append(_confusion(src, p, y_test[r], classes, valid))
+        rec = [d["recall"] for d in rows if d["trained"] and np.isfinite(d["recall"])]
+        summ.append({"source": src, "n": len(x), "macro_recall": float(np.mean(rec)) if rec else math.nan,
+                     "n_classes": len(rec)})
+    diagnostic = pd.DataFrame(diag_rows)
+    diagnostic_summary = pd.DataFrame(summ)
+    confusion = pd.concat(cms, ignore_index=True)
+    lap("classifier", len(sigs["train"]))
+
+    tstr_rows = []
+    if n_tstr is None or n_tstr > 0:
+        tr = split["train"]
+        k = len(tr) if n_tstr is None else min(int(n_tstr), len(tr))
+        tsel = np.sort(np.random.default_rng(seed + 1).permutation(len(tr))[:k])
+        x_syn = generate(tr.iloc[tsel], sampler, steps, seed + 10 ** 6)
+        cols = np.flatnonzero(valid)
+        res = tstr_trtr((sigs["train"][tsel], labs["train"][tsel][:, cols]), (x_syn, labs["train"][tsel][:, cols]),
+                        (sigs["val"], labs["val"][:, cols]), (sigs["test"], labs["test"][:, cols]), out / "tstr",
+                        train_cfg=_train_cfg(clf_steps, seed, min(train_batch, k), wd=3e-4), pos_weight="balanced",
+                        classes=[classes[c] for c in cols])
+        for tag in ("trtr", "tstr"):
+            tstr_rows.append({"setting": tag, "macro_auroc": res[f"{tag}_macro_auroc"], "n_train": res[f"n_train_{tag}"],
+                              "n_test": res["n_test"]})
+        tstr_rows.append({"setting": "tstr_over_trtr", "macro_auroc": res["tstr_over_trtr"], "n_train": k,
+                          "n_test": res["n_test"]})
+        lap("tstr", k)
+    tstr = pd.DataFrame(tstr_rows, columns=["setting", "macro_auroc", "n_train", "n_test"])
+
+    tables = {"conditions": cond, "signal": signal, "retrieval": retrieval, "features": features,
+              "hr_pairs": hr_pairs, "diagnostic": diagnostic, "diagnostic_summary": diagnostic_summary,
+              "confusion": confusion, "tstr": tstr}
+    tables["targets"] = targets_table(tables)
+    tables["timings"] = pd.DataFrame(timings)
+    for name, df in tables.items():
+        _write(out, name, df)
+    figs = _figures(out, tables, hr_pairs)
+    params = {"run_dir": str(run_dir), "n_eval": n_eval, "n_per_class": n_per_class, "seed": seed,
+              "clip_steps": clip_steps, "clf_steps": clf_steps, "sampler": sampler, "steps": steps,
+              "baselines": list(baselines), "n_ddpm": n_ddpm, "ddpm_steps": ddpm_steps, "n_tstr": n_tstr,
+              "n_boot": n_boot, "train_batch": train_batch, "n_conditions": len(test), "classes": classes, "figures": figs,
+              "pipeline": pipe.identity}
+    (out / "benchmark.json").write_text(json.dumps(params, indent=1, default=_json_default))
+    return tables
+
+
+# -- CLI -----------------------------------------------------------------------------------------------------------
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    tables = evaluate_run(args.run_dir, n_eval=args.n_eval, n_per_class=args.n_per_class, seed=args.seed,
+                          clip_steps=args.clip_steps, clf_steps=args.clf_steps, sampler=args.sampler, steps=args.steps,
+                          baselines=tuple(b for b in args.baselines.split(",") if b), n_ddpm=args.n_ddpm,
+                          ddpm_steps=args.ddpm_steps, n_tstr=args.n_tstr, n_boot=args.n_boot,
+                          train_batch=args.train_batch, workers=args.workers,
+                          out_dir=args.out_dir)
+    with pd.option_context("display.width", 160, "display.max_columns", 12):
+        print(tables["signal"][["source", "n", "fid", "floor", "rfid", "precision", "recall", "coverage"]])
+        print(tables["targets"])
+    return 0
+
+
+def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
+    """``diffusets evaluate RUN_DIR [...]``: add the sub-command to an argparse ``subparsers`` object."""
+    c = subparsers.add_parser("evaluate", help="benchmark a trained run (signal/feature/diagnostic + baselines)")
+    c.add_argument("run_dir")
+    c.add_argument("--n-eval", type=int, default=None, help="test conditions (default: all test records)")
+    c.add_argument("--n-per-class", type=int, default=None, help="stratify: up to N test records per class")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--clip-steps", type=int, default=300)
+    c.add_argument("--clf-steps", type=int, default=300)
+    c.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
+    c.add_argument("--steps", type=int, default=50)
+    c.add_argument("--baselines", default="nn,deepfake,ddpm", help="comma-separated subset of nn,deepfake,ddpm")
+    c.add_argument("--n-ddpm", type=int, default=8)
+    c.add_argument("--ddpm-steps", type=int, default=1000)
+    c.add_argument("--n-tstr", type=int, default=0, help="training conditions generated for TSTR (0: skip)")
+    c.add_argument("--n-boot", type=int, default=100)
+    c.add_argument("--train-batch", type=int, default=64, help="CLIP / classifier training batch size")
+    c.add_argument("--workers", type=int, default=0)
+    c.add_argument("--out-dir", default=None)
+    c.set_defaults(func=_cmd_evaluate)
+    return c

@@ -1,0 +1,133 @@
+"""The benchmark suite (diffusets_core.eval.report) and its baselines on a tiny trained run."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diffusets_core.data.prepare import prepare_dataset
+from diffusets_core.data.store import SignalStore
+from diffusets_core.eval import baselines as bl
+from diffusets_core.eval.report import EVAL_CLASSES, _select, add_evaluate_parser, evaluate_run
+from diffusets_core.text.embed import embed_run
+from diffusets_core.train.stages import encode_latents, train_unet, train_vae
+from tests.data_trees import write_mimic_tree
+
+TINY_VAE = {"channels": [32, 32, 32], "norm_groups": 8}
+TINY_UNET = {"levels": 4, "attn_heads": 2, "cond_dropout": 0.2}
+TRAIN = {"max_steps": 3, "batch_size": 8, "val_every": 3, "checkpoint_every": 3, "log_every": 1,
+         "progress": False, "device": "cpu"}
+REPORTS = [(["Sinus rhythm", "Normal ECG"], 70.0), (["Sinus tachycardia", "Abnormal ECG"], 115.0),
+           (["Sinus rhythm", "Right bundle branch block", "Abnormal ECG"], 80.0),
+           (["Sinus bradycardia", "Borderline ECG"], 50.0)]
+SIZES = dict(seed=3, clip_steps=2, clf_steps=2, steps=2, n_ddpm=2, ddpm_steps=3, n_tstr=6, n_boot=5, train_batch=8,
+             embedder_kwargs={"dim": 32})
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("evalrun")
+    recs = [{"subject_id": 10000032 + (i % 24), "study_id": 40000000 + i, "hr": REPORTS[i % 4][1], "seed": i,
+             "reports": REPORTS[i % 4][0]} for i in range(48)]
+    write_mimic_tree(root / "mimic", recs)
+    run_dir = root / "run"
+    prepare_dataset("mimic", root / "mimic", run_dir, workers=1, progress=False)
+    embed_run(run_dir, backend="hash", progress=False, dim=32)
+    train_vae(run_dir, TINY_VAE, TRAIN, seed=0)
+    encode_latents(run_dir, device="cpu")
+    train_unet(run_dir, TINY_UNET, TRAIN, seed=0)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def tables(run):
+    return evaluate_run(run, out_dir=run / "eval_a", **SIZES)
+
+
+def test_tables_columns_and_files(run, tables):
+    for name in ("conditions", "signal", "retrieval", "features", "hr_pairs", "diagnostic", "diagnostic_summary",
+                 "confusion", "tstr", "targets", "timings"):
+        assert isinstance(tables[name], pd.DataFrame), name
+        assert (run / "eval_a" / f"{name}.csv").is_file() and (run / "eval_a" / f"{name}.json").is_file()
+    assert (run / "eval_a" / "signal_metrics.png").is_file() and (run / "eval_a" / "benchmark.json").is_file()
+    n_test = len(SignalStore(run).records("test"))
+    sig = tables["signal"]
+    assert set(sig["source"]) == {"real", "model", "nn", "deepfake", "ddpm", "model_subset"}
+    assert {"source", "n", "n_real", "n_gen"} <= set(sig.columns)
+    assert set(tables["features"].columns) >= {"source", "class", "metric", "n", "n_valid", "mae", "bias"}
+    assert set(tables["features"]["metric"]) >= {"hr", "hr_50_150", "qrs_ms", "pr_ms", "qtc_ms"}
+    d = tables["diagnostic"]
+    assert set(d.columns) >= {"source", "class", "support", "recall"} and set(d["class"]) == set(EVAL_CLASSES)
+    assert set(tables["diagnostic_summary"].columns) >= {"source", "n", "macro_recall"}
+    assert list(tables["tstr"]["setting"]) == ["trtr", "tstr", "tstr_over_trtr"]
+    assert set(tables["targets"].columns) >= {"target", "value", "threshold", "met"}
+    assert len(tables["conditions"]) == n_test
+    assert set(tables["retrieval"].columns) >= {"text_to_ecg_top1", "chance_text_to_ecg_top1"}
+
+
+def test_deterministic_for_a_seed(run, tables):
+    again = evaluate_run(run, out_dir=run / "eval_b", **{**SIZES, "n_tstr": 0, "baselines": ("nn",)})
+    for name, cols in (("signal", None), ("features", None), ("diagnostic", None), ("hr_pairs", None)):
+        a = tables[name][tables[name]["source"].isin(again[name]["source"])].reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, again[name].reset_index(drop=True))
+
+
+def test_nn_baseline_returns_training_ecgs(run, tables):
+    store = SignalStore(run)
+    train = store.records("train")
+    cond = tables["conditions"]
+    assert cond["nn_record_id"].astype(str).isin(train["record_id"].astype(str)).all()
+    # same report text -> same class set (the hash embedder maps equal reports to equal vectors)
+    rep = dict(zip(train["record_id"].astype(str), train["report"]))
+    assert [rep[r] for r in cond["nn_record_id"].astype(str)] == cond["report"].tolist()
+
+
+def test_nearest_neighbour_ties_broken_by_hr():
+    train = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [2.0, 0.0]])
+    idx = bl.nearest_neighbour(np.array([[3.0, 0.0], [0.0, 1.0]]), [101.0, 60.0], train, [60.0, 100.0, 70.0, 120.0])
+    assert idx.tolist() == [1, 2]
+
+
+def test_deepfake_shape_and_einthoven():
+    x = bl.deepfake_generate(2, seed=5, batch_size=1)
+    assert x.shape == (2, 12, 1024) and x.dtype == np.float32 and np.isfinite(x).all()
+    # the noise depends on the seed only; batching changes float rounding only
+    np.testing.assert_allclose(x, bl.deepfake_generate(2, seed=5, batch_size=2), atol=1e-4)
+    I, II, III, aVR, aVL, aVF = x[:, :6].transpose(1, 0, 2)
+    tol = 1e-4 * max(1.0, np.abs(x).max())
+    np.testing.assert_allclose(III, II - I, atol=tol)
+    np.testing.assert_allclose(aVR + aVL + aVF, 0.0, atol=tol)
+    np.testing.assert_allclose(aVR, -(I + II) / 2, atol=tol)
+    assert 0.05 < np.abs(x).max() < 20  # mV range, not uV
+
+
+def test_derive_12_leads_order():
+    x8 = np.arange(8 * 3, dtype=float).reshape(1, 8, 3)
+    x12 = bl.derive_12_leads(x8)
+    np.testing.assert_array_equal(x12[0, 6:], x8[0, 2:])
+    np.testing.assert_array_equal(x12[0, 4], x8[0, 0] - x8[0, 1] / 2)
+    np.testing.assert_array_equal(x12[0, 5], x8[0, 1] - x8[0, 0] / 2)
+    with pytest.raises(ValueError):
+        bl.derive_12_leads(np.zeros((1, 12, 3)))
+
+
+def test_cli_parser():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_evaluate_parser(p.add_subparsers(dest="cmd"))
+    a = p.parse_args(["evaluate", "RUN", "--n-eval", "10", "--baselines", "nn"])
+    assert a.run_dir == "RUN" and a.n_eval == 10 and a.baselines == "nn" and callable(a.func)
+
+
+def test_select_stratified_and_capped():
+    labels = np.zeros((10, 2))
+    labels[:6, 0] = 1
+    labels[6:8, 1] = 1
+    rng = lambda: np.random.default_rng(0)  # noqa: E731
+    sel = _select(labels, None, 2, rng())
+    assert len(sel) == 4 and labels[sel, 0].sum() == 2 and labels[sel, 1].sum() == 2
+    assert len(_select(labels, 5, 2, rng())) == 5 and len(_select(labels, 3, None, rng())) == 3
+    assert _select(labels, None, None, rng()).tolist() == list(range(10))
+    np.testing.assert_array_equal(_select(labels, 5, 2, rng()), _select(labels, 5, 2, rng()))
