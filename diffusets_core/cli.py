@@ -50,12 +50,15 @@ def _stage_profile(args: argparse.Namespace):
     return load_profile("cpu")
 
 
-def _cmd_train_vae(args: argparse.Namespace) -> int:
-    from .train.stages import train_vae
+def _cmd_train(args: argparse.Namespace) -> int:
+    """train-vae / train-unet: the stage's model and training settings come from the profile."""
+    from .train import stages
 
     prof = _stage_profile(args)
-    summary = train_vae(args.run_dir, prof.vae.model, {**prof.vae.train, **_train_overrides(args)}, seed=prof.seed,
-                        resume=not args.restart, **prof.vae.extra)
+    cfg = getattr(prof, args.stage)
+    train = stages.train_vae if args.stage == "vae" else stages.train_unet
+    summary = train(args.run_dir, cfg.model, {**cfg.train, **_train_overrides(args)}, seed=prof.seed,
+                    resume=not args.restart, **cfg.extra)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -64,16 +67,6 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from .train.stages import encode_latents
 
     print(json.dumps(encode_latents(args.run_dir, device=args.device), indent=2))
-    return 0
-
-
-def _cmd_train_unet(args: argparse.Namespace) -> int:
-    from .train.stages import train_unet
-
-    prof = _stage_profile(args)
-    summary = train_unet(args.run_dir, prof.unet.model, {**prof.unet.train, **_train_overrides(args)}, seed=prof.seed,
-                         resume=not args.restart, **prof.unet.extra)
-    print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
@@ -152,15 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_embed)
 
-    for name, func, hlp in (("train-vae", _cmd_train_vae, "train the VAE on RUN_DIR's training split"),
-                            ("train-unet", _cmd_train_unet, "train the conditional U-Net on RUN_DIR's latents")):
+    for name, stage, hlp in (("train-vae", "vae", "train the VAE on RUN_DIR's training split"),
+                             ("train-unet", "unet", "train the conditional U-Net on RUN_DIR's latents")):
         c = sub.add_parser(name, help=hlp)
         c.add_argument("run_dir", type=Path)
         c.add_argument("--profile", default=None, help="settings from this profile (default: the one RUN_DIR was made with)")
         c.add_argument("--max-steps", type=int, default=None)
         c.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
         c.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
-        c.set_defaults(func=func)
+        c.set_defaults(func=_cmd_train, stage=stage)
 
     c = sub.add_parser("encode", help="encode RUN_DIR's signals into VAE latents")
     c.add_argument("run_dir", type=Path)
