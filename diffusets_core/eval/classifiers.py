@@ -167,17 +167,10 @@ def train_classifier(signals_train: Any, y_train: Any, signals_val: Any, y_val: 
 
 
 def load_classifier(path: str | os.PathLike) -> ECGClassifier:
-    from ..train.checkpoint import CheckpointError, load_checkpoint
+    from ..train.checkpoint import load_trained
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
-    ck = load_checkpoint(path)
-    meta = ck.get("meta", {})
-    if "classifier_config" not in meta:
-        raise CheckpointError(f"{path}: not an ECG classifier checkpoint (no meta.classifier_config)")
-    model = ECGClassifier(ClassifierConfig(**meta["classifier_config"]))
-    state = ck["ema"]["shadow"] if "ema" in ck and "shadow" in ck["ema"] else ck["model"]
+    cfg, state = load_trained(path, "classifier_config", "an ECG classifier")
+    model = ECGClassifier(ClassifierConfig(**cfg))
     model.load_state_dict(state)
     return model.eval()
 

@@ -209,19 +209,10 @@ class ClipFeaturizer:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> "ClipFeaturizer":
         """Load ``best.pt`` / ``last.pt`` (or a run folder, which means its ``best.pt``)."""
-        from ..train.checkpoint import CheckpointError, load_checkpoint
+        from ..train.checkpoint import load_trained
 
-        path = Path(path)
-        if path.is_dir():
-            path = path / "best.pt"
-        ck = load_checkpoint(path)
-        meta = ck.get("meta", {})
-        if "clip_config" not in meta:
-            raise CheckpointError(f"{path}: not an ECG-text CLIP checkpoint (no meta.clip_config)")
-        model = ECGTextCLIP(ClipConfig(**meta["clip_config"]))
-        state = ck["model"]
-        if "ema" in ck and "shadow" in ck["ema"]:  # last.pt: use the EMA weights too
-            state = ck["ema"]["shadow"]
+        cfg, state = load_trained(path, "clip_config", "an ECG-text CLIP")
+        model = ECGTextCLIP(ClipConfig(**cfg))
         model.load_state_dict(state)
         return cls(model, device)
 

@@ -49,3 +49,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
     return obj
+
+
+def load_trained(path: str | os.PathLike, config_key: str, what: str) -> tuple[dict, dict]:
+    """``(config, state_dict)`` of a model trained by :class:`~diffusets_core.train.loop.Trainer`.
+
+    ``path`` is a checkpoint or a run folder (meaning its ``best.pt``); ``meta[config_key]`` must hold the
+    model config. ``last.pt`` files contribute their EMA weights, as ``best.pt`` files do.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    ck = load_checkpoint(path)
+    meta = ck.get("meta", {})
+    if config_key not in meta:
+        raise CheckpointError(f"{path}: not {what} checkpoint (no meta.{config_key})")
+    ema = ck.get("ema")
+    state = ema["shadow"] if isinstance(ema, dict) and "shadow" in ema else ck["model"]
+    return meta[config_key], state
