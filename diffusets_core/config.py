@@ -157,3 +157,18 @@ def _check_stages(profile: Profile, where: str) -> None:
         unknown = sorted(set(stage.train) - allowed)
         if unknown:
             raise ProfileError(f"{where}: {name}.train: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        allowed_extra = _stage_extra_keys(name)
+        unknown = sorted(set(stage.extra) - allowed_extra)
+        if unknown:
+            raise ProfileError(f"{where}: {name}.extra: unknown key(s) {unknown}; allowed: {sorted(allowed_extra)}")
+
+
+def _stage_extra_keys(name: str) -> set[str]:
+    """Keyword options of the stage's training function that a profile may set under ``extra``."""
+    import inspect
+
+    from .train import stages
+
+    fn = stages.train_vae if name == "vae" else stages.train_unet
+    fixed = {"run_dir", "model", "train", "seed", "resume"}
+    return {p for p in inspect.signature(fn).parameters if p not in fixed}

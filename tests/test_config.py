@@ -40,3 +40,12 @@ def test_missing_profile_lists_available():
 def test_run_dir_override(tmp_path: Path):
     prof = load_profile("smoke")
     assert prof.resolved_run_dir(tmp_path / "x") == (tmp_path / "x").resolve()
+
+
+def test_unknown_stage_extra_key_is_named(tmp_path: Path):
+    p = tmp_path / "extra.yaml"
+    p.write_text("unet:\n  extra: {loss_weigting: min_snr}\n")
+    with pytest.raises(ProfileError, match=r"unet.extra: unknown key\(s\) \['loss_weigting'\].*loss_weighting"):
+        load_profile(p)
+    p.write_text("unet:\n  extra: {loss_weighting: min_snr, snr_gamma: 5}\nvae:\n  extra: {kl_weight: 0.001}\n")
+    assert load_profile(p).unet.extra["loss_weighting"] == "min_snr"
