@@ -43,6 +43,7 @@ STAGE_PARAMETERS = {
                           "prompt_mode": p.text.prompt_mode, "batch_size": p.text.batch_size},
     "03_vae": lambda p: {"vae_model": p.vae.model, "vae_train": p.vae.train, "vae_extra": p.vae.extra},
     "04_diffusion": lambda p: {"unet_model": p.unet.model, "unet_train": p.unet.train, "unet_extra": p.unet.extra},
+    "06_benchmark": lambda p: {"unet_model": p.unet.model, "unet_train": p.unet.train, "unet_extra": p.unet.extra},
 }
 
 

@@ -57,8 +57,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     prof = _stage_profile(args)
     cfg = getattr(prof, args.stage)
     train = stages.train_vae if args.stage == "vae" else stages.train_unet
-    summary = train(args.run_dir, cfg.model, {**cfg.train, **_train_overrides(args)}, seed=prof.seed,
-                    resume=not args.restart, **cfg.extra)
+    model, extra = dict(cfg.model), dict(cfg.extra)
+    if getattr(args, "text_only", False):  # the paper's "noc" ablation, beside the main model
+        model["cond_dim"], extra["out_name"] = 0, stages.NOC_DIR
+    summary = train(args.run_dir, model, {**cfg.train, **_train_overrides(args)}, seed=prof.seed,
+                    resume=not args.restart, **extra)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -153,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--max-steps", type=int, default=None)
         c.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
         c.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
+        if stage == "unet":
+            c.add_argument("--text-only", action="store_true",
+                           help="train the paper's text-only ablation (no sex/age/HR) into RUN_DIR/unet_noc")
         c.set_defaults(func=_cmd_train, stage=stage)
 
     c = sub.add_parser("encode", help="encode RUN_DIR's signals into VAE latents")

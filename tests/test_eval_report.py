@@ -131,3 +131,34 @@ def test_select_stratified_and_capped():
     assert len(_select(labels, 5, 2, rng())) == 5 and len(_select(labels, 3, None, rng())) == 3
     assert _select(labels, None, None, rng()).tolist() == list(range(10))
     np.testing.assert_array_equal(_select(labels, 5, 2, rng()), _select(labels, 5, 2, rng()))
+
+
+def test_text_only_ablation_noc(run):
+    """The paper's 'noc' ablation: trained beside the main model, blind to sex/age/HR, evaluated as a source."""
+    from diffusets_core.cli import main as cli_main
+    from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+    from diffusets_core.train.stages import NOC_DIR
+
+    with pytest.raises(FileNotFoundError, match="--text-only"):
+        evaluate_run(run, out_dir=run / "eval_noc", **{**SIZES, "baselines": ("noc",)})
+    assert cli_main(["train-unet", str(run), "--profile", "smoke", "--text-only", "--max-steps", "2",
+                     "--device", "cpu"]) == 0
+    assert (run / NOC_DIR / "model.pt").is_file() and (run / "unet" / "model.pt").is_file()
+    noc = DiffuSETSPipeline.from_pretrained(run, device="cpu", unet_dir=NOC_DIR, dim=32)
+    assert noc.unet.cfg.cond_dim == 0 and noc.identity["unet_dir"] == NOC_DIR
+    kw = dict(num_inference_steps=2, seed=5)
+    a = noc("Sinus rhythm|Normal ECG", age=30, sex="F", hr=55, **kw).signals
+    b = noc("Sinus rhythm|Normal ECG", age=80, sex="M", hr=140, **kw).signals
+    np.testing.assert_array_equal(a, b)  # patient information cannot reach a text-only model
+    full = DiffuSETSPipeline.from_pretrained(run, device="cpu", dim=32)
+    c = full("Sinus rhythm|Normal ECG", age=30, sex="F", hr=55, **kw).signals
+    d = full("Sinus rhythm|Normal ECG", age=80, sex="M", hr=140, **kw).signals
+    assert np.abs(c - d).max() > 0  # ... while it does reach the main model
+    t = evaluate_run(run, out_dir=run / "eval_noc", **{**SIZES, "baselines": ("nn", "noc")})
+    assert set(t["signal"]["source"]) == {"real", "model", "nn", "noc"}
+    assert "noc" in set(t["diagnostic_summary"]["source"]) and "noc" in set(t["hr_pairs"]["source"])
+
+
+def test_noc_rejects_a_bad_cond_dim(run, tmp_path):
+    with pytest.raises(ValueError, match=r"cond_dim must be 3 \(sex, age, HR\) or 0"):
+        train_unet(run, {**TINY_UNET, "cond_dim": 2}, TRAIN, seed=0, out_name="unet_bad")

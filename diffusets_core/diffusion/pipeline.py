@@ -78,15 +78,16 @@ class DiffuSETSPipeline:
     # -- construction --------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, run_dir: str | os.PathLike, *, device: str = "auto", embedder: Any = None,
-                        **embedder_kwargs: Any) -> "DiffuSETSPipeline":
-        """Load ``run_dir/unet/model.pt`` and ``run_dir/vae/model.pt`` and the embedder they were trained with."""
+                        unet_dir: str = "unet", **embedder_kwargs: Any) -> "DiffuSETSPipeline":
+        """Load ``run_dir/<unet_dir>/model.pt`` and ``run_dir/vae/model.pt`` and the embedder they were trained
+        with. ``unet_dir="unet_noc"`` loads the text-only ablation trained beside the main model."""
         from ..text.embed import default_cache_dir
         from ..text.embedders import make_embedder
         from ..train.stages import load_vae
 
         run_dir = Path(run_dir)
         dev = resolve_device(device)
-        path = run_dir / "unet" / "model.pt"
+        path = run_dir / unet_dir / "model.pt"
         ck = load_checkpoint(path, map_location=dev)
         if ck.get("kind") != "diffusets.unet":
             raise CheckpointError(f"{path}: not a DiffuSETS U-Net artifact (kind={ck.get('kind')!r})")
@@ -110,7 +111,8 @@ class DiffuSETSPipeline:
             fs = SignalStore(run_dir).fs
         except FileNotFoundError:
             pass
-        model_id = {"run_dir": str(run_dir.resolve()), "unet_steps": meta.get("steps"), "embedder": ident,
+        model_id = {"run_dir": str(run_dir.resolve()), "unet_dir": unet_dir, "unet_steps": meta.get("steps"),
+                    "embedder": ident,
                     "patient_mode": meta.get("patient_mode", "normalized"), "weights": "trained in this run"}
         return cls(unet, vae, embedder, patient_mode=meta.get("patient_mode", "normalized"), schedule=schedule,
                    fs=fs, device=dev, cache_dir=default_cache_dir(run_dir), identity=model_id)
@@ -203,6 +205,7 @@ class DiffuSETSPipeline:
         text = torch.from_numpy(self.embed_reports(cond["report"].tolist())).to(self.device)
         patient = torch.from_numpy(encode_patient(cond["sex"].tolist(), cond["age"].to_numpy(float),
                                                   cond["hr"].to_numpy(float), mode=self.patient_mode)).to(self.device)
+        patient = patient[:, :self.unet.cfg.cond_dim]  # a text-only model (cond_dim 0) ignores the patient
         smp = get_sampler(sampler, self.schedule)
         cfg = self.unet.cfg
         length = 1024 // self.vae.cfg.downsample_factor

@@ -8,6 +8,8 @@ Sets compared (``source`` column of every table):
 * ``real`` — the real test ECGs themselves (the floor: what a perfect generator would score);
 * ``nn`` — nearest-neighbour retrieval from the TRAINING split (:func:`~.baselines.nearest_neighbour`);
 * ``deepfake`` — deepfake-ecg, an external unconditional generator (:func:`~.baselines.deepfake_generate`);
+* ``noc`` — the paper's text-only ablation: a U-Net trained without sex, age and HR (``cond_dim: 0``, in
+  ``run/unet_noc/``), same reports, sampler and seeds;
 * ``ddpm`` / ``model_subset`` — the paper's 1000-step DDPM against the fast sampler on the first ``n_ddpm``
   conditions (same conditions, same seeds).
 
@@ -43,9 +45,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ..train.stages import NOC_DIR
+
 log = logging.getLogger(__name__)
 
-__all__ = ["EVAL_CLASSES", "TARGETS", "evaluate_run", "targets_table", "add_evaluate_parser"]
+BASELINES = ("nn", "deepfake", "ddpm", "noc")
+
+__all__ = ["BASELINES", "EVAL_CLASSES", "TARGETS", "evaluate_run", "targets_table", "add_evaluate_parser"]
 
 # class -> substring patterns on the lower-cased report (see classifiers.labels_from_reports)
 EVAL_CLASSES: dict[str, Any] = {
@@ -288,10 +294,13 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
 
     import torch
 
-    unknown = set(baselines) - {"nn", "deepfake", "ddpm"}
+    unknown = set(baselines) - set(BASELINES)
     if unknown:
-        raise ValueError(f"unknown baselines {sorted(unknown)}; choose from nn, deepfake, ddpm")
+        raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {', '.join(BASELINES)}")
     run_dir = Path(run_dir)
+    if "noc" in baselines and not (run_dir / NOC_DIR / "model.pt").is_file():
+        raise FileNotFoundError(f"baseline 'noc' needs the text-only U-Net {run_dir / NOC_DIR / 'model.pt'}; train it "
+                                f"with `diffusets train-unet {run_dir} --text-only`")
     out = Path(out_dir) if out_dir is not None else run_dir / "eval"
     out.mkdir(parents=True, exist_ok=True)
     timings: list[dict] = []
@@ -350,6 +359,12 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
     if n_dd > 0:
         sets["ddpm"] = generate(test.iloc[:n_dd], "ddpm", ddpm_steps, seed)
         lap("generate_ddpm", n_dd)
+    if "noc" in baselines:  # the paper's ablation: same reports and seeds, no sex/age/HR
+        noc = DiffuSETSPipeline.from_pretrained(run_dir, device="cpu", unet_dir=NOC_DIR, **(embedder_kwargs or {}))
+        sets["noc"] = noc(test["report"].tolist(), age=test["age"].to_numpy(float), sex=test["sex"].tolist(),
+                          hr=test["hr"].to_numpy(float), num_inference_steps=steps, sampler=sampler, seed=seed,
+                          batch_size=batch_size, progress=progress).signals
+        lap("generate_noc", len(test))
     subset_of = {"ddpm": n_dd}
 
     def rows_of(src: str) -> slice:
@@ -504,7 +519,8 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--clf-steps", type=int, default=300)
     c.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
     c.add_argument("--steps", type=int, default=50)
-    c.add_argument("--baselines", default="nn,deepfake,ddpm", help="comma-separated subset of nn,deepfake,ddpm")
+    c.add_argument("--baselines", default="nn,deepfake,ddpm", help="comma-separated subset of nn,deepfake,ddpm,noc (noc: train it first with "
+                        "`diffusets train-unet RUN_DIR --text-only`)")
     c.add_argument("--n-ddpm", type=int, default=8)
     c.add_argument("--ddpm-steps", type=int, default=1000)
     c.add_argument("--n-tstr", type=int, default=0, help="training conditions generated for TSTR (0: skip)")

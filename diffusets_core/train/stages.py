@@ -194,6 +194,7 @@ def _atomic_npy(path: Path, arr: np.ndarray) -> None:
 
 # ------------------------------------------------------------------------------------------- U-Net
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
+NOC_DIR = "unet_noc"  # where the text-only ablation ("noc", cond_dim 0) is trained, beside unet/
 
 
 class DiffusionLoss:
@@ -261,10 +262,13 @@ def _load_latents(run_dir: Path, split: str) -> tuple[np.ndarray, list[str]]:
 
 def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: Optional[dict] = None, *,
                seed: int = 0, patient_mode: str = "normalized", timestep_mode: str = "uniform",
-               loss_weighting: str = "uniform", snr_gamma: float = 5.0, resume: bool = True) -> dict:
-    """Train the conditional U-Net on the training latents; write ``unet/model.pt``.
+               loss_weighting: str = "uniform", snr_gamma: float = 5.0, out_name: str = "unet",
+               resume: bool = True) -> dict:
+    """Train the conditional U-Net on the training latents; write ``<out_name>/model.pt`` (default ``unet/``).
 
-    ``loss_weighting`` is ``"uniform"`` (the paper) or ``"min_snr"`` (see :class:`DiffusionLoss`).
+    ``loss_weighting`` is ``"uniform"`` (the paper) or ``"min_snr"`` (see :class:`DiffusionLoss`). A model
+    with ``cond_dim: 0`` is the paper's text-only ablation ("noc"): it never sees sex, age or heart rate;
+    train it into its own directory, e.g. ``out_name="unet_noc"`` (see :data:`NOC_DIR`).
     """
     run_dir = Path(run_dir)
     if not (run_dir / "latents" / "train.npy").is_file():
@@ -273,6 +277,9 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
     z_va, ids_va = _load_latents(run_dir, "val")
     t_tr, p_tr, identity = conditioning_arrays(run_dir, ids_tr, patient_mode)
     cfg = UNetConfig.from_dict({**(model or {}), "text_dim": int(t_tr.shape[1]), "in_channels": int(z_tr.shape[1])})
+    if cfg.cond_dim not in (0, p_tr.shape[1]):
+        raise ValueError(f"unet.model.cond_dim must be {p_tr.shape[1]} (sex, age, HR) or 0 (text only), got {cfg.cond_dim}")
+    p_tr = p_tr[:, :cfg.cond_dim]
     tcfg = _train_cfg(train or {}, seed)
     torch.manual_seed(seed)
     unet = ConditionalUNet1D(cfg)
@@ -286,8 +293,9 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
     val = None
     if len(z_va):
         t_va, p_va, _ = conditioning_arrays(run_dir, ids_va, patient_mode)
+        p_va = p_va[:, :cfg.cond_dim]
         val = TensorSource({"z": torch.from_numpy(z_va), "text": torch.from_numpy(t_va), "patient": torch.from_numpy(p_va)})
-    out = run_dir / "unet"
+    out = run_dir / out_name
     trainer = Trainer(unet, DiffusionLoss(schedule, timestep_mode, loss_weighting, snr_gamma), src, out, tcfg, val=val, meta=meta)
     if resume:
         trainer.resume()
