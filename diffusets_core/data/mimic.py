@@ -58,7 +58,8 @@ def _read_table(path: Path, required: list[str], optional: list[str] = ()) -> tu
         raise DatasetLayoutError(path, f"columns {required}", f"missing {missing}")
     usecols = [c for c in list(required) + list(optional) if c in header]
     try:
-        return pd.read_csv(path, usecols=usecols, dtype=str, keep_default_na=False), []
+        # pandas >= 3 pads a short row with NaN even when keep_default_na=False; the row readers expect text
+        return pd.read_csv(path, usecols=usecols, dtype=str, keep_default_na=False).fillna(""), []
     except pd.errors.ParserError:
         bad: list[list[str]] = []
 
@@ -67,7 +68,7 @@ def _read_table(path: Path, required: list[str], optional: list[str] = ()) -> tu
             return None
 
         df = pd.read_csv(path, dtype=str, keep_default_na=False, engine="python", on_bad_lines=on_bad)
-        return df[usecols], bad
+        return df[usecols].fillna(""), bad
 
 
 def find_patients_table(root: str | Path) -> Path | None:

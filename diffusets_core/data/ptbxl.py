@@ -54,7 +54,8 @@ def _read_csv_keeping_bad_lines(path: Path) -> tuple[pd.DataFrame, list[list[str
         return None
 
     df = pd.read_csv(path, dtype=str, keep_default_na=False, engine="python", on_bad_lines=on_bad)
-    return df, bad
+    # pandas >= 3 pads a short row with NaN even when keep_default_na=False; the row readers expect text
+    return df.fillna(""), bad
 
 
 def _scp_descriptions(root: Path) -> dict[str, str]:
