@@ -54,6 +54,40 @@ class NotebookRun:
     output: Path
 
 
+def declared_parameters(nb_path: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged ``parameters`` (what papermill can override)."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            names: set[str] = set()
+            for node in ast.walk(ast.parse(cell.source)):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    names.add(node.id)
+            return names
+    raise ValueError(f"{nb_path}: no cell tagged 'parameters'")
+
+
+def check_profile_parameters(profile: Profile, notebooks: Sequence[str]) -> None:
+    """Refuse, before anything runs, a profile whose ``notebook_params`` name a parameter a notebook does not
+    declare: papermill would inject it as an unused variable and the setting would silently do nothing."""
+    problems = []
+    for nb in notebooks:
+        given = set(profile.notebook_params.get(nb, {}))
+        path = NOTEBOOKS_DIR / f"{nb}.ipynb"
+        if not given or not path.is_file():
+            continue
+        unknown = given - declared_parameters(path)
+        if unknown:
+            problems.append(f"notebook_params.{nb}: {sorted(unknown)} not declared in the parameters cell of {path} "
+                            f"(declared: {sorted(declared_parameters(path))})")
+    if problems:
+        raise ValueError(f"profile {profile.name!r}: " + "; ".join(problems))
+
+
 def notebook_parameters(profile: Profile, notebook: str, run_dir: Path) -> dict:
     """Parameters papermill injects: the run directory, the profile, its seed, and per-notebook extras."""
     params = {
@@ -202,6 +236,7 @@ def run_book(profile: Profile, *, run_dir: Optional[Path] = None, only: Optional
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "profile.json").write_text(json.dumps(profile.to_dict(), indent=2))
     notebooks = list(only) if only else list(profile.notebooks)
+    check_profile_parameters(profile, notebooks)
     runs: list[NotebookRun] = []
     for nb in notebooks:
         print(f"[book] executing {nb} (profile {profile.name}) ...", flush=True)

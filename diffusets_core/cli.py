@@ -83,8 +83,6 @@ def _train_overrides(args: argparse.Namespace) -> dict:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from .diffusion.export import generate_to_disk
     from .diffusion.pipeline import DiffuSETSPipeline
 
@@ -184,9 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_generate)
 
+    from .eval.guidance import add_guidance_parser
     from .eval.report import add_evaluate_parser
 
     add_evaluate_parser(sub)
+    add_guidance_parser(sub)
 
     c = sub.add_parser("book", help="execute the notebooks of a profile with papermill and build the book")
     c.add_argument("--profile", default="cpu", help="profiles/<name>.yaml or a path (default: cpu)")

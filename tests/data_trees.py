@@ -143,3 +143,26 @@ def write_ptbxl_tree(root: Path, rows: list[dict], *, raw_extra_lines: list[str]
     (root / "ptbxl_database.csv").write_text(text)
     (root / "scp_statements.csv").write_text(SCP_STATEMENTS)
     return root
+
+
+TINY_VAE = {"channels": [32, 32, 32], "norm_groups": 8}
+TINY_UNET = {"levels": 4, "attn_heads": 2, "cond_dropout": 0.2}
+
+
+def make_tiny_run(root: Path, records: list[dict], *, train: dict | None = None, vae: dict | None = None,
+                  unet: dict | None = None) -> Path:
+    """A run directory from a MIMIC-layout tree of ``records``: prepared and embedded (32-d hash embedder); with
+    ``train`` settings also a tiny VAE, its latents and a tiny U-Net. Returns the run directory."""
+    from diffusets_core.data.prepare import prepare_dataset
+    from diffusets_core.text.embed import embed_run
+    from diffusets_core.train.stages import encode_latents, train_unet, train_vae
+
+    write_mimic_tree(root / "mimic", records)
+    run_dir = root / "run"
+    prepare_dataset("mimic", root / "mimic", run_dir, workers=1, progress=False)
+    embed_run(run_dir, backend="hash", progress=False, dim=32)
+    if train is not None:
+        train_vae(run_dir, vae or TINY_VAE, train, seed=0)
+        encode_latents(run_dir, device="cpu")
+        train_unet(run_dir, unet or TINY_UNET, train, seed=0)
+    return run_dir

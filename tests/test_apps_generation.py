@@ -129,16 +129,9 @@ def test_report_classes_and_quiz():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    from diffusets_core.data.prepare import prepare_dataset
-    from diffusets_core.text.embed import embed_run
-    from tests.data_trees import simple_mimic_records, write_mimic_tree
+    from tests.data_trees import make_tiny_run, simple_mimic_records
 
-    root = tmp_path_factory.mktemp("apps")
-    write_mimic_tree(root / "mimic", simple_mimic_records(24, subjects=12))
-    run = root / "run"
-    prepare_dataset("mimic", root / "mimic", run, workers=1, progress=False)
-    embed_run(run, backend="hash", progress=False, dim=32)
-    return run
+    return make_tiny_run(tmp_path_factory.mktemp("apps"), simple_mimic_records(24, subjects=12))
 
 
 def test_embedding_pca_on_a_run(tiny_run):

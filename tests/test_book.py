@@ -64,3 +64,24 @@ def test_stage_prunes_toc_to_executed_chapters(tmp_path):
     assert "notebooks/01_data" in files and "notebooks/02_text" not in files
     info = (stage / "book" / "build_info.md").read_text()
     assert "`t`" in info and "01_data" in info
+
+
+def test_profile_parameter_typo_is_refused_before_anything_runs(nbdir, tmp_path):
+    _nb(nbdir / "01_data.ipynb", ["open('ran.txt', 'w').write('should not run')"])
+    prof = Profile(name="t", notebooks=["01_data"], notebook_params={"01_data": {"sed": 3}})
+    with pytest.raises(ValueError, match=r"notebook_params.01_data: \['sed'\] not declared"):
+        book.run_book(prof, run_dir=tmp_path / "run", build=False)
+    assert not (tmp_path / "run" / "executed").exists()
+
+
+def test_repo_profiles_and_stage_parameters_match_the_notebooks():
+    """Every parameter a shipped profile or STAGE_PARAMETERS sets is declared by the notebook it goes to."""
+    from diffusets_core.config import REPO_ROOT, load_profile
+
+    for path in sorted((REPO_ROOT / "profiles").glob("*.yaml")):
+        prof = load_profile(path.stem)
+        book.check_profile_parameters(prof, prof.notebooks)
+        for nb in prof.notebooks:
+            injected = set(book.notebook_parameters(prof, nb, Path("/tmp/run")))
+            missing = injected - book.declared_parameters(book.NOTEBOOKS_DIR / f"{nb}.ipynb")
+            assert not missing, f"{path.name}: {nb} is given {sorted(missing)} it does not declare"

@@ -1,7 +1,6 @@
 """Diagnostic-level: report -> label mapping, tiny classifier on toy data, metrics, TSTR/TRTR."""
 
 import numpy as np
-import pytest
 
 from diffusets_core.eval import classifiers as K
 from diffusets_core.train.loop import TrainConfig

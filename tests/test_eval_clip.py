@@ -88,3 +88,20 @@ def test_retrieval_accounts_for_duplicates():
     # random features: near chance
     r0 = C.retrieval_accuracy(rng.normal(size=(6, 8)), t)
     assert 0.0 <= r0["text_to_ecg_top5"] <= 1.0
+
+
+def test_clip_weights_do_not_depend_on_the_global_rng(tmp_path):
+    """Same data and seed -> same CLIP, whatever ran before (the benchmark and the guidance sweep call it at
+    different points of a session)."""
+    xtr, ttr, _ = _toy(64, 0)
+    cfg = C.ClipConfig(text_dim=12, embed_dim=16, text_hidden=32, encoder=dict(TINY))
+    tcfg = TrainConfig(max_steps=2, batch_size=32, lr=3e-3, val_every=2, checkpoint_every=1000, progress=False,
+                       seed=4)
+    torch.manual_seed(1)
+    C.train_clip(xtr, ttr, tmp_path / "a", cfg, tcfg)
+    torch.manual_seed(2)
+    torch.rand(17)
+    C.train_clip(xtr, ttr, tmp_path / "b", cfg, tcfg)
+    a = C.ClipFeaturizer.from_checkpoint(tmp_path / "a" / "last.pt").ecg_features(xtr[:4])
+    b = C.ClipFeaturizer.from_checkpoint(tmp_path / "b" / "last.pt").ecg_features(xtr[:4])
+    np.testing.assert_array_equal(a, b)

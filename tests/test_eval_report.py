@@ -6,16 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffusets_core.data.prepare import prepare_dataset
 from diffusets_core.data.store import SignalStore
 from diffusets_core.eval import baselines as bl
 from diffusets_core.eval.report import EVAL_CLASSES, _select, add_evaluate_parser, evaluate_run
-from diffusets_core.text.embed import embed_run
-from diffusets_core.train.stages import encode_latents, train_unet, train_vae
-from tests.data_trees import write_mimic_tree
-
-TINY_VAE = {"channels": [32, 32, 32], "norm_groups": 8}
-TINY_UNET = {"levels": 4, "attn_heads": 2, "cond_dropout": 0.2}
+from diffusets_core.train.stages import train_unet
+from tests.data_trees import TINY_UNET, make_tiny_run
 TRAIN = {"max_steps": 3, "batch_size": 8, "val_every": 3, "checkpoint_every": 3, "log_every": 1,
          "progress": False, "device": "cpu"}
 REPORTS = [(["Sinus rhythm", "Normal ECG"], 70.0), (["Sinus tachycardia", "Abnormal ECG"], 115.0),
@@ -27,17 +22,9 @@ SIZES = dict(seed=3, clip_steps=2, clf_steps=2, steps=2, n_ddpm=2, ddpm_steps=3,
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("evalrun")
     recs = [{"subject_id": 10000032 + (i % 24), "study_id": 40000000 + i, "hr": REPORTS[i % 4][1], "seed": i,
              "reports": REPORTS[i % 4][0]} for i in range(48)]
-    write_mimic_tree(root / "mimic", recs)
-    run_dir = root / "run"
-    prepare_dataset("mimic", root / "mimic", run_dir, workers=1, progress=False)
-    embed_run(run_dir, backend="hash", progress=False, dim=32)
-    train_vae(run_dir, TINY_VAE, TRAIN, seed=0)
-    encode_latents(run_dir, device="cpu")
-    train_unet(run_dir, TINY_UNET, TRAIN, seed=0)
-    return run_dir
+    return make_tiny_run(tmp_path_factory.mktemp("evalrun"), recs, train=TRAIN)
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +149,48 @@ def test_text_only_ablation_noc(run):
 def test_noc_rejects_a_bad_cond_dim(run, tmp_path):
     with pytest.raises(ValueError, match=r"cond_dim must be 3 \(sex, age, HR\) or 0"):
         train_unet(run, {**TINY_UNET, "cond_dim": 2}, TRAIN, seed=0, out_name="unet_bad")
+
+
+def test_guidance_sweep_on_validation(run):
+    """One row per scale on VALIDATION conditions; bad scales are refused before any work."""
+    from diffusets_core.eval.guidance import SWEEP_COLUMNS, guidance_sweep
+
+    with pytest.raises(ValueError, match="guidance scales"):
+        guidance_sweep(run, [1.0, -2.0], embedder_kwargs={"dim": 32})
+    n_val = len(SignalStore(run).records("val"))
+    df = guidance_sweep(run, [1.0, 3.0], n=50, seed=3, steps=2, clip_steps=2, clf_steps=2, train_batch=8,
+                        out_dir=run / "sweep", embedder_kwargs={"dim": 32})
+    assert list(df.columns) == SWEEP_COLUMNS and list(df["guidance_scale"]) == [1.0, 3.0]
+    assert (df["n"] == n_val).all()  # capped at the validation split: test records are never used
+    assert (df["seconds_per_ecg"] > 0).all()
+    pd.testing.assert_frame_equal(pd.read_csv(run / "sweep" / "guidance_sweep.csv"), df, check_dtype=False)
+
+
+def test_guidance_scale_reaches_every_generated_set(run, monkeypatch):
+    from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+
+    seen = []
+    call = DiffuSETSPipeline.__call__
+
+    def spy(self, *a, **kw):
+        seen.append((kw.get("sampler"), kw.get("guidance_scale")))
+        return call(self, *a, **kw)
+
+    monkeypatch.setattr(DiffuSETSPipeline, "__call__", spy)
+    evaluate_run(run, out_dir=run / "eval_g", guidance_scale=2.5, **{**SIZES, "baselines": ("ddpm",)})
+    assert [s for s, _ in seen] == ["ddim", "ddpm", "ddim"]  # model, ddpm subset, TSTR
+    assert all(g == 2.5 for _, g in seen)
+    assert '"guidance_scale": 2.5' in (run / "eval_g" / "benchmark.json").read_text()
+
+
+def test_choose_guidance_rule():
+    from diffusets_core.eval.guidance import choose_guidance
+
+    sweep = pd.DataFrame({"guidance_scale": [3.0, 1.0, 2.0, 1.5], "macro_recall": [0.9, 0.3, 0.6, 0.6],
+                          "coverage": [0.5, 0.8, 0.75, 0.79]})
+    assert choose_guidance(sweep) == 1.5  # 3.0 loses too much coverage; 1.5 and 2.0 tie -> the smaller
+    assert choose_guidance(sweep, min_coverage_ratio=0.5) == 3.0
+    nothing = sweep.assign(macro_recall=np.nan)
+    assert choose_guidance(nothing) == 1.0
+    with pytest.raises(ValueError, match="no rows"):
+        choose_guidance(sweep.iloc[:0])

@@ -7,31 +7,17 @@ import pytest
 import torch
 import wfdb
 
-from diffusets_core.data.prepare import prepare_dataset
 from diffusets_core.diffusion.export import generate_to_disk
 from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
-from diffusets_core.text.embed import embed_run
 from diffusets_core.text.embedders import HashEmbedder
-from diffusets_core.train.stages import encode_latents, train_unet, train_vae
-from tests.data_trees import simple_mimic_records, write_mimic_tree
-
-TINY_VAE = {"channels": [32, 32, 32], "norm_groups": 8}
-TINY_UNET = {"levels": 4, "attn_heads": 2, "cond_dropout": 0.2}
+from tests.data_trees import make_tiny_run, simple_mimic_records
 TRAIN = {"max_steps": 4, "batch_size": 8, "val_every": 2, "checkpoint_every": 2, "log_every": 1,
          "progress": False, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("e2e")
-    write_mimic_tree(root / "mimic", simple_mimic_records(40, subjects=20))
-    run_dir = root / "run"
-    prepare_dataset("mimic", root / "mimic", run_dir, workers=1, progress=False)
-    embed_run(run_dir, backend="hash", progress=False, dim=32)
-    train_vae(run_dir, TINY_VAE, TRAIN, seed=0)
-    encode_latents(run_dir, device="cpu")
-    train_unet(run_dir, TINY_UNET, TRAIN, seed=0)
-    return run_dir
+    return make_tiny_run(tmp_path_factory.mktemp("e2e"), simple_mimic_records(40, subjects=20), train=TRAIN)
 
 
 def _pipe(run: Path) -> DiffuSETSPipeline:

@@ -134,7 +134,7 @@ def train_classifier(signals_train: Any, y_train: Any, signals_val: Any, y_val: 
     VALIDATION loss. ``pos_weight``: None, ``"balanced"`` (neg/pos per class from the training labels, capped
     at 50) or explicit per-class weights. Returns ``(model loaded from best.pt, TrainResult)``.
     """
-    from ..train.loop import TensorSource, TrainConfig, Trainer
+    from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
 
     ytr = _to_tensor(y_train)
     if ytr.ndim == 1:
@@ -157,7 +157,7 @@ def train_classifier(signals_train: Any, y_train: Any, signals_val: Any, y_val: 
     train_cfg = train_cfg or TrainConfig(max_steps=300, batch_size=64, lr=1e-3, weight_decay=3e-4,
                                          warmup_steps=20, ema_decay=0.99, val_every=50, checkpoint_every=100000,
                                          progress=False)
-    model = ECGClassifier(cfg)
+    model = build_seeded(lambda: ECGClassifier(cfg), train_cfg.seed)
     src = TensorSource({"x": _to_tensor(signals_train), "y": ytr})
     vsrc = TensorSource({"x": _to_tensor(signals_val), "y": yva})
     m = {"kind": "ecg_classifier", "classifier_config": asdict(cfg),

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -182,7 +181,7 @@ def train_clip(signals_train: Any, text_train: Any, out_dir: str | os.PathLike, 
     paper's optimiser; its batch of 256 per contrastive chunk is too slow for the CPU profile).
     Returns the Trainer's ``TrainResult``; load with :meth:`ClipFeaturizer.from_checkpoint`.
     """
-    from ..train.loop import TensorSource, TrainConfig, Trainer
+    from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
 
     text_train = _to_tensor(text_train)
     cfg = cfg or ClipConfig(text_dim=int(text_train.shape[1]))
@@ -191,7 +190,7 @@ def train_clip(signals_train: Any, text_train: Any, out_dir: str | os.PathLike, 
     train_cfg = train_cfg or TrainConfig(max_steps=300, batch_size=64, lr=1e-3, weight_decay=1e-3,
                                          warmup_steps=20, ema_decay=0.99, val_every=50, checkpoint_every=100000,
                                          progress=False)
-    model = ECGTextCLIP(cfg)
+    model = build_seeded(lambda: ECGTextCLIP(cfg), train_cfg.seed)
     src = TensorSource({"x": _to_tensor(signals_train), "text": text_train})
     vsrc = TensorSource({"x": _to_tensor(val[0]), "text": _to_tensor(val[1])}) if val is not None else None
     m = {"kind": "ecg_text_clip", "clip_config": asdict(cfg), "n_train": len(src),

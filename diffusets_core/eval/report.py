@@ -267,7 +267,7 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
                  clip_steps: int = 300, clf_steps: int = 300, sampler: str = "ddim", steps: int = 50,
                  baselines: Sequence[str] = ("nn", "deepfake", "ddpm"), n_ddpm: int = 8, ddpm_steps: int = 1000,
                  n_tstr: Optional[int] = 0, n_boot: int = 100, batch_size: int = 64, train_batch: int = 64,
-                 workers: int = 0,
+                 workers: int = 0, guidance_scale: float = 1.0,
                  out_dir=None, embedder_kwargs: Optional[dict] = None, progress: bool = False) -> dict[str, pd.DataFrame]:
     """Benchmark a trained run; returns the tables (also written as CSV + JSON, with PNG figures, to
     ``out_dir``, default ``run_dir/eval``).
@@ -277,7 +277,9 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
     classifier; ``n_ddpm`` conditions generated with ``ddpm_steps`` DDPM steps (``"ddpm"`` in ``baselines``);
     ``n_tstr`` training conditions generated for TSTR vs TRTR (0 skips it, None = all training records).
     ``train_batch`` is the batch size of the CLIP / classifier training, ``n_boot`` the bootstrap replicates of
-    the confidence intervals. ``workers`` > 1 measures features in a process pool. ``embedder_kwargs`` go to
+    the confidence intervals. ``workers`` > 1 measures features in a process pool. ``guidance_scale`` is the
+    classifier-free guidance of every generated set (model, ddpm, noc, TSTR; 1.0 = plain conditional sampling;
+    choose it on validation with :func:`~.guidance.guidance_sweep`). ``embedder_kwargs`` go to
     ``DiffuSETSPipeline.from_pretrained`` (e.g. ``{"dim": 32}`` for the hash embedder of the tests).
 
     Tables: ``conditions``, ``signal``, ``retrieval``, ``features``, ``hr_pairs``, ``diagnostic``,
@@ -343,7 +345,7 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
     def generate(frame: pd.DataFrame, smp: str, n_steps: int, s0: int) -> np.ndarray:
         return pipe(frame["report"].tolist(), age=frame["age"].to_numpy(float), sex=frame["sex"].tolist(),
                     hr=frame["hr"].to_numpy(float), num_inference_steps=n_steps, sampler=smp, seed=s0,
-                    batch_size=batch_size, progress=progress).signals
+                    guidance_scale=guidance_scale, batch_size=batch_size, progress=progress).signals
 
     sets: dict[str, np.ndarray] = {"real": x_test, "model": generate(test, sampler, steps, seed)}
     lap("generate_model", len(test))
@@ -363,7 +365,7 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
         noc = DiffuSETSPipeline.from_pretrained(run_dir, device="cpu", unet_dir=NOC_DIR, **(embedder_kwargs or {}))
         sets["noc"] = noc(test["report"].tolist(), age=test["age"].to_numpy(float), sex=test["sex"].tolist(),
                           hr=test["hr"].to_numpy(float), num_inference_steps=steps, sampler=sampler, seed=seed,
-                          batch_size=batch_size, progress=progress).signals
+                          guidance_scale=guidance_scale, batch_size=batch_size, progress=progress).signals
         lap("generate_noc", len(test))
     subset_of = {"ddpm": n_dd}
 
@@ -487,7 +489,7 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
     figs = _figures(out, tables, hr_pairs)
     params = {"run_dir": str(run_dir), "n_eval": n_eval, "n_per_class": n_per_class, "seed": seed,
               "clip_steps": clip_steps, "clf_steps": clf_steps, "sampler": sampler, "steps": steps,
-              "baselines": list(baselines), "n_ddpm": n_ddpm, "ddpm_steps": ddpm_steps, "n_tstr": n_tstr,
+              "guidance_scale": guidance_scale, "baselines": list(baselines), "n_ddpm": n_ddpm, "ddpm_steps": ddpm_steps, "n_tstr": n_tstr,
               "n_boot": n_boot, "train_batch": train_batch, "n_conditions": len(test), "classes": classes, "figures": figs,
               "pipeline": pipe.identity}
     (out / "benchmark.json").write_text(json.dumps(params, indent=1, default=_json_default))
@@ -501,7 +503,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                           baselines=tuple(b for b in args.baselines.split(",") if b), n_ddpm=args.n_ddpm,
                           ddpm_steps=args.ddpm_steps, n_tstr=args.n_tstr, n_boot=args.n_boot,
                           train_batch=args.train_batch, workers=args.workers,
-                          out_dir=args.out_dir)
+                          guidance_scale=args.guidance_scale, out_dir=args.out_dir)
     with pd.option_context("display.width", 160, "display.max_columns", 12):
         print(tables["signal"][["source", "n", "fid", "floor", "rfid", "precision", "recall", "coverage"]])
         print(tables["targets"])
@@ -519,6 +521,9 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--clf-steps", type=int, default=300)
     c.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
     c.add_argument("--steps", type=int, default=50)
+    c.add_argument("--guidance-scale", type=float, default=1.0,
+                   help="classifier-free guidance of every generated set (1.0: plain conditional sampling); "
+                        "choose it on validation with `diffusets guidance-sweep`")
     c.add_argument("--baselines", default="nn,deepfake,ddpm", help="comma-separated subset of nn,deepfake,ddpm,noc (noc: train it first with "
                         "`diffusets train-unet RUN_DIR --text-only`)")
     c.add_argument("--n-ddpm", type=int, default=8)

@@ -74,9 +74,9 @@ def embed_texts(texts: Sequence[str], embedder: Embedder, cache: Optional[Embedd
 
     texts = list(texts)
     if cache is not None:
-        found, missing = cache.lookup(texts)
+        _, missing = cache.lookup(texts)
     else:
-        found, missing = None, list(range(len(texts)))
+        missing = list(range(len(texts)))
     stats0 = dict(embedder.stats)
     new_rows: dict[int, np.ndarray] = {}
     bar = tqdm(total=len(missing), unit="prompt", disable=not progress,

@@ -8,7 +8,6 @@ therefore replays exactly the batches and noise an uninterrupted run would have 
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -76,6 +75,14 @@ class TensorSource:
 
     def batch(self, idx: torch.Tensor, device: torch.device) -> Batch:
         return {k: v[idx].to(device, non_blocking=True) for k, v in self.tensors.items()}
+
+
+def build_seeded(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
+    """Construct a model whose initial weights come from ``seed`` alone, not from whatever consumed the global
+    RNG before (the global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return factory()
 
 
 def _step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
