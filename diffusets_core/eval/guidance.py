@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -37,11 +36,10 @@ def guidance_sweep(run_dir, scales: Sequence[float] = (1.0, 1.5, 2.0, 3.0), *, n
     from ..data.store import SignalStore
     from ..diffusion.pipeline import DiffuSETSPipeline
     from ..text.embed import load_run_embeddings
-    from .classifiers import choose_thresholds, labels_from_reports, predict_proba, train_classifier
-    from .clip import ClipFeaturizer, train_clip
+    from .classifiers import labels_from_reports, predict_proba
     from .features import measure_features
     from .metrics import signal_metrics
-    from .report import EVAL_CLASSES, MIN_SET, _diag_rows, _feature_rows, _train_cfg
+    from .report import EVAL_CLASSES, MIN_SET, _diag_rows, _feature_rows, _fit_classifier, _fit_clip
 
     scales = [float(s) for s in scales]
     if not scales or any(not math.isfinite(s) or s < 0 for s in scales):
@@ -62,19 +60,11 @@ def guidance_sweep(run_dir, scales: Sequence[float] = (1.0, 1.5, 2.0, 3.0), *, n
     val = split["val"].iloc[sel].reset_index(drop=True)
     y_val, req_hr = labs["val"][sel], val["hr"].to_numpy(float)
 
-    for sub in ("clip", "classifier"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-    train_clip(sigs["train"], vecs["train"], out / "clip",
-               train_cfg=_train_cfg(clip_steps, seed, min(train_batch, len(sigs["train"]))),
-               val=(sigs["val"], vecs["val"]), meta={"run_dir": str(run_dir), "seed": seed})
-    feat = ClipFeaturizer.from_checkpoint(out / "clip" / "best.pt")
+    feat = _fit_clip(run_dir, out, sigs, vecs, seed=seed, steps=clip_steps, train_batch=train_batch)
     f_val_real = feat.ecg_features(sigs["val"])
     f_ref = feat.ecg_features(sigs["train"][np.random.default_rng(seed + 1).permutation(len(sigs["train"]))[:len(f_val_real)]])
-    model, _ = train_classifier(sigs["train"], labs["train"], sigs["val"], labs["val"], out / "classifier",
-                                train_cfg=_train_cfg(clf_steps, seed, min(train_batch, len(sigs["train"])), wd=3e-4),
-                                pos_weight="balanced", classes=classes, meta={"run_dir": str(run_dir), "seed": seed})
-    th = choose_thresholds(labs["val"], predict_proba(model, sigs["val"]))
-    valid = (labs["train"].sum(0) > 0) & (labs["train"].sum(0) < len(labs["train"]))
+    model, th, valid = _fit_classifier(run_dir, out, sigs, labs, classes, seed=seed, steps=clf_steps,
+                                       train_batch=train_batch)
 
     pipe = DiffuSETSPipeline.from_pretrained(run_dir, device="cpu", **(embedder_kwargs or {}))
     rows = []

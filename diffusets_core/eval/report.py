@@ -96,6 +96,34 @@ def _train_cfg(steps: int, seed: int, batch_size: int = 64, wd: float = 1e-3):
                        seed=seed, device="cpu", progress=False)
 
 
+def _fit_clip(run_dir: Path, out: Path, sigs: dict, vecs: dict, *, seed: int, steps: int, train_batch: int):
+    """The ECG-text CLIP whose ECG features the set metrics use: trained on the real TRAINING split, best on
+    validation, written to ``out/clip`` (replacing an earlier one)."""
+    from .clip import ClipFeaturizer, train_clip
+
+    shutil.rmtree(out / "clip", ignore_errors=True)
+    train_clip(sigs["train"], vecs["train"], out / "clip",
+               train_cfg=_train_cfg(steps, seed, min(train_batch, len(sigs["train"]))),
+               val=(sigs["val"], vecs["val"]), meta={"run_dir": str(run_dir), "seed": seed})
+    return ClipFeaturizer.from_checkpoint(out / "clip" / "best.pt")
+
+
+def _fit_classifier(run_dir: Path, out: Path, sigs: dict, labs: dict, classes: list[str], *, seed: int, steps: int,
+                    train_batch: int):
+    """The multi-label classifier that reads generated ECGs: trained on the real TRAINING split, thresholds
+    chosen on the real validation ECGs, written to ``out/classifier``. Returns ``(model, thresholds, valid)``,
+    ``valid`` marking the classes the training split can teach (present and not universal)."""
+    from .classifiers import choose_thresholds, predict_proba, train_classifier
+
+    shutil.rmtree(out / "classifier", ignore_errors=True)
+    model, _ = train_classifier(sigs["train"], labs["train"], sigs["val"], labs["val"], out / "classifier",
+                                train_cfg=_train_cfg(steps, seed, min(train_batch, len(sigs["train"])), wd=3e-4),
+                                pos_weight="balanced", classes=classes, meta={"run_dir": str(run_dir), "seed": seed})
+    th = choose_thresholds(labs["val"], predict_proba(model, sigs["val"]))
+    valid = (labs["train"].sum(0) > 0) & (labs["train"].sum(0) < len(labs["train"]))
+    return model, th, valid
+
+
 def _select(labels: np.ndarray, n_eval: Optional[int], n_per_class: Optional[int], rng) -> np.ndarray:
     """Indices of the evaluated test records: up to ``n_per_class`` carrying each class (seeded), then capped /
     filled to ``n_eval`` at random; all records when both are None. Sorted."""
@@ -289,8 +317,8 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
     from ..diffusion.pipeline import DiffuSETSPipeline
     from ..text.embed import load_run_embeddings
     from . import baselines as bl
-    from .classifiers import choose_thresholds, labels_from_reports, predict_proba, train_classifier, tstr_trtr
-    from .clip import ClipFeaturizer, retrieval_accuracy, train_clip
+    from .classifiers import labels_from_reports, predict_proba, tstr_trtr
+    from .clip import retrieval_accuracy
     from .features import measure_features
     from .metrics import clip_score_report, signal_metrics
 
@@ -373,11 +401,7 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
         return slice(0, subset_of.get(src, len(test)))
 
     # -- CLIP (training split only) ------------------------------------------------------------------------
-    clip_dir = out / "clip"
-    shutil.rmtree(clip_dir, ignore_errors=True)
-    train_clip(sigs["train"], vecs["train"], clip_dir, train_cfg=_train_cfg(clip_steps, seed, min(train_batch, len(sigs["train"]))),
-               val=(sigs["val"], vecs["val"]), meta={"run_dir": str(run_dir), "seed": seed})
-    feat = ClipFeaturizer.from_checkpoint(clip_dir / "best.pt")
+    feat = _fit_clip(run_dir, out, sigs, vecs, seed=seed, steps=clip_steps, train_batch=train_batch)
     f_val = feat.ecg_features(sigs["val"])
     f_test_all = feat.ecg_features(sigs["test"])
     t_test = feat.text_features(v_test)
@@ -437,14 +461,8 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
     lap("features", sum(len(x) for x in sets.values()))
 
     # -- diagnostic ----------------------------------------------------------------------------------------
-    valid = (labs["train"].sum(0) > 0) & (labs["train"].sum(0) < len(labs["train"]))
-    clf_dir = out / "classifier"
-    shutil.rmtree(clf_dir, ignore_errors=True)
-    model, _ = train_classifier(sigs["train"], labs["train"], sigs["val"], labs["val"], clf_dir,
-                                train_cfg=_train_cfg(clf_steps, seed, min(train_batch, len(sigs["train"])), wd=3e-4),
-                                pos_weight="balanced",
-                                classes=classes, meta={"run_dir": str(run_dir), "seed": seed})
-    th = choose_thresholds(labs["val"], predict_proba(model, sigs["val"]))
+    model, th, valid = _fit_classifier(run_dir, out, sigs, labs, classes, seed=seed, steps=clf_steps,
+                                       train_batch=train_batch)
     diag_rows, cms, summ = [], [], []
     for src, x in list(sets.items()) + ([("model_subset", sets["model"][:n_dd])] if n_dd else []):
         r = slice(0, len(x))
