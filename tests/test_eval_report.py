@@ -151,18 +151,31 @@ def test_noc_rejects_a_bad_cond_dim(run, tmp_path):
         train_unet(run, {**TINY_UNET, "cond_dim": 2}, TRAIN, seed=0, out_name="unet_bad")
 
 
-def test_guidance_sweep_on_validation(run):
+def test_guidance_sweep_on_validation(run, monkeypatch):
     """One row per scale on VALIDATION conditions; bad scales are refused before any work."""
+    from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
     from diffusets_core.eval.guidance import SWEEP_COLUMNS, guidance_sweep
 
     with pytest.raises(ValueError, match="guidance scales"):
         guidance_sweep(run, [1.0, -2.0], embedder_kwargs={"dim": 32})
-    n_val = len(SignalStore(run).records("val"))
+    store = SignalStore(run)
+    n_val, val_hr = len(store.records("val")), sorted(store.records("val")["hr"].astype(float))
+    seen = []
+    call = DiffuSETSPipeline.__call__
+
+    def spy(self, reports, **kw):
+        seen.append((kw["guidance_scale"], kw["seed"], sorted(np.asarray(kw["hr"], float))))
+        return call(self, reports, **kw)
+
+    monkeypatch.setattr(DiffuSETSPipeline, "__call__", spy)
     df = guidance_sweep(run, [1.0, 3.0], n=50, seed=3, steps=2, clip_steps=2, clf_steps=2, train_batch=8,
                         out_dir=run / "sweep", embedder_kwargs={"dim": 32})
     assert list(df.columns) == SWEEP_COLUMNS and list(df["guidance_scale"]) == [1.0, 3.0]
     assert (df["n"] == n_val).all()  # capped at the validation split: test records are never used
     assert (df["seconds_per_ecg"] > 0).all()
+    # each scale reaches the sampler, with the same seeds and the validation conditions
+    assert [g for g, _, _ in seen] == [1.0, 3.0] and {s for _, s, _ in seen} == {3}
+    assert all(hr == val_hr for _, _, hr in seen)
     pd.testing.assert_frame_equal(pd.read_csv(run / "sweep" / "guidance_sweep.csv"), df, check_dtype=False)
 
 
