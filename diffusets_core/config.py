@@ -25,13 +25,42 @@ class ProfileError(ValueError):
 
 @dataclass
 class DataConfig:
-    """Where records come from and how many."""
+    """Where records come from and how many.
+
+    Relative paths (``data_dir``, ``code_map``, ``exclude``, the file of a ``csv:`` subject rule)
+    are resolved when the profile is loaded, against the directory the command was run from
+    (not the notebooks' working directory, which is ``notebooks/``): see :meth:`resolve_paths`.
+    """
 
     source: str = "cohort"
     data_dir: Optional[str] = None  # None with source=cohort: build the cohort into <run_dir>/cohort
     n: Optional[int] = 4000  # records to prepare (cohort: records to build); None = all
     workers: int = 2
     baseline_removal: bool = False
+    subject_id: Optional[str] = None  # auto | record | header:KEY | path:REGEX | csv:FILE (data.subjects)
+    code_map: Optional[str] = None  # CSV code,text for diagnosis codes in WFDB headers (source wfdb)
+    exclude: Optional[str] = None  # file of record ids to skip, one a line
+
+    def resolve_paths(self, base: Optional[str | os.PathLike] = None) -> "DataConfig":
+        """Make the relative paths absolute against ``base`` (default: the current directory).
+
+        Returns self. Nothing is checked for existence here; the reader that opens a path
+        names the absolute path it tried.
+        """
+        root = Path(base) if base is not None else Path.cwd()
+
+        def absolute(value: Optional[str]) -> Optional[str]:
+            if value is None or str(value).strip() == "":
+                return value
+            p = Path(str(value)).expanduser()
+            return str(p if p.is_absolute() else (root / p).resolve())
+
+        self.data_dir = absolute(self.data_dir)
+        self.code_map = absolute(self.code_map)
+        self.exclude = absolute(self.exclude)
+        if self.subject_id and self.subject_id.startswith("csv:"):
+            self.subject_id = "csv:" + str(absolute(self.subject_id[4:].strip()))
+        return self
 
     def validate(self, where: str) -> None:
         if self.source not in DATA_SOURCES:
@@ -42,6 +71,15 @@ class DataConfig:
             raise ProfileError(f"{where}: data.n must be positive or null, got {self.n}")
         if self.workers < 1:
             raise ProfileError(f"{where}: data.workers must be >= 1, got {self.workers}")
+        if self.subject_id is not None:
+            from .data.subjects import SubjectRule
+
+            try:
+                SubjectRule.parse(self.subject_id)
+            except ValueError as exc:
+                raise ProfileError(f"{where}: data.subject_id: {exc}") from exc
+        if self.code_map is not None and self.source != "wfdb":
+            raise ProfileError(f"{where}: data.code_map applies to source 'wfdb', not {self.source!r}")
 
 
 @dataclass
@@ -134,6 +172,7 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
     stages = {k: _build(StageConfig, raw.pop(k, None), f"{where}: {k}") for k in ("vae", "unet")}
     profile = _build(Profile, {**raw, "data": data, "text": text, **stages}, where)
     _check_stages(profile, where)
+    data.resolve_paths()  # relative data paths: against the directory the command was run from
     data.validate(where)
     text.validate(where)
     if not isinstance(profile.notebooks, list) or not profile.notebooks:

@@ -35,9 +35,11 @@ def rec70(tmp_path):
 
 def test_rr_rule_boundaries():
     assert heart_rate_from_rr(1000) == 60.0
-    assert heart_rate_from_rr(300) == 200.0 and heart_rate_from_rr(1500) == 40.0
+    # the accepted RR range is the HR range 20-300 bpm: 200-3000 ms (rates above 200 bpm are real)
+    assert heart_rate_from_rr(200) == 300.0 and heart_rate_from_rr(3000) == 20.0
+    assert heart_rate_from_rr(261) == pytest.approx(229.885, abs=1e-3)
     # the reference's unit bug: 0.857 (seconds) must NOT pass as plausible ms
-    for bad in (0.857, 299, 1501, None, float("nan")):
+    for bad in (0.857, 199, 3001, 0, None, float("nan")):
         assert heart_rate_from_rr(bad) is None
 
 
@@ -66,9 +68,14 @@ def test_rpeaks_fall_back_over_leads():
 
 
 def test_no_heart_rate_is_skipped(tmp_path):
-    write_wfdb(tmp_path, "noise", np.zeros((5000, 12)), 500, CANONICAL_LEADS, gain=200.0)  # flat: no R peaks
+    noise = 0.2 * np.random.default_rng(0).standard_normal((5000, 12))  # no QRS complexes at all
+    write_wfdb(tmp_path, "noise", noise, 500, CANONICAL_LEADS, gain=200.0)
     res = process_ref(_ref(tmp_path / "noise", rr_interval_ms=None), CFG)
-    assert res.status == "skipped" and res.reason.startswith("heart_rate:")
+    assert res.status == "skipped" and res.reason.startswith("heart_rate:"), res.reason
+    # an all-zero record is refused earlier, for what it is
+    write_wfdb(tmp_path, "zeros", np.zeros((5000, 12)), 500, CANONICAL_LEADS, gain=200.0)
+    res = process_ref(_ref(tmp_path / "zeros", rr_interval_ms=None), CFG)
+    assert res.reason.startswith("flat_lead: lead I is constant (0.000 mV) for the whole 10 s window")
 
 
 def test_output_shape_dtype_and_fft_resampling(rec70):

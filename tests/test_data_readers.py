@@ -107,7 +107,10 @@ def test_folder_reader_on_real_ptb_diagnostic(tmp_path):
 def test_header_comment_parsing():
     meta = parse_header_comments(["Age: 74", "Sex: Male", "Dx: 426783006|164889003", "subject_id: 77",
                                   "Former infarction (localization): no"])
-    assert meta == {"age": 74.0, "sex": "M", "report": "426783006|164889003", "subject_id": "77"}
+    # numeric Dx values are codes (Challenge SNOMED CT), never report text
+    assert {k: meta[k] for k in ("age", "sex", "report", "subject_id", "dx_codes")} == {
+        "age": 74.0, "sex": "M", "report": "", "subject_id": "77", "dx_codes": ["426783006", "164889003"]}
+    assert meta["fields"]["subject_id"] == "77"
     assert parse_header_comments(["age: n/a", "sex: unknown"])["age"] is None
 
 

@@ -18,7 +18,20 @@ How it works:
    ``prepare.json`` are written, and the parts are removed.
 
 Nothing is dropped silently: every record gets a manifest row; skipped rows carry a
-reason ``"<kind>: <message>"``, and a summary of the kinds is logged and returned.
+reason ``"<kind>: <message>"``, and a summary of the kinds is logged and returned. The
+``notes`` column says what was done to a kept record that the user should know (a lead taken
+from a duplicated or inverted channel, PTB-XL's age code).
+
+Options the user names (CLI ``prepare`` flags, profile ``data.*`` keys):
+
+* ``subject_id`` - where the patient id comes from (:mod:`.subjects`); before any record is
+  read, subject ids that cannot give a subject-level split are an error (:class:`.SplitError`),
+  and so is an empty validation/test split at the end.
+* ``code_map`` - CSV ``code,text`` turning diagnosis codes in WFDB headers into statements
+  (:func:`.folder.load_code_map`).
+* ``exclude`` - a file of record ids (one a line, ``#`` comments): each listed record gets a
+  ``skipped`` row with reason ``"excluded: excluded by <file>"``; ids are matched against the
+  manifest's ``record_id`` or ``source_path``.
 """
 
 from __future__ import annotations
@@ -49,6 +62,7 @@ from .ptbxl import read_ptbxl
 from .folder import read_folder
 from .records import RecordRef
 from .splits import assign_splits
+from .subjects import SubjectRule, apply_subject_rule, check_splits, check_subjects
 from .store import (
     MANIFEST_COLUMNS,
     TMP_PREFIX,
@@ -58,7 +72,7 @@ from .store import (
     shard_path,
 )
 
-__all__ = ["prepare_dataset", "PrepareResult", "SOURCES", "list_records"]
+__all__ = ["prepare_dataset", "PrepareResult", "SOURCES", "list_records", "load_exclusions", "apply_exclusions"]
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +113,67 @@ class PrepareResult:
         return "\n".join(lines)
 
 
-def list_records(source: str, data_dir: str | os.PathLike[str], n: int | None = None) -> list[RecordRef]:
-    """The RecordRefs ``prepare_dataset`` would use, in its order."""
+def load_exclusions(path: str | os.PathLike[str]) -> list[str]:
+    """Record ids from an exclusion file: one a line; blank lines and ``#`` comments ignored.
+
+    Raises:
+        FileNotFoundError: naming the absolute path tried.
+    """
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: exclusion list not found (expected a text file of record ids, one a line)")
+    ids = []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.append(line)
+    return ids
+
+
+def apply_exclusions(refs: Sequence[RecordRef], path: str | os.PathLike[str], root: Path) -> dict:
+    """Mark every ref listed in the exclusion file ``path`` as skipped (in place).
+
+    A listed id matches a ref's ``record_id`` or its path relative to ``root`` (no extension).
+    Returns a summary for ``prepare.json``: file, listed, matched, unmatched (first 20).
+    """
+    p = Path(path).expanduser().resolve()
+    listed = load_exclusions(p)
+    wanted = set(listed)
+    matched: set[str] = set()
+    for ref in refs:
+        keys = {ref.record_id, _rel_path(ref.path, root)} & wanted
+        if keys:
+            matched |= keys
+            ref.skip_reason = f"excluded by {p}"
+            ref.extra["skip_kind"] = "excluded"
+    unmatched = [i for i in listed if i not in matched]
+    if unmatched:
+        log.warning("%s: %d of %d listed record id(s) are not in the data (e.g. %s)", p, len(unmatched),
+                    len(listed), ", ".join(unmatched[:3]))
+    return {"file": str(p), "listed": len(listed), "matched": len(matched), "unmatched": unmatched[:20]}
+
+
+def list_records(source: str, data_dir: str | os.PathLike[str], n: int | None = None, *,
+                 subject_id: str | None = None, code_map: str | os.PathLike[str] | None = None,
+                 exclude: str | os.PathLike[str] | None = None) -> list[RecordRef]:
+    """The RecordRefs ``prepare_dataset`` would use, in its order (options as there)."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
-    refs = SOURCES[source](Path(data_dir))
+    rule = SubjectRule.parse(subject_id)  # a malformed rule fails before the data are listed
+    root = Path(data_dir)
+    if code_map is not None:
+        if source != "wfdb":
+            raise ValueError(f"a code mapping (--code-map) applies to source 'wfdb' (WFDB header diagnosis codes), not {source!r}")
+        refs = read_folder(root, source="wfdb", code_map=code_map)
+    else:
+        refs = SOURCES[source](root)
     if n is not None:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         refs = refs[:n]
+    refs = apply_subject_rule(refs, rule, root, source=source)
+    if exclude is not None:
+        apply_exclusions(refs, exclude, root)
     return refs
 
 
@@ -169,6 +235,7 @@ def _manifest_row(ref: RecordRef, res: ProcessedRecord, root: Path, shard: int |
         "reason": res.reason,
         "shard": "" if shard is None else str(shard),
         "row": "" if row is None else str(row),
+        "notes": "; ".join(res.manifest_notes),
     }
     return [values[c] for c in _PART_COLUMNS]
 
@@ -244,6 +311,9 @@ def prepare_dataset(
     progress: bool = True,
     shard_size: int = 1000,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    subject_id: str | None = None,
+    code_map: str | os.PathLike[str] | None = None,
+    exclude: str | os.PathLike[str] | None = None,
 ) -> PrepareResult:
     """Prepare ``source`` records under ``data_dir`` into ``run_dir/data`` (see module doc).
 
@@ -259,9 +329,20 @@ def prepare_dataset(
         progress: show a tqdm progress bar.
         shard_size: records (ok or skipped) per shard; the unit of resumption.
         fractions: train/val/test fractions.
+        subject_id: where subject ids come from: ``auto`` (default), ``record``, ``header:KEY``,
+            ``path:REGEX`` or ``csv:FILE`` (see :mod:`.subjects`).
+        code_map: CSV ``code,text`` for diagnosis codes in WFDB headers (source ``wfdb``).
+        exclude: file of record ids to skip (reason ``"excluded: excluded by <file>"``).
+
+    Relative paths (``data_dir``, ``code_map``, ``exclude``, a ``csv:`` subject table) are
+    resolved against the current working directory; errors name the absolute path tried.
 
     Raises:
-        DatasetLayoutError: ``data_dir`` does not look like ``source``.
+        DatasetLayoutError: ``data_dir`` does not look like ``source`` (the message names the
+            absolute path).
+        SplitError: the subject ids cannot give a subject-level split (before any record is
+            read), or a validation/test split ends up empty with 3 or more usable records.
+        FileNotFoundError / ValueError: a missing or malformed option file, a malformed rule.
     """
     t0 = time.perf_counter()
     if shard_size < 1:
@@ -269,8 +350,11 @@ def prepare_dataset(
     if isinstance(preprocess, dict):
         preprocess = PreprocessConfig.from_dict(preprocess)
     config = preprocess or PreprocessConfig()
-    data_root = Path(data_dir).resolve()
-    refs = list_records(source, data_root, n)
+    data_root = Path(data_dir).expanduser().resolve()
+    code_map = None if code_map is None else Path(code_map).expanduser().resolve()
+    exclude = None if exclude is None else Path(exclude).expanduser().resolve()
+    refs = list_records(source, data_root, n, subject_id=subject_id, code_map=code_map, exclude=exclude)
+    check_subjects(refs)
 
     out = _data_dir(run_dir)
     sig_dir = out / "signals"
@@ -289,6 +373,10 @@ def prepare_dataset(
         "package_version": _package_version(),
         "n_records": len(refs),
         "inputs_sha256": _inputs_digest(refs),
+        "subject_id": SubjectRule.parse(subject_id).describe(),
+        "code_map": None if code_map is None else str(code_map),
+        "code_map_sha256": None if code_map is None else hashlib.sha256(code_map.read_bytes()).hexdigest(),
+        "exclude": None if exclude is None else str(exclude),
     }
     fp_text = json.dumps(fingerprint, indent=2, sort_keys=True)
     fingerprint = json.loads(fp_text)  # JSON-normalised (tuples -> lists) so it compares equal to a stored one
@@ -420,7 +508,11 @@ def prepare_dataset(
     rows = [r for k in range(n_shards) for r in part_rows[k]]
     cols = list(_PART_COLUMNS)
     i_status, i_subject = cols.index("status"), cols.index("subject_id")
-    split_of = assign_splits({r[i_subject] for r in rows if r[i_status] == "ok"}, seed=seed, fractions=fractions)
+    ok_subjects = {r[i_subject] for r in rows if r[i_status] == "ok"}
+    split_of = assign_splits(ok_subjects, seed=seed, fractions=fractions)
+    n_per_split = Counter(split_of[r[i_subject]] for r in rows if r[i_status] == "ok")
+    # Raised before manifest.csv is written; the committed shards stay for a rerun.
+    check_splits({s: n_per_split.get(s, 0) for s in ("train", "val", "test")}, fractions, len(ok_subjects))
     full_rows = []
     for r in rows:
         d = dict(zip(cols, r))
@@ -447,6 +539,10 @@ def prepare_dataset(
         "splits": {s: int((ok["split"] == s).sum()) for s in ("train", "val", "test")},
         "hr_source": {k: int(v) for k, v in sorted(Counter(ok["hr_source"]).items())},
         "skip_reasons": dict(sorted(kinds.items())),
+        "subjects": {"rule": SubjectRule.parse(subject_id).describe(), "n_ok": len(ok_subjects),
+                     "from": {k: int(v) for k, v in sorted(Counter(
+                         str(r.extra.get("subject_from", "dataset table")) for r in refs).items())}},
+        "exclude": None if exclude is None else _exclusion_summary(refs, exclude),
         "fingerprint": fingerprint,
     }
     atomic_write_text(prep_json, json.dumps(info, indent=2, sort_keys=True) + "\n")
@@ -455,6 +551,12 @@ def prepare_dataset(
     result = _make_result(Path(run_dir), manifest, t0, n_processed, work_s, resumed)
     _log_summary(result)
     return result
+
+
+def _exclusion_summary(refs: Sequence[RecordRef], exclude: Path) -> dict:
+    listed = load_exclusions(exclude)
+    excluded = sum(r.extra.get("skip_kind") == "excluded" for r in refs)
+    return {"file": str(exclude), "listed": len(listed), "excluded_records": int(excluded)}
 
 
 def _summarise(manifest: pd.DataFrame) -> tuple[Counter, dict[str, str]]:

@@ -15,19 +15,37 @@ Rules (each refusal is a skip with a reason, never a silent drop):
 * **Baseline.** Off by default (the paper did none). When on: zero-phase 2nd-order
   Butterworth high-pass at ``baseline_cutoff_hz`` = 0.5 Hz (``sosfiltfilt``); zero phase
   keeps the ST segment undistorted, which a causal filter at this cutoff would not.
-* **Heart rate.** ``60000 / rr_interval_ms`` when 300 <= rr <= 1500 ms (the rule the
-  reference code intended; it compared seconds with milliseconds and so never used it).
-  Otherwise R peaks are detected with neurokit2 on the original-rate window, lead II
-  first, then the other leads in canonical order; HR = 60 / mean RR. ``hr_source``
-  records which path was taken. No plausible HR -> refused.
+* **Implausible signals.** On the window at the source rate, before gap filling: a lead
+  whose samples stay exactly equal for longer than ``max_flat_s`` (1 s; a whole flat lead is
+  a disconnected electrode, a long constant run a lead-off or a saturated amplifier) is
+  refused like a lead with missing samples (kind ``flat_lead``). After gap filling, a lead
+  spanning more than ``max_amplitude_mv`` = 20 mV peak to peak, or a record whose largest
+  lead spans less than ``min_amplitude_mv`` = 0.1 mV, is refused (kind ``amplitude``): surface
+  ECG QRS complexes are a few mV (voltage criteria for LV hypertrophy sit at 3.5-4.5 mV) and
+  electrocardiographs need only a +-5 mV input range (IEC 60601-2-25), so 20 mV means wrong
+  units (microvolts under an "mV" label read 1000x too large) or artefact, and a 12-lead ECG
+  with no lead above 0.1 mV means volts labelled mV or no signal.
+* **Heart rate.** ``60000 / rr_interval_ms`` when the machine RR lies within the RR range of
+  ``hr_range`` (20-300 bpm -> 200-3000 ms). (The reference code intended 300-1500 ms and
+  compared seconds with milliseconds, so never used it; 300-1500 ms would also throw away
+  every rate above 200 bpm.) Otherwise R peaks are found on the original-rate window, lead
+  II first, then the other leads in canonical order, by :func:`.heartrate.consensus_heart_rate`
+  (neurokit2, XQRS and Engzee must agree; neurokit2's default 0.3 s refractory period would
+  halve rates above 200 bpm). ``hr_source`` records which path was taken. No agreed rate
+  within ``hr_range`` -> refused with each lead's reason.
 * **Demographics.** Age must be known and within ``age_range`` years, sex ``M``/``F``:
   the generator is conditioned on both, so a record missing either is refused.
 * **Report.** An empty report is refused when ``require_report`` (default), since the
-  model is conditioned on text.
+  model is conditioned on text; so is a statement that is only numeric codes (``426783006``,
+  as Challenge 2020/2021 ``#Dx`` lines hold SNOMED CT ids): codes must be mapped to text first.
+* **Order.** Metadata are checked before the signal is read, except for records whose
+  metadata come from their own header (WFDB folders): those are read first, so a header that
+  cannot be parsed is reported as such, not as missing demographics.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -45,10 +63,16 @@ __all__ = [
     "interpolate_gaps",
     "heart_rate_from_rr",
     "heart_rate_from_rpeaks",
+    "measure_heart_rate",
+    "check_flat_leads",
+    "check_amplitude",
+    "check_report",
     "validate_demographics",
 ]
 
-RR_PLAUSIBLE_MS = (300.0, 1500.0)
+HR_RANGE = (20.0, 300.0)
+RR_PLAUSIBLE_MS = (60000.0 / HR_RANGE[1], 60000.0 / HR_RANGE[0])  # (200, 3000) ms
+_CODE_STATEMENT = re.compile(r"^\s*\d{5,}(?:\s*[,;/]\s*\d{5,})*\s*$")
 
 
 @dataclass(frozen=True)
@@ -62,7 +86,10 @@ class PreprocessConfig:
     baseline_cutoff_hz: float = 0.5
     max_gap_s: float = 0.2  # longest NaN run that is interpolated
     max_nan_fraction: float = 0.05  # per lead
-    hr_range: tuple[float, float] = (20.0, 300.0)  # plausible bpm, for either HR path
+    hr_range: tuple[float, float] = HR_RANGE  # plausible bpm, for either HR path
+    max_flat_s: float = 1.0  # longest run of exactly equal samples in one lead
+    max_amplitude_mv: float = 20.0  # per-lead peak-to-peak limit
+    min_amplitude_mv: float = 0.1  # the largest lead must span at least this
     age_range: tuple[float, float] = (0.0, 120.0)
     require_report: bool = True
     verify_checksums: bool = True
@@ -103,6 +130,7 @@ class ProcessedRecord:
     age: float | None = None
     sex: str | None = None
     notes: dict = field(default_factory=dict)
+    manifest_notes: list[str] = field(default_factory=list)  # written to the manifest's notes column
 
     @property
     def reason_kind(self) -> str:
@@ -158,46 +186,87 @@ def interpolate_gaps(signal: np.ndarray, fs: float, max_gap_s: float, max_nan_fr
     return out
 
 
-def heart_rate_from_rr(rr_interval_ms: float | None) -> float | None:
-    """HR (bpm) from a machine RR interval in ms, if 300 <= rr <= 1500, else None."""
-    if rr_interval_ms is None or not np.isfinite(rr_interval_ms):
+def heart_rate_from_rr(rr_interval_ms: float | None, hr_range: tuple[float, float] = HR_RANGE) -> float | None:
+    """HR (bpm) = 60000 / rr from a machine RR interval in ms, if the rate is within ``hr_range``.
+
+    The default 20-300 bpm accepts 200 <= rr <= 3000 ms; anything else (missing, NaN, 0, an RR
+    in seconds) gives None and the caller measures R peaks instead.
+    """
+    if rr_interval_ms is None or not np.isfinite(rr_interval_ms) or rr_interval_ms <= 0:
         return None
-    lo, hi = RR_PLAUSIBLE_MS
+    lo, hi = 60000.0 / hr_range[1], 60000.0 / hr_range[0]
     if lo <= rr_interval_ms <= hi:
         return 60000.0 / float(rr_interval_ms)
     return None
 
 
-def heart_rate_from_rpeaks(
-    signal: np.ndarray, fs: float, hr_range: tuple[float, float] = (20.0, 300.0)
-) -> tuple[float | None, str]:
-    """HR from neurokit2 R-peak detection: lead II first, then the other leads.
+def measure_heart_rate(
+    signal: np.ndarray, fs: float, hr_range: tuple[float, float] = HR_RANGE
+) -> tuple[float | None, str, str]:
+    """HR of a ``(n, 12)`` window from agreeing R-peak detectors: lead II first, then the others.
 
-    Returns (hr, lead used) or (None, "") when no lead gives >= 3 peaks and a plausible HR.
+    Returns ``(hr, lead, reason)``: ``(None, "", reason)`` when no lead gives an agreed rate
+    within ``hr_range``; the reason lists what each tried lead gave (see :mod:`.heartrate`).
     """
-    import warnings
-
-    import neurokit2 as nk  # imported only on this (rare) path: it is slow to import
+    from .heartrate import consensus_heart_rate
 
     order = [1] + [i for i in range(signal.shape[1]) if i != 1]
+    why = []
     for col in order:
-        x = signal[:, col]
-        if not np.isfinite(x).all() or np.ptp(x) == 0:
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                cleaned = nk.ecg_clean(x, sampling_rate=int(round(fs)))
-                _, info = nk.ecg_peaks(cleaned, sampling_rate=int(round(fs)), method="neurokit")
-        except Exception:  # neurokit raises on flat/odd signals; try the next lead
-            continue
-        peaks = np.asarray(info.get("ECG_R_Peaks", []), dtype=float)
-        if peaks.size < 3:
-            continue
-        hr = 60.0 / float(np.mean(np.diff(peaks) / fs))
-        if hr_range[0] <= hr <= hr_range[1]:
-            return hr, CANONICAL_LEADS[col] if signal.shape[1] == 12 else str(col)
-    return None, ""
+        name = CANONICAL_LEADS[col] if signal.shape[1] == 12 else str(col)
+        res = consensus_heart_rate(signal[:, col], fs, hr_range=hr_range)
+        if res.bpm is not None:
+            return res.bpm, name, ""
+        why.append(f"{name}: {res.reason}")
+    return None, "", "; ".join(why[:3]) + (f"; ... ({len(why)} leads)" if len(why) > 3 else "")
+
+
+def heart_rate_from_rpeaks(
+    signal: np.ndarray, fs: float, hr_range: tuple[float, float] = HR_RANGE
+) -> tuple[float | None, str]:
+    """``(hr, lead used)`` from :func:`measure_heart_rate`, or ``(None, "")``."""
+    hr, lead, _ = measure_heart_rate(signal, fs, hr_range)
+    return hr, lead
+
+
+def _longest_constant_run(x: np.ndarray) -> tuple[int, float]:
+    """Length (samples) and value of the longest run of exactly equal consecutive samples."""
+    same = np.diff(x) == 0  # NaN never equals: gaps are not "flat"
+    runs = _nan_runs(same)
+    if not runs.size:
+        return 1, float(x[0]) if x.size else float("nan")
+    padded = np.concatenate(([False], same, [False])).astype(np.int8)
+    starts = np.flatnonzero(np.diff(padded) == 1)
+    k = int(np.argmax(runs))
+    return int(runs[k]) + 1, float(x[starts[k]])
+
+
+def check_flat_leads(window: np.ndarray, fs: float, max_flat_s: float) -> None:
+    """SkipRecord(``flat_lead``) if a lead of ``(n, 12)`` mV stays constant longer than ``max_flat_s``."""
+    n = window.shape[0]
+    for col in range(window.shape[1]):
+        lead = CANONICAL_LEADS[col] if window.shape[1] == len(CANONICAL_LEADS) else str(col)
+        length, value = _longest_constant_run(window[:, col])
+        if length > max_flat_s * fs:
+            if length >= n:
+                raise SkipRecord("flat_lead", f"lead {lead} is constant ({value:.3f} mV) for the whole "
+                                              f"{n / fs:g} s window (disconnected electrode?)")
+            raise SkipRecord("flat_lead", f"lead {lead} is constant ({value:.3f} mV) for {length / fs:.2f} s "
+                                          f"(max {max_flat_s:g} s: lead off or saturated?)")
+
+
+def check_amplitude(window: np.ndarray, config: "PreprocessConfig") -> None:
+    """SkipRecord(``amplitude``) for a lead above ``max_amplitude_mv`` or a record below ``min_amplitude_mv``."""
+    span = np.ptp(window, axis=0)
+    k = int(np.argmax(span))
+    lead = CANONICAL_LEADS[k] if window.shape[1] == len(CANONICAL_LEADS) else str(k)
+    if span[k] > config.max_amplitude_mv:
+        raise SkipRecord("amplitude", f"lead {lead} spans {span[k]:.4g} mV peak to peak (max "
+                                      f"{config.max_amplitude_mv:g} mV for a surface ECG): microvolts labelled mV, "
+                                      "or artefact?")
+    if span[k] < config.min_amplitude_mv:
+        raise SkipRecord("amplitude", f"the largest lead ({lead}) spans only {span[k]:.4g} mV peak to peak (min "
+                                      f"{config.min_amplitude_mv:g} mV): volts labelled mV, or no signal?")
 
 
 def preprocess_signal(record: ECGRecord, config: PreprocessConfig) -> np.ndarray:
@@ -209,7 +278,9 @@ def preprocess_signal(record: ECGRecord, config: PreprocessConfig) -> np.ndarray
             "too_short",
             f"record is {record.n_samples / fs:.2f} s long, shorter than the {config.window_s:g} s window",
         )
+    check_flat_leads(record.signal[:n_win], fs, config.max_flat_s)
     x = interpolate_gaps(record.signal[:n_win], fs, config.max_gap_s, config.max_nan_fraction)
+    check_amplitude(x, config)
     if config.baseline_removal:
         from scipy.signal import butter, sosfiltfilt
 
@@ -218,39 +289,69 @@ def preprocess_signal(record: ECGRecord, config: PreprocessConfig) -> np.ndarray
     return x
 
 
+def _read(ref: RecordRef, config: PreprocessConfig) -> ECGRecord:
+    try:
+        return read_record(ref.path, expected_fs=config.expected_fs, verify_checksums=config.verify_checksums)
+    except RecordError as exc:
+        raise SkipRecord(exc.kind, str(exc)) from exc
+
+
+def check_report(report: str, config: PreprocessConfig) -> None:
+    """SkipRecord for an empty report (when required) or a statement made only of numeric codes."""
+    if config.require_report and not report.strip():
+        raise SkipRecord("no_report", "empty report (the model is conditioned on text)")
+    for statement in report.split("|"):
+        if _CODE_STATEMENT.match(statement):
+            raise SkipRecord("coded_report", f"statement {statement.strip()!r} is a diagnosis code, not text "
+                                             "(give a code -> text mapping: prepare --code-map CSV)")
+
+
 def process_ref(ref: RecordRef, config: PreprocessConfig) -> ProcessedRecord:
-    """Read, check and preprocess one record. Never raises for bad data: skips instead."""
+    """Read, check and preprocess one record. Never raises for bad data: skips instead.
+
+    Returns a :class:`ProcessedRecord`: ``ok`` with a ``(12, out_len)`` float32 mV signal, or
+    ``skipped`` with ``"<kind>: <message>"`` naming the first real failure (see module doc).
+    """
     from scipy.signal import resample
 
     if ref.skip_reason:
-        return ProcessedRecord("skipped", f"metadata: {ref.skip_reason}")
+        return ProcessedRecord("skipped", f"{ref.extra.get('skip_kind', 'metadata')}: {ref.skip_reason}")
+    record = None
     try:
+        if ref.extra.get("meta_from_header") or ref.extra.get("header_error"):
+            record = _read(ref, config)  # a bad header is the real failure, not the metadata it lacks
         age, sex = validate_demographics(ref, config)
-        if config.require_report and not ref.report.strip():
-            raise SkipRecord("no_report", "empty report (the model is conditioned on text)")
-        try:
-            record = read_record(ref.path, expected_fs=config.expected_fs, verify_checksums=config.verify_checksums)
-        except RecordError as exc:
-            raise SkipRecord(exc.kind, str(exc)) from exc
+        check_report(ref.report, config)
+        if record is None:
+            record = _read(ref, config)
         window = preprocess_signal(record, config)
-        hr = heart_rate_from_rr(ref.rr_interval_ms)
+        hr = heart_rate_from_rr(ref.rr_interval_ms, config.hr_range)
         hr_source = "rr_interval"
         if hr is None:
-            hr, lead = heart_rate_from_rpeaks(window, record.fs, config.hr_range)
+            hr, lead, why = measure_heart_rate(window, record.fs, config.hr_range)
             hr_source = "rpeaks"
             if hr is None:
+                rr_lo, rr_hi = 60000.0 / config.hr_range[1], 60000.0 / config.hr_range[0]
                 raise SkipRecord(
                     "heart_rate",
                     f"no plausible heart rate: rr_interval {ref.rr_interval_ms} ms outside "
-                    f"{RR_PLAUSIBLE_MS[0]:g}-{RR_PLAUSIBLE_MS[1]:g} ms and no lead gave R peaks at "
-                    f"{config.hr_range[0]:g}-{config.hr_range[1]:g} bpm",
+                    f"{rr_lo:g}-{rr_hi:g} ms and no lead gave an agreed R-peak rate within "
+                    f"{config.hr_range[0]:g}-{config.hr_range[1]:g} bpm ({why})",
                 )
-        elif not config.hr_range[0] <= hr <= config.hr_range[1]:
-            raise SkipRecord("heart_rate", f"heart rate {hr:.1f} bpm outside {config.hr_range}")
         signal = resample(window, config.out_len, axis=0).T.astype(np.float32)
         if not np.isfinite(signal).all():
             raise SkipRecord("missing_samples", "non-finite values after resampling")
     except SkipRecord as exc:
-        return ProcessedRecord("skipped", f"{exc.kind}: {exc}")
+        return ProcessedRecord("skipped", f"{exc.kind}: {exc}", manifest_notes=_notes(ref, record))
     notes = {"hr_lead": lead} if hr_source == "rpeaks" else {}
-    return ProcessedRecord("ok", "", np.ascontiguousarray(signal), float(hr), hr_source, age, sex, notes)
+    return ProcessedRecord("ok", "", np.ascontiguousarray(signal), float(hr), hr_source, age, sex, notes,
+                           manifest_notes=_notes(ref, record))
+
+
+def _notes(ref: RecordRef, record: ECGRecord | None) -> list[str]:
+    out = [str(n) for n in ref.extra.get("notes", [])]
+    if ref.extra.get("age_note"):
+        out.append(str(ref.extra["age_note"]))
+    if record is not None:
+        out.extend(record.notes)
+    return out

@@ -38,11 +38,11 @@ __all__ = [
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "record_id", "subject_id", "split", "report", "age", "sex", "hr", "hr_source", "source",
-    "source_path", "status", "reason", "shard", "row",
+    "source_path", "status", "reason", "shard", "row", "notes",
 )
 TMP_PREFIX = ".tmp-"
 _STRING_COLUMNS = ("record_id", "subject_id", "split", "report", "sex", "hr_source", "source",
-                   "source_path", "status", "reason")
+                   "source_path", "status", "reason", "notes")
 
 
 def data_dir(run_dir: str | os.PathLike[str]) -> Path:
@@ -100,6 +100,8 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
         keep_default_na=False,
         na_values={"age": [""], "hr": [""], "shard": [""], "row": [""]},
     )
+    if "notes" not in df.columns:  # manifests written before the notes column existed
+        df["notes"] = ""
     for col in ("age", "hr"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     for col in ("shard", "row"):

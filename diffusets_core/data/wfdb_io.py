@@ -8,7 +8,10 @@ header promises against what is on disk before any number is trusted:
   not reported by wfdb as "Samples were not loaded correctly" or silently zero-padded);
 * the per-channel checksums of the header (catches a ``.dat`` that belongs to another
   header, or one written with a different channel count);
-* the 12 standard leads by name (:mod:`.leads`), extra channels dropped;
+* the 12 standard leads by name (:mod:`.leads`), extra channels dropped, inverted labels
+  (``-aVR``) multiplied by -1, a duplicated lead taken from its first complete channel;
+* multi-segment records (a master header pointing at segments) read as one signal;
+* a header wfdb cannot parse is reported with the first line its grammar refuses;
 * physical units: ``uV``/``V`` are scaled to mV; unknown units are refused;
 * an optional expected sampling rate; a record that is entirely missing (all NaN).
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .leads import CANONICAL_LEADS, LeadMappingError, lead_indices
+from .leads import CANONICAL_LEADS, LeadMappingError, map_leads
 
 __all__ = [
     "ECGRecord",
@@ -37,6 +40,9 @@ __all__ = [
     "AllNaNError",
     "read_record",
     "unit_scale_to_mv",
+    "encode_comment_value",
+    "decode_comment_value",
+    "header_comments",
 ]
 
 # Bits per stored sample for the WFDB formats whose file size is a simple product.
@@ -111,10 +117,59 @@ class ECGRecord:
     record_name: str = ""
     path: str = ""  # record path without extension
     leads: tuple[str, ...] = CANONICAL_LEADS
+    notes: list[str] = field(default_factory=list)  # e.g. a duplicated or inverted lead label
 
     @property
     def duration_s(self) -> float:
         return self.n_samples / self.fs
+
+
+# Characters written as-is in a header comment value: printable ASCII except "%" (the escape),
+# "|" (separates report statements) and "#" (wfdb strips it from the ends of comment lines).
+_COMMENT_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%|#")
+
+
+def encode_comment_value(text: str) -> str:
+    """Make ``text`` safe for one WFDB header comment line, reversibly.
+
+    WFDB comments are single ASCII lines: wfdb refuses tabs/newlines when writing, reads
+    headers as ASCII *dropping* other bytes, and strips spaces and ``#`` from both ends. So
+    the text is stripped of outer whitespace and every character outside printable ASCII,
+    plus ``%``, ``|`` and ``#``, is percent-encoded as UTF-8 (RFC 3986 style: ``\n`` -> ``%0A``,
+    ``é`` -> ``%C3%A9``). Plain ASCII statements are written unchanged.
+    """
+    from urllib.parse import quote
+
+    return quote(str(text).strip(), safe=_COMMENT_SAFE)
+
+
+def decode_comment_value(text: str) -> str:
+    """Inverse of :func:`encode_comment_value` (``%XX`` sequences decoded as UTF-8; others kept)."""
+    from urllib.parse import unquote
+
+    return unquote(str(text))
+
+
+def header_comments(report, *, age=None, sex=None, hr=None, extra: dict | None = None) -> list[str]:
+    """Header comment lines that :func:`~diffusets_core.data.folder.parse_header_comments` reads back.
+
+    Args:
+        report: the statements, as a list or a ``|``-joined string; each is encoded with
+            :func:`encode_comment_value` and they are joined with ``|`` on one ``report:`` line.
+        age, sex, hr: written as ``age: <years>``, ``sex: M|F``, ``hr: <bpm>`` when given.
+        extra: further ``key: value`` lines (values encoded the same way).
+
+    Returns:
+        list of comment strings without the leading ``#`` (as ``wfdb.wrsamp(comments=...)`` wants).
+    """
+    statements = report.split("|") if isinstance(report, str) else list(report)
+    lines = ["report: " + "|".join(encode_comment_value(s) for s in statements if str(s).strip())]
+    for key, value in (("age", age), ("sex", sex), ("hr", hr)):
+        if value is not None:
+            lines.append(f"{key}: {encode_comment_value(value)}")
+    for key, value in (extra or {}).items():
+        lines.append(f"{key}: {encode_comment_value(value)}")
+    return lines
 
 
 def unit_scale_to_mv(units: str | None) -> float:
@@ -165,11 +220,81 @@ def _check_file_sizes(header, record_dir: Path, record_path: str) -> None:
             )
 
 
+def _header_lines(hea: Path) -> list[tuple[int, str]]:
+    """(line number, text) of the non-comment, non-empty lines of a header (as wfdb reads them)."""
+    text = hea.read_bytes().decode("ascii", errors="ignore")
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        body = line.split("#", 1)[0].strip()
+        if body:
+            out.append((n, body))
+    return out
+
+
+def _is_multisegment(hea: Path) -> bool:
+    """True if the record line names segments (``name/n_segments ...``, WFDB multi-segment)."""
+    try:
+        lines = _header_lines(hea)
+    except OSError:
+        return False
+    return bool(lines) and "/" in lines[0][1].split()[0]
+
+
+def _explain_header(hea: Path, exc: Exception) -> str:
+    """The first line of a header that wfdb's own grammar refuses, or wfdb's message."""
+    from wfdb.io.header import rx_record, rx_segment, rx_signal
+
+    try:
+        lines = _header_lines(hea)
+    except OSError as oexc:
+        return f"cannot read header: {oexc}"
+    if not lines:
+        return "header is empty (expected a record line 'name n_signals fs n_samples')"
+    n, rec_line = lines[0]
+    m = rx_record.match(rec_line)
+    if not m or m.end() < len(rec_line.rstrip()):
+        return (f"line {n}: {rec_line!r} is not a WFDB record line "
+                "(expected 'name[/n_segments] n_signals [fs [n_samples [time [date]]]]')")
+    multi = bool(m.group("n_seg"))
+    rx, what = ((rx_segment, "segment line 'segment_name n_samples'") if multi else
+                (rx_signal, "signal line 'file format gain(baseline)/units resolution zero first checksum "
+                            "block_size name'"))
+    for n, line in lines[1:]:
+        mm = rx.match(line)
+        if not mm or (not multi and not mm.group("fmt")):
+            return f"line {n}: {line!r} is not a WFDB {what}"
+    n_declared = int(m.group("n_seg") or m.group("n_sig") or 0)
+    n_lines = len(lines) - 1
+    if n_lines != n_declared:
+        kind = "segment" if multi else "signal"
+        return (f"line {lines[0][0]} declares {n_declared} {kind}(s) but {n_lines} {kind} line(s) follow")
+    return f"cannot parse WFDB header: {type(exc).__name__}: {exc}"
+
+
 def _check_header(header, hea: Path) -> None:
-    if not header.n_sig or not header.file_name:
+    if not header.n_sig:
         raise HeaderError(hea, "header lists no signals (expected 12 standard leads)")
     if not header.fs or header.fs <= 0:
         raise HeaderError(hea, f"invalid sampling frequency {header.fs!r}")
+
+
+def _check_segments(master, hea: Path) -> None:
+    """File-size checks of every segment of a multi-segment record (``~`` = gap, no file)."""
+    import wfdb
+
+    for seg in master.seg_name or []:
+        if seg == "~":
+            continue
+        seg_path = str(hea.parent / seg)
+        seg_hea = Path(seg_path + ".hea")
+        if not seg_hea.is_file():
+            raise RecordNotFoundError(seg_hea, f"segment header missing (the multi-segment header {hea} lists segment {seg!r})")
+        try:
+            seg_header = wfdb.rdheader(seg_path)
+        except Exception as exc:
+            raise HeaderError(seg_hea, _explain_header(seg_hea, exc)) from exc
+        if seg_header.file_name:
+            _check_file_sizes(seg_header, hea.parent, seg_path)
 
 
 def read_record(
@@ -180,13 +305,27 @@ def read_record(
 ) -> ECGRecord:
     """Read a WFDB record (path without extension) as canonical 12-lead millivolts.
 
+    Single-segment records are read as digital samples and converted here (gain, baseline,
+    units, "no sample" markers -> NaN) after the file-size and checksum checks. Multi-segment
+    records (a master header ``name/n_segments``, fixed or variable layout, ``~`` gaps) are
+    read through ``wfdb.rdrecord`` into one physical signal (NaN in gaps); each segment's
+    file size is checked, checksums are not (wfdb does not merge them).
+
+    Leads are found by label (:func:`.leads.map_leads`): an inverted label (``-aVR``) is
+    multiplied by -1, and a lead present in several channels comes from the first complete
+    one; both are described in ``ECGRecord.notes``.
+
     Args:
         path: record path without extension, e.g. ``.../records500/00000/00001_hr``.
         expected_fs: if given, refuse records with another sampling rate.
         verify_checksums: compare the header's per-channel checksums with the data.
 
+    Returns:
+        ECGRecord with ``signal`` ``(n_samples, 12)`` float64 mV in canonical lead order.
+
     Raises:
-        RecordError: a subclass naming the file and what was expected.
+        RecordError: a subclass naming the file and what was expected. A header that wfdb
+            cannot parse is a :class:`HeaderError` naming the first offending line.
     """
     import wfdb  # local import keeps `import diffusets_core.data` light
 
@@ -196,68 +335,88 @@ def read_record(
     hea = Path(record_path + ".hea")
     if not hea.is_file():
         raise RecordNotFoundError(hea, "header file not found (expected a WFDB record: <name>.hea + signal file)")
+    multi = _is_multisegment(hea)
 
     # One header parse per record: wfdb's header parser dominates the cost of reading a
     # 10 s record, so rdrecord is called first and the header checks use its result; the
     # header is parsed separately only to explain a failure.
     try:
-        rec = wfdb.rdrecord(record_path, physical=False, return_res=64)
+        rec = wfdb.rdrecord(record_path, physical=multi, return_res=64)
     except Exception as exc:  # wfdb raises assorted ValueError/IndexError/OSError
         try:
             header = wfdb.rdheader(record_path)
         except Exception as hexc:
-            raise HeaderError(hea, f"cannot parse WFDB header: {hexc}") from hexc
+            raise HeaderError(hea, _explain_header(hea, hexc)) from hexc
         _check_header(header, hea)
-        _check_file_sizes(header, hea.parent, record_path)  # raises the precise error if it finds one
+        if multi:
+            _check_segments(header, hea)
+        elif header.file_name:
+            _check_file_sizes(header, hea.parent, record_path)  # raises the precise error if it finds one
         raise HeaderSignalMismatchError(hea, f"wfdb could not read the samples the header describes: {exc}") from exc
 
     _check_header(rec, hea)
-    try:
-        idx = lead_indices(rec.sig_name or [])
-    except LeadMappingError as exc:
-        raise MissingLeadError(hea, str(exc)) from exc
-
     fs = float(rec.fs)
     if expected_fs is not None and abs(fs - float(expected_fs)) > 1e-6:
         raise UnexpectedSamplingRateError(
             hea, f"sampling rate {fs:g} Hz, expected {float(expected_fs):g} Hz"
         )
-    # rdrecord reads only the samples the header announces: a longer file goes unnoticed.
-    _check_file_sizes(rec, hea.parent, record_path)
+    names = list(rec.sig_name or [])
+    if multi:
+        _check_segments(wfdb.rdheader(record_path), hea)
+        phys = rec.p_signal
+        if phys is None or phys.ndim != 2 or phys.shape[1] != len(names):
+            raise HeaderSignalMismatchError(hea, f"read samples of shape {getattr(phys, 'shape', None)}, "
+                                                 f"header lists {len(names)} channels")
+        invalid = np.isnan(phys)
+        n_samples = phys.shape[0]
+    else:
+        if not rec.file_name:
+            raise HeaderError(hea, "header lists no signal files (expected 12 standard leads)")
+        # rdrecord reads only the samples the header announces: a longer file goes unnoticed.
+        _check_file_sizes(rec, hea.parent, record_path)
+        d = rec.d_signal
+        if d is None or d.ndim != 2 or d.shape[1] != rec.n_sig:
+            raise HeaderSignalMismatchError(hea, f"read samples of shape {getattr(d, 'shape', None)}, header lists {rec.n_sig} channels")
+        if rec.sig_len and d.shape[0] != rec.sig_len:
+            raise HeaderSignalMismatchError(hea, f"read {d.shape[0]} samples, header says {rec.sig_len}")
+        if verify_checksums and rec.checksum is not None:
+            # WFDB checksum: 16-bit sum of the channel's digital samples (signed or not in the text).
+            sums = d.sum(axis=0) % 65536
+            bad = [
+                rec.sig_name[c]
+                for c, ck in enumerate(rec.checksum)
+                if ck is not None and int(sums[c]) != int(ck) % 65536
+            ]
+            if bad:
+                raise HeaderSignalMismatchError(
+                    hea, f"checksum mismatch in channel(s) {', '.join(bad)}: the signal file does not hold the samples this header describes"
+                )
+        invalid = np.zeros(d.shape, dtype=bool)
+        for ch in range(d.shape[1]):
+            marker = _INVALID_SAMPLE.get(str(rec.fmt[ch]))
+            if marker is not None:
+                invalid[:, ch] = d[:, ch] == marker
+        n_samples = d.shape[0]
 
-    d = rec.d_signal
-    if d is None or d.ndim != 2 or d.shape[1] != rec.n_sig:
-        raise HeaderSignalMismatchError(hea, f"read samples of shape {getattr(d, 'shape', None)}, header lists {rec.n_sig} channels")
-    if rec.sig_len and d.shape[0] != rec.sig_len:
-        raise HeaderSignalMismatchError(hea, f"read {d.shape[0]} samples, header says {rec.sig_len}")
+    try:
+        lead_map = map_leads(names, complete=[not invalid[:, c].any() for c in range(len(names))])
+    except LeadMappingError as exc:
+        raise MissingLeadError(hea, str(exc)) from exc
 
-    if verify_checksums and rec.checksum is not None:
-        # WFDB checksum: 16-bit sum of the channel's digital samples (signed or not in the text).
-        sums = d.sum(axis=0) % 65536
-        bad = [
-            rec.sig_name[c]
-            for c, ck in enumerate(rec.checksum)
-            if ck is not None and int(sums[c]) != int(ck) % 65536
-        ]
-        if bad:
-            raise HeaderSignalMismatchError(
-                hea, f"checksum mismatch in channel(s) {', '.join(bad)}: the signal file does not hold the samples this header describes"
-            )
-
-    signal = np.empty((d.shape[0], len(CANONICAL_LEADS)), dtype=np.float64)
-    for out_col, ch in enumerate(idx):
+    signal = np.empty((n_samples, len(CANONICAL_LEADS)), dtype=np.float64)
+    for out_col, (ch, sign) in enumerate(zip(lead_map.indices, lead_map.signs)):
         try:
             scale = unit_scale_to_mv(rec.units[ch] if rec.units else None)
         except ValueError as exc:
-            raise UnitError(hea, f"channel {rec.sig_name[ch]}: {exc}") from exc
-        gain = float(rec.adc_gain[ch])
-        if gain == 0:  # WFDB: gain 0 means "uncalibrated", DEFGAIN = 200 adu/unit
-            gain = 200.0
-        col = d[:, ch]
-        out = (col - float(rec.baseline[ch])) * (scale / gain)
-        invalid = _INVALID_SAMPLE.get(str(rec.fmt[ch]))
-        if invalid is not None:
-            out[col == invalid] = np.nan
+            raise UnitError(hea, f"channel {names[ch]}: {exc}") from exc
+        if multi:
+            out = phys[:, ch] * (scale * sign)
+        else:
+            gain = float(rec.adc_gain[ch])
+            if gain == 0:  # WFDB: gain 0 means "uncalibrated", DEFGAIN = 200 adu/unit
+                gain = 200.0
+            out = (d[:, ch] - float(rec.baseline[ch])) * (scale * sign / gain)
+            out[invalid[:, ch]] = np.nan
         signal[:, out_col] = out
 
     if np.isnan(signal).all():
@@ -266,8 +425,9 @@ def read_record(
     return ECGRecord(
         signal=signal,
         fs=fs,
-        n_samples=int(d.shape[0]),
+        n_samples=int(n_samples),
         comments=list(rec.comments or []),
         record_name=str(rec.record_name),
         path=record_path,
+        notes=list(lead_map.notes),
     )

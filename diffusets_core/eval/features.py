@@ -7,8 +7,11 @@ What is measured, per record (one row of :func:`measure_features`):
 
 * ``hr_xqrs`` — the paper's measurement (REFERENCE §6.5), for parity: ``wfdb.processing.XQRS`` at the native
   rate on lead 0, 1, ... 11, first lead with more than one beat, ``HR = 60 / mean(RR)``.
-* ``hr_nk`` — neurokit2 R-peaks (``ecg_clean`` + ``ecg_peaks``) on the first lead of ``detect_leads`` that
-  passes the beat-consistency gate, ``HR = 60 / mean(RR)``.
+* ``hr_nk`` — neurokit2 R-peaks (``ecg_clean`` + ``ecg_peaks`` with a 0.18 s refractory period instead of the
+  default 0.3 s, which halves every rate above 200 bpm) on the first lead of ``detect_leads`` that passes the
+  beat-consistency gate, ``HR = 60 / mean(RR)``; kept only when
+  :func:`~diffusets_core.data.heartrate.consensus_heart_rate` (neurokit2, XQRS and Engzee by agreement) on that lead
+  agrees within 5 %, so a halved or doubled rate is reported as NaN with a reason, never scored.
 * ``qrs_ms, pr_ms, qt_ms, qtc_bazett_ms, qtc_fridericia_ms`` — from a 12-lead **median beat** (internally at
   500 Hz): QRS on/offset from the spatial velocity of all 12 leads, T end by the tangent method (median of the
   three leads with the largest T waves), P onset by the tangent method in the lead with the largest P wave.
@@ -36,6 +39,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ..data.heartrate import MIN_RR_S, consensus_heart_rate
 from ..data.leads import CANONICAL_LEADS
 
 log = logging.getLogger(__name__)
@@ -104,7 +108,8 @@ def _nk_peaks(x: np.ndarray, fs: float) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cleaned = nk.ecg_clean(x, sampling_rate=fs)
-        _, info = nk.ecg_peaks(cleaned, sampling_rate=fs)
+        # mindelay 0.3 s (neurokit2's default) cannot see beats above 200 bpm; 0.18 s reaches 333 bpm
+        _, info = nk.ecg_peaks(cleaned, sampling_rate=fs, mindelay=MIN_RR_S)
     return np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
 
 
@@ -330,10 +335,14 @@ def measure_record(sig: np.ndarray, fs: float = FS, t_leads: Sequence[str] = DEF
         row["n_beats"] = len(peaks)
         row["rr_ms"], row["rr_std_ms"] = float(np.median(rr) * 1000), float(np.std(rr) * 1000)
         lo, hi = _PLAUSIBLE["hr"]
-        if lo <= hr <= hi:
-            row["hr_nk"] = hr
-        else:
+        check = consensus_heart_rate(sig[CANONICAL_LEADS.index(name)], fs, hr_range=(lo, hi))
+        if not lo <= hr <= hi:
             reasons.append(f"implausible neurokit HR {hr:.0f}")
+        elif check.bpm is None or abs(check.bpm - hr) > 0.05 * max(check.bpm, hr):
+            agreed = f"agreed {check.bpm:.0f} bpm" if check.bpm is not None else check.reason
+            reasons.append(f"hr_nk {hr:.0f} bpm not confirmed by the other R-peak detectors ({agreed})")
+        else:
+            row["hr_nk"] = hr
         if xqrs:
             hx, why = hr_xqrs(sig, fs)
             row["hr_xqrs"] = hx
