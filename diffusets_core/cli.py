@@ -24,7 +24,8 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
     pre = PreprocessConfig(baseline_removal=args.baseline_removal)
     res = prepare_dataset(args.source, args.data_dir, args.run_dir, n=args.n, seed=args.seed,
-                          workers=args.workers, preprocess=pre, progress=not args.quiet)
+                          workers=args.workers, preprocess=pre, progress=not args.quiet,
+                          subject_id=args.subject_id, code_map=args.code_map, exclude=args.exclude)
     print(res)
     return 0
 
@@ -101,8 +102,8 @@ def _cmd_book(args: argparse.Namespace) -> int:
     from .config import load_profile
 
     profile = load_profile(args.profile)
-    if args.data_dir:
-        profile.data.data_dir = args.data_dir
+    if args.data_dir:  # relative to where the command was run, not to notebooks/
+        profile.data.data_dir = str(Path(args.data_dir).expanduser().resolve())
     try:
         result = run_book(profile, run_dir=args.run_dir, only=args.only, build=not args.no_build)
     except NotebookFailed as exc:
@@ -133,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of the subject-level split")
     c.add_argument("--workers", type=int, default=2)
     c.add_argument("--baseline-removal", action="store_true")
+    c.add_argument("--subject-id", default=None, metavar="RULE",
+                   help="where the patient id comes from: auto (default), record, header:KEY, path:REGEX "
+                        "(group 'subject' or 1 on the record path) or csv:FILE (columns record_id,subject_id)")
+    c.add_argument("--code-map", type=Path, default=None, metavar="CSV",
+                   help="code,text table for diagnosis codes in WFDB headers (e.g. Challenge SNOMED CT #Dx)")
+    c.add_argument("--exclude", type=Path, default=None, metavar="FILE",
+                   help="record ids to skip, one a line (manifest reason 'excluded by FILE')")
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_prepare)
 
