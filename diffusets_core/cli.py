@@ -92,7 +92,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     res = generate_to_disk(pipe, cond, args.out, batch_size=args.batch_size, formats=formats, progress=not args.quiet,
                            seed=args.seed, sampler=args.sampler, num_inference_steps=args.steps,
-                           guidance_scale=args.guidance_scale)
+                           guidance_scale=args.guidance_scale, guidance_on=args.guidance_on)
     print(json.dumps(res, indent=2))
     return 0
 
@@ -180,9 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--hr", type=float, required=True, help="heart rate in bpm")
     c.add_argument("-n", type=int, default=1, help="number of ECGs")
     c.add_argument("--out", required=True, type=Path)
-    c.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
-    c.add_argument("--steps", type=int, default=50, help="sampling steps (ddpm: 1000 as the paper)")
-    c.add_argument("--guidance-scale", type=float, default=1.0)
+    c.add_argument("--sampler", default=None, choices=["ddim", "ddpm", "dpmsolver++"],
+                   help="default: the run's validated setting (unet/sampling.json), else ddim")
+    c.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (ddpm: 1000 as the paper); default: the run's validated setting, else 50")
+    c.add_argument("--guidance-scale", type=float, default=None,
+                   help="classifier-free guidance; default: the run's validated scale, else 1.0 (none)")
+    c.add_argument("--guidance-on", default=None, choices=["all", "text"],
+                   help="guide the report and patient values together (all) or the report alone (text); default: the run's")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--batch-size", type=int, default=32)
     c.add_argument("--formats", default="wfdb,npy,png", help="comma-separated: wfdb, npy, png")

@@ -8,7 +8,8 @@ import pytest
 
 from diffusets_core.data.store import SignalStore
 from diffusets_core.eval import baselines as bl
-from diffusets_core.eval.report import EVAL_CLASSES, _select, add_evaluate_parser, evaluate_run
+from diffusets_core.eval.report import (EVAL_CLASSES, MORPHOLOGY_CLASSES, _select, _top_up, add_evaluate_parser,
+                                        evaluate_run, wilson_interval)
 from diffusets_core.train.stages import train_unet
 from tests.data_trees import TINY_UNET, make_tiny_run
 TRAIN = {"max_steps": 3, "batch_size": 8, "val_every": 3, "checkpoint_every": 3, "log_every": 1,
@@ -34,19 +35,30 @@ def tables(run):
 
 def test_tables_columns_and_files(run, tables):
     for name in ("conditions", "signal", "retrieval", "features", "hr_pairs", "diagnostic", "diagnostic_summary",
-                 "confusion", "tstr", "targets", "timings"):
+                 "confusion", "physical", "rhythm", "tstr", "targets", "timings"):
         assert isinstance(tables[name], pd.DataFrame), name
         assert (run / "eval_a" / f"{name}.csv").is_file() and (run / "eval_a" / f"{name}.json").is_file()
     assert (run / "eval_a" / "signal_metrics.png").is_file() and (run / "eval_a" / "benchmark.json").is_file()
     n_test = len(SignalStore(run).records("test"))
     sig = tables["signal"]
-    assert set(sig["source"]) == {"real", "model", "nn", "deepfake", "ddpm", "model_subset"}
+    assert set(sig["source"]) == {"real", "vae", "model", "nn", "deepfake", "ddpm", "model_subset"}
     assert {"source", "n", "n_real", "n_gen"} <= set(sig.columns)
     assert set(tables["features"].columns) >= {"source", "class", "metric", "n", "n_valid", "mae", "bias"}
     assert set(tables["features"]["metric"]) >= {"hr", "hr_50_150", "qrs_ms", "pr_ms", "qtc_ms"}
     d = tables["diagnostic"]
     assert set(d.columns) >= {"source", "class", "support", "recall"} and set(d["class"]) == set(EVAL_CLASSES)
-    assert set(tables["diagnostic_summary"].columns) >= {"source", "n", "macro_recall"}
+    assert set(d.columns) >= {"recall_lo", "recall_hi", "morphology"}
+    ok = d["support"] > 0
+    assert ((d.loc[ok, "recall_lo"] <= d.loc[ok, "recall"]) & (d.loc[ok, "recall"] <= d.loc[ok, "recall_hi"])).all()
+    assert set(d.loc[d["morphology"], "class"]) == set(MORPHOLOGY_CLASSES)
+    assert set(tables["diagnostic_summary"].columns) >= {"source", "n", "macro_recall", "macro_recall_morphology"}
+    phys = tables["physical"].set_index("source")
+    assert set(phys.index) == {"real", "vae", "model", "nn", "deepfake", "ddpm"}
+    # the test trees' synthetic leads are independent noise-shaped waves, so only the derived sets are checked
+    assert phys.loc["deepfake", "identity_uv_median"] < 1  # derived by construction
+    assert set(tables["rhythm"]["rhythm"]) == {"sinus", "atrial_fibrillation"}
+    assert {"vae_ceiling", "met"} <= set(tables["targets"].columns)
+    assert {"macro_recall_morphology", "identity_uv", "beyond_10mv", "recall_rbbb"} <= set(tables["targets"]["target"])
     assert list(tables["tstr"]["setting"]) == ["trtr", "tstr", "tstr_over_trtr"]
     assert set(tables["targets"].columns) >= {"target", "value", "threshold", "met"}
     assert len(tables["conditions"]) == n_test
@@ -142,7 +154,7 @@ def test_text_only_ablation_noc(run):
     d = full("Sinus rhythm|Normal ECG", age=80, sex="M", hr=140, **kw).signals
     assert np.abs(c - d).max() > 0  # ... while it does reach the main model
     t = evaluate_run(run, out_dir=run / "eval_noc", **{**SIZES, "baselines": ("nn", "noc")})
-    assert set(t["signal"]["source"]) == {"real", "model", "nn", "noc"}
+    assert set(t["signal"]["source"]) == {"real", "vae", "model", "nn", "noc"}
     assert "noc" in set(t["diagnostic_summary"]["source"]) and "noc" in set(t["hr_pairs"]["source"])
 
 
@@ -169,7 +181,7 @@ def test_guidance_sweep_on_validation(run, monkeypatch):
 
     monkeypatch.setattr(DiffuSETSPipeline, "__call__", spy)
     df = guidance_sweep(run, [1.0, 3.0], n=50, seed=3, steps=2, clip_steps=2, clf_steps=2, train_batch=8,
-                        out_dir=run / "sweep", embedder_kwargs={"dim": 32})
+                        out_dir=run / "sweep", extend=False, embedder_kwargs={"dim": 32})
     assert list(df.columns) == SWEEP_COLUMNS and list(df["guidance_scale"]) == [1.0, 3.0]
     assert (df["n"] == n_val).all()  # capped at the validation split: test records are never used
     assert (df["seconds_per_ecg"] > 0).all()
@@ -207,3 +219,54 @@ def test_choose_guidance_rule():
     assert choose_guidance(nothing) == 1.0
     with pytest.raises(ValueError, match="no rows"):
         choose_guidance(sweep.iloc[:0])
+
+
+def test_top_up_repeats_a_class_until_its_minimum():
+    labels = np.zeros((6, 2))
+    labels[:4, 0] = 1
+    labels[4:, 1] = 1
+    sel = np.arange(6)
+    out = _top_up(sel, labels, 5)
+    assert out[:6].tolist() == list(range(6))  # the original conditions first, in order
+    assert labels[out, 0].sum() == 5 and labels[out, 1].sum() == 5
+    assert set(out[6:]) <= set(range(6))
+    assert _top_up(sel, labels, 0).tolist() == sel.tolist()
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(8, 10)  # Brown, Cai & DasGupta (2001): 0.490-0.943
+    assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
+    lo, hi = wilson_interval(0, 12)
+    assert lo == 0.0 and 0.2 < hi < 0.3
+    assert all(np.isnan(wilson_interval(0, 0)))
+
+
+def test_min_per_class_tops_up_generated_sets_only(run):
+    t = evaluate_run(run, out_dir=run / "eval_top", min_per_class=9, **{**SIZES, "n_tstr": 0, "baselines": ()})
+    d = t["diagnostic"].set_index(["source", "class"])
+    n_test = len(SignalStore(run).records("test"))
+    assert len(t["conditions"]) > n_test
+    for c in ("normal", "rbbb"):
+        if d.loc[("real", c), "support"] > 0:
+            assert d.loc[("model", c), "support"] >= 9
+            assert d.loc[("real", c), "support"] == d.loc[("vae", c), "support"] < d.loc[("model", c), "support"]
+
+
+def test_guidance_sweep_extends_past_the_chosen_scale(run, monkeypatch):
+    """While the rule picks the largest swept scale, the sweep adds a larger one (up to max_scale); the chosen
+    settings are saved with the run and become every pipeline's default."""
+    from diffusets_core.diffusion.pipeline import DiffuSETSPipeline, load_sampling_settings
+    from diffusets_core.eval import guidance as gd
+
+    monkeypatch.setattr(gd, "choose_guidance", lambda df, **kw: float(df["guidance_scale"].max()))
+    df = gd.guidance_sweep(run, [1.0, 2.0], n=8, seed=3, steps=2, clip_steps=2, clf_steps=2, train_batch=8,
+                           out_dir=run / "sweep_ext", max_scale=4.5, embedder_kwargs={"dim": 32})
+    assert list(df["guidance_scale"]) == [1.0, 2.0, 3.0, 4.5]
+    settings = gd.save_chosen_guidance(run, df, sampler="ddim", steps=3)
+    assert settings["guidance_scale"] == 4.5 and load_sampling_settings(run)["num_inference_steps"] == 3
+    pipe = DiffuSETSPipeline.from_pretrained(run, device="cpu", dim=32)
+    out = pipe("Sinus rhythm|Normal ECG", age=50, sex="M", hr=70, seed=1)
+    assert out.conditions["guidance_scale"].iloc[0] == 4.5 and out.conditions["steps"].iloc[0] == 3
+    plain = pipe("Sinus rhythm|Normal ECG", age=50, sex="M", hr=70, seed=1, guidance_scale=1.0)
+    assert plain.conditions["guidance_scale"].iloc[0] == 1.0 and np.abs(plain.signals - out.signals).max() > 0
+    (run / "unet" / "sampling.json").unlink()

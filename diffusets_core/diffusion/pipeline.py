@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from ..data.leads import CANONICAL_LEADS
-from ..models.unet import ConditionalUNet1D, UNetConfig
+from ..models.unet import ConditionalUNet1D, UNetConfig, build_unet
 from ..models.vae import VAE
 from ..text.patient import encode_patient
 from ..train.checkpoint import CheckpointError, load_checkpoint
@@ -29,6 +29,46 @@ from .schedules import NoiseSchedule
 log = logging.getLogger(__name__)
 
 Scalar = Union[float, int, str]
+
+#: Where a run keeps its validated sampling settings, beside the U-Net's ``model.pt``.
+SAMPLING_FILE = "sampling.json"
+GUIDANCE_TARGETS = ("all", "text")
+DEFAULT_SAMPLING = {"sampler": "ddim", "num_inference_steps": 50, "guidance_scale": 1.0}
+
+
+def save_sampling_settings(run_dir: str | os.PathLike, settings: dict, *, unet_dir: str = "unet") -> Path:
+    """Write the sampling settings every consumer of the run uses unless told otherwise (``sampler``,
+    ``num_inference_steps``, ``guidance_scale``, ``guidance_on`` and how they were chosen) to
+    ``run_dir/<unet_dir>/sampling.json``, atomically. Raises ValueError on an unknown sampler/target or a
+    negative scale."""
+    import json
+
+    from .samplers import get_sampler
+
+    s = {**DEFAULT_SAMPLING, **settings}
+    get_sampler(s["sampler"], NoiseSchedule.paper())  # raises on an unknown sampler name
+    if s.get("guidance_on", "all") not in GUIDANCE_TARGETS:
+        raise ValueError(f"guidance_on must be one of {GUIDANCE_TARGETS}, got {s.get('guidance_on')!r}")
+    if not float(s["guidance_scale"]) >= 0:
+        raise ValueError(f"guidance_scale must be >= 0, got {s['guidance_scale']}")
+    path = Path(run_dir) / unet_dir / SAMPLING_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(s, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def load_sampling_settings(run_dir: str | os.PathLike, *, unet_dir: str = "unet") -> dict:
+    """The run's saved sampling settings (:func:`save_sampling_settings`), or ``{}`` when none were saved."""
+    import json
+
+    path = Path(run_dir) / unet_dir / SAMPLING_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); delete it or re-run `diffusets guidance-sweep --save`") from None
 
 
 @dataclass
@@ -59,7 +99,8 @@ class DiffuSETSPipeline:
 
     def __init__(self, unet: ConditionalUNet1D, vae: VAE, embedder: Any, *, patient_mode: str = "normalized",
                  schedule: Optional[NoiseSchedule] = None, fs: float = 102.4, device: str | torch.device = "cpu",
-                 cache_dir: Optional[Path] = None, identity: Optional[dict] = None, clip_sample: Any = None):
+                 cache_dir: Optional[Path] = None, identity: Optional[dict] = None, clip_sample: Any = None,
+                 sampling: Optional[dict] = None):
         self.device = torch.device(device)
         self.unet = unet.to(self.device).eval()
         self.vae = vae.to(self.device).eval()
@@ -70,6 +111,9 @@ class DiffuSETSPipeline:
         self.cache_dir = cache_dir
         self.identity = identity or {}
         self.clip_sample = clip_sample
+        # what __call__ uses for arguments left at None: the run's validated settings, else the defaults
+        separate = getattr(unet.cfg, "cond_dropout_mode", "joint") == "separate"
+        self.sampling = {**DEFAULT_SAMPLING, "guidance_on": "text" if separate else "all", **(sampling or {})}
         dim = getattr(embedder, "dim", None)
         if dim is not None and int(dim) != unet.cfg.text_dim:
             raise ValueError(f"embedder {getattr(embedder, 'identity', embedder)} gives {dim}-d vectors but the U-Net "
@@ -92,7 +136,7 @@ class DiffuSETSPipeline:
         if ck.get("kind") != "diffusets.unet":
             raise CheckpointError(f"{path}: not a DiffuSETS U-Net artifact (kind={ck.get('kind')!r})")
         cfg = UNetConfig.from_dict(ck["config"])
-        unet = ConditionalUNet1D(cfg)
+        unet = build_unet(cfg)
         try:
             unet.load_state_dict(ck["state_dict"])
         except RuntimeError as exc:
@@ -111,11 +155,12 @@ class DiffuSETSPipeline:
             fs = SignalStore(run_dir).fs
         except FileNotFoundError:
             pass
+        sampling = load_sampling_settings(run_dir, unet_dir=unet_dir)
         model_id = {"run_dir": str(run_dir.resolve()), "unet_dir": unet_dir, "unet_steps": meta.get("steps"),
-                    "embedder": ident,
+                    "embedder": ident, "arch": cfg.arch, "sampling": sampling or "defaults (no validated settings saved)",
                     "patient_mode": meta.get("patient_mode", "normalized"), "weights": "trained in this run"}
         return cls(unet, vae, embedder, patient_mode=meta.get("patient_mode", "normalized"), schedule=schedule,
-                   fs=fs, device=dev, cache_dir=default_cache_dir(run_dir), identity=model_id)
+                   fs=fs, device=dev, cache_dir=default_cache_dir(run_dir), identity=model_id, sampling=sampling)
 
     @classmethod
     def from_reference(cls, unet_path: str | os.PathLike, vae_path: str | os.PathLike, *, embedder: Any = "openai",
@@ -187,21 +232,36 @@ class DiffuSETSPipeline:
     # -- generation ----------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, reports: Union[str, Sequence[str]], *, age: Any = 50, sex: Any = "M", hr: Any = 75,
-                 num_ecgs: Optional[int] = None, num_inference_steps: int = 50, guidance_scale: float = 1.0,
-                 seed: int = 0, sampler: str = "ddim", batch_size: int = 64, progress: bool = False,
+                 num_ecgs: Optional[int] = None, num_inference_steps: Optional[int] = None,
+                 guidance_scale: Optional[float] = None, seed: int = 0, sampler: Optional[str] = None,
+                 guidance_on: Optional[str] = None, batch_size: int = 64, progress: bool = False,
                  return_latents: bool = False, bf16: bool = False) -> GenerationOutput:
         """Generate one ECG per row of the broadcast conditions. ECG ``i`` uses seed ``seed + i``, so a
         sample does not depend on the batch it was generated in.
 
-        sampler: ``ddim`` (default, 50 steps), ``dpmsolver++`` (20 steps is enough) or ``ddpm`` (the
+        Arguments left at None take the run's validated settings (``unet/sampling.json``, written by
+        ``diffusets guidance-sweep --save`` from the validation split; see :attr:`sampling`), else
+        DDIM, 50 steps, no guidance. sampler: ``ddim``, ``dpmsolver++`` (20 steps is enough) or ``ddpm`` (the
         paper: 1000 ancestral steps). guidance_scale 1.0 is plain conditional sampling; > 1 applies
-        classifier-free guidance (needs a model trained with condition dropout). ``bf16`` runs the U-Net
-        under bfloat16 autocast (on CUDA, or on CPUs with fast bf16 matrix units); the sampler's
-        arithmetic stays float32.
+        classifier-free guidance (needs a model trained with condition dropout). ``guidance_on="all"`` guides
+        away from the null condition (report and patient values dropped, the paper's scheme); ``"text"``
+        guides the report alone, keeping sex, age and HR in both branches (needs ``cond_dropout_mode=
+        "separate"``). ``bf16`` runs the U-Net under bfloat16 autocast (on CUDA, or on CPUs with fast bf16
+        matrix units); the sampler's arithmetic stays float32.
         """
+        cfg_s = self.sampling
+        sampler = cfg_s["sampler"] if sampler is None else sampler
+        num_inference_steps = int(cfg_s["num_inference_steps"] if num_inference_steps is None else num_inference_steps)
+        guidance_scale = float(cfg_s["guidance_scale"] if guidance_scale is None else guidance_scale)
+        guidance_on = cfg_s["guidance_on"] if guidance_on is None else guidance_on
+        if guidance_on not in GUIDANCE_TARGETS:
+            raise ValueError(f"guidance_on must be one of {GUIDANCE_TARGETS}, got {guidance_on!r}")
         cond = self.conditions(reports, age, sex, hr, n=num_ecgs)
         if guidance_scale != 1.0 and self.unet.cfg.cond_dropout <= 0:
             raise ValueError("guidance_scale != 1 needs a U-Net trained with condition dropout (cfg.cond_dropout > 0)")
+        if guidance_scale != 1.0 and guidance_on == "text" and getattr(self.unet.cfg, "cond_dropout_mode", "joint") != "separate":
+            raise ValueError("guidance_on='text' needs a U-Net trained with cond_dropout_mode='separate' (it never saw "
+                             "the report dropped with the patient values kept); use guidance_on='all'")
         text = torch.from_numpy(self.embed_reports(cond["report"].tolist())).to(self.device)
         patient = torch.from_numpy(encode_patient(cond["sex"].tolist(), cond["age"].to_numpy(float),
                                                   cond["hr"].to_numpy(float), mode=self.patient_mode)).to(self.device)
@@ -222,8 +282,11 @@ class DiffuSETSPipeline:
             def _eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                 if guidance_scale == 1.0:
                     return self.unet(x_t, t, tb, pb)
+                keep, drop = torch.zeros(b, 2, dtype=torch.bool), torch.ones(b, 2, dtype=torch.bool)
+                if guidance_on == "text":
+                    drop[:, 1] = False  # the unconditional branch keeps sex, age and HR
                 both = self.unet(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([tb, tb]), torch.cat([pb, pb]),
-                                 torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]))
+                                 torch.cat([keep, drop]).to(self.device))
                 eps_c, eps_u = both.chunk(2)
                 return eps_u + guidance_scale * (eps_c - eps_u)
 
@@ -235,5 +298,6 @@ class DiffuSETSPipeline:
                 lats.append(z.float().cpu().numpy())
         cond["seed"] = [seed + i for i in range(len(cond))]
         cond["sampler"], cond["steps"], cond["guidance_scale"] = sampler, num_inference_steps, guidance_scale
+        cond["guidance_on"] = guidance_on
         return GenerationOutput(np.concatenate(sigs).astype(np.float32), self.fs, CANONICAL_LEADS, cond,
                                 np.concatenate(lats) if return_latents else None, dict(self.identity))

@@ -17,18 +17,21 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-__all__ = ["guidance_sweep", "choose_guidance", "SWEEP_COLUMNS", "add_guidance_parser"]
+__all__ = ["guidance_sweep", "choose_guidance", "save_chosen_guidance", "SWEEP_COLUMNS", "add_guidance_parser"]
 
-SWEEP_COLUMNS = ["guidance_scale", "n", "hr_mae_50_150", "hr_n_valid", "macro_recall", "fid", "rfid", "precision",
-                 "recall", "coverage", "seconds_per_ecg"]
+SWEEP_COLUMNS = ["guidance_scale", "guidance_on", "n", "hr_mae_50_150", "hr_n_valid", "macro_recall",
+                 "macro_recall_morphology", "fid", "rfid", "precision", "recall", "coverage", "seconds_per_ecg"]
 
 
 def guidance_sweep(run_dir, scales: Sequence[float] = (1.0, 1.5, 2.0, 3.0), *, n: int = 100, seed: int = 0,
                    sampler: str = "ddim", steps: int = 20, clip_steps: int = 200, clf_steps: int = 200,
                    train_batch: int = 64, batch_size: int = 64, workers: int = 0, out_dir=None,
+                   guidance_on: Optional[str] = None, extend: bool = True, max_scale: float = 12.0,
                    embedder_kwargs: Optional[dict] = None) -> pd.DataFrame:
     """One row per guidance scale, measured on ``n`` validation conditions (same conditions and seeds for every
-    scale). The CLIP and the classifier are trained on the training split (as in :func:`~.report.evaluate_run`);
+    scale). With ``extend``, while :func:`choose_guidance` picks the largest swept scale, the sweep adds a scale
+    1.5 times larger (up to ``max_scale``), so the chosen scale is never the edge of the grid unless the cap
+    is. ``guidance_on``: ``all`` / ``text`` (None: the run's default, see ``DiffuSETSPipeline``). The CLIP and the classifier are trained on the training split (as in :func:`~.report.evaluate_run`);
     the classifier's thresholds come from the real validation ECGs; set metrics compare with the real
     validation ECGs, the floor with as many real training ECGs. Written to ``out_dir/guidance_sweep.csv``
     (default ``run_dir/eval_guidance``).
@@ -39,7 +42,7 @@ def guidance_sweep(run_dir, scales: Sequence[float] = (1.0, 1.5, 2.0, 3.0), *, n
     from .classifiers import labels_from_reports, predict_proba
     from .features import measure_features
     from .metrics import signal_metrics
-    from .report import EVAL_CLASSES, MIN_SET, _diag_rows, _feature_rows, _fit_classifier, _fit_clip
+    from .report import EVAL_CLASSES, MIN_SET, _diag_rows, _feature_rows, diagnostic_summary_row, fit_classifier, fit_clip
 
     scales = [float(s) for s in scales]
     if not scales or any(not math.isfinite(s) or s < 0 for s in scales):
@@ -60,35 +63,47 @@ def guidance_sweep(run_dir, scales: Sequence[float] = (1.0, 1.5, 2.0, 3.0), *, n
     val = split["val"].iloc[sel].reset_index(drop=True)
     y_val, req_hr = labs["val"][sel], val["hr"].to_numpy(float)
 
-    feat = _fit_clip(run_dir, out, sigs, vecs, seed=seed, steps=clip_steps, train_batch=train_batch)
+    feat = fit_clip(run_dir, out, sigs, vecs, seed=seed, steps=clip_steps, train_batch=train_batch)
     f_val_real = feat.ecg_features(sigs["val"])
     f_ref = feat.ecg_features(sigs["train"][np.random.default_rng(seed + 1).permutation(len(sigs["train"]))[:len(f_val_real)]])
-    model, th, valid = _fit_classifier(run_dir, out, sigs, labs, classes, seed=seed, steps=clf_steps,
+    model, th, valid = fit_classifier(run_dir, out, sigs, labs, classes, seed=seed, steps=clf_steps,
                                        train_batch=train_batch)
 
     pipe = DiffuSETSPipeline.from_pretrained(run_dir, device="cpu", **(embedder_kwargs or {}))
     rows = []
-    for g in scales:
+
+    def measure(g: float) -> dict:
         t0 = time.perf_counter()
         x = pipe(val["report"].tolist(), age=val["age"].to_numpy(float), sex=val["sex"].tolist(), hr=req_hr,
-                 num_inference_steps=steps, sampler=sampler, guidance_scale=g, seed=seed,
+                 num_inference_steps=steps, sampler=sampler, guidance_scale=g, guidance_on=guidance_on, seed=seed,
                  batch_size=batch_size).signals
         dt = time.perf_counter() - t0
         meas = measure_features(x, fs=pipe.fs, workers=workers)
         hr = next(r for r in _feature_rows("model", meas, None, req_hr, y_val, classes)
                   if r["class"] == "all" and r["metric"] == "hr_50_150")
-        rec = [d["recall"] for d in _diag_rows("model", predict_proba(model, x), th, y_val, classes, valid)
-               if d["trained"] and np.isfinite(d["recall"])]
-        row = {"guidance_scale": g, "n": len(x), "hr_mae_50_150": hr["mae"], "hr_n_valid": hr["n_valid"],
-               "macro_recall": float(np.mean(rec)) if rec else math.nan, "seconds_per_ecg": dt / max(1, len(x))}
+        summ = diagnostic_summary_row("model", _diag_rows("model", predict_proba(model, x), th, y_val, classes, valid),
+                                      len(x))
+        row = {"guidance_scale": g, "guidance_on": pipe.sampling["guidance_on"] if guidance_on is None else guidance_on,
+               "n": len(x), "hr_mae_50_150": hr["mae"], "hr_n_valid": hr["n_valid"],
+               "macro_recall": summ["macro_recall"], "macro_recall_morphology": summ["macro_recall_morphology"],
+               "seconds_per_ecg": dt / max(1, len(x))}
         f_gen = feat.ecg_features(x)
         if min(len(f_gen), len(f_val_real)) >= MIN_SET:
             sm = signal_metrics(f_val_real, f_gen, real_ref=f_ref, n=min(len(f_gen), len(f_val_real)), seed=seed,
                                 n_boot=20)  # point estimates only: the sweep ranks scales
             row.update({k: sm[k] for k in ("fid", "rfid", "precision", "recall", "coverage")})
-        rows.append(row)
         log.info("guidance_sweep: scale %.2f -> %s", g, row)
-    df = pd.DataFrame(rows).reindex(columns=SWEEP_COLUMNS)
+        return row
+
+    rows = [measure(g) for g in scales]
+    while extend:
+        df = pd.DataFrame(rows)
+        top = float(df["guidance_scale"].max())
+        nxt = round(top * 1.5 * 2) / 2  # the next scale, on a half-unit grid
+        if choose_guidance(df) < top or nxt > max_scale:
+            break
+        rows.append(measure(nxt))
+    df = pd.DataFrame(rows).sort_values("guidance_scale").reindex(columns=SWEEP_COLUMNS).reset_index(drop=True)
     tmp = out / "guidance_sweep.csv.tmp"
     df.to_csv(tmp, index=False)
     tmp.replace(out / "guidance_sweep.csv")
@@ -114,17 +129,38 @@ def choose_guidance(sweep: pd.DataFrame, *, min_coverage_ratio: float = 0.9) -> 
     return float(cand.loc[cand["macro_recall"] == cand["macro_recall"].max(), "guidance_scale"].min())
 
 
+def save_chosen_guidance(run_dir, sweep: pd.DataFrame, *, sampler: str, steps: int,
+                         guidance_on: Optional[str] = None, unet_dir: str = "unet") -> dict:
+    """Apply :func:`choose_guidance` to a validation sweep and save the result as the run's sampling settings
+    (``unet/sampling.json``), which the pipeline, the CLI and every chapter then use by default. Returns them."""
+    from ..diffusion.pipeline import save_sampling_settings
+
+    g = choose_guidance(sweep)
+    on = guidance_on or (str(sweep["guidance_on"].iloc[0]) if "guidance_on" in sweep and len(sweep) else "all")
+    settings = {"sampler": sampler, "num_inference_steps": int(steps), "guidance_scale": g, "guidance_on": on,
+                "chosen_by": "choose_guidance on a validation-split sweep (highest macro recall keeping >= 90 % of "
+                             "the coverage at the smallest scale)",
+                "swept_scales": [float(x) for x in sweep["guidance_scale"]], "n_validation": int(sweep["n"].iloc[0])}
+    save_sampling_settings(run_dir, settings, unet_dir=unet_dir)
+    return settings
+
+
 def _cmd_guidance_sweep(args) -> int:
     try:
         scales = [float(s) for s in args.scales.split(",") if s.strip()]
     except ValueError:
         raise ValueError(f"--scales: expected comma-separated numbers, got {args.scales!r}") from None
     df = guidance_sweep(args.run_dir, scales, n=args.n, seed=args.seed, sampler=args.sampler, steps=args.steps,
-                        clip_steps=args.clip_steps, clf_steps=args.clf_steps, workers=args.workers, out_dir=args.out_dir)
+                        clip_steps=args.clip_steps, clf_steps=args.clf_steps, workers=args.workers, out_dir=args.out_dir,
+                        guidance_on=args.guidance_on)
     with pd.option_context("display.width", 160, "display.max_columns", 12, "display.precision", 3):
         print(df)
     print(f"choose_guidance (highest macro recall keeping >= 90 % of the coverage at the smallest scale): "
           f"{choose_guidance(df):g}")
+    if args.save:
+        settings = save_chosen_guidance(args.run_dir, df, sampler=args.sampler, steps=args.steps,
+                                        guidance_on=args.guidance_on)
+        print(f"saved as the run's sampling settings: {settings}")
     return 0
 
 
@@ -141,5 +177,9 @@ def add_guidance_parser(subparsers):
     c.add_argument("--clf-steps", type=int, default=200)
     c.add_argument("--workers", type=int, default=0)
     c.add_argument("--out-dir", default=None)
+    c.add_argument("--guidance-on", default=None, choices=["all", "text"], help="default: text for a U-Net trained "
+                   "with separate text/patient dropout, else all")
+    c.add_argument("--save", action="store_true", help="save the chosen scale, sampler and steps as the run's "
+                   "sampling settings (unet/sampling.json), used by generate, the pipeline and the chapters")
     c.set_defaults(func=_cmd_guidance_sweep)
     return c

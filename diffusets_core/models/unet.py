@@ -46,8 +46,9 @@ Condition dropout / classifier-free guidance
 --------------------------------------------
 With ``cond_dropout > 0`` the model owns two learned vectors ``null_text`` (text_dim) and ``null_patient``
 (cond_dim), initialised to zero. ``forward(..., drop_mask=m)`` with a boolean ``m`` of shape (B,) replaces
-sample i's text and patient values by the null vectors where ``m[i]`` is True (the unconditional branch).
-Training draws ``m`` with :meth:`ConditionalUNet1D.sample_drop_mask`; guided sampling evaluates the
+sample i's text and patient values by the null vectors where ``m[i]`` is True (the unconditional branch);
+a mask of shape (B, 2) drops the text (column 0) and the patient values (column 1) separately
+(``cond_dropout_mode="separate"`` trains both ways, so guidance can act on the report alone). Training draws ``m`` with :meth:`ConditionalUNet1D.sample_drop_mask`; guided sampling evaluates the
 model with ``m`` all False and all True. The parameters are only created when ``cond_dropout > 0``, so a
 paper-mode model loads the released state dict with ``strict=True``.
 
@@ -68,7 +69,11 @@ from torch import nn
 from .attention import CrossAttention, SelfAttention
 from .embeddings import PAPER_TIME_DIM, PAPER_TIME_LOG_BASE, reference_time_table
 
-__all__ = ["UNetConfig", "ConditionalUNet1D", "Block", "Bottleneck", "TimeEmbedding"]
+__all__ = ["UNetConfig", "ConditionalUNet1D", "Block", "Bottleneck", "TimeEmbedding", "build_unet", "UNET_ARCHS"]
+
+#: ``paper``: the reference network (:class:`ConditionalUNet1D`); ``film``: :class:`~.film_unet.FiLMUNet1D`.
+UNET_ARCHS = ("paper", "film")
+COND_DROPOUT_MODES = ("joint", "separate")
 
 
 @dataclass
@@ -93,8 +98,33 @@ class UNetConfig:
     cross_attn_impl: str = "bias"
     keep_dead_params: bool = False
     cond_dropout: float = 0.1
+    # "joint": text and patient dropped together (the paper's null condition); "separate": independently, so
+    # guidance can act on the report alone (see DiffuSETSPipeline, guidance_on="text")
+    cond_dropout_mode: str = "joint"
+    arch: str = "paper"
+    # arch="film" only (models/film_unet.py)
+    base_channels: int = 64
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4)
+    res_blocks: int = 2
+    attn_levels: tuple[int, ...] = (2, 3)
+    emb_dim: int = 256
+    norm_groups: int = 32
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        self.channel_mults = tuple(int(m) for m in self.channel_mults)
+        self.attn_levels = tuple(int(a) for a in self.attn_levels)
+        if self.arch not in UNET_ARCHS:
+            raise ValueError(f"arch must be one of {UNET_ARCHS}, got {self.arch!r}")
+        if self.cond_dropout_mode not in COND_DROPOUT_MODES:
+            raise ValueError(f"cond_dropout_mode must be one of {COND_DROPOUT_MODES}, got {self.cond_dropout_mode!r}")
+        if self.arch == "film":
+            if not self.channel_mults or min(self.channel_mults) < 1 or self.base_channels < 1 or self.res_blocks < 1:
+                raise ValueError("arch 'film' needs channel_mults >= 1, base_channels >= 1 and res_blocks >= 1")
+            if any(a < 0 or a >= len(self.channel_mults) for a in self.attn_levels):
+                raise ValueError(f"attn_levels {self.attn_levels} must index channel_mults (0..{len(self.channel_mults) - 1})")
+            if not 0.0 <= self.dropout < 1.0:
+                raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.levels < 2:
             raise ValueError(f"levels must be >= 2, got {self.levels}")
         if self.kernel_size % 2 == 0 or self.bottleneck_kernel % 2 == 0:
@@ -121,11 +151,15 @@ class UNetConfig:
 
     @property
     def length_multiple(self) -> int:
-        """Input lengths must be divisible by this (2 ** (levels - 1))."""
+        """Input lengths must be divisible by this (2 ** (levels - 1); film: 2 ** (len(channel_mults) - 1))."""
+        if self.arch == "film":
+            return 2 ** (len(self.channel_mults) - 1)
         return 2 ** (self.levels - 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["channel_mults"], d["attn_levels"] = list(self.channel_mults), list(self.attn_levels)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "UNetConfig":
@@ -230,6 +264,16 @@ class _UpStage(nn.Module):
         self.up = nn.ConvTranspose1d(c_up, c_up, 4, stride=2, padding=1)
 
 
+def build_unet(cfg: UNetConfig) -> nn.Module:
+    """The network a config describes: :class:`ConditionalUNet1D` (``arch="paper"``) or
+    :class:`~.film_unet.FiLMUNet1D` (``arch="film"``). Both take ``(x, t, text, patient, drop_mask)``."""
+    if cfg.arch == "film":
+        from .film_unet import FiLMUNet1D
+
+        return FiLMUNet1D(cfg)
+    return ConditionalUNet1D(cfg)
+
+
 class ConditionalUNet1D(nn.Module):
     """Epsilon-prediction U-Net: ``forward(x (B,C,L), t (B,) long, text (B,D)|(B,1,D), patient (B,3)) -> eps``."""
 
@@ -288,15 +332,24 @@ class ConditionalUNet1D(nn.Module):
         if drop_mask is not None:
             if cfg.cond_dropout <= 0:
                 raise ValueError("drop_mask given but the model has no null condition (cfg.cond_dropout == 0)")
-            drop_mask = drop_mask.to(device=cond.device, dtype=torch.bool).reshape(b, 1)
+            m = drop_mask.to(device=cond.device, dtype=torch.bool)
+            if m.shape == (b,):  # drop text and patient together
+                m = m[:, None].expand(b, 2)
+            if m.shape != (b, 2):
+                raise ValueError(f"drop_mask must be (B,) or (B, 2) ([text, patient]), got {tuple(drop_mask.shape)}")
+            # per-column mask: the text columns follow m[:, 0], the patient columns m[:, 1]
+            col = torch.cat([m[:, :1].expand(b, cfg.text_dim), m[:, 1:].expand(b, cfg.cond_dim)], dim=1)
             null = torch.cat([self.null_text, self.null_patient]) if cfg.cond_dim > 0 else self.null_text
-            cond = torch.where(drop_mask, null.to(cond.dtype)[None, :], cond)
+            cond = torch.where(col, null.to(cond.dtype)[None, :], cond)
         return cond
 
     def sample_drop_mask(
         self, batch_size: int, device: torch.device | str | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Bernoulli(cfg.cond_dropout) mask of shape (B,) for condition dropout in training."""
+        """Condition dropout for training: (B,) Bernoulli(cfg.cond_dropout) with ``cond_dropout_mode="joint"``
+        (the paper's single null condition), or (B, 2) independent [text, patient] draws with ``"separate"``."""
+        if self.cfg.cond_dropout_mode == "separate":
+            return torch.rand(batch_size, 2, generator=generator, device=device) < self.cfg.cond_dropout
         u = torch.rand(batch_size, generator=generator, device=device)
         return u < self.cfg.cond_dropout
 

@@ -22,6 +22,13 @@ Differences from the reference (switches, not forks)
 * ``attn_norm``: the attention block's GroupNorm is constructed but *not applied* in the reference (dead
   parameters, kept for loading). ``attn_norm=True`` applies it (as Stable Diffusion does); default False.
 * ``loss_reduction`` (see :meth:`VAE.loss`): ``"mean"`` (default) or ``"paper"``.
+* ``derived_leads``: encode and decode only the eight independent leads (I, II, V1–V6) and compute III, aVR,
+  aVL, aVF from I and II (:func:`~diffusets_core.data.limb_leads.derive_limb_leads`), so every decoded ECG
+  satisfies Einthoven's and Goldberger's identities exactly, as ECG machines' output does. The API stays
+  12-lead in and out. Off in paper mode (the released VAE models all 12 leads).
+* ``derivative_weight``: adds ``w * MSE(diff(x_hat), diff(x))`` (first differences along time, mV per sample) to the reconstruction loss, a term
+  that weights steep deflections (QRS, P onsets) that plain MSE, dominated by the slow T wave and baseline,
+  lets the decoder smooth away. 0 (default, paper) disables it.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.limb_leads import INDEPENDENT_LEADS, derive_limb_leads, independent_leads
 from .attention import FusedSelfAttention
 
 __all__ = [
@@ -65,6 +73,8 @@ class VAEConfig:
     logvar_clamp: tuple[float, float] = (-30.0, 20.0)
     scale_factor: float | None = None
     loss_reduction: str = "mean"
+    derived_leads: bool = False
+    derivative_weight: float = 0.0
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -73,6 +83,15 @@ class VAEConfig:
             raise ValueError("VAEConfig.channels must list at least one width")
         if self.loss_reduction not in ("mean", "paper"):
             raise ValueError(f"loss_reduction must be 'mean' or 'paper', got {self.loss_reduction!r}")
+        if self.derived_leads and self.in_channels != 12:
+            raise ValueError(f"derived_leads needs 12-lead signals (in_channels=12), got in_channels={self.in_channels}")
+        if self.derivative_weight < 0:
+            raise ValueError(f"derivative_weight must be >= 0, got {self.derivative_weight}")
+
+    @property
+    def io_channels(self) -> int:
+        """Channels the encoder reads and the decoder writes: 8 with ``derived_leads``, else ``in_channels``."""
+        return len(INDEPENDENT_LEADS) if self.derived_leads else self.in_channels
 
     @property
     def downsample_factor(self) -> int:
@@ -168,7 +187,7 @@ class VAEEncoder(nn.Sequential):
     def __init__(self, cfg: VAEConfig):
         g = cfg.norm_groups
         ch = cfg.channels
-        layers: list[nn.Module] = [nn.Conv1d(cfg.in_channels, ch[0], 3, padding=1)]
+        layers: list[nn.Module] = [nn.Conv1d(cfg.io_channels, ch[0], 3, padding=1)]
         c = ch[0]
         for c_out in ch:
             layers += [ResBlock(c, c_out, g), ResBlock(c_out, c_out, g), _Downsample(c_out)]
@@ -234,7 +253,7 @@ class VAEDecoder(nn.Sequential):
                 ResBlock(c_out, c_out, g),
             ]
             c = c_out
-        layers += [_norm(g, c), nn.SiLU(), nn.Conv1d(c, cfg.in_channels, 3, padding=1)]
+        layers += [_norm(g, c), nn.SiLU(), nn.Conv1d(c, cfg.io_channels, 3, padding=1)]
         super().__init__(*layers)
         self.scale_factor = cfg.scale_factor
 
@@ -297,11 +316,21 @@ class VAE(nn.Module):
         layout: str = "BCL",
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Signal (B, 12, L) (or (B, L, 12) with ``layout="BLC"``) -> ``(z, mean, logvar)``; z is scaled."""
-        return self.encoder(_to_bcl(x, layout), noise, sample=sample)
+        return self.encoder(self._inputs(_to_bcl(x, layout)), noise, sample=sample)
 
     def decode(self, z: torch.Tensor, *, layout: str = "BCL") -> torch.Tensor:
         """Scaled latent (B, 4, l) -> signal (B, 12, 8l) (or (B, 8l, 12) with ``layout="BLC"``)."""
-        return _to_bcl(self.decoder(z), layout)
+        return _to_bcl(self._outputs(self.decoder(z)), layout)
+
+    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unscaled posterior ``(mean, logvar)``, each (B, latent_channels, L/8), of 12-lead signals (B, 12, L)."""
+        return self.encoder.moments(self._inputs(x))
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return independent_leads(x) if self.cfg.derived_leads else x
+
+    def _outputs(self, y: torch.Tensor) -> torch.Tensor:
+        return derive_limb_leads(y) if self.cfg.derived_leads else y
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Reconstruction of x (B, 12, L) through a sampled latent."""
@@ -328,11 +357,11 @@ class VAE(nn.Module):
           per-sample KL, i.e. very weak KL pressure).
         """
         reduction = reduction or self.cfg.loss_reduction
-        mean, logvar = self.encoder.moments(x)
+        mean, logvar = self.encoder.moments(self._inputs(x))
         if noise is None:
             noise = torch.randn_like(mean)
         z = mean + torch.exp(0.5 * logvar) * noise
-        x_hat = self.decoder.decode_unscaled(z)
+        x_hat = self._outputs(self.decoder.decode_unscaled(z))
         # reductions in float32 even under bf16/fp16 autocast
         mean, logvar, x_hat_f, x = mean.float(), logvar.float(), x_hat.float(), x.float()
         kl_elem = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)  # (B, C, l)
@@ -345,6 +374,9 @@ class VAE(nn.Module):
             kl = kl_elem.sum(dim=1).mean()
         else:
             raise ValueError(f"reduction must be 'mean' or 'paper', got {reduction!r}")
+        if self.cfg.derivative_weight > 0:
+            d = (x_hat_f.diff(dim=-1) - x.diff(dim=-1)).pow(2)
+            recon = recon + self.cfg.derivative_weight * (d.mean() if reduction == "mean" else d.sum() / b)
         return {"loss": recon + kl_weight * kl, "recon": recon, "kl": kl, "x_hat": x_hat}
 
     def reference_state_dict(self) -> dict[str, dict[str, torch.Tensor]]:

@@ -20,7 +20,7 @@ from torch import nn
 from .. import __version__
 from ..data.store import SignalStore
 from ..diffusion.schedules import NoiseSchedule
-from ..models.unet import ConditionalUNet1D, UNetConfig
+from ..models.unet import UNetConfig, build_unet
 from ..models.vae import VAE, VAEConfig, estimate_scale_factor
 from .checkpoint import CheckpointError, atomic_save, load_checkpoint
 from .loop import TensorSource, TrainConfig, Trainer
@@ -123,7 +123,7 @@ def _strip(state: dict, prefix: str) -> dict:
 def measure_latent_scale(vae: VAE, x: torch.Tensor, *, device: torch.device, batch: int = 64) -> float:
     """1 / std of the posterior means of ``x``: makes the diffusion model's latents unit-variance."""
     vae.eval().to(device)
-    means = [vae.encoder.moments(x[i:i + batch].to(device))[0].cpu() for i in range(0, len(x), batch)]
+    means = [vae.moments(x[i:i + batch].to(device))[0].cpu() for i in range(0, len(x), batch)]
     return estimate_scale_factor(torch.cat(means))
 
 
@@ -281,12 +281,19 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
     p_tr = p_tr[:, :cfg.cond_dim]
     tcfg = _train_cfg(train or {}, seed)
     torch.manual_seed(seed)
-    unet = ConditionalUNet1D(cfg)
+    unet = build_unet(cfg)
     unet.freeze_unused_parameters()  # no gradient ever reaches them; DDP needs them out of the reducer
+    text_stats = None
+    if hasattr(unet, "set_text_stats"):
+        # standardise the text vectors with the TRAINING split's statistics; they live in the model's buffers,
+        # so the saved artifact applies the same standardisation at generation
+        unet.set_text_stats(torch.from_numpy(t_tr.mean(axis=0)), torch.from_numpy(t_tr.std(axis=0)))
+        text_stats = {"n": int(len(t_tr)), "mean_norm": float(np.linalg.norm(t_tr.mean(axis=0))),
+                      "median_std": float(np.median(t_tr.std(axis=0)))}
     schedule = NoiseSchedule.paper()
     vae_ck = load_checkpoint(run_dir / "vae" / "model.pt")
     meta = {"stage": "unet", "unet_config": cfg.to_dict(), "embedder": identity, "patient_mode": patient_mode,
-            "timestep_mode": timestep_mode, "loss_weighting": loss_weighting, "snr_gamma": snr_gamma, "schedule": schedule.to_config(), "latent_scale": vae_ck["latent_scale"],
+            "timestep_mode": timestep_mode, "loss_weighting": loss_weighting, "snr_gamma": snr_gamma, "schedule": schedule.to_config(), "latent_scale": vae_ck["latent_scale"], "text_standardisation": text_stats,
             "n_train": len(z_tr), "n_val": len(z_va), "package_version": __version__}
     src = TensorSource({"z": torch.from_numpy(z_tr), "text": torch.from_numpy(t_tr), "patient": torch.from_numpy(p_tr)})
     val = None
