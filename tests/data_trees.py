@@ -166,3 +166,47 @@ def make_tiny_run(root: Path, records: list[dict], *, train: dict | None = None,
         encode_latents(run_dir, device="cpu")
         train_unet(run_dir, unet or TINY_UNET, train, seed=0)
     return run_dir
+
+
+# ---- layouts and quirks of real-world WFDB data (issue 13) -------------------------------------------------------
+def beat_train(bpm: float, fs: float = 500, seconds: float = 10.0, seed: int = 0) -> np.ndarray:
+    """(n, 12) mV: a narrow QRS (12 ms sigma) and a T wave every 60/bpm s, scaled per lead like synthetic_ecg.
+
+    Unlike neurokit2's simulator it holds any rate (20-300 bpm) with a regular, known RR."""
+    t = np.arange(int(round(seconds * fs))) / fs
+    x = np.zeros_like(t)
+    rr = 60.0 / bpm
+    qt = min(0.42, 0.4 * np.sqrt(rr))
+    for r in np.arange(0.1, seconds, rr):
+        x += 1.2 * np.exp(-0.5 * ((t - r) / 0.012) ** 2) - 0.2 * np.exp(-0.5 * ((t - r - 0.03) / 0.01) ** 2)
+        x += 0.3 * np.exp(-0.5 * ((t - r - 0.75 * qt) / 0.04) ** 2)
+    rng = np.random.default_rng(seed)
+    return x[:, None] * LEAD_SCALE[None, :] + 0.01 * rng.standard_normal((len(t), 12))
+
+
+def write_multisegment(dir_: Path, name: str, signal: np.ndarray, fs: float, sig_names, *, n_segments: int = 2,
+                       gain: float = 200.0, comments=()) -> Path:
+    """A fixed-layout multi-segment record: ``name.hea`` (``name/n_segments ...``) + one record per segment."""
+    dir_.mkdir(parents=True, exist_ok=True)
+    bounds = np.linspace(0, len(signal), n_segments + 1).astype(int)
+    lines = [f"{name}/{n_segments} {len(sig_names)} {fs:g} {len(signal)}"]
+    for k in range(n_segments):
+        seg = f"{name}_{k + 1:04d}"
+        write_wfdb(dir_, seg, signal[bounds[k]:bounds[k + 1]], fs, sig_names, gain=gain)
+        lines.append(f"{seg} {bounds[k + 1] - bounds[k]}")
+    lines += [f"# {c}" for c in comments]
+    (dir_ / f"{name}.hea").write_text("\n".join(lines) + "\n")
+    return dir_ / name
+
+
+def write_folder_record(root: Path, rel: str, signal: np.ndarray | None = None, *, fs: float = 500, hr: float = 70.0,
+                        seed: int = 0, sig_names=CANONICAL_LEADS, comments=None, units: str = "mV",
+                        gain: float = 200.0) -> Path:
+    """One format-16 record at ``root/rel`` (``rel`` without extension); default comments age/sex/report."""
+    if signal is None:
+        signal = synthetic_ecg(hr, int(fs), 10.0, seed)
+    if comments is None:
+        comments = ["age: 60", "sex: F", "report: Sinus rhythm|Normal ECG"]
+    path = Path(root) / rel
+    write_wfdb(path.parent, path.name, signal, fs, sig_names, gain=gain, units=units, comments=comments)
+    return path
