@@ -8,6 +8,7 @@ execution is off: the book shows exactly what papermill ran).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -17,12 +18,14 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 from . import __version__
 from .config import REPO_ROOT, Profile
+from .progress import ProgressFollower
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +118,22 @@ def _failing_cell(nb_path: Path) -> str:
     return "no cell with an error output was recorded"
 
 
-def execute_notebook(profile: Profile, notebook: str, run_dir: Path, *, kernel: str = "python3") -> NotebookRun:
+@contextlib.contextmanager
+def _quiet_kernel_warnings():
+    """Silence the kernel-launch noise that says nothing to a reader (jupyter_client's warning about kernels on
+    TCP without encryption, debugpy's frozen-modules note); errors still surface through papermill."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(TCP|frozen modules|Proactor).*")
+        prev = logging.getLogger("traitlets").level
+        logging.getLogger("traitlets").setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logging.getLogger("traitlets").setLevel(prev)
+
+
+def execute_notebook(profile: Profile, notebook: str, run_dir: Path, *, kernel: str = "python3",
+                     progress_interval: float = 2.0) -> NotebookRun:
     """Run one notebook with papermill into ``<run_dir>/executed/<notebook>.ipynb``."""
     import papermill as pm
 
@@ -128,9 +146,12 @@ def execute_notebook(profile: Profile, notebook: str, run_dir: Path, *, kernel: 
     params = notebook_parameters(profile, notebook, run_dir)
     t0 = time.perf_counter()
     try:
-        pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel,
-                            cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False,
-                            request_save_on_cell_execute=True)
+        # the kernel's output goes into the executed notebook; long stages also write progress files, which
+        # the follower shows here as a bar (stage, step, loss, time left)
+        with ProgressFollower(run_dir, notebook, interval=progress_interval), _quiet_kernel_warnings():
+            pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel,
+                                cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False,
+                                request_save_on_cell_execute=True)
     except pm.PapermillExecutionError as exc:
         raise NotebookFailed(
             f"notebook {notebook} failed at cell {exc.cell_index} (execution_count {exc.exec_count}): "

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from ..progress import write_progress
 from .checkpoint import CheckpointError, atomic_save, load_checkpoint
 from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, resolve_device
 from .ema import EMA
@@ -241,6 +242,7 @@ class Trainer:
             from tqdm import tqdm
             pbar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.out_dir.name, unit="step")
         t0, start_step, running = time.perf_counter(), self.step, []
+        started = time.time()  # identifies this fit() in the progress file (a resumed run is a new bar)
         while self.step < end:
             idx = self._batch_indices(self.step)
             batch = self.train_src.batch(idx, self.device)
@@ -280,6 +282,12 @@ class Trainer:
                     self.best_val, is_best = val, True
             if rec:
                 self.history.append(rec)
+                if self.dist.is_main and "train_loss" in rec:
+                    elapsed = time.perf_counter() - t0
+                    rate = (self.step - start_step) / elapsed if elapsed > 0 else 0.0
+                    write_progress(self.out_dir, stage=self.out_dir.name, step=self.step, total=cfg.max_steps,
+                                   loss=rec["train_loss"], val_loss=rec.get("val_loss"), elapsed_s=elapsed,
+                                   eta_s=(cfg.max_steps - self.step) / rate if rate > 0 else None, started=started)
             if is_best or self.step % cfg.checkpoint_every == 0 or last:
                 # Without a validation split the final EMA weights are the ones to use.
                 self.save(best=is_best or (last and self.val_src is None))

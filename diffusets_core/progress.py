@@ -1,0 +1,105 @@
+"""Progress of long stages, visible outside the process that runs them.
+
+A notebook executed by papermill runs in a kernel whose output goes into the executed notebook, not to the
+terminal of the person who typed ``make book``. Long stages (training) therefore also write a small progress
+file, ``<stage dir>/progress.json``, atomically at every logging step; :class:`ProgressFollower`, run by the
+book runner beside papermill, follows the newest such file under the run directory and draws a tqdm bar with
+the stage, the step, the loss and the time left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+__all__ = ["PROGRESS_FILE", "write_progress", "read_progress", "ProgressFollower"]
+
+PROGRESS_FILE = "progress.json"
+
+
+def write_progress(stage_dir: str | os.PathLike, *, stage: str, step: int, total: int, **info: Any) -> None:
+    """Atomically write ``stage_dir/progress.json``: ``stage``, ``step`` of ``total`` and any extra numbers
+    (``loss``, ``elapsed_s``, ...), with the wall-clock time of the write. Never raises on I/O errors (progress
+    reporting must not break a training run)."""
+    path = Path(stage_dir) / PROGRESS_FILE
+    rec = {"stage": stage, "step": int(step), "total": int(total), "time": time.time(), **info}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{PROGRESS_FILE}.", dir=path.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(rec, fh, default=float)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def read_progress(path: str | os.PathLike) -> Optional[dict]:
+    """The record in a progress file, or None if it is missing or half-written."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+class ProgressFollower:
+    """Context manager: while it is open, a background thread follows the newest ``*/progress.json`` under
+    ``run_dir`` written after the follower started, and shows it as a tqdm bar labelled
+    ``<label> · <stage>`` (one bar per stage; tqdm prints plain lines when the output is not a terminal)."""
+
+    def __init__(self, run_dir: str | os.PathLike, label: str, *, interval: float = 2.0):
+        self.run_dir, self.label, self.interval = Path(run_dir), label, interval
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._bar = None
+        self._key: Optional[tuple] = None
+        self._since = time.time()
+
+    def __enter__(self) -> "ProgressFollower":
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._poll()
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._poll()
+
+    def _poll(self) -> None:
+        from tqdm import tqdm
+
+        recs = [(p, read_progress(p)) for p in self.run_dir.glob(f"*/{PROGRESS_FILE}")]
+        recs = [(p, r) for p, r in recs if r and r.get("time", 0) >= self._since]
+        if not recs:
+            return
+        path, rec = max(recs, key=lambda pr: pr[1]["time"])
+        key = (str(path), rec.get("started"))
+        if key != self._key:
+            self._close()
+            self._key = key
+            self._bar = tqdm(total=rec["total"], desc=f"{self.label} · {rec['stage']}", unit="step",
+                             dynamic_ncols=True, mininterval=5.0)
+        bar = self._bar
+        bar.n = min(rec["step"], rec["total"])
+        post = {}
+        if rec.get("loss") is not None:
+            post["loss"] = f"{rec['loss']:.4g}"
+        if rec.get("eta_s") is not None:
+            post["left"] = f"{rec['eta_s'] / 60:.1f} min"
+        bar.set_postfix(post, refresh=False)
+        bar.refresh()
