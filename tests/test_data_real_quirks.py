@@ -251,6 +251,8 @@ def test_inverted_label_is_read_with_its_polarity_and_near_misses_are_named(tmp_
     write_wfdb(tmp_path, "wilson", truth, 500, names, gain=200.0)
     with pytest.raises(MissingLeadError, match="channel 'VR': Wilson's unaugmented VR is not aVR"):
         read_record(tmp_path / "wilson")
+    with pytest.raises(LeadMappingError, match="channel 'aVR-' looks like aVR but its sign or spelling"):
+        map_leads([*CANONICAL_LEADS[:3], "aVR-", *CANONICAL_LEADS[4:]])
 
 
 # ------------------------------------------------------------------ 6. multi-segment records
@@ -268,6 +270,21 @@ def test_multisegment_record_is_read_whole(tmp_path):
     prepare_dataset("wfdb", root, tmp_path / "run", workers=1, progress=False)
     m = _manifest(tmp_path / "run").set_index("record_id")
     assert m.loc["rec", "status"] == "ok" and len(m) == 3  # was "header lists no signals" + 2x "too short"
+
+
+def test_variable_layout_multisegment_with_a_gap(tmp_path):
+    truth = synthetic_ecg(70, 500, 10.0, 1)
+    write_wfdb(tmp_path, "v_0001", truth[:2000], 500, CANONICAL_LEADS, gain=200.0)
+    write_wfdb(tmp_path, "v_0002", truth[2500:], 500, CANONICAL_LEADS, gain=200.0)
+    layout = ["v_layout 12 500 0"] + [f"~ 16 200/mV 16 0 0 0 0 {n}" for n in CANONICAL_LEADS]
+    (tmp_path / "v_layout.hea").write_text("\n".join(layout) + "\n")
+    (tmp_path / "v.hea").write_text("v/4 12 500 5000\nv_layout 0\nv_0001 2000\n~ 500\nv_0002 2500\n")
+    rec = read_record(tmp_path / "v")
+    assert rec.n_samples == 5000 and np.isnan(rec.signal[2000:2500]).all()
+    np.testing.assert_allclose(rec.signal[2500:], truth[2500:], atol=0.003)
+    assert [r.record_id for r in read_folder(tmp_path)] == ["v"]
+    res = process_ref(_ref(tmp_path / "v", rr_interval_ms=850.0), CFG)  # the 1 s gap is the real failure
+    assert res.reason == "missing_samples: lead I is 10% missing (max 5%)"
 
 
 # ------------------------------------------------------------------ 7. duplicated lead

@@ -165,6 +165,11 @@ def _near_miss_hints(sig_names: Sequence[str]) -> list[str]:
         core, _ = _split_label(name)
         if core in _NEAR_MISSES:
             hints.append(f"channel {name!r}: {_NEAR_MISSES[core]}")
+        elif parse_lead_label(name) is None:
+            bare = re.sub(r"[^0-9a-z]", "", core)
+            if bare in _ALIASES:
+                hints.append(f"channel {name!r} looks like {_ALIASES[bare]} but its sign or spelling is not "
+                             "one this reader knows")
     return hints
 
 
