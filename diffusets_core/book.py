@@ -41,7 +41,8 @@ STAGE_PARAMETERS = {
     "00_methods": lambda p: {"vae_model": p.vae.model, "unet_model": p.unet.model,
                              "text_dim": 384 if p.text.backend == "local" else 1536},
     "01_data": lambda p: {"source": p.data.source, "data_dir": p.data.data_dir, "n": p.data.n,
-                          "workers": p.data.workers, "baseline_removal": p.data.baseline_removal},
+                          "workers": p.data.workers, "baseline_removal": p.data.baseline_removal,
+                          "subject_id": p.data.subject_id, "code_map": p.data.code_map, "exclude": p.data.exclude},
     "02_text": lambda p: {"backend": p.text.backend, "model": p.text.model, "base_url": p.text.base_url,
                           "prompt_mode": p.text.prompt_mode, "batch_size": p.text.batch_size},
     "03_vae": lambda p: {"vae_model": p.vae.model, "vae_train": p.vae.train, "vae_extra": p.vae.extra},
@@ -124,12 +125,15 @@ def _quiet_kernel_warnings():
     TCP without encryption, debugpy's frozen-modules note); errors still surface through papermill."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(TCP|frozen modules|Proactor).*")
-        prev = logging.getLogger("traitlets").level
-        logging.getLogger("traitlets").setLevel(logging.ERROR)
+        loggers = [logging.getLogger(n) for n in ("traitlets", "papermill")]
+        prev = [lg.level for lg in loggers]
+        for lg in loggers:  # papermill's INFO lines repeat what "[book] executing ..." already says
+            lg.setLevel(logging.WARNING)
         try:
             yield
         finally:
-            logging.getLogger("traitlets").setLevel(prev)
+            for lg, level in zip(loggers, prev):
+                lg.setLevel(level)
 
 
 def execute_notebook(profile: Profile, notebook: str, run_dir: Path, *, kernel: str = "python3",
@@ -151,7 +155,8 @@ def execute_notebook(profile: Profile, notebook: str, run_dir: Path, *, kernel: 
         with ProgressFollower(run_dir, notebook, interval=progress_interval), _quiet_kernel_warnings():
             pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel,
                                 cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False,
-                                request_save_on_cell_execute=True)
+                                request_save_on_cell_execute=True,
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except pm.PapermillExecutionError as exc:
         raise NotebookFailed(
             f"notebook {notebook} failed at cell {exc.cell_index} (execution_count {exc.exec_count}): "

@@ -57,6 +57,7 @@ class ProgressFollower:
         self._thread: Optional[threading.Thread] = None
         self._bar = None
         self._key: Optional[tuple] = None
+        self._last: Optional[int] = None
         self._since = time.time()
 
     def __enter__(self) -> "ProgressFollower":
@@ -92,9 +93,14 @@ class ProgressFollower:
         if key != self._key:
             self._close()
             self._key = key
+            # tqdm's own rate and ETA would time the polling, not the stage: the stage reports its own
             self._bar = tqdm(total=rec["total"], desc=f"{self.label} · {rec['stage']}", unit="step",
-                             dynamic_ncols=True, mininterval=5.0)
+                             dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {postfix}")
+            self._last = None
         bar = self._bar
+        if rec["step"] == self._last:
+            return
+        self._last = rec["step"]
         bar.n = min(rec["step"], rec["total"])
         post = {}
         if rec.get("loss") is not None:

@@ -270,3 +270,46 @@ def test_guidance_sweep_extends_past_the_chosen_scale(run, monkeypatch):
     plain = pipe("Sinus rhythm|Normal ECG", age=50, sex="M", hr=70, seed=1, guidance_scale=1.0)
     assert plain.conditions["guidance_scale"].iloc[0] == 1.0 and np.abs(plain.signals - out.signals).max() > 0
     (run / "unet" / "sampling.json").unlink()
+
+
+def test_paraphrase_table_and_unseen_combinations():
+    from diffusets_core.eval.paraphrase import load_paraphrases, paraphrase_report, unseen_combinations
+
+    table = load_paraphrases()
+    assert "Right bundle branch block" in table and all(len(v) >= 2 for v in table.values())
+    rep = "Sinus rhythm|Right bundle branch block|Something unlisted"
+    a = paraphrase_report(rep, np.random.default_rng(0))
+    assert a == paraphrase_report(rep, np.random.default_rng(0))  # seeded
+    parts = a.split("|")
+    assert parts[0] in table["Sinus rhythm"] and parts[1] in table["Right bundle branch block"]
+    assert parts[2] == "Something unlisted"
+    combos = unseen_combinations(["Atrial fibrillation|Right bundle branch block|Abnormal ECG"])
+    assert "Atrial fibrillation|Right bundle branch block|Abnormal ECG" not in combos
+    assert "Atrial fibrillation|Left bundle branch block|Abnormal ECG" in combos
+
+
+def test_paraphrased_source_and_unseen_table(run):
+    t = evaluate_run(run, out_dir=run / "eval_para", paraphrase=True, per_combination=2,
+                     **{**SIZES, "n_tstr": 0, "baselines": ()})
+    assert "paraphrased" in set(t["signal"]["source"]) and "paraphrased" in set(t["diagnostic_summary"]["source"])
+    cond = t["conditions"]
+    assert (cond["paraphrased_report"] != cond["report"]).all()
+    un = t["unseen_combinations"]
+    assert len(un) >= 1 and (un["n"] == 2).all() and {"hr_mae", "recall_all_requested"} <= set(un.columns)
+    assert {"paraphrase_hr_mae_50_150", "paraphrase_morphology_gap"} <= set(t["targets"]["target"])
+    from diffusets_core.eval.report import summarize_benchmark
+
+    text = "\n".join(summarize_benchmark(t, profile="smoke", sampler="ddim", steps=2, guidance="1 on all"))
+    assert "reworded" in text and "never pairs" in text and "VAE ceiling" in text
+
+
+def test_benchmark_judge_scores_sets_for_its_conditions(run, tmp_path):
+    from diffusets_core.eval.judge import BenchmarkJudge
+
+    j = BenchmarkJudge.fit(run, tmp_path / "judge", split="test", n=10, seed=0, clip_steps=2, clf_steps=2,
+                           train_batch=8)
+    real = j.score_real()
+    assert real["n"] == len(j.conditions) <= 10
+    assert {"hr_mae_50_150", "macro_recall", "macro_recall_morphology", "identity_uv_median", "rr_cv_sinus"} <= set(real)
+    with pytest.raises(ValueError, match="one per condition"):
+        j.score(j.real[:2])

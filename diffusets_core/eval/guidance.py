@@ -17,7 +17,8 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-__all__ = ["guidance_sweep", "choose_guidance", "save_chosen_guidance", "SWEEP_COLUMNS", "add_guidance_parser"]
+__all__ = ["guidance_sweep", "choose_guidance", "save_chosen_guidance", "summarize_guidance", "SWEEP_COLUMNS",
+           "add_guidance_parser"]
 
 SWEEP_COLUMNS = ["guidance_scale", "guidance_on", "n", "hr_mae_50_150", "hr_n_valid", "macro_recall",
                  "macro_recall_morphology", "fid", "rfid", "precision", "recall", "coverage", "seconds_per_ecg"]
@@ -183,3 +184,28 @@ def add_guidance_parser(subparsers):
                    "sampling settings (unet/sampling.json), used by generate, the pipeline and the chapters")
     c.set_defaults(func=_cmd_guidance_sweep)
     return c
+
+
+def summarize_guidance(sweep: pd.DataFrame, settings: dict) -> str:
+    """One paragraph of findings about a validation sweep and the settings chosen from it (numbers read from
+    ``sweep``, the output of :func:`guidance_sweep`, and ``settings``, from :func:`save_chosen_guidance`)."""
+    s = sweep.set_index("guidance_scale")
+    base, top = s.index.min(), s.index.max()
+
+    def at(col: str, g: float, p: int = 2) -> str:
+        v = s.loc[g, col] if col in s else np.nan
+        return f"{v:.{p}f}" if pd.notna(v) else "n/a"
+
+    hr_ok, rec_ok = s["hr_mae_50_150"].dropna(), s["macro_recall_morphology"].dropna()  # a toy model may measure nothing
+    best_hr = hr_ok.idxmin() if len(hr_ok) else base
+    best_rec = rec_ok.idxmax() if len(rec_ok) else base
+    g = settings["guidance_scale"]
+    return (f"On {int(s['n'].iloc[0])} validation conditions, guiding the {'report alone' if settings['guidance_on'] == 'text' else 'report and patient values'}: "
+            f"the lowest HR error is at scale {best_hr:g} ({at('hr_mae_50_150', best_hr)} bpm; {at('hr_mae_50_150', base)} "
+            f"at {base:g}); morphology macro recall peaks at {best_rec:g} ({at('macro_recall_morphology', best_rec)}; "
+            f"{at('macro_recall_morphology', base)} at {base:g}); coverage goes from {at('coverage', base)} at {base:g} "
+            f"to {at('coverage', top)} at {top:g}. The rule fixed in advance (`choose_guidance`: the highest macro "
+            f"recall among the scales that keep at least 90 % of the coverage at the smallest scale) picks **{g:g}**"
+            + (" (the largest scale the sweep may reach)" if g == top else f", inside the swept range {base:g}–{top:g}")
+            + f". Saved with the run: `{settings['sampler']}`, {settings['num_inference_steps']} steps, guidance "
+            f"{g:g} on {settings['guidance_on']}; the CLI, the pipeline and the later chapters use these unless told otherwise.")

@@ -314,6 +314,8 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
     artifact = {"kind": "diffusets.unet", "config": cfg.to_dict(), "state_dict": best.state_dict(),
                 "meta": {**meta, "steps": result.steps, "train_seconds": result.seconds}}
     atomic_save(artifact, out / "model.pt")
+    # sampling settings validated for an earlier model do not carry over to this one
+    (out / "sampling.json").unlink(missing_ok=True)
     summary = {"steps": result.steps, "seconds": round(result.seconds, 1),
                "samples_per_s": round(result.samples_per_s, 1), "best_val_loss": result.best_val_loss,
                "params": best.num_parameters()["total"], "text_dim": cfg.text_dim}
