@@ -10,8 +10,8 @@ names VAE recipes (``{"name": {"model": {...}, "kl_weight": w, "steps": s}}``) a
 "train": {TrainConfig overrides}, "guidance": {"scale": g, "on": "all"|"text"}, "reuse": <variant>}``.
 A variant with ``reuse`` samples the U-Net of an earlier variant (a sampling-only change).
 
-Equal training time: before training, each U-Net's seconds per step are measured on 10 steps of random data of
-the real shapes (same process, same threads, nothing else running), and its step budget is set to
+Equal training time: before anything trains, every U-Net's seconds per step are measured back to back on 10 steps
+of random data of the real shapes (384-d text; same process, same threads), and its step budget is set to
 ``minutes * 60 / seconds_per_step``. The judge (the benchmark's CLIP and classifier, trained once on the real
 training split) reads every variant's ECGs for the same ``--n`` test conditions and seeds (DDIM, ``--steps``).
 Prints the table and writes ``ablation.csv`` under ``--out``.
@@ -31,14 +31,6 @@ UNET_TRAIN = {"batch_size": 64, "lr": 1e-3, "val_every": 500, "checkpoint_every"
               "progress": False}
 VAE_TRAIN = {"batch_size": 32, "lr": 5e-4, "val_every": 250, "checkpoint_every": 10 ** 6, "log_every": 100,
              "progress": False}
-
-
-def _link_run(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in ("data", "embeddings"):
-        link = dst / name
-        if not link.exists():
-            link.symlink_to((src / name).resolve(), target_is_directory=True)
 
 
 def seconds_per_step(model_cfg: dict, text_dim: int, latent_shape: tuple[int, int], batch: int, reps: int = 10) -> float:
@@ -77,9 +69,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/generator_ablation"))
     args = ap.parse_args()
 
+    from diffusets_core.data.store import link_prepared
     from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
     from diffusets_core.eval.judge import BenchmarkJudge
-    from diffusets_core.train.stages import PAPER_KL_WEIGHT, encode_latents, train_unet, train_vae
+    from diffusets_core.eval.reconstruction import reconstruct
+    from diffusets_core.train.stages import PAPER_KL_WEIGHT, encode_latents, load_vae, train_unet, train_vae
 
     spec = json.loads(args.spec.read_text())
     args.out.mkdir(parents=True, exist_ok=True)
@@ -93,6 +87,13 @@ def main() -> None:
     if args.only:
         keep = set(args.only) | {v["reuse"] for v in variants if v["name"] in args.only and v.get("reuse")}
         variants = [v for v in variants if v["name"] in keep]
+    # every U-Net's speed is measured up front, back to back, so a step budget never depends on what else was
+    # running while that variant trained
+    latent_ch = {name: int(r.get("model", {}).get("latent_channels", 4)) for name, r in spec["vae_recipes"].items()}
+    calib = {v["name"]: seconds_per_step(v.get("unet", {}), 384, (latent_ch[v["vae"]], 128),
+                                         {**UNET_TRAIN, **v.get("train", {})}["batch_size"])
+             for v in variants if not v.get("reuse")}
+    print(json.dumps({"seconds_per_step": calib}), flush=True)
     for v in variants:
         name = v["name"]
         t_train = steps = sps = None
@@ -103,18 +104,21 @@ def main() -> None:
             if vname not in vae_runs:
                 recipe = spec["vae_recipes"][vname]
                 run = args.out / f"vae_{vname}"
-                _link_run(args.run_dir, run)
+                link_prepared(args.run_dir, run)
                 if not (run / "vae" / "model.pt").is_file():
-                    train_vae(run, recipe.get("model", {}), {**VAE_TRAIN, "max_steps": recipe.get("steps", 1000)},
+                    t0 = time.perf_counter()
+                    train_vae(run, recipe.get("model", {}), {**VAE_TRAIN, **recipe.get("train", {}),
+                                                             "max_steps": recipe.get("steps", 1000)},
                               seed=args.seed, kl_weight=recipe.get("kl_weight", PAPER_KL_WEIGHT), resume=False)
                     encode_latents(run, device="cpu")
+                    print(json.dumps({"vae": vname, "train_s": time.perf_counter() - t0}), flush=True)
                 vae_runs[vname] = run
+                # the ceiling of every generator on this VAE: the judged real ECGs, reconstructed
+                rows.append({"variant": f"VAE ceiling ({vname})", **judge.score(reconstruct(load_vae(run), judge.real))})
+                print(json.dumps(rows[-1], default=str), flush=True)
             run = vae_runs[vname]
-            z = np.load(run / "latents" / "train.npy", mmap_mode="r")
-            text_dim = int(np.load(run / "embeddings" / "vectors.npy", mmap_mode="r").shape[1]) \
-                if (run / "embeddings" / "vectors.npy").is_file() else 384
             train = {**UNET_TRAIN, **v.get("train", {})}
-            sps = seconds_per_step(v.get("unet", {}), text_dim, tuple(z.shape[1:]), train["batch_size"])
+            sps = calib[name]
             steps = max(50, int(args.minutes * 60 / sps))
             unet_dir = f"unet_{name}"
             t0 = time.perf_counter()

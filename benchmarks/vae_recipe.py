@@ -30,14 +30,6 @@ DEFAULT_TRAIN = {"max_steps": 1000, "batch_size": 32, "lr": 5e-4, "val_every": 2
                  "log_every": 100, "progress": False}
 
 
-def _link_run(src: Path, dst: Path) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in ("data", "embeddings"):
-        link = dst / name
-        if not link.exists():
-            link.symlink_to((src / name).resolve(), target_is_directory=True)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
@@ -49,7 +41,7 @@ def main() -> None:
     ap.add_argument("--physiology", action="store_true", help="also P amplitude and QRS width (slower)")
     args = ap.parse_args()
 
-    from diffusets_core.data.store import SignalStore
+    from diffusets_core.data.store import SignalStore, link_prepared
     from diffusets_core.eval.classifiers import labels_from_reports, predict_proba
     from diffusets_core.eval.reconstruction import reconstruct, reconstruction_metrics
     from diffusets_core.eval.report import EVAL_CLASSES, fit_classifier
@@ -80,7 +72,7 @@ def main() -> None:
         name, _, js = spec.partition("=")
         recipe = json.loads(js or "{}")
         run = args.out / name
-        _link_run(args.run_dir, run)
+        link_prepared(args.run_dir, run)
         t0 = time.perf_counter()
         summary = train_vae(run, recipe.get("model", {}), {**DEFAULT_TRAIN, "max_steps": args.steps, **recipe.get("train", {})},
                             seed=args.seed, kl_weight=recipe.get("kl_weight", PAPER_KL_WEIGHT), resume=False)

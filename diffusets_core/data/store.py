@@ -178,3 +178,18 @@ class SignalStore:
 
     def __len__(self) -> int:
         return int((self.manifest["status"] == "ok").sum())
+
+
+def link_prepared(src_run: str | os.PathLike, dst_run: str | os.PathLike) -> Path:
+    """Make ``dst_run`` a run directory that shares ``src_run``'s prepared data and text embeddings (symbolic links
+    to its ``data/`` and ``embeddings/``), so experiments can train their own models beside it without copying or
+    touching it. Returns ``dst_run``. Raises FileNotFoundError if ``src_run`` has no ``data/``."""
+    src, dst = Path(src_run).resolve(), Path(dst_run)
+    if not (src / "data").is_dir():
+        raise FileNotFoundError(f"{src}/data not found: prepare the run first (`diffusets prepare`)")
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("data", "embeddings"):
+        link = dst / name
+        if not link.exists() and (src / name).exists():
+            link.symlink_to(src / name, target_is_directory=True)
+    return dst

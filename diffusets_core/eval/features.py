@@ -108,9 +108,22 @@ def _nk_peaks(x: np.ndarray, fs: float) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cleaned = nk.ecg_clean(x, sampling_rate=fs)
-        # mindelay 0.3 s (neurokit2's default) cannot see beats above 200 bpm; 0.18 s reaches 333 bpm
-        _, info = nk.ecg_peaks(cleaned, sampling_rate=fs, mindelay=MIN_RR_S)
-    return np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
+        # neurokit2's default refractory period (mindelay 0.3 s) cannot see beats above 200 bpm; 0.18 s reaches
+        # 333 bpm but also lets a tall, peaked T wave count as a beat. Both passes run: the extra peaks of the
+        # short pass are taken as beats only when they are about as tall as the others (a fast rhythm), not
+        # when they are markedly smaller (T waves between the R peaks).
+        _, info = nk.ecg_peaks(cleaned, sampling_rate=fs)
+        _, info_fast = nk.ecg_peaks(cleaned, sampling_rate=fs, mindelay=MIN_RR_S)
+    slow = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
+    fast = np.asarray(info_fast["ECG_R_Peaks"], dtype=np.int64)
+    if len(slow) == 0 or len(fast) <= 1.2 * len(slow):
+        return slow if len(slow) else fast
+    near = np.abs(fast[:, None] - slow[None, :]).min(axis=1) <= 0.04 * fs
+    extra = fast[~near]
+    amp = np.abs(cleaned)
+    if len(extra) and np.median(amp[extra]) >= 0.7 * np.median(amp[slow]):
+        return fast
+    return slow
 
 
 def hr_neurokit(x: np.ndarray, fs: float = FS) -> tuple[float, np.ndarray, str]:

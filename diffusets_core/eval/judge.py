@@ -103,7 +103,7 @@ class BenchmarkJudge:
         if set_metrics and m >= 8:
             sm = signal_metrics(self._f_real, f, real_ref=self._f_ref, n=m, seed=self.seed, n_boot=20)
             out.update({k: sm[k] for k in ("fid", "rfid", "precision", "recall", "coverage")})
-        out.update(physical_consistency(x))
+        out.update(physical_consistency(x, self.fs))
         for r in rhythm_rows("x", meas, labels, self.classes):
             out[f"rr_cv_{r['rhythm']}"] = r["rr_cv_median"]
         return out

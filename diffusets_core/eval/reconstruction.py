@@ -15,7 +15,7 @@ from ..data.leads import CANONICAL_LEADS
 from ..data.limb_leads import limb_identity_error
 
 __all__ = ["reconstruct", "lead_correlation", "physical_consistency", "p_wave_amplitude", "reconstruction_metrics",
-           "per_lead_table", "AMPLITUDE_LIMIT_MV"]
+           "per_lead_table", "edge_ratio", "AMPLITUDE_LIMIT_MV"]
 
 #: |value| above this (mV) no surface ECG reaches; used as the "beyond ±10 mV" physical-consistency check.
 AMPLITUDE_LIMIT_MV = 10.0
@@ -40,16 +40,35 @@ def lead_correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (xc * yc).sum(-1) / np.sqrt((xc ** 2).sum(-1) * (yc ** 2).sum(-1) + 1e-12)
 
 
-def physical_consistency(x: np.ndarray) -> dict[str, float]:
-    """Two checks no real 12-lead ECG fails, for (N, 12, L) mV signals: the median and 95th percentile over
-    records of the frontal-lead identity error (µV RMS, :func:`~..data.limb_leads.limb_identity_error`), and the
-    share of records with any sample beyond ±:data:`AMPLITUDE_LIMIT_MV`."""
+def edge_ratio(x: np.ndarray, fs: float, edge_s: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """How the first and last ``edge_s`` seconds of each record compare with its middle: per record, the RMS
+    (over leads and samples) of the signal minus each lead's median in the edge window, divided by the same RMS
+    over the middle of the record. Beats fall anywhere in a real 10 s window, so real ECGs sit near 1 on average;
+    a start-up transient (padding, a border effect of the decoder or of the latent's first positions) shows as a
+    ratio well above 1. Returns ``(start, end)``, each (N,)."""
+    a = np.asarray(x, dtype=np.float64)
+    a = a - np.median(a, axis=-1, keepdims=True)
+    k = max(1, int(round(edge_s * fs)))
+    mid = np.sqrt((a[..., k:-k] ** 2).mean(axis=(1, 2))) + 1e-9
+    start = np.sqrt((a[..., :k] ** 2).mean(axis=(1, 2))) / mid
+    end = np.sqrt((a[..., -k:] ** 2).mean(axis=(1, 2))) / mid
+    return start, end
+
+
+def physical_consistency(x: np.ndarray, fs: float = 102.4) -> dict[str, float]:
+    """Checks no real 12-lead ECG fails, for (N, 12, L) mV signals sampled at ``fs`` Hz: the median and 95th
+    percentile over records of the frontal-lead identity error (µV RMS,
+    :func:`~..data.limb_leads.limb_identity_error`), the share of records with any sample beyond
+    ±:data:`AMPLITUDE_LIMIT_MV`, and the median :func:`edge_ratio` at the start and the end of the records."""
     if len(x) == 0:
-        return {"identity_uv_median": np.nan, "identity_uv_p95": np.nan, "beyond_10mv": np.nan}
+        return {"identity_uv_median": np.nan, "identity_uv_p95": np.nan, "beyond_10mv": np.nan,
+                "edge_start": np.nan, "edge_end": np.nan}
     err = limb_identity_error(x)
     beyond = np.abs(np.asarray(x)).reshape(len(x), -1).max(axis=1) > AMPLITUDE_LIMIT_MV
+    start, end = edge_ratio(x, fs)
     return {"identity_uv_median": float(np.median(err)), "identity_uv_p95": float(np.percentile(err, 95)),
-            "beyond_10mv": float(beyond.mean())}
+            "beyond_10mv": float(beyond.mean()), "edge_start": float(np.median(start)),
+            "edge_end": float(np.median(end))}
 
 
 def p_wave_amplitude(x: np.ndarray, fs: float, workers: int = 0) -> np.ndarray:
@@ -88,7 +107,7 @@ def reconstruction_metrics(x: np.ndarray, x_hat: np.ndarray, fs: float, *, physi
     w = int(np.argmin(per_lead))
     row = {"n": len(x), "rmse_uv": float(np.sqrt(np.mean((x - x_hat) ** 2)) * 1000),
            "corr_median": float(np.median(corr)), "worst_lead": CANONICAL_LEADS[w],
-           "worst_lead_corr": float(per_lead[w]), **physical_consistency(x_hat)}
+           "worst_lead_corr": float(per_lead[w]), **physical_consistency(x_hat, fs)}
     if physiology:
         p_real, p_hat = p_wave_amplitude(x, fs), p_wave_amplitude(x_hat, fs)
         q_real = measure_features(x, fs=fs, workers=workers)["qrs_ms"].to_numpy(float)

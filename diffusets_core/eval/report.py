@@ -658,7 +658,7 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
 
     from .reconstruction import physical_consistency
 
-    physical = pd.DataFrame([{"source": src, "n": len(x), **physical_consistency(x if src not in ("real", "vae") else x[first])}
+    physical = pd.DataFrame([{"source": src, "n": len(x), **physical_consistency(x if src not in ("real", "vae") else x[first], pipe.fs)}
                              for src, x in sets.items()])
     rhythm = pd.DataFrame([r for src, m in meas.items() for r in rhythm_rows(
         src, m if src not in ("real", "vae") else m[first[:len(m)]].reset_index(drop=True),

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .unet import check_condition
+
 __all__ = ["FiLMUNet1D", "FiLMResBlock", "timestep_embedding"]
 
 
@@ -192,30 +194,18 @@ class FiLMUNet1D(nn.Module):
         """(B, text_dim) text and (B, cond_dim) patient values -> (B, emb_dim) condition embedding; rows whose
         mask is set use the learned null text / null patient vector instead (see :meth:`_masks`)."""
         cfg = self.cfg
-        if text.dim() == 3 and text.shape[1] == 1:
-            text = text[:, 0]
-        if text.dim() != 2 or text.shape[1] != cfg.text_dim:
-            raise ValueError(f"text embedding has shape {tuple(text.shape)} but this U-Net expects (B, {cfg.text_dim}) "
-                             f"(text_dim={cfg.text_dim}); the embedder and the checkpoint do not match")
+        text, patient = check_condition(cfg, text, patient)
         b = text.shape[0]
         m_text, m_pat = self._masks(drop_mask, b, text.device)
         s = (text.float() - self.text_mean) / self.text_std
         if m_text is not None:
             s = torch.where(m_text, self.null_text[None].float(), s)
         emb = self.text_mlp(s)
-        if cfg.cond_dim > 0:
-            if patient is None:
-                raise ValueError(f"patient values (B, {cfg.cond_dim}) are required (sex, age, HR)")
-            if patient.dim() == 3 and patient.shape[1] == 1:
-                patient = patient[:, 0]
-            if patient.shape != (b, cfg.cond_dim):
-                raise ValueError(f"patient must be (B={b}, {cfg.cond_dim}), got {tuple(patient.shape)}")
+        if patient is not None:
             p = patient.float()
             if m_pat is not None:
                 p = torch.where(m_pat, self.null_patient[None].float(), p)
             emb = emb + self.patient_mlp(p)
-        elif patient is not None and patient.numel() > 0:
-            raise ValueError("this U-Net has cond_dim=0 (text only) but patient values were given")
         return emb
 
     def sample_drop_mask(self, batch_size: int, device: torch.device | str | None = None,

@@ -110,6 +110,7 @@ class UNetConfig:
     emb_dim: int = 256
     norm_groups: int = 32
     dropout: float = 0.0
+    text_standardize: bool = True  # film: standardise text vectors with the training split's statistics
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -264,6 +265,32 @@ class _UpStage(nn.Module):
         self.up = nn.ConvTranspose1d(c_up, c_up, 4, stride=2, padding=1)
 
 
+def check_condition(cfg: UNetConfig, text: torch.Tensor,
+                    patient: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate and flatten a condition: text (B, D) or (B, 1, D) with D = ``cfg.text_dim``, patient values
+    (B, cond_dim) or (B, 1, cond_dim). Returns ``(text (B, D), patient (B, cond_dim) or None for cond_dim 0)``.
+    Raises ValueError naming the expected shape (e.g. an embedder whose width does not match the checkpoint)."""
+    if text.dim() == 3:
+        if text.shape[1] != 1:
+            raise ValueError(f"text must be (B, D) or (B, 1, D), got {tuple(text.shape)}")
+        text = text[:, 0]
+    if text.dim() != 2 or text.shape[1] != cfg.text_dim:
+        raise ValueError(f"text embedding has shape {tuple(text.shape)} but this U-Net expects (B, {cfg.text_dim}) "
+                         f"(text_dim={cfg.text_dim}); the embedder and the checkpoint do not match")
+    b = text.shape[0]
+    if cfg.cond_dim == 0:
+        if patient is not None and patient.numel() > 0:
+            raise ValueError("this U-Net has cond_dim=0 (text only) but patient values were given")
+        return text, None
+    if patient is None:
+        raise ValueError(f"patient values (B, {cfg.cond_dim}) are required (sex, age, HR)")
+    if patient.dim() == 3 and patient.shape[1] == 1:
+        patient = patient[:, 0]
+    if patient.shape != (b, cfg.cond_dim):
+        raise ValueError(f"patient must be (B={b}, {cfg.cond_dim}), got {tuple(patient.shape)}")
+    return text, patient
+
+
 def build_unet(cfg: UNetConfig) -> nn.Module:
     """The network a config describes: :class:`ConditionalUNet1D` (``arch="paper"``) or
     :class:`~.film_unet.FiLMUNet1D` (``arch="film"``). Both take ``(x, t, text, patient, drop_mask)``."""
@@ -307,28 +334,9 @@ class ConditionalUNet1D(nn.Module):
     ) -> torch.Tensor:
         """``cat([text, patient])`` -> (B, text_dim + cond_dim), with dropped rows set to the null vectors."""
         cfg = self.cfg
-        if text.dim() == 3:
-            if text.shape[1] != 1:
-                raise ValueError(f"text must be (B, D) or (B, 1, D), got {tuple(text.shape)}")
-            text = text[:, 0]
-        if text.dim() != 2 or text.shape[1] != cfg.text_dim:
-            raise ValueError(
-                f"text embedding has shape {tuple(text.shape)} but this U-Net expects (B, {cfg.text_dim}) "
-                f"(text_dim={cfg.text_dim}); the embedder and the checkpoint do not match"
-            )
+        text, patient = check_condition(cfg, text, patient)
         b = text.shape[0]
-        parts = [text]
-        if cfg.cond_dim > 0:
-            if patient is None:
-                raise ValueError(f"patient values (B, {cfg.cond_dim}) are required (sex, age, HR)")
-            if patient.dim() == 3 and patient.shape[1] == 1:
-                patient = patient[:, 0]
-            if patient.shape != (b, cfg.cond_dim):
-                raise ValueError(f"patient must be (B={b}, {cfg.cond_dim}), got {tuple(patient.shape)}")
-            parts.append(patient.to(text.dtype))
-        elif patient is not None and patient.numel() > 0:
-            raise ValueError("this U-Net has cond_dim=0 (text only) but patient values were given")
-        cond = torch.cat(parts, dim=1) if len(parts) > 1 else text
+        cond = torch.cat([text, patient.to(text.dtype)], dim=1) if patient is not None else text
         if drop_mask is not None:
             if cfg.cond_dropout <= 0:
                 raise ValueError("drop_mask given but the model has no null condition (cfg.cond_dropout == 0)")

@@ -284,7 +284,7 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
     unet = build_unet(cfg)
     unet.freeze_unused_parameters()  # no gradient ever reaches them; DDP needs them out of the reducer
     text_stats = None
-    if hasattr(unet, "set_text_stats"):
+    if hasattr(unet, "set_text_stats") and cfg.text_standardize:
         # standardise the text vectors with the TRAINING split's statistics; they live in the model's buffers,
         # so the saved artifact applies the same standardisation at generation
         unet.set_text_stats(torch.from_numpy(t_tr.mean(axis=0)), torch.from_numpy(t_tr.std(axis=0)))
