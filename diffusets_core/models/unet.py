@@ -69,7 +69,8 @@ from torch import nn
 from .attention import CrossAttention, SelfAttention
 from .embeddings import PAPER_TIME_DIM, PAPER_TIME_LOG_BASE, reference_time_table
 
-__all__ = ["UNetConfig", "ConditionalUNet1D", "Block", "Bottleneck", "TimeEmbedding", "build_unet", "UNET_ARCHS"]
+__all__ = ["UNetConfig", "ConditionalUNet1D", "Block", "Bottleneck", "TimeEmbedding", "build_unet", "describe_unet",
+           "check_condition", "UNET_ARCHS"]
 
 #: ``paper``: the reference network (:class:`ConditionalUNet1D`); ``film``: :class:`~.film_unet.FiLMUNet1D`.
 UNET_ARCHS = ("paper", "film")
@@ -435,3 +436,47 @@ class ConditionalUNet1D(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         frozen = sum(p.numel() for n, p in self.named_parameters() if n.endswith("time_emb.embeddings"))
         return {"total": total, "trainable": total - frozen, "time_tables": frozen}
+
+
+def describe_unet(cfg: UNetConfig, latent_length: int = 128) -> list[dict[str, Any]]:
+    """The network of ``cfg`` level by level, for documentation: one dict per stage with ``stage``,
+    ``channels in → out``, ``length`` (latent positions) and ``detail`` (skips, attention, conditioning).
+    Works for both architectures; the numbers follow the same arithmetic as the constructors."""
+    rows: list[dict[str, Any]] = []
+    length = latent_length
+    if cfg.arch == "film":
+        widths = [cfg.base_channels * m for m in cfg.channel_mults]
+        c = widths[0]
+        rows.append({"stage": "conv in", "channels in → out": f"{cfg.in_channels} → {c}", "length": length,
+                     "detail": ""})
+        for i, w in enumerate(widths):
+            attn = ", self-attention" if i in cfg.attn_levels else ""
+            rows.append({"stage": f"down {i}", "channels in → out": f"{c} → {w}", "length": length,
+                         "detail": f"{cfg.res_blocks} FiLM res-blocks{attn}"})
+            c = w
+            if i < len(widths) - 1:
+                length //= 2
+        rows.append({"stage": "middle", "channels in → out": f"{c} → {c}", "length": length,
+                     "detail": "res-block, self-attention, res-block"})
+        for i, w in reversed(list(enumerate(widths))):
+            attn = ", self-attention" if i in cfg.attn_levels else ""
+            rows.append({"stage": f"up {i}", "channels in → out": f"{c} (+ skips) → {w}", "length": length,
+                         "detail": f"{cfg.res_blocks + 1} FiLM res-blocks{attn}"})
+            c = w
+            if i > 0:
+                length *= 2
+        rows.append({"stage": "out", "channels in → out": f"{c} → {cfg.in_channels}", "length": length,
+                     "detail": "zero-initialised"})
+        return rows
+    chans = cfg.channels
+    for i in range(cfg.levels - 1):
+        rows.append({"stage": f"down {i}", "channels in → out": f"{chans[i]} → {chans[i + 1]}", "length": length,
+                     "detail": "skip discarded" if i == cfg.levels - 2 else f"skip to up {cfg.levels - 2 - i}"})
+        length //= 2
+    rows.append({"stage": "bottleneck", "channels in → out": f"{chans[-1]} → {chans[-1]}", "length": length, "detail": ""})
+    for j in range(cfg.levels - 1):
+        length *= 2
+        c_in = chans[-1 - j] if j == 0 else 2 * chans[-1 - j]
+        rows.append({"stage": f"up {j}", "channels in → out": f"{c_in} → {chans[-2 - j]}", "length": length,
+                     "detail": ""})
+    return rows
