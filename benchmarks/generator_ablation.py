@@ -5,7 +5,8 @@ trained for the SAME wall-clock time, measured side by side in one run and read 
     python benchmarks/generator_ablation.py RUN_DIR --minutes 6 --n 200 --spec benchmarks/ablation_cpu.json
 
 ``RUN_DIR`` is a prepared and embedded run (``data/``, ``embeddings/``); it is never written to. The spec (JSON)
-names VAE recipes (``{"name": {"model": {...}, "kl_weight": w, "steps": s}}``) and variants, in order:
+names VAE recipes (``{"name": {"model": {...}, "kl_weight": w, "steps": s, "train": {...}}}``, or
+``{"from_run": RUN}`` to use the VAE and latents a run already trained on the same data) and variants, in order:
 ``{"name": ..., "vae": <recipe>, "unet": {UNetConfig overrides}, "extra": {train_unet keywords},
 "train": {TrainConfig overrides}, "guidance": {"scale": g, "on": "all"|"text"}, "reuse": <variant>}``.
 A variant with ``reuse`` samples the U-Net of an earlier variant (a sampling-only change).
@@ -105,6 +106,11 @@ def main() -> None:
                 recipe = spec["vae_recipes"][vname]
                 run = args.out / f"vae_{vname}"
                 link_prepared(args.run_dir, run)
+                if recipe.get("from_run"):  # a VAE already trained (e.g. by the main job) on the same data
+                    src = Path(recipe["from_run"]).resolve()
+                    for name in ("vae", "latents"):
+                        if not (run / name).exists():
+                            (run / name).symlink_to(src / name, target_is_directory=True)
                 if not (run / "vae" / "model.pt").is_file():
                     t0 = time.perf_counter()
                     train_vae(run, recipe.get("model", {}), {**VAE_TRAIN, **recipe.get("train", {}),
