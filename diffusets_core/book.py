@@ -127,8 +127,11 @@ def _quiet_kernel_warnings():
         warnings.filterwarnings("ignore", message=".*(TCP|frozen modules|Proactor).*")
         loggers = [logging.getLogger(n) for n in ("traitlets", "papermill")]
         prev = [lg.level for lg in loggers]
-        for lg in loggers:  # papermill's INFO lines repeat what "[book] executing ..." already says
-            lg.setLevel(logging.WARNING)
+        # papermill's INFO lines repeat what "[book] executing ..." already says, and its parameter-inspection
+        # warnings ("unable to parse line", "unknown parameter") misreport parameters that
+        # check_profile_parameters has already checked against the notebook's parameters cell
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
         try:
             yield
         finally:
