@@ -133,3 +133,13 @@ def test_paper_network_accepts_two_column_masks():
     joint = m.condition_vector(text, patient, torch.tensor([True, False]))
     torch.testing.assert_close(joint[0], torch.cat([torch.full((16,), 0.3), torch.full((3,), -2.0)]))
     assert m.sample_drop_mask(6).shape == (6, 2)
+
+
+def test_describe_unet_follows_the_config():
+    from diffusets_core.models.unet import describe_unet
+
+    film = describe_unet(film_cfg(), 32)
+    assert [r["stage"] for r in film] == ["conv in", "down 0", "down 1", "middle", "up 1", "up 0", "out"]
+    assert film[2]["length"] == 16 and "self-attention" in film[2]["detail"] and "self-attention" not in film[1]["detail"]
+    paper = describe_unet(UNetConfig(levels=4, text_dim=16), 128)
+    assert paper[0]["channels in → out"] == "4 → 8" and paper[3]["stage"] == "bottleneck" and paper[3]["length"] == 16
