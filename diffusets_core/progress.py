@@ -95,7 +95,7 @@ class ProgressFollower:
             self._key = key
             # tqdm's own rate and ETA would time the polling, not the stage: the stage reports its own
             self._bar = tqdm(total=rec["total"], desc=f"{self.label} · {rec['stage']}", unit="step",
-                             dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {postfix}")
+                             dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{postfix}")
             self._last = None
         bar = self._bar
         if rec["step"] == self._last:
