@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -125,3 +126,39 @@ def test_config_round_trip_and_validation():
         VAEConfig(loss_reduction="sum")
     with pytest.raises(ValueError):
         VAEConfig.from_dict({"bogus": 1})
+
+
+def test_channel_latent_norm_round_trip_and_training_stats(tmp_path):
+    """latent_norm="channel": encode standardises each channel with the stored statistics, decode inverts it,
+    and train_vae measures them so the training latents come out zero-mean, unit-variance per channel."""
+    torch.manual_seed(0)
+    vae = VAE(VAEConfig.tiny(norm_groups=8, latent_norm="channel"))
+    x = torch.randn(3, 12, 64)
+    raw, _, _ = vae.encode(x, sample=False)
+    vae.set_latent_stats([0.5, -1.0, 0.0, 2.0], [2.0, 0.5, 1.0, 4.0])
+    z, _, _ = vae.encode(x, sample=False)
+    mean = torch.tensor([0.5, -1.0, 0.0, 2.0])[None, :, None]
+    std = torch.tensor([2.0, 0.5, 1.0, 4.0])[None, :, None]
+    torch.testing.assert_close(z, (raw - mean) / std)
+    torch.testing.assert_close(vae.decode(z), vae.decoder(raw))
+    again = VAE(VAEConfig.from_dict(vae.cfg.to_dict()))
+    again.load_state_dict(vae.state_dict())
+    torch.testing.assert_close(again.encode(x, sample=False)[0], z)
+    with pytest.raises(ValueError, match="latent_std"):
+        vae.set_latent_stats([0.0] * 4, [1.0, 0.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="latent_norm"):
+        VAEConfig(latent_norm="batch")
+
+    from tests.data_trees import make_tiny_run
+    from diffusets_core.train.stages import encode_latents, train_vae
+
+    recs = [{"subject_id": 10000032 + i % 12, "study_id": 40000000 + i, "hr": 60.0 + i, "seed": i,
+             "reports": ["Sinus rhythm", "Normal ECG"]} for i in range(24)]
+    run = make_tiny_run(tmp_path, recs)
+    train_vae(run, {"channels": [32, 32, 32], "norm_groups": 8, "latent_norm": "channel"},
+              {"max_steps": 3, "batch_size": 8, "val_every": 3, "checkpoint_every": 3, "progress": False,
+               "device": "cpu"}, seed=0)
+    encode_latents(run, device="cpu")
+    z = np.load(run / "latents" / "train.npy")
+    np.testing.assert_allclose(z.mean(axis=(0, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(z.std(axis=(0, 2), ddof=1), 1.0, atol=2e-3)

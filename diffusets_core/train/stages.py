@@ -101,8 +101,14 @@ def train_vae(run_dir: str | os.PathLike, model: Optional[dict] = None, train: O
     best = trainer.ema.shadow.vae  # EMA weights of the final step
     if (out / "best.pt").is_file():
         best.load_state_dict(_strip(load_checkpoint(out / "best.pt")["model"], "vae."))
-    scale = measure_latent_scale(best, x_train, device=trainer.device)
-    best.set_scale_factor(scale)
+    if cfg.latent_norm == "channel":
+        best.set_scale_factor(1.0)
+        mean_c, std_c = measure_latent_channel_stats(best, x_train, device=trainer.device)
+        best.set_latent_stats(mean_c, std_c)
+        scale = 1.0
+    else:
+        scale = measure_latent_scale(best, x_train, device=trainer.device)
+        best.set_scale_factor(scale)
     recon_val = reconstruction_error(best, x_val if len(x_val) else x_train, device=trainer.device)
     artifact = {"kind": "diffusets.vae", "config": best.cfg.to_dict(), "state_dict": best.state_dict(),
                 "latent_scale": scale, "meta": {**meta, "steps": result.steps, "val_mse": recon_val,
@@ -125,6 +131,19 @@ def measure_latent_scale(vae: VAE, x: torch.Tensor, *, device: torch.device, bat
     vae.eval().to(device)
     means = [vae.moments(x[i:i + batch].to(device))[0].cpu() for i in range(0, len(x), batch)]
     return estimate_scale_factor(torch.cat(means))
+
+
+@torch.no_grad()
+def measure_latent_channel_stats(vae: VAE, x: torch.Tensor, *, device: torch.device,
+                                 batch: int = 64) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation (latent_channels,) of the posterior means of ``x`` (B, 12, L)."""
+    vae.eval().to(device)
+    means = torch.cat([vae.moments(x[i:i + batch].to(device))[0].cpu() for i in range(0, len(x), batch)])
+    m = means.transpose(0, 1).reshape(means.shape[1], -1)
+    std = m.std(dim=1)
+    if not torch.isfinite(std).all() or (std <= 0).any():
+        raise ValueError(f"cannot standardise latent channels with standard deviations {std.tolist()}")
+    return m.mean(dim=1).tolist(), std.tolist()
 
 
 @torch.no_grad()
