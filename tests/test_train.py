@@ -101,3 +101,23 @@ def test_ddp_two_cpu_processes_agree(tmp_path):
     assert not torch.equal(r0["0.weight"], init["0.weight"])
     # only rank 0 wrote checkpoints: exactly one last.pt and no stray temp files
     assert (out / "last.pt").is_file() and not list(out.glob(".*.tmp"))
+
+
+def test_unet_does_not_resume_on_other_latents(tmp_path):
+    """A U-Net checkpoint trained on latents of another VAE (or normalisation) is not resumed: the run trains
+    from scratch instead of keeping a model of the wrong latents."""
+    from diffusets_core.train.checkpoint import load_checkpoint
+    from diffusets_core.train.stages import encode_latents, train_unet, train_vae
+    from tests.data_trees import TINY_UNET, make_tiny_run
+
+    recs = [{"subject_id": 10000032 + i % 12, "study_id": 40000000 + i, "hr": 60.0 + i, "seed": i,
+             "reports": ["Sinus rhythm", "Normal ECG"]} for i in range(24)]
+    train = {"max_steps": 2, "batch_size": 8, "val_every": 2, "checkpoint_every": 2, "progress": False, "device": "cpu"}
+    run = make_tiny_run(tmp_path, recs, train=train)
+    first = load_checkpoint(run / "unet" / "last.pt")["meta"]["latents_fingerprint"]
+    assert train_unet(run, TINY_UNET, train, seed=0)["steps"] == 2  # same latents: resumed, nothing to do
+    train_vae(run, {"channels": [32, 32, 32], "norm_groups": 8, "latent_norm": "channel"}, train, seed=0, resume=False)
+    encode_latents(run, device="cpu")
+    train_unet(run, TINY_UNET, train, seed=0)
+    again = load_checkpoint(run / "unet" / "last.pt")["meta"]["latents_fingerprint"]
+    assert again != first

@@ -270,6 +270,17 @@ def conditioning_arrays(run_dir: Path, record_ids: list[str], patient_mode: str)
     return text.astype(np.float32), patient.astype(np.float32), identity
 
 
+def _latents_fingerprint(run_dir: Path) -> str:
+    """SHA-256 (16 hex digits) of ``latents/info.json`` and ``latents/train.npy``'s size: changes whenever the
+    latents are re-encoded with another VAE or normalisation."""
+    import hashlib
+
+    info = (run_dir / "latents" / "info.json").read_bytes() if (run_dir / "latents" / "info.json").is_file() else b""
+    size = (run_dir / "latents" / "train.npy").stat().st_size
+    vae_cfg = json.dumps(load_checkpoint(run_dir / "vae" / "model.pt").get("config", {}), sort_keys=True, default=str)
+    return hashlib.sha256(info + str(size).encode() + vae_cfg.encode()).hexdigest()[:16]
+
+
 def _load_latents(run_dir: Path, split: str) -> tuple[np.ndarray, list[str]]:
     import pandas as pd
 
@@ -321,7 +332,16 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
         p_va = p_va[:, :cfg.cond_dim]
         val = TensorSource({"z": torch.from_numpy(z_va), "text": torch.from_numpy(t_va), "patient": torch.from_numpy(p_va)})
     out = run_dir / out_name
+    meta["latents_fingerprint"] = _latents_fingerprint(run_dir)
     trainer = Trainer(unet, DiffusionLoss(schedule, timestep_mode, loss_weighting, snr_gamma), src, out, tcfg, val=val, meta=meta)
+    if resume and (out / "last.pt").is_file():
+        before = load_checkpoint(out / "last.pt").get("meta", {}).get("latents_fingerprint")
+        if before is not None and before != meta["latents_fingerprint"]:
+            # the latents were re-encoded (another VAE, another normalisation) since that checkpoint: resuming
+            # would continue (or, at max_steps, keep) a model of other latents
+            log.warning("%s/last.pt was trained on other latents (fingerprint %s, now %s): training from scratch",
+                        out, before, meta["latents_fingerprint"])
+            resume = False
     if resume:
         trainer.resume()
     result = trainer.fit()
