@@ -48,22 +48,24 @@ def main() -> None:
     base = dict(prof.unet.model)
     latent_ch = int(prof.vae.model.get("latent_channels", 4))
     bs = int(prof.unet.train.get("batch_size", 64))
+    # (name, model config, batch, threads, compile, latent channels)
     variants = [
-        ("cpu profile", base, bs, 2, False),
-        ("batch 32", base, 32, 2, False),
-        ("batch 128", base, 128, 2, False),
-        ("1 thread", base, bs, 1, False),
-        ("attention at the deepest level only", {**base, "attn_levels": [len(base.get("channel_mults", [1, 2, 2, 4])) - 1]}, bs, 2, False),
-        ("no attention outside the middle", {**base, "attn_levels": []}, bs, 2, False),
-        ("1 res-block per level", {**base, "res_blocks": 1}, bs, 2, False),
-        ("paper U-Net (levels 7)", {"levels": 7, "attn_heads": 8, "cond_dropout": 0.1}, bs, 2, False),
+        ("cpu profile", base, bs, 2, False, latent_ch),
+        ("batch 32", base, 32, 2, False, latent_ch),
+        ("batch 128", base, 128, 2, False, latent_ch),
+        ("1 thread", base, bs, 1, False, latent_ch),
+        ("attention at the deepest level only", {**base, "attn_levels": [len(base.get("channel_mults", [1, 2, 2, 4])) - 1]}, bs, 2, False, latent_ch),
+        ("no attention outside the middle", {**base, "attn_levels": []}, bs, 2, False, latent_ch),
+        ("1 res-block per level", {**base, "res_blocks": 1}, bs, 2, False, latent_ch),
+        # the previous cpu model: paper U-Net on 4-channel latents (its widths scale with the latent channels)
+        ("previous cpu U-Net (paper, 4 latent ch)", {"levels": 7, "attn_heads": 8, "cond_dropout": 0.1}, bs, 2, False, 4),
     ]
     if not args.no_compile:
-        variants.append(("torch.compile (inductor)", base, bs, 2, True))
+        variants.append(("torch.compile (inductor)", base, bs, 2, True, latent_ch))
     rows = []
-    for name, cfg, batch, threads, comp in variants:
+    for name, cfg, batch, threads, comp, lat in variants:
         t0 = time.perf_counter()
-        s = step_time(cfg, batch, latent_ch=latent_ch, threads=threads, compile_model=comp)
+        s = step_time(cfg, batch, latent_ch=lat, threads=threads, compile_model=comp)
         rows.append({"variant": name, "batch": batch, "threads": threads, "s_per_step": s,
                      "samples_per_s": batch / s, "setup_s": time.perf_counter() - t0 - 11 * s})
         print(json.dumps(rows[-1]), flush=True)
