@@ -108,9 +108,9 @@ def main() -> None:
                 link_prepared(args.run_dir, run)
                 if recipe.get("from_run"):  # a VAE already trained (e.g. by the main job) on the same data
                     src = Path(recipe["from_run"]).resolve()
-                    for name in ("vae", "latents"):
-                        if not (run / name).exists():
-                            (run / name).symlink_to(src / name, target_is_directory=True)
+                    for sub in ("vae", "latents"):
+                        if not (run / sub).exists():
+                            (run / sub).symlink_to(src / sub, target_is_directory=True)
                 if not (run / "vae" / "model.pt").is_file():
                     t0 = time.perf_counter()
                     train_vae(run, recipe.get("model", {}), {**VAE_TRAIN, **recipe.get("train", {}),
