@@ -35,27 +35,16 @@ VAE_TRAIN = {"batch_size": 32, "lr": 5e-4, "val_every": 250, "checkpoint_every":
 
 
 def seconds_per_step(model_cfg: dict, text_dim: int, latent_shape: tuple[int, int], batch: int, reps: int = 10) -> float:
-    """Wall seconds of one optimiser step of a U-Net built from ``model_cfg`` on random data of the real shapes."""
+    """Wall seconds of one optimiser step of a U-Net built from ``model_cfg`` on random data of the real shapes
+    (the same measurement as ``benchmarks/unet_step_speed.py``, with this process's threads)."""
     import torch
 
-    from diffusets_core.models.unet import UNetConfig, build_unet
+    from unet_step_speed import step_time  # the sibling script (benchmarks/ is on sys.path when run as a script)
 
-    cfg = UNetConfig.from_dict({**model_cfg, "text_dim": text_dim, "in_channels": latent_shape[0]})
-    torch.manual_seed(0)
-    m = build_unet(cfg)
-    m.freeze_unused_parameters()
-    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
-    x = torch.randn(batch, *latent_shape)
-    text, pat = torch.randn(batch, text_dim), torch.rand(batch, 3)[:, :cfg.cond_dim]
-    t = torch.randint(0, 1000, (batch,))
-    for i in range(reps + 2):
-        if i == 2:
-            t0 = time.perf_counter()
-        loss = (m(x, t, text, pat) - x).pow(2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return (time.perf_counter() - t0) / reps
+    if text_dim != 384 or latent_shape[1] != 128:
+        raise ValueError("seconds_per_step measures 384-d text and 128-position latents, as the cpu profile has")
+    return step_time(model_cfg, batch, latent_ch=latent_shape[0], threads=torch.get_num_threads(),
+                     compile_model=False, reps=reps)
 
 
 def main() -> None:
