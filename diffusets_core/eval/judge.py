@@ -26,7 +26,6 @@ class BenchmarkJudge:
     real: np.ndarray  # (N, 12, L) their real ECGs
     fs: float
     classes: list[str]
-    training_reports: tuple = ()  # the training split's reports (to tell seen from unseen combinations)
     _feat: Any = None
     _clf: Any = None
     _th: Optional[np.ndarray] = None
@@ -64,7 +63,7 @@ class BenchmarkJudge:
             sel = np.sort(np.random.default_rng(seed).permutation(len(sel))[:n])
         ref_split = "val" if split == "test" else "train"
         j = cls(split, recs[split].iloc[sel].reset_index(drop=True), labs[split][sel], sigs[split][sel], store.fs,
-                classes, training_reports=tuple(recs["train"]["report"]), seed=seed)
+                classes, seed=seed)
         j._feat, j._clf, j._th, j._valid = feat, clf, th, valid
         j._f_real = feat.ecg_features(sigs[split])
         j._f_ref = feat.ecg_features(sigs[ref_split][np.random.default_rng(seed + 1).permutation(len(sigs[ref_split]))
