@@ -233,11 +233,12 @@ class DiffuSETSPipeline:
     @torch.no_grad()
     def __call__(self, reports: Union[str, Sequence[str]], *, age: Any = 50, sex: Any = "M", hr: Any = 75,
                  num_ecgs: Optional[int] = None, num_inference_steps: Optional[int] = None,
-                 guidance_scale: Optional[float] = None, seed: int = 0, sampler: Optional[str] = None,
+                 guidance_scale: Optional[float] = None, seed: Union[int, Sequence[int]] = 0, sampler: Optional[str] = None,
                  guidance_on: Optional[str] = None, batch_size: int = 64, progress: bool = False,
                  return_latents: bool = False, bf16: bool = False) -> GenerationOutput:
         """Generate one ECG per row of the broadcast conditions. ECG ``i`` uses seed ``seed + i``, so a
-        sample does not depend on the batch it was generated in.
+        sample does not depend on the batch it was generated in; ``seed`` may also be a sequence with one
+        seed per ECG (what dataset generation uses: seeds follow the conditions file's rows, not the batch).
 
         Arguments left at None take the run's validated settings (``unet/sampling.json``, written by
         ``diffusets guidance-sweep --save`` from the validation split; see :attr:`sampling`), else
@@ -257,6 +258,12 @@ class DiffuSETSPipeline:
         if guidance_on not in GUIDANCE_TARGETS:
             raise ValueError(f"guidance_on must be one of {GUIDANCE_TARGETS}, got {guidance_on!r}")
         cond = self.conditions(reports, age, sex, hr, n=num_ecgs)
+        if isinstance(seed, (int, np.integer)):
+            seed_list = [int(seed) + i for i in range(len(cond))]
+        else:
+            seed_list = [int(s) for s in seed]
+            if len(seed_list) != len(cond):
+                raise ValueError(f"seed: expected one seed or {len(cond)} seeds, got {len(seed_list)}")
         if guidance_scale != 1.0 and self.unet.cfg.cond_dropout <= 0:
             raise ValueError("guidance_scale != 1 needs a U-Net trained with condition dropout (cfg.cond_dropout > 0)")
         if guidance_scale != 1.0 and guidance_on == "text" and getattr(self.unet.cfg, "cond_dropout_mode", "joint") != "separate":
@@ -290,13 +297,13 @@ class DiffuSETSPipeline:
                 eps_c, eps_u = both.chunk(2)
                 return eps_u + guidance_scale * (eps_c - eps_u)
 
-            seeds = [seed + i for i in range(sl.start, sl.stop)]
+            seeds = seed_list[sl]
             z = smp.sample(model_fn, (b, cfg.in_channels, length), seed=seeds, num_inference_steps=num_inference_steps,
                            device=self.device, progress=progress, clip_sample=self.clip_sample)
             sigs.append(self.vae.decode(z).float().cpu().numpy())
             if return_latents:
                 lats.append(z.float().cpu().numpy())
-        cond["seed"] = [seed + i for i in range(len(cond))]
+        cond["seed"] = seed_list
         cond["sampler"], cond["steps"], cond["guidance_scale"] = sampler, num_inference_steps, guidance_scale
         cond["guidance_on"] = guidance_on
         return GenerationOutput(np.concatenate(sigs).astype(np.float32), self.fs, CANONICAL_LEADS, cond,
