@@ -28,7 +28,11 @@ def step_time(model_cfg: dict, batch: int, *, latent_ch: int, threads: int, comp
     m.freeze_unused_parameters()
     fwd = torch.compile(m) if compile_model else m
     opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
-    x, text, pat = torch.randn(batch, latent_ch, 128), torch.randn(batch, 384), torch.rand(batch, 3)
+    # a statement-token model reads (B, 1 + K, 384): the prompt and K statements (3 of 6 present, as typical)
+    shape = (batch, 1 + cfg.text_tokens, 384) if cfg.text_tokens else (batch, 384)
+    x, text, pat = torch.randn(batch, latent_ch, 128), torch.randn(*shape), torch.rand(batch, 3)
+    if cfg.text_tokens:
+        text[:, 4:] = 0
     t = torch.randint(0, 1000, (batch,))
     for i in range(reps + 3):  # 3 warm-up steps (compilation happens there)
         if i == 3:

@@ -198,10 +198,13 @@ class DiffuSETSPipeline:
 
     # -- conditioning --------------------------------------------------------------------------------
     def embed_reports(self, reports: Sequence[str]) -> np.ndarray:
-        """Ordered-prompt embeddings of ``reports`` (``|``-joined statements), through the run's cache."""
+        """The text condition of ``reports`` (``|``-joined statements), embedded through the run's cache: the
+        ordered-prompt vectors (N, D), or for a U-Net with statement tokens (``text_tokens = K``) the token
+        matrix (N, 1 + K, D) of :func:`~diffusets_core.text.tokens.report_tokens`."""
         from ..text.cache import EmbeddingCache
         from ..text.embed import embed_texts
         from ..text.prompts import ordered_prompt
+        from ..text.tokens import report_tokens
 
         prompts = [ordered_prompt(r, self.embedder.prompt_mode) for r in reports]
         distinct = list(dict.fromkeys(prompts))
@@ -211,7 +214,13 @@ class DiffuSETSPipeline:
             raise ValueError(f"the embedder returned {matrix.shape[1]}-d vectors; this U-Net expects "
                              f"{self.unet.cfg.text_dim}-d (text_dim of the checkpoint)")
         index = {p: i for i, p in enumerate(distinct)}
-        return matrix[[index[p] for p in prompts]]
+        vectors = matrix[[index[p] for p in prompts]]
+        k = getattr(self.unet.cfg, "text_tokens", 0)
+        if not k:
+            return vectors
+        tokens, _ = report_tokens(list(reports), vectors,
+                                  lambda st: embed_texts(st, self.embedder, cache, progress=False)[0], k)
+        return tokens
 
     def conditions(self, reports: Union[str, Sequence[str]], age: Any, sex: Any, hr: Any,
                    n: Optional[int] = None) -> pd.DataFrame:

@@ -19,9 +19,15 @@ beat GANs", §3: adaptive group normalisation; Perez et al. 2018, FiLM):
 * text and patient can be dropped separately in training (``cond_dropout_mode="separate"``), each replaced by
   a learned null vector, so classifier-free guidance can amplify the report while the patient values stay;
 * widths ``base_channels * channel_mults`` (64-256 by default) instead of 4-16 channels at full latent
-  resolution, self-attention at the coarser levels, a zero-initialised output head.
+  resolution, self-attention at the coarser levels, a zero-initialised output head;
+* optionally (``text_tokens = K > 0``) the report as tokens: the ordered prompt's vector plus each statement
+  embedded on its own (up to K, in report order, with a learned position embedding), standardised with their
+  own training-split statistics, and the patient values as one more token. Every attention level (and the
+  middle) adds a cross-attention from the latent positions to these tokens (Rombach et al. 2022, latent
+  diffusion, §3.3), so a statement can act where in the ECG it matters instead of only through one pooled
+  vector; padding statements are masked out, and a dropped report leaves only the learned null prompt token.
 
-``forward(x (B, C, L), t (B,) long, text (B, D) | (B, 1, D), patient (B, 3), drop_mask) -> eps (B, C, L)``,
+``forward(x (B, C, L), t (B,) long, text (B, D) | (B, 1, D) | (B, 1 + K, D), patient (B, 3), drop_mask) -> eps (B, C, L)``,
 the same signature as the paper's network, so samplers, pipeline and trainer do not care which one they run.
 """
 
@@ -99,18 +105,43 @@ class _SelfAttention(nn.Module):
         return x + self.proj(h.transpose(-1, -2).reshape(b, c, n))
 
 
+class _CrossAttention(nn.Module):
+    """Pre-norm multi-head cross-attention from the latent positions (queries) to condition tokens (keys and
+    values, ``ctx_dim``-d), masked, with a zero-initialised output projection (a new block starts as identity)."""
+
+    def __init__(self, c: int, ctx_dim: int, heads: int, groups: int):
+        super().__init__()
+        if c % heads:
+            raise ValueError(f"attention width {c} is not divisible by {heads} heads")
+        self.heads = heads
+        self.norm = _gn(c, groups)
+        self.q = nn.Conv1d(c, c, 1)
+        self.kv = nn.Linear(ctx_dim, 2 * c)
+        self.proj = _zero(nn.Conv1d(c, c, 1))
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, C, L); ctx (B, T, ctx_dim); mask (B, T) bool, True = attend (at least one True per row)."""
+        b, c, n = x.shape
+        d = c // self.heads
+        q = self.q(self.norm(x)).reshape(b, self.heads, d, n).transpose(-1, -2)  # (B, h, L, d)
+        k, v = self.kv(ctx.to(x.dtype)).reshape(b, -1, 2, self.heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        return x + self.proj(h.transpose(-1, -2).reshape(b, c, n))
+
+
 class _Level(nn.Module):
-    def __init__(self, blocks: list[nn.Module], attns: list[nn.Module]):
+    def __init__(self, blocks: list[nn.Module], attns: list[nn.Module], xattns: list[nn.Module] | None = None):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.attns = nn.ModuleList(attns)
+        self.xattns = nn.ModuleList(xattns or [])
 
 
 class FiLMUNet1D(nn.Module):
     """Epsilon-prediction U-Net with FiLM conditioning. Built from a :class:`~.unet.UNetConfig` with
     ``arch="film"``; the fields it reads are ``in_channels, text_dim, cond_dim, time_steps, base_channels,
     channel_mults, res_blocks, attn_levels, attn_heads, emb_dim, kernel_size, norm_groups, dropout,
-    cond_dropout, cond_dropout_mode``."""
+    cond_dropout, cond_dropout_mode, text_tokens``."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -126,6 +157,12 @@ class FiLMUNet1D(nn.Module):
         if cfg.cond_dropout > 0:
             self.null_text = nn.Parameter(torch.zeros(cfg.text_dim))
             self.null_patient = nn.Parameter(torch.zeros(cfg.cond_dim))
+        self.n_tokens = int(getattr(cfg, "text_tokens", 0))
+        if self.n_tokens:
+            self.register_buffer("stmt_mean", torch.zeros(cfg.text_dim))
+            self.register_buffer("stmt_std", torch.ones(cfg.text_dim))
+            self.stmt_mlp = nn.Sequential(nn.Linear(cfg.text_dim, e), nn.SiLU(), nn.Linear(e, e))
+            self.stmt_pos = nn.Parameter(torch.randn(self.n_tokens, e) * 0.02)
         self.conv_in = nn.Conv1d(cfg.in_channels, widths[0], k, padding=k // 2)
 
         def res(ci: int, co: int) -> FiLMResBlock:
@@ -134,48 +171,63 @@ class FiLMUNet1D(nn.Module):
         def attn(level: int, c: int) -> list[nn.Module]:
             return [_SelfAttention(c, cfg.attn_heads, g)] if level in cfg.attn_levels else []
 
+        def xattn(level: int, c: int) -> list[nn.Module]:
+            return [_CrossAttention(c, e, cfg.attn_heads, g)] if self.n_tokens and level in cfg.attn_levels else []
+
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         skip_c = [widths[0]]
         c = widths[0]
         for i, w in enumerate(widths):
-            blocks, attns = [], []
+            blocks, attns, xattns = [], [], []
             for _ in range(cfg.res_blocks):
                 blocks.append(res(c, w))
                 attns += attn(i, w)
+                xattns += xattn(i, w)
                 c = w
                 skip_c.append(c)
-            self.down.append(_Level(blocks, attns))
+            self.down.append(_Level(blocks, attns, xattns))
             if i < len(widths) - 1:
                 self.downsample.append(nn.Conv1d(c, c, 3, stride=2, padding=1))
                 skip_c.append(c)
         self.mid = nn.ModuleList([res(c, c), _SelfAttention(c, cfg.attn_heads, g), res(c, c)])
+        self.mid_xattn = _CrossAttention(c, e, cfg.attn_heads, g) if self.n_tokens else None
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for i, w in reversed(list(enumerate(widths))):
-            blocks, attns = [], []
+            blocks, attns, xattns = [], [], []
             for _ in range(cfg.res_blocks + 1):
                 blocks.append(res(c + skip_c.pop(), w))
                 attns += attn(i, w)
+                xattns += xattn(i, w)
                 c = w
-            self.up.append(_Level(blocks, attns))
+            self.up.append(_Level(blocks, attns, xattns))
             if i > 0:
                 self.upsample.append(nn.Conv1d(c, c, 3, padding=1))
         self.out = nn.Sequential(_gn(c, g), nn.SiLU(), _zero(nn.Conv1d(c, cfg.in_channels, k, padding=k // 2)))
 
     # -- conditioning ----------------------------------------------------------------------------------------
     @torch.no_grad()
-    def set_text_stats(self, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-6) -> None:
+    def set_text_stats(self, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-6, *,
+                       statement_mean: torch.Tensor | None = None, statement_std: torch.Tensor | None = None) -> None:
         """Standardisation of the text vectors: per-dimension ``mean`` and ``std`` (text_dim,) of the TRAINING
-        split's vectors. Dimensions with std < ``eps`` keep std 1 (a constant dimension carries nothing)."""
-        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
-        std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
-        if mean.shape != (self.cfg.text_dim,) or std.shape != (self.cfg.text_dim,):
-            raise ValueError(f"text statistics must be ({self.cfg.text_dim},), got {tuple(mean.shape)} and {tuple(std.shape)}")
-        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
-            raise ValueError("text statistics must be finite")
-        self.text_mean.copy_(mean)
-        self.text_std.copy_(torch.where(std < eps, torch.ones_like(std), std))
+        split's prompt vectors, and (a model with statement tokens) ``statement_mean`` / ``statement_std`` of its
+        statement vectors (padding excluded). Dimensions with std < ``eps`` keep std 1 (a constant dimension
+        carries nothing). Raises ValueError for a wrong shape or non-finite values."""
+        pairs = [(mean, std, self.text_mean, self.text_std)]
+        if statement_mean is not None or statement_std is not None:
+            if not self.n_tokens:
+                raise ValueError("statement statistics given but this model has no statement tokens (text_tokens=0)")
+            pairs.append((statement_mean, statement_std, self.stmt_mean, self.stmt_std))
+        for m, sd, buf_m, buf_s in pairs:
+            m = torch.as_tensor(m, dtype=torch.float32).reshape(-1)
+            sd = torch.as_tensor(sd, dtype=torch.float32).reshape(-1)
+            if m.shape != (self.cfg.text_dim,) or sd.shape != (self.cfg.text_dim,):
+                raise ValueError(f"text statistics must be ({self.cfg.text_dim},), got {tuple(m.shape)} and {tuple(sd.shape)}")
+            if not (torch.isfinite(m).all() and torch.isfinite(sd).all()):
+                raise ValueError("text statistics must be finite")
+            buf_m.copy_(m)
+            buf_s.copy_(torch.where(sd < eps, torch.ones_like(sd), sd))
 
     def _masks(self, drop_mask: Optional[torch.Tensor], b: int, device) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         if drop_mask is None:
@@ -191,22 +243,50 @@ class FiLMUNet1D(nn.Module):
 
     def condition_embedding(self, text: torch.Tensor, patient: Optional[torch.Tensor],
                             drop_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, text_dim) text and (B, cond_dim) patient values -> (B, emb_dim) condition embedding; rows whose
-        mask is set use the learned null text / null patient vector instead (see :meth:`_masks`)."""
+        """(B, text_dim) or (B, 1 + K, text_dim) text and (B, cond_dim) patient values -> (B, emb_dim) condition
+        embedding; rows whose mask is set use the learned null text / null patient vector instead (see
+        :meth:`_masks`). With statement tokens the pooled embedding also adds the mean of the statements'."""
+        return self.condition(text, patient, drop_mask)[0]
+
+    def condition(self, text: torch.Tensor, patient: Optional[torch.Tensor],
+                  drop_mask: Optional[torch.Tensor] = None
+                  ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """The condition as the network reads it: ``(emb (B, emb_dim), tokens (B, T, emb_dim) | None,
+        token_mask (B, T) bool | None)``. Tokens (only with ``text_tokens = K > 0``) are the prompt, the K
+        statement slots and the patient values (T = 1 + K + [cond_dim > 0]); a statement slot whose input row is
+        all zeros is padding and masked out, and so are all statements of a row whose report is dropped."""
         cfg = self.cfg
         text, patient = check_condition(cfg, text, patient)
         b = text.shape[0]
         m_text, m_pat = self._masks(drop_mask, b, text.device)
-        s = (text.float() - self.text_mean) / self.text_std
+        prompt = text[:, 0] if self.n_tokens else text
+        s = (prompt.float() - self.text_mean) / self.text_std
         if m_text is not None:
             s = torch.where(m_text, self.null_text[None].float(), s)
-        emb = self.text_mlp(s)
+        t_emb = self.text_mlp(s)
+        emb = t_emb
+        tokens, mask = [t_emb[:, None]], [torch.ones(b, 1, dtype=torch.bool, device=text.device)]
+        if self.n_tokens:
+            stmts = text[:, 1:].float()
+            present = stmts.abs().amax(dim=-1) > 0  # (B, K): zero rows are padding
+            if m_text is not None:
+                present = present & ~m_text
+            st = self.stmt_mlp((stmts - self.stmt_mean) / self.stmt_std) + self.stmt_pos[None]
+            w = present.float()[..., None]
+            emb = emb + (st * w).sum(1) / w.sum(1).clamp(min=1.0)
+            tokens.append(st)
+            mask.append(present)
         if patient is not None:
             p = patient.float()
             if m_pat is not None:
                 p = torch.where(m_pat, self.null_patient[None].float(), p)
-            emb = emb + self.patient_mlp(p)
-        return emb
+            p_emb = self.patient_mlp(p)
+            emb = emb + p_emb
+            tokens.append(p_emb[:, None])
+            mask.append(torch.ones(b, 1, dtype=torch.bool, device=text.device))
+        if not self.n_tokens:
+            return emb, None, None
+        return emb, torch.cat(tokens, dim=1), torch.cat(mask, dim=1)
 
     def sample_drop_mask(self, batch_size: int, device: torch.device | str | None = None,
                          generator: torch.Generator | None = None) -> torch.Tensor:
@@ -232,25 +312,33 @@ class FiLMUNet1D(nn.Module):
         t = t.expand(b) if t.dim() == 0 else t
         if t.shape != (b,):
             raise ValueError(f"timesteps must have shape (B,) = ({b},), got {tuple(t.shape)}")
-        emb = self.time_mlp(timestep_embedding(t, cfg.base_channels)) + self.condition_embedding(text, patient, drop_mask)
+        c_emb, ctx, ctx_mask = self.condition(text, patient, drop_mask)
+        emb = self.time_mlp(timestep_embedding(t, cfg.base_channels)) + c_emb
         emb = emb.to(x.dtype) if not torch.is_autocast_enabled() else emb
+
+        def attend(level: _Level, j: int, h: torch.Tensor) -> torch.Tensor:
+            if len(level.attns):
+                h = level.attns[j](h)
+            if len(level.xattns):
+                h = level.xattns[j](h, ctx, ctx_mask)
+            return h
+
         h = self.conv_in(x)
         skips = [h]
         for i, level in enumerate(self.down):
             for j, block in enumerate(level.blocks):
-                h = block(h, emb)
-                if len(level.attns):
-                    h = level.attns[j](h)
+                h = attend(level, j, block(h, emb))
                 skips.append(h)
             if i < len(self.downsample):
                 h = self.downsample[i](h)
                 skips.append(h)
-        h = self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
+        h = self.mid[1](self.mid[0](h, emb))
+        if self.mid_xattn is not None:
+            h = self.mid_xattn(h, ctx, ctx_mask)
+        h = self.mid[2](h, emb)
         for i, level in enumerate(self.up):
             for j, block in enumerate(level.blocks):
-                h = block(torch.cat([h, skips.pop()], dim=1), emb)
-                if len(level.attns):
-                    h = level.attns[j](h)
+                h = attend(level, j, block(torch.cat([h, skips.pop()], dim=1), emb))
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2, mode="nearest"))
         return self.out(h)

@@ -112,6 +112,9 @@ class UNetConfig:
     norm_groups: int = 32
     dropout: float = 0.0
     text_standardize: bool = True  # film: standardise text vectors with the training split's statistics
+    # film: 0 = one vector per report (the ordered prompt); K > 0 = the prompt plus up to K statement tokens, each
+    # statement embedded on its own, read by cross-attention in the attention levels (text is then (B, 1 + K, D))
+    text_tokens: int = 0
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -127,6 +130,10 @@ class UNetConfig:
                 raise ValueError(f"attn_levels {self.attn_levels} must index channel_mults (0..{len(self.channel_mults) - 1})")
             if not 0.0 <= self.dropout < 1.0:
                 raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.text_tokens < 0:
+            raise ValueError(f"text_tokens must be >= 0, got {self.text_tokens}")
+        if self.text_tokens and self.arch != "film":
+            raise ValueError("text_tokens > 0 (statement tokens) needs arch 'film'; the paper network takes one vector")
         if self.levels < 2:
             raise ValueError(f"levels must be >= 2, got {self.levels}")
         if self.kernel_size % 2 == 0 or self.bottleneck_kernel % 2 == 0:
@@ -268,16 +275,25 @@ class _UpStage(nn.Module):
 
 def check_condition(cfg: UNetConfig, text: torch.Tensor,
                     patient: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate and flatten a condition: text (B, D) or (B, 1, D) with D = ``cfg.text_dim``, patient values
-    (B, cond_dim) or (B, 1, cond_dim). Returns ``(text (B, D), patient (B, cond_dim) or None for cond_dim 0)``.
+    """Validate and flatten a condition: text (B, D) or (B, 1, D) with D = ``cfg.text_dim`` — or, for a model
+    with ``cfg.text_tokens = K > 0``, (B, 1 + K, D) (the ordered prompt, then the statements, zero rows for
+    padding; see :func:`diffusets_core.text.tokens.report_tokens`) — and patient values (B, cond_dim) or
+    (B, 1, cond_dim). Returns ``(text (B, D) or (B, 1 + K, D), patient (B, cond_dim) or None for cond_dim 0)``.
     Raises ValueError naming the expected shape (e.g. an embedder whose width does not match the checkpoint)."""
-    if text.dim() == 3:
-        if text.shape[1] != 1:
-            raise ValueError(f"text must be (B, D) or (B, 1, D), got {tuple(text.shape)}")
-        text = text[:, 0]
-    if text.dim() != 2 or text.shape[1] != cfg.text_dim:
-        raise ValueError(f"text embedding has shape {tuple(text.shape)} but this U-Net expects (B, {cfg.text_dim}) "
-                         f"(text_dim={cfg.text_dim}); the embedder and the checkpoint do not match")
+    k = getattr(cfg, "text_tokens", 0)
+    if k:
+        if text.dim() != 3 or text.shape[1:] != (1 + k, cfg.text_dim):
+            raise ValueError(f"text has shape {tuple(text.shape)} but this U-Net reads statement tokens: it expects "
+                             f"(B, {1 + k}, {cfg.text_dim}) (the ordered prompt and up to {k} statements, "
+                             "diffusets_core.text.tokens.report_tokens)")
+    else:
+        if text.dim() == 3:
+            if text.shape[1] != 1:
+                raise ValueError(f"text must be (B, D) or (B, 1, D), got {tuple(text.shape)}")
+            text = text[:, 0]
+        if text.dim() != 2 or text.shape[1] != cfg.text_dim:
+            raise ValueError(f"text embedding has shape {tuple(text.shape)} but this U-Net expects (B, {cfg.text_dim}) "
+                             f"(text_dim={cfg.text_dim}); the embedder and the checkpoint do not match")
     b = text.shape[0]
     if cfg.cond_dim == 0:
         if patient is not None and patient.numel() > 0:
@@ -450,16 +466,17 @@ def describe_unet(cfg: UNetConfig, latent_length: int = 128) -> list[dict[str, A
         rows.append({"stage": "conv in", "channels in → out": f"{cfg.in_channels} → {c}", "length": length,
                      "detail": ""})
         for i, w in enumerate(widths):
-            attn = ", self-attention" if i in cfg.attn_levels else ""
+            attn = (", self-attention" + (" + cross-attention" if cfg.text_tokens else "")) if i in cfg.attn_levels else ""
             rows.append({"stage": f"down {i}", "channels in → out": f"{c} → {w}", "length": length,
                          "detail": f"{cfg.res_blocks} FiLM res-blocks{attn}"})
             c = w
             if i < len(widths) - 1:
                 length //= 2
+        xattn = f", cross-attention to {1 + cfg.text_tokens + (cfg.cond_dim > 0)} condition tokens" if cfg.text_tokens else ""
         rows.append({"stage": "middle", "channels in → out": f"{c} → {c}", "length": length,
-                     "detail": "res-block, self-attention, res-block"})
+                     "detail": f"res-block, self-attention{xattn}, res-block"})
         for i, w in reversed(list(enumerate(widths))):
-            attn = ", self-attention" if i in cfg.attn_levels else ""
+            attn = (", self-attention" + (" + cross-attention" if cfg.text_tokens else "")) if i in cfg.attn_levels else ""
             rows.append({"stage": f"up {i}", "channels in → out": f"{c} (+ skips) → {w}", "length": length,
                          "detail": f"{cfg.res_blocks + 1} FiLM res-blocks{attn}"})
             c = w

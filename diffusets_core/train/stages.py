@@ -253,8 +253,12 @@ class DiffusionLoss:
         return (w * per_sample).mean()
 
 
-def conditioning_arrays(run_dir: Path, record_ids: list[str], patient_mode: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Text vectors and encoded patient values for ``record_ids`` (in that order)."""
+def conditioning_arrays(run_dir: Path, record_ids: list[str], patient_mode: str,
+                        text_tokens: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Text condition and encoded patient values for ``record_ids`` (in that order): text (N, D) ordered-prompt
+    vectors, or with ``text_tokens = K > 0`` the (N, 1 + K, D) token matrix of
+    :func:`~diffusets_core.text.tokens.report_tokens` (statements embedded with the run's embedder, through its
+    cache); patient (N, 3)."""
     from ..text.embed import load_run_embeddings
     from ..text.patient import encode_patient
 
@@ -267,6 +271,20 @@ def conditioning_arrays(run_dir: Path, record_ids: list[str], patient_mode: str)
     recs = SignalStore(run_dir).records().set_index("record_id").loc[record_ids]
     patient = encode_patient(recs["sex"].tolist(), recs["age"].to_numpy(float), recs["hr"].to_numpy(float),
                              mode=patient_mode)
+    if text_tokens:
+        from ..text.cache import EmbeddingCache
+        from ..text.embed import default_cache_dir, embed_texts
+        from ..text.embedders import make_embedder
+        from ..text.tokens import report_tokens
+
+        embedder = make_embedder(identity["backend"], model=identity.get("model"), base_url=identity.get("base_url"),
+                                 prompt_mode=identity.get("prompt_mode", "paper"))
+        cache = EmbeddingCache(default_cache_dir(run_dir), embedder.identity)
+        text, stats = report_tokens(recs["report"].tolist(), text,
+                                    lambda st: embed_texts(st, embedder, cache, progress=False)[0], text_tokens)
+        if stats["truncated_reports"]:
+            log.warning("%d report(s) have more than %d statements (at most %d); the U-Net reads their first %d",
+                        stats["truncated_reports"], text_tokens, stats["max_statements_seen"], text_tokens)
     return text.astype(np.float32), patient.astype(np.float32), identity
 
 
@@ -304,8 +322,9 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
         raise FileNotFoundError(f"{run_dir}/latents/train.npy not found: run `diffusets encode {run_dir}` first")
     z_tr, ids_tr = _load_latents(run_dir, "train")
     z_va, ids_va = _load_latents(run_dir, "val")
-    t_tr, p_tr, identity = conditioning_arrays(run_dir, ids_tr, patient_mode)
-    cfg = UNetConfig.from_dict({**(model or {}), "text_dim": int(t_tr.shape[1]), "in_channels": int(z_tr.shape[1])})
+    k_tokens = int((model or {}).get("text_tokens", 0))
+    t_tr, p_tr, identity = conditioning_arrays(run_dir, ids_tr, patient_mode, k_tokens)
+    cfg = UNetConfig.from_dict({**(model or {}), "text_dim": int(t_tr.shape[-1]), "in_channels": int(z_tr.shape[1])})
     if cfg.cond_dim not in (0, p_tr.shape[1]):
         raise ValueError(f"unet.model.cond_dim must be {p_tr.shape[1]} (sex, age, HR) or 0 (text only), got {cfg.cond_dim}")
     p_tr = p_tr[:, :cfg.cond_dim]
@@ -317,9 +336,16 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
     if hasattr(unet, "set_text_stats") and cfg.text_standardize:
         # standardise the text vectors with the TRAINING split's statistics; they live in the model's buffers,
         # so the saved artifact applies the same standardisation at generation
-        unet.set_text_stats(torch.from_numpy(t_tr.mean(axis=0)), torch.from_numpy(t_tr.std(axis=0)))
-        text_stats = {"n": int(len(t_tr)), "mean_norm": float(np.linalg.norm(t_tr.mean(axis=0))),
-                      "median_std": float(np.median(t_tr.std(axis=0)))}
+        prompts = t_tr[:, 0] if cfg.text_tokens else t_tr
+        st_kw = {}
+        if cfg.text_tokens:
+            from ..text.tokens import statement_stats
+
+            st_mean, st_std = statement_stats(t_tr)
+            st_kw = {"statement_mean": torch.from_numpy(st_mean), "statement_std": torch.from_numpy(st_std)}
+        unet.set_text_stats(torch.from_numpy(prompts.mean(axis=0)), torch.from_numpy(prompts.std(axis=0)), **st_kw)
+        text_stats = {"n": int(len(t_tr)), "mean_norm": float(np.linalg.norm(prompts.mean(axis=0))),
+                      "median_std": float(np.median(prompts.std(axis=0)))}
     schedule = NoiseSchedule.paper()
     vae_ck = load_checkpoint(run_dir / "vae" / "model.pt")
     meta = {"stage": "unet", "unet_config": cfg.to_dict(), "embedder": identity, "patient_mode": patient_mode,
@@ -328,7 +354,7 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
     src = TensorSource({"z": torch.from_numpy(z_tr), "text": torch.from_numpy(t_tr), "patient": torch.from_numpy(p_tr)})
     val = None
     if len(z_va):
-        t_va, p_va, _ = conditioning_arrays(run_dir, ids_va, patient_mode)
+        t_va, p_va, _ = conditioning_arrays(run_dir, ids_va, patient_mode, cfg.text_tokens)
         p_va = p_va[:, :cfg.cond_dim]
         val = TensorSource({"z": torch.from_numpy(z_va), "text": torch.from_numpy(t_va), "patient": torch.from_numpy(p_va)})
     out = run_dir / out_name
