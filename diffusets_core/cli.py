@@ -87,13 +87,35 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from .diffusion.export import generate_to_disk
     from .diffusion.pipeline import DiffuSETSPipeline
 
+    if args.conditions is not None:
+        return _cmd_generate_dataset(args)
+    if args.report is None or args.age is None or args.sex is None or args.hr is None:
+        raise ValueError("generate: give --report, --age, --sex and --hr, or --conditions FILE.csv")
     pipe = DiffuSETSPipeline.from_pretrained(args.run, device=args.device or "auto")
     cond = pipe.conditions(args.report, args.age, args.sex, args.hr, n=args.n)
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    formats = [f.strip() for f in (args.formats or "wfdb,npy,png").split(",") if f.strip()]
     res = generate_to_disk(pipe, cond, args.out, batch_size=args.batch_size, formats=formats, progress=not args.quiet,
                            seed=args.seed, sampler=args.sampler, num_inference_steps=args.steps,
                            guidance_scale=args.guidance_scale, guidance_on=args.guidance_on)
     print(json.dumps(res, indent=2))
+    return 0
+
+
+def _cmd_generate_dataset(args: argparse.Namespace) -> int:
+    """generate --conditions: a WFDB/.npy dataset, sharded over torchrun ranks (diffusion.dataset)."""
+    from .diffusion.dataset import generate_dataset, init_ranks
+    from .diffusion.pipeline import DiffuSETSPipeline
+    from .train.distributed import resolve_device
+
+    device = resolve_device(args.device or "auto")
+    init_ranks(device)
+    pipe = DiffuSETSPipeline.from_pretrained(args.run, device=str(device))
+    res = generate_dataset(pipe, args.conditions, args.out, fs=args.fs, batch_size=args.batch_size,
+                           formats=(args.formats or "wfdb,npy").split(","), seed=args.seed, progress=not args.quiet,
+                           sampler=args.sampler, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+                           guidance_on=args.guidance_on)
+    if res["rank"] == 0:
+        print(json.dumps(res, indent=2))
     return 0
 
 
@@ -172,12 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="auto")
     c.set_defaults(func=_cmd_encode)
 
-    c = sub.add_parser("generate", help="generate ECGs from a report and patient info")
-    c.add_argument("--run", required=True, type=Path, help="a run directory with trained vae/ and unet/")
-    c.add_argument("--report", required=True, help='statements joined with "|", e.g. "Sinus tachycardia|ST elevation"')
-    c.add_argument("--age", type=float, required=True)
-    c.add_argument("--sex", required=True, help="M or F")
-    c.add_argument("--hr", type=float, required=True, help="heart rate in bpm")
+    c = sub.add_parser("generate", help="generate ECGs from a report and patient info, or a dataset from a conditions file")
+    # --run-dir as well: torchrun's own parser takes "--run" for an abbreviation of its --run-path
+    c.add_argument("--run", "--run-dir", dest="run", required=True, type=Path,
+                   help="a run directory with trained vae/ and unet/ (spell it --run-dir under torchrun)")
+    c.add_argument("--report", default=None, help='statements joined with "|", e.g. "Sinus tachycardia|ST elevation"')
+    c.add_argument("--age", type=float, default=None)
+    c.add_argument("--sex", default=None, help="M or F")
+    c.add_argument("--hr", type=float, default=None, help="heart rate in bpm")
+    c.add_argument("--conditions", type=Path, default=None, metavar="CSV",
+                   help="a dataset: columns report, age, sex, hr, optional n (ECGs per row) and seed; writes WFDB "
+                        "records + manifest.csv + npy shards to --out (resumable; shards over torchrun ranks)")
+    c.add_argument("--fs", type=float, default=102.4, choices=[102.4, 100.0, 500.0],
+                   help="with --conditions: output sampling rate in Hz (resampled with scipy resample_poly)")
     c.add_argument("-n", type=int, default=1, help="number of ECGs")
     c.add_argument("--out", required=True, type=Path)
     c.add_argument("--sampler", default=None, choices=["ddim", "ddpm", "dpmsolver++"],
@@ -190,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="guide the report and patient values together (all) or the report alone (text); default: the run's")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--batch-size", type=int, default=32)
-    c.add_argument("--formats", default="wfdb,npy,png", help="comma-separated: wfdb, npy, png")
+    c.add_argument("--formats", "--format", default=None,
+                   help="comma-separated: wfdb, npy, png (default wfdb,npy,png; with --conditions wfdb,npy)")
     c.add_argument("--device", default=None)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_generate)
