@@ -56,6 +56,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="DDIM steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", default=None, help="run only these variants (and what they reuse)")
+    ap.add_argument("--paraphrase", action="store_true",
+                    help="also generate every variant for the same conditions with each statement reworded "
+                         "(eval/paraphrases.yaml, written before any result) and report para_hr_mae_50_150 and "
+                         "para_macro_recall_morphology")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/generator_ablation"))
     args = ap.parse_args()
 
@@ -63,13 +68,24 @@ def main() -> None:
     from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
     from diffusets_core.eval.judge import BenchmarkJudge
     from diffusets_core.eval.reconstruction import reconstruct
+    from diffusets_core.train.checkpoint import load_checkpoint
     from diffusets_core.train.stages import PAPER_KL_WEIGHT, encode_latents, load_vae, train_unet, train_vae
 
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     spec = json.loads(args.spec.read_text())
     args.out.mkdir(parents=True, exist_ok=True)
     judge = BenchmarkJudge.fit(args.run_dir, args.out / "judge", split="test", n=args.n, seed=args.seed)
     cond = judge.conditions
     rows = [{"variant": "real test ECGs", **judge.score_real()}]
+    para = None
+    if args.paraphrase:
+        from diffusets_core.eval.paraphrase import paraphrase_report
+
+        prng = np.random.default_rng(args.seed)  # the same rewording evaluate_run(paraphrase=True) draws
+        para = cond.assign(report=[paraphrase_report(r, prng) for r in cond["report"]])
     print(json.dumps(rows[-1], default=str), flush=True)
     vae_runs: dict[str, Path] = {}
     trained: dict[str, tuple[Path, str]] = {}
@@ -79,7 +95,15 @@ def main() -> None:
         variants = [v for v in variants if v["name"] in keep]
     # every U-Net's speed is measured up front, back to back, so a step budget never depends on what else was
     # running while that variant trained
-    latent_ch = {name: int(r.get("model", {}).get("latent_channels", 4)) for name, r in spec["vae_recipes"].items()}
+    def latent_channels(recipe: dict) -> int:
+        if recipe.get("from_run"):  # the trained VAE's own config
+            from diffusets_core.models.vae import VAEConfig
+
+            ck = load_checkpoint(Path(recipe["from_run"]) / "vae" / "model.pt")
+            return int(VAEConfig.from_dict(ck["config"]).latent_channels)
+        return int(recipe.get("model", {}).get("latent_channels", 4))
+
+    latent_ch = {name: latent_channels(r) for name, r in spec["vae_recipes"].items()}
     calib = {v["name"]: seconds_per_step(v.get("unet", {}), 384, (latent_ch[v["vae"]], 128),
                                          {**UNET_TRAIN, **v.get("train", {})}["batch_size"])
              for v in variants if not v.get("reuse")}
@@ -123,20 +147,29 @@ def main() -> None:
             trained[name] = (run, unet_dir)
         g = v.get("guidance", {})
         pipe = DiffuSETSPipeline.from_pretrained(run, device="cpu", unet_dir=unet_dir)
+        def sample(frame: pd.DataFrame) -> np.ndarray:
+            return pipe(frame["report"].tolist(), age=frame["age"].to_numpy(float), sex=frame["sex"].tolist(),
+                        hr=frame["hr"].to_numpy(float), sampler="ddim", num_inference_steps=args.steps,
+                        seed=args.seed, guidance_scale=float(g.get("scale", 1.0)), guidance_on=g.get("on", "all")).signals
+
         t0 = time.perf_counter()
-        x = pipe(cond["report"].tolist(), age=cond["age"].to_numpy(float), sex=cond["sex"].tolist(),
-                 hr=cond["hr"].to_numpy(float), sampler="ddim", num_inference_steps=args.steps, seed=args.seed,
-                 guidance_scale=float(g.get("scale", 1.0)), guidance_on=g.get("on", "all")).signals
+        x = sample(cond)
         t_gen = time.perf_counter() - t0
+        extra = {}
+        if para is not None:  # same seeds, same requested classes and HR; only the wording differs
+            sp = judge.score(sample(para), set_metrics=False)
+            extra = {"para_hr_mae_50_150": sp["hr_mae_50_150"],
+                     "para_macro_recall_morphology": sp["macro_recall_morphology"]}
         rows.append({"variant": name, "unet_params_m": round(sum(p.numel() for p in pipe.unet.parameters()) / 1e6, 2),
                      "s_per_step": sps, "train_steps": steps, "train_s": t_train, "gen_s_per_ecg": t_gen / len(x),
-                     "guidance": f"{g.get('scale', 1.0):g} ({g.get('on', 'all')})", **judge.score(x)})
+                     "guidance": f"{g.get('scale', 1.0):g} ({g.get('on', 'all')})", **judge.score(x), **extra})
         print(json.dumps(rows[-1], default=str), flush=True)
         pd.DataFrame(rows).to_csv(args.out / "ablation.csv", index=False)
     table = pd.DataFrame(rows)
     cols = ["variant", "unet_params_m", "train_steps", "guidance", "macro_recall_morphology", "macro_recall",
             "recall_rbbb", "recall_lbbb", "recall_t_inversion", "recall_atrial_fibrillation", "recall_av_block_1",
-            "recall_st_elevation", "rfid", "precision", "recall", "hr_mae_50_150", "identity_uv_median",
+            "recall_st_elevation", "rfid", "precision", "recall", "hr_mae_50_150", "para_hr_mae_50_150",
+            "para_macro_recall_morphology", "identity_uv_median",
             "rr_cv_sinus", "rr_cv_atrial_fibrillation"]
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.precision", 3):
         print(table[[c for c in cols if c in table]].to_string(index=False))
