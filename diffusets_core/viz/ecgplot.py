@@ -24,14 +24,19 @@ LAYOUT_3X4 = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF"
 
 
 def _draw_grid(ax, width_mm: float, height_mm: float) -> None:
+    from matplotlib.collections import LineCollection
+
     ax.set_xlim(0, width_mm)
     ax.set_ylim(0, height_mm)
+    # one collection per line style (minor / major) instead of one artist per line: the same picture, drawn
+    # about twice as fast (the grid is most of a print-out's artists)
+    segs: dict[bool, list] = {False: [], True: []}
     for x in np.arange(0, width_mm + 1e-6, 1.0):
-        major = abs(x / 5 - round(x / 5)) < 1e-6
-        ax.axvline(x, color=_GRID_MAJOR if major else _GRID_MINOR, lw=0.6 if major else 0.3, zorder=0)
+        segs[abs(x / 5 - round(x / 5)) < 1e-6].append([(x, 0), (x, height_mm)])
     for y in np.arange(0, height_mm + 1e-6, 1.0):
-        major = abs(y / 5 - round(y / 5)) < 1e-6
-        ax.axhline(y, color=_GRID_MAJOR if major else _GRID_MINOR, lw=0.6 if major else 0.3, zorder=0)
+        segs[abs(y / 5 - round(y / 5)) < 1e-6].append([(0, y), (width_mm, y)])
+    ax.add_collection(LineCollection(segs[False], colors=[_GRID_MINOR], linewidths=0.3, zorder=0))
+    ax.add_collection(LineCollection(segs[True], colors=[_GRID_MAJOR], linewidths=0.6, zorder=0))
     ax.set_xticks([])
     ax.set_yticks([])
     for s in ax.spines.values():
