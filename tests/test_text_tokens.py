@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diffusets_core.models.unet import UNetConfig, build_unet
-from diffusets_core.text.tokens import report_tokens, statement_stats
+from diffusets_core.text.tokens import report_tokens, statement_rows
 
 
 def _embed(statements: list[str]) -> np.ndarray:
@@ -34,10 +34,8 @@ def test_report_tokens_layout_padding_and_truncation():
     np.testing.assert_array_equal(tok[2, 3], _embed(["C"])[0])  # "D" is the 4th: truncated
     assert stats == {"distinct_statements": 6, "truncated_reports": 1, "max_statements_seen": 4}
     assert len(calls) == 1 and len(calls[0]) == len(set(calls[0]))  # every distinct statement embedded once
-    m, s = statement_stats(tok)
-    present = tok[:, 1:][np.abs(tok[:, 1:]).max(-1) > 0]
-    np.testing.assert_allclose(m, present.mean(0))
-    np.testing.assert_allclose(s, present.std(0))
+    rows = statement_rows(tok)
+    assert rows.shape == (6, 4)  # 2 + 1 + 3 statements present, padding dropped
 
 
 @pytest.mark.parametrize("reports, prompts, embed, match", [
@@ -140,13 +138,17 @@ def test_tiny_run_trains_and_generates_with_statement_tokens(tmp_path):
              "progress": False, "device": "cpu"}
     unet = {**TINY_UNET, "arch": "film", "base_channels": 8, "channel_mults": [1, 2], "attn_levels": [1],
             "emb_dim": 16, "attn_heads": 2, "norm_groups": 4, "cond_dropout": 0.2, "cond_dropout_mode": "separate",
-            "text_tokens": 4}
+            "text_tokens": 4, "text_subspace": 0.999}
     run = make_tiny_run(tmp_path, simple_mimic_records(24, subjects=12), train=train, unet=unet)
     ck = torch.load(run / "unet" / "model.pt", weights_only=True)
     assert ck["config"]["text_tokens"] == 4
     sd = ck["state_dict"]
     # statement statistics were measured on the training split (not left at 0 / 1)
     assert sd["stmt_std"].ne(1).any() and sd["stmt_mean"].ne(0).any()
+    # and the subspace whitening of prompts and statements (text_subspace) is stored with the weights
+    eye = torch.eye(32)
+    assert not torch.allclose(sd["text_whiten"], eye) and not torch.allclose(sd["stmt_whiten"], eye)
+    assert ck["meta"]["text_standardisation"]["components"] < 32
     pipe = DiffuSETSPipeline.from_pretrained(run, device="cpu", dim=32)
     tok = pipe.embed_reports(["Sinus rhythm|Normal ECG", "Atrial fibrillation"])
     assert tok.shape == (2, 5, 32) and not tok[1, 2:].any() and tok[0, 1:3].any()

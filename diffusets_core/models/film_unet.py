@@ -20,6 +20,9 @@ beat GANs", §3: adaptive group normalisation; Perez et al. 2018, FiLM):
   a learned null vector, so classifier-free guidance can amplify the report while the patient values stay;
 * widths ``base_channels * channel_mults`` (64-256 by default) instead of 4-16 channels at full latent
   resolution, self-attention at the coarser levels, a zero-initialised output head;
+* optionally (``text_subspace = v > 0``) whitening within the training vectors' principal subspace instead of
+  per-dimension standardisation, so that directions no training report spans are removed rather than amplified
+  (``text/standardize.py``: an unfamiliar wording otherwise reaches the network far outside the training range);
 * optionally (``text_tokens = K > 0``) the report as tokens: the ordered prompt's vector plus each statement
   embedded on its own (up to K, in report order, with a learned position embedding), standardised with their
   own training-split statistics, and the patient values as one more token. Every attention level (and the
@@ -152,6 +155,9 @@ class FiLMUNet1D(nn.Module):
         self.text_mlp = nn.Sequential(nn.Linear(cfg.text_dim, e), nn.SiLU(), nn.Linear(e, e))
         self.register_buffer("text_mean", torch.zeros(cfg.text_dim))
         self.register_buffer("text_std", torch.ones(cfg.text_dim))
+        self.subspace = float(getattr(cfg, "text_subspace", 0.0)) > 0
+        if self.subspace:  # (D, D) whitening within the training subspace replaces the per-dimension std
+            self.register_buffer("text_whiten", torch.eye(cfg.text_dim))
         if cfg.cond_dim > 0:
             self.patient_mlp = nn.Sequential(nn.Linear(cfg.cond_dim, e), nn.SiLU(), nn.Linear(e, e))
         if cfg.cond_dropout > 0:
@@ -161,6 +167,8 @@ class FiLMUNet1D(nn.Module):
         if self.n_tokens:
             self.register_buffer("stmt_mean", torch.zeros(cfg.text_dim))
             self.register_buffer("stmt_std", torch.ones(cfg.text_dim))
+            if self.subspace:
+                self.register_buffer("stmt_whiten", torch.eye(cfg.text_dim))
             self.stmt_mlp = nn.Sequential(nn.Linear(cfg.text_dim, e), nn.SiLU(), nn.Linear(e, e))
             self.stmt_pos = nn.Parameter(torch.randn(self.n_tokens, e) * 0.02)
         self.conv_in = nn.Conv1d(cfg.in_channels, widths[0], k, padding=k // 2)
@@ -209,11 +217,16 @@ class FiLMUNet1D(nn.Module):
     # -- conditioning ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def set_text_stats(self, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-6, *,
-                       statement_mean: torch.Tensor | None = None, statement_std: torch.Tensor | None = None) -> None:
+                       statement_mean: torch.Tensor | None = None, statement_std: torch.Tensor | None = None,
+                       whiten: torch.Tensor | None = None, statement_whiten: torch.Tensor | None = None) -> None:
         """Standardisation of the text vectors: per-dimension ``mean`` and ``std`` (text_dim,) of the TRAINING
         split's prompt vectors, and (a model with statement tokens) ``statement_mean`` / ``statement_std`` of its
         statement vectors (padding excluded). Dimensions with std < ``eps`` keep std 1 (a constant dimension
-        carries nothing). Raises ValueError for a wrong shape or non-finite values."""
+        carries nothing). A model with ``text_subspace > 0`` takes ``whiten`` (and ``statement_whiten``), the
+        (text_dim, text_dim) transforms of :func:`~diffusets_core.text.standardize.text_standardizer`, instead of
+        the std (which is then ignored). Raises ValueError for a wrong shape, non-finite values, or statistics
+        the model has no place for."""
+        d = self.cfg.text_dim
         pairs = [(mean, std, self.text_mean, self.text_std)]
         if statement_mean is not None or statement_std is not None:
             if not self.n_tokens:
@@ -222,12 +235,28 @@ class FiLMUNet1D(nn.Module):
         for m, sd, buf_m, buf_s in pairs:
             m = torch.as_tensor(m, dtype=torch.float32).reshape(-1)
             sd = torch.as_tensor(sd, dtype=torch.float32).reshape(-1)
-            if m.shape != (self.cfg.text_dim,) or sd.shape != (self.cfg.text_dim,):
-                raise ValueError(f"text statistics must be ({self.cfg.text_dim},), got {tuple(m.shape)} and {tuple(sd.shape)}")
+            if m.shape != (d,) or sd.shape != (d,):
+                raise ValueError(f"text statistics must be ({d},), got {tuple(m.shape)} and {tuple(sd.shape)}")
             if not (torch.isfinite(m).all() and torch.isfinite(sd).all()):
                 raise ValueError("text statistics must be finite")
             buf_m.copy_(m)
             buf_s.copy_(torch.where(sd < eps, torch.ones_like(sd), sd))
+        for w, name in ((whiten, "text_whiten"), (statement_whiten, "stmt_whiten")):
+            if w is None:
+                continue
+            if not hasattr(self, name):
+                raise ValueError(f"{name.replace('_', ' ')} given but this model has no place for it "
+                                 "(text_subspace = 0, or no statement tokens)")
+            w = torch.as_tensor(w, dtype=torch.float32)
+            if w.shape != (d, d) or not torch.isfinite(w).all():
+                raise ValueError(f"a whitening transform must be a finite ({d}, {d}) matrix, got {tuple(w.shape)}")
+            getattr(self, name).copy_(w)
+
+    def _standardize(self, v: torch.Tensor, statements: bool = False) -> torch.Tensor:
+        mean, std = (self.stmt_mean, self.stmt_std) if statements else (self.text_mean, self.text_std)
+        if self.subspace:
+            return (v.float() - mean) @ (self.stmt_whiten if statements else self.text_whiten)
+        return (v.float() - mean) / std
 
     def _masks(self, drop_mask: Optional[torch.Tensor], b: int, device) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         if drop_mask is None:
@@ -260,7 +289,7 @@ class FiLMUNet1D(nn.Module):
         b = text.shape[0]
         m_text, m_pat = self._masks(drop_mask, b, text.device)
         prompt = text[:, 0] if self.n_tokens else text
-        s = (prompt.float() - self.text_mean) / self.text_std
+        s = self._standardize(prompt)
         if m_text is not None:
             s = torch.where(m_text, self.null_text[None].float(), s)
         t_emb = self.text_mlp(s)
@@ -271,7 +300,7 @@ class FiLMUNet1D(nn.Module):
             present = stmts.abs().amax(dim=-1) > 0  # (B, K): zero rows are padding
             if m_text is not None:
                 present = present & ~m_text
-            st = self.stmt_mlp((stmts - self.stmt_mean) / self.stmt_std) + self.stmt_pos[None]
+            st = self.stmt_mlp(self._standardize(stmts, statements=True)) + self.stmt_pos[None]
             w = present.float()[..., None]
             emb = emb + (st * w).sum(1) / w.sum(1).clamp(min=1.0)
             tokens.append(st)

@@ -115,6 +115,9 @@ class UNetConfig:
     # film: 0 = one vector per report (the ordered prompt); K > 0 = the prompt plus up to K statement tokens, each
     # statement embedded on its own, read by cross-attention in the attention levels (text is then (B, 1 + K, D))
     text_tokens: int = 0
+    # film: 0 = standardise text per dimension; 0 < v < 1 = whiten within the training vectors' principal subspace
+    # holding fraction v of their variance, removing directions they never span (text/standardize.py)
+    text_subspace: float = 0.0
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -130,6 +133,8 @@ class UNetConfig:
                 raise ValueError(f"attn_levels {self.attn_levels} must index channel_mults (0..{len(self.channel_mults) - 1})")
             if not 0.0 <= self.dropout < 1.0:
                 raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.text_subspace < 1.0:
+            raise ValueError(f"text_subspace must be in [0, 1), got {self.text_subspace}")
         if self.text_tokens < 0:
             raise ValueError(f"text_tokens must be >= 0, got {self.text_tokens}")
         if self.text_tokens and self.arch != "film":

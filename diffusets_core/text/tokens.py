@@ -24,7 +24,7 @@ import numpy as np
 
 from .prompts import split_statements
 
-__all__ = ["report_tokens", "statement_stats"]
+__all__ = ["report_tokens", "statement_rows"]
 
 
 def report_tokens(reports: Sequence[str], prompt_vectors: np.ndarray,
@@ -73,11 +73,12 @@ def report_tokens(reports: Sequence[str], prompt_vectors: np.ndarray,
     return tokens, stats
 
 
-def statement_stats(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and standard deviation (D,) of the statement tokens of a (N, 1 + K, D) token matrix,
-    padding rows excluded (for :meth:`FiLMUNet1D.set_text_stats`). Raises ValueError if there is none."""
+def statement_rows(tokens: np.ndarray) -> np.ndarray:
+    """The statement vectors (M, D) of a (N, 1 + K, D) token matrix, padding rows excluded (for fitting their
+    standardisation, :func:`~diffusets_core.text.standardize.text_standardizer`). Raises ValueError if there is
+    none."""
     st = tokens[:, 1:].reshape(-1, tokens.shape[-1])
     st = st[np.abs(st).max(axis=1) > 0]
     if not len(st):
         raise ValueError("no statement tokens to measure")
-    return st.mean(axis=0), st.std(axis=0)
+    return st

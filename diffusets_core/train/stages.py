@@ -336,16 +336,24 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
     if hasattr(unet, "set_text_stats") and cfg.text_standardize:
         # standardise the text vectors with the TRAINING split's statistics; they live in the model's buffers,
         # so the saved artifact applies the same standardisation at generation
-        prompts = t_tr[:, 0] if cfg.text_tokens else t_tr
-        st_kw = {}
-        if cfg.text_tokens:
-            from ..text.tokens import statement_stats
+        from ..text.standardize import text_standardizer
+        from ..text.tokens import statement_rows
 
-            st_mean, st_std = statement_stats(t_tr)
-            st_kw = {"statement_mean": torch.from_numpy(st_mean), "statement_std": torch.from_numpy(st_std)}
-        unet.set_text_stats(torch.from_numpy(prompts.mean(axis=0)), torch.from_numpy(prompts.std(axis=0)), **st_kw)
-        text_stats = {"n": int(len(t_tr)), "mean_norm": float(np.linalg.norm(prompts.mean(axis=0))),
-                      "median_std": float(np.median(prompts.std(axis=0)))}
+        prompts = t_tr[:, 0] if cfg.text_tokens else t_tr
+        kw: dict[str, Any] = {}
+        mean, tf, info = text_standardizer(prompts, cfg.text_subspace)
+        if cfg.text_subspace:
+            kw["whiten"] = torch.from_numpy(tf)
+        if cfg.text_tokens:
+            st = statement_rows(t_tr)
+            st_mean, st_tf, st_info = text_standardizer(st, cfg.text_subspace)
+            kw.update(statement_mean=torch.from_numpy(st_mean), statement_std=torch.from_numpy(st.std(axis=0)))
+            if cfg.text_subspace:
+                kw["statement_whiten"] = torch.from_numpy(st_tf)
+            info["statement_components"] = st_info["components"]
+        unet.set_text_stats(torch.from_numpy(mean), torch.from_numpy(prompts.std(axis=0)), **kw)
+        text_stats = {"n": int(len(t_tr)), "mean_norm": float(np.linalg.norm(mean)),
+                      "median_std": float(np.median(prompts.std(axis=0))), **info}
     schedule = NoiseSchedule.paper()
     vae_ck = load_checkpoint(run_dir / "vae" / "model.pt")
     meta = {"stage": "unet", "unet_config": cfg.to_dict(), "embedder": identity, "patient_mode": patient_mode,
