@@ -15,7 +15,9 @@ Equal training time: before anything trains, every U-Net's seconds per step are 
 of random data of the real shapes (384-d text; same process, same threads), and its step budget is set to
 ``minutes * 60 / seconds_per_step``. The judge (the benchmark's CLIP and classifier, trained once on the real
 training split) reads every variant's ECGs for the same ``--n`` test conditions and seeds (DDIM, ``--steps``).
-Prints the table and writes ``ablation.csv`` under ``--out``.
+Prints the table and writes ``ablation.csv`` under ``--out``. ``--append TABLE`` adds this run's rows to an
+earlier run's table (a ``run`` column numbers the runs; rows are comparable within a run, and a variant repeated
+in both runs shows how far two runs agree).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def main() -> None:
                          "(eval/paraphrases.yaml, written before any result) and report para_hr_mae_50_150 and "
                          "para_macro_recall_morphology")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--append", type=Path, default=None,
+                    help="an earlier run's ablation.csv: write it with this run's rows added (column 'run')")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/generator_ablation"))
     args = ap.parse_args()
 
@@ -166,6 +170,16 @@ def main() -> None:
         print(json.dumps(rows[-1], default=str), flush=True)
         pd.DataFrame(rows).to_csv(args.out / "ablation.csv", index=False)
     table = pd.DataFrame(rows)
+    if args.append is not None:
+        before = pd.read_csv(args.append)
+        if "run" not in before:
+            before.insert(0, "run", 1)
+        table.insert(0, "run", int(before["run"].max()) + 1)
+        merged = pd.concat([before, table], ignore_index=True)
+        tmp = args.out / "ablation_merged.csv.tmp"
+        merged.to_csv(tmp, index=False)
+        tmp.replace(args.out / "ablation_merged.csv")
+        print(f"merged table ({len(merged)} rows) -> {args.out / 'ablation_merged.csv'}")
     cols = ["variant", "unet_params_m", "train_steps", "guidance", "macro_recall_morphology", "macro_recall",
             "recall_rbbb", "recall_lbbb", "recall_t_inversion", "recall_atrial_fibrillation", "recall_av_block_1",
             "recall_st_elevation", "rfid", "precision", "recall", "hr_mae_50_150", "para_hr_mae_50_150",
