@@ -30,6 +30,8 @@ from .progress import ProgressFollower
 log = logging.getLogger(__name__)
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+#: Staged folder whose files Sphinx copies verbatim into the HTML root (``html_extra_path`` in _config.yml).
+EXTRA_DIR = "_extra"
 
 
 class NotebookFailed(RuntimeError):
@@ -214,6 +216,11 @@ def stage_book(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) -> 
         shutil.copy2(r.output, stage / "notebooks" / r.output.name)
     (stage / "book" / "build_info.md").write_text(_build_info(profile, run_dir, runs))
     _write_toc(stage, [r.name for r in runs])
+    # files copied as they are into the built HTML (_config.yml: html_extra_path): the pre-rendered ECG explorer that
+    # chapter 10 writes to <run_dir>/explorer lands at _build/html/explorer/index.html
+    (stage / EXTRA_DIR).mkdir()
+    if (run_dir / "explorer" / "index.html").is_file():
+        shutil.copytree(run_dir / "explorer", stage / EXTRA_DIR / "explorer")
     return stage
 
 

@@ -6,8 +6,8 @@ next to it (``img/ecg_000.png``), and the script only swaps the image source and
 :func:`write_explorer`::
 
     out_dir/index.html      the page
-    out_dir/conditions.json one row per condition: index, class, report, sex, age, hr, seed, image, the measurements,
-                            reading, agree
+    out_dir/conditions.json one row per condition: index, class, statement, report, hr (requested), sex, age, seed,
+                            image, measured_hr/pr/qrs/qt/qtc/axis, reason, reading, agree, guidance_scale, steps, sampler
     out_dir/img/ecg_NNN.png the ECG of condition NNN on standard paper (25 mm/s, 10 mm/mV)
 """
 
@@ -72,7 +72,8 @@ def render_grid(explorer: Explorer, grid: pd.DataFrame, out_dir: Union[str, os.P
                 steps: int = FAST_STEPS, sampler: str = FAST_SAMPLER, guidance_scale: Optional[float] = None,
                 batch_size: int = 32, dpi: int = 80) -> pd.DataFrame:
     """Generate one ECG per grid row (seed ``seed + index``, in batches), write ``img/ecg_NNN.png``, and return
-    the grid with ``seed, image`` and the measurements (:data:`~diffusets_core.apps.explorer.MEASUREMENTS` keys),
+    the grid (``hr`` is the requested rate) with ``seed, image``, the measurements as ``measured_<key>`` for each
+    :data:`~diffusets_core.apps.explorer.MEASUREMENTS` key (``measured_hr`` in bpm, intervals in ms, axis in degrees),
     ``reason``, ``reading`` (the interpreter's statements, `` / ``-joined) and ``agree`` (the reading names the
     requested classes and no other)."""
     import matplotlib.pyplot as plt
@@ -104,7 +105,8 @@ def render_grid(explorer: Explorer, grid: pd.DataFrame, out_dir: Union[str, os.P
             fig = plot_12lead(sig, out.fs, title=title, dpi=dpi)
             fig.savefig(out_dir / image, dpi=dpi)
             plt.close(fig)
-            rows.append({**g.to_dict(), "seed": seed + int(g["index"]), "image": image, **meas,
+            rows.append({**g.to_dict(), "seed": seed + int(g["index"]), "image": image,
+                         **{f"measured_{k}": v for k, v in meas.items() if k in MEASUREMENTS}, "reason": meas["reason"],
                          "reading": " / ".join(reading), "agree": bool(len(agree)) and bool(agree["agree"].all()),
                          "guidance_scale": float(out.conditions["guidance_scale"].iloc[k]), "steps": steps,
                          "sampler": sampler})
@@ -176,7 +178,7 @@ small { color: #555; }
     img.src = r.image; img.alt = "generated 12-lead ECG: " + r.report; img.dataset.index = r.index;
     document.getElementById("report").innerHTML = "<b>Requested report:</b> " + esc(r.report.split("|").join(" / ")) +
       " &mdash; " + esc(r.sex) + ", " + fmt(r.age) + " y, HR " + fmt(r.hr) + " bpm requested, seed " + r.seed;
-    cols.forEach(function (c) { document.getElementById("m-" + c.key).textContent = fmt(r[c.key]); });
+    cols.forEach(function (c) { document.getElementById("m-" + c.key).textContent = fmt(r["measured_" + c.key]); });
     document.getElementById("measurements").dataset.index = r.index;
     document.getElementById("reading").innerHTML = "<b>Interpreter's reading of this ECG:</b> <i>" + esc(r.reading) + "</i> " +
       (r.agree ? "<span class='ok'>(names the requested classes)</span>" : "<span class='no'>(differs from the request)</span>");
