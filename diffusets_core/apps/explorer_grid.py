@@ -108,7 +108,8 @@ def render_grid(explorer: Explorer, grid: pd.DataFrame, out_dir: Union[str, os.P
             rows.append({**g.to_dict(), "seed": seed + int(g["index"]), "image": image,
                          **{f"measured_{k}": v for k, v in meas.items() if k in MEASUREMENTS}, "reason": meas["reason"],
                          "reading": " / ".join(reading), "agree": bool(len(agree)) and bool(agree["agree"].all()),
-                         "guidance_scale": float(out.conditions["guidance_scale"].iloc[k]), "steps": steps,
+                         "guidance_scale": float(out.conditions["guidance_scale"].iloc[k])
+                         if "guidance_scale" in out.conditions else guidance_scale, "steps": steps,
                          "sampler": sampler})
         t_rest += time.perf_counter() - t1
         t_gen += t1 - t0
