@@ -98,3 +98,43 @@ def test_pages_render_in_headless_chromium(built, server, tmp_path):
                 assert shot.stat().st_size > 10_000
         browser.close()
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true",
+                    reason="Chromium not installed (make test installs it where apt-get is available)")
+def test_explorer_page_in_headless_chromium(built, server, tmp_path):
+    """Chapter 10's pre-rendered explorer is in the built book; choosing another condition changes the picture and
+    the measurements, and no request leaves the machine (the chapter page that embeds it included)."""
+    import json
+
+    from tests.helpers.explorer_browser import exercise_explorer, non_local, target_row
+
+    from diffusets_core.apps.explorer import MEASUREMENTS
+
+    _, _, html = built
+    assert (html / "explorer" / "index.html").is_file()
+    rows = json.loads((html / "explorer" / "conditions.json").read_text())
+    target = target_row(rows, list(MEASUREMENTS))
+    shot = Path(os.environ.get("DIFFUSETS_SCREENSHOT_DIR", tmp_path)) / "explorer_page.png"
+    res = exercise_explorer(f"{server}/explorer/index.html", shot, profile_dir=tmp_path / "profile", target=target)
+    before, after = res["before"], res["after"]
+    assert not res["errors"], res["errors"]
+    assert before["loaded"] and after["loaded"] and int(after["index"]) == target["index"]
+    assert after["src"] != before["src"] and after["measurements"] != before["measurements"]
+    assert not non_local(res["requests"]), non_local(res["requests"])
+    # the chapter page embeds the explorer in an iframe: it loads, and nothing there leaves the machine either
+    from playwright.sync_api import sync_playwright
+
+    seen: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                                     "--no-first-run"])
+        page = browser.new_page()
+        page.on("request", lambda r: seen.append(r.url))
+        page.goto(f"{server}/notebooks/10_explorer.html", wait_until="load")
+        frame = page.frame_locator("iframe[title='pre-rendered ECG explorer']")
+        assert frame.locator("#ecg").get_attribute("src").startswith("img/ecg_")
+        browser.close()
+    assert any(u.endswith("/explorer/index.html") for u in seen)
+    assert not non_local(seen), non_local(seen)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -25,9 +25,23 @@ def _state(page) -> dict:
     })""")
 
 
-def exercise_explorer(url: str, screenshot: Optional[Path] = None, *, profile_dir: Optional[Path] = None) -> dict:
-    """Open ``url`` (the explorer's index.html), select the last class and the other sex, and return
-    ``{"before", "after", "requests", "errors"}``: the page state before/after, every URL requested, page errors."""
+def target_row(rows: list[dict], keys: Sequence[str]) -> dict:
+    """A condition of another class than the page's first one (``rows[0]``) whose shown measurements (rounded as
+    the page shows them) differ from the first one's: the condition the browser test selects."""
+    def shown(r):
+        return [None if r.get(f"measured_{k}") is None else round(r[f"measured_{k}"]) for k in keys]
+
+    for r in rows:
+        if r["class"] != rows[0]["class"] and shown(r) != shown(rows[0]):
+            return r
+    raise AssertionError("no condition of another class with other measurements to select")
+
+
+def exercise_explorer(url: str, screenshot: Optional[Path] = None, *, profile_dir: Optional[Path] = None,
+                      target: Optional[dict] = None) -> dict:
+    """Open ``url`` (the explorer's index.html), select ``target`` (a conditions.json row: its class, HR and sex;
+    default the last class and the last sex), and return ``{"before", "after", "requests", "errors"}``: the page
+    state before/after, every URL requested, page errors."""
     from playwright.sync_api import sync_playwright
 
     requests: list[str] = []
@@ -47,10 +61,15 @@ def exercise_explorer(url: str, screenshot: Optional[Path] = None, *, profile_di
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url, wait_until="load")
         before = _state(page)
-        page.select_option("#cls", before["classes"][-1])
-        sexes = page.evaluate("Array.from(document.querySelectorAll('#sex option')).map(o => o.value)")
-        if len(sexes) > 1:
-            page.select_option("#sex", sexes[-1])
+        if target is None:
+            page.select_option("#cls", before["classes"][-1])
+            sexes = page.evaluate("Array.from(document.querySelectorAll('#sex option')).map(o => o.value)")
+            if len(sexes) > 1:
+                page.select_option("#sex", sexes[-1])
+        else:
+            page.select_option("#cls", str(target["class"]))
+            page.select_option("#hr", str(target["hr"]) if not float(target["hr"]).is_integer() else str(int(target["hr"])))
+            page.select_option("#sex", str(target["sex"]))
         page.wait_for_function("document.getElementById('ecg').complete")
         after = _state(page)
         if screenshot is not None:
