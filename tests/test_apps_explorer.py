@@ -183,6 +183,7 @@ def test_grid_writer_images_json_and_html_agree(page):
     assert len(table) == len(grid) and table["index"].tolist() == grid["index"].tolist()
     assert table["image"].tolist() == [f"img/ecg_{i:03d}.png" for i in grid["index"]]
     assert all((out / p).stat().st_size > 5000 for p in table["image"])
+    assert sorted(p.name for p in (out / "img").iterdir()) == sorted(Path(p).name for p in table["image"])
     assert table["seed"].tolist() == [5 + i for i in grid["index"]]
     # requested HR kept, measured HR beside it (the fake ECG follows the request)
     assert table["hr"].tolist() == grid["hr"].tolist()
@@ -202,6 +203,13 @@ def test_html_writer_refuses_missing_images(page, tmp_path):
     _, _, table = page
     with pytest.raises(FileNotFoundError, match="images"):
         write_explorer_html(table, tmp_path)
+
+
+def test_rerendering_a_smaller_grid_leaves_no_stale_images(tmp_path):
+    ex = Explorer(FakePipe())
+    render_grid(ex, grid_conditions(records_frame(), hr_quantiles=(0.5,)), tmp_path)
+    small = render_grid(ex, grid_conditions(records_frame(), hr_quantiles=(0.5,), max_classes=1), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == ["ecg_000.png", "ecg_001.png"] and len(small) == 2
 
 
 def test_render_grid_needs_positional_indices(tmp_path):

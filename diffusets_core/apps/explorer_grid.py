@@ -82,6 +82,8 @@ def render_grid(explorer: Explorer, grid: pd.DataFrame, out_dir: Union[str, os.P
 
     out_dir = Path(out_dir)
     (out_dir / "img").mkdir(parents=True, exist_ok=True)
+    for old in (out_dir / "img").glob("ecg_*.png"):  # a smaller grid than last time must not leave stale images
+        old.unlink()
     grid = grid.reset_index(drop=True)
     if not np.array_equal(grid["index"].to_numpy(), np.arange(len(grid))):
         raise ValueError("grid['index'] must be 0..N-1 in row order (grid_conditions writes it)")
