@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     one, two, big = rows
     cmd = (f"python benchmarks/generate_dataset.py RUN --small {args.small} --large {args.large} --batch {args.batch} "
            f"--steps {args.steps} --sampler {args.sampler}")
-    lines = [f"Measured by `{cmd}` (RUN: a smoke-profile run; {args.sampler} {args.steps} steps, batch {args.batch}, "
+    lines = [f"Measured by `{cmd}` (RUN: {args.run.name}, a tiny trained run; {args.sampler} {args.steps} steps, batch {args.batch}, "
              "WFDB + npy at 102.4 Hz, `OMP_NUM_THREADS=1` per process, shared 2-core machine).", "",
              "Wall-clock ECGs/s depend on what else runs; ECGs per CPU-second (all processes) do not.", "",
              "| ECGs | processes | wall s | ECGs/s | ECGs per CPU-s | peak RSS per process | output on disk |",

@@ -169,17 +169,24 @@ def embed_rehearsal(run: Path) -> dict:
 
 
 def ddp_rehearsal(run: Path, steps: int) -> dict:
-    torchrun = Path(sys.executable).with_name("torchrun")
-    shutil.rmtree(run / "vae", ignore_errors=True)
+    """2-process torchrun over the store: train-vae, and train-unet on latents of a VAE trained in one process."""
+    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", "2", "-m",
+                "diffusets_core.cli"]
+    one = [sys.executable, "-m", "diffusets_core.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    t0 = time.perf_counter()
-    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "diffusets_core.cli", "train-vae",
-                        str(run), "--profile", "smoke", "--max-steps", str(steps), "--device", "cpu", "--restart"],
-                       capture_output=True, text=True, env=env, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise RuntimeError(f"torchrun failed:\n{r.stderr[-3000:]}")
-    return {"processes": 2, "steps": steps, "wall_s": wall, "ok": (run / "vae" / "model.pt").is_file()}
+    common = ["--profile", "smoke", "--max-steps", str(steps), "--device", "cpu", "--restart"]
+    out: dict = {"processes": 2, "steps": steps}
+    for name, cmd in (("vae_ddp", torchrun + ["train-vae", str(run)] + common),
+                      ("vae_1p", one + ["train-vae", str(run)] + common),
+                      ("encode", one + ["encode", str(run), "--device", "cpu"]),
+                      ("unet_ddp", torchrun + ["train-unet", str(run)] + common)):
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        err = next((l for l in (r.stdout + r.stderr).splitlines() if l.startswith("error:")), "")
+        out[name] = {"ok": r.returncode == 0, "wall_s": time.perf_counter() - t0, "error": err[:240]}
+        if name == "encode" and r.returncode != 0:
+            raise RuntimeError(f"encode failed:\n{r.stderr[-3000:]}")
+    return out
 
 
 # ---- report -----------------------------------------------------------------------------------------------------
@@ -207,8 +214,10 @@ def report(prep: dict, load: dict, emb: dict, ddp: dict, sizes: list[int], cmd: 
     lines.append(f"| embed, openai backend, local server, cold | {emb['records']:,} | {emb['cold_s']:.1f} | | | | "
                  f"cache {_gb(emb['cache_bytes'])} |")
     lines.append(f"| embed, same, rerun (cache) | {emb['records']:,} | {emb['warm_s']:.1f} | | | | |")
-    lines.append(f"| torchrun DDP train-vae, 2 processes (gloo), {ddp['steps']} steps | {sizes[-1]:,} | "
-                 f"{ddp['wall_s']:.0f} | | | | model written: {ddp['ok']} |")
+    for key, name in (("vae_ddp", "train-vae"), ("unet_ddp", "train-unet")):
+        d = ddp[key]
+        lines.append(f"| torchrun {name}, 2 processes (gloo), {ddp['steps']} steps, smoke-size model | {sizes[-1]:,} | "
+                     f"{d['wall_s']:.0f} | | | | {'ok' if d['ok'] else 'FAILED: ' + d['error'].replace('|', '/')} |")
     dn = sizes[-1] - sizes[0]
     slope_prep = (hi["peak_mb"] - lo["peak_mb"]) / dn  # MB per record
     mm_lo, mm_hi = load[(sizes[0], "mmap")], load[(sizes[-1], "mmap")]
