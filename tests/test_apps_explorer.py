@@ -256,3 +256,24 @@ def test_page_in_headless_chromium(page, tmp_path):
     assert not non_local(res["requests"]), non_local(res["requests"])
     assert any(u.endswith(after["src"]) for u in res["requests"])
     assert shot.stat().st_size > 10_000
+
+
+def test_book_stage_carries_the_explorer(tmp_path):
+    """The runner copies <run_dir>/explorer into the staged html_extra_path folder (and stages an empty one
+    without it, so Sphinx never warns about a missing html_extra_path)."""
+    import yaml
+
+    from diffusets_core.book import EXTRA_DIR, stage_book
+    from diffusets_core.config import REPO_ROOT, load_profile
+
+    assert EXTRA_DIR in yaml.safe_load((REPO_ROOT / "_config.yml").read_text())["sphinx"]["config"]["html_extra_path"]
+    prof = load_profile("smoke")
+    run = tmp_path / "run"
+    run.mkdir()
+    assert not any((stage_book(prof, run, []) / EXTRA_DIR).iterdir())
+    (run / "explorer" / "img").mkdir(parents=True)
+    (run / "explorer" / "index.html").write_text("<html></html>")
+    (run / "explorer" / "img" / "ecg_000.png").write_bytes(b"png")
+    stage = stage_book(prof, run, [])
+    assert (stage / EXTRA_DIR / "explorer" / "index.html").is_file()
+    assert (stage / EXTRA_DIR / "explorer" / "img" / "ecg_000.png").is_file()
