@@ -182,7 +182,8 @@ def ddp_rehearsal(run: Path, steps: int) -> dict:
                       ("unet_ddp", torchrun + ["train-unet", str(run)] + common)):
         t0 = time.perf_counter()
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        err = next((l for l in (r.stdout + r.stderr).splitlines() if l.startswith("error:")), "")
+        # the CLI's one-line "error: ..." may follow a progress bar on the same terminal line
+        err = next((l[l.index("error:"):] for l in (r.stdout + r.stderr).splitlines() if "error:" in l), "")
         out[name] = {"ok": r.returncode == 0, "wall_s": time.perf_counter() - t0, "error": err[:240]}
         if name == "encode" and r.returncode != 0:
             raise RuntimeError(f"encode failed:\n{r.stderr[-3000:]}")
@@ -240,7 +241,7 @@ def report(prep: dict, load: dict, emb: dict, ddp: dict, sizes: list[int], cmd: 
               f"| embedding cache (upper bound: every report distinct) | {per_prompt / 1e3:.1f} kB per prompt | "
               f"{_gb(per_prompt * M)} |",
               f"| streamed epoch load (memory-mapped), CPU time | {mm_hi['cpu_s'] / mm_hi['records'] * 1e3:.2f} ms, peak "
-              f"{mm_hi['peak_mb']:.0f} MB flat | {mm_hi['cpu_s'] / mm_hi['records'] * M * train_frac / 60:.1f} CPU-minutes "
+              f"{mm_hi['peak_mb']:.0f} MB (mapped file pages count in RSS) | {mm_hi['cpu_s'] / mm_hi['records'] * M * train_frac / 60:.1f} CPU-minutes "
               "per epoch (page cache warm) |",
               f"| `train_vae`'s in-RAM load | {slope_tr * 1e3:.1f} kB | {tr_lo['peak_mb'] + slope_tr * (M * train_frac - tr_lo['records']):,.0f} MB "
               f"(does not fit a 24 GB machine; needs streaming from the shards) |", ""]
