@@ -162,3 +162,18 @@ def test_channel_latent_norm_round_trip_and_training_stats(tmp_path):
     z = np.load(run / "latents" / "train.npy")
     np.testing.assert_allclose(z.mean(axis=(0, 2)), 0.0, atol=1e-4)
     np.testing.assert_allclose(z.std(axis=(0, 2), ddof=1), 1.0, atol=2e-3)
+
+
+def test_unused_parameters_are_exactly_those_without_gradient():
+    # DDP (torchrun train-vae) refuses parameters that receive no gradient: the list must be exact
+    from diffusets_core.models.vae import VAE, VAEConfig
+
+    for kw in (dict(channels=[8, 8, 16], norm_groups=4),
+               dict(channels=[8, 8, 16], norm_groups=4, derived_leads=True, latent_channels=8)):
+        torch.manual_seed(0)
+        v = VAE(VAEConfig(**kw))
+        v.loss(torch.randn(2, 12, 1024), kl_weight=1e-3)["loss"].backward()
+        no_grad = sorted(n for n, p in v.named_parameters() if p.grad is None)
+        assert no_grad and v.unused_parameter_names() and sorted(v.unused_parameter_names()) == no_grad
+        assert v.freeze_unused_parameters() == no_grad
+        assert all(not p.requires_grad for n, p in v.named_parameters() if n in no_grad)

@@ -1,5 +1,6 @@
 """Training loop: exact resume, atomic checkpoints, EMA, schedule, and DDP on two CPU processes."""
 
+import json
 import os
 import subprocess
 import sys
@@ -121,3 +122,22 @@ def test_unet_does_not_resume_on_other_latents(tmp_path):
     train_unet(run, TINY_UNET, train, seed=0)
     again = load_checkpoint(run / "unet" / "last.pt")["meta"]["latents_fingerprint"]
     assert again != first
+
+
+def test_ddp_trains_the_vae_stage(tmp_path):
+    """torchrun over the real train_vae stage: the VAE's never-used parameters (the attention blocks' unapplied
+    group norms) are frozen, so DDP's reducer accepts the step."""
+    import socket
+
+    from tests.data_trees import make_tiny_run, simple_mimic_records
+
+    run = make_tiny_run(tmp_path, simple_mimic_records(24, subjects=12))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "GLOO_SOCKET_IFNAME": "lo"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
+           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "tests.helpers.ddp_vae", str(run)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run / "vae" / "summary.json").read_text())["steps"] == 2

@@ -431,3 +431,22 @@ class VAE(nn.Module):
         enc = sum(p.numel() for p in self.encoder.parameters())
         dec = sum(p.numel() for p in self.decoder.parameters())
         return {"encoder": enc, "decoder": dec, "total": enc + dec}
+
+    def unused_parameter_names(self) -> list[str]:
+        """Parameters that never receive a gradient: the ``groupnorm`` of every attention block built with
+        ``apply_norm=False`` (the reference constructs it and never applies it, and keeps it in its state dict)."""
+        names = []
+        for mod_name, mod in self.named_modules():
+            if isinstance(mod, AttnBlock) and not mod.apply_norm:
+                names += [f"{mod_name}.groupnorm.{n}" for n, _ in mod.groupnorm.named_parameters()]
+        return names
+
+    def freeze_unused_parameters(self) -> list[str]:
+        """Set ``requires_grad=False`` on :meth:`unused_parameter_names`, so DistributedDataParallel (which
+        refuses parameters that get no gradient unless ``find_unused_parameters``) can train the VAE under
+        torchrun. Returns the names."""
+        names = set(self.unused_parameter_names())
+        for name, p in self.named_parameters():
+            if name in names:
+                p.requires_grad_(False)
+        return sorted(names)

@@ -87,6 +87,7 @@ def train_vae(run_dir: str | os.PathLike, model: Optional[dict] = None, train: O
     tcfg = _train_cfg(train or {}, seed)
     torch.manual_seed(seed)
     vae = VAE(cfg)
+    vae.freeze_unused_parameters()  # no gradient ever reaches them; DDP needs them out of the reducer
     loss = VAELoss(kl_weight, int(kl_anneal_frac * tcfg.max_steps))
     out = run_dir / "vae"
     meta = {"stage": "vae", "vae_config": cfg.to_dict(), "kl_weight": kl_weight, "kl_anneal_frac": kl_anneal_frac,
