@@ -179,6 +179,51 @@ class SignalStore:
     def __len__(self) -> int:
         return int((self.manifest["status"] == "ok").sum())
 
+    def view(self, split: str | None = None) -> "SignalView":
+        """The ``(N, 12, L)`` signals of :meth:`signals`, read lazily from the memory-mapped shards: indexing
+        copies only the selected rows, so memory does not grow with the number of records (for datasets
+        larger than RAM, e.g. MIMIC-IV-ECG's ~800k records at ~48 kB each)."""
+        return SignalView(self, split)
+
+
+class SignalView:
+    """A read-only ``(N, 12, L)`` float32 array-like over one split's rows in the shards (see
+    :meth:`SignalStore.view`). ``view[i]``, ``view[a:b]`` and ``view[index_array]`` return NumPy copies of
+    those rows in the order asked; rows follow :meth:`SignalStore.records`."""
+
+    def __init__(self, store: SignalStore, split: str | None = None):
+        recs = store.records(split)
+        self._store = store
+        self._shard = recs["shard"].to_numpy(dtype=np.int64)
+        self._row = recs["row"].to_numpy(dtype=np.int64)
+        self._maps: dict[int, np.ndarray] = {}
+        cfg = store.info.get("preprocess", {})
+        self.shape = (len(recs), 12, int(cfg.get("out_len", 1024)))
+        if len(recs):
+            self.shape = (len(recs),) + tuple(self._map(int(self._shard[0])).shape[1:])
+        self.dtype = np.dtype(np.float32)
+
+    def _map(self, shard: int) -> np.ndarray:
+        if shard not in self._maps:
+            self._maps[shard] = self._store.shard(shard)
+        return self._maps[shard]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx) -> np.ndarray:
+        if isinstance(idx, (int, np.integer)):
+            return np.asarray(self[np.array([idx])][0])
+        pos = np.arange(self.shape[0])[idx] if isinstance(idx, slice) else np.asarray(idx, dtype=np.int64).reshape(-1)
+        if len(pos) and (pos.min() < -self.shape[0] or pos.max() >= self.shape[0]):
+            raise IndexError(f"index out of range for {self.shape[0]} records")
+        out = np.empty((len(pos),) + self.shape[1:], dtype=np.float32)
+        shards, rows = self._shard[pos], self._row[pos]
+        for sh in np.unique(shards):
+            sel = np.flatnonzero(shards == sh)
+            out[sel] = self._map(int(sh))[rows[sel]]
+        return out
+
 
 def link_prepared(src_run: str | os.PathLike, dst_run: str | os.PathLike) -> Path:
     """Make ``dst_run`` a run directory that shares ``src_run``'s prepared data and text embeddings (symbolic links

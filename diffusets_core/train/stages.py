@@ -70,8 +70,24 @@ def _train_cfg(overrides: dict[str, Any], seed: int) -> TrainConfig:
     return TrainConfig(**{"seed": seed, **overrides})
 
 
-def _signals(store: SignalStore, split: str) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(store.signals(split), dtype=np.float32))
+class _StoreSignals:
+    """A split's signals as torch tensors, read row by row from the memory-mapped shards
+    (:meth:`SignalStore.view`): a training epoch's memory does not grow with the number of records."""
+
+    def __init__(self, store: SignalStore, split: str):
+        self._view = store.view(split)
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        if torch.is_tensor(idx):
+            idx = idx.cpu().numpy()
+        return torch.from_numpy(self._view[idx])
+
+
+def _signals(store: SignalStore, split: str) -> _StoreSignals:
+    return _StoreSignals(store, split)
 
 
 def train_vae(run_dir: str | os.PathLike, model: Optional[dict] = None, train: Optional[dict] = None, *,
