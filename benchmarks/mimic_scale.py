@@ -10,9 +10,9 @@ What it measures (each heavy case in its own subprocess, so that its peak RSS is
 2. ``embed_run`` with the ``openai`` backend against a local OpenAI-compatible server (the tests' fake server,
    1536-d vectors as text-embedding-ada-002): records vs distinct prompts sent (de-duplication), requests, and a
    second run that must send nothing (the cache), with the cache's size on disk.
-3. A training epoch's data loading, for each N: streaming the training split from the memory-mapped shards
-   (``SignalStore.iter_shards``, batches of 64 copied to tensors) vs what ``train_vae`` does today
-   (``store.signals("train")`` gathered into one in-memory tensor): seconds and peak RSS.
+3. A training epoch's data loading, for each N: ``train_vae``'s own source (random batches of 64 read from the
+   memory-mapped shards through ``SignalStore.view``) vs the whole split gathered into one in-memory tensor (what
+   ``train_vae`` did before): seconds and peak RSS.
 4. ``torchrun --nproc_per_node 2 -m diffusets_core.cli train-vae`` (gloo, smoke-size VAE, a few steps) over the
    largest store.
 
@@ -115,13 +115,15 @@ def case_load(run: Path, mode: str) -> dict:
     store = SignalStore(run)
     t0, c0 = time.perf_counter(), _cpu_s()
     seen = 0
-    if mode == "mmap":  # stream: one memory-mapped shard at a time, batches copied to tensors
-        rng = np.random.default_rng(0)
-        for _, sig in store.iter_shards("train"):
-            for idx in np.array_split(rng.permutation(len(sig)), max(1, len(sig) // 64)):
-                x = torch.from_numpy(np.ascontiguousarray(sig[np.sort(idx)], dtype=np.float32))
-                seen += x.shape[0]
-    else:  # what train_vae does today (train/stages._signals)
+    if mode == "trainer":  # what train_vae does: random batches of 64 read from the memory-mapped shards
+        from diffusets_core.train.loop import TensorSource
+        from diffusets_core.train.stages import _signals
+
+        src = TensorSource({"x": _signals(store, "train")})
+        perm = torch.from_numpy(np.random.default_rng(0).permutation(len(src)))
+        for idx in perm.split(64):
+            seen += src.batch(idx, torch.device("cpu"))["x"].shape[0]
+    else:  # the whole split gathered into one in-memory tensor (train_vae before the memory-mapped source)
         x = torch.from_numpy(np.ascontiguousarray(store.signals("train"), dtype=np.float32))
         seen = x.shape[0]
     return {"mode": mode, "records": seen, "wall_s": time.perf_counter() - t0, "cpu_s": _cpu_s() - c0,
@@ -197,9 +199,10 @@ def _gb(b: float) -> str:
 
 def report(prep: dict, load: dict, emb: dict, ddp: dict, sizes: list[int], cmd: str) -> str:
     lo, hi = prep[sizes[0]], prep[sizes[-1]]
-    lines = [f"Measured by `{cmd}` (1 worker, `OMP_NUM_THREADS=1`, `nice -n 19` on a shared 2-core machine; "
-             "synthetic MIMIC-IV-ECG-layout tree). Wall times depend on what else ran; CPU seconds and peak RSS do "
-             "not, and the extrapolation uses only those.", "",
+    lines = [f"Measured by `{cmd}` (1 worker, `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}`, "
+             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} when the report was written; synthetic "
+             "MIMIC-IV-ECG-layout tree). Wall times depend on what else ran; CPU seconds and peak RSS do not, and the "
+             "extrapolation uses only those.", "",
              "| stage | N records | wall s | records/s | CPU s per record | peak RSS | on disk |", "|---|---|---|---|---|---|---|"]
     for n in sizes:
         p = prep[n]
@@ -207,8 +210,8 @@ def report(prep: dict, load: dict, emb: dict, ddp: dict, sizes: list[int], cmd: 
                      f"{p['cpu_s'] / p['n'] * 1e3:.1f} ms | {p['peak_mb']:.0f} MB | {_gb(p['data_bytes'])} "
                      f"(manifest {_gb(p['manifest_bytes'])}) |")
     for n in sizes:
-        for mode, name in (("mmap", "epoch load, memory-mapped shards (streamed)"),
-                           ("trainer", "epoch load, `train_vae` today (whole split in RAM)")):
+        for mode, name in (("trainer", "epoch load, `train_vae`'s source (random batches from the memory-mapped shards)"),
+                           ("inram", "epoch load, whole split in RAM (train_vae's load before 11ddbbc)")):
             c = load[(n, mode)]
             lines.append(f"| {name} | {c['records']:,} train | {c['wall_s']:.1f} | {c['records'] / c['wall_s']:,.0f} | "
                          f"{c['cpu_s'] / c['records'] * 1e3:.2f} ms | {c['peak_mb']:.0f} MB | |")
@@ -221,8 +224,8 @@ def report(prep: dict, load: dict, emb: dict, ddp: dict, sizes: list[int], cmd: 
                      f"{d['wall_s']:.0f} | | | | {'ok' if d['ok'] else 'FAILED: ' + d['error'].replace('|', '/')} |")
     dn = sizes[-1] - sizes[0]
     slope_prep = (hi["peak_mb"] - lo["peak_mb"]) / dn  # MB per record
-    mm_lo, mm_hi = load[(sizes[0], "mmap")], load[(sizes[-1], "mmap")]
-    tr_lo, tr_hi = load[(sizes[0], "trainer")], load[(sizes[-1], "trainer")]
+    mm_lo, mm_hi = load[(sizes[0], "trainer")], load[(sizes[-1], "trainer")]
+    tr_lo, tr_hi = load[(sizes[0], "inram")], load[(sizes[-1], "inram")]
     slope_tr = (tr_hi["peak_mb"] - tr_lo["peak_mb"]) / (tr_hi["records"] - tr_lo["records"])
     train_frac = tr_hi["records"] / hi["ok"]
     per_prompt = emb["cache_bytes"] / max(1, emb["prompts_sent"])
@@ -230,7 +233,7 @@ def report(prep: dict, load: dict, emb: dict, ddp: dict, sizes: list[int], cmd: 
     lines += ["", f"De-duplication: {emb['records']:,} records -> {emb['prompts_sent']:,} distinct prompts sent in "
               f"{emb['requests_cold']} requests; the rerun sent {emb['requests_warm']} requests.", "",
               f"Memory growth from {sizes[0]:,} to {sizes[-1]:,} records: prepare {hi['peak_mb'] - lo['peak_mb']:+.0f} MB, "
-              f"streamed epoch {mm_hi['peak_mb'] - mm_lo['peak_mb']:+.0f} MB, `train_vae`'s in-RAM load "
+              f"`train_vae`'s memory-mapped epoch {mm_hi['peak_mb'] - mm_lo['peak_mb']:+.0f} MB, the whole-split in-RAM load "
               f"{tr_hi['peak_mb'] - tr_lo['peak_mb']:+.0f} MB.", "",
               f"**Extrapolated to MIMIC-IV-ECG ({M:,} records)**, linearly from the costs per record at {sizes[-1]:,}:", "",
               "| what | per record (measured) | MIMIC-IV-ECG |", "|---|---|---|",
@@ -240,11 +243,11 @@ def report(prep: dict, load: dict, emb: dict, ddp: dict, sizes: list[int], cmd: 
               f"| prepared store on disk | {_gb(hi['data_bytes'] / hi['n'] * 1e3)} per 1,000 | {_gb(hi['data_bytes'] / hi['n'] * M)} |",
               f"| embedding cache (upper bound: every report distinct) | {per_prompt / 1e3:.1f} kB per prompt | "
               f"{_gb(per_prompt * M)} |",
-              f"| streamed epoch load (memory-mapped), CPU time | {mm_hi['cpu_s'] / mm_hi['records'] * 1e3:.2f} ms, peak "
+              f"| `train_vae` epoch load (memory-mapped), CPU time | {mm_hi['cpu_s'] / mm_hi['records'] * 1e3:.2f} ms, peak "
               f"{mm_hi['peak_mb']:.0f} MB (mapped file pages count in RSS) | {mm_hi['cpu_s'] / mm_hi['records'] * M * train_frac / 60:.1f} CPU-minutes "
               "per epoch (page cache warm) |",
-              f"| `train_vae`'s in-RAM load | {slope_tr * 1e3:.1f} kB | {tr_lo['peak_mb'] + slope_tr * (M * train_frac - tr_lo['records']):,.0f} MB "
-              f"(does not fit a 24 GB machine; needs streaming from the shards) |", ""]
+              f"| the whole split in RAM (the load `train_vae` no longer does) | {slope_tr * 1e3:.1f} kB | "
+              f"{tr_lo['peak_mb'] + slope_tr * (M * train_frac - tr_lo['records']):,.0f} MB |", ""]
     return "\n".join(lines)
 
 
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         prep[n] = _sub("prepare", str(tree), str(args.out / f"run_{n}"), str(n))
         print(f"prepare {n}: {prep[n]}", flush=True)
-        for mode in ("mmap", "trainer"):
+        for mode in ("trainer", "inram"):
             load[(n, mode)] = _sub("load", str(args.out / f"run_{n}"), mode)
             print(f"load {n} {mode}: {load[(n, mode)]}", flush=True)
     emb = embed_rehearsal(args.out / f"run_{sizes[-1]}")
