@@ -60,6 +60,18 @@ def _peak_mb() -> float:
     return max(self_kb, kids_kb) / 1024
 
 
+def _anon_mb() -> float:
+    """Anonymous resident memory of this process (MB): RSS without the mapped file pages, which the kernel can
+    drop at any time (Linux /proc; NaN elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def _cpu_s() -> float:
     a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
@@ -121,13 +133,17 @@ def case_load(run: Path, mode: str) -> dict:
 
         src = TensorSource({"x": _signals(store, "train")})
         perm = torch.from_numpy(np.random.default_rng(0).permutation(len(src)))
-        for idx in perm.split(64):
+        anon = _anon_mb()
+        for k, idx in enumerate(perm.split(64)):
             seen += src.batch(idx, torch.device("cpu"))["x"].shape[0]
+            if k % 10 == 0:
+                anon = max(anon, _anon_mb())
     else:  # the whole split gathered into one in-memory tensor (train_vae before the memory-mapped source)
         x = torch.from_numpy(np.ascontiguousarray(store.signals("train"), dtype=np.float32))
         seen = x.shape[0]
+        anon = _anon_mb()
     return {"mode": mode, "records": seen, "wall_s": time.perf_counter() - t0, "cpu_s": _cpu_s() - c0,
-            "peak_mb": _peak_mb()}
+            "peak_mb": _peak_mb(), "anon_peak_mb": anon}
 
 
 def _sub(*args: str) -> dict:
@@ -214,7 +230,8 @@ def report(prep: dict, load: dict, emb: dict, ddp: dict, sizes: list[int], cmd: 
                            ("inram", "epoch load, whole split in RAM (train_vae's load before 11ddbbc)")):
             c = load[(n, mode)]
             lines.append(f"| {name} | {c['records']:,} train | {c['wall_s']:.1f} | {c['records'] / c['wall_s']:,.0f} | "
-                         f"{c['cpu_s'] / c['records'] * 1e3:.2f} ms | {c['peak_mb']:.0f} MB | |")
+                         f"{c['cpu_s'] / c['records'] * 1e3:.2f} ms | {c['peak_mb']:.0f} MB "
+                         f"(anonymous {c.get('anon_peak_mb', float('nan')):.0f} MB) | |")
     lines.append(f"| embed, openai backend, local server, cold | {emb['records']:,} | {emb['cold_s']:.1f} | | | | "
                  f"cache {_gb(emb['cache_bytes'])} |")
     lines.append(f"| embed, same, rerun (cache) | {emb['records']:,} | {emb['warm_s']:.1f} | | | | |")
@@ -233,7 +250,9 @@ def report(prep: dict, load: dict, emb: dict, ddp: dict, sizes: list[int], cmd: 
     lines += ["", f"De-duplication: {emb['records']:,} records -> {emb['prompts_sent']:,} distinct prompts sent in "
               f"{emb['requests_cold']} requests; the rerun sent {emb['requests_warm']} requests.", "",
               f"Memory growth from {sizes[0]:,} to {sizes[-1]:,} records: prepare {hi['peak_mb'] - lo['peak_mb']:+.0f} MB, "
-              f"`train_vae`'s memory-mapped epoch {mm_hi['peak_mb'] - mm_lo['peak_mb']:+.0f} MB, the whole-split in-RAM load "
+              f"`train_vae`'s memory-mapped epoch {mm_hi['peak_mb'] - mm_lo['peak_mb']:+.0f} MB of RSS, of which anonymous "
+              f"memory {mm_hi.get('anon_peak_mb', float('nan')) - mm_lo.get('anon_peak_mb', float('nan')):+.0f} MB (the "
+              "rest is mapped shard pages, which the kernel drops under memory pressure), the whole-split in-RAM load "
               f"{tr_hi['peak_mb'] - tr_lo['peak_mb']:+.0f} MB.", "",
               f"**Extrapolated to MIMIC-IV-ECG ({M:,} records)**, linearly from the costs per record at {sizes[-1]:,}:", "",
               "| what | per record (measured) | MIMIC-IV-ECG |", "|---|---|---|",
