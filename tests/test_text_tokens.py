@@ -89,8 +89,7 @@ def test_token_model_shapes_slice_and_statements_matter():
     out = m(x, t, text, patient)
     assert out.shape == x.shape
     torch.testing.assert_close(out[0, :, :3].flatten(), EXPECTED_TOKEN_SLICE, atol=2e-5, rtol=1e-4)
-    # a statement changes the output; a padding row's content is never read (it is zero by contract, and a
-    # non-zero row would be a statement: here we check that changing a padded slot to zero again is a no-op)
+    # changing one report's statement changes that report's output and leaves the other row's alone
     other = text.clone()
     other[0, 2] = torch.randn(16)
     assert not torch.allclose(m(x, t, other, patient)[0], out[0])
