@@ -75,6 +75,10 @@ RR_PLAUSIBLE_MS = (60000.0 / HR_RANGE[1], 60000.0 / HR_RANGE[0])  # (200, 3000) 
 _CODE_STATEMENT = re.compile(r"^\s*\d{5,}(?:\s*[,;/]\s*\d{5,})*\s*$")
 
 
+#: Sampling rate (Hz) of every signal the models see: 10 s resampled to 1024 samples (paper, Sec. 3.1).
+MODEL_FS: float = 102.4
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """Preprocessing parameters; stored in ``data/prepare.json``."""

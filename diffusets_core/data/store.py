@@ -6,23 +6,22 @@ Layout (CONTRACTS.md)::
     run/data/signals/shard_00000.npy ...  float32 (n_i, 12, 1024) mV, canonical lead order
     run/data/prepare.json                 how the data was made
 
-Every file is written atomically (:func:`atomic_write`): to a temporary file in the same
+Every file is written atomically (:func:`diffusets_core.fileio.atomic_write`): to a temporary file in the same
 directory, flushed and fsync'ed, then ``os.replace``'d over the target, so a crash leaves
 either the old file or the new one, never a partial one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..fileio import TMP_PREFIX, atomic_save_npy, atomic_write, atomic_write_text
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -40,7 +39,6 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "record_id", "subject_id", "split", "report", "age", "sex", "hr", "hr_source", "source",
     "source_path", "status", "reason", "shard", "row", "notes",
 )
-TMP_PREFIX = ".tmp-"
 _STRING_COLUMNS = ("record_id", "subject_id", "split", "report", "sex", "hr_source", "source",
                    "source_path", "status", "reason", "notes")
 
@@ -51,45 +49,6 @@ def data_dir(run_dir: str | os.PathLike[str]) -> Path:
 
 def shard_path(run_dir: str | os.PathLike[str], shard: int) -> Path:
     return data_dir(run_dir) / "signals" / f"shard_{shard:05d}.npy"
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes the rename itself durable; not supported on every platform/filesystem.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same dir, fsync, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write(path, text.encode("utf-8"))
-
-
-def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
-    """``np.save`` with atomic replacement."""
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    atomic_write(path, buf.getvalue())
 
 
 def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
