@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusets_core.train.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from diffusets_core.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from diffusets_core.fileio import TMP_PREFIX
 from diffusets_core.train.ema import EMA
 from tests.helpers.toy_train import make_trainer, toy_model
 
@@ -101,13 +102,12 @@ def test_ddp_two_cpu_processes_agree(tmp_path):
     init = toy_model().state_dict()
     assert not torch.equal(r0["0.weight"], init["0.weight"])
     # only rank 0 wrote checkpoints: exactly one last.pt and no stray temp files
-    assert (out / "last.pt").is_file() and not list(out.glob(".*.tmp"))
+    assert (out / "last.pt").is_file() and not list(out.glob(".*.tmp")) and not list(out.glob(TMP_PREFIX + "*"))
 
 
 def test_unet_does_not_resume_on_other_latents(tmp_path):
     """A U-Net checkpoint trained on latents of another VAE (or normalisation) is not resumed: the run trains
     from scratch instead of keeping a model of the wrong latents."""
-    from diffusets_core.train.checkpoint import load_checkpoint
     from diffusets_core.train.stages import encode_latents, train_unet, train_vae
     from tests.data_trees import TINY_UNET, make_tiny_run
 

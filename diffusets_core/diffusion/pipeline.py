@@ -1,12 +1,15 @@
 """``DiffuSETSPipeline``: reports + patient info -> 12-lead ECGs, wiring a U-Net to a sampler and the VAE.
 
 In the style of diffusers: the pipeline owns no maths. It embeds the ordered prompts (through the run's
-embedding cache), encodes the patient values, runs a sampler with optional classifier-free guidance,
-and decodes the latents to mV signals.
+embedding cache), encodes the patient values, runs :meth:`GaussianDiffusion.sample
+<diffusets_core.diffusion.gaussian.GaussianDiffusion.sample>` (a sampler with optional classifier-free guidance),
+and decodes the latents to mV signals. Loading belongs to the models (``VAE.from_artifact``,
+``unet_from_artifact``); the pipeline imports only models, diffusion, text, data and the base layer.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -18,11 +21,21 @@ import pandas as pd
 import torch
 
 from ..data.leads import CANONICAL_LEADS
-from ..models.unet import ConditionalUNet1D, UNetConfig, build_unet
-from ..models.vae import VAE
+from ..data.preprocess import MODEL_FS
+from ..data.store import SignalStore
+from ..device import resolve_device
+from ..fileio import atomic_write_text
+from ..layout import SAMPLING_FILE, UNET_DIR, sampling_file, unet_model
+from ..models.reference import check_embedder_compat, load_reference_unet, load_reference_vae
+from ..models.unet import ConditionalUNet1D, unet_from_artifact
+from ..models.vae import VAE, load_vae
+from ..text.cache import EmbeddingCache
+from ..text.embed import default_cache_dir, embed_texts
+from ..text.embedders import make_embedder
 from ..text.patient import encode_patient
-from ..train.checkpoint import CheckpointError, load_checkpoint
-from ..train.distributed import resolve_device
+from ..text.prompts import ordered_prompt
+from ..text.tokens import report_tokens
+from .gaussian import GUIDANCE_TARGETS, GaussianDiffusion
 from .samplers import get_sampler
 from .schedules import NoiseSchedule
 
@@ -30,39 +43,31 @@ log = logging.getLogger(__name__)
 
 Scalar = Union[float, int, str]
 
-#: Where a run keeps its validated sampling settings, beside the U-Net's ``model.pt``.
-SAMPLING_FILE = "sampling.json"
-GUIDANCE_TARGETS = ("all", "text")
+__all__ = ["DEFAULT_SAMPLING", "GUIDANCE_TARGETS", "SAMPLING_FILE", "DiffuSETSPipeline", "GenerationOutput",
+           "load_sampling_settings", "save_sampling_settings"]
+
 DEFAULT_SAMPLING = {"sampler": "ddim", "num_inference_steps": 50, "guidance_scale": 1.0}
 
 
-def save_sampling_settings(run_dir: str | os.PathLike, settings: dict, *, unet_dir: str = "unet") -> Path:
+def save_sampling_settings(run_dir: str | os.PathLike, settings: dict, *, unet_dir: str = UNET_DIR) -> Path:
     """Write the sampling settings every consumer of the run uses unless told otherwise (``sampler``,
     ``num_inference_steps``, ``guidance_scale``, ``guidance_on`` and how they were chosen) to
     ``run_dir/<unet_dir>/sampling.json``, atomically. Raises ValueError on an unknown sampler/target or a
     negative scale."""
-    import json
-
-    from .samplers import get_sampler
-
     s = {**DEFAULT_SAMPLING, **settings}
     get_sampler(s["sampler"], NoiseSchedule.paper())  # raises on an unknown sampler name
     if s.get("guidance_on", "all") not in GUIDANCE_TARGETS:
         raise ValueError(f"guidance_on must be one of {GUIDANCE_TARGETS}, got {s.get('guidance_on')!r}")
     if not float(s["guidance_scale"]) >= 0:
         raise ValueError(f"guidance_scale must be >= 0, got {s['guidance_scale']}")
-    path = Path(run_dir) / unet_dir / SAMPLING_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(s, indent=2, default=str))
-    os.replace(tmp, path)
+    path = sampling_file(run_dir, unet_dir)
+    atomic_write_text(path, json.dumps(s, indent=2, default=str))
     return path
 
 
-def load_sampling_settings(run_dir: str | os.PathLike, *, unet_dir: str = "unet") -> dict:
+def load_sampling_settings(run_dir: str | os.PathLike, *, unet_dir: str = UNET_DIR) -> dict:
     """The run's saved sampling settings (:func:`save_sampling_settings`), or ``{}`` when none were saved."""
-    import json
-
-    path = Path(run_dir) / unet_dir / SAMPLING_FILE
+    path = sampling_file(run_dir, unet_dir)
     if not path.is_file():
         return {}
     try:
@@ -98,7 +103,7 @@ class DiffuSETSPipeline:
     """Text + patient conditioned ECG generation. Build with :meth:`from_pretrained` (a run directory)."""
 
     def __init__(self, unet: ConditionalUNet1D, vae: VAE, embedder: Any, *, patient_mode: str = "normalized",
-                 schedule: Optional[NoiseSchedule] = None, fs: float = 102.4, device: str | torch.device = "cpu",
+                 schedule: Optional[NoiseSchedule] = None, fs: float = MODEL_FS, device: str | torch.device = "cpu",
                  cache_dir: Optional[Path] = None, identity: Optional[dict] = None, clip_sample: Any = None,
                  sampling: Optional[dict] = None):
         self.device = torch.device(device)
@@ -119,39 +124,33 @@ class DiffuSETSPipeline:
             raise ValueError(f"embedder {getattr(embedder, 'identity', embedder)} gives {dim}-d vectors but the U-Net "
                              f"was trained on {unet.cfg.text_dim}-d text embeddings; use the embedder it was trained with")
 
+    @property
+    def diffusion(self) -> GaussianDiffusion:
+        """The diffusion objective of :attr:`schedule` (sampling and guidance)."""
+        return GaussianDiffusion(self.schedule)
+
     # -- construction --------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, run_dir: str | os.PathLike, *, device: str = "auto", embedder: Any = None,
-                        unet_dir: str = "unet", **embedder_kwargs: Any) -> "DiffuSETSPipeline":
+                        unet_dir: str = UNET_DIR, **embedder_kwargs: Any) -> "DiffuSETSPipeline":
         """Load ``run_dir/<unet_dir>/model.pt`` and ``run_dir/vae/model.pt`` and the embedder they were trained
-        with. ``unet_dir="unet_noc"`` loads the text-only ablation trained beside the main model."""
-        from ..text.embed import default_cache_dir
-        from ..text.embedders import make_embedder
-        from ..train.stages import load_vae
+        with. ``unet_dir=layout.NOC_DIR`` (``"unet_noc"``) loads the text-only ablation trained beside the main model.
 
+        Raises:
+            CheckpointError: a missing, unreadable or mismatched artifact (the message names the file).
+        """
         run_dir = Path(run_dir)
         dev = resolve_device(device)
-        path = run_dir / unet_dir / "model.pt"
-        ck = load_checkpoint(path, map_location=dev)
-        if ck.get("kind") != "diffusets.unet":
-            raise CheckpointError(f"{path}: not a DiffuSETS U-Net artifact (kind={ck.get('kind')!r})")
-        cfg = UNetConfig.from_dict(ck["config"])
-        unet = build_unet(cfg)
-        try:
-            unet.load_state_dict(ck["state_dict"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not fit the stored config: {exc}") from None
-        meta = ck["meta"]
+        unet, meta = unet_from_artifact(unet_model(run_dir, unet_dir), map_location=dev)
+        cfg = unet.cfg
         ident = meta["embedder"]
         if embedder is None:
             embedder = make_embedder(ident["backend"], model=ident.get("model"), base_url=ident.get("base_url"),
                                      prompt_mode=ident.get("prompt_mode", "paper"), **embedder_kwargs)
         vae = load_vae(run_dir, dev)
         schedule = NoiseSchedule.from_config(meta["schedule"]) if "schedule" in meta else NoiseSchedule.paper()
-        fs = 102.4
+        fs = MODEL_FS
         try:
-            from ..data.store import SignalStore
-
             fs = SignalStore(run_dir).fs
         except FileNotFoundError:
             pass
@@ -174,8 +173,6 @@ class DiffuSETSPipeline:
         ``OPENAI_API_KEY``); any other embedder must have the checkpoint's text width, which is checked
         before generation. Use ``sampler="ddpm", num_inference_steps=1000`` for the paper's sampler.
         """
-        from ..models.reference import check_embedder_compat, load_reference_unet, load_reference_vae
-        from ..text.embedders import make_embedder
 
         dev = resolve_device(device)
         unet = load_reference_unet(unet_path)
@@ -193,7 +190,7 @@ class DiffuSETSPipeline:
         identity = {"weights": "authors' released DiffuSETS checkpoint (paper mode)",
                     "unet_path": str(Path(unet_path).resolve()), "vae_path": str(Path(vae_path).resolve()),
                     "text_dim": unet.cfg.text_dim, "embedder": embedder.identity.to_dict(), "patient_mode": "paper"}
-        return cls(unet, vae, embedder, patient_mode="paper", schedule=NoiseSchedule.paper(), fs=102.4, device=dev,
+        return cls(unet, vae, embedder, patient_mode="paper", schedule=NoiseSchedule.paper(), fs=MODEL_FS, device=dev,
                    cache_dir=cache, identity=identity, clip_sample=1.0)
 
     # -- conditioning --------------------------------------------------------------------------------
@@ -201,10 +198,6 @@ class DiffuSETSPipeline:
         """The text condition of ``reports`` (``|``-joined statements), embedded through the run's cache: the
         ordered-prompt vectors (N, D), or for a U-Net with statement tokens (``text_tokens = K``) the token
         matrix (N, 1 + K, D) of :func:`~diffusets_core.text.tokens.report_tokens`."""
-        from ..text.cache import EmbeddingCache
-        from ..text.embed import embed_texts
-        from ..text.prompts import ordered_prompt
-        from ..text.tokens import report_tokens
 
         prompts = [ordered_prompt(r, self.embedder.prompt_mode) for r in reports]
         distinct = list(dict.fromkeys(prompts))
@@ -273,47 +266,28 @@ class DiffuSETSPipeline:
             seed_list = [int(s) for s in seed]
             if len(seed_list) != len(cond):
                 raise ValueError(f"seed: expected one seed or {len(cond)} seeds, got {len(seed_list)}")
-        if guidance_scale != 1.0 and self.unet.cfg.cond_dropout <= 0:
-            raise ValueError("guidance_scale != 1 needs a U-Net trained with condition dropout (cfg.cond_dropout > 0)")
-        if guidance_scale != 1.0 and guidance_on == "text" and getattr(self.unet.cfg, "cond_dropout_mode", "joint") != "separate":
-            raise ValueError("guidance_on='text' needs a U-Net trained with cond_dropout_mode='separate' (it never saw "
-                             "the report dropped with the patient values kept); use guidance_on='all'")
+        diffusion = self.diffusion
+        diffusion.check_guidance(self.unet.cfg, guidance_scale, guidance_on)
         text = torch.from_numpy(self.embed_reports(cond["report"].tolist())).to(self.device)
         patient = torch.from_numpy(encode_patient(cond["sex"].tolist(), cond["age"].to_numpy(float),
                                                   cond["hr"].to_numpy(float), mode=self.patient_mode)).to(self.device)
         patient = patient[:, :self.unet.cfg.cond_dim]  # a text-only model (cond_dim 0) ignores the patient
-        smp = get_sampler(sampler, self.schedule)
-        cfg = self.unet.cfg
+        diffusion_sampler = diffusion.sampler(sampler)
         length = 1024 // self.vae.cfg.downsample_factor
-        sigs, lats = [], []
+        signals, latents = [], []
         for start in range(0, len(cond), batch_size):
-            sl = slice(start, min(start + batch_size, len(cond)))
-            tb, pb = text[sl], patient[sl]
-            b = tb.shape[0]
-
-            def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                    return _eps(x_t, t).float()
-
-            def _eps(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                if guidance_scale == 1.0:
-                    return self.unet(x_t, t, tb, pb)
-                keep, drop = torch.zeros(b, 2, dtype=torch.bool), torch.ones(b, 2, dtype=torch.bool)
-                if guidance_on == "text":
-                    drop[:, 1] = False  # the unconditional branch keeps sex, age and HR
-                both = self.unet(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([tb, tb]), torch.cat([pb, pb]),
-                                 torch.cat([keep, drop]).to(self.device))
-                eps_c, eps_u = both.chunk(2)
-                return eps_u + guidance_scale * (eps_c - eps_u)
-
-            seeds = seed_list[sl]
-            z = smp.sample(model_fn, (b, cfg.in_channels, length), seed=seeds, num_inference_steps=num_inference_steps,
-                           device=self.device, progress=progress, clip_sample=self.clip_sample)
-            sigs.append(self.vae.decode(z).float().cpu().numpy())
+            rows = slice(start, min(start + batch_size, len(cond)))
+            z = diffusion.sample(self.unet, text[rows], patient[rows],
+                                      (len(seed_list[rows]), self.unet.cfg.in_channels, length),
+                                      sampler=diffusion_sampler, seed=seed_list[rows],
+                                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                      guidance_on=guidance_on, device=self.device, progress=progress,
+                                      clip_sample=self.clip_sample, bf16=bf16)
+            signals.append(self.vae.decode(z).float().cpu().numpy())
             if return_latents:
-                lats.append(z.float().cpu().numpy())
+                latents.append(z.float().cpu().numpy())
         cond["seed"] = seed_list
         cond["sampler"], cond["steps"], cond["guidance_scale"] = sampler, num_inference_steps, guidance_scale
         cond["guidance_on"] = guidance_on
-        return GenerationOutput(np.concatenate(sigs).astype(np.float32), self.fs, CANONICAL_LEADS, cond,
-                                np.concatenate(lats) if return_latents else None, dict(self.identity))
+        return GenerationOutput(np.concatenate(signals).astype(np.float32), self.fs, CANONICAL_LEADS, cond,
+                                np.concatenate(latents) if return_latents else None, dict(self.identity))

@@ -184,7 +184,9 @@ class NoiseSchedule:
                 f"[{int(t.min())}, {int(t.max())}]"
             )
 
-    def _ac_on(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    def alphas_cumprod_on(self, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+        """``alphas_cumprod`` (length ``T``) cast to ``dtype`` on ``device``, cached per (device, dtype): index it
+        with a timestep tensor on that device (the training loss's SNR weights, :meth:`add_noise`)."""
         key = (torch.device(device), dtype)
         ac = self._device_cache.get(key)
         if ac is None:
@@ -233,7 +235,7 @@ class NoiseSchedule:
         self._check_t(t)
         if t.ndim > 1 or (t.ndim == 1 and t.shape[0] not in (1, x0.shape[0])):
             raise ValueError(f"t must be a scalar or have shape (B,) with B={x0.shape[0]}, got {tuple(t.shape)}")
-        ac = self._ac_on(x0.device, x0.dtype)
+        ac = self.alphas_cumprod_on(x0.device, x0.dtype)
         ab = ac[t.to(x0.device)]
         sqrt_ab = (ab**0.5).flatten()
         sqrt_1m = ((1 - ab) ** 0.5).flatten()

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .unet import check_condition
+from .condition import check_condition
 
 __all__ = ["FiLMUNet1D", "FiLMResBlock", "timestep_embedding"]
 

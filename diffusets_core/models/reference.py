@@ -28,7 +28,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from ..train.checkpoint import CheckpointError  # one error type for every checkpoint problem
+from ..checkpoint import CheckpointError  # one error type for every checkpoint problem
 from .unet import ConditionalUNet1D, UNetConfig
 from .vae import VAE, VAEConfig
 

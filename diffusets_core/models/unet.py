@@ -59,6 +59,7 @@ call :meth:`ConditionalUNet1D.freeze_unused_parameters` first.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -66,11 +67,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import CheckpointError, load_artifact
 from .attention import CrossAttention, SelfAttention
+from .condition import check_condition
 from .embeddings import PAPER_TIME_DIM, PAPER_TIME_LOG_BASE, reference_time_table
+from .film_unet import FiLMUNet1D
 
 __all__ = ["UNetConfig", "ConditionalUNet1D", "Block", "Bottleneck", "TimeEmbedding", "build_unet", "describe_unet",
-           "check_condition", "UNET_ARCHS"]
+           "check_condition", "UNET_ARCHS", "unet_from_artifact"]
 
 #: ``paper``: the reference network (:class:`ConditionalUNet1D`); ``film``: :class:`~.film_unet.FiLMUNet1D`.
 UNET_ARCHS = ("paper", "film")
@@ -278,49 +282,30 @@ class _UpStage(nn.Module):
         self.up = nn.ConvTranspose1d(c_up, c_up, 4, stride=2, padding=1)
 
 
-def check_condition(cfg: UNetConfig, text: torch.Tensor,
-                    patient: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate and flatten a condition: text (B, D) or (B, 1, D) with D = ``cfg.text_dim`` — or, for a model
-    with ``cfg.text_tokens = K > 0``, (B, 1 + K, D) (the ordered prompt, then the statements, zero rows for
-    padding; see :func:`diffusets_core.text.tokens.report_tokens`) — and patient values (B, cond_dim) or
-    (B, 1, cond_dim). Returns ``(text (B, D) or (B, 1 + K, D), patient (B, cond_dim) or None for cond_dim 0)``.
-    Raises ValueError naming the expected shape (e.g. an embedder whose width does not match the checkpoint)."""
-    k = getattr(cfg, "text_tokens", 0)
-    if k:
-        if text.dim() != 3 or text.shape[1:] != (1 + k, cfg.text_dim):
-            raise ValueError(f"text has shape {tuple(text.shape)} but this U-Net reads statement tokens: it expects "
-                             f"(B, {1 + k}, {cfg.text_dim}) (the ordered prompt and up to {k} statements, "
-                             "diffusets_core.text.tokens.report_tokens)")
-    else:
-        if text.dim() == 3:
-            if text.shape[1] != 1:
-                raise ValueError(f"text must be (B, D) or (B, 1, D), got {tuple(text.shape)}")
-            text = text[:, 0]
-        if text.dim() != 2 or text.shape[1] != cfg.text_dim:
-            raise ValueError(f"text embedding has shape {tuple(text.shape)} but this U-Net expects (B, {cfg.text_dim}) "
-                             f"(text_dim={cfg.text_dim}); the embedder and the checkpoint do not match")
-    b = text.shape[0]
-    if cfg.cond_dim == 0:
-        if patient is not None and patient.numel() > 0:
-            raise ValueError("this U-Net has cond_dim=0 (text only) but patient values were given")
-        return text, None
-    if patient is None:
-        raise ValueError(f"patient values (B, {cfg.cond_dim}) are required (sex, age, HR)")
-    if patient.dim() == 3 and patient.shape[1] == 1:
-        patient = patient[:, 0]
-    if patient.shape != (b, cfg.cond_dim):
-        raise ValueError(f"patient must be (B={b}, {cfg.cond_dim}), got {tuple(patient.shape)}")
-    return text, patient
-
-
 def build_unet(cfg: UNetConfig) -> nn.Module:
     """The network a config describes: :class:`ConditionalUNet1D` (``arch="paper"``) or
     :class:`~.film_unet.FiLMUNet1D` (``arch="film"``). Both take ``(x, t, text, patient, drop_mask)``."""
     if cfg.arch == "film":
-        from .film_unet import FiLMUNet1D
-
         return FiLMUNet1D(cfg)
     return ConditionalUNet1D(cfg)
+
+
+def unet_from_artifact(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """The U-Net stored in a ``diffusets.unet`` artifact (``run/unet/model.pt``, written by
+    :func:`~diffusets_core.train.unet.train_unet`), built with :func:`build_unet` from the stored config, and the
+    artifact's ``meta`` (embedder identity, patient mode, schedule, ...). The model is on ``map_location``, in
+    training mode as built.
+
+    Raises:
+        CheckpointError: unreadable file, another kind of artifact, or weights that do not fit the config.
+    """
+    ck = load_artifact(path, "diffusets.unet", "U-Net", map_location=map_location)
+    unet = build_unet(UNetConfig.from_dict(ck["config"]))
+    try:
+        unet.load_state_dict(ck["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the stored config: {exc}") from None
+    return unet, ck["meta"]
 
 
 class ConditionalUNet1D(nn.Module):

@@ -38,6 +38,7 @@ Differences from the reference (switches, not forks)
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -45,10 +46,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import load_artifact
 from ..data.limb_leads import INDEPENDENT_LEADS, derive_limb_leads, independent_leads
+from ..layout import vae_model
 from .attention import FusedSelfAttention
 
 __all__ = [
+    "load_vae",
     "VAEConfig",
     "VAEEncoder",
     "VAEDecoder",
@@ -312,6 +316,20 @@ class VAE(nn.Module):
         self.encoder = VAEEncoder(self.cfg)
         self.decoder = VAEDecoder(self.cfg)
 
+    @classmethod
+    def from_artifact(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "VAE":
+        """The VAE stored in a ``diffusets.vae`` artifact (``run/vae/model.pt``, written by
+        :func:`~diffusets_core.train.vae.train_vae`): EMA weights, latent scale (or per-channel statistics) set,
+        on ``map_location``, in eval mode.
+
+        Raises:
+            CheckpointError: unreadable file or another kind of artifact.
+        """
+        ck = load_artifact(path, "diffusets.vae", "VAE", map_location=map_location)
+        vae = cls(VAEConfig.from_dict(ck["config"]))
+        vae.load_state_dict(ck["state_dict"])
+        return vae.to(map_location).eval()
+
     # -- latent scale ---------------------------------------------------------------------------
     @property
     def scale_factor(self) -> float:
@@ -450,3 +468,9 @@ class VAE(nn.Module):
             if name in names:
                 p.requires_grad_(False)
         return sorted(names)
+
+
+def load_vae(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> VAE:
+    """The trained VAE of a run (``run/vae/model.pt``: EMA weights, latent scale set), on ``device``, in eval
+    mode; see :meth:`VAE.from_artifact`."""
+    return VAE.from_artifact(vae_model(run_dir), map_location=device)

@@ -1,4 +1,7 @@
-"""torchrun / DistributedDataParallel helpers that degrade to a no-op on a single process."""
+"""torchrun / DistributedDataParallel helpers that degrade to a no-op on a single process.
+
+Which device a process uses is :func:`diffusets_core.device.resolve_device` (base layer).
+"""
 
 from __future__ import annotations
 
@@ -33,17 +36,6 @@ def init_distributed(device: torch.device) -> DistInfo:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` picks the local CUDA device (LOCAL_RANK under torchrun), else MPS, else CPU."""
-    if spec != "auto":
-        return torch.device(spec)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def all_reduce_mean(value: float, info: DistInfo, device: torch.device) -> float:

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,9 +21,14 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from tqdm import tqdm
+
+from ..checkpoint import CheckpointError, atomic_save, load_checkpoint
+from ..device import resolve_device
+from ..fileio import atomic_write_text
+from ..layout import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, TRAIN_CONFIG_FILE
 from ..progress import write_progress
-from .checkpoint import CheckpointError, atomic_save, load_checkpoint
-from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed, resolve_device
+from .distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from .ema import EMA
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,11 @@ class TrainConfig:
     amp: str = "auto"  # auto: bf16 autocast on CUDA only; "bf16": always; "off": never
     num_threads: Optional[int] = None
     progress: bool = True
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any], seed: int) -> "TrainConfig":
+        """The defaults with a profile's ``train`` settings (``overrides``) applied; ``seed`` unless they set one."""
+        return cls(**{"seed": seed, **overrides})
 
     def amp_enabled(self, device: torch.device) -> bool:
         if self.amp not in ("auto", "bf16", "off"):
@@ -102,13 +111,6 @@ def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
     return f
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -153,9 +155,10 @@ class Trainer:
         self.step = 0
         self.best_val = float("inf")
         self.history: list[dict[str, Any]] = []
-        self.sampler = DistributedSampler(range(len(train)), num_replicas=self.dist.world_size,
-                                          rank=self.dist.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-        self.steps_per_epoch = len(self.sampler) // cfg.batch_size
+        # the data order (which rows each step reads); not a diffusion sampler
+        self.data_sampler = DistributedSampler(range(len(train)), num_replicas=self.dist.world_size,
+                                               rank=self.dist.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        self.steps_per_epoch = len(self.data_sampler) // cfg.batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(f"batch_size {cfg.batch_size} x {self.dist.world_size} process(es) is larger than "
                              f"the training set ({len(train)} samples)")
@@ -169,10 +172,10 @@ class Trainer:
     def save(self, best: bool = False) -> None:
         if not self.dist.is_main:
             return
-        atomic_save(self._payload(), self.out_dir / "last.pt")
+        atomic_save(self._payload(), self.out_dir / LAST_CHECKPOINT)
         if best:
             atomic_save({"model": self.ema.shadow.state_dict(), "step": self.step, "val_loss": self.best_val,
-                         "train_config": _jsonable(asdict(self.cfg)), "meta": self.meta}, self.out_dir / "best.pt")
+                         "train_config": _jsonable(asdict(self.cfg)), "meta": self.meta}, self.out_dir / BEST_CHECKPOINT)
         self._write_history()
 
     def _write_history(self) -> None:
@@ -181,13 +184,13 @@ class Trainer:
         keys = sorted({k for h in self.history for k in h}, key=lambda k: (k != "step", k))
         lines = [",".join(keys)] + [",".join("" if h.get(k) is None else str(h.get(k)) for k in keys)
                                     for h in self.history]
-        _atomic_write_text(self.out_dir / "history.csv", "\n".join(lines) + "\n")
-        _atomic_write_text(self.out_dir / "config.json", json.dumps(
+        atomic_write_text(self.out_dir / HISTORY_FILE, "\n".join(lines) + "\n")
+        atomic_write_text(self.out_dir / TRAIN_CONFIG_FILE, json.dumps(
             {"train_config": _jsonable(asdict(self.cfg)), "meta": self.meta}, indent=2, default=str))
 
     def resume(self, path: Optional[str | os.PathLike] = None) -> bool:
         """Continue from ``last.pt`` (or ``path``). Returns False when there is nothing to resume."""
-        path = Path(path) if path else self.out_dir / "last.pt"
+        path = Path(path) if path else self.out_dir / LAST_CHECKPOINT
         if not path.is_file():
             return False
         ck = load_checkpoint(path, map_location=self.device)
@@ -208,8 +211,8 @@ class Trainer:
     def _batch_indices(self, step: int) -> torch.Tensor:
         epoch, b = divmod(step, self.steps_per_epoch)
         if getattr(self, "_epoch", None) != epoch:
-            self.sampler.set_epoch(epoch)
-            self._epoch, self._order = epoch, list(iter(self.sampler))
+            self.data_sampler.set_epoch(epoch)
+            self._epoch, self._order = epoch, list(iter(self.data_sampler))
         order = self._order
         bs = self.cfg.batch_size
         return torch.tensor(order[b * bs:(b + 1) * bs], dtype=torch.long)
@@ -239,7 +242,6 @@ class Trainer:
         self.model.train()
         pbar = None
         if cfg.progress and self.dist.is_main:
-            from tqdm import tqdm
             pbar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.out_dir.name, unit="step")
         t0, start_step, running = time.perf_counter(), self.step, []
         started = time.time()  # identifies this fit() in the progress file (a resumed run is a new bar)
