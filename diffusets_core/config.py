@@ -7,12 +7,20 @@ errors (a typo in a profile must not silently fall back to a default).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+
+from .data.subjects import SubjectRule
+from .models.unet import UNetConfig
+from .models.vae import VAEConfig
+from .train.loop import TrainConfig
+from .train.unet import train_unet
+from .train.vae import train_vae
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROFILES_DIR = REPO_ROOT / "profiles"
@@ -72,8 +80,6 @@ class DataConfig:
         if self.workers < 1:
             raise ProfileError(f"{where}: data.workers must be >= 1, got {self.workers}")
         if self.subject_id is not None:
-            from .data.subjects import SubjectRule
-
             try:
                 SubjectRule.parse(self.subject_id)
             except ValueError as exc:
@@ -182,10 +188,6 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
 
 def _check_stages(profile: Profile, where: str) -> None:
     """Fail at load time, not an hour into training, on a bad model or training key."""
-    from .models.unet import UNetConfig
-    from .models.vae import VAEConfig
-    from .train.loop import TrainConfig
-
     for name, cls in (("vae", VAEConfig), ("unet", UNetConfig)):
         stage: StageConfig = getattr(profile, name)
         try:
@@ -204,10 +206,6 @@ def _check_stages(profile: Profile, where: str) -> None:
 
 def _stage_extra_keys(name: str) -> set[str]:
     """Keyword options of the stage's training function that a profile may set under ``extra``."""
-    import inspect
-
-    from .train import stages
-
-    fn = stages.train_vae if name == "vae" else stages.train_unet
+    fn = train_vae if name == "vae" else train_unet
     fixed = {"run_dir", "model", "train", "seed", "resume"}
     return {p for p in inspect.signature(fn).parameters if p not in fixed}

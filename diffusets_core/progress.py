@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
 
+import tqdm
+
+from .fileio import atomic_writer
+from .layout import PROGRESS_FILE
+
 __all__ = ["PROGRESS_FILE", "write_progress", "read_progress", "ProgressFollower"]
 
-PROGRESS_FILE = "progress.json"
 
 
 def write_progress(stage_dir: str | os.PathLike, *, stage: str, step: int, total: int, **info: Any) -> None:
@@ -29,11 +32,9 @@ def write_progress(stage_dir: str | os.PathLike, *, stage: str, step: int, total
     path = Path(stage_dir) / PROGRESS_FILE
     rec = {"stage": stage, "step": int(step), "total": int(total), "time": time.time(), **info}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{PROGRESS_FILE}.", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(rec, fh, default=float)
-        os.replace(tmp, path)
+        # no fsync: a progress file lost in a power cut costs nothing, and it is rewritten every few steps
+        with atomic_writer(path, fsync=False) as tmp:
+            tmp.write_text(json.dumps(rec, default=float))
     except OSError:
         pass
 
@@ -82,8 +83,6 @@ class ProgressFollower:
             self._poll()
 
     def _poll(self) -> None:
-        from tqdm import tqdm
-
         recs = [(p, read_progress(p)) for p in self.run_dir.glob(f"*/{PROGRESS_FILE}")]
         recs = [(p, r) for p, r in recs if r and r.get("time", 0) >= self._since]
         if not recs:
@@ -94,7 +93,7 @@ class ProgressFollower:
             self._close()
             self._key = key
             # tqdm's own rate and ETA would time the polling, not the stage: the stage reports its own
-            self._bar = tqdm(total=rec["total"], desc=f"{self.label} · {rec['stage']}", unit="step",
+            self._bar = tqdm.tqdm(total=rec["total"], desc=f"{self.label} · {rec['stage']}", unit="step",
                              dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{postfix}")
             self._last = None
         bar = self._bar

@@ -34,9 +34,9 @@ def test_view_equals_the_in_memory_signals_across_shards(store):
 
 def test_vae_training_source_reads_the_view(store):
     from diffusets_core.train.loop import TensorSource
-    from diffusets_core.train.stages import _signals
+    from diffusets_core.train.datasets import store_signals
 
-    x = _signals(store, "train")
+    x = store_signals(store, "train")
     src = TensorSource({"x": x})
     idx = torch.tensor([3, 0, 5])
     b = src.batch(idx, torch.device("cpu"))["x"]

@@ -41,16 +41,26 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
+import torch.distributed as dist
+from tqdm import tqdm
 
+from .. import __version__
 from ..data.leads import CANONICAL_LEADS
-from ..data.store import atomic_save_npy, atomic_write_text
+from ..data.wfdb_io import encode_comment_value, header_comments
+from ..data.preprocess import MODEL_FS
+from ..fileio import atomic_save_npy, atomic_write_text, atomic_writer
+from ..text.cache import EmbeddingCache
+from ..text.embed import embed_texts
 from ..text.patient import AGE_RANGE, HR_RANGE
+from ..text.prompts import ordered_prompt
+from .export import write_wfdb
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +69,7 @@ __all__ = ["ConditionsError", "OUTPUT_RATES", "MANIFEST_COLUMNS", "validate_cond
 
 #: Output sampling rates (Hz) -> ``scipy.signal.resample_poly`` (up, down) from the model's 102.4 Hz.
 #: 100 Hz is PTB-XL's low-rate files; 500 Hz is PTB-XL's high-rate files and MIMIC-IV-ECG.
-OUTPUT_RATES: dict[float, Optional[tuple[int, int]]] = {102.4: None, 100.0: (125, 128), 500.0: (625, 128)}
-MODEL_FS = 102.4
+OUTPUT_RATES: dict[float, Optional[tuple[int, int]]] = {MODEL_FS: None, 100.0: (125, 128), 500.0: (625, 128)}
 REQUIRED = ("report", "age", "sex", "hr")
 OPTIONAL = ("n", "seed")
 MANIFEST_COLUMNS = ["record_id", "subject_id", "report", "age", "sex", "hr", "seed", "row", "index", "fs",
@@ -151,9 +160,6 @@ def _embedder_problems(pipe: Any, prompts: dict[str, tuple[int, int]]) -> list[t
     """Embed every distinct prompt through the run's cache (so generation never meets an embedding error and
     never embeds twice); a prompt the embedder refuses, or that the local model would truncate, is a problem of
     the first row that uses it."""
-    from ..text.cache import EmbeddingCache
-    from ..text.embed import embed_texts
-
     emb = pipe.embedder
     problems: list[tuple[int, int, str, str]] = []
     texts = list(prompts)
@@ -208,8 +214,6 @@ def validate_conditions(path: str | os.PathLike, pipe: Any = None, *, chunksize:
         FileNotFoundError: no such file. ValueError: missing columns or empty file.
         ConditionsError: every bad row, with row number, file line and field.
     """
-    from ..text.prompts import ordered_prompt
-
     path = Path(path)
     problems: list[tuple[int, int, str, str]] = []
     total_bad = rows = ecgs = 0
@@ -284,7 +288,7 @@ def resample(signals: np.ndarray, fs_out: float) -> tuple[np.ndarray, str]:
     ratio = OUTPUT_RATES[key]
     if ratio is None:
         return signals.astype(np.float32), "none (the model's native rate)"
-    from scipy.signal import resample_poly
+    from scipy.signal import resample_poly  # scipy.signal loads in ~0.3 s; only resampled datasets need it
 
     up, down = ratio
     out = resample_poly(signals.astype(np.float64), up, down, axis=-1).astype(np.float32)
@@ -300,15 +304,11 @@ def _rate_key(fs: float) -> float:
 
 # ---- ranks (torchrun) without importing the training package ----------------------------------------------------
 def _dist():
-    import torch.distributed as dist
-
     return dist if dist.is_available() and dist.is_initialized() else None
 
 
 def init_ranks(device: Any) -> tuple[int, int]:
     """``(rank, world)``: joins torchrun's process group (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1."""
-    import torch.distributed as dist
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
@@ -335,8 +335,6 @@ def _first_error_everywhere(err: Optional[str]) -> Optional[str]:
 
 # ---- writing ---------------------------------------------------------------------------------------------------
 def _header(row: dict, model: dict, fs: float, how: str) -> list[str]:
-    from ..data.wfdb_io import encode_comment_value, header_comments
-
     # report/age/sex/hr through the readers' own encoder, so `prepare --source wfdb` reads them back
     lines = header_comments(row["report"], age=row["age"], sex=row["sex"], hr=row["hr"])
     lines += [f"seed: {row['seed']}", f"conditions_row: {row['row']}",
@@ -349,8 +347,6 @@ def _header(row: dict, model: dict, fs: float, how: str) -> list[str]:
 def _write_batch(k: int, batch: pd.DataFrame, signals: np.ndarray, model: dict, fs: float, how: str,
                  out: Path, formats: set[str]) -> None:
     """Write batch ``k`` into ``out/.tmp``, move its files into place, then commit its part file (last, atomic)."""
-    from .export import write_wfdb
-
     tmp = out / ".tmp" / f"batch_{k:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -383,29 +379,26 @@ def merge_parts(out_dir: str | os.PathLike, n_batches: int) -> Path:
     if missing:
         raise RuntimeError(f"{out}: {len(missing)} batch(es) not written yet ({', '.join(missing[:5])}...); "
                            "rerun the same command to finish")
-    tmp = out / ".manifest.csv.tmp"
-    tmp_idx = out / ".index.csv.tmp"
     has_npy = False
-    with open(tmp, "w", newline="") as fh, open(tmp_idx, "w", newline="") as fi:
-        for k, p in enumerate(parts):
-            part = pd.read_csv(p, dtype={"report": str, "sex": str}, keep_default_na=False)
-            part.to_csv(fh, index=False, header=(k == 0))
-            if (part["shard"] >= 0).all():
-                has_npy = True
-                part[["record_id", "shard", "shard_row"]].rename(columns={"shard_row": "row"}).to_csv(
-                    fi, index=False, header=(k == 0))
-    os.replace(tmp, out / "manifest.csv")
-    if has_npy:
-        os.replace(tmp_idx, out / "npy" / "index.csv")
-    else:
-        os.unlink(tmp_idx)
+    # the index streams to a scratch file and is committed only when the batches wrote .npy shards
+    with tempfile.TemporaryFile("w+", newline="", dir=out) as index_rows:
+        with atomic_writer(out / "manifest.csv") as tmp_manifest, open(tmp_manifest, "w", newline="") as fh:
+            for k, p in enumerate(parts):
+                part = pd.read_csv(p, dtype={"report": str, "sex": str}, keep_default_na=False)
+                part.to_csv(fh, index=False, header=(k == 0))
+                if (part["shard"] >= 0).all():
+                    has_npy = True
+                    part[["record_id", "shard", "shard_row"]].rename(columns={"shard_row": "row"}).to_csv(
+                        index_rows, index=False, header=(k == 0))
+        if has_npy:
+            index_rows.seek(0)
+            with atomic_writer(out / "npy" / "index.csv") as tmp_index, open(tmp_index, "w", newline="") as fi:
+                shutil.copyfileobj(index_rows, fi)
     return out / "manifest.csv"
 
 
 def _settings(summary: ConditionsSummary, pipe: Any, fs: float, batch_size: int, formats: list[str], base_seed: int,
               sampling: dict) -> dict:
-    from .. import __version__
-
     return {"conditions": summary.path, "conditions_sha256": summary.sha256, "rows": summary.rows,
             "ecgs": summary.ecgs, "batch_size": batch_size, "batches": math.ceil(summary.ecgs / batch_size),
             "fs": fs, "resampling": resample(np.zeros((1, 12, 1024), np.float32), fs)[1], "formats": sorted(formats),
@@ -436,8 +429,6 @@ def generate_dataset(pipe: Any, conditions: str | os.PathLike, out_dir: str | os
         ConditionsError: bad rows (nothing written). ValueError: bad rate/format/batch size, or ``out_dir``
         holds a dataset made with other settings.
     """
-    from tqdm import tqdm
-
     out = Path(out_dir)
     formats = [f.strip() for f in formats if f.strip()]
     unknown = set(formats) - {"wfdb", "npy"}

@@ -9,16 +9,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
 from ..data.leads import CANONICAL_LEADS
+from ..data.wfdb_io import encode_comment_value, header_comments
+from ..fileio import atomic_save_npy, atomic_writer
+
+#: ``plot(signal (12, L) mV, fs, title=...) -> matplotlib Figure``: how :func:`export_batch` draws a PNG
+#: (``diffusets_core.viz.ecgplot.plot_12lead``, passed in by the caller: viz sits above this layer).
+PlotFn = Callable[..., Any]
 
 
 def _comments(row: dict[str, Any], model: dict[str, Any]) -> list[str]:
-    from ..data.wfdb_io import encode_comment_value, header_comments
-
     # report/age/sex/hr through the readers' own encoder, so any report text survives a WFDB header and
     # `diffusets prepare --source wfdb` reads the conditions back
     lines = header_comments(row["report"], age=row["age"], sex=row["sex"], hr=row["hr"])
@@ -31,7 +37,7 @@ def _comments(row: dict[str, Any], model: dict[str, Any]) -> list[str]:
 
 def write_wfdb(signal: np.ndarray, fs: float, out_dir: str | os.PathLike, name: str, comments: Iterable[str]) -> Path:
     """One ``(12, L)`` mV array as ``name.hea``/``name.dat`` (format 16, 1000 ADC units per mV)."""
-    import wfdb
+    import wfdb  # as in data.wfdb_io: wfdb loads in ~0.5 s and only WFDB output needs it
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -44,8 +50,9 @@ def write_wfdb(signal: np.ndarray, fs: float, out_dir: str | os.PathLike, name: 
 
 
 def export_batch(output: Any, out_dir: str | os.PathLike, *, start_index: int = 0, formats: Iterable[str] = ("wfdb", "npy"),
-                 png_limit: Optional[int] = None) -> list[str]:
-    """Write every ECG of a :class:`GenerationOutput`; returns the record names."""
+                 png_limit: Optional[int] = None, plot: Optional[PlotFn] = None) -> list[str]:
+    """Write every ECG of a :class:`GenerationOutput` as ``ecg_NNNNNN`` in ``formats`` (``wfdb``, ``npy``, ``png``;
+    ``png`` draws with ``plot``, e.g. ``viz.ecgplot.plot_12lead``); returns the record names."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     formats = set(formats)
@@ -56,17 +63,15 @@ def export_batch(output: Any, out_dir: str | os.PathLike, *, start_index: int = 
         if "wfdb" in formats:
             write_wfdb(sig, output.fs, out_dir, name, _comments(row, output.model))
         if "npy" in formats:
-            tmp = out_dir / f".{name}.npy.tmp"
-            with open(tmp, "wb") as fh:
-                np.save(fh, sig.astype(np.float32))
-            os.replace(tmp, out_dir / f"{name}.npy")
+            atomic_save_npy(out_dir / f"{name}.npy", sig.astype(np.float32))
         if "png" in formats and (png_limit is None or start_index + i < png_limit):
-            import matplotlib.pyplot as plt
+            import matplotlib.pyplot as plt  # matplotlib only when PNGs are asked for
 
-            from ..viz.ecgplot import plot_12lead
+            if plot is None:
+                from ..viz.ecgplot import plot_12lead as plot  # compat(issue14): callers pass plot=, removed at merge
 
             title = f"{row['report'].replace('|', ' / ')} | {row['sex']}, {row['age']} y, HR {row['hr']} | seed {row['seed']}"
-            fig = plot_12lead(sig, output.fs, title=title)
+            fig = plot(sig, output.fs, title=title)
             fig.savefig(out_dir / f"{name}.png", dpi=120)
             plt.close(fig)
         names.append(name)
@@ -77,9 +82,9 @@ def generate_to_disk(pipe: Any, conditions: "Any", out_dir: str | os.PathLike, *
                      formats: Iterable[str] = ("wfdb", "npy"), progress: bool = True, **generate_kwargs: Any) -> dict:
     """Generate one ECG per row of ``conditions`` (columns report, age, sex, hr) in batches, writing each
     batch before generating the next: memory stays bounded by one batch, and a rerun skips batches whose
-    files already exist (resume after interruption)."""
-    import pandas as pd
-    from tqdm import tqdm
+    files already exist (resume after interruption). ``generate_kwargs`` go to the pipeline, except ``plot`` (see
+    :func:`export_batch`)."""
+    plot = generate_kwargs.pop("plot", None)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,7 +102,7 @@ def generate_to_disk(pipe: Any, conditions: "Any", out_dir: str | os.PathLike, *
             continue
         out = pipe(part["report"].tolist(), age=part["age"].tolist(), sex=part["sex"].tolist(), hr=part["hr"].tolist(),
                    seed=seed + start, batch_size=batch_size, **generate_kwargs)
-        export_batch(out, out_dir, start_index=start, formats=formats)
+        export_batch(out, out_dir, start_index=start, formats=formats, plot=plot)
         rows.append(out.conditions.assign(record=[f"ecg_{start + i:06d}" for i in range(len(part))]))
         done += len(part)
         bar.update(len(part))
@@ -107,7 +112,6 @@ def generate_to_disk(pipe: Any, conditions: "Any", out_dir: str | os.PathLike, *
         new = pd.concat(rows)
         old = pd.read_csv(index_path) if index_path.is_file() else None
         table = pd.concat([old, new]).drop_duplicates("record", keep="last") if old is not None else new
-        tmp = out_dir / ".conditions.csv.tmp"
-        table.sort_values("record").to_csv(tmp, index=False)
-        os.replace(tmp, index_path)
+        with atomic_writer(index_path) as tmp:
+            table.sort_values("record").to_csv(tmp, index=False)
     return {"generated": done, "skipped_existing": skipped, "out_dir": str(out_dir)}

@@ -13,7 +13,8 @@ Keys are ``sha256(exact prompt text, UTF-8)``; the identity is the directory, so
 
 Crash safety and concurrency
 ----------------------------
-* A segment is written as ``.npy`` first (temp file, ``fsync``, atomic ``rename``), then its ``.keys``
+* A segment is written as ``.npy`` first (temp file, ``fsync``, atomic ``rename``, directory ``fsync``: the
+  package's :func:`~diffusets_core.fileio.atomic_writer`), then its ``.keys``
   file the same way.  The ``.keys`` file is the commit marker: readers only look at segments whose
   ``.keys`` file exists, ends with a footer and agrees with the ``.npy`` (row count, dim, byte size).
   Anything else (an orphan ``.npy``, a truncated or torn file written by a crashed process or a
@@ -39,10 +40,11 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import BinaryIO, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
+from ..fileio import TMP_PREFIX, atomic_writer
 from .embedders import EmbedderIdentity
 
 log = logging.getLogger(__name__)
@@ -55,30 +57,11 @@ def prompt_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, writer) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        with open(tmp, "wb") as f:
-            writer(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def atomic_stream(path: Path, writer: Callable[[BinaryIO], object]) -> None:
+    """``writer(file)`` streamed to ``path`` through :func:`~diffusets_core.fileio.atomic_writer` (a temporary file
+    beside it, fsync, rename, directory fsync) without holding the bytes in memory (segments can be large)."""
+    with atomic_writer(path) as tmp, open(tmp, "wb") as f:
+        writer(f)
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -235,18 +218,17 @@ class EmbeddingCache:
         if path.exists():
             return
         meta = dict(self.identity.to_dict(), dim=self.dim, key="sha256(prompt utf-8)")
-        _atomic_write_bytes(path, lambda f: f.write(json.dumps(meta, indent=2).encode()))
+        atomic_stream(path, lambda f: f.write(json.dumps(meta, indent=2).encode()))
 
     def _write_segment(self, keys: Sequence[str], vectors: np.ndarray) -> str:
         self.dir.mkdir(parents=True, exist_ok=True)
         name = f"seg-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
         vpath, kpath = self.dir / f"{name}.npy", self.dir / f"{name}.keys"
-        _atomic_write_bytes(vpath, lambda f: np.save(f, vectors, allow_pickle=False))
+        atomic_stream(vpath, lambda f: np.save(f, vectors, allow_pickle=False))
         nbytes = vpath.stat().st_size
         body = "\n".join(keys) + ("\n" if keys else "")
         body += f"{_FOOTER} n={len(keys)} dim={vectors.shape[1]} bytes={nbytes}\n"
-        _atomic_write_bytes(kpath, lambda f: f.write(body.encode("ascii")))
-        _fsync_dir(self.dir)
+        atomic_stream(kpath, lambda f: f.write(body.encode("ascii")))
         return name
 
     def add(self, texts: Sequence[str], vectors: np.ndarray) -> int:
@@ -307,7 +289,7 @@ class EmbeddingCache:
         # orphans: .npy without .keys (crash between the two renames) and stale temp files
         committed = set(self.segment_names())
         leftovers = [p for p in self.dir.glob("seg-*.npy") if p.name[:-4] not in committed]
-        leftovers += list(self.dir.glob(".seg-*.tmp-*"))
+        leftovers += list(self.dir.glob(".seg-*.tmp-*")) + list(self.dir.glob(f"{TMP_PREFIX}seg-*"))
         for p in leftovers:  # the age test spares a segment another writer is committing right now
             try:
                 if time.time() - p.stat().st_mtime > 60:

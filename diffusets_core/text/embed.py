@@ -23,8 +23,13 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
-from .cache import EmbeddingCache, _atomic_write_bytes
+from .. import __version__
+from ..fileio import atomic_write_text
+from ..layout import DATA_DIR, EMBEDDING_CACHE_DIR, EMBEDDINGS_DIR, MANIFEST_FILE
+from .cache import EmbeddingCache, atomic_stream
 from .embedders import Embedder, make_embedder
 from .prompts import ordered_prompt
 
@@ -37,23 +42,16 @@ DEFAULT_AUTO_CONSOLIDATE = 256
 def default_cache_dir(run_dir: str | os.PathLike) -> Path:
     """``$DIFFUSETS_CACHE`` if set (shared between runs), else ``run_dir/embeddings/cache``."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path(run_dir) / "embeddings" / "cache"
+    return Path(env) if env else Path(run_dir) / EMBEDDINGS_DIR / EMBEDDING_CACHE_DIR
 
 
 def _package_version() -> str:
-    try:
-        from diffusets_core import __version__
-
-        return str(__version__)
-    except Exception:  # pragma: no cover
-        return "unknown"
+    return str(__version__)
 
 
 def read_ok_manifest(run_dir: str | os.PathLike):
     """The ``status == "ok"`` rows of ``run_dir/data/manifest.csv`` (all columns as strings)."""
-    import pandas as pd
-
-    path = Path(run_dir) / "data" / "manifest.csv"
+    path = Path(run_dir) / DATA_DIR / MANIFEST_FILE
     if not path.exists():
         raise FileNotFoundError(f"no manifest at {path}; prepare the data first (diffusets_core.data.prepare)")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -70,8 +68,6 @@ def embed_texts(texts: Sequence[str], embedder: Embedder, cache: Optional[Embedd
     Every batch is committed to the cache as soon as it is embedded, so an interruption loses at most
     the batch in flight.  Returns ``(matrix (len(texts), dim), stats)``.
     """
-    from tqdm import tqdm
-
     texts = list(texts)
     if cache is not None:
         _, missing = cache.lookup(texts)
@@ -183,17 +179,16 @@ def embed_run(run_dir: str | os.PathLike, backend: str = "local", model: str | N
         "empty_reports": n_empty,
     }
 
-    out = run_dir / "embeddings"
+    out = run_dir / EMBEDDINGS_DIR
     out.mkdir(parents=True, exist_ok=True)
-    import pandas as pd
 
     def write_csv(name: str, frame) -> None:
-        _atomic_write_bytes(out / name, lambda f: f.write(frame.to_csv(index=False).encode("utf-8")))
+        atomic_write_text(out / name, frame.to_csv(index=False))
 
     write_csv("prompts.csv", pd.DataFrame({"record_id": record_ids, "prompt_index": prompt_index}))
     write_csv("distinct_prompts.csv", pd.DataFrame({"prompt_index": np.arange(len(distinct)), "prompt": distinct}))
-    _atomic_write_bytes(out / "vectors.npy",
-                        lambda f: np.save(f, np.ascontiguousarray(matrix, dtype=np.float32), allow_pickle=False))
+    atomic_stream(out / "vectors.npy",
+                  lambda f: np.save(f, np.ascontiguousarray(matrix, dtype=np.float32), allow_pickle=False))
     elapsed = time.perf_counter() - t0
     meta = dict(ident)
     meta.update({
@@ -203,7 +198,7 @@ def embed_run(run_dir: str | os.PathLike, backend: str = "local", model: str | N
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "files": {"prompts": "prompts.csv", "distinct_prompts": "distinct_prompts.csv", "vectors": "vectors.npy"},
     })
-    _atomic_write_bytes(out / "identity.json", lambda f: f.write(json.dumps(meta, indent=2).encode("utf-8")))
+    atomic_write_text(out / "identity.json", json.dumps(meta, indent=2))
     counts.update({"identity": ident, "out_dir": str(out), "cache_dir": str(cache.dir),
                    "seconds": round(elapsed, 3)})
     log.info("embedded run %s: %s", run_dir, {k: v for k, v in counts.items() if k != "identity"})
@@ -216,10 +211,8 @@ def load_run_embeddings(run_dir: str | os.PathLike) -> tuple[list[str], np.ndarr
     Rows follow the ok rows of ``run_dir/data/manifest.csv`` (when present); a record of the manifest
     without an embedding raises ``ValueError`` (re-run :func:`embed_run`).
     """
-    import pandas as pd
-
     run_dir = Path(run_dir)
-    out = run_dir / "embeddings"
+    out = run_dir / EMBEDDINGS_DIR
     if not (out / "identity.json").exists():
         raise FileNotFoundError(f"no embeddings in {out}; run embed_run({str(run_dir)!r}) first")
     identity = json.loads((out / "identity.json").read_text(encoding="utf-8"))
@@ -230,7 +223,7 @@ def load_run_embeddings(run_dir: str | os.PathLike) -> tuple[list[str], np.ndarr
         raise ValueError(f"{out}/prompts.csv points outside vectors.npy ({len(vectors)} rows)")
     ids = table["record_id"].tolist()
     rows = table["prompt_index"].to_numpy()
-    if (run_dir / "data" / "manifest.csv").exists():
+    if (run_dir / DATA_DIR / MANIFEST_FILE).exists():
         want = read_ok_manifest(run_dir)["record_id"].tolist()
         if want != ids:
             pos = {r: i for i, r in enumerate(ids)}

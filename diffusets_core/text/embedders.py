@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from ..fileio import l2_normalize
 from .prompts import PROMPT_MODES
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ class HashEmbedder(Embedder):
         for i, t in enumerate(texts):
             seed = int.from_bytes(hashlib.sha256((self.model + "\0" + t).encode("utf-8")).digest()[:8], "little")
             v = np.random.default_rng(seed).standard_normal(self._dim)
-            out[i] = v / np.linalg.norm(v)
+            out[i] = l2_normalize(v)
         return out
 
 
