@@ -72,8 +72,11 @@ def main() -> None:
     from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
     from diffusets_core.eval.judge import BenchmarkJudge
     from diffusets_core.eval.reconstruction import reconstruct
-    from diffusets_core.train.checkpoint import load_checkpoint
-    from diffusets_core.train.stages import PAPER_KL_WEIGHT, encode_latents, load_vae, train_unet, train_vae
+    from diffusets_core.checkpoint import load_checkpoint
+    from diffusets_core.models.vae import load_vae
+    from diffusets_core.train.latents import encode_latents
+    from diffusets_core.train.unet import train_unet
+    from diffusets_core.train.vae import PAPER_KL_WEIGHT, train_vae
 
     import torch
 

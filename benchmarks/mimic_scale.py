@@ -129,9 +129,9 @@ def case_load(run: Path, mode: str) -> dict:
     seen = 0
     if mode == "trainer":  # what train_vae does: random batches of 64 read from the memory-mapped shards
         from diffusets_core.train.loop import TensorSource
-        from diffusets_core.train.stages import _signals
+        from diffusets_core.train.datasets import store_signals
 
-        src = TensorSource({"x": _signals(store, "train")})
+        src = TensorSource({"x": store_signals(store, "train")})
         perm = torch.from_numpy(np.random.default_rng(0).permutation(len(src)))
         anon = _anon_mb()
         for k, idx in enumerate(perm.split(64)):

@@ -45,7 +45,10 @@ def _run_recipe(name: str, recipe: dict, args: argparse.Namespace, queue) -> Non
     from diffusets_core.text.embed import default_cache_dir, load_run_embeddings
     from diffusets_core.text.embedders import make_embedder
     from diffusets_core.train.loop import TensorSource, TrainConfig, Trainer
-    from diffusets_core.train.stages import DiffusionLoss, _load_latents, conditioning_arrays, load_vae
+    from diffusets_core.models.vae import load_vae
+    from diffusets_core.train.conditioning import conditioning_arrays
+    from diffusets_core.train.datasets import load_latents
+    from diffusets_core.train.unet import DiffusionLoss
 
     run = args.run_dir
     recipe = dict(recipe)
@@ -53,7 +56,7 @@ def _run_recipe(name: str, recipe: dict, args: argparse.Namespace, queue) -> Non
     train_kw = {**DEFAULT_TRAIN, **recipe.pop("train", {})}
     data = {}
     for split in ("train", "val"):
-        z, ids = _load_latents(run, split)
+        z, ids = load_latents(run, split)
         text, patient, identity = conditioning_arrays(run, ids, recipe.get("patient_mode", "normalized"))
         data[split] = TensorSource({"z": torch.from_numpy(z), "text": torch.from_numpy(text),
                                     "patient": torch.from_numpy(patient)})

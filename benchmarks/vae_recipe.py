@@ -45,7 +45,8 @@ def main() -> None:
     from diffusets_core.eval.classifiers import labels_from_reports, predict_proba
     from diffusets_core.eval.reconstruction import reconstruct, reconstruction_metrics
     from diffusets_core.eval.report import EVAL_CLASSES, fit_classifier
-    from diffusets_core.train.stages import PAPER_KL_WEIGHT, load_vae, train_vae
+    from diffusets_core.models.vae import load_vae
+    from diffusets_core.train.vae import PAPER_KL_WEIGHT, train_vae
 
     store = SignalStore(args.run_dir)
     split = {s: store.records(s) for s in ("train", "val", "test")}

@@ -41,6 +41,8 @@ import math
 import re
 from pathlib import Path
 
+import pandas as pd
+
 from .records import DatasetLayoutError, RecordRef, normalise_sex
 from .subjects import PATIENT_FOLDER
 from .wfdb_io import _is_multisegment, decode_comment_value
@@ -130,8 +132,6 @@ def load_code_map(path: str | Path) -> dict[str, str]:
         FileNotFoundError: the file does not exist. ValueError: no code or text column, or a
         code mapped to two different texts.
     """
-    import pandas as pd
-
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: code mapping not found (expected a CSV with columns code,text)")
@@ -171,7 +171,7 @@ def read_folder(root: str | Path, source: str = SOURCE, code_map: str | Path | d
     Raises:
         DatasetLayoutError: ``root`` is not a directory or holds no ``.hea`` file.
     """
-    import wfdb
+    import wfdb  # local import keeps `import diffusets_core.data` light
 
     root = Path(root)
     if not root.is_dir():

@@ -46,7 +46,7 @@ class HeartRate:
 
 def rpeaks_neurokit(x: np.ndarray, fs: float, *, clean: bool = True) -> np.ndarray:
     """neurokit2 R peaks (sample indices at ``fs``) with a 0.18 s refractory period instead of 0.3 s."""
-    import neurokit2 as nk
+    import neurokit2 as nk  # ~1.3 s to import, and only records without an RR interval need it
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -67,7 +67,7 @@ def _agree(a: float, b: float, tol: float) -> bool:
 
 
 def _to_detect_fs(x: np.ndarray, fs: float) -> np.ndarray:
-    from scipy.signal import resample_poly
+    from scipy.signal import resample_poly  # on first use: `import diffusets_core.data` stays light
 
     if abs(fs - DETECT_FS) < 1e-9:
         return x
@@ -83,8 +83,8 @@ def consensus_heart_rate(x: np.ndarray, fs: float, *, hr_range: tuple[float, flo
     lead, fewer than 3 beats, detectors that disagree, or an agreed rate outside ``hr_range``.
     Never raises for bad signals.
     """
-    import neurokit2 as nk
-    import wfdb.processing
+    import neurokit2 as nk  # ~1.3 s to import, and only records without an RR interval need it
+    import wfdb.processing  # on first use, like neurokit2
 
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 1 or not np.isfinite(x).all():

@@ -40,6 +40,7 @@ import csv
 import hashlib
 import io
 import json
+import multiprocessing as mp
 import logging
 import os
 import shutil
@@ -54,7 +55,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
+from .. import __version__
+from ..fileio import TMP_PREFIX, atomic_save_npy, atomic_write_text
+from ..layout import MANIFEST_FILE, PREPARE_FILE, SIGNALS_DIR
+from ..layout import data_dir as _data_dir
 from .leads import CANONICAL_LEADS
 from .mimic import read_mimic
 from .preprocess import PreprocessConfig, ProcessedRecord, heart_rate_from_rr, process_ref
@@ -63,14 +69,7 @@ from .folder import read_folder
 from .records import RecordRef
 from .splits import assign_splits
 from .subjects import SubjectRule, apply_subject_rule, check_splits, check_subjects
-from .store import (
-    MANIFEST_COLUMNS,
-    TMP_PREFIX,
-    atomic_save_npy,
-    atomic_write_text,
-    data_dir as _data_dir,
-    shard_path,
-)
+from .store import MANIFEST_COLUMNS, read_manifest, shard_path
 
 __all__ = ["prepare_dataset", "PrepareResult", "SOURCES", "list_records", "load_exclusions", "apply_exclusions"]
 
@@ -192,8 +191,6 @@ def _mp_context():
     that costs seconds per run). Workers only use numpy/scipy/wfdb/neurokit2, never torch.
     Elsewhere the platform default. ``DIFFUSETS_MP_START`` overrides.
     """
-    import multiprocessing as mp
-
     method = os.environ.get("DIFFUSETS_MP_START") or ("fork" if sys.platform.startswith("linux") else None)
     return mp.get_context(method)
 
@@ -265,12 +262,7 @@ def _inputs_digest(refs: Sequence[RecordRef]) -> str:
 
 
 def _package_version() -> str:
-    try:
-        from diffusets_core import __version__
-
-        return str(__version__)
-    except Exception:  # pragma: no cover
-        return "unknown"
+    return str(__version__)
 
 
 def _dep_versions() -> dict[str, str]:
@@ -357,7 +349,7 @@ def prepare_dataset(
     check_subjects(refs)
 
     out = _data_dir(run_dir)
-    sig_dir = out / "signals"
+    sig_dir = out / SIGNALS_DIR
     parts_dir = out / "parts"
     sig_dir.mkdir(parents=True, exist_ok=True)
     _clean_tmp(out, sig_dir, parts_dir)
@@ -383,8 +375,8 @@ def prepare_dataset(
     n_shards = (len(refs) + shard_size - 1) // shard_size
 
     # A finished run with the same fingerprint: nothing to do (leftover parts are removed).
-    prep_json = out / "prepare.json"
-    if (out / "manifest.csv").is_file() and prep_json.is_file():
+    prep_json = out / PREPARE_FILE
+    if (out / MANIFEST_FILE).is_file() and prep_json.is_file():
         try:
             done = json.loads(prep_json.read_text()).get("fingerprint")
         except json.JSONDecodeError:
@@ -395,7 +387,7 @@ def prepare_dataset(
             return _result_from_manifest(Path(run_dir), t0, n_shards)
 
     # Starting or resuming: the old final files are invalid until rewritten at the end.
-    for stale in (out / "manifest.csv", prep_json):
+    for stale in (out / MANIFEST_FILE, prep_json):
         stale.unlink(missing_ok=True)
     fp_path = parts_dir / "fingerprint.json"
     if parts_dir.is_dir() and (not fp_path.is_file() or fp_path.read_text() != fp_text):
@@ -430,8 +422,6 @@ def prepare_dataset(
     t_work = time.perf_counter()
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(refs), initial=len(refs) - n_processed, desc=f"prepare {source}", unit="rec")
 
     def commit(k: int, results: list[ProcessedRecord]) -> None:
@@ -467,8 +457,9 @@ def prepare_dataset(
             commit(k, collected.pop(k))
 
     if batches:
-        # Import the heavy modules once here: forked workers inherit them instead of each
-        # paying the import (about 1 s for scipy.signal, 1.3 s for neurokit2) on its own.
+        # Import the heavy modules once here (not at the top: `import diffusets_core.data` stays light): forked
+        # workers inherit them instead of each paying the import (about 1 s for scipy.signal, 1.3 s for
+        # neurokit2) on its own.
         import scipy.signal  # noqa: F401
         import wfdb  # noqa: F401
 
@@ -518,7 +509,7 @@ def prepare_dataset(
         d = dict(zip(cols, r))
         d["split"] = split_of[d["subject_id"]] if d["status"] == "ok" else ""
         full_rows.append([d[c] for c in MANIFEST_COLUMNS])
-    atomic_write_text(out / "manifest.csv", _csv_text(MANIFEST_COLUMNS, full_rows))
+    atomic_write_text(out / MANIFEST_FILE, _csv_text(MANIFEST_COLUMNS, full_rows))
 
     manifest = pd.DataFrame(full_rows, columns=list(MANIFEST_COLUMNS))
     kinds, examples = _summarise(manifest)
@@ -591,9 +582,7 @@ def _make_result(run_dir: Path, manifest: pd.DataFrame, t0: float, n_processed: 
 
 
 def _result_from_manifest(run_dir: Path, t0: float, n_shards: int) -> PrepareResult:
-    from .store import read_manifest
-
-    m = read_manifest(_data_dir(run_dir) / "manifest.csv").fillna({"split": "", "hr_source": "", "reason": ""})
+    m = read_manifest(_data_dir(run_dir) / MANIFEST_FILE).fillna({"split": "", "hr_source": "", "reason": ""})
     return _make_result(run_dir, m.astype({"status": str}), t0, 0, 0.0, n_shards)
 
 

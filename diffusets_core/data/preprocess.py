@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .heartrate import consensus_heart_rate
 from .leads import CANONICAL_LEADS
 from .records import RecordRef
 from .wfdb_io import ECGRecord, RecordError, read_record
@@ -212,8 +213,6 @@ def measure_heart_rate(
     Returns ``(hr, lead, reason)``: ``(None, "", reason)`` when no lead gives an agreed rate
     within ``hr_range``; the reason lists what each tried lead gave (see :mod:`.heartrate`).
     """
-    from .heartrate import consensus_heart_rate
-
     order = [1] + [i for i in range(signal.shape[1]) if i != 1]
     why = []
     for col in order:
@@ -286,7 +285,7 @@ def preprocess_signal(record: ECGRecord, config: PreprocessConfig) -> np.ndarray
     x = interpolate_gaps(record.signal[:n_win], fs, config.max_gap_s, config.max_nan_fraction)
     check_amplitude(x, config)
     if config.baseline_removal:
-        from scipy.signal import butter, sosfiltfilt
+        from scipy.signal import butter, sosfiltfilt  # on first use: `import diffusets_core.data` stays light
 
         sos = butter(2, config.baseline_cutoff_hz, btype="highpass", fs=fs, output="sos")
         x = sosfiltfilt(sos, x, axis=0)
@@ -316,7 +315,7 @@ def process_ref(ref: RecordRef, config: PreprocessConfig) -> ProcessedRecord:
     Returns a :class:`ProcessedRecord`: ``ok`` with a ``(12, out_len)`` float32 mV signal, or
     ``skipped`` with ``"<kind>: <message>"`` naming the first real failure (see module doc).
     """
-    from scipy.signal import resample
+    from scipy.signal import resample  # on first use: `import diffusets_core.data` stays light
 
     if ref.skip_reason:
         return ProcessedRecord("skipped", f"{ref.extra.get('skip_kind', 'metadata')}: {ref.skip_reason}")

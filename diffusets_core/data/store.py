@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..fileio import TMP_PREFIX, atomic_save_npy, atomic_write, atomic_write_text
+from ..layout import DATA_DIR, EMBEDDINGS_DIR, MANIFEST_FILE, PREPARE_FILE, SIGNALS_DIR, data_dir
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -43,12 +44,8 @@ _STRING_COLUMNS = ("record_id", "subject_id", "split", "report", "sex", "hr_sour
                    "source_path", "status", "reason", "notes")
 
 
-def data_dir(run_dir: str | os.PathLike[str]) -> Path:
-    return Path(run_dir) / "data"
-
-
 def shard_path(run_dir: str | os.PathLike[str], shard: int) -> Path:
-    return data_dir(run_dir) / "signals" / f"shard_{shard:05d}.npy"
+    return data_dir(run_dir) / SIGNALS_DIR / f"shard_{shard:05d}.npy"
 
 
 def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -74,7 +71,7 @@ class SignalStore:
     def __init__(self, run_dir: str | os.PathLike[str]):
         self.run_dir = Path(run_dir)
         self.data_dir = data_dir(self.run_dir)
-        manifest = self.data_dir / "manifest.csv"
+        manifest = self.data_dir / MANIFEST_FILE
         if not manifest.is_file():
             raise FileNotFoundError(f"{manifest}: no prepared data (run prepare_dataset first)")
         self._manifest: pd.DataFrame | None = None
@@ -84,14 +81,14 @@ class SignalStore:
     def manifest(self) -> pd.DataFrame:
         """All rows, ok and skipped (see CONTRACTS.md for the columns)."""
         if self._manifest is None:
-            self._manifest = read_manifest(self.data_dir / "manifest.csv")
+            self._manifest = read_manifest(self.data_dir / MANIFEST_FILE)
         return self._manifest
 
     @property
     def info(self) -> dict:
         """Contents of ``prepare.json`` (empty if absent)."""
         if self._info is None:
-            p = self.data_dir / "prepare.json"
+            p = self.data_dir / PREPARE_FILE
             self._info = json.loads(p.read_text()) if p.is_file() else {}
         return self._info
 
@@ -189,10 +186,10 @@ def link_prepared(src_run: str | os.PathLike, dst_run: str | os.PathLike) -> Pat
     to its ``data/`` and ``embeddings/``), so experiments can train their own models beside it without copying or
     touching it. Returns ``dst_run``. Raises FileNotFoundError if ``src_run`` has no ``data/``."""
     src, dst = Path(src_run).resolve(), Path(dst_run)
-    if not (src / "data").is_dir():
+    if not (src / DATA_DIR).is_dir():
         raise FileNotFoundError(f"{src}/data not found: prepare the run first (`diffusets prepare`)")
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ("data", "embeddings"):
+    for name in (DATA_DIR, EMBEDDINGS_DIR):
         link = dst / name
         if not link.exists() and (src / name).exists():
             link.symlink_to(src / name, target_is_directory=True)

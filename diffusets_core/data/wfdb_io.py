@@ -22,6 +22,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import numpy as np
 
@@ -138,15 +139,11 @@ def encode_comment_value(text: str) -> str:
     plus ``%``, ``|`` and ``#``, is percent-encoded as UTF-8 (RFC 3986 style: ``\n`` -> ``%0A``,
     ``é`` -> ``%C3%A9``). Plain ASCII statements are written unchanged.
     """
-    from urllib.parse import quote
-
     return quote(str(text).strip(), safe=_COMMENT_SAFE)
 
 
 def decode_comment_value(text: str) -> str:
     """Inverse of :func:`encode_comment_value` (``%XX`` sequences decoded as UTF-8; others kept)."""
-    from urllib.parse import unquote
-
     return unquote(str(text))
 
 
@@ -242,7 +239,7 @@ def _is_multisegment(hea: Path) -> bool:
 
 def _explain_header(hea: Path, exc: Exception) -> str:
     """The first line of a header that wfdb's own grammar refuses, or wfdb's message."""
-    from wfdb.io.header import rx_record, rx_segment, rx_signal
+    from wfdb.io.header import rx_record, rx_segment, rx_signal  # wfdb on first use: `import diffusets_core.data` stays light
 
     try:
         lines = _header_lines(hea)
@@ -280,7 +277,7 @@ def _check_header(header, hea: Path) -> None:
 
 def _check_segments(master, hea: Path) -> None:
     """File-size checks of every segment of a multi-segment record (``~`` = gap, no file)."""
-    import wfdb
+    import wfdb  # local import keeps `import diffusets_core.data` light
 
     for seg in master.seg_name or []:
         if seg == "~":

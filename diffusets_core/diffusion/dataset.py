@@ -318,18 +318,18 @@ def init_ranks(device: Any) -> tuple[int, int]:
 
 
 def _barrier() -> None:
-    d = _dist()
-    if d is not None:
-        d.barrier()
+    group = _dist()
+    if group is not None:
+        group.barrier()
 
 
 def _first_error_everywhere(err: Optional[str]) -> Optional[str]:
     """Share rank 0's error (or None) with every rank, so all stop together instead of hanging at a barrier."""
-    d = _dist()
-    if d is None:
+    group = _dist()
+    if group is None:
         return err
     box = [err]
-    d.broadcast_object_list(box, src=0)
+    group.broadcast_object_list(box, src=0)
     return box[0]
 
 
@@ -437,8 +437,8 @@ def generate_dataset(pipe: Any, conditions: str | os.PathLike, out_dir: str | os
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     fs = _rate_key(fs)
-    d = _dist()
-    rank, world = (d.get_rank(), d.get_world_size()) if d is not None else (0, 1)
+    group = _dist()
+    rank, world = (group.get_rank(), group.get_world_size()) if group is not None else (0, 1)
     sampling = {**pipe.sampling}
     for key, v in (("sampler", sampler), ("num_inference_steps", num_inference_steps),
                    ("guidance_scale", guidance_scale), ("guidance_on", guidance_on)):

