@@ -148,3 +148,17 @@ def test_the_parser_sees_function_level_and_relative_imports(tmp_path):
     assert len(nodes) == 3
     resolved = _resolve("diffusets_core.diffusion.pipeline", False, nodes[0])
     assert resolved == ["diffusets_core.train", "diffusets_core.train.stages"]
+
+
+def test_the_layout_names_what_contracts_md_lists():
+    from diffusets_core import layout
+
+    contracts = (ROOT.parent / "CONTRACTS.md").read_text(encoding="utf-8")
+    for name in (layout.DATA_DIR, layout.EMBEDDINGS_DIR, layout.VAE_DIR, layout.LATENTS_DIR, layout.UNET_DIR,
+                 layout.NOC_DIR, layout.SAMPLES_DIR, layout.EVAL_DIR, layout.EXECUTED_DIR, layout.EXPLORER_DIR):
+        assert f"{name}/" in contracts, name
+    for name in (layout.MODEL_FILE, layout.SAMPLING_FILE, layout.PROGRESS_FILE, layout.MANIFEST_FILE,
+                 layout.PREPARE_FILE):
+        assert name in contracts, name
+    assert layout.unet_model("run", layout.NOC_DIR) == Path("run/unet_noc/model.pt")
+    assert layout.vae_model("run") == Path("run/vae/model.pt")

@@ -56,3 +56,41 @@ def test_min_snr_weights_each_sample_by_clipped_snr():
 def test_bad_loss_settings(kw, msg):
     with pytest.raises(ValueError, match=msg):
         DiffusionLoss(NoiseSchedule.paper(), **kw)
+
+
+def test_the_trainer_loss_is_the_diffusion_objective():
+    """DiffusionLoss is GaussianDiffusion.loss on a batch: same draws (t, noise, drop mask), same number."""
+    from diffusets_core.diffusion.gaussian import GaussianDiffusion
+
+    sched = NoiseSchedule.paper()
+    batch = _batch(32)
+    model = _EchoNoise()
+    for kw in ({}, {"loss_weighting": "min_snr", "snr_gamma": 2.0}):
+        diffusion = GaussianDiffusion(sched, **kw)
+        via_trainer = DiffusionLoss(sched, weighting=kw.get("loss_weighting", "uniform"),
+                                    snr_gamma=kw.get("snr_gamma", 5.0))(model, batch, torch.Generator().manual_seed(3))
+        direct = diffusion.loss(model, batch["z"], batch["text"], batch["patient"],
+                                generator=torch.Generator().manual_seed(3))
+        assert torch.equal(via_trainer, direct)
+
+
+def test_guidance_scale_one_is_one_plain_call_and_the_mix_is_linear():
+    from diffusets_core.diffusion.gaussian import GaussianDiffusion
+
+    calls = []
+
+    def unet(x, t, text, patient, drop=None):
+        calls.append(None if drop is None else drop.clone())
+        out = x.clone()
+        if drop is not None:  # a fake network: the conditional branch adds 1, the unconditional 0
+            out = out + (~drop[:, 0]).float().reshape(-1, 1, 1)
+        return out
+
+    x, t = torch.zeros(2, 4, 8), torch.tensor([5, 5])
+    text, patient = torch.zeros(2, 8), torch.zeros(2, 3)
+    plain = GaussianDiffusion.guided_eps(unet, x, t, text, patient, 1.0)
+    assert len(calls) == 1 and calls[0] is None and torch.equal(plain, x)
+    guided = GaussianDiffusion.guided_eps(unet, x, t, text, patient, 3.0, "text")
+    assert torch.allclose(guided, x + 3.0)  # eps_u + 3 (eps_c - eps_u) with eps_c - eps_u = 1
+    assert not calls[1][:2].any() and calls[1][2:, 0].all()  # conditional half keeps all, the other drops text
+    assert not calls[1][2:, 1].any()  # guidance_on="text": the unconditional branch keeps the patient values

@@ -278,11 +278,11 @@ class DiffuSETSPipeline:
         for start in range(0, len(cond), batch_size):
             rows = slice(start, min(start + batch_size, len(cond)))
             z = diffusion.sample(self.unet, text[rows], patient[rows],
-                                      (len(seed_list[rows]), self.unet.cfg.in_channels, length),
-                                      sampler=diffusion_sampler, seed=seed_list[rows],
-                                      num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                      guidance_on=guidance_on, device=self.device, progress=progress,
-                                      clip_sample=self.clip_sample, bf16=bf16)
+                                 (len(seed_list[rows]), self.unet.cfg.in_channels, length),
+                                 sampler=diffusion_sampler, seed=seed_list[rows],
+                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                 guidance_on=guidance_on, device=self.device, progress=progress,
+                                 clip_sample=self.clip_sample, bf16=bf16)
             signals.append(self.vae.decode(z).float().cpu().numpy())
             if return_latents:
                 latents.append(z.float().cpu().numpy())
