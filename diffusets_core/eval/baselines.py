@@ -8,7 +8,7 @@
   external UNCONDITIONAL generator: noise ``uniform(-1, 1)`` of shape ``(B, 8, 5000)``, output x 6000 uV
   (= x 6 mV), 500 Hz, 8 leads ``I, II, V1..V6``. The 4 limb leads it does not produce are derived with
   Einthoven / Goldberger (:func:`derive_12_leads`), then each lead is resampled 5000 -> 1024 samples
-  (``scipy.signal.resample``, 10 s at 102.4 Hz) and put in canonical lead order.
+  (``scipy.signal.resample``, 10 s at ``MODEL_FS`` = 102.4 Hz) and put in canonical lead order.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import torch
+from scipy.signal import resample
+
+from ..fileio import l2_normalize
 
 __all__ = ["nearest_neighbour", "derive_12_leads", "load_deepfake_generator", "deepfake_generate",
            "DEEPFAKE_LEADS"]
@@ -38,8 +42,7 @@ def nearest_neighbour(query_text: Any, query_hr: Any, train_text: Any, train_hr:
         raise ValueError("text vectors and heart rates must have the same length")
     if len(t) == 0:
         raise ValueError("empty training set")
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    q, t = l2_normalize(q), l2_normalize(t)
     out = np.empty(len(q), dtype=np.int64)
     for s in range(0, len(q), chunk):
         sim = q[s:s + chunk] @ t.T
@@ -70,8 +73,7 @@ def derive_12_leads(x8: Any) -> np.ndarray:
 @lru_cache(maxsize=2)
 def load_deepfake_generator(checkpoint: Optional[str] = None):
     """The deepfake-ecg Pulse2Pulse generator with its packaged weights (``checkpoints/g_stat.pt``), eval mode."""
-    import torch
-    import deepfakeecg
+    import deepfakeecg  # imported when the baseline is used: it builds its network at import
 
     path = Path(checkpoint) if checkpoint else Path(deepfakeecg.__file__).parent / "checkpoints" / "g_stat.pt"
     with warnings.catch_warnings():  # the package calls the deprecated nn.init.kaiming_normal
@@ -87,9 +89,6 @@ def deepfake_generate(n: int, seed: int = 0, batch_size: int = 16, out_len: int 
     """``n`` unconditional deepfake-ecg ECGs as ``(n, 12, out_len)`` float32 mV, canonical lead order.
 
     ECG ``i`` uses the noise of ``torch.Generator().manual_seed(seed + i)`` (independent of the batching)."""
-    import torch
-    from scipy.signal import resample
-
     net = load_deepfake_generator(checkpoint)
     outs = []
     with torch.no_grad():

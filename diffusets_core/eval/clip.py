@@ -31,6 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..fileio import l2_normalize
+from ..train.checkpoint import load_trained
+from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
+
 __all__ = [
     "PAPER_NET1D",
     "CPU_NET1D",
@@ -181,8 +185,6 @@ def train_clip(signals_train: Any, text_train: Any, out_dir: str | os.PathLike, 
     paper's optimiser; its batch of 256 per contrastive chunk is too slow for the CPU profile).
     Returns the Trainer's ``TrainResult``; load with :meth:`ClipFeaturizer.from_checkpoint`.
     """
-    from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
-
     text_train = _to_tensor(text_train)
     cfg = cfg or ClipConfig(text_dim=int(text_train.shape[1]))
     if cfg.text_dim != text_train.shape[1]:
@@ -208,8 +210,6 @@ class ClipFeaturizer:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> "ClipFeaturizer":
         """Load ``best.pt`` / ``last.pt`` (or a run folder, which means its ``best.pt``)."""
-        from ..train.checkpoint import load_trained
-
         cfg, state = load_trained(path, "clip_config", "an ECG-text CLIP")
         model = ECGTextCLIP(ClipConfig(**cfg))
         model.load_state_dict(state)
@@ -255,8 +255,7 @@ def retrieval_accuracy(ecg_feat: Any, text_feat: Any, text_keys: Optional[Sequen
     if len(e) != len(t):
         raise ValueError("ECG and text features must be paired")
     keys = _keys(t) if text_keys is None else _keys(np.asarray([str(k) for k in text_keys])[:, None])
-    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    e, t = l2_normalize(e), l2_normalize(t)
     n = len(e)
     uniq, first = np.unique(keys, return_index=True)
     counts = np.bincount(keys, minlength=uniq.max() + 1 if len(uniq) else 0)

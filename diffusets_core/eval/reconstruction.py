@@ -10,9 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from scipy.signal import resample
 
+from ..data.cohort.interpreter import measure as interpret_record
+from ..data.cohort.morphology import FS as COHORT_FS
 from ..data.leads import CANONICAL_LEADS
 from ..data.limb_leads import limb_identity_error
+from ..data.preprocess import MODEL_FS
+from .features import measure_features
 
 __all__ = ["reconstruct", "lead_correlation", "physical_consistency", "p_wave_amplitude", "reconstruction_metrics",
            "per_lead_table", "edge_ratio", "AMPLITUDE_LIMIT_MV"]
@@ -55,7 +60,7 @@ def edge_ratio(x: np.ndarray, fs: float, edge_s: float = 0.3) -> tuple[np.ndarra
     return start, end
 
 
-def physical_consistency(x: np.ndarray, fs: float = 102.4) -> dict[str, float]:
+def physical_consistency(x: np.ndarray, fs: float = MODEL_FS) -> dict[str, float]:
     """Checks no real 12-lead ECG fails, for (N, 12, L) mV signals sampled at ``fs`` Hz: the median and 95th
     percentile over records of the frontal-lead identity error (µV RMS,
     :func:`~..data.limb_leads.limb_identity_error`), the share of records with any sample beyond
@@ -74,15 +79,10 @@ def physical_consistency(x: np.ndarray, fs: float = 102.4) -> dict[str, float]:
 def p_wave_amplitude(x: np.ndarray, fs: float, workers: int = 0) -> np.ndarray:
     """P-wave amplitude (mV, lead II of the median beat) of each (12, L) record, measured by the embedded
     cohort's own interpreter after resampling to its 500 Hz (NaN where it finds no beats)."""
-    from scipy.signal import resample
-
-    from ..data.cohort.interpreter import measure
-    from ..data.cohort.morphology import FS as COHORT_FS
-
     n_out = int(round(x.shape[-1] * COHORT_FS / fs))
     amps = []
     for rec in x:
-        m = measure(resample(np.asarray(rec, dtype=np.float64), n_out, axis=-1))
+        m = interpret_record(resample(np.asarray(rec, dtype=np.float64), n_out, axis=-1))
         amps.append(float(m.get("p_amp", np.nan)) if "error" not in m else np.nan)
     return np.asarray(amps)
 
@@ -97,8 +97,6 @@ def reconstruction_metrics(x: np.ndarray, x_hat: np.ndarray, fs: float, *, physi
     ``physiology``, the median P-wave amplitude and QRS width of ``x_hat`` as ratios of those of ``x``
     (``p_amp_ratio``, ``qrs_ratio``; 1.0 = kept).
     """
-    from .features import measure_features
-
     x, x_hat = np.asarray(x, np.float32), np.asarray(x_hat, np.float32)
     if x.shape != x_hat.shape:
         raise ValueError(f"shapes differ: {x.shape} vs {x_hat.shape}")
