@@ -19,7 +19,7 @@ from ..data.limb_leads import limb_identity_error
 from ..data.preprocess import MODEL_FS
 from .features import measure_features
 
-__all__ = ["reconstruct", "lead_correlation", "physical_consistency", "p_wave_amplitude", "reconstruction_metrics",
+__all__ = ["reconstruct", "lead_correlation", "typical_reconstruction", "physical_consistency", "p_wave_amplitude", "reconstruction_metrics",
            "per_lead_table", "edge_ratio", "AMPLITUDE_LIMIT_MV"]
 
 #: |value| above this (mV) no surface ECG reaches; used as the "beyond ±10 mV" physical-consistency check.
@@ -43,6 +43,15 @@ def lead_correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     xc = x - x.mean(axis=-1, keepdims=True)
     yc = y - y.mean(axis=-1, keepdims=True)
     return (xc * yc).sum(-1) / np.sqrt((xc ** 2).sum(-1) * (yc ** 2).sum(-1) + 1e-12)
+
+
+def typical_reconstruction(x: np.ndarray, x_hat: np.ndarray) -> tuple[int, float]:
+    """The record of median reconstruction quality: ranks the records of ``x`` / ``x_hat`` ((N, 12, L) mV each)
+    by the median over leads of :func:`lead_correlation` and returns ``(index, its median correlation)`` of the
+    one at rank ``N // 2``."""
+    corr = np.median(lead_correlation(np.asarray(x, np.float64), np.asarray(x_hat, np.float64)), axis=1)
+    i = int(np.argsort(corr)[len(x) // 2])
+    return i, float(corr[i])
 
 
 def edge_ratio(x: np.ndarray, fs: float, edge_s: float = 0.3) -> tuple[np.ndarray, np.ndarray]:

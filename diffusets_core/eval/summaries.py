@@ -144,7 +144,7 @@ def profile_caveat(profile: str) -> str:
     return ""
 
 
-def build_gaps(*, noc: bool, paraphrase: bool) -> list[str]:
+def build_gaps(*, noc: bool = True, paraphrase: bool = True) -> list[str]:
     """The parts of the benchmark chapter this build skipped, as Markdown paragraphs (empty when none): the
     text-only ablation (``noc``) and the paraphrase evaluation (``paraphrase``), with how to run them."""
     gaps = []
