@@ -40,7 +40,6 @@ which runs them in order.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -61,15 +60,16 @@ from .splits import load_eval_splits
 from .targets import targets_table
 from .timing import StageTimer
 
-# compat(issue14): re-export, removed at merge — public names other modules import from here
+# compat(issue14): re-export, removed at merge — public names other modules import from here (fit_clip and
+# fit_classifier, imported above for evaluate_run, are also imported from here by benchmarks/vae_recipe.py;
+# add_evaluate_parser, by cli.py, comes through __getattr__ below: eval.commands imports this module)
 from .diagnostic_level import diagnostic_summary_row, wilson_interval  # noqa: F401
 from .feature_level import rhythm_rows  # noqa: F401
 from .summaries import summarize_benchmark  # noqa: F401
-from .targets import TARGETS  # noqa: F401
+from .targets import TARGETS, targets_table  # noqa: F401
 from .taxonomy import EVAL_CLASSES, KEY_CLASSES, MORPHOLOGY_CLASSES, RATE_CLASSES  # noqa: F401
 from .views import recall_table  # noqa: F401
 
-log = logging.getLogger(__name__)
 
 #: Every baseline :func:`evaluate_run` knows; :data:`DEFAULT_BASELINES` is what it runs unless told otherwise.
 BASELINES = ("nn", "deepfake", "ddpm", "noc")
@@ -195,8 +195,4 @@ def __getattr__(name: str):  # compat(issue14): re-export, removed at merge
         from .commands import add_evaluate_parser
 
         return add_evaluate_parser
-    if name in ("fit_clip", "fit_classifier"):
-        from . import fit_judges
-
-        return getattr(fit_judges, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -60,55 +60,55 @@ def summarize_benchmark(tables: dict[str, pd.DataFrame], *, profile: str = "", s
     of :func:`~.report.evaluate_run`): each target met or missed with its value and the ``vae`` ceiling that
     bounds it, the real ECGs' own values, and the baselines; on a toy profile (:data:`TOY_PROFILES`) a last line
     says the numbers only show that every path runs."""
-    tg = tables["targets"].set_index("target")
-    sd = tables["diagnostic_summary"].set_index("source")
-    sg = tables["signal"].set_index("source")
-    feat = tables["features"]
-    hr = _hr_row(feat, "model")
+    targets = tables["targets"].set_index("target")
+    diagnostic = tables["diagnostic_summary"].set_index("source")
+    signal = tables["signal"].set_index("source")
+    features = tables["features"]
+    hr = _hr_row(features, "model")
     hr_n = int(hr["n_valid"].iloc[0]) if len(hr) else 0
-    n_model = int(sg.loc["model", "n"]) if "model" in sg.index and np.isfinite(sg.loc["model", "n"]) else 0
+    n_model = int(signal.loc["model", "n"]) if "model" in signal.index and np.isfinite(signal.loc["model", "n"]) else 0
     lines = [
         f"- Profile `{profile}`: {len(tables['conditions'])} test conditions, sampler `{sampler}` with {steps} steps, "
         f"guidance {guidance}; the model's signal metrics use n = {n_model} per side.",
-        f"- Macro recall over the morphology classes ≥ 0.80: {_verdict(tg, 'macro_recall_morphology')}; real test ECGs "
-        f"{_source_value(sd, 'real', 'macro_recall_morphology')}.",
-        "- Per-class recall ≥ 0.60: " + "; ".join(f"{c} {_verdict(tg, f'recall_{c}')}" for c in KEY_CLASSES) + ".",
-        f"- All-class macro recall ≥ 0.85 × the real ECGs' ({_source_value(sd, 'real', 'macro_recall')}): "
-        f"{_verdict(tg, 'macro_recall_vs_real')}.",
-        f"- HR MAE ≤ 5 bpm for requested HR 50–150 ({hr_n} measurable ECGs): {_verdict(tg, 'hr_mae_50_150')}.",
-        f"- rFID ≤ 2: {_verdict(tg, 'rfid')}; precision ≥ 0.7: {_verdict(tg, 'precision')}; recall ≥ 0.7: "
-        f"{_verdict(tg, 'recall')}.",
-        f"- Physical consistency: frontal-lead identity error ≤ 5 µV {_verdict(tg, 'identity_uv')}; share beyond ±10 mV "
-        f"{_verdict(tg, 'beyond_10mv')}.",
-        f"- Rhythm: sinus RR variability ≤ 2 × the real sinus records' {_verdict(tg, 'sinus_rr_cv_vs_real')}; atrial "
-        f"fibrillation ≥ 3 × generated sinus {_verdict(tg, 'af_rr_cv_vs_sinus')}.",
-        f"- Beats the nearest-neighbour baseline on macro recall: {_verdict(tg, 'beats_nn_macro_recall')}; on coverage: "
-        f"{_verdict(tg, 'beats_nn_coverage')}.",
+        f"- Macro recall over the morphology classes ≥ 0.80: {_verdict(targets, 'macro_recall_morphology')}; real test ECGs "
+        f"{_source_value(diagnostic, 'real', 'macro_recall_morphology')}.",
+        "- Per-class recall ≥ 0.60: " + "; ".join(f"{c} {_verdict(targets, f'recall_{c}')}" for c in KEY_CLASSES) + ".",
+        f"- All-class macro recall ≥ 0.85 × the real ECGs' ({_source_value(diagnostic, 'real', 'macro_recall')}): "
+        f"{_verdict(targets, 'macro_recall_vs_real')}.",
+        f"- HR MAE ≤ 5 bpm for requested HR 50–150 ({hr_n} measurable ECGs): {_verdict(targets, 'hr_mae_50_150')}.",
+        f"- rFID ≤ 2: {_verdict(targets, 'rfid')}; precision ≥ 0.7: {_verdict(targets, 'precision')}; recall ≥ 0.7: "
+        f"{_verdict(targets, 'recall')}.",
+        f"- Physical consistency: frontal-lead identity error ≤ 5 µV {_verdict(targets, 'identity_uv')}; share beyond ±10 mV "
+        f"{_verdict(targets, 'beyond_10mv')}.",
+        f"- Rhythm: sinus RR variability ≤ 2 × the real sinus records' {_verdict(targets, 'sinus_rr_cv_vs_real')}; atrial "
+        f"fibrillation ≥ 3 × generated sinus {_verdict(targets, 'af_rr_cv_vs_sinus')}.",
+        f"- Beats the nearest-neighbour baseline on macro recall: {_verdict(targets, 'beats_nn_macro_recall')}; on coverage: "
+        f"{_verdict(targets, 'beats_nn_coverage')}.",
     ]
-    if "paraphrase_hr_mae_50_150" in tg.index:
+    if "paraphrase_hr_mae_50_150" in targets.index:
         lines.append(f"- Reports as people write them (every statement reworded, same conditions and seeds): HR MAE ≤ 5 "
-                     f"bpm {_verdict(tg, 'paraphrase_hr_mae_50_150')}; morphology macro recall "
-                     f"{_source_value(sd, 'paraphrased', 'macro_recall_morphology')} against "
-                     f"{_source_value(sd, 'model', 'macro_recall_morphology')} "
-                     f"in distribution, gap ≤ 0.1 {_verdict(tg, 'paraphrase_morphology_gap')}.")
+                     f"bpm {_verdict(targets, 'paraphrase_hr_mae_50_150')}; morphology macro recall "
+                     f"{_source_value(diagnostic, 'paraphrased', 'macro_recall_morphology')} against "
+                     f"{_source_value(diagnostic, 'model', 'macro_recall_morphology')} "
+                     f"in distribution, gap ≤ 0.1 {_verdict(targets, 'paraphrase_morphology_gap')}.")
     un = tables.get("unseen_combinations")
     if un is not None and len(un):
         lines.append(f"- {len(un)} statement combinations the training set never pairs ({int(un['n'].iloc[0])} ECGs each): "
                      f"every requested class found in {_fmt(un['recall_all_requested'].mean())} of the ECGs on average "
                      f"(from {_fmt(un['recall_all_requested'].min())} to {_fmt(un['recall_all_requested'].max())}).")
-    if "deepfake" in sg.index:
-        lines.append(f"- deepfake-ecg (unconditional): rFID {_fmt(sg.loc['deepfake', 'rfid'])}, coverage "
-                     f"{_fmt(sg.loc['deepfake', 'coverage'])}, macro recall {_source_value(sd, 'deepfake', 'macro_recall')}.")
-    if "ddpm" in sd.index and "model_subset" in sd.index:
-        lines.append(f"- DDPM vs the fast sampler on the same {int(sd.loc['ddpm', 'n'])} conditions: macro recall "
-                     f"{_source_value(sd, 'ddpm', 'macro_recall')} vs {_source_value(sd, 'model_subset', 'macro_recall')}.")
-    if "noc" in sd.index:
-        hr_noc = _hr_row(feat, "noc")
+    if "deepfake" in signal.index:
+        lines.append(f"- deepfake-ecg (unconditional): rFID {_fmt(signal.loc['deepfake', 'rfid'])}, coverage "
+                     f"{_fmt(signal.loc['deepfake', 'coverage'])}, macro recall {_source_value(diagnostic, 'deepfake', 'macro_recall')}.")
+    if "ddpm" in diagnostic.index and "model_subset" in diagnostic.index:
+        lines.append(f"- DDPM vs the fast sampler on the same {int(diagnostic.loc['ddpm', 'n'])} conditions: macro recall "
+                     f"{_source_value(diagnostic, 'ddpm', 'macro_recall')} vs {_source_value(diagnostic, 'model_subset', 'macro_recall')}.")
+    if "noc" in diagnostic.index:
+        hr_noc = _hr_row(features, "noc")
         lines.append(f"- Text-only ablation (noc) vs the model: HR MAE "
                      f"{_fmt(hr_noc['mae'].iloc[0] if len(hr_noc) else np.nan, 1)} vs "
-                     f"{_fmt(hr['mae'].iloc[0] if len(hr) else np.nan, 1)} bpm, rFID {_fmt(sg.loc['noc', 'rfid'])} vs "
-                     f"{_fmt(sg.loc['model', 'rfid'])}, macro recall {_source_value(sd, 'noc', 'macro_recall')} vs "
-                     f"{_source_value(sd, 'model', 'macro_recall')}.")
+                     f"{_fmt(hr['mae'].iloc[0] if len(hr) else np.nan, 1)} bpm, rFID {_fmt(signal.loc['noc', 'rfid'])} vs "
+                     f"{_fmt(signal.loc['model', 'rfid'])}, macro recall {_source_value(diagnostic, 'noc', 'macro_recall')} vs "
+                     f"{_source_value(diagnostic, 'model', 'macro_recall')}.")
     if len(tables.get("tstr", [])):
         t = tables["tstr"].set_index("setting")["macro_auroc"]
         lines.append(f"- TSTR macro AUROC {_fmt(t['tstr'])} vs TRTR {_fmt(t['trtr'])} (ratio {_fmt(t['tstr_over_trtr'])}).")
