@@ -28,7 +28,7 @@ from torch import nn
 
 from ..train.checkpoint import load_trained
 from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
-from .clip import CPU_NET1D, Net1D, _to_tensor
+from .clip import CPU_NET1D, Net1D, as_float_tensor
 
 __all__ = [
     "PAPER_CLASSES",
@@ -138,10 +138,10 @@ def train_classifier(signals_train: Any, y_train: Any, signals_val: Any, y_val: 
     VALIDATION loss. ``pos_weight``: None, ``"balanced"`` (neg/pos per class from the training labels, capped
     at 50) or explicit per-class weights. Returns ``(model loaded from best.pt, TrainResult)``.
     """
-    ytr = _to_tensor(y_train)
+    ytr = as_float_tensor(y_train)
     if ytr.ndim == 1:
         ytr = ytr[:, None]
-    yva = _to_tensor(y_val)
+    yva = as_float_tensor(y_val)
     if yva.ndim == 1:
         yva = yva[:, None]
     C = ytr.shape[1]
@@ -160,8 +160,8 @@ def train_classifier(signals_train: Any, y_train: Any, signals_val: Any, y_val: 
                                          warmup_steps=20, ema_decay=0.99, val_every=50, checkpoint_every=100000,
                                          progress=False)
     model = build_seeded(lambda: ECGClassifier(cfg), train_cfg.seed)
-    src = TensorSource({"x": _to_tensor(signals_train), "y": ytr})
-    vsrc = TensorSource({"x": _to_tensor(signals_val), "y": yva})
+    src = TensorSource({"x": as_float_tensor(signals_train), "y": ytr})
+    vsrc = TensorSource({"x": as_float_tensor(signals_val), "y": yva})
     m = {"kind": "ecg_classifier", "classifier_config": asdict(cfg),
          "pos_weight": None if pw is None else pw.tolist(), "n_train": len(src), "n_val": len(vsrc), **(meta or {})}
     result = Trainer(model, _make_loss(pw), src, out_dir, train_cfg, val=vsrc, meta=m).fit()
@@ -179,7 +179,7 @@ def load_classifier(path: str | os.PathLike) -> ECGClassifier:
 def predict_proba(model: ECGClassifier, x: Any, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
     """Sigmoid probabilities ``(N, C)``."""
     model = model.to(device).eval()
-    x = _to_tensor(x)
+    x = as_float_tensor(x)
     outs = [torch.sigmoid(model(x[i:i + batch_size].to(device)).float()).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(outs).numpy() if outs else np.zeros((0, model.cfg.n_classes), np.float32)
 

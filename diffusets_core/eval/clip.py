@@ -169,7 +169,9 @@ def _clip_loss_fn(model: nn.Module, batch: dict[str, torch.Tensor], g: torch.Gen
     return clip_loss(e, t, m.logit_scale, batch["text"] if m.cfg.dedup_targets else None)
 
 
-def _to_tensor(x: Any) -> torch.Tensor:
+def as_float_tensor(x: Any) -> torch.Tensor:
+    """``x`` (a tensor or anything numpy reads) as a float32 tensor; numpy input is not copied when already
+    C-contiguous float32."""
     if isinstance(x, torch.Tensor):
         return x.float()
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -185,7 +187,7 @@ def train_clip(signals_train: Any, text_train: Any, out_dir: str | os.PathLike, 
     paper's optimiser; its batch of 256 per contrastive chunk is too slow for the CPU profile).
     Returns the Trainer's ``TrainResult``; load with :meth:`ClipFeaturizer.from_checkpoint`.
     """
-    text_train = _to_tensor(text_train)
+    text_train = as_float_tensor(text_train)
     cfg = cfg or ClipConfig(text_dim=int(text_train.shape[1]))
     if cfg.text_dim != text_train.shape[1]:
         raise ValueError(f"ClipConfig.text_dim={cfg.text_dim} but text vectors are {text_train.shape[1]}-d")
@@ -193,8 +195,8 @@ def train_clip(signals_train: Any, text_train: Any, out_dir: str | os.PathLike, 
                                          warmup_steps=20, ema_decay=0.99, val_every=50, checkpoint_every=100000,
                                          progress=False)
     model = build_seeded(lambda: ECGTextCLIP(cfg), train_cfg.seed)
-    src = TensorSource({"x": _to_tensor(signals_train), "text": text_train})
-    vsrc = TensorSource({"x": _to_tensor(val[0]), "text": _to_tensor(val[1])}) if val is not None else None
+    src = TensorSource({"x": as_float_tensor(signals_train), "text": text_train})
+    vsrc = TensorSource({"x": as_float_tensor(val[0]), "text": as_float_tensor(val[1])}) if val is not None else None
     m = {"kind": "ecg_text_clip", "clip_config": asdict(cfg), "n_train": len(src),
          "n_val": len(vsrc) if vsrc else 0, **(meta or {})}
     return Trainer(model, _clip_loss_fn, src, out_dir, train_cfg, val=vsrc, meta=m).fit()
@@ -217,7 +219,7 @@ class ClipFeaturizer:
 
     @torch.no_grad()
     def _run(self, fn, x: Any, batch_size: int, normalize: bool) -> np.ndarray:
-        x = _to_tensor(x)
+        x = as_float_tensor(x)
         outs = []
         for i in range(0, len(x), batch_size):
             o = fn(x[i:i + batch_size].to(self.device)).float()
