@@ -8,8 +8,11 @@ import pytest
 
 from diffusets_core.data.store import SignalStore
 from diffusets_core.eval import baselines as bl
-from diffusets_core.eval.report import (EVAL_CLASSES, MORPHOLOGY_CLASSES, _select, _top_up, add_evaluate_parser,
-                                        evaluate_run, wilson_interval)
+from diffusets_core.eval.commands import add_evaluate_parser
+from diffusets_core.eval.conditions import select_test_records, top_up_conditions
+from diffusets_core.eval.diagnostic_level import wilson_interval
+from diffusets_core.eval.report import evaluate_run
+from diffusets_core.eval.taxonomy import EVAL_CLASSES, MORPHOLOGY_CLASSES
 from diffusets_core.train.stages import train_unet
 from tests.data_trees import TINY_UNET, make_tiny_run
 TRAIN = {"max_steps": 3, "batch_size": 8, "val_every": 3, "checkpoint_every": 3, "log_every": 1,
@@ -125,11 +128,11 @@ def test_select_stratified_and_capped():
     labels[:6, 0] = 1
     labels[6:8, 1] = 1
     rng = lambda: np.random.default_rng(0)  # noqa: E731
-    sel = _select(labels, None, 2, rng())
+    sel = select_test_records(labels, None, 2, rng())
     assert len(sel) == 4 and labels[sel, 0].sum() == 2 and labels[sel, 1].sum() == 2
-    assert len(_select(labels, 5, 2, rng())) == 5 and len(_select(labels, 3, None, rng())) == 3
-    assert _select(labels, None, None, rng()).tolist() == list(range(10))
-    np.testing.assert_array_equal(_select(labels, 5, 2, rng()), _select(labels, 5, 2, rng()))
+    assert len(select_test_records(labels, 5, 2, rng())) == 5 and len(select_test_records(labels, 3, None, rng())) == 3
+    assert select_test_records(labels, None, None, rng()).tolist() == list(range(10))
+    np.testing.assert_array_equal(select_test_records(labels, 5, 2, rng()), select_test_records(labels, 5, 2, rng()))
 
 
 def test_text_only_ablation_noc(run):
@@ -226,11 +229,11 @@ def test_top_up_repeats_a_class_until_its_minimum():
     labels[:4, 0] = 1
     labels[4:, 1] = 1
     sel = np.arange(6)
-    out = _top_up(sel, labels, 5)
+    out = top_up_conditions(sel, labels, 5)
     assert out[:6].tolist() == list(range(6))  # the original conditions first, in order
     assert labels[out, 0].sum() == 5 and labels[out, 1].sum() == 5
     assert set(out[6:]) <= set(range(6))
-    assert _top_up(sel, labels, 0).tolist() == sel.tolist()
+    assert top_up_conditions(sel, labels, 0).tolist() == sel.tolist()
 
 
 def test_wilson_interval_known_values():
@@ -297,7 +300,7 @@ def test_paraphrased_source_and_unseen_table(run):
     un = t["unseen_combinations"]
     assert len(un) >= 1 and (un["n"] == 2).all() and {"hr_mae", "recall_all_requested"} <= set(un.columns)
     assert {"paraphrase_hr_mae_50_150", "paraphrase_morphology_gap"} <= set(t["targets"]["target"])
-    from diffusets_core.eval.report import summarize_benchmark
+    from diffusets_core.eval.summaries import summarize_benchmark
 
     text = "\n".join(summarize_benchmark(t, profile="smoke", sampler="ddim", steps=2, guidance="1 on all"))
     assert "reworded" in text and "never pairs" in text and "VAE ceiling" in text

@@ -1,8 +1,24 @@
 """Evaluation: signal level (FID/rFID, precision-recall, density-coverage, CLIP score), feature level (HR and
 intervals measured on the ECG) and diagnostic level (classifier, TSTR/TRTR).
 
-Submodules are imported lazily by the caller: ``from diffusets_core.eval import metrics, features, clip,
-classifiers``.
+Submodules are imported by the caller (``from diffusets_core.eval import metrics``); what each one holds:
+
+Measurements and judges
+    ``metrics`` (FID, precision / recall, density / coverage, CLIP score), ``features`` (HR and intervals
+    measured on an ECG), ``clip`` (the ECG-text CLIP), ``classifiers`` (the multi-label classifier, TSTR / TRTR),
+    ``fit_judges`` (both trained on a run's training split), ``judge`` (:class:`~.judge.BenchmarkJudge`: fit once,
+    score many sets), ``reconstruction`` (what an autoencoder keeps), ``baselines`` (nearest neighbour,
+    deepfake-ecg, the text-only U-Net), ``paraphrase`` (reworded reports).
+
+The benchmark (:func:`.report.evaluate_run`, in the order it runs)
+    ``taxonomy`` (classes), ``splits`` (the run's data), ``conditions`` (evaluated test records), ``sets``
+    (generated and baseline sets), ``signal_level``, ``feature_level``, ``diagnostic_level`` (the tables),
+    ``targets`` (met / missed), ``output`` and ``figures`` (files), ``timing``, ``report`` (the orchestrator),
+    ``commands`` (``diffusets evaluate`` and ``diffusets guidance-sweep``).
+
+Choosing the guidance and reading the results
+    ``guidance`` (validation sweep, the ``auto`` rule), ``summaries`` (findings as sentences), ``views`` (tables
+    shaped for the chapter), ``ablation`` (the generator ablation's table and findings).
 """
 
 __all__ = ["metrics", "features", "clip", "classifiers"]

@@ -6,10 +6,21 @@ runs were merged, a ``run`` column. Rows are compared only within a run.
 """
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["summarize_ablation"]
+__all__ = ["summarize_ablation", "ABLATION_COLUMNS", "read_ablation_table", "ablation_view", "describe_ablation"]
+
+#: The columns the benchmark chapter shows of the ablation table (those the table has).
+ABLATION_COLUMNS = ("run", "variant", "train_steps", "guidance", "macro_recall_morphology", "recall_rbbb", "recall_lbbb",
+                    "recall_t_inversion", "recall_atrial_fibrillation", "recall_av_block_1", "recall_st_elevation",
+                    "rfid", "recall", "hr_mae_50_150", "para_hr_mae_50_150", "para_macro_recall_morphology",
+                    "identity_uv_median", "rr_cv_sinus", "rr_cv_atrial_fibrillation")
 
 REFERENCE_PREFIXES = ("real test ECGs", "VAE ceiling")
 
@@ -53,4 +64,30 @@ def summarize_ablation(table: pd.DataFrame) -> list[str]:
                 r = var.sort_values(col, ascending=asc).iloc[0]
                 lines.append(f"  Best {label}: {r['variant']} ({_fmt(r[col])}; range "
                              f"{_fmt(var[col].min())}–{_fmt(var[col].max())}).")
+    return lines
+
+
+def read_ablation_table(csv_path: str | os.PathLike) -> Optional[pd.DataFrame]:
+    """The table ``benchmarks/generator_ablation.py`` wrote to ``csv_path``; None when there is none."""
+    path = Path(csv_path)
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def ablation_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns of :data:`ABLATION_COLUMNS` that ``table`` has, in that order."""
+    return table[[c for c in ABLATION_COLUMNS if c in table]]
+
+
+def describe_ablation(csv_path: str | os.PathLike, table: Optional[pd.DataFrame], *,
+                      root: str | os.PathLike) -> list[str]:
+    """Markdown paragraphs about the ablation results at ``csv_path``: :func:`summarize_ablation` of ``table`` and
+    the note of how and where it was measured (the ``note`` of the JSON beside the CSV), or, when ``table`` is
+    None, that this checkout has none (path shown relative to ``root``, the repository)."""
+    path = Path(csv_path)
+    if table is None:
+        return [f"No ablation table in this checkout (`{path.relative_to(root)}`)."]
+    lines = ["\n".join(summarize_ablation(table))]
+    meta = path.with_suffix(".json")
+    if meta.is_file():
+        lines.append(json.loads(meta.read_text()).get("note", ""))
     return lines

@@ -8,20 +8,28 @@
   external UNCONDITIONAL generator: noise ``uniform(-1, 1)`` of shape ``(B, 8, 5000)``, output x 6000 uV
   (= x 6 mV), 500 Hz, 8 leads ``I, II, V1..V6``. The 4 limb leads it does not produce are derived with
   Einthoven / Goldberger (:func:`derive_12_leads`), then each lead is resampled 5000 -> 1024 samples
-  (``scipy.signal.resample``, 10 s at 102.4 Hz) and put in canonical lead order.
+  (``scipy.signal.resample``, 10 s at ``MODEL_FS`` = 102.4 Hz) and put in canonical lead order.
+* :func:`train_text_only_unet` — the paper's text-only ablation (``noc``): the run's U-Net without sex, age and
+  HR, trained beside the main one; :func:`~.sets.text_only_set` samples it.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import torch
+from scipy.signal import resample
+
+from ..fileio import l2_normalize
+from ..train.stages import NOC_DIR, train_unet
 
 __all__ = ["nearest_neighbour", "derive_12_leads", "load_deepfake_generator", "deepfake_generate",
-           "DEEPFAKE_LEADS"]
+           "DEEPFAKE_LEADS", "train_text_only_unet"]
 
 DEEPFAKE_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
 
@@ -38,8 +46,7 @@ def nearest_neighbour(query_text: Any, query_hr: Any, train_text: Any, train_hr:
         raise ValueError("text vectors and heart rates must have the same length")
     if len(t) == 0:
         raise ValueError("empty training set")
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    q, t = l2_normalize(q), l2_normalize(t)
     out = np.empty(len(q), dtype=np.int64)
     for s in range(0, len(q), chunk):
         sim = q[s:s + chunk] @ t.T
@@ -70,8 +77,7 @@ def derive_12_leads(x8: Any) -> np.ndarray:
 @lru_cache(maxsize=2)
 def load_deepfake_generator(checkpoint: Optional[str] = None):
     """The deepfake-ecg Pulse2Pulse generator with its packaged weights (``checkpoints/g_stat.pt``), eval mode."""
-    import torch
-    import deepfakeecg
+    import deepfakeecg  # imported when the baseline is used: it builds its network at import
 
     path = Path(checkpoint) if checkpoint else Path(deepfakeecg.__file__).parent / "checkpoints" / "g_stat.pt"
     with warnings.catch_warnings():  # the package calls the deprecated nn.init.kaiming_normal
@@ -87,9 +93,6 @@ def deepfake_generate(n: int, seed: int = 0, batch_size: int = 16, out_len: int 
     """``n`` unconditional deepfake-ecg ECGs as ``(n, 12, out_len)`` float32 mV, canonical lead order.
 
     ECG ``i`` uses the noise of ``torch.Generator().manual_seed(seed + i)`` (independent of the batching)."""
-    import torch
-    from scipy.signal import resample
-
     net = load_deepfake_generator(checkpoint)
     outs = []
     with torch.no_grad():
@@ -104,3 +107,13 @@ def deepfake_generate(n: int, seed: int = 0, batch_size: int = 16, out_len: int 
         return np.zeros((0, 12, out_len), np.float32)
     x12 = derive_12_leads(np.concatenate(outs))
     return resample(x12, out_len, axis=-1).astype(np.float32)
+
+
+def train_text_only_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: Optional[dict] = None, *,
+                         seed: int = 0, resume: bool = True, **extra: Any) -> dict:
+    """The ``noc`` baseline, the paper's text-only ablation: the run's U-Net settings (``model``, ``train``,
+    ``extra`` as for :func:`~diffusets_core.train.stages.train_unet`) with no patient vector (``cond_dim`` 0),
+    trained into ``run_dir/unet_noc`` (:data:`~diffusets_core.train.stages.NOC_DIR`) beside the main U-Net —
+    what ``diffusets train-unet RUN_DIR --text-only`` trains. Returns the trainer's summary."""
+    return train_unet(run_dir, {**(model or {}), "cond_dim": 0}, train, seed=seed, resume=resume,
+                      **{**extra, "out_name": NOC_DIR})

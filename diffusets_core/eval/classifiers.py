@@ -20,11 +20,15 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_auc_score, roc_curve
 from torch import nn
 
-from .clip import CPU_NET1D, Net1D, _to_tensor
+from ..train.checkpoint import load_trained
+from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
+from .clip import CPU_NET1D, Net1D, as_float_tensor
 
 __all__ = [
     "PAPER_CLASSES",
@@ -134,12 +138,10 @@ def train_classifier(signals_train: Any, y_train: Any, signals_val: Any, y_val: 
     VALIDATION loss. ``pos_weight``: None, ``"balanced"`` (neg/pos per class from the training labels, capped
     at 50) or explicit per-class weights. Returns ``(model loaded from best.pt, TrainResult)``.
     """
-    from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
-
-    ytr = _to_tensor(y_train)
+    ytr = as_float_tensor(y_train)
     if ytr.ndim == 1:
         ytr = ytr[:, None]
-    yva = _to_tensor(y_val)
+    yva = as_float_tensor(y_val)
     if yva.ndim == 1:
         yva = yva[:, None]
     C = ytr.shape[1]
@@ -158,8 +160,8 @@ def train_classifier(signals_train: Any, y_train: Any, signals_val: Any, y_val: 
                                          warmup_steps=20, ema_decay=0.99, val_every=50, checkpoint_every=100000,
                                          progress=False)
     model = build_seeded(lambda: ECGClassifier(cfg), train_cfg.seed)
-    src = TensorSource({"x": _to_tensor(signals_train), "y": ytr})
-    vsrc = TensorSource({"x": _to_tensor(signals_val), "y": yva})
+    src = TensorSource({"x": as_float_tensor(signals_train), "y": ytr})
+    vsrc = TensorSource({"x": as_float_tensor(signals_val), "y": yva})
     m = {"kind": "ecg_classifier", "classifier_config": asdict(cfg),
          "pos_weight": None if pw is None else pw.tolist(), "n_train": len(src), "n_val": len(vsrc), **(meta or {})}
     result = Trainer(model, _make_loss(pw), src, out_dir, train_cfg, val=vsrc, meta=m).fit()
@@ -167,8 +169,6 @@ def train_classifier(signals_train: Any, y_train: Any, signals_val: Any, y_val: 
 
 
 def load_classifier(path: str | os.PathLike) -> ECGClassifier:
-    from ..train.checkpoint import load_trained
-
     cfg, state = load_trained(path, "classifier_config", "an ECG classifier")
     model = ECGClassifier(ClassifierConfig(**cfg))
     model.load_state_dict(state)
@@ -179,7 +179,7 @@ def load_classifier(path: str | os.PathLike) -> ECGClassifier:
 def predict_proba(model: ECGClassifier, x: Any, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
     """Sigmoid probabilities ``(N, C)``."""
     model = model.to(device).eval()
-    x = _to_tensor(x)
+    x = as_float_tensor(x)
     outs = [torch.sigmoid(model(x[i:i + batch_size].to(device)).float()).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(outs).numpy() if outs else np.zeros((0, model.cfg.n_classes), np.float32)
 
@@ -187,8 +187,6 @@ def predict_proba(model: ECGClassifier, x: Any, batch_size: int = 256, device: s
 def choose_thresholds(y_val: Any, p_val: Any, method: str = "youden") -> np.ndarray:
     """Per-class threshold from VALIDATION predictions: ``youden`` (max sensitivity + specificity - 1) or ``f1``.
     Classes without both labels in validation get 0.5."""
-    from sklearn.metrics import precision_recall_curve, roc_curve
-
     y, p = np.atleast_2d(np.asarray(y_val)), np.atleast_2d(np.asarray(p_val))
     if y.shape[0] == 1 and p.shape[0] != 1:
         y, p = y.T, p.T
@@ -215,9 +213,6 @@ def classification_metrics(y_true: Any, proba: Any, thresholds: Optional[Sequenc
     """Per-class AUROC / recall / precision / specificity / support at ``thresholds`` (choose them on
     validation), macro AUROC over classes with both labels present, and a single-label confusion matrix
     (rows with exactly one positive class; prediction = argmax probability)."""
-    import pandas as pd
-    from sklearn.metrics import confusion_matrix, roc_auc_score
-
     y, p = np.asarray(y_true, dtype=np.float64), np.asarray(proba, dtype=np.float64)
     if y.ndim == 1:
         y, p = y[:, None], p[:, None] if p.ndim == 1 else p

@@ -31,6 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..fileio import l2_normalize
+from ..train.checkpoint import load_trained
+from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
+
 __all__ = [
     "PAPER_NET1D",
     "CPU_NET1D",
@@ -165,7 +169,9 @@ def _clip_loss_fn(model: nn.Module, batch: dict[str, torch.Tensor], g: torch.Gen
     return clip_loss(e, t, m.logit_scale, batch["text"] if m.cfg.dedup_targets else None)
 
 
-def _to_tensor(x: Any) -> torch.Tensor:
+def as_float_tensor(x: Any) -> torch.Tensor:
+    """``x`` (a tensor or anything numpy reads) as a float32 tensor; numpy input is not copied when already
+    C-contiguous float32."""
     if isinstance(x, torch.Tensor):
         return x.float()
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -181,9 +187,7 @@ def train_clip(signals_train: Any, text_train: Any, out_dir: str | os.PathLike, 
     paper's optimiser; its batch of 256 per contrastive chunk is too slow for the CPU profile).
     Returns the Trainer's ``TrainResult``; load with :meth:`ClipFeaturizer.from_checkpoint`.
     """
-    from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
-
-    text_train = _to_tensor(text_train)
+    text_train = as_float_tensor(text_train)
     cfg = cfg or ClipConfig(text_dim=int(text_train.shape[1]))
     if cfg.text_dim != text_train.shape[1]:
         raise ValueError(f"ClipConfig.text_dim={cfg.text_dim} but text vectors are {text_train.shape[1]}-d")
@@ -191,8 +195,8 @@ def train_clip(signals_train: Any, text_train: Any, out_dir: str | os.PathLike, 
                                          warmup_steps=20, ema_decay=0.99, val_every=50, checkpoint_every=100000,
                                          progress=False)
     model = build_seeded(lambda: ECGTextCLIP(cfg), train_cfg.seed)
-    src = TensorSource({"x": _to_tensor(signals_train), "text": text_train})
-    vsrc = TensorSource({"x": _to_tensor(val[0]), "text": _to_tensor(val[1])}) if val is not None else None
+    src = TensorSource({"x": as_float_tensor(signals_train), "text": text_train})
+    vsrc = TensorSource({"x": as_float_tensor(val[0]), "text": as_float_tensor(val[1])}) if val is not None else None
     m = {"kind": "ecg_text_clip", "clip_config": asdict(cfg), "n_train": len(src),
          "n_val": len(vsrc) if vsrc else 0, **(meta or {})}
     return Trainer(model, _clip_loss_fn, src, out_dir, train_cfg, val=vsrc, meta=m).fit()
@@ -208,8 +212,6 @@ class ClipFeaturizer:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> "ClipFeaturizer":
         """Load ``best.pt`` / ``last.pt`` (or a run folder, which means its ``best.pt``)."""
-        from ..train.checkpoint import load_trained
-
         cfg, state = load_trained(path, "clip_config", "an ECG-text CLIP")
         model = ECGTextCLIP(ClipConfig(**cfg))
         model.load_state_dict(state)
@@ -217,7 +219,7 @@ class ClipFeaturizer:
 
     @torch.no_grad()
     def _run(self, fn, x: Any, batch_size: int, normalize: bool) -> np.ndarray:
-        x = _to_tensor(x)
+        x = as_float_tensor(x)
         outs = []
         for i in range(0, len(x), batch_size):
             o = fn(x[i:i + batch_size].to(self.device)).float()
@@ -255,8 +257,7 @@ def retrieval_accuracy(ecg_feat: Any, text_feat: Any, text_keys: Optional[Sequen
     if len(e) != len(t):
         raise ValueError("ECG and text features must be paired")
     keys = _keys(t) if text_keys is None else _keys(np.asarray([str(k) for k in text_keys])[:, None])
-    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    e, t = l2_normalize(e), l2_normalize(t)
     n = len(e)
     uniq, first = np.unique(keys, return_index=True)
     counts = np.bincount(keys, minlength=uniq.max() + 1 if len(uniq) else 0)

@@ -33,14 +33,20 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing as mp
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from fractions import Fraction
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import pandas as pd
+from scipy.signal import butter, resample_poly, sosfiltfilt
+from tqdm import tqdm
 
 from ..data.heartrate import MIN_RR_S, consensus_heart_rate
 from ..data.leads import CANONICAL_LEADS
+from ..data.preprocess import MODEL_FS
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +61,7 @@ __all__ = [
     "interval_error",
 ]
 
-FS = 102.4
+FS = MODEL_FS  # the package's sampling rate (Hz)
 INTERNAL_FS = 500.0
 DEFAULT_T_LEADS = ("II", "V2", "V5")
 DEFAULT_DETECT_LEADS = ("II", "I", "V5", "V6", "aVF", "V4", "V3", "V2", "V1", "III", "aVL", "aVR")
@@ -82,7 +88,7 @@ def hr_xqrs(sig: np.ndarray, fs: float = FS) -> tuple[float, str]:
     Returns ``(hr, reason)``; ``(nan, reason)`` where the paper's script would have crashed
     (UnboundLocalError when no lead yields two beats).
     """
-    import wfdb.processing
+    import wfdb.processing  # the paper's detector, imported when used (heavy)
 
     sig = np.asarray(sig, dtype=np.float64)
     for lead in range(sig.shape[0]):
@@ -103,7 +109,7 @@ def hr_xqrs(sig: np.ndarray, fs: float = FS) -> tuple[float, str]:
 
 
 def _nk_peaks(x: np.ndarray, fs: float) -> np.ndarray:
-    import neurokit2 as nk
+    import neurokit2 as nk  # heavy import: only where R peaks are detected
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -144,21 +150,15 @@ def hr_neurokit(x: np.ndarray, fs: float = FS) -> tuple[float, np.ndarray, str]:
 
 # -- median beat -------------------------------------------------------------------------------------------------
 def _upsample(sig: np.ndarray, fs: float) -> tuple[np.ndarray, float]:
-    from scipy.signal import resample_poly
-
     if abs(fs - FS) < 1e-9:
         return resample_poly(sig, 625, 128, axis=-1), INTERNAL_FS
     if fs >= 250:
         return sig, fs
-    from fractions import Fraction
-
     fr = Fraction(INTERNAL_FS / fs).limit_denominator(1000)
     return resample_poly(sig, fr.numerator, fr.denominator, axis=-1), fs * fr.numerator / fr.denominator
 
 
 def _highpass(sig: np.ndarray, fs: float, hz: float) -> np.ndarray:
-    from scipy.signal import butter, sosfiltfilt
-
     if not hz:
         return sig
     sos = butter(2, hz, btype="highpass", fs=fs, output="sos")
@@ -418,8 +418,6 @@ def measure_features(signals: np.ndarray, fs: float = FS, *, t_leads: Sequence[s
 
     ``workers > 1`` uses a process pool (records are independent; results keep the input order).
     """
-    import pandas as pd
-
     signals = np.asarray(signals)
     if signals.ndim == 2:
         signals = signals[None]
@@ -427,15 +425,12 @@ def measure_features(signals: np.ndarray, fs: float = FS, *, t_leads: Sequence[s
     jobs = [(signals[i:i + chunk], kw) for i in range(0, len(signals), chunk)]
     rows: list[dict[str, Any]] = []
     if workers and workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
             for part in ex.map(_measure_chunk, jobs):
                 rows += part
     else:
         it = jobs
         if progress:
-            from tqdm import tqdm
             it = tqdm(jobs, desc="features", unit="chunk")
         for job in it:
             rows += _measure_chunk(job)

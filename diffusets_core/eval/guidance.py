@@ -8,20 +8,87 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
+from ..diffusion.pipeline import DiffuSETSPipeline, load_sampling_settings, save_sampling_settings
+from ..fileio import atomic_writer
+from .classifiers import predict_proba
+from .clip import ClipFeaturizer
+from .diagnostic_level import diagnostic_rows, diagnostic_summary_row
+from .feature_level import feature_rows
+from .features import measure_features
+from .fit_judges import fit_classifier, fit_clip
+from .metrics import signal_metrics
+from .signal_level import MIN_SET
+from .splits import load_eval_splits
+
 log = logging.getLogger(__name__)
 
 __all__ = ["guidance_sweep", "choose_guidance", "save_chosen_guidance", "summarize_guidance", "SWEEP_COLUMNS",
-           "add_guidance_parser"]
+           "GuidanceProbe", "GuidanceSetting", "resolve_guidance"]
 
 SWEEP_COLUMNS = ["guidance_scale", "guidance_on", "n", "hr_mae_50_150", "hr_n_valid", "macro_recall",
                  "macro_recall_morphology", "fid", "rfid", "precision", "recall", "coverage", "seconds_per_ecg"]
+
+
+@dataclass
+class GuidanceProbe:
+    """What a sweep holds fixed across guidance scales: the pipeline, the validation conditions and their
+    requested classes, the judges fitted on the training split and the real features set metrics compare with.
+    :meth:`measure` samples and scores one scale."""
+
+    pipe: DiffuSETSPipeline
+    conditions: pd.DataFrame  # the validation records sampled for (report, age, sex, hr)
+    labels: np.ndarray  # (N, len(classes)) their requested classes
+    classes: list[str]
+    clip: ClipFeaturizer
+    f_real: np.ndarray  # (N_val, 64) CLIP features of the real validation ECGs
+    f_ref: np.ndarray  # (N_val, 64) ... of as many real training ECGs (the floor)
+    classifier: Any
+    thresholds: np.ndarray  # (len(classes),)
+    valid: np.ndarray  # (len(classes),) bool: classes the classifier was trained on
+    sampler: str = "ddim"
+    steps: int = 20
+    seed: int = 0
+    batch_size: int = 64
+    workers: int = 0
+    guidance_on: Optional[str] = None
+
+    def measure(self, g: float) -> dict:
+        """One sweep row for guidance scale ``g``: HR MAE (requested 50-150 bpm), macro recall (all / morphology
+        classes), seconds per ECG and, when the sets are large enough (:data:`~.signal_level.MIN_SET`), FID / rFID
+        / precision / recall / coverage (point estimates: the sweep ranks scales)."""
+        req_hr = self.conditions["hr"].to_numpy(float)
+        t0 = time.perf_counter()
+        x = self.pipe(self.conditions["report"].tolist(), age=self.conditions["age"].to_numpy(float),
+                      sex=self.conditions["sex"].tolist(), hr=req_hr, num_inference_steps=self.steps,
+                      sampler=self.sampler, guidance_scale=g, guidance_on=self.guidance_on, seed=self.seed,
+                      batch_size=self.batch_size).signals
+        dt = time.perf_counter() - t0
+        meas = measure_features(x, fs=self.pipe.fs, workers=self.workers)
+        hr = next(r for r in feature_rows("model", meas, None, req_hr, self.labels, self.classes)
+                  if r["class"] == "all" and r["metric"] == "hr_50_150")
+        summary = diagnostic_summary_row("model", diagnostic_rows("model", predict_proba(self.classifier, x),
+                                                                  self.thresholds, self.labels, self.classes,
+                                                                  self.valid), len(x))
+        on = self.pipe.sampling["guidance_on"] if self.guidance_on is None else self.guidance_on
+        row = {"guidance_scale": g, "guidance_on": on, "n": len(x), "hr_mae_50_150": hr["mae"],
+               "hr_n_valid": hr["n_valid"], "macro_recall": summary["macro_recall"],
+               "macro_recall_morphology": summary["macro_recall_morphology"], "seconds_per_ecg": dt / max(1, len(x))}
+        f_gen = self.clip.ecg_features(x)
+        if min(len(f_gen), len(self.f_real)) >= MIN_SET:
+            sm = signal_metrics(self.f_real, f_gen, real_ref=self.f_ref, n=min(len(f_gen), len(self.f_real)),
+                                seed=self.seed, n_boot=20)  # point estimates only: the sweep ranks scales
+            row.update({k: sm[k] for k in ("fid", "rfid", "precision", "recall", "coverage")})
+        log.info("guidance_sweep: scale %.2f -> %s", g, row)
+        return row
 
 
 def guidance_sweep(run_dir, scales: Sequence[float] = (1.0, 1.5, 2.0, 3.0), *, n: int = 100, seed: int = 0,
@@ -37,14 +104,6 @@ def guidance_sweep(run_dir, scales: Sequence[float] = (1.0, 1.5, 2.0, 3.0), *, n
     validation ECGs, the floor with as many real training ECGs. Written to ``out_dir/guidance_sweep.csv``
     (default ``run_dir/eval_guidance``).
     """
-    from ..data.store import SignalStore
-    from ..diffusion.pipeline import DiffuSETSPipeline
-    from ..text.embed import load_run_embeddings
-    from .classifiers import labels_from_reports, predict_proba
-    from .features import measure_features
-    from .metrics import signal_metrics
-    from .report import EVAL_CLASSES, MIN_SET, _diag_rows, _feature_rows, diagnostic_summary_row, fit_classifier, fit_clip
-
     scales = [float(s) for s in scales]
     if not scales or any(not math.isfinite(s) or s < 0 for s in scales):
         raise ValueError(f"guidance scales must be finite and >= 0, got {scales}")
@@ -52,62 +111,32 @@ def guidance_sweep(run_dir, scales: Sequence[float] = (1.0, 1.5, 2.0, 3.0), *, n
     out = Path(out_dir) if out_dir is not None else run_dir / "eval_guidance"
     out.mkdir(parents=True, exist_ok=True)
 
-    store = SignalStore(run_dir)
-    ids, vectors, _ = load_run_embeddings(run_dir)
-    pos = {r: i for i, r in enumerate(ids)}
-    split = {s: store.records(s) for s in ("train", "val")}
-    sigs = {s: np.asarray(store.signals(s), dtype=np.float32) for s in split}
-    vecs = {s: vectors[[pos[r] for r in split[s]["record_id"].astype(str)]].astype(np.float32) for s in split}
-    classes = list(EVAL_CLASSES)
-    labs = {s: labels_from_reports(split[s]["report"].tolist(), EVAL_CLASSES)[0] for s in split}
-    sel = np.sort(np.random.default_rng(seed).permutation(len(split["val"]))[:n])
-    val = split["val"].iloc[sel].reset_index(drop=True)
-    y_val, req_hr = labs["val"][sel], val["hr"].to_numpy(float)
+    data = load_eval_splits(run_dir, ("train", "val"))
+    sigs, labs = data.signals, data.labels
+    sel = np.sort(np.random.default_rng(seed).permutation(len(data.records["val"]))[:n])
+    val = data.records["val"].iloc[sel].reset_index(drop=True)
 
-    feat = fit_clip(run_dir, out, sigs, vecs, seed=seed, steps=clip_steps, train_batch=train_batch)
+    feat = fit_clip(run_dir, out, sigs, data.vectors, seed=seed, steps=clip_steps, train_batch=train_batch)
     f_val_real = feat.ecg_features(sigs["val"])
     f_ref = feat.ecg_features(sigs["train"][np.random.default_rng(seed + 1).permutation(len(sigs["train"]))[:len(f_val_real)]])
-    model, th, valid = fit_classifier(run_dir, out, sigs, labs, classes, seed=seed, steps=clf_steps,
-                                       train_batch=train_batch)
+    model, th, valid = fit_classifier(run_dir, out, sigs, labs, data.classes, seed=seed, steps=clf_steps,
+                                      train_batch=train_batch)
 
     pipe = DiffuSETSPipeline.from_pretrained(run_dir, device="cpu", **(embedder_kwargs or {}))
-    rows = []
-
-    def measure(g: float) -> dict:
-        t0 = time.perf_counter()
-        x = pipe(val["report"].tolist(), age=val["age"].to_numpy(float), sex=val["sex"].tolist(), hr=req_hr,
-                 num_inference_steps=steps, sampler=sampler, guidance_scale=g, guidance_on=guidance_on, seed=seed,
-                 batch_size=batch_size).signals
-        dt = time.perf_counter() - t0
-        meas = measure_features(x, fs=pipe.fs, workers=workers)
-        hr = next(r for r in _feature_rows("model", meas, None, req_hr, y_val, classes)
-                  if r["class"] == "all" and r["metric"] == "hr_50_150")
-        summ = diagnostic_summary_row("model", _diag_rows("model", predict_proba(model, x), th, y_val, classes, valid),
-                                      len(x))
-        row = {"guidance_scale": g, "guidance_on": pipe.sampling["guidance_on"] if guidance_on is None else guidance_on,
-               "n": len(x), "hr_mae_50_150": hr["mae"], "hr_n_valid": hr["n_valid"],
-               "macro_recall": summ["macro_recall"], "macro_recall_morphology": summ["macro_recall_morphology"],
-               "seconds_per_ecg": dt / max(1, len(x))}
-        f_gen = feat.ecg_features(x)
-        if min(len(f_gen), len(f_val_real)) >= MIN_SET:
-            sm = signal_metrics(f_val_real, f_gen, real_ref=f_ref, n=min(len(f_gen), len(f_val_real)), seed=seed,
-                                n_boot=20)  # point estimates only: the sweep ranks scales
-            row.update({k: sm[k] for k in ("fid", "rfid", "precision", "recall", "coverage")})
-        log.info("guidance_sweep: scale %.2f -> %s", g, row)
-        return row
-
-    rows = [measure(g) for g in scales]
+    probe = GuidanceProbe(pipe, val, labs["val"][sel], data.classes, feat, f_val_real, f_ref, model, th, valid,
+                          sampler=sampler, steps=steps, seed=seed, batch_size=batch_size, workers=workers,
+                          guidance_on=guidance_on)
+    rows = [probe.measure(g) for g in scales]
     while extend:
         df = pd.DataFrame(rows)
         top = float(df["guidance_scale"].max())
         nxt = round(top * 1.5 * 2) / 2  # the next scale, on a half-unit grid
         if choose_guidance(df) < top or nxt > max_scale:
             break
-        rows.append(measure(nxt))
+        rows.append(probe.measure(nxt))
     df = pd.DataFrame(rows).sort_values("guidance_scale").reindex(columns=SWEEP_COLUMNS).reset_index(drop=True)
-    tmp = out / "guidance_sweep.csv.tmp"
-    df.to_csv(tmp, index=False)
-    tmp.replace(out / "guidance_sweep.csv")
+    with atomic_writer(out / "guidance_sweep.csv") as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 
@@ -134,8 +163,6 @@ def save_chosen_guidance(run_dir, sweep: pd.DataFrame, *, sampler: str, steps: i
                          guidance_on: Optional[str] = None, unet_dir: str = "unet") -> dict:
     """Apply :func:`choose_guidance` to a validation sweep and save the result as the run's sampling settings
     (``unet/sampling.json``), which the pipeline, the CLI and every chapter then use by default. Returns them."""
-    from ..diffusion.pipeline import save_sampling_settings
-
     g = choose_guidance(sweep)
     on = guidance_on or (str(sweep["guidance_on"].iloc[0]) if "guidance_on" in sweep and len(sweep) else "all")
     settings = {"sampler": sampler, "num_inference_steps": int(steps), "guidance_scale": g, "guidance_on": on,
@@ -146,44 +173,10 @@ def save_chosen_guidance(run_dir, sweep: pd.DataFrame, *, sampler: str, steps: i
     return settings
 
 
-def _cmd_guidance_sweep(args) -> int:
-    try:
-        scales = [float(s) for s in args.scales.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--scales: expected comma-separated numbers, got {args.scales!r}") from None
-    df = guidance_sweep(args.run_dir, scales, n=args.n, seed=args.seed, sampler=args.sampler, steps=args.steps,
-                        clip_steps=args.clip_steps, clf_steps=args.clf_steps, workers=args.workers, out_dir=args.out_dir,
-                        guidance_on=args.guidance_on)
-    with pd.option_context("display.width", 160, "display.max_columns", 12, "display.precision", 3):
-        print(df)
-    print(f"choose_guidance (highest macro recall keeping >= 90 % of the coverage at the smallest scale): "
-          f"{choose_guidance(df):g}")
-    if args.save:
-        settings = save_chosen_guidance(args.run_dir, df, sampler=args.sampler, steps=args.steps,
-                                        guidance_on=args.guidance_on)
-        print(f"saved as the run's sampling settings: {settings}")
-    return 0
-
-
-def add_guidance_parser(subparsers):
-    """``diffusets guidance-sweep RUN_DIR [...]``: add the sub-command to an argparse ``subparsers`` object."""
-    c = subparsers.add_parser("guidance-sweep", help="classifier-free guidance scales compared on the validation split")
-    c.add_argument("run_dir")
-    c.add_argument("--scales", default="1,1.5,2,3", help="comma-separated guidance scales (default 1,1.5,2,3)")
-    c.add_argument("--n", type=int, default=100, help="validation conditions")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
-    c.add_argument("--steps", type=int, default=20)
-    c.add_argument("--clip-steps", type=int, default=200)
-    c.add_argument("--clf-steps", type=int, default=200)
-    c.add_argument("--workers", type=int, default=0)
-    c.add_argument("--out-dir", default=None)
-    c.add_argument("--guidance-on", default=None, choices=["all", "text"], help="default: text for a U-Net trained "
-                   "with separate text/patient dropout, else all")
-    c.add_argument("--save", action="store_true", help="save the chosen scale, sampler and steps as the run's "
-                   "sampling settings (unet/sampling.json), used by generate, the pipeline and the chapters")
-    c.set_defaults(func=_cmd_guidance_sweep)
-    return c
+def _value_at(sweep_by_scale: pd.DataFrame, col: str, g: float, p: int = 2) -> str:
+    """``col`` of the sweep row for scale ``g`` with ``p`` decimals; ``n/a`` when missing."""
+    v = sweep_by_scale.loc[g, col] if col in sweep_by_scale else np.nan
+    return f"{v:.{p}f}" if pd.notna(v) else "n/a"
 
 
 def summarize_guidance(sweep: pd.DataFrame, settings: dict) -> str:
@@ -192,20 +185,58 @@ def summarize_guidance(sweep: pd.DataFrame, settings: dict) -> str:
     s = sweep.set_index("guidance_scale")
     base, top = s.index.min(), s.index.max()
 
-    def at(col: str, g: float, p: int = 2) -> str:
-        v = s.loc[g, col] if col in s else np.nan
-        return f"{v:.{p}f}" if pd.notna(v) else "n/a"
-
     hr_ok, rec_ok = s["hr_mae_50_150"].dropna(), s["macro_recall_morphology"].dropna()  # a toy model may measure nothing
     best_hr = hr_ok.idxmin() if len(hr_ok) else base
     best_rec = rec_ok.idxmax() if len(rec_ok) else base
     g = settings["guidance_scale"]
     return (f"On {int(s['n'].iloc[0])} validation conditions, guiding the {'report alone' if settings['guidance_on'] == 'text' else 'report and patient values'}: "
-            f"the lowest HR error is at scale {best_hr:g} ({at('hr_mae_50_150', best_hr)} bpm; {at('hr_mae_50_150', base)} "
-            f"at {base:g}); morphology macro recall peaks at {best_rec:g} ({at('macro_recall_morphology', best_rec)}; "
-            f"{at('macro_recall_morphology', base)} at {base:g}); coverage goes from {at('coverage', base)} at {base:g} "
-            f"to {at('coverage', top)} at {top:g}. The rule fixed in advance (`choose_guidance`: the highest macro "
+            f"the lowest HR error is at scale {best_hr:g} ({_value_at(s, 'hr_mae_50_150', best_hr)} bpm; {_value_at(s, 'hr_mae_50_150', base)} "
+            f"at {base:g}); morphology macro recall peaks at {best_rec:g} ({_value_at(s, 'macro_recall_morphology', best_rec)}; "
+            f"{_value_at(s, 'macro_recall_morphology', base)} at {base:g}); coverage goes from {_value_at(s, 'coverage', base)} at {base:g} "
+            f"to {_value_at(s, 'coverage', top)} at {top:g}. The rule fixed in advance (`choose_guidance`: the highest macro "
             f"recall among the scales that keep at least 90 % of the coverage at the smallest scale) picks **{g:g}**"
             + (" (the largest scale the sweep may reach)" if g == top else f", inside the swept range {base:g}–{top:g}")
             + f". Saved with the run: `{settings['sampler']}`, {settings['num_inference_steps']} steps, guidance "
             f"{g:g} on {settings['guidance_on']}; the CLI, the pipeline and the later chapters use these unless told otherwise.")
+
+
+@dataclass
+class GuidanceSetting:
+    """The classifier-free guidance an evaluation uses (:func:`resolve_guidance`)."""
+
+    scale: Optional[float]  # what to pass to evaluate_run: None = the run's saved setting
+    used: float  # the scale the pipeline will apply
+    on: str  # what it guides: all / text
+    origin: str  # "validated" (saved with the run), "default" (none saved: plain sampling) or "profile"
+
+    @property
+    def label(self) -> str:
+        """``"<scale> on <what>"``, e.g. ``"2 on text"``."""
+        return f"{self.used:g} on {self.on}"
+
+    def describe(self) -> str:
+        """One Markdown sentence: the scale, what it guides and where it comes from."""
+        why = {"validated": "(the run's validated setting)",
+               "default": "(no validated setting saved with the run: plain conditional sampling)",
+               "profile": "(the profile's setting)"}[self.origin]
+        return f"Guidance scale **{self.used:g}** on **{self.on}** {why}."
+
+
+def resolve_guidance(run_dir: str | os.PathLike, guidance_scale: Union[str, float, None] = "auto") -> GuidanceSetting:
+    """The ``guidance_scale: auto`` rule: ``"auto"`` (or None) uses the run's saved sampling settings
+    (``unet/sampling.json``, chosen on the validation split by :func:`save_chosen_guidance`; scale 1.0 — plain
+    conditional sampling — when none were saved); a number is used as given. What is guided is always the run's
+    setting (``all`` when none was saved). Raises ValueError for a string other than ``"auto"``."""
+    settings = load_sampling_settings(run_dir)
+    scale = None if guidance_scale is None or guidance_scale == "auto" else float(guidance_scale)
+    used = settings.get("guidance_scale", 1.0) if scale is None else scale
+    origin = "profile" if scale is not None else "validated" if settings else "default"
+    return GuidanceSetting(scale, float(used), str(settings.get("guidance_on", "all")), origin)
+
+
+def __getattr__(name: str):  # compat(issue14): re-export, removed at merge
+    if name == "add_guidance_parser":
+        from .commands import add_guidance_parser
+
+        return add_guidance_parser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

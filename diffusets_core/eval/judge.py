@@ -1,7 +1,8 @@
-"""One fitted judge for many generated sets: the benchmark's CLIP (features for FID / precision / recall) and
-multi-label classifier (recall of the requested class), trained once on a run's real TRAINING split, then used to
-score any number of generated sets for the same conditions — what ablations and sweeps need to compare models
-side by side with the same yardstick.
+"""The judges of generated ECGs: the benchmark's ECG-text CLIP (features for FID / precision / recall) and its
+multi-label classifier (recall of the requested class), both trained on a run's real TRAINING split
+(:func:`.fit_judges.fit_clip`, :func:`.fit_judges.fit_classifier`), and :class:`BenchmarkJudge`, which fits them once and then scores any
+number of generated sets for the same conditions — what ablations and sweeps need to compare models side by side
+with the same yardstick.
 """
 
 from __future__ import annotations
@@ -12,6 +13,16 @@ from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
+
+from .classifiers import predict_proba
+from .diagnostic_level import diagnostic_rows, diagnostic_summary_row
+from .feature_level import feature_rows, rhythm_rows
+from .features import measure_features
+from .fit_judges import fit_classifier, fit_clip
+from .metrics import signal_metrics
+from .reconstruction import physical_consistency
+from .signal_level import MIN_SET
+from .splits import load_eval_splits
 
 __all__ = ["BenchmarkJudge"]
 
@@ -39,30 +50,18 @@ class BenchmarkJudge:
             clip_steps: int = 200, clf_steps: int = 200, train_batch: int = 64) -> "BenchmarkJudge":
         """Train the CLIP and the classifier on ``run_dir``'s training split (thresholds from validation), and
         select ``n`` records of ``split`` (seeded; all when None) as the conditions to judge."""
-        from ..data.store import SignalStore
-        from ..text.embed import load_run_embeddings
-        from .classifiers import labels_from_reports
-        from .report import EVAL_CLASSES, fit_classifier, fit_clip
-
         run_dir, out = Path(run_dir), Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        store = SignalStore(run_dir)
-        ids, vectors, _ = load_run_embeddings(run_dir)
-        pos = {r: i for i, r in enumerate(ids)}
-        names = ("train", "val", "test")
-        recs = {s: store.records(s) for s in names}
-        sigs = {s: np.asarray(store.signals(s), dtype=np.float32) for s in names}
-        vecs = {s: vectors[[pos[r] for r in recs[s]["record_id"].astype(str)]].astype(np.float32) for s in names}
-        classes = list(EVAL_CLASSES)
-        labs = {s: labels_from_reports(recs[s]["report"].tolist(), EVAL_CLASSES)[0] for s in names}
-        feat = fit_clip(run_dir, out, sigs, vecs, seed=seed, steps=clip_steps, train_batch=train_batch)
+        data = load_eval_splits(run_dir)
+        recs, sigs, labs, classes = data.records, data.signals, data.labels, data.classes
+        feat = fit_clip(run_dir, out, sigs, data.vectors, seed=seed, steps=clip_steps, train_batch=train_batch)
         clf, th, valid = fit_classifier(run_dir, out, sigs, labs, classes, seed=seed, steps=clf_steps,
                                         train_batch=train_batch)
         sel = np.arange(len(recs[split]))
         if n is not None and n < len(sel):
             sel = np.sort(np.random.default_rng(seed).permutation(len(sel))[:n])
         ref_split = "val" if split == "test" else "train"
-        j = cls(split, recs[split].iloc[sel].reset_index(drop=True), labs[split][sel], sigs[split][sel], store.fs,
+        j = cls(split, recs[split].iloc[sel].reset_index(drop=True), labs[split][sel], sigs[split][sel], data.fs,
                 classes, seed=seed)
         j._feat, j._clf, j._th, j._valid = feat, clf, th, valid
         j._f_real = feat.ecg_features(sigs[split])
@@ -78,28 +77,22 @@ class BenchmarkJudge:
         FID / rFID / precision / recall / coverage of CLIP features against the real ECGs of the split, the
         frontal-lead identity error and the share beyond ±10 mV, and the median RR variability of sinus and AF
         requests. ``set_metrics=False`` skips the CLIP set metrics (for sets that are not drawn like the real ones)."""
-        from .classifiers import predict_proba
-        from .features import measure_features
-        from .metrics import signal_metrics
-        from .reconstruction import physical_consistency
-        from .report import _diag_rows, _feature_rows, diagnostic_summary_row, rhythm_rows
-
         own = labels is None
         labels = self.labels if own else np.asarray(labels)
         req_hr = self.conditions["hr"].to_numpy(float) if requested_hr is None else np.asarray(requested_hr, float)
         if len(x) != len(labels) or len(x) != len(req_hr):
             raise ValueError(f"expected {len(labels)} ECGs (one per condition), got {len(x)}")
         meas = measure_features(x, fs=self.fs, workers=workers)
-        hr = next(r for r in _feature_rows("x", meas, None, req_hr, labels, self.classes)
+        hr = next(r for r in feature_rows("x", meas, None, req_hr, labels, self.classes)
                   if r["class"] == "all" and r["metric"] == "hr_50_150")
-        rows = _diag_rows("x", predict_proba(self._clf, x), self._th, labels, self.classes, self._valid)
-        summ = diagnostic_summary_row("x", rows, len(x))
-        out: dict[str, Any] = {"n": len(x), "hr_mae_50_150": hr["mae"], "macro_recall": summ["macro_recall"],
-                               "macro_recall_morphology": summ["macro_recall_morphology"]}
+        rows = diagnostic_rows("x", predict_proba(self._clf, x), self._th, labels, self.classes, self._valid)
+        summary = diagnostic_summary_row("x", rows, len(x))
+        out: dict[str, Any] = {"n": len(x), "hr_mae_50_150": hr["mae"], "macro_recall": summary["macro_recall"],
+                               "macro_recall_morphology": summary["macro_recall_morphology"]}
         out.update({f"recall_{r['class']}": r["recall"] for r in rows if r["trained"]})
         f = self._feat.ecg_features(x)
         m = min(len(f), len(self._f_real), len(self._f_ref))
-        if set_metrics and m >= 8:
+        if set_metrics and m >= MIN_SET:
             sm = signal_metrics(self._f_real, f, real_ref=self._f_ref, n=m, seed=self.seed, n_boot=20)
             out.update({k: sm[k] for k in ("fid", "rfid", "precision", "recall", "coverage")})
         out.update(physical_consistency(x, self.fs))

@@ -24,6 +24,9 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from scipy import linalg
+
+from ..fileio import l2_normalize
 
 __all__ = [
     "frechet_distance",
@@ -51,8 +54,6 @@ def _gaussian(feat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _frechet_from_stats(mu1, s1, mu2, s2, eps: float = 1e-6) -> float:
-    from scipy import linalg
-
     diff = mu1 - mu2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -288,16 +289,12 @@ def signal_metrics(real: Any, gen: Any, *, real_ref: Any = None, n: Optional[int
 
 
 # -- CLIP score ---------------------------------------------------------------------------------------------------
-def _l2n(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def clip_score(ecg_feat: Any, text_feat: Any) -> float:
     """The paper's CLIP score: mean cosine similarity of L2-normalised (ECG, text) feature pairs (row i with i)."""
     e, t = _as2d(ecg_feat), _as2d(text_feat)
     if e.shape != t.shape:
         raise ValueError(f"ECG and text features must be paired: {e.shape} vs {t.shape}")
-    return float(np.mean(np.sum(_l2n(e) * _l2n(t), axis=1)))
+    return float(np.mean(np.sum(l2_normalize(e) * l2_normalize(t), axis=1)))
 
 
 def clip_score_report(ecg_feat: Any, text_feat: Any, seed: int = 0, n_shuffle: int = 20,
@@ -307,7 +304,7 @@ def clip_score_report(ecg_feat: Any, text_feat: Any, seed: int = 0, n_shuffle: i
     A score is only informative by how far it sits above ``shuffled`` (what unrelated text gets). Also returns
     a bootstrap 95 % CI over pairs and ``n``.
     """
-    e, t = _l2n(_as2d(ecg_feat)), _l2n(_as2d(text_feat))
+    e, t = l2_normalize(_as2d(ecg_feat)), l2_normalize(_as2d(text_feat))
     if e.shape != t.shape:
         raise ValueError(f"ECG and text features must be paired: {e.shape} vs {t.shape}")
     rng = np.random.default_rng(seed)

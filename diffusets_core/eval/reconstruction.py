@@ -10,11 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from scipy.signal import resample
 
+from ..data.cohort.interpreter import measure as interpret_record
+from ..data.cohort.morphology import FS as COHORT_FS
 from ..data.leads import CANONICAL_LEADS
 from ..data.limb_leads import limb_identity_error
+from ..data.preprocess import MODEL_FS
+from .features import measure_features
 
-__all__ = ["reconstruct", "lead_correlation", "physical_consistency", "p_wave_amplitude", "reconstruction_metrics",
+__all__ = ["reconstruct", "lead_correlation", "typical_reconstruction", "physical_consistency", "p_wave_amplitude", "reconstruction_metrics",
            "per_lead_table", "edge_ratio", "AMPLITUDE_LIMIT_MV"]
 
 #: |value| above this (mV) no surface ECG reaches; used as the "beyond ±10 mV" physical-consistency check.
@@ -40,6 +45,15 @@ def lead_correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (xc * yc).sum(-1) / np.sqrt((xc ** 2).sum(-1) * (yc ** 2).sum(-1) + 1e-12)
 
 
+def typical_reconstruction(x: np.ndarray, x_hat: np.ndarray) -> tuple[int, float]:
+    """The record of median reconstruction quality: ranks the records of ``x`` / ``x_hat`` ((N, 12, L) mV each)
+    by the median over leads of :func:`lead_correlation` and returns ``(index, its median correlation)`` of the
+    one at rank ``N // 2``."""
+    corr = np.median(lead_correlation(np.asarray(x, np.float64), np.asarray(x_hat, np.float64)), axis=1)
+    i = int(np.argsort(corr)[len(x) // 2])
+    return i, float(corr[i])
+
+
 def edge_ratio(x: np.ndarray, fs: float, edge_s: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """How the first and last ``edge_s`` seconds of each record compare with its middle: per record, the RMS
     (over leads and samples) of the signal minus each lead's median in the edge window, divided by the same RMS
@@ -55,7 +69,7 @@ def edge_ratio(x: np.ndarray, fs: float, edge_s: float = 0.3) -> tuple[np.ndarra
     return start, end
 
 
-def physical_consistency(x: np.ndarray, fs: float = 102.4) -> dict[str, float]:
+def physical_consistency(x: np.ndarray, fs: float = MODEL_FS) -> dict[str, float]:
     """Checks no real 12-lead ECG fails, for (N, 12, L) mV signals sampled at ``fs`` Hz: the median and 95th
     percentile over records of the frontal-lead identity error (µV RMS,
     :func:`~..data.limb_leads.limb_identity_error`), the share of records with any sample beyond
@@ -74,15 +88,10 @@ def physical_consistency(x: np.ndarray, fs: float = 102.4) -> dict[str, float]:
 def p_wave_amplitude(x: np.ndarray, fs: float, workers: int = 0) -> np.ndarray:
     """P-wave amplitude (mV, lead II of the median beat) of each (12, L) record, measured by the embedded
     cohort's own interpreter after resampling to its 500 Hz (NaN where it finds no beats)."""
-    from scipy.signal import resample
-
-    from ..data.cohort.interpreter import measure
-    from ..data.cohort.morphology import FS as COHORT_FS
-
     n_out = int(round(x.shape[-1] * COHORT_FS / fs))
     amps = []
     for rec in x:
-        m = measure(resample(np.asarray(rec, dtype=np.float64), n_out, axis=-1))
+        m = interpret_record(resample(np.asarray(rec, dtype=np.float64), n_out, axis=-1))
         amps.append(float(m.get("p_amp", np.nan)) if "error" not in m else np.nan)
     return np.asarray(amps)
 
@@ -97,8 +106,6 @@ def reconstruction_metrics(x: np.ndarray, x_hat: np.ndarray, fs: float, *, physi
     ``physiology``, the median P-wave amplitude and QRS width of ``x_hat`` as ratios of those of ``x``
     (``p_amp_ratio``, ``qrs_ratio``; 1.0 = kept).
     """
-    from .features import measure_features
-
     x, x_hat = np.asarray(x, np.float32), np.asarray(x_hat, np.float32)
     if x.shape != x_hat.shape:
         raise ValueError(f"shapes differ: {x.shape} vs {x_hat.shape}")

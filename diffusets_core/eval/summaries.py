@@ -1,0 +1,182 @@
+"""The findings of the chapters as sentences, every number read from the tables (no number typed by hand).
+
+* chapter 6 (benchmark): :func:`summarize_benchmark` (targets met / missed, baselines), :func:`summarize_evaluation`
+  (what was evaluated), :func:`summarize_noc_training`, :func:`profile_caveat` and :func:`build_gaps` (text
+  true only of some builds);
+* chapter 3 (autoencoder): :func:`summarize_vae`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..models.vae import PAPER_SCALE_FACTOR
+from .taxonomy import KEY_CLASSES
+
+__all__ = ["format_number", "summarize_benchmark", "summarize_evaluation", "summarize_noc_training",
+           "profile_caveat", "build_gaps", "summarize_vae"]
+
+#: Profiles whose models are toys trained for seconds (their numbers only show that every path runs).
+TOY_PROFILES = ("smoke",)
+
+
+def format_number(x: Any, p: int = 2) -> str:
+    """``x`` with ``p`` decimals; ``n/a`` when it is missing, not a number or not finite."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{x:.{p}f}" if np.isfinite(x) else "n/a"
+
+
+_fmt = format_number
+
+
+def _verdict(targets: pd.DataFrame, key: str) -> str:
+    """``**met** (value v; needed >= t; VAE ceiling c)`` for the target ``key`` of ``targets`` (indexed by target)."""
+    if key not in targets.index:
+        return "n/a"
+    r = targets.loc[key]
+    ceil = f"; VAE ceiling {_fmt(r['vae_ceiling'])}" if "vae_ceiling" in r and np.isfinite(r["vae_ceiling"]) else ""
+    return (f"**{'met' if r['met'] else 'missed'}** (value {_fmt(r['value'])}; needed {r['direction']} "
+            f"{_fmt(r['threshold'])}{ceil})")
+
+
+def _source_value(frame: pd.DataFrame, source: str, column: str) -> str:
+    """``frame.loc[source, column]`` formatted, ``n/a`` when ``frame`` (indexed by source) has no such row."""
+    return _fmt(frame.loc[source, column]) if source in frame.index else "n/a"
+
+
+def _hr_row(features: pd.DataFrame, source: str) -> pd.DataFrame:
+    return features[(features["source"] == source) & (features["class"] == "all") & (features["metric"] == "hr_50_150")]
+
+
+def summarize_benchmark(tables: dict[str, pd.DataFrame], *, profile: str = "", sampler: str = "", steps: Any = "",
+                        guidance: str = "") -> list[str]:
+    """The benchmark chapter's findings as Markdown bullet lines, every number read from ``tables`` (the output
+    of :func:`~.report.evaluate_run`): each target met or missed with its value and the ``vae`` ceiling that
+    bounds it, the real ECGs' own values, and the baselines; on a toy profile (:data:`TOY_PROFILES`) a last line
+    says the numbers only show that every path runs."""
+    targets = tables["targets"].set_index("target")
+    diagnostic = tables["diagnostic_summary"].set_index("source")
+    signal = tables["signal"].set_index("source")
+    features = tables["features"]
+    hr = _hr_row(features, "model")
+    hr_n = int(hr["n_valid"].iloc[0]) if len(hr) else 0
+    n_model = int(signal.loc["model", "n"]) if "model" in signal.index and np.isfinite(signal.loc["model", "n"]) else 0
+    lines = [
+        f"- Profile `{profile}`: {len(tables['conditions'])} test conditions, sampler `{sampler}` with {steps} steps, "
+        f"guidance {guidance}; the model's signal metrics use n = {n_model} per side.",
+        f"- Macro recall over the morphology classes ≥ 0.80: {_verdict(targets, 'macro_recall_morphology')}; real test ECGs "
+        f"{_source_value(diagnostic, 'real', 'macro_recall_morphology')}.",
+        "- Per-class recall ≥ 0.60: " + "; ".join(f"{c} {_verdict(targets, f'recall_{c}')}" for c in KEY_CLASSES) + ".",
+        f"- All-class macro recall ≥ 0.85 × the real ECGs' ({_source_value(diagnostic, 'real', 'macro_recall')}): "
+        f"{_verdict(targets, 'macro_recall_vs_real')}.",
+        f"- HR MAE ≤ 5 bpm for requested HR 50–150 ({hr_n} measurable ECGs): {_verdict(targets, 'hr_mae_50_150')}.",
+        f"- rFID ≤ 2: {_verdict(targets, 'rfid')}; precision ≥ 0.7: {_verdict(targets, 'precision')}; recall ≥ 0.7: "
+        f"{_verdict(targets, 'recall')}.",
+        f"- Physical consistency: frontal-lead identity error ≤ 5 µV {_verdict(targets, 'identity_uv')}; share beyond ±10 mV "
+        f"{_verdict(targets, 'beyond_10mv')}.",
+        f"- Rhythm: sinus RR variability ≤ 2 × the real sinus records' {_verdict(targets, 'sinus_rr_cv_vs_real')}; atrial "
+        f"fibrillation ≥ 3 × generated sinus {_verdict(targets, 'af_rr_cv_vs_sinus')}.",
+        f"- Beats the nearest-neighbour baseline on macro recall: {_verdict(targets, 'beats_nn_macro_recall')}; on coverage: "
+        f"{_verdict(targets, 'beats_nn_coverage')}.",
+    ]
+    if "paraphrase_hr_mae_50_150" in targets.index:
+        lines.append(f"- Reports as people write them (every statement reworded, same conditions and seeds): HR MAE ≤ 5 "
+                     f"bpm {_verdict(targets, 'paraphrase_hr_mae_50_150')}; morphology macro recall "
+                     f"{_source_value(diagnostic, 'paraphrased', 'macro_recall_morphology')} against "
+                     f"{_source_value(diagnostic, 'model', 'macro_recall_morphology')} "
+                     f"in distribution, gap ≤ 0.1 {_verdict(targets, 'paraphrase_morphology_gap')}.")
+    un = tables.get("unseen_combinations")
+    if un is not None and len(un):
+        lines.append(f"- {len(un)} statement combinations the training set never pairs ({int(un['n'].iloc[0])} ECGs each): "
+                     f"every requested class found in {_fmt(un['recall_all_requested'].mean())} of the ECGs on average "
+                     f"(from {_fmt(un['recall_all_requested'].min())} to {_fmt(un['recall_all_requested'].max())}).")
+    if "deepfake" in signal.index:
+        lines.append(f"- deepfake-ecg (unconditional): rFID {_fmt(signal.loc['deepfake', 'rfid'])}, coverage "
+                     f"{_fmt(signal.loc['deepfake', 'coverage'])}, macro recall {_source_value(diagnostic, 'deepfake', 'macro_recall')}.")
+    if "ddpm" in diagnostic.index and "model_subset" in diagnostic.index:
+        lines.append(f"- DDPM vs the fast sampler on the same {int(diagnostic.loc['ddpm', 'n'])} conditions: macro recall "
+                     f"{_source_value(diagnostic, 'ddpm', 'macro_recall')} vs {_source_value(diagnostic, 'model_subset', 'macro_recall')}.")
+    if "noc" in diagnostic.index:
+        hr_noc = _hr_row(features, "noc")
+        lines.append(f"- Text-only ablation (noc) vs the model: HR MAE "
+                     f"{_fmt(hr_noc['mae'].iloc[0] if len(hr_noc) else np.nan, 1)} vs "
+                     f"{_fmt(hr['mae'].iloc[0] if len(hr) else np.nan, 1)} bpm, rFID {_fmt(signal.loc['noc', 'rfid'])} vs "
+                     f"{_fmt(signal.loc['model', 'rfid'])}, macro recall {_source_value(diagnostic, 'noc', 'macro_recall')} vs "
+                     f"{_source_value(diagnostic, 'model', 'macro_recall')}.")
+    if len(tables.get("tstr", [])):
+        t = tables["tstr"].set_index("setting")["macro_auroc"]
+        lines.append(f"- TSTR macro AUROC {_fmt(t['tstr'])} vs TRTR {_fmt(t['trtr'])} (ratio {_fmt(t['tstr_over_trtr'])}).")
+    if profile in TOY_PROFILES:
+        lines.append("- Smoke profile: toy models trained for seconds; these numbers only show that every path runs.")
+    return lines
+
+
+def summarize_evaluation(tables: dict[str, pd.DataFrame]) -> str:
+    """What :func:`~.report.evaluate_run` evaluated and how long it took (the sum of its ``timings``), where its
+    files are, and what the ``vae`` row is (when the tables have one)."""
+    seconds = float(tables["timings"]["seconds"].sum()) if len(tables.get("timings", [])) else 0.0
+    text = (f"Evaluated **{len(tables['conditions'])}** test conditions in {seconds:.0f} s; tables and figures are in "
+            f"the run's `eval/` folder.")
+    if "vae" in set(tables["signal"]["source"]):
+        text += (" Beside the baselines, the `vae` row is the real test ECGs passed through the run's autoencoder: "
+                 "what any generator built on it can reach at best.")
+    return text
+
+
+def summarize_noc_training(summary: dict) -> str:
+    """One sentence on the text-only (noc) U-Net's training, from the summary its trainer returns (``steps``,
+    ``seconds``, ``best_val_loss``)."""
+    return (f"Text-only (noc) U-Net: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min, "
+            f"best validation loss {_fmt(summary.get('best_val_loss'), 4)}.")
+
+
+def profile_caveat(profile: str) -> str:
+    """The warning a toy profile's numbers need (:data:`TOY_PROFILES`); empty for every other profile."""
+    if profile in TOY_PROFILES:
+        return (f"On the `{profile}` profile the models are toys and every number is meaningless: the chapter only "
+                "proves that the pipeline runs.")
+    return ""
+
+
+def build_gaps(*, noc: bool = True, paraphrase: bool = True) -> list[str]:
+    """The parts of the benchmark chapter this build skipped, as Markdown paragraphs (empty when none): the
+    text-only ablation (``noc``) and the paraphrase evaluation (``paraphrase``), with how to run them."""
+    gaps = []
+    if not paraphrase:
+        gaps.append("**Not in this build: the paraphrase evaluation** (`paraphrase = False`). Run it with "
+                    "`diffusets evaluate RUN_DIR --paraphrase`, or set `paraphrase: true` for this notebook in the "
+                    "profile.")
+    if not noc:
+        gaps.append("**Not in this build: the text-only ablation (`noc`).** This profile does not train the second "
+                    "U-Net it needs (it would double the U-Net training time). Run it with "
+                    "`diffusets train-unet RUN_DIR --text-only` and "
+                    "`diffusets evaluate RUN_DIR --baselines nn,deepfake,ddpm,noc`, or set `noc: true` for "
+                    "this notebook in the profile.")
+    return gaps
+
+
+def summarize_vae(summary: dict, metrics: dict, latents: dict, *, channels: Sequence[int],
+                  derived_leads: bool) -> list[str]:
+    """Chapter 3's findings as Markdown bullet lines: the VAE's size and training (``summary`` of
+    ``train_vae``: params, steps, seconds, samples_per_s), its held-out reconstruction (``metrics`` of
+    :func:`.reconstruction.reconstruction_metrics` with physiology) and the measured latent scale (``latents``,
+    the summary of ``encode_latents``: latent_scale and per-split mean / std)."""
+    rec, train = metrics, latents["splits"]["train"]
+    derived = ", eight independent leads, limb leads derived" if derived_leads else ""
+    return [
+        f"- VAE with widths {list(channels)} ({summary['params'] / 1e6:.2f} M parameters{derived}) trained for "
+        f"{summary['steps']} steps in {summary['seconds'] / 60:.1f} min ({summary['samples_per_s']:.0f} samples/s).",
+        f"- Held-out reconstruction ({rec['n']} ECGs): RMSE {rec['rmse_uv']:.1f} µV overall, median per-lead "
+        f"correlation {rec['corr_median']:.3f}; worst lead {rec['worst_lead']} ({rec['worst_lead_corr']:.3f}).",
+        f"- P-wave amplitude kept at {rec['p_amp_ratio']:.2f} × the original's (median {rec['p_amp_real_mv']:.3f} mV), "
+        f"QRS width at {rec['qrs_ratio']:.2f} × ({rec['qrs_real_ms']:.0f} ms); frontal-lead identity error "
+        f"{rec['identity_uv_median']:.1f} µV (median).",
+        f"- Measured latent scale {latents['latent_scale']:.3f} (the paper's constant is {PAPER_SCALE_FACTOR}); scaled "
+        f"training latents have mean {train['mean']:.3f} and standard deviation {train['std']:.3f}.",
+    ]
