@@ -44,7 +44,8 @@ def main() -> None:
     from diffusets_core.data.store import SignalStore, link_prepared
     from diffusets_core.eval.classifiers import labels_from_reports, predict_proba
     from diffusets_core.eval.reconstruction import reconstruct, reconstruction_metrics
-    from diffusets_core.eval.report import EVAL_CLASSES, fit_classifier
+    from diffusets_core.eval.fit_judges import fit_classifier
+    from diffusets_core.eval.taxonomy import EVAL_CLASSES
     from diffusets_core.models.vae import load_vae
     from diffusets_core.train.vae import PAPER_KL_WEIGHT, train_vae
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .data.preprocess import MODEL_FS
-from .layout import NOC_DIR
 
 
 def _cmd_cohort(args: argparse.Namespace) -> int:
@@ -61,15 +60,15 @@ def _stage_profile(args: argparse.Namespace):
 
 def _cmd_train(args: argparse.Namespace) -> int:
     """train-vae / train-unet: the stage's model and training settings come from the profile."""
-    from .train.unet import train_unet
+    from .train.unet import train_text_only_unet, train_unet
     from .train.vae import train_vae
 
     prof = _stage_profile(args)
     cfg = getattr(prof, args.stage)
     train = train_vae if args.stage == "vae" else train_unet
-    model, extra = dict(cfg.model), dict(cfg.extra)
     if getattr(args, "text_only", False):  # the paper's "noc" ablation, beside the main model
-        model["cond_dim"], extra["out_name"] = 0, NOC_DIR
+        train = train_text_only_unet
+    model, extra = dict(cfg.model), dict(cfg.extra)
     summary = train(args.run_dir, model, {**cfg.train, **_train_overrides(args)}, seed=prof.seed,
                     resume=not args.restart, **extra)
     print(json.dumps(summary, indent=2, default=str))
@@ -235,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_generate)
 
-    from .eval.guidance import add_guidance_parser
-    from .eval.report import add_evaluate_parser
+    from .eval.commands import add_guidance_parser
+    from .eval.commands import add_evaluate_parser
 
     add_evaluate_parser(sub)
     add_guidance_parser(sub)

@@ -155,7 +155,9 @@ def make_tiny_run(root: Path, records: list[dict], *, train: dict | None = None,
     ``train`` settings also a tiny VAE, its latents and a tiny U-Net. Returns the run directory."""
     from diffusets_core.data.prepare import prepare_dataset
     from diffusets_core.text.embed import embed_run
-    from diffusets_core.train.stages import encode_latents, train_unet, train_vae
+    from diffusets_core.train.latents import encode_latents
+    from diffusets_core.train.unet import train_unet
+    from diffusets_core.train.vae import train_vae
 
     write_mimic_tree(root / "mimic", records)
     run_dir = root / "run"

@@ -13,7 +13,7 @@ from diffusets_core.eval.conditions import select_test_records, top_up_condition
 from diffusets_core.eval.diagnostic_level import wilson_interval
 from diffusets_core.eval.report import evaluate_run
 from diffusets_core.eval.taxonomy import EVAL_CLASSES, MORPHOLOGY_CLASSES
-from diffusets_core.train.stages import train_unet
+from diffusets_core.train.unet import train_unet
 from tests.data_trees import TINY_UNET, make_tiny_run
 TRAIN = {"max_steps": 3, "batch_size": 8, "val_every": 3, "checkpoint_every": 3, "log_every": 1,
          "progress": False, "device": "cpu"}
@@ -139,7 +139,7 @@ def test_text_only_ablation_noc(run):
     """The paper's 'noc' ablation: trained beside the main model, blind to sex/age/HR, evaluated as a source."""
     from diffusets_core.cli import main as cli_main
     from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
-    from diffusets_core.train.stages import NOC_DIR
+    from diffusets_core.layout import NOC_DIR
 
     with pytest.raises(FileNotFoundError, match="--text-only"):
         evaluate_run(run, out_dir=run / "eval_noc", **{**SIZES, "baselines": ("noc",)})

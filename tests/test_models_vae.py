@@ -150,7 +150,8 @@ def test_channel_latent_norm_round_trip_and_training_stats(tmp_path):
         VAEConfig(latent_norm="batch")
 
     from tests.data_trees import make_tiny_run
-    from diffusets_core.train.stages import encode_latents, train_vae
+    from diffusets_core.train.latents import encode_latents
+    from diffusets_core.train.vae import train_vae
 
     recs = [{"subject_id": 10000032 + i % 12, "study_id": 40000000 + i, "hr": 60.0 + i, "seed": i,
              "reports": ["Sinus rhythm", "Normal ECG"]} for i in range(24)]

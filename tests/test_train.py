@@ -108,7 +108,9 @@ def test_ddp_two_cpu_processes_agree(tmp_path):
 def test_unet_does_not_resume_on_other_latents(tmp_path):
     """A U-Net checkpoint trained on latents of another VAE (or normalisation) is not resumed: the run trains
     from scratch instead of keeping a model of the wrong latents."""
-    from diffusets_core.train.stages import encode_latents, train_unet, train_vae
+    from diffusets_core.train.latents import encode_latents
+    from diffusets_core.train.unet import train_unet
+    from diffusets_core.train.vae import train_vae
     from tests.data_trees import TINY_UNET, make_tiny_run
 
     recs = [{"subject_id": 10000032 + i % 12, "study_id": 40000000 + i, "hr": 60.0 + i, "seed": i,

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from diffusets_core.diffusion.schedules import NoiseSchedule
-from diffusets_core.train.stages import DiffusionLoss
+from diffusets_core.train.unet import DiffusionLoss
 
 
 class _EchoNoise(nn.Module):

@@ -9,8 +9,8 @@
   (= x 6 mV), 500 Hz, 8 leads ``I, II, V1..V6``. The 4 limb leads it does not produce are derived with
   Einthoven / Goldberger (:func:`derive_12_leads`), then each lead is resampled 5000 -> 1024 samples
   (``scipy.signal.resample``, 10 s at ``MODEL_FS`` = 102.4 Hz) and put in canonical lead order.
-* :func:`train_text_only_unet` — the paper's text-only ablation (``noc``): the run's U-Net without sex, age and
-  HR, trained beside the main one; :func:`~.sets.text_only_set` samples it.
+* ``noc`` — the paper's text-only ablation: the run's U-Net without sex, age and HR, trained beside the main one
+  by :func:`diffusets_core.train.unet.train_text_only_unet`; :func:`~.sets.text_only_set` samples it.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ import torch
 from scipy.signal import resample
 
 from ..fileio import l2_normalize
-from ..train.stages import NOC_DIR, train_unet
 
 __all__ = ["nearest_neighbour", "derive_12_leads", "load_deepfake_generator", "deepfake_generate",
-           "DEEPFAKE_LEADS", "train_text_only_unet"]
+           "DEEPFAKE_LEADS"]
 
 DEEPFAKE_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
 
@@ -108,12 +107,3 @@ def deepfake_generate(n: int, seed: int = 0, batch_size: int = 16, out_len: int 
     x12 = derive_12_leads(np.concatenate(outs))
     return resample(x12, out_len, axis=-1).astype(np.float32)
 
-
-def train_text_only_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: Optional[dict] = None, *,
-                         seed: int = 0, resume: bool = True, **extra: Any) -> dict:
-    """The ``noc`` baseline, the paper's text-only ablation: the run's U-Net settings (``model``, ``train``,
-    ``extra`` as for :func:`~diffusets_core.train.stages.train_unet`) with no patient vector (``cond_dim`` 0),
-    trained into ``run_dir/unet_noc`` (:data:`~diffusets_core.train.stages.NOC_DIR`) beside the main U-Net —
-    what ``diffusets train-unet RUN_DIR --text-only`` trains. Returns the trainer's summary."""
-    return train_unet(run_dir, {**(model or {}), "cond_dim": 0}, train, seed=seed, resume=resume,
-                      **{**extra, "out_name": NOC_DIR})

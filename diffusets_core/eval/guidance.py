@@ -232,11 +232,3 @@ def resolve_guidance(run_dir: str | os.PathLike, guidance_scale: Union[str, floa
     used = settings.get("guidance_scale", 1.0) if scale is None else scale
     origin = "profile" if scale is not None else "validated" if settings else "default"
     return GuidanceSetting(scale, float(used), str(settings.get("guidance_on", "all")), origin)
-
-
-def __getattr__(name: str):  # compat(issue14): re-export, removed at merge
-    if name == "add_guidance_parser":
-        from .commands import add_guidance_parser
-
-        return add_guidance_parser
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

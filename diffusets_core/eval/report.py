@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 
 from ..diffusion.pipeline import DiffuSETSPipeline
-from ..train.stages import NOC_DIR
+from ..layout import NOC_DIR
 from .conditions import select_conditions
 from .diagnostic_level import TSTR_COLUMNS, diagnostic_tables, tstr_table, unseen_combinations_table
 from .feature_level import feature_tables, rhythm_table
@@ -188,11 +188,3 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
               "figures": write_figures(out, tables), "pipeline": pipe.identity}
     write_json(out / "benchmark.json", params)
     return tables
-
-
-def __getattr__(name: str):  # compat(issue14): re-export, removed at merge
-    if name == "add_evaluate_parser":
-        from .commands import add_evaluate_parser
-
-        return add_evaluate_parser
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

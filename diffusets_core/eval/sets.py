@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..diffusion.pipeline import DiffuSETSPipeline
-from ..train.stages import NOC_DIR
+from ..layout import NOC_DIR
 from . import baselines as bl
 from .conditions import EvaluatedConditions
 from .paraphrase import paraphrase_report

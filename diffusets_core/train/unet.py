@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from .loop import TensorSource, TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LOSS_WEIGHTINGS", "NOC_DIR", "DiffusionLoss", "train_unet"]
+__all__ = ["LOSS_WEIGHTINGS", "NOC_DIR", "DiffusionLoss", "train_text_only_unet", "train_unet"]
 
 
 class DiffusionLoss:
@@ -124,3 +124,13 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
     # sampling settings validated for an earlier model do not carry over to this one
     return write_stage_outputs(out, artifact, result, stale=[out / SAMPLING_FILE],
                                params=best.num_parameters()["total"], text_dim=cfg.text_dim)
+
+
+def train_text_only_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: Optional[dict] = None, *,
+                         seed: int = 0, resume: bool = True, **extra: Any) -> dict:
+    """The ``noc`` baseline, the paper's text-only ablation: the run's U-Net settings (``model``, ``train``,
+    ``extra`` as for :func:`train_unet`) with no patient vector (``cond_dim`` 0),
+    trained into ``run_dir/unet_noc`` (:data:`~diffusets_core.layout.NOC_DIR`) beside the main U-Net —
+    what ``diffusets train-unet RUN_DIR --text-only`` trains. Returns the trainer's summary."""
+    return train_unet(run_dir, {**(model or {}), "cond_dim": 0}, train, seed=seed, resume=resume,
+                      **{**extra, "out_name": NOC_DIR})
