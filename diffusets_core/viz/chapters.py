@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from .ecgplot import plot_12lead
 
 __all__ = ["plot_pipeline", "plot_patients", "show_records", "plot_embedding_pca", "plot_noise_schedule",
-           "plot_training_history", "plot_sampler_traces", "plot_guidance_sweep", "plot_lead_ii_grid",
+           "plot_training_history", "plot_sampler_traces", "plot_guidance_sweep", "show_guidance_sweep", "plot_lead_ii_grid",
            "plot_hr_sweep", "plot_signature_strips", "show_condition_examples", "plot_shift_heatmap",
            "plot_embedding_view", "patient_label", "show_gallery", "show_quiz"]
 
@@ -138,6 +138,12 @@ def plot_guidance_sweep(sweep: pd.DataFrame, metrics: Sequence[str] = GUIDANCE_M
     long = sweep.melt(id_vars="guidance_scale", value_vars=list(metrics), var_name="metric")
     return sns.relplot(long.dropna(), x="guidance_scale", y="value", col="metric", kind="line", marker="o",
                        height=2.6, facet_kws={"sharey": False}, col_wrap=3)
+
+
+def show_guidance_sweep(sweep: pd.DataFrame, metrics: Sequence[str] = GUIDANCE_METRICS) -> None:
+    """:func:`plot_guidance_sweep`, shown."""
+    plot_guidance_sweep(sweep, metrics)
+    plt.show()
 
 
 def plot_lead_ii_grid(signals: np.ndarray, fs: float, grid: pd.DataFrame, n_cols: int) -> Figure:
