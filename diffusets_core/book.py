@@ -13,6 +13,10 @@ Cell tags the runner reads (Jupyter Book's own ``hide-input`` / ``remove-cell`` 
   :func:`merge_parameter_cells`), folded like other plumbing;
 * ``only-profile-<name>`` (one or more per cell): the cell appears only in the book of those profiles, for text
   true of one profile only (e.g. "on the smoke profile the models are toys").
+
+Inside Markdown (the pages under ``book/`` and the notebooks' Markdown cells), lines between
+``<!-- only-profile: NAME[, NAME...] -->`` and ``<!-- /only-profile -->`` (each marker on a line of its own) are kept
+only in the book of those profiles; the marker lines are always removed (:func:`filter_profile_text`).
 """
 
 from __future__ import annotations
@@ -220,6 +224,11 @@ def stage_book(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) -> 
     shutil.copy2(REPO_ROOT / "_config.yml", stage / "_config.yml")
     shutil.copy2(REPO_ROOT / "_toc.yml", stage / "_toc.yml")
     shutil.copytree(REPO_ROOT / "book", stage / "book")
+    for page in (stage / "book").rglob("*.md"):
+        try:
+            page.write_text(filter_profile_text(page.read_text(), profile.name))
+        except ValueError as exc:
+            raise ValueError(f"{page.relative_to(stage)}: {exc}") from None
     (stage / "notebooks").mkdir()
     paths = PathDisplay.for_run(profile, run_dir)
     for r in runs:
@@ -235,6 +244,31 @@ def stage_book(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) -> 
 
 
 ONLY_PROFILE_TAG = "only-profile-"
+_ONLY_OPEN = re.compile(r"^\s*<!--\s*only-profile:\s*([\w.,\s-]+?)\s*-->\s*$")
+_ONLY_CLOSE = re.compile(r"^\s*<!--\s*/only-profile\s*-->\s*$")
+
+
+def filter_profile_text(text: str, profile: str) -> str:
+    """``text`` (Markdown) with each ``<!-- only-profile: a, b -->`` ... ``<!-- /only-profile -->`` block kept only
+    when ``profile`` is one of the names, and the marker lines removed. Raises ``ValueError`` on a block left open,
+    a nested block or a close without an open (a typo must not silently publish or hide text)."""
+    out: list[str] = []
+    keep: Optional[bool] = None  # None: outside a block
+    for n, line in enumerate(text.splitlines(keepends=True), 1):
+        opened, closed = _ONLY_OPEN.match(line), _ONLY_CLOSE.match(line)
+        if opened:
+            if keep is not None:
+                raise ValueError(f"line {n}: only-profile block opened inside another")
+            keep = profile in {p.strip() for p in opened.group(1).split(",")}
+        elif closed:
+            if keep is None:
+                raise ValueError(f"line {n}: <!-- /only-profile --> without an opening marker")
+            keep = None
+        elif keep is None or keep:
+            out.append(line)
+    if keep is not None:
+        raise ValueError("an only-profile block is not closed")
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -343,7 +377,8 @@ def render_for_book(executed: Path, dest: Path, *, profile: str, paths: PathDisp
 
     * the ``parameters`` and ``injected-parameters`` cells become one cell with the values used
       (:func:`merge_parameter_cells`), tagged ``hide-input`` as well as ``parameters``;
-    * cells tagged ``only-profile-<name>`` are dropped unless ``profile`` is one of their names;
+    * cells tagged ``only-profile-<name>`` are dropped unless ``profile`` is one of their names, and Markdown cells
+      pass through :func:`filter_profile_text`;
     * every string of the notebook (sources, outputs, metadata) passes through ``paths``, so no absolute path of
       the build machine reaches the HTML or the downloadable ``.ipynb``.
     """
@@ -357,6 +392,8 @@ def render_for_book(executed: Path, dest: Path, *, profile: str, paths: PathDisp
         only = [t[len(ONLY_PROFILE_TAG):] for t in tags if t.startswith(ONLY_PROFILE_TAG)]
         if (only and profile not in only) or cell is injected:
             continue
+        if cell.cell_type == "markdown":
+            cell.source = filter_profile_text(cell.source, profile)
         if "parameters" in tags and cell.cell_type == "code":
             if injected is not None:
                 cell.source = merge_parameter_cells(cell.source, injected.source, paths)

@@ -148,3 +148,27 @@ def test_render_for_book_merges_parameters_drops_other_profiles_and_scrubs_paths
     assert 'run_dir = "runs/cpu"' in page.cells[1].source and 'profile = "cpu"' in page.cells[1].source
     assert page.cells[3].outputs[0]["text"] == "runs/cpu/eval/table.csv\n"
     assert str(run) not in dest.read_text()
+
+
+def test_profile_only_text_appears_only_on_that_profile():
+    text = ("Shared.\n<!-- only-profile: smoke -->\nToy models: the numbers mean nothing.\n<!-- /only-profile -->\n"
+            "Also shared.\n<!-- only-profile: cpu, gpu -->\nMeasured on the laptop profile.\n<!-- /only-profile -->\n")
+    assert book.filter_profile_text(text, "smoke") == "Shared.\nToy models: the numbers mean nothing.\nAlso shared.\n"
+    assert book.filter_profile_text(text, "gpu") == "Shared.\nAlso shared.\nMeasured on the laptop profile.\n"
+    assert book.filter_profile_text(text, "paper") == "Shared.\nAlso shared.\n"
+    for bad in ("<!-- only-profile: cpu -->\nx\n", "x\n<!-- /only-profile -->\n",
+                "<!-- only-profile: a -->\n<!-- only-profile: b -->\n<!-- /only-profile -->\n"):
+        with pytest.raises(ValueError):
+            book.filter_profile_text(bad, "cpu")
+
+
+def test_stage_filters_profile_text_of_book_pages():
+    """The shipped pages stage for every profile, and the smoke-only note reaches only the smoke build."""
+    from diffusets_core.config import REPO_ROOT
+
+    intro = (REPO_ROOT / "book" / "intro.md").read_text()
+    assert "built on the `smoke` profile" in book.filter_profile_text(intro, "smoke")
+    assert "built on the `smoke` profile" not in book.filter_profile_text(intro, "cpu")
+    for page in (REPO_ROOT / "book").glob("*.md"):
+        for prof in ("smoke", "cpu", "paper"):
+            assert "only-profile" not in book.filter_profile_text(page.read_text(), prof)
