@@ -1,9 +1,22 @@
 """Execute the book's notebooks with papermill for one profile, then build the Jupyter Book.
 
-The source notebooks are never modified: executed copies go to ``<run_dir>/executed/``. The book is
-assembled in a staging folder (``<run_dir>/book_src``) from ``_config.yml``, ``_toc.yml``, ``book/`` and
-the executed copies, then built with ``jupyter-book build -W --keep-going`` (warnings are errors, and
-execution is off: the book shows exactly what papermill ran).
+The source notebooks are never modified: executed copies go to ``<run_dir>/executed/`` and stay papermill's
+record. The book is assembled in a staging folder (``<run_dir>/book_src``) from ``_config.yml``, ``_toc.yml``,
+``book/`` and *rendered* copies of the executed notebooks (:func:`render_for_book`: one parameters cell with the
+values used, no absolute path of the build machine, cells meant for another profile removed), then built with
+``jupyter-book build -W --keep-going`` (warnings are errors, and execution is off: the book shows what papermill
+ran).
+
+Cell tags the runner reads (Jupyter Book's own ``hide-input`` / ``remove-cell`` work as usual):
+
+* ``parameters`` / ``injected-parameters``: merged into one cell showing the values used (see
+  :func:`merge_parameter_cells`), folded like other plumbing;
+* ``only-profile-<name>`` (one or more per cell): the cell appears only in the book of those profiles, for text
+  true of one profile only (e.g. "on the smoke profile the models are toys").
+
+Inside Markdown (the pages under ``book/`` and the notebooks' Markdown cells), lines between
+``<!-- only-profile: NAME[, NAME...] -->`` and ``<!-- /only-profile -->`` (each marker on a line of its own) are kept
+only in the book of those profiles; the marker lines are always removed (:func:`filter_profile_text`).
 """
 
 from __future__ import annotations
@@ -211,9 +224,15 @@ def stage_book(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) -> 
     shutil.copy2(REPO_ROOT / "_config.yml", stage / "_config.yml")
     shutil.copy2(REPO_ROOT / "_toc.yml", stage / "_toc.yml")
     shutil.copytree(REPO_ROOT / "book", stage / "book")
+    for page in (stage / "book").rglob("*.md"):
+        try:
+            page.write_text(filter_profile_text(page.read_text(), profile.name))
+        except ValueError as exc:
+            raise ValueError(f"{page.relative_to(stage)}: {exc}") from None
     (stage / "notebooks").mkdir()
+    paths = PathDisplay.for_run(profile, run_dir)
     for r in runs:
-        shutil.copy2(r.output, stage / "notebooks" / r.output.name)
+        render_for_book(r.output, stage / "notebooks" / r.output.name, profile=profile.name, paths=paths)
     (stage / "book" / "build_info.md").write_text(_build_info(profile, run_dir, runs))
     _write_toc(stage, [r.name for r in runs])
     # files copied as they are into the built HTML (_config.yml: html_extra_path): the pre-rendered ECG explorer that
@@ -222,6 +241,171 @@ def stage_book(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) -> 
     if (run_dir / "explorer" / "index.html").is_file():
         shutil.copytree(run_dir / "explorer", stage / EXTRA_DIR / "explorer")
     return stage
+
+
+ONLY_PROFILE_TAG = "only-profile-"
+_ONLY_OPEN = re.compile(r"^\s*<!--\s*only-profile:\s*([\w.,\s-]+?)\s*-->\s*$")
+_ONLY_CLOSE = re.compile(r"^\s*<!--\s*/only-profile\s*-->\s*$")
+
+
+def filter_profile_text(text: str, profile: str) -> str:
+    """``text`` (Markdown) with each ``<!-- only-profile: a, b -->`` ... ``<!-- /only-profile -->`` block kept only
+    when ``profile`` is one of the names, and the marker lines removed. Raises ``ValueError`` on a block left open,
+    a nested block or a close without an open (a typo must not silently publish or hide text)."""
+    out: list[str] = []
+    keep: Optional[bool] = None  # None: outside a block
+    for n, line in enumerate(text.splitlines(keepends=True), 1):
+        opened, closed = _ONLY_OPEN.match(line), _ONLY_CLOSE.match(line)
+        if opened:
+            if keep is not None:
+                raise ValueError(f"line {n}: only-profile block opened inside another")
+            keep = profile in {p.strip() for p in opened.group(1).split(",")}
+        elif closed:
+            if keep is None:
+                raise ValueError(f"line {n}: <!-- /only-profile --> without an opening marker")
+            keep = None
+        elif keep is None or keep:
+            out.append(line)
+    if keep is not None:
+        raise ValueError("an only-profile block is not closed")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class PathDisplay:
+    """How absolute paths of the build machine are shown in the book: ``(absolute, shown)`` pairs, longest first.
+
+    The run directory becomes its path relative to the repository (``runs/cpu``) when it lies inside the
+    repository, else ``runs/<profile>`` (where ``diffusets book --profile <profile>`` puts it by default); any other
+    path inside the repository becomes relative to it, and the home directory becomes ``~``.
+    """
+
+    pairs: tuple[tuple[str, str], ...]
+    run_dir_shown: str
+
+    @classmethod
+    def for_run(cls, profile: Profile, run_dir: Path, repo_root: Path = REPO_ROOT, home: Optional[Path] = None
+                ) -> "PathDisplay":
+        run_dir, repo_root = Path(run_dir), Path(repo_root)
+        try:
+            shown = Path(run_dir).resolve().relative_to(repo_root.resolve()).as_posix()
+        except ValueError:
+            shown = f"runs/{profile.name}"
+        home = Path.home() if home is None else Path(home)
+        pairs: dict[str, str] = {}
+        for p in (run_dir, run_dir.resolve()):
+            pairs[str(p)] = shown
+        for p in (repo_root, repo_root.resolve()):
+            pairs[str(p) + "/"] = ""
+            pairs[str(p)] = "."
+        if str(home) not in ("/", ""):
+            pairs[str(home)] = "~"
+        return cls(tuple(sorted(pairs.items(), key=lambda kv: -len(kv[0]))), shown)
+
+    def __call__(self, text: str) -> str:
+        """``text`` with every known absolute path replaced by its display form."""
+        for absolute, shown in self.pairs:
+            if absolute in text:
+                text = text.replace(absolute, shown)
+        return text
+
+
+def _assignments(source: str) -> list[tuple[str, int, int, str, str]]:
+    """``(name, first line, last line, value source, trailing comment)`` of each top-level ``name = value`` in
+    ``source`` (lines 1-based; the comment, ``""`` when none, is what follows the value on its last line)."""
+    import ast
+
+    lines = source.splitlines()
+    out = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            last = node.end_lineno or node.lineno
+            rest = lines[last - 1][node.end_col_offset:].strip() if node.end_col_offset is not None else ""
+            out.append((node.targets[0].id, node.lineno, last, ast.get_source_segment(source, node.value) or "",
+                        rest if rest.startswith("#") else ""))
+    return out
+
+
+PARAMETERS_HEADER = "# Parameters of this build (the profile's values, injected by papermill)"
+
+
+def merge_parameter_cells(defaults: str, injected: str, paths: Optional[PathDisplay] = None) -> str:
+    """One parameters cell showing the values a chapter ran with.
+
+    ``defaults`` is the notebook's ``parameters`` cell, ``injected`` papermill's ``injected-parameters`` cell. Each
+    assignment of the defaults keeps its place and comment, with the injected value where papermill set one;
+    names only papermill set are appended; a leading ``# Parameters ...`` comment becomes
+    :data:`PARAMETERS_HEADER`; injected values pass through ``paths`` (machine paths -> repository-relative).
+    """
+    given = {name: paths(value) if paths is not None else value for name, _, _, value, _ in _assignments(injected)}
+    declared = _assignments(defaults)
+    lines = defaults.splitlines()
+    out: list[str] = []
+    pos = 0
+    for name, first, last, _, comment in declared:
+        out.extend(lines[pos:first - 1])
+        pos = last
+        if name not in given:
+            out.extend(lines[first - 1:last])
+            continue
+        new = f"{name} = {given[name]}"
+        if comment:
+            width = len(lines[last - 1]) - len(comment)  # keep the comment's column where the value fits
+            new = f"{new.ljust(width)}{comment}" if len(new) < width else f"{new}  {comment}"
+        out.append(new)
+    out.extend(lines[pos:])
+    names = {d[0] for d in declared}
+    out.extend(f"{name} = {value}" for name, value in given.items() if name not in names)
+    while out and (not out[0].strip() or out[0].lstrip().startswith("# Parameters")):
+        out.pop(0)
+    return "\n".join([PARAMETERS_HEADER] + out)
+
+
+def _scrub(obj, paths: PathDisplay):
+    """Every string inside ``obj`` (nested dicts/lists, as in notebook JSON) passed through ``paths``."""
+    if isinstance(obj, str):
+        return paths(obj)
+    if isinstance(obj, list):
+        return [_scrub(v, paths) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _scrub(v, paths) for k, v in obj.items()}
+    return obj
+
+
+def render_for_book(executed: Path, dest: Path, *, profile: str, paths: PathDisplay) -> Path:
+    """Write the page version of an executed notebook to ``dest`` (``executed`` is not changed).
+
+    * the ``parameters`` and ``injected-parameters`` cells become one cell with the values used
+      (:func:`merge_parameter_cells`), tagged ``hide-input`` as well as ``parameters``;
+    * cells tagged ``only-profile-<name>`` are dropped unless ``profile`` is one of their names, and Markdown cells
+      pass through :func:`filter_profile_text`;
+    * every string of the notebook (sources, outputs, metadata) passes through ``paths``, so no absolute path of
+      the build machine reaches the HTML or the downloadable ``.ipynb``.
+    """
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    cells = []
+    tags_of = [c.metadata.get("tags", []) for c in nb.cells]
+    injected = next((c for c, t in zip(nb.cells, tags_of) if "injected-parameters" in t), None)
+    for cell, tags in zip(nb.cells, tags_of):
+        only = [t[len(ONLY_PROFILE_TAG):] for t in tags if t.startswith(ONLY_PROFILE_TAG)]
+        if (only and profile not in only) or cell is injected:
+            continue
+        if cell.cell_type == "markdown":
+            cell.source = filter_profile_text(cell.source, profile)
+        if "parameters" in tags and cell.cell_type == "code":
+            if injected is not None:
+                cell.source = merge_parameter_cells(cell.source, injected.source, paths)
+                cell.outputs = injected.get("outputs", [])
+                cell.execution_count = injected.get("execution_count")
+            cell.metadata["tags"] = list(tags) + ([] if "hide-input" in tags else ["hide-input"])
+        cells.append(cell)
+    nb.cells = cells
+    nb = nbformat.from_dict(_scrub(nb, paths))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dest)
+    return dest
 
 
 def _write_toc(stage: Path, notebooks: Sequence[str]) -> None:

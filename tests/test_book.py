@@ -85,3 +85,90 @@ def test_repo_profiles_and_stage_parameters_match_the_notebooks():
             injected = set(book.notebook_parameters(prof, nb, Path("/tmp/run")))
             missing = injected - book.declared_parameters(book.NOTEBOOKS_DIR / f"{nb}.ipynb")
             assert not missing, f"{path.name}: {nb} is given {sorted(missing)} it does not declare"
+
+
+def test_merge_parameter_cells_shows_the_values_used():
+    defaults = ('# Parameters (papermill overrides these)\nrun_dir = "../runs/smoke"   # where it writes\n'
+                'profile = "smoke"\nn = 240                     # records\nsteps = 20\n'
+                'model = {"a": 1,\n         "b": 2}  # a dict\n')
+    injected = '# Parameters\nrun_dir = "/home/u/repo/runs/cpu"\nprofile = "cpu"\nn = 3000\nmodel = {"a": 5}\nextra = 1\n'
+    paths = book.PathDisplay((("/home/u/repo/runs/cpu", "runs/cpu"),), "runs/cpu")
+    merged = book.merge_parameter_cells(defaults, injected, paths)
+    assert merged.splitlines() == [
+        book.PARAMETERS_HEADER,
+        'run_dir = "runs/cpu"        # where it writes',
+        'profile = "cpu"',
+        'n = 3000                    # records',
+        'steps = 20',
+        'model = {"a": 5}  # a dict',
+        'extra = 1',
+    ]
+    ns: dict = {}
+    exec(merged, ns)
+    assert (ns["run_dir"], ns["n"], ns["steps"], ns["model"]) == ("runs/cpu", 3000, 20, {"a": 5})
+
+
+def test_path_display_keeps_machine_paths_out(tmp_path):
+    repo, home = tmp_path / "home" / "u" / "repo", tmp_path / "home" / "u"
+    prof = Profile(name="cpu")
+    inside = book.PathDisplay.for_run(prof, repo / "runs" / "cpu", repo_root=repo, home=home)
+    assert inside.run_dir_shown == "runs/cpu"
+    text = f"wrote {repo}/runs/cpu/eval/x.csv; notebooks in {repo}/notebooks; cache {home}/.cache; root {repo}"
+    assert inside(text) == "wrote runs/cpu/eval/x.csv; notebooks in notebooks; cache ~/.cache; root ."
+    outside = book.PathDisplay.for_run(prof, tmp_path / "scratch" / "r1", repo_root=repo, home=home)
+    assert outside.run_dir_shown == "runs/cpu"
+    assert outside(f"{tmp_path}/scratch/r1/unet/model.pt") == "runs/cpu/unet/model.pt"
+
+
+def test_render_for_book_merges_parameters_drops_other_profiles_and_scrubs_paths(tmp_path):
+    run = tmp_path / "run"
+    nb = new_notebook()
+    p = new_code_cell('run_dir = "../runs/smoke"\nprofile = "smoke"')
+    p.metadata["tags"] = ["parameters"]
+    inj = new_code_cell(f'# Parameters\nrun_dir = "{run}"\nprofile = "cpu"\n')
+    inj.metadata["tags"] = ["injected-parameters"]
+    only_smoke = new_markdown_cell("On the smoke profile the models are toys.")
+    only_smoke.metadata["tags"] = ["only-profile-smoke"]
+    only_cpu = new_markdown_cell("Measured on the cpu profile.")
+    only_cpu.metadata["tags"] = ["only-profile-cpu", "only-profile-gpu"]
+    out = new_code_cell("print(run_dir)")
+    out.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{run}/eval/table.csv\n")]
+    nb.cells = [new_markdown_cell("# A chapter"), p, inj, only_smoke, only_cpu, out]
+    nb.metadata["papermill"] = {"parameters": {"run_dir": str(run)}, "output_path": f"{run}/executed/x.ipynb"}
+    src = tmp_path / "x.ipynb"
+    nbformat.write(nb, src)
+    before = src.read_text()
+    paths = book.PathDisplay.for_run(Profile(name="cpu"), run)
+    dest = book.render_for_book(src, tmp_path / "stage" / "x.ipynb", profile="cpu", paths=paths)
+    assert src.read_text() == before  # papermill's record is left alone
+    page = nbformat.read(dest, as_version=4)
+    assert [c.source.splitlines()[0] for c in page.cells] == [
+        "# A chapter", book.PARAMETERS_HEADER, "Measured on the cpu profile.", "print(run_dir)"]
+    assert page.cells[1].metadata["tags"] == ["parameters", "hide-input"]
+    assert 'run_dir = "runs/cpu"' in page.cells[1].source and 'profile = "cpu"' in page.cells[1].source
+    assert page.cells[3].outputs[0]["text"] == "runs/cpu/eval/table.csv\n"
+    assert str(run) not in dest.read_text()
+
+
+def test_profile_only_text_appears_only_on_that_profile():
+    text = ("Shared.\n<!-- only-profile: smoke -->\nToy models: the numbers mean nothing.\n<!-- /only-profile -->\n"
+            "Also shared.\n<!-- only-profile: cpu, gpu -->\nMeasured on the laptop profile.\n<!-- /only-profile -->\n")
+    assert book.filter_profile_text(text, "smoke") == "Shared.\nToy models: the numbers mean nothing.\nAlso shared.\n"
+    assert book.filter_profile_text(text, "gpu") == "Shared.\nAlso shared.\nMeasured on the laptop profile.\n"
+    assert book.filter_profile_text(text, "paper") == "Shared.\nAlso shared.\n"
+    for bad in ("<!-- only-profile: cpu -->\nx\n", "x\n<!-- /only-profile -->\n",
+                "<!-- only-profile: a -->\n<!-- only-profile: b -->\n<!-- /only-profile -->\n"):
+        with pytest.raises(ValueError):
+            book.filter_profile_text(bad, "cpu")
+
+
+def test_stage_filters_profile_text_of_book_pages():
+    """The shipped pages stage for every profile, and the smoke-only note reaches only the smoke build."""
+    from diffusets_core.config import REPO_ROOT
+
+    intro = (REPO_ROOT / "book" / "intro.md").read_text()
+    assert "built on the `smoke` profile" in book.filter_profile_text(intro, "smoke")
+    assert "built on the `smoke` profile" not in book.filter_profile_text(intro, "cpu")
+    for page in (REPO_ROOT / "book").glob("*.md"):
+        for prof in ("smoke", "cpu", "paper"):
+            assert "only-profile" not in book.filter_profile_text(page.read_text(), prof)

@@ -48,6 +48,33 @@ def test_every_chapter_has_a_page(built):
         (html / "book" / "build_info.html").read_text()
 
 
+def test_no_machine_path_in_the_built_book(built):
+    """The published book shows no absolute path of the build machine: not the repository's, not the run
+    directory's, not the home directory (papermill injects ``run_dir = "/home/..."``; chapters print paths)."""
+    from diffusets_core.config import REPO_ROOT
+
+    _, run, html = built
+    needles = {str(REPO_ROOT), str(REPO_ROOT.resolve()), str(run), str(run.resolve())}
+    if str(Path.home()) not in ("/", ""):
+        needles.add(str(Path.home()))
+    found = []
+    for page in html.rglob("*"):
+        if page.is_file() and page.suffix in (".html", ".ipynb", ".md", ".txt", ".js", ".json"):
+            text = page.read_text(errors="replace")
+            found += [f"{page.relative_to(html)}: {n}" for n in needles if n in text]
+    assert not found, "machine paths in the built book:\n" + "\n".join(found[:20])
+
+
+def test_chapters_show_one_folded_parameters_cell(built):
+    """One parameters cell per chapter (papermill's injected cell merged into it), folded with ``hide-input``."""
+    prof, _, html = built
+    for nb_name in prof.notebooks:
+        text = (html / "notebooks" / f"{nb_name}.html").read_text()
+        assert text.count("# Parameters of this build") == 1, nb_name
+        assert "injected-parameters" not in text, nb_name
+        assert "tag_hide-input" in text, nb_name
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # keep pytest output clean
         pass

@@ -147,3 +147,31 @@ def test_machine_measurements_and_cohort_json(cohort):
     assert meta["generation"]["morphology"]["package"] == "deepfake-ecg"
     table = agreement_table(cohort)
     assert {"records", "agreement", "false_positive"} <= set(table.columns)
+
+
+def test_ensure_cohort_reuses_a_build_with_the_same_size_seed_and_version(tmp_path, monkeypatch):
+    import json
+
+    from diffusets_core.data.cohort import build as B
+
+    calls = []
+
+    def fake_build(out_dir, n, seed, workers, progress):
+        calls.append((n, seed))
+        (tmp_path / "c").mkdir(exist_ok=True)
+        summary = {"n": n, "seed": seed, "version": B.COHORT_VERSION}
+        (tmp_path / "c" / "COHORT.json").write_text(json.dumps(summary))
+        return summary
+
+    monkeypatch.setattr(B, "build_cohort", fake_build)
+    first = B.ensure_cohort(tmp_path / "c", n=8, seed=1)
+    assert calls == [(8, 1)] and not first.reused and first.message.startswith("built 8 records in ")
+    again = B.ensure_cohort(tmp_path / "c", n=8, seed=1)
+    assert calls == [(8, 1)] and again.reused and again.message == f"reusing the cohort in {tmp_path / 'c'}"
+    B.ensure_cohort(tmp_path / "c", n=8, seed=2)  # another seed: rebuilt
+    assert calls == [(8, 1), (8, 2)]
+    assert B.reusable_cohort(tmp_path / "c", 8, 2) is not None and B.reusable_cohort(tmp_path / "nothing", 8, 2) is None
+    path, built = B.source_data_dir("cohort", None, tmp_path, n=8, seed=2)
+    assert path == tmp_path / "cohort" and built is not None
+    path, built = B.source_data_dir("mimic", "/data/mimic", tmp_path, n=8, seed=2)
+    assert str(path) == "/data/mimic" and built is None

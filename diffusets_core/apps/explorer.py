@@ -387,3 +387,41 @@ class Explorer:
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+#: inputs the explorer must refuse with a message (name -> changes to a valid example's conditions)
+BAD_INPUTS = {"empty report": dict(report=" | "), "age 400": dict(age=400), "unknown sex": dict(sex="X"),
+              "HR 5 bpm": dict(hr=5), "HR 'fast'": dict(hr="fast")}
+
+
+def bad_input_messages(explorer: "Explorer", example: dict, *, seed: int, steps: int, sampler: str,
+                       bad: Optional[dict] = None) -> pd.DataFrame:
+    """Each bad input (``example`` changed as :data:`BAD_INPUTS` says) through :meth:`Explorer.explore`: columns
+    ``input`` and ``message`` (the :class:`ExplorerInputError` text, or ``(accepted)``)."""
+    messages = []
+    for what, change in (BAD_INPUTS if bad is None else bad).items():
+        try:
+            explorer.explore(**dict(example, **change), seed=seed, steps=steps, sampler=sampler)
+            messages.append({"input": what, "message": "(accepted)"})
+        except ExplorerInputError as exc:
+            messages.append({"input": what, "message": str(exc)})
+    return pd.DataFrame(messages)
+
+
+def ensure_trained(run_dir: Union[str, os.PathLike], profile: str, train_if_missing: bool = False) -> bool:
+    """Make sure ``run_dir`` holds a trained U-Net. Returns ``False`` when it already does; otherwise, when
+    ``train_if_missing`` (or running in Colab), runs chapters 01-04 of ``profile`` there with ``diffusets book``
+    and returns ``True``. Raises ``FileNotFoundError`` (saying what to run) when neither holds."""
+    import subprocess
+    import sys
+
+    run_dir = Path(run_dir)
+    if (run_dir / "unet" / "model.pt").is_file():
+        return False
+    if not (train_if_missing or "google.colab" in sys.modules):
+        raise FileNotFoundError(f"{run_dir} has no trained U-Net; run chapters 01-04 (`diffusets book --profile "
+                                f"{profile} --run-dir {run_dir} --only 01_data 02_text 03_vae 04_diffusion --no-build`) "
+                                "or set train_if_missing = True")
+    subprocess.run(["diffusets", "book", "--profile", profile, "--run-dir", str(run_dir), "--only", "01_data",
+                    "02_text", "03_vae", "04_diffusion", "--no-build"], check=True)
+    return True

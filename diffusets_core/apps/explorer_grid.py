@@ -233,3 +233,17 @@ def write_explorer(explorer: Explorer, grid: pd.DataFrame, out_dir: Union[str, o
     table = render_grid(explorer, grid, out_dir, **render_kw)
     write_explorer_html(table, out_dir, title=title, intro=intro)
     return table
+
+
+def grid_intro(grid: pd.DataFrame, *, profile: str, sampler: str, steps: int) -> str:
+    """The pre-rendered explorer's one-line introduction: how many ECGs, classes, and how they were made."""
+    return (f"{len(grid)} generated ECGs: {grid['class'].nunique()} classes x heart rate x sex, "
+            f"profile {profile}, {sampler} {steps} steps. Pick a condition.")
+
+
+def per_class_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per statement of a rendered grid (:func:`write_explorer`'s table): ECGs, requested heart rates, median
+    measured heart rate, and the share the interpreter read as requested."""
+    return table.groupby("statement", sort=False).agg(
+        ECGs=("index", "size"), requested_HR=("hr", lambda h: ", ".join(f"{x:.0f}" for x in sorted(set(h)))),
+        measured_HR_median=("measured_hr", "median"), read_as_requested=("agree", "mean"))

@@ -58,6 +58,14 @@ class ExplorerWidget:
                            self.message])
         self.box = W.VBox([controls, self.plot, self.summary, self.nearest_plot])
 
+    def show(self) -> "ExplorerWidget":
+        """Display the widget and generate its default conditions once; returns ``self``."""
+        from IPython.display import display
+
+        display(self.box)
+        self.generate()
+        return self
+
     def report(self) -> str:
         """The picked statements followed by the typed ones, ``|``-joined."""
         typed = [s.strip() for s in self.typed.value.split("|") if s.strip()]

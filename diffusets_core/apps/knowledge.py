@@ -25,7 +25,8 @@ from .stats import compare
 
 __all__ = ["Experiment", "DEFAULT_FEATURES", "add_statement", "default_experiments", "run_experiment",
            "run_experiments", "embedding_pca", "is_rhythm_statement", "report_class", "gallery_classes",
-           "make_quiz", "quiz_answers_markdown"]
+           "make_quiz", "quiz_answers_markdown", "experiments_table", "statements_seen", "generate_for_classes",
+           "quiz_items"]
 
 DEFAULT_FEATURES = ("hr_nk", "qtc_bazett_ms", "t_amp_II", "t_amp_V2", "qrs_ms")
 
@@ -208,3 +209,51 @@ def quiz_answers_markdown(quiz: pd.DataFrame, notes: Optional[Sequence[str]] = N
         extra = f" — {notes[i]}" if notes is not None and i < len(notes) and notes[i] else ""
         lines.append(f"<li><b>{r['label']}</b>: {r['source']}{extra}</li>")
     return (f"<details>\n<summary>{summary}</summary>\n\n<ul>\n" + "\n".join(lines) + "\n</ul>\n\n</details>\n")
+
+
+def experiments_table(experiments: Sequence[Experiment]) -> pd.DataFrame:
+    """One row per experiment: its name, the factors changed, and the case and control conditions as text."""
+    return pd.DataFrame([{"experiment": e.name, "changed": ", ".join(e.changed()),
+                          "case": f"{e.case['report']} | {e.case['sex']}, {e.case['age']} y, {e.case['hr']} bpm",
+                          "control": f"{e.control['report']} | {e.control['sex']}, {e.control['age']} y, {e.control['hr']} bpm"}
+                         for e in experiments])
+
+
+def statements_seen(records: pd.DataFrame, statements: Sequence[str]) -> list[str]:
+    """The ``statements`` that occur (case-insensitive, as a whole statement) in the reports of ``records``."""
+    known = set(records["report"].str.split("|").explode().str.strip().str.lower())
+    return [s for s in statements if s.lower() in known]
+
+
+def generate_for_classes(pipe: Any, records: pd.DataFrame, classes: pd.DataFrame, n_generated: int, *,
+                         steps: int, sampler: str, seed: int) -> Any:
+    """``n_generated`` ECGs for the report and patient of each class's example record (``classes`` from
+    :func:`gallery_classes`), in class order, one batch with seeds from ``seed``."""
+    rows = [records.iloc[i] for i in classes["example_index"]]
+    return pipe([r["report"] for r in rows for _ in range(n_generated)],
+                age=[float(r["age"]) for r in rows for _ in range(n_generated)],
+                sex=[r["sex"] for r in rows for _ in range(n_generated)],
+                hr=[float(r["hr"]) for r in rows for _ in range(n_generated)],
+                num_inference_steps=steps, sampler=sampler, seed=seed)
+
+
+def quiz_items(pipe: Any, quiz: pd.DataFrame, records: pd.DataFrame, signals: Any, fs: float, *, steps: int,
+               sampler: str, seed: int) -> list[tuple[np.ndarray, float, str]]:
+    """The quiz's ECGs in order as ``(signal, fs, note)``: real items are ``signals[index]`` (note: the record id);
+    generated ones are made in one batch for their records' report and patient with seeds from ``seed``
+    (note: the seed)."""
+    gen_idx = quiz.loc[quiz["source"] == "generated", "index"].tolist()
+    qgen = None
+    if gen_idx:
+        g = records.iloc[gen_idx]
+        qgen = pipe(g["report"].tolist(), age=g["age"].astype(float).tolist(), sex=g["sex"].tolist(),
+                    hr=g["hr"].astype(float).tolist(), num_inference_steps=steps, sampler=sampler, seed=seed)
+    items, k = [], 0
+    for _, q in quiz.iterrows():
+        r = records.iloc[int(q["index"])]
+        if q["source"] == "real":
+            items.append((np.asarray(signals[int(q["index"])]), fs, f"test record {r['record_id']}"))
+        else:
+            items.append((qgen.signals[k], qgen.fs, f"seed {int(qgen.conditions['seed'].iloc[k])}"))
+            k += 1
+    return items

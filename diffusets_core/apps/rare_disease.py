@@ -27,7 +27,8 @@ from ..data.leads import CANONICAL_LEADS
 from .stats import compare
 
 __all__ = ["ConditionResult", "normal_report", "t_wave_shape", "measure", "generate_condition",
-           "signature_table", "overall_verdict", "T_LEADS"]
+           "signature_table", "overall_verdict", "T_LEADS", "description_source", "novelty_table",
+           "expected_signatures_markdown", "llm_cache_markdown", "run_signature_tests", "signature_values"]
 
 T_LEADS = ("II", "V2", "V3", "V4", "V5")
 _NORMAL = re.compile(r"^normal ecg\.?$", re.I)
@@ -233,3 +234,70 @@ def overall_verdict(table: pd.DataFrame) -> str:
     head = ("signature present" if k == n else "signature partly present" if k else "signature not found")
     return f"{head}: {k} of {n} features shifted in the expected direction (95% CI excludes 0)" + (
         f"; {', '.join(extra)}" if extra else "")
+
+
+# -- the chapter's steps (rare-disease chapter and any script that repeats the experiment) --------------------------
+def description_source(source: str) -> str:
+    """The description source that can be used here: ``"llm"`` only when ``OPENAI_API_KEY`` is set, else the cited
+    ``"table"`` (so a build without a key still runs; the chapter says which one was used)."""
+    import os
+
+    return "table" if source == "llm" and not os.environ.get("OPENAI_API_KEY") else source
+
+
+def novelty_table(descriptions: Sequence[Any], records: pd.DataFrame, pipe: Any) -> pd.DataFrame:
+    """How new each description is to the model: which of its statements occur verbatim (case-insensitive) in the
+    training reports of ``records``, and the training report whose embedding (``pipe.embed_reports``) is nearest
+    by cosine. One row per description (``ConditionDescription``)."""
+    from ..fileio import l2_normalize
+
+    train_statements = records["report"].str.split("|").explode().str.strip().str.lower().value_counts()
+    distinct = records["report"].value_counts().index.tolist()
+    emb_train = pipe.embed_reports(distinct)
+    emb_desc = pipe.embed_reports([d.description for d in descriptions])
+    cos = l2_normalize(emb_desc) @ l2_normalize(emb_train).T
+    rows = []
+    for i, d in enumerate(descriptions):
+        seen = [s for s in d.statements if s.lower() in train_statements.index]
+        j = int(np.argmax(cos[i]))
+        rows.append({"condition": d.name, "source": d.source, "description": d.description.replace("|", " | "),
+                     "statements seen in training": f"{len(seen)}/{len(d.statements)}" + (f" ({'; '.join(seen)})" if seen else ""),
+                     "nearest training report": distinct[j], "cosine": round(float(cos[i, j]), 3)})
+    return pd.DataFrame(rows)
+
+
+def expected_signatures_markdown(descriptions: Sequence[Any]) -> str:
+    """A Markdown list: each condition's expected ECG picture and its source."""
+    return "\n".join(f"- **{d.name}** — expected: {d.expected} *Source:* {d.citation}" for d in descriptions)
+
+
+def llm_cache_markdown(descriptions: Sequence[Any]) -> str:
+    """A Markdown list of where each LLM-written description's answer is cached (``""`` when none came from an
+    LLM)."""
+    return "\n".join(f"- {d.name}: LLM `{d.model}` answer cached at `{d.cache_path}`"
+                     + (" (from the cache)" if d.cached else "") for d in descriptions if d.source == "llm")
+
+
+def run_signature_tests(pipe: Any, descriptions: Sequence[Any], n: int, *, age: Any, sex: Any, hr: Any, seed: int,
+                        control_report: str, steps: int, sampler: str, n_boot: int
+                        ) -> tuple[dict[str, ConditionResult], pd.DataFrame]:
+    """For each description ``k``: :func:`generate_condition` (seeds from ``seed + 1000 k``) and its
+    :func:`signature_table`. Returns the results by condition name and the concatenated signature table."""
+    results, tables = {}, []
+    for k, d in enumerate(descriptions):
+        res = generate_condition(pipe, d.description, n, age=age, sex=sex, hr=hr, seed=seed + 1000 * k,
+                                 control_report=control_report, steps=steps, sampler=sampler)
+        results[d.name] = res
+        tables.append(signature_table(res.features, d.signature, n_boot=n_boot, seed=seed, condition=d.name))
+    return results, pd.concat(tables, ignore_index=True)
+
+
+def signature_values(results: dict[str, ConditionResult], descriptions: Sequence[Any]) -> pd.DataFrame:
+    """Long table of every signature feature's values: ``group``, ``feature``, ``value``, ``condition``."""
+    long = []
+    for name, res in results.items():
+        feats = [s["feature"] for s in next(d for d in descriptions if d.name == name).signature]
+        m = res.features.melt(id_vars=["group"], value_vars=feats, var_name="feature", value_name="value")
+        m["condition"] = name
+        long.append(m)
+    return pd.concat(long, ignore_index=True)

@@ -15,7 +15,8 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -220,3 +221,61 @@ def agreement_table(out_dir: str | os.PathLike) -> pd.DataFrame:
                      "agreement": float(np.mean(hits)) if hits else float("nan"),
                      "false_positive": float(np.mean(others)) if others else float("nan")})
     return pd.DataFrame(rows).set_index("class")
+
+
+@dataclass
+class CohortBuild:
+    """What :func:`ensure_cohort` did: the cohort folder, its ``COHORT.json`` summary, and the build time in
+    seconds (``None`` when an existing build was reused)."""
+
+    data_dir: Path
+    summary: dict[str, Any]
+    seconds: Optional[float]
+
+    @property
+    def reused(self) -> bool:
+        return self.seconds is None
+
+    @property
+    def message(self) -> str:
+        """One line for the reader: reused, or built how many records in how long."""
+        if self.reused:
+            return f"reusing the cohort in {self.data_dir}"
+        return f"built {self.summary['n']} records in {self.seconds:.1f} s into {self.data_dir}"
+
+
+def reusable_cohort(data_dir: str | os.PathLike, n: int, seed: int) -> Optional[dict[str, Any]]:
+    """The ``COHORT.json`` summary of an existing build in ``data_dir`` with the same ``n``, ``seed`` and
+    :data:`COHORT_VERSION` (the build is deterministic for these, so it can be reused), else ``None``."""
+    meta_path = Path(data_dir) / "COHORT.json"
+    previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    if previous.get("n") == n and previous.get("seed") == seed and previous.get("version") == COHORT_VERSION:
+        return previous
+    return None
+
+
+def ensure_cohort(data_dir: str | os.PathLike, *, n: int, seed: int, workers: int = 2,
+                  progress: bool = False) -> CohortBuild:
+    """Reuse the cohort in ``data_dir`` when :func:`reusable_cohort` finds one, else build it with
+    :func:`build_cohort` (the same policy for the data chapter and the CLI)."""
+    data_dir = Path(data_dir)
+    previous = reusable_cohort(data_dir, n, seed)
+    if previous is not None:
+        return CohortBuild(data_dir, previous, None)
+    t0 = time.perf_counter()
+    summary = build_cohort(data_dir, n=n, seed=seed, workers=workers, progress=progress)
+    return CohortBuild(data_dir, summary, time.perf_counter() - t0)
+
+
+def source_data_dir(source: str, data_dir: Optional[str | os.PathLike], run_dir: str | os.PathLike, *,
+                    n: int, seed: int, workers: int = 2) -> tuple[Path, Optional[CohortBuild]]:
+    """The folder :func:`~diffusets_core.data.prepare.prepare_dataset` reads for ``source``.
+
+    ``source == "cohort"``: the cohort in ``<run_dir>/cohort``, built or reused by :func:`ensure_cohort` (then
+    returned too); any other source: ``data_dir`` as given, and ``None``. Raises ``TypeError`` when a real source
+    has no ``data_dir``.
+    """
+    if source == "cohort":
+        built = ensure_cohort(Path(run_dir) / "cohort", n=n, seed=seed, workers=workers)
+        return built.data_dir, built
+    return Path(data_dir), None

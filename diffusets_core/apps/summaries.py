@@ -1,0 +1,225 @@
+"""The chapters' findings as sentences, computed from their tables (no number is typed by hand).
+
+Each ``summarize_*`` takes what a chapter computed and returns Markdown (a bullet list, one finding a line) for
+``display(Markdown(...))``; the sentences are tested in ``tests/test_apps_summaries.py``. Also the small tables of
+the methods chapter (:func:`count_parameters`, :func:`model_size_table`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["count_parameters", "model_size_table", "summarize_methods", "describe_reports", "skipped_view",
+           "summarize_data", "summarize_text", "summarize_diffusion", "summarize_generation",
+           "summarize_rare_disease", "summarize_knowledge", "summarize_gallery", "summarize_explorer"]
+
+
+# -- 00 methods ------------------------------------------------------------------------------------------------------
+def count_parameters(module: Any) -> int:
+    """Number of parameters of a torch module (trainable or not)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def model_size_table(vae: Any, unet: Any, text_dim: int, paper_vae: Any, paper_unet: Any,
+                     paper_text_dim: int) -> pd.DataFrame:
+    """Parameters of the VAE encoder / decoder and the U-Net and the text width, this build against the paper's
+    (values formatted with thousands separators)."""
+    sizes = pd.DataFrame({
+        "this build": [count_parameters(vae.encoder), count_parameters(vae.decoder), count_parameters(unet), text_dim],
+        "paper": [count_parameters(paper_vae.encoder), count_parameters(paper_vae.decoder),
+                  count_parameters(paper_unet), paper_text_dim],
+    }, index=["VAE encoder parameters", "VAE decoder parameters", "U-Net parameters", "text condition width"])
+    return sizes.map(lambda v: f"{v:,}")
+
+
+def summarize_methods(vae: Any, unet: Any, paper_vae: Any, paper_unet: Any, vae_cfg: Any, unet_cfg: Any,
+                      text_dim: int) -> str:
+    """Model sizes against the paper's, the latent compression, and the U-Net's architecture and condition."""
+    L = vae_cfg.downsample_factor
+    return (
+        f"- This build's VAE has {count_parameters(vae) / 1e6:.2f} M parameters (paper {count_parameters(paper_vae) / 1e6:.2f} M) and compresses "
+        f"12 × 1024 values to {vae_cfg.latent_channels} × {1024 // L} ({12 * 1024 // (vae_cfg.latent_channels * 1024 // L)}× fewer).\n"
+        f"- Its U-Net (`{unet_cfg.arch}`) has {count_parameters(unet) / 1e6:.2f} M parameters (paper {count_parameters(paper_unet) / 1e6:.2f} M), "
+        f"conditioned on a {text_dim}-d text vector plus 3 patient values.")
+
+
+# -- 01 data ---------------------------------------------------------------------------------------------------------
+def describe_reports(records: pd.DataFrame) -> str:
+    """Distinct reports and statements, and the median number of statements per report."""
+    from ..data.overview import statements
+
+    st = statements(records)
+    return (f"{records['report'].nunique()} distinct reports among {len(records)} records; "
+            f"{st.nunique()} distinct statements; "
+            f"median {records['report'].str.count('[|]').median() + 1:.0f} statements per report")
+
+
+def skipped_view(reasons: Any, manifest: pd.DataFrame, head: int = 20) -> list:
+    """What the data chapter shows about skipped records: the reasons and the first ``head`` skipped rows, or a
+    sentence saying none was skipped (objects for ``display(*...)``)."""
+    from IPython.display import Markdown
+
+    from ..data.overview import skipped_records
+
+    skipped = skipped_records(manifest)
+    if len(skipped):
+        return [reasons, skipped.head(head)]
+    return [Markdown(f"No record was skipped: all {len(manifest)} records of the source were usable.")]
+
+
+def summarize_data(source: str, manifest: pd.DataFrame, records: pd.DataFrame, statement_table: pd.DataFrame,
+                   records_per_s: float, workers: int) -> str:
+    """Records read / prepared / skipped, the split by subject, reports, patients, and the preparation speed."""
+    from ..data.overview import subjects_in_several_splits
+
+    hr_lo, hr_hi = np.percentile(records["hr"], [5, 95])
+    per_split = records.groupby("split")["record_id"].size()
+    lines = [
+        f"- Source `{source}`: {len(manifest)} records, {len(records)} prepared, {len(manifest) - len(records)} skipped with a reason.",
+        "- Split by subject: " + ", ".join(f"{s} {int(c)}" for s, c in per_split.items())
+        + f"; subjects in more than one split: {subjects_in_several_splits(records)}.",
+        f"- {records['report'].nunique()} distinct reports; the most frequent statement is “{statement_table.index[0]}” "
+        f"({statement_table['share of records'].iloc[0]:.0%} of records).",
+        f"- Heart rate {hr_lo:.0f}–{hr_hi:.0f} bpm (5th–95th percentile); age {records['age'].min():.0f}–{records['age'].max():.0f} years; "
+        f"{(records['sex'] == 'F').mean():.0%} women.",
+        f"- Preparation: {records_per_s:.0f} records/s with {workers} worker(s).",
+    ]
+    return "\n".join(lines)
+
+
+# -- 02 text ---------------------------------------------------------------------------------------------------------
+def summarize_text(first: Mapping[str, Any], second: Mapping[str, Any], probe: Mapping[str, float]) -> str:
+    """De-duplication, the embedder, the cache's behaviour over two calls of ``embed_run`` (``first``/``second``:
+    its summaries) and whether report vectors carry heart rate (``probe``: k, mae, mae_shuffled, mae_mean, r; the
+    verdict says they do when the k-NN error is below 0.8 x the shuffled-label error)."""
+    identity = first["identity"]
+    hit_rate_second = second["cache_hits"] / max(1, second["distinct_prompts"])
+    k, mae, mae_shuf, mae_mean, r = (probe[key] for key in ("k", "mae", "mae_shuffled", "mae_mean", "r"))
+    verdict = "do carry heart-rate information" if mae < 0.8 * mae_shuf else "carry little heart-rate information"
+    lines = [
+        f"- {first['records']} records have {first['distinct_prompts']} distinct ordered prompts "
+        f"({first['prompts_saved_by_dedup']} embeddings saved by de-duplication).",
+        f"- Embedder `{identity['backend']}` / `{identity['model']}`, {identity['dim']}-d, prompt mode `{identity['prompt_mode']}`.",
+        f"- Cache: the first call embedded {first['newly_embedded']} prompts ({first['cache_hits']} already cached); "
+        f"the second call found {hit_rate_second:.0%} of the prompts in the cache and embedded {second['newly_embedded']}.",
+        f"- Report vectors {verdict}: a {k}-NN regressor predicts heart rate with MAE {mae:.1f} bpm, against "
+        f"{mae_shuf:.1f} bpm on shuffled labels and {mae_mean:.1f} bpm for the mean (correlation {r:.2f}). "
+        "The reports name the rhythm (bradycardia, tachycardia), so this is the expected route for heart rate to reach the text.",
+    ]
+    return "\n".join(lines)
+
+
+# -- 04 diffusion ----------------------------------------------------------------------------------------------------
+def summarize_diffusion(summary: Mapping[str, Any], samplers: pd.DataFrame, ddpm_steps: int, n_test: int) -> str:
+    """The U-Net's training (``summary`` of ``train_unet``) and the sampler comparison (table of
+    :func:`~diffusets_core.apps.sampling.compare_samplers`: rows ddpm, ddim, and the fast samplers)."""
+    fast = samplers.drop(index="ddpm")
+    best = fast["speed-up vs DDPM"].idxmax()
+    lines = [
+        f"- U-Net ({summary['params'] / 1e6:.2f} M parameters, {summary['text_dim']}-d text condition) trained for "
+        f"{summary['steps']} steps in {summary['seconds'] / 60:.1f} min ({summary['samples_per_s']:.0f} samples/s); "
+        f"best validation loss {summary['best_val_loss']:.4f}.",
+        f"- DDPM-{ddpm_steps}: {samplers.loc['ddpm', 'seconds per ECG']:.2f} s per ECG, HR MAE "
+        f"{samplers.loc['ddpm', 'HR MAE (bpm)']:.1f} bpm on {n_test} test conditions.",
+        f"- {best} ({int(fast.loc[best, 'steps'])} steps) is {fast.loc[best, 'speed-up vs DDPM']:.0f}× faster with HR MAE "
+        f"{fast.loc[best, 'HR MAE (bpm)']:.1f} bpm; DDIM-50: {fast.loc['ddim', 'speed-up vs DDPM']:.0f}× faster, HR MAE "
+        f"{fast.loc['ddim', 'HR MAE (bpm)']:.1f} bpm.",
+    ]
+    return "\n".join(lines)
+
+
+# -- 05 generation ---------------------------------------------------------------------------------------------------
+def summarize_generation(grid: pd.DataFrame, n_reports: int, n_patients: int, hr_sweep: Sequence[float],
+                         n_per_condition: int, errors: Mapping[str, Mapping[str, float]]) -> str:
+    """The gallery written and the heart-rate sweep's error per series (``errors``: series -> ``hr_error``)."""
+    nan = float("nan")
+    m = errors.get("rate-matched report", {})
+    fx = errors.get("fixed report", {})
+    lines = [
+        f"- {len(grid)} gallery ECGs for {n_reports} reports × {n_patients} patients were written to "
+        f"`samples/gallery/` as WFDB, `.npy` and PNG (conditions and seed in each header).",
+        f"- Heart-rate sweep over {min(hr_sweep)}–{max(hr_sweep)} bpm ({n_per_condition} ECGs per rate and series): "
+        f"with a rate-matched report the measured HR is off by {m.get('mae', nan):.1f} bpm on average "
+        f"(bias {m.get('bias', nan):+.1f} bpm, {m.get('frac_within_5', nan):.0%} within 5 bpm, "
+        f"{m.get('frac_valid', nan):.0%} measurable); with a fixed sinus-rhythm report, by "
+        f"{fx.get('mae', nan):.1f} bpm (bias {fx.get('bias', nan):+.1f}).",
+    ]
+    return "\n".join(lines)
+
+
+# -- 07 rare disease -------------------------------------------------------------------------------------------------
+def summarize_rare_disease(descriptions: Sequence[Any], signatures: pd.DataFrame, *, sex: str, age: Any, hr: Any,
+                           n: int, control_report: str, sampler: str, steps: int, source: str, table_path: str) -> str:
+    """The experiment's setting, then per condition the overall verdict and each signature feature's test."""
+    from .rare_disease import overall_verdict
+
+    lines = [f"- Patient: {sex}, {age} y, {hr} bpm; {n} ECGs per condition and {n} controls from `{control_report}`; "
+             f"{sampler} sampler, {steps} steps; descriptions from the {'LLM' if source == 'llm' else 'cited table'}."]
+    for d in descriptions:
+        t = signatures[signatures["condition"] == d.name]
+        lines.append(f"- **{d.name}**: {overall_verdict(t)}.")
+        for _, r in t.iterrows():
+            lines.append(f"  - `{r.feature}` (expected {r.expected}): {r.mean_case:.3g} vs {r.mean_control:.3g}, "
+                         f"g = {r.effect:.2f} [95% CI {r.ci_lo:.2f}, {r.ci_hi:.2f}], p = {r.p:.2g}, "
+                         f"n = {r.n_case}/{r.n_control} — {r.verdict}.")
+    lines.append(f"- Tables written to `{table_path}` in the run directory.")
+    return "\n".join(lines)
+
+
+# -- 08 knowledge discovery ------------------------------------------------------------------------------------------
+def summarize_knowledge(experiments: Sequence[Any], table: pd.DataFrame, view: Any, *, n: int, sampler: str,
+                        steps: int, base_report: str, base_sex: str, base_age: Any, base_hr: Any,
+                        table_path: str) -> str:
+    """Per experiment the features that shifted (95 % CI excluding 0) or that none did, then the embedding view
+    (``view.points``: pc1, pc2, hr, report; ``view.explained``)."""
+    pts = view.points
+    rho = pts[["pc1", "pc2", "hr"]].corr(method="spearman")["hr"]
+    lines = [f"- {len(experiments)} experiments × {n} seed-matched pairs ({sampler}, {steps} steps), base report "
+             f"`{base_report}`, base patient {base_sex}, {base_age} y, {base_hr} bpm."]
+    for e in experiments:
+        t = table[table["experiment"] == e.name]
+        shifts = t[t["verdict"].str.startswith("shift")]
+        if len(shifts):
+            desc = "; ".join(f"`{r.feature}` {r['diff']:+.3g} (d_z {r.effect:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}])"
+                             for _, r in shifts.iterrows())
+            lines.append(f"- **{e.label}**: shifts with a 95% CI excluding 0 — {desc}.")
+        else:
+            lines.append(f"- **{e.label}**: no feature shift detected (each 95% CI includes 0, or the feature was not measurable or had too few valid pairs to judge).")
+    lines.append(f"- Embedding space: {len(pts)} records, {pts['report'].nunique()} distinct reports; PC1 and PC2 explain "
+                 f"{view.explained[0]:.0%} and {view.explained[1]:.0%} of the variance; Spearman correlation with HR: "
+                 f"PC1 {rho['pc1']:.2f}, PC2 {rho['pc2']:.2f}.")
+    lines.append(f"- Shift table written to `{table_path}`.")
+    return "\n".join(lines)
+
+
+# -- 09 gallery ------------------------------------------------------------------------------------------------------
+def summarize_gallery(classes: pd.DataFrame, n_test: int, quiz: pd.DataFrame, *, max_classes: int, n_generated: int,
+                      sampler: str, steps: int, seed: int) -> str:
+    """The gallery's classes and the quiz's mix of real and generated ECGs."""
+    n_real = int((quiz["source"] == "real").sum())
+    return "\n".join([
+        f"- Gallery: {len(classes)} classes of the {n_test} test records (at most {max_classes}), each with one real "
+        f"ECG and {n_generated} generated for its report and patient ({sampler}, {steps} steps, seeds from {seed}).",
+        f"- Quiz: {len(quiz)} ECGs, {n_real} real and {len(quiz) - n_real} generated, order shuffled with seed {seed}.",
+    ])
+
+
+# -- 10 explorer -----------------------------------------------------------------------------------------------------
+def summarize_explorer(latency: Mapping[str, float], n_latency: int, *, sampler: str, steps: int, example: dict,
+                       result: Any, n_bad_inputs: int, table: pd.DataFrame, n_classes: int, grid_seconds: float) -> str:
+    """The widget back-end's latency (median seconds per phase), what the interpreter read for the example, the bad
+    inputs answered, and the pre-rendered explorer (``table``: one row per ECG with ``agree``)."""
+    lines = [
+        f"- Widget back-end: one ECG generated, measured, read and compared in {pd.Series(latency).sum():.2f} s "
+        f"(median of {n_latency} calls: generation {latency['generate']:.2f} s, measurements and reading "
+        f"{latency['measure']:.2f} s, closest real report {latency['compare']:.2f} s; {sampler}, {steps} steps).",
+        f"- For *{example['report'].replace('|', ' / ')}* the interpreter read *{' / '.join(result.reading)}*: "
+        + ("it names the requested classes." if result.matched() else "it differs from the request."),
+        f"- {n_bad_inputs} kinds of bad input, each answered with a message naming the field.",
+        f"- Pre-rendered explorer: {len(table)} ECGs ({n_classes} classes) written to `explorer/` in "
+        f"{grid_seconds:.1f} s; the interpreter's reading names the requested classes for {table['agree'].mean():.0%} of them.",
+    ]
+    return "\n".join(lines)
