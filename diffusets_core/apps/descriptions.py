@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..text.embedders import is_loopback_url, sanitize_url
+
 __all__ = ["ConditionDescription", "DescriptionError", "load_table", "lookup", "describe_condition",
            "llm_prompt", "parse_statements", "DEFAULT_LLM_MODEL", "TABLE_PATH"]
 
@@ -157,7 +159,6 @@ def describe_condition(name: str, source: str = "table", *, model: str = DEFAULT
     if source != "llm":
         raise ValueError(f"source must be 'table' or 'llm', got {source!r}")
 
-    from ..text.embedders import is_loopback_url, sanitize_url
 
     messages = llm_prompt(name)
     endpoint = sanitize_url(base_url) if base_url else "openai-default"

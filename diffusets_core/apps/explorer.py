@@ -28,6 +28,18 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from ..data.cohort.interpreter import interpret, measure
+from ..data.cohort.morphology import FS as COHORT_FS
+from ..data.store import SignalStore
+from ..diffusion.export import export_batch
+from ..diffusion.pipeline import DiffuSETSPipeline
+from ..eval.classifiers import labels_from_reports
+from ..eval.features import measure_record
+from ..eval.taxonomy import EVAL_CLASSES
+from ..text.embed import load_run_embeddings
+from ..text.patient import encode_patient
+from ..viz.ecgplot import plot_12lead
+
 __all__ = ["ExplorerInputError", "Conditions", "RealMatch", "ExplorerResult", "Explorer", "check_conditions",
            "measure_ecg", "read_ecg", "MEASUREMENTS"]
 
@@ -98,7 +110,6 @@ def check_conditions(report: Union[str, Sequence[str], None], age: Any, sex: Any
     Age, sex and HR ranges are the model's own (:func:`diffusets_core.text.patient.encode_patient`: age 0–120 y,
     HR 20–300 bpm, sex M/F/male/female/1/0).
     """
-    from ..text.patient import encode_patient
 
     statements = _statements(report)
     if not statements:
@@ -138,7 +149,6 @@ def measure_ecg(signal: np.ndarray, fs: float) -> dict[str, float]:
     R-peak detectors disagree); axis: the cohort interpreter's net QRS area in leads I and aVF. Unmeasurable
     values are NaN; ``reason`` says why (never raises).
     """
-    from ..eval.features import measure_record
 
     row = measure_record(np.asarray(signal), fs, xqrs=False)
     out = {"hr": row["hr_nk"], "pr": row["pr_ms"], "qrs": row["qrs_ms"], "qt": row["qt_ms"],
@@ -163,14 +173,12 @@ def _resampled(signal: np.ndarray, fs: float) -> np.ndarray:
     """``signal`` at the cohort interpreter's 500 Hz (FFT resampling, as the benchmark's P-wave measurement)."""
     from scipy.signal import resample
 
-    from ..data.cohort.morphology import FS as COHORT_FS
 
     sig = np.asarray(signal, dtype=np.float64)
     return resample(sig, int(round(sig.shape[-1] * COHORT_FS / fs)), axis=-1)
 
 
 def _interpreter_measure(signal: np.ndarray, fs: float) -> dict:
-    from ..data.cohort.interpreter import measure
 
     try:
         return measure(_resampled(signal, fs))
@@ -181,7 +189,6 @@ def _interpreter_measure(signal: np.ndarray, fs: float) -> dict:
 def read_ecg(signal: np.ndarray, fs: float) -> list[str]:
     """The embedded cohort's rule-based interpreter's statements for a ``(12, L)`` mV ECG (resampled to its
     500 Hz): what a machine report of this ECG would say."""
-    from ..data.cohort.interpreter import interpret
 
     try:
         return list(interpret(_resampled(signal, fs)).statements)
@@ -192,8 +199,6 @@ def read_ecg(signal: np.ndarray, fs: float) -> list[str]:
 def agreement(asked: Sequence[str], read: Sequence[str]) -> pd.DataFrame:
     """Per benchmark class (:data:`~diffusets_core.eval.report.EVAL_CLASSES`) named by the request or by the
     reading: ``class, asked, read, agree`` (bool columns)."""
-    from ..eval.classifiers import labels_from_reports
-    from ..eval.report import EVAL_CLASSES
 
     lab, names = labels_from_reports([list(asked), list(read)], EVAL_CLASSES)
     rows = [{"class": c, "asked": bool(lab[0, j]), "read": bool(lab[1, j])} for j, c in enumerate(names)
@@ -240,13 +245,11 @@ class ExplorerResult:
 
     def figure(self, **kw: Any):
         """The ECG on standard paper (25 mm/s, 10 mm/mV, 3×4 + lead II rhythm strip)."""
-        from ..viz.ecgplot import plot_12lead
 
         return plot_12lead(self.signal, self.fs, title=f"generated | {self.conditions.label()}", **kw)
 
     def nearest_figure(self, **kw: Any):
         """The closest real training ECG on the same paper (``None`` when the run has no training records)."""
-        from ..viz.ecgplot import plot_12lead
 
         if self.nearest is None:
             return None
@@ -281,14 +284,13 @@ class ExplorerResult:
     def save(self, out_dir: Union[str, os.PathLike], formats: Sequence[str] = ("wfdb", "png")) -> list[Path]:
         """Write the ECG with :func:`diffusets_core.diffusion.export.export_batch` (WFDB header comments carry the
         conditions, seed and model) into ``out_dir/<report-slug>_<sex><age>_hr<hr>_seed<seed>/``; returns the files."""
-        from ..diffusion.export import export_batch
 
         if self.output is None:
             raise ExplorerInputError("nothing to save: this result has no generation output")
         c = self.conditions
         slug = "".join(ch if ch.isalnum() else "_" for ch in c.report.lower())[:48].strip("_")
         d = Path(out_dir) / f"{slug}_{c.sex}{c.age:.0f}_hr{c.hr:.0f}_seed{c.seed}"
-        names = export_batch(self.output, d, formats=formats)
+        names = export_batch(self.output, d, formats=formats, plot=plot_12lead)
         return sorted(p for p in d.iterdir() if p.stem in names)
 
 
@@ -318,9 +320,6 @@ class Explorer:
     def from_run(cls, run_dir: Union[str, os.PathLike], *, device: str = "cpu", split: str = "train",
                  pipe: Any = None, **pipe_kwargs: Any) -> "Explorer":
         """The run's pipeline (its validated guidance) and its ``split`` ECGs with their report embeddings."""
-        from ..data.store import SignalStore
-        from ..diffusion.pipeline import DiffuSETSPipeline
-        from ..text.embed import load_run_embeddings
 
         run_dir = Path(run_dir)
         if pipe is None:

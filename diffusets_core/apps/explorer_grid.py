@@ -24,6 +24,10 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from ..data.cohort.interpreter import CLASS_STATEMENT
+from ..eval.classifiers import labels_from_reports
+from ..eval.taxonomy import EVAL_CLASSES
+from ..viz.ecgplot import plot_12lead
 from .explorer import FAST_SAMPLER, FAST_STEPS, MEASUREMENTS, Explorer, agreement, measure_ecg, read_ecg
 
 __all__ = ["grid_conditions", "render_grid", "write_explorer_html", "write_explorer"]
@@ -39,9 +43,6 @@ def grid_conditions(records: pd.DataFrame, *, max_classes: int = 13, hr_quantile
 
     Returns ``index, class, statement, report, hr, sex, age`` (``index`` 0..N-1, the row's position;
     ``statement`` the class's statement as the cohort interpreter writes it)."""
-    from ..data.cohort.interpreter import CLASS_STATEMENT
-    from ..eval.classifiers import labels_from_reports
-    from ..eval.report import EVAL_CLASSES
 
     if records is None or not len(records):
         raise ValueError("grid_conditions: no records to take classes, reports and heart rates from")
@@ -78,7 +79,6 @@ def render_grid(explorer: Explorer, grid: pd.DataFrame, out_dir: Union[str, os.P
     requested classes and no other)."""
     import matplotlib.pyplot as plt
 
-    from ..viz.ecgplot import plot_12lead
 
     out_dir = Path(out_dir)
     (out_dir / "img").mkdir(parents=True, exist_ok=True)

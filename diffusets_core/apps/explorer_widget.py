@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 from .explorer import Explorer, ExplorerInputError, ExplorerResult
 

@@ -11,6 +11,8 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
+from ..eval.features import hr_error
+
 __all__ = ["report_patient_grid", "most_frequent_report", "RateReports", "rate_reports", "hr_sweep_conditions",
            "hr_sweep_summary"]
 
@@ -74,6 +76,5 @@ def hr_sweep_conditions(reports: RateReports, hr_sweep: Sequence[float], n_per_c
 
 def hr_sweep_summary(sweep: pd.DataFrame) -> dict[str, dict]:
     """Per series, :func:`~diffusets_core.eval.features.hr_error` of ``measured HR`` against ``requested HR``."""
-    from ..eval.features import hr_error
 
     return {s: hr_error(g["measured HR"].to_numpy(), g["requested HR"].to_numpy()) for s, g in sweep.groupby("series")}

@@ -21,6 +21,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ..data.store import SignalStore
+from ..text.embed import load_run_embeddings
+from .rare_disease import measure
 from .stats import compare
 
 __all__ = ["Experiment", "DEFAULT_FEATURES", "add_statement", "default_experiments", "run_experiment",
@@ -84,7 +87,6 @@ def run_experiment(pipe: Any, exp: Experiment, n: int, seed: int = 0, *, steps: 
     Returns ``(table, measured)``: ``table`` one row per feature (experiment, factor, feature + the columns of
     :func:`~diffusets_core.apps.stats.compare`); ``measured`` one row per ECG (experiment, arm, seed, features).
     """
-    from .rare_disease import measure
 
     frames = {}
     for arm, cond in (("case", exp.case), ("control", exp.control)):
@@ -131,8 +133,6 @@ class PCAView:
 
 def embedding_pca(run_dir: Any) -> PCAView:
     """PCA (2 components, SVD of the centred matrix) of the run's report embeddings, one point per record."""
-    from ..data.store import SignalStore
-    from ..text.embed import load_run_embeddings
 
     ids, mat, _ = load_run_embeddings(run_dir)
     mat = np.asarray(mat, float)

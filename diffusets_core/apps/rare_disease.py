@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 from ..data.leads import CANONICAL_LEADS
-from .stats import compare
+from ..eval.features import hr_neurokit, measure_features
+from ..fileio import l2_normalize
+from .stats import NOT_MEASURABLE, OPPOSITE, PRESENT, compare
 
 __all__ = ["ConditionResult", "normal_report", "t_wave_shape", "measure", "generate_condition",
            "signature_table", "overall_verdict", "T_LEADS", "description_source", "novelty_table",
@@ -55,7 +57,6 @@ def normal_report(records: pd.DataFrame) -> str:
 def _t_shape_one(sig: np.ndarray, fs: float, leads: Sequence[str]) -> dict[str, float]:
     from scipy.signal import resample_poly
 
-    from ..eval.features import hr_neurokit
 
     row = {f"t_{k}_{ld}": math.nan for ld in leads for k in ("fwhm_ms", "peak")}
     peaks = None
@@ -128,7 +129,6 @@ def t_wave_shape(signals: np.ndarray, fs: float = 102.4, leads: Sequence[str] = 
 
 def measure(signals: np.ndarray, fs: float = 102.4, t_leads: Sequence[str] = T_LEADS) -> pd.DataFrame:
     """``measure_features`` (with T amplitudes in ``t_leads``) plus :func:`t_wave_shape` columns."""
-    from ..eval.features import measure_features
 
     try:
         f = measure_features(signals, fs, t_leads=tuple(t_leads))
@@ -213,7 +213,6 @@ def signature_table(features: pd.DataFrame, signature: Sequence[dict], *, paired
 
 def overall_verdict(table: pd.DataFrame) -> str:
     """A sentence from a :func:`signature_table`: how many signature features were found, computed, not chosen."""
-    from .stats import NOT_MEASURABLE, OPPOSITE, PRESENT
 
     n = len(table)
     if n == 0:
@@ -249,7 +248,6 @@ def novelty_table(descriptions: Sequence[Any], records: pd.DataFrame, pipe: Any)
     """How new each description is to the model: which of its statements occur verbatim (case-insensitive) in the
     training reports of ``records``, and the training report whose embedding (``pipe.embed_reports``) is nearest
     by cosine. One row per description (``ConditionDescription``)."""
-    from ..fileio import l2_normalize
 
     train_statements = records["report"].str.split("|").explode().str.strip().str.lower().value_counts()
     distinct = records["report"].value_counts().index.tolist()

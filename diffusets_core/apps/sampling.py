@@ -13,6 +13,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ..eval.features import hr_error, measure_features
+from ..eval.guidance import guidance_sweep, save_chosen_guidance, summarize_guidance
+
 __all__ = ["PAPER_AND_FAST_SAMPLERS", "compare_samplers", "rms_difference", "sweep_and_save_guidance",
            "guidance_summary", "training_setup"]
 
@@ -28,7 +31,6 @@ def compare_samplers(pipe: Any, conditions: pd.DataFrame, samplers: Sequence[tup
     ``HR measurable`` from neurokit2 on the generated ECGs, ``speed-up vs DDPM`` relative to the first sampler)
     and the pipeline outputs by sampler name.
     """
-    from ..eval.features import hr_error, measure_features
 
     cond = dict(age=conditions["age"].tolist(), sex=conditions["sex"].tolist(), hr=conditions["hr"].tolist())
     rows, outputs = [], {}
@@ -61,7 +63,6 @@ def sweep_and_save_guidance(run_dir: Any, scales: Sequence[float], *, n: int, se
     keeps guidance 1)."""
     if not scales:
         return None, None
-    from ..eval.guidance import guidance_sweep, save_chosen_guidance
 
     sweep = guidance_sweep(run_dir, scales, n=n, seed=seed, sampler=sampler, steps=steps, clip_steps=clip_steps,
                            clf_steps=clf_steps, workers=workers)
@@ -75,7 +76,6 @@ def guidance_summary(sweep: Optional[pd.DataFrame], settings: Optional[dict]) ->
     """:func:`~diffusets_core.eval.guidance.summarize_guidance`, or :data:`NO_SWEEP` when there was no sweep."""
     if sweep is None:
         return NO_SWEEP
-    from ..eval.guidance import summarize_guidance
 
     return summarize_guidance(sweep, settings)
 

@@ -12,6 +12,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..data.overview import skipped_records, statements, subjects_in_several_splits
+from .rare_disease import overall_verdict
+
 __all__ = ["count_parameters", "model_size_table", "summarize_methods", "describe_reports", "skipped_view",
            "summarize_data", "summarize_text", "summarize_diffusion", "summarize_generation",
            "summarize_rare_disease", "summarize_knowledge", "summarize_gallery", "summarize_explorer"]
@@ -49,7 +52,6 @@ def summarize_methods(vae: Any, unet: Any, paper_vae: Any, paper_unet: Any, vae_
 # -- 01 data ---------------------------------------------------------------------------------------------------------
 def describe_reports(records: pd.DataFrame) -> str:
     """Distinct reports and statements, and the median number of statements per report."""
-    from ..data.overview import statements
 
     st = statements(records)
     return (f"{records['report'].nunique()} distinct reports among {len(records)} records; "
@@ -62,7 +64,6 @@ def skipped_view(reasons: Any, manifest: pd.DataFrame, head: int = 20) -> list:
     sentence saying none was skipped (objects for ``display(*...)``)."""
     from IPython.display import Markdown
 
-    from ..data.overview import skipped_records
 
     skipped = skipped_records(manifest)
     if len(skipped):
@@ -73,7 +74,6 @@ def skipped_view(reasons: Any, manifest: pd.DataFrame, head: int = 20) -> list:
 def summarize_data(source: str, manifest: pd.DataFrame, records: pd.DataFrame, statement_table: pd.DataFrame,
                    records_per_s: float, workers: int) -> str:
     """Records read / prepared / skipped, the split by subject, reports, patients, and the preparation speed."""
-    from ..data.overview import subjects_in_several_splits
 
     hr_lo, hr_hi = np.percentile(records["hr"], [5, 95])
     per_split = records.groupby("split")["record_id"].size()
@@ -154,7 +154,6 @@ def summarize_generation(grid: pd.DataFrame, n_reports: int, n_patients: int, hr
 def summarize_rare_disease(descriptions: Sequence[Any], signatures: pd.DataFrame, *, sex: str, age: Any, hr: Any,
                            n: int, control_report: str, sampler: str, steps: int, source: str, table_path: str) -> str:
     """The experiment's setting, then per condition the overall verdict and each signature feature's test."""
-    from .rare_disease import overall_verdict
 
     lines = [f"- Patient: {sex}, {age} y, {hr} bpm; {n} ECGs per condition and {n} controls from `{control_report}`; "
              f"{sampler} sampler, {steps} steps; descriptions from the {'LLM' if source == 'llm' else 'cited table'}."]

@@ -52,10 +52,16 @@ def write_wfdb(signal: np.ndarray, fs: float, out_dir: str | os.PathLike, name: 
 def export_batch(output: Any, out_dir: str | os.PathLike, *, start_index: int = 0, formats: Iterable[str] = ("wfdb", "npy"),
                  png_limit: Optional[int] = None, plot: Optional[PlotFn] = None) -> list[str]:
     """Write every ECG of a :class:`GenerationOutput` as ``ecg_NNNNNN`` in ``formats`` (``wfdb``, ``npy``, ``png``;
-    ``png`` draws with ``plot``, e.g. ``viz.ecgplot.plot_12lead``); returns the record names."""
+    ``png`` draws with ``plot``, e.g. ``viz.ecgplot.plot_12lead``); returns the record names.
+
+    Raises ValueError, before anything is written, when ``png`` is asked for without ``plot`` (drawing belongs to
+    ``viz``, a layer above ``diffusion``, so the caller passes it)."""
+    formats = set(formats)
+    if "png" in formats and plot is None:
+        raise ValueError("export_batch: formats include 'png' but no plot= function was given "
+                         "(pass e.g. diffusets_core.viz.ecgplot.plot_12lead)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    formats = set(formats)
     names = []
     for i, row in enumerate(output.conditions.to_dict("records")):
         name = f"ecg_{start_index + i:06d}"
@@ -66,9 +72,6 @@ def export_batch(output: Any, out_dir: str | os.PathLike, *, start_index: int = 
             atomic_save_npy(out_dir / f"{name}.npy", sig.astype(np.float32))
         if "png" in formats and (png_limit is None or start_index + i < png_limit):
             import matplotlib.pyplot as plt  # matplotlib only when PNGs are asked for
-
-            if plot is None:
-                from ..viz.ecgplot import plot_12lead as plot  # compat(issue14): callers pass plot=, removed at merge
 
             title = f"{row['report'].replace('|', ' / ')} | {row['sex']}, {row['age']} y, HR {row['hr']} | seed {row['seed']}"
             fig = plot(sig, output.fs, title=title)

@@ -14,8 +14,8 @@ import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 COHORT_VERSION = "2"  # 2: batched GAN pass, T-end search to 0.72 RR, MIMIC fiducial columns
 DISK_ORDER = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
 from ..leads import CANONICAL_LEADS as CANON
+from . import interpreter as it
+from .morphology import GAN_BATCH
+
 MEASURE_COLS = ["bandwidth", "filtering", "rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end", "t_end",
                 "p_axis", "qrs_axis", "t_axis"]
 
@@ -125,8 +128,6 @@ def _generation_config() -> dict[str, Any]:
     """How the cohort is made (stored in COHORT.json): no clock, host or path, so reruns are identical."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import interpreter as it
-    from .morphology import GAN_BATCH
 
     def ver(pkg: str) -> str | None:
         try:

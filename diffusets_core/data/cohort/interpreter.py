@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..leads import CANONICAL_LEADS as LEADS12
 from .morphology import FS, bandpass_sos, qrs_bounds, t_wave_end
 
-from ..leads import CANONICAL_LEADS as LEADS12
 IDX = {n: i for i, n in enumerate(LEADS12)}
 INDEPENDENT = [IDX[n] for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
 ST_GROUPS = {"anterior": ("V1", "V2", "V3", "V4"), "inferior": ("II", "III", "aVF"),

@@ -22,10 +22,10 @@ PRE_S, POST_S = 0.30, 0.46  # template window around R
 
 @functools.lru_cache(maxsize=1)
 def _generator():
-    import torch
-    import deepfakeecg
-
     import warnings
+
+    import deepfakeecg
+    import torch
 
     with warnings.catch_warnings():  # the package uses a deprecated init alias; not our concern
         warnings.simplefilter("ignore", FutureWarning)
@@ -153,7 +153,6 @@ def t_wave_end(beat: np.ndarray, qrs_off: int, r: int, rr_s: float, frac: float 
 def make_template(rec: np.ndarray) -> Template:
     """Median beat of a GAN record (lead II R peaks via neurokit2), baseline-corrected on the TP segment."""
     import neurokit2 as nk
-
     from scipy.signal import sosfiltfilt
 
     # the interpreter measures on 0.5-40 Hz band-passed signals; the template is made the same way so

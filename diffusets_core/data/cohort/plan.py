@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conditions import Edit
+from .conditions import Edit, derive_12
 from .morphology import FS, Template
 
 CLASS_WEIGHTS = {
@@ -71,7 +71,6 @@ def make_edit(cls: str, tpl: Template, rng: np.random.Generator, age: float, sex
     amp = (1.15 - 0.005 * (age - 20)) * (0.9 if sex == "F" else 1.0)
     if cls != "low_voltage":
         # keep records that are not meant to be low-voltage clearly above the 0.5 mV limb-lead criterion
-        from .conditions import derive_12
         limb = float(np.ptp(derive_12(tpl.beat)[:6, tpl.qrs_on:tpl.qrs_off + 1], axis=1).max())
         amp = max(amp, 0.7 / max(limb, 1e-3))
     e = Edit(hr=hr, amplitude=amp, qt_mult=1.03 if sex == "F" else 1.0)
@@ -107,7 +106,6 @@ def make_edit(cls: str, tpl: Template, rng: np.random.Generator, age: float, sex
     if cls == "pvc":
         e.n_pvc = int(rng.integers(1, 3))
     elif cls == "low_voltage":
-        from .conditions import derive_12
         limb = derive_12(tpl.beat)[:6, tpl.qrs_on:tpl.qrs_off + 1]
         e.low_voltage = rng.uniform(0.25, 0.4) / max(1e-3, amp * float(np.ptp(limb, axis=1).max()))
     return classes, e
