@@ -5,7 +5,7 @@ PROFILE ?= cpu
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test test-all venv clean browser
+.PHONY: book test test-all lint venv clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: chromium not installed and apt-get not usable; the browser test will be skipped"; fi; }
 
-test: $(STAMP) browser
+# ruff: lint everything (package, tests, benchmarks, chapters); format-check the Python files (pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)

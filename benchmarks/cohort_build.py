@@ -36,8 +36,10 @@ def main() -> None:
     import resource
 
     def cpu() -> float:
-        return sum(resource.getrusage(w).ru_utime + resource.getrusage(w).ru_stime
-                   for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        return sum(
+            resource.getrusage(w).ru_utime + resource.getrusage(w).ru_stime
+            for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        )
 
     t0, c0 = time.perf_counter(), cpu()
     summary = build_cohort(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=False)
@@ -47,25 +49,43 @@ def main() -> None:
     table = agreement_table(args.out)
     ok = SignalStore(run).records()
     hr = ok["hr"].to_numpy()
-    pct = dict(zip(["min", "p5", "p25", "p50", "p75", "p95", "max"],
-                   np.round(np.percentile(hr, [0, 5, 25, 50, 75, 95, 100]), 1).tolist()))
-    print(f"cohort build: {args.n} records in {build_s:.1f} s with {args.workers} workers "
-          f"({args.n / build_s:.1f} records/s; target <= 180 s: {'met' if build_s <= 180 else 'MISSED'})")
+    pct = dict(
+        zip(
+            ["min", "p5", "p25", "p50", "p75", "p95", "max"],
+            np.round(np.percentile(hr, [0, 5, 25, 50, 75, 95, 100]), 1).tolist(),
+        )
+    )
+    print(
+        f"cohort build: {args.n} records in {build_s:.1f} s with {args.workers} workers "
+        f"({args.n / build_s:.1f} records/s; target <= 180 s: {'met' if build_s <= 180 else 'MISSED'})"
+    )
     # CPU seconds do not depend on other jobs sharing the machine: CPU / workers is the wall time on idle cores
-    print(f"build CPU time: {build_cpu:.1f} s ({1000 * build_cpu / args.n:.1f} ms/record; "
-          f"{build_cpu / max(1, args.workers):.1f} s per worker = the wall time on {args.workers} idle cores)")
+    print(
+        f"build CPU time: {build_cpu:.1f} s ({1000 * build_cpu / args.n:.1f} ms/record; "
+        f"{build_cpu / max(1, args.workers):.1f} s per worker = the wall time on {args.workers} idle cores)"
+    )
     print(f"class counts: {summary['class_counts']}")
-    print(f"preparation: {res.n_ok} ok / {res.n_skipped} skipped in {res.seconds:.1f} s = {res.records_per_s:.0f} records/s "
-          f"(target >= 150: {'met' if res.records_per_s >= 150 else 'MISSED'})")
+    print(
+        f"preparation: {res.n_ok} ok / {res.n_skipped} skipped in {res.seconds:.1f} s = {res.records_per_s:.0f} records/s "
+        f"(target >= 150: {'met' if res.records_per_s >= 150 else 'MISSED'})"
+    )
     print("report/label agreement per intended class (target >= 0.90 each):")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     worst = table["agreement"].min()
     print(f"lowest agreement {worst:.3f} ({table['agreement'].idxmin()}): {'met' if worst >= 0.9 else 'MISSED'}")
     print(f"measured HR percentiles (bpm): {pct}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
-    out = {"n": args.n, "build_s": build_s, "build_cpu_s": build_cpu, "class_counts": summary["class_counts"], "prepare_records_per_s": res.records_per_s,
-           "agreement": table["agreement"].round(4).to_dict(),
-           "false_positive": table["false_positive"].round(4).to_dict(), "records": table["records"].to_dict(), "hr": pct}
+    out = {
+        "n": args.n,
+        "build_s": build_s,
+        "build_cpu_s": build_cpu,
+        "class_counts": summary["class_counts"],
+        "prepare_records_per_s": res.records_per_s,
+        "agreement": table["agreement"].round(4).to_dict(),
+        "false_positive": table["false_positive"].round(4).to_dict(),
+        "records": table["records"].to_dict(),
+        "hr": pct,
+    }
     (args.out.parent / f"{args.out.name}_benchmark.json").write_text(json.dumps(out, indent=2))
 
 

@@ -13,6 +13,7 @@ Prints a table and writes ``benchmarks/out/embedding_throughput.json``.
    vectors + build the key index), time to look 100k prompts up, append speed for 64-vector segments.
    The page cache is warm (the files were just written); a cold read adds disk time (~1.5 GB for 1M).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,24 @@ from diffusets_core.text.embedders import EmbedderIdentity  # noqa: E402
 from diffusets_core.text.prompts import ordered_prompt  # noqa: E402
 
 STATEMENTS = [
-    "Sinus rhythm", "Sinus tachycardia", "Sinus bradycardia", "Atrial fibrillation", "Normal ECG.",
-    "Abnormal ECG.", "Borderline ECG.", "1st degree A-V block", "Left bundle branch block",
-    "Right bundle branch block", "Inferior ST elevation - consider acute infarct", "T wave inversion",
-    "Prolonged QT interval", "Low QRS voltages in limb leads", "Ventricular premature complex",
-    "Left axis deviation", "Anterior ST elevation", "Peaked T waves - consider hyperkalemia",
+    "Sinus rhythm",
+    "Sinus tachycardia",
+    "Sinus bradycardia",
+    "Atrial fibrillation",
+    "Normal ECG.",
+    "Abnormal ECG.",
+    "Borderline ECG.",
+    "1st degree A-V block",
+    "Left bundle branch block",
+    "Right bundle branch block",
+    "Inferior ST elevation - consider acute infarct",
+    "T wave inversion",
+    "Prolonged QT interval",
+    "Low QRS voltages in limb leads",
+    "Ventricular premature complex",
+    "Left axis deviation",
+    "Anterior ST elevation",
+    "Peaked T waves - consider hyperkalemia",
 ]
 
 
@@ -56,12 +70,16 @@ def bench_local(n: int, batch_sizes: list[int], device: str) -> dict:
     from diffusets_core.text.embedders import LocalEmbedder
 
     prompts = [ordered_prompt(r) + f" #{i}" for i, r in enumerate(synthetic_reports(n))]
-    res = {"n_prompts": n, "torch_threads": torch.get_num_threads(), "mean_prompt_chars": float(np.mean([len(p) for p in prompts]))}
+    res = {
+        "n_prompts": n,
+        "torch_threads": torch.get_num_threads(),
+        "mean_prompt_chars": float(np.mean([len(p) for p in prompts])),
+    }
     t = time.perf_counter()
     emb = LocalEmbedder(device=device).load()
     res["load_s"] = round(time.perf_counter() - t, 2)
     res["device"] = emb.device
-    emb.embed(prompts[:batch_sizes[0]])  # warm-up
+    emb.embed(prompts[: batch_sizes[0]])  # warm-up
     for bs in batch_sizes:
         emb.batch_size = bs
         t = time.perf_counter()
@@ -88,8 +106,7 @@ def bench_cache(n: int, dim: int, tmp: Path) -> dict:
     keys = [prompt_key(s) for s in texts]
     hash_s = time.perf_counter() - t
     vecs = rng.standard_normal((n, dim), dtype=np.float32)
-    res = {"n_entries": n, "dim": dim, "gigabytes": round(vecs.nbytes / 1e9, 2),
-           "sha256_keys_s": round(hash_s, 2)}
+    res = {"n_entries": n, "dim": dim, "gigabytes": round(vecs.nbytes / 1e9, 2), "sha256_keys_s": round(hash_s, 2)}
     for label, nseg in (("1_segment", 1), ("100_segments", 100)):
         root = tmp / label
         t = time.perf_counter()

@@ -38,12 +38,33 @@ def case(run: Path, cond: Path, out: Path, batch: int, steps: int, sampler: str)
     """Subprocess entry (also under torchrun): generate, then print this process's peak RSS."""
     from diffusets_core.cli import main
 
-    rc = main(["generate", "--run-dir", str(run), "--conditions", str(cond), "--out", str(out), "--batch-size",
-               str(batch), "--steps", str(steps), "--sampler", sampler, "--device", "cpu", "--quiet"])
+    rc = main(
+        [
+            "generate",
+            "--run-dir",
+            str(run),
+            "--conditions",
+            str(cond),
+            "--out",
+            str(out),
+            "--batch-size",
+            str(batch),
+            "--steps",
+            str(steps),
+            "--sampler",
+            sampler,
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     rank = int(os.environ.get("RANK", "0"))
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    print("RESULT " + json.dumps({"rank": rank, "rc": rc, "cpu_s": ru.ru_utime + ru.ru_stime,
-                                  "peak_mb": ru.ru_maxrss / 1024}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps({"rank": rank, "rc": rc, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_mb": ru.ru_maxrss / 1024}),
+        flush=True,
+    )
 
 
 def run_case(args, n: int, procs: int, cond: Path) -> dict:
@@ -54,7 +75,14 @@ def run_case(args, n: int, procs: int, cond: Path) -> dict:
     if procs == 1:
         cmd = [sys.executable, *me, *opts]
     else:
-        cmd = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", str(procs), *me, *opts]
+        cmd = [
+            str(Path(sys.executable).with_name("torchrun")),
+            "--standalone",
+            "--nproc_per_node",
+            str(procs),
+            *me,
+            *opts,
+        ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -63,10 +91,16 @@ def run_case(args, n: int, procs: int, cond: Path) -> dict:
     if r.returncode != 0 or len(res) != procs:
         raise RuntimeError(f"{cmd} failed:\n{r.stderr[-3000:]}")
     written = len(list((out / "records").rglob("*.hea")))
-    return {"ecgs": n, "processes": procs, "wall_s": wall, "ecgs_per_s": written / wall, "written": written,
-            "ecgs_per_cpu_s": written / sum(x.get("cpu_s", float("nan")) for x in res),
-            "peak_mb": max(x["peak_mb"] for x in res), "disk_mb": sum(p.stat().st_size for p in out.rglob("*")
-                                                                       if p.is_file()) / 1e6}
+    return {
+        "ecgs": n,
+        "processes": procs,
+        "wall_s": wall,
+        "ecgs_per_s": written / wall,
+        "written": written,
+        "ecgs_per_cpu_s": written / sum(x.get("cpu_s", float("nan")) for x in res),
+        "peak_mb": max(x["peak_mb"] for x in res),
+        "disk_mb": sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,19 +126,31 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_case(args, n, procs, cond))
         print(rows[-1], flush=True)
     one, two, big = rows
-    cmd = (f"python benchmarks/generate_dataset.py RUN --small {args.small} --large {args.large} --batch {args.batch} "
-           f"--steps {args.steps} --sampler {args.sampler}")
-    lines = [f"Measured by `{cmd}` (RUN: {args.run.name}, a tiny trained run; {args.sampler} {args.steps} steps, batch {args.batch}, "
-             "WFDB + npy at 102.4 Hz, `OMP_NUM_THREADS=1` per process, shared 2-core machine).", "",
-             "Wall-clock ECGs/s depend on what else runs; ECGs per CPU-second (all processes) do not.", "",
-             "| ECGs | processes | wall s | ECGs/s | ECGs per CPU-s | peak RSS per process | output on disk |",
-             "|---|---|---|---|---|---|---|"]
+    cmd = (
+        f"python benchmarks/generate_dataset.py RUN --small {args.small} --large {args.large} --batch {args.batch} "
+        f"--steps {args.steps} --sampler {args.sampler}"
+    )
+    lines = [
+        f"Measured by `{cmd}` (RUN: {args.run.name}, a tiny trained run; {args.sampler} {args.steps} steps, batch {args.batch}, "
+        "WFDB + npy at 102.4 Hz, `OMP_NUM_THREADS=1` per process, shared 2-core machine).",
+        "",
+        "Wall-clock ECGs/s depend on what else runs; ECGs per CPU-second (all processes) do not.",
+        "",
+        "| ECGs | processes | wall s | ECGs/s | ECGs per CPU-s | peak RSS per process | output on disk |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['ecgs']:,} | {r['processes']} | {r['wall_s']:.1f} | {r['ecgs_per_s']:.1f} | "
-                     f"{r['ecgs_per_cpu_s']:.1f} | "
-                     f"{r['peak_mb']:.0f} MB | {r['disk_mb']:.1f} MB |")
-    lines += ["", f"2 processes / 1 process: x{two['ecgs_per_s'] / one['ecgs_per_s']:.2f} ECGs/s; peak RSS at "
-              f"{args.large:,} / {args.small:,} ECGs: x{big['peak_mb'] / one['peak_mb']:.2f} (bounded: ~1.0).", ""]
+        lines.append(
+            f"| {r['ecgs']:,} | {r['processes']} | {r['wall_s']:.1f} | {r['ecgs_per_s']:.1f} | "
+            f"{r['ecgs_per_cpu_s']:.1f} | "
+            f"{r['peak_mb']:.0f} MB | {r['disk_mb']:.1f} MB |"
+        )
+    lines += [
+        "",
+        f"2 processes / 1 process: x{two['ecgs_per_s'] / one['ecgs_per_s']:.2f} ECGs/s; peak RSS at "
+        f"{args.large:,} / {args.small:,} ECGs: x{big['peak_mb'] / one['peak_mb']:.2f} (bounded: ~1.0).",
+        "",
+    ]
     text = "\n".join(lines)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(text)

@@ -29,8 +29,6 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/stream"))
     args = ap.parse_args()
 
-    import pandas as pd
-
     from diffusets_core.data.store import SignalStore
     from diffusets_core.diffusion.export import generate_to_disk
     from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
@@ -40,17 +38,35 @@ def main() -> None:
     test = SignalStore(args.run_dir).records("test")
     cond = test.sample(n=args.n, replace=True, random_state=0)[["report", "age", "sex", "hr"]].reset_index(drop=True)
     t0 = time.perf_counter()
-    generate_to_disk(pipe, cond.iloc[: args.batch], args.out, batch_size=args.batch, progress=False,
-                     num_inference_steps=args.steps, sampler=args.sampler)
+    generate_to_disk(
+        pipe,
+        cond.iloc[: args.batch],
+        args.out,
+        batch_size=args.batch,
+        progress=False,
+        num_inference_steps=args.steps,
+        sampler=args.sampler,
+    )
     first = _rss_mb()
-    res = generate_to_disk(pipe, cond, args.out, batch_size=args.batch, progress=False,
-                           num_inference_steps=args.steps, sampler=args.sampler)
+    res = generate_to_disk(
+        pipe,
+        cond,
+        args.out,
+        batch_size=args.batch,
+        progress=False,
+        num_inference_steps=args.steps,
+        sampler=args.sampler,
+    )
     dt = time.perf_counter() - t0
     files = len(list(args.out.glob("*.hea")))
-    print(f"{files} ECGs written ({res['generated']} in the second call, {res['skipped_existing']} resumed) "
-          f"in {dt:.1f} s ({dt / files:.3f} s per ECG, {args.sampler} {args.steps} steps, batch {args.batch})")
-    print(f"peak RSS after the first batch: {first:.0f} MB; after all {files}: {_rss_mb():.0f} MB "
-          f"(ratio {(_rss_mb() / first):.2f}; bounded memory means ~1.0)")
+    print(
+        f"{files} ECGs written ({res['generated']} in the second call, {res['skipped_existing']} resumed) "
+        f"in {dt:.1f} s ({dt / files:.3f} s per ECG, {args.sampler} {args.steps} steps, batch {args.batch})"
+    )
+    print(
+        f"peak RSS after the first batch: {first:.0f} MB; after all {files}: {_rss_mb():.0f} MB "
+        f"(ratio {(_rss_mb() / first):.2f}; bounded memory means ~1.0)"
+    )
 
 
 if __name__ == "__main__":

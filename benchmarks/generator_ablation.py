@@ -30,23 +30,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-UNET_TRAIN = {"batch_size": 64, "lr": 1e-3, "val_every": 500, "checkpoint_every": 10 ** 6, "log_every": 100,
-              "progress": False}
-VAE_TRAIN = {"batch_size": 32, "lr": 5e-4, "val_every": 250, "checkpoint_every": 10 ** 6, "log_every": 100,
-             "progress": False}
+UNET_TRAIN = {
+    "batch_size": 64,
+    "lr": 1e-3,
+    "val_every": 500,
+    "checkpoint_every": 10**6,
+    "log_every": 100,
+    "progress": False,
+}
+VAE_TRAIN = {
+    "batch_size": 32,
+    "lr": 5e-4,
+    "val_every": 250,
+    "checkpoint_every": 10**6,
+    "log_every": 100,
+    "progress": False,
+}
 
 
-def seconds_per_step(model_cfg: dict, text_dim: int, latent_shape: tuple[int, int], batch: int, reps: int = 10) -> float:
+def seconds_per_step(
+    model_cfg: dict, text_dim: int, latent_shape: tuple[int, int], batch: int, reps: int = 10
+) -> float:
     """Wall seconds of one optimiser step of a U-Net built from ``model_cfg`` on random data of the real shapes
     (the same measurement as ``benchmarks/unet_step_speed.py``, with this process's threads)."""
     import torch
-
     from unet_step_speed import step_time  # the sibling script (benchmarks/ is on sys.path when run as a script)
 
     if text_dim != 384 or latent_shape[1] != 128:
         raise ValueError("seconds_per_step measures 384-d text and 128-position latents, as the cpu profile has")
-    return step_time(model_cfg, batch, latent_ch=latent_shape[0], threads=torch.get_num_threads(),
-                     compile_model=False, reps=reps)
+    return step_time(
+        model_cfg, batch, latent_ch=latent_shape[0], threads=torch.get_num_threads(), compile_model=False, reps=reps
+    )
 
 
 def main() -> None:
@@ -58,27 +72,34 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="DDIM steps")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", default=None, help="run only these variants (and what they reuse)")
-    ap.add_argument("--paraphrase", action="store_true",
-                    help="also generate every variant for the same conditions with each statement reworded "
-                         "(eval/paraphrases.yaml, written before any result) and report para_hr_mae_50_150 and "
-                         "para_macro_recall_morphology")
+    ap.add_argument(
+        "--paraphrase",
+        action="store_true",
+        help="also generate every variant for the same conditions with each statement reworded "
+        "(eval/paraphrases.yaml, written before any result) and report para_hr_mae_50_150 and "
+        "para_macro_recall_morphology",
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--append", type=Path, default=None,
-                    help="an earlier run's ablation.csv: write it with this run's rows added (column 'run')")
+    ap.add_argument(
+        "--append",
+        type=Path,
+        default=None,
+        help="an earlier run's ablation.csv: write it with this run's rows added (column 'run')",
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/generator_ablation"))
     args = ap.parse_args()
 
+    import torch
+
+    from diffusets_core.checkpoint import load_checkpoint
     from diffusets_core.data.store import link_prepared
     from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
     from diffusets_core.eval.judge import BenchmarkJudge
     from diffusets_core.eval.reconstruction import reconstruct
-    from diffusets_core.checkpoint import load_checkpoint
     from diffusets_core.models.vae import load_vae
     from diffusets_core.train.latents import encode_latents
     from diffusets_core.train.unet import train_unet
     from diffusets_core.train.vae import PAPER_KL_WEIGHT, train_vae
-
-    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,6 +121,7 @@ def main() -> None:
     if args.only:
         keep = set(args.only) | {v["reuse"] for v in variants if v["name"] in args.only and v.get("reuse")}
         variants = [v for v in variants if v["name"] in keep]
+
     # every U-Net's speed is measured up front, back to back, so a step budget never depends on what else was
     # running while that variant trained
     def latent_channels(recipe: dict) -> int:
@@ -111,9 +133,13 @@ def main() -> None:
         return int(recipe.get("model", {}).get("latent_channels", 4))
 
     latent_ch = {name: latent_channels(r) for name, r in spec["vae_recipes"].items()}
-    calib = {v["name"]: seconds_per_step(v.get("unet", {}), 384, (latent_ch[v["vae"]], 128),
-                                         {**UNET_TRAIN, **v.get("train", {})}["batch_size"])
-             for v in variants if not v.get("reuse")}
+    calib = {
+        v["name"]: seconds_per_step(
+            v.get("unet", {}), 384, (latent_ch[v["vae"]], 128), {**UNET_TRAIN, **v.get("train", {})}["batch_size"]
+        )
+        for v in variants
+        if not v.get("reuse")
+    }
     print(json.dumps({"seconds_per_step": calib}), flush=True)
     for v in variants:
         name = v["name"]
@@ -133,14 +159,21 @@ def main() -> None:
                             (run / sub).symlink_to(src / sub, target_is_directory=True)
                 if not (run / "vae" / "model.pt").is_file():
                     t0 = time.perf_counter()
-                    train_vae(run, recipe.get("model", {}), {**VAE_TRAIN, **recipe.get("train", {}),
-                                                             "max_steps": recipe.get("steps", 1000)},
-                              seed=args.seed, kl_weight=recipe.get("kl_weight", PAPER_KL_WEIGHT), resume=False)
+                    train_vae(
+                        run,
+                        recipe.get("model", {}),
+                        {**VAE_TRAIN, **recipe.get("train", {}), "max_steps": recipe.get("steps", 1000)},
+                        seed=args.seed,
+                        kl_weight=recipe.get("kl_weight", PAPER_KL_WEIGHT),
+                        resume=False,
+                    )
                     encode_latents(run, device="cpu")
                     print(json.dumps({"vae": vname, "train_s": time.perf_counter() - t0}), flush=True)
                 vae_runs[vname] = run
                 # the ceiling of every generator on this VAE: the judged real ECGs, reconstructed
-                rows.append({"variant": f"VAE ceiling ({vname})", **judge.score(reconstruct(load_vae(run), judge.real))})
+                rows.append(
+                    {"variant": f"VAE ceiling ({vname})", **judge.score(reconstruct(load_vae(run), judge.real))}
+                )
                 print(json.dumps(rows[-1], default=str), flush=True)
             run = vae_runs[vname]
             train = {**UNET_TRAIN, **v.get("train", {})}
@@ -148,16 +181,32 @@ def main() -> None:
             steps = max(50, int(args.minutes * 60 / sps))
             unet_dir = f"unet_{name}"
             t0 = time.perf_counter()
-            train_unet(run, v.get("unet", {}), {**train, "max_steps": steps}, seed=args.seed, out_name=unet_dir,
-                       resume=False, **v.get("extra", {}))
+            train_unet(
+                run,
+                v.get("unet", {}),
+                {**train, "max_steps": steps},
+                seed=args.seed,
+                out_name=unet_dir,
+                resume=False,
+                **v.get("extra", {}),
+            )
             t_train = time.perf_counter() - t0
             trained[name] = (run, unet_dir)
         g = v.get("guidance", {})
         pipe = DiffuSETSPipeline.from_pretrained(run, device="cpu", unet_dir=unet_dir)
-        def sample(frame: pd.DataFrame) -> np.ndarray:
-            return pipe(frame["report"].tolist(), age=frame["age"].to_numpy(float), sex=frame["sex"].tolist(),
-                        hr=frame["hr"].to_numpy(float), sampler="ddim", num_inference_steps=args.steps,
-                        seed=args.seed, guidance_scale=float(g.get("scale", 1.0)), guidance_on=g.get("on", "all")).signals
+
+        def sample(frame: pd.DataFrame) -> np.ndarray:  # noqa: B023 (called within this iteration only)
+            return pipe(
+                frame["report"].tolist(),
+                age=frame["age"].to_numpy(float),
+                sex=frame["sex"].tolist(),
+                hr=frame["hr"].to_numpy(float),
+                sampler="ddim",
+                num_inference_steps=args.steps,
+                seed=args.seed,
+                guidance_scale=float(g.get("scale", 1.0)),
+                guidance_on=g.get("on", "all"),
+            ).signals
 
         t0 = time.perf_counter()
         x = sample(cond)
@@ -165,11 +214,23 @@ def main() -> None:
         extra = {}
         if para is not None:  # same seeds, same requested classes and HR; only the wording differs
             sp = judge.score(sample(para), set_metrics=False)
-            extra = {"para_hr_mae_50_150": sp["hr_mae_50_150"],
-                     "para_macro_recall_morphology": sp["macro_recall_morphology"]}
-        rows.append({"variant": name, "unet_params_m": round(sum(p.numel() for p in pipe.unet.parameters()) / 1e6, 2),
-                     "s_per_step": sps, "train_steps": steps, "train_s": t_train, "gen_s_per_ecg": t_gen / len(x),
-                     "guidance": f"{g.get('scale', 1.0):g} ({g.get('on', 'all')})", **judge.score(x), **extra})
+            extra = {
+                "para_hr_mae_50_150": sp["hr_mae_50_150"],
+                "para_macro_recall_morphology": sp["macro_recall_morphology"],
+            }
+        rows.append(
+            {
+                "variant": name,
+                "unet_params_m": round(sum(p.numel() for p in pipe.unet.parameters()) / 1e6, 2),
+                "s_per_step": sps,
+                "train_steps": steps,
+                "train_s": t_train,
+                "gen_s_per_ecg": t_gen / len(x),
+                "guidance": f"{g.get('scale', 1.0):g} ({g.get('on', 'all')})",
+                **judge.score(x),
+                **extra,
+            }
+        )
         print(json.dumps(rows[-1], default=str), flush=True)
         pd.DataFrame(rows).to_csv(args.out / "ablation.csv", index=False)
     table = pd.DataFrame(rows)
@@ -183,11 +244,29 @@ def main() -> None:
         merged.to_csv(tmp, index=False)
         tmp.replace(args.out / "ablation_merged.csv")
         print(f"merged table ({len(merged)} rows) -> {args.out / 'ablation_merged.csv'}")
-    cols = ["variant", "unet_params_m", "train_steps", "guidance", "macro_recall_morphology", "macro_recall",
-            "recall_rbbb", "recall_lbbb", "recall_t_inversion", "recall_atrial_fibrillation", "recall_av_block_1",
-            "recall_st_elevation", "rfid", "precision", "recall", "hr_mae_50_150", "para_hr_mae_50_150",
-            "para_macro_recall_morphology", "identity_uv_median",
-            "rr_cv_sinus", "rr_cv_atrial_fibrillation"]
+    cols = [
+        "variant",
+        "unet_params_m",
+        "train_steps",
+        "guidance",
+        "macro_recall_morphology",
+        "macro_recall",
+        "recall_rbbb",
+        "recall_lbbb",
+        "recall_t_inversion",
+        "recall_atrial_fibrillation",
+        "recall_av_block_1",
+        "recall_st_elevation",
+        "rfid",
+        "precision",
+        "recall",
+        "hr_mae_50_150",
+        "para_hr_mae_50_150",
+        "para_macro_recall_morphology",
+        "identity_uv_median",
+        "rr_cv_sinus",
+        "rr_cv_atrial_fibrillation",
+    ]
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.precision", 3):
         print(table[[c for c in cols if c in table]].to_string(index=False))
 

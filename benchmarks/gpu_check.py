@@ -36,8 +36,14 @@ def _unet_batch(batch: int, device):
 
     g = torch.Generator().manual_seed(0)
     text = torch.nn.functional.normalize(torch.randn(batch, 1, 1536, generator=g), dim=-1)
-    patient = torch.stack([torch.randint(0, 2, (batch,), generator=g).float(), 20 + 60 * torch.rand(batch, generator=g),
-                           50 + 60 * torch.rand(batch, generator=g)], dim=1)
+    patient = torch.stack(
+        [
+            torch.randint(0, 2, (batch,), generator=g).float(),
+            20 + 60 * torch.rand(batch, generator=g),
+            50 + 60 * torch.rand(batch, generator=g),
+        ],
+        dim=1,
+    )
     return torch.randn(batch, 4, 128, generator=g).to(device), text.to(device), patient.to(device)
 
 
@@ -93,8 +99,12 @@ def train_case(model_name: str, amp: bool, steps: int) -> dict:
         opt.step()
 
     med = _timed(step, steps)
-    return {"check": "train", "what": f"{model_name} {'bf16' if amp else 'fp32'} batch {batch}",
-            "result": f"{batch / med:,.0f} samples/s", "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
+    return {
+        "check": "train",
+        "what": f"{model_name} {'bf16' if amp else 'fp32'} batch {batch}",
+        "result": f"{batch / med:,.0f} samples/s",
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+    }
 
 
 def sample_case(sampler: str, steps: int, batch: int = 256) -> dict:
@@ -117,13 +127,17 @@ def sample_case(sampler: str, steps: int, batch: int = 256) -> dict:
         def model_fn(x, t):
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 return unet(x, t, text, patient).float()
+
         z = smp.sample(model_fn, (batch, 4, 128), seed=list(range(batch)), num_inference_steps=steps, device=dev)
         return vae.decode(z)
 
     med = _timed(run, 1, warmup=1)
-    return {"check": "sample", "what": f"{sampler}-{steps} batch {batch} (bf16 U-Net)",
-            "result": f"{batch / med:,.1f} ECGs/s ({med:.1f} s a batch)",
-            "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
+    return {
+        "check": "sample",
+        "what": f"{sampler}-{steps} batch {batch} (bf16 U-Net)",
+        "result": f"{batch / med:,.1f} ECGs/s ({med:.1f} s a batch)",
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+    }
 
 
 def ddp_worker(steps: int) -> None:
@@ -153,19 +167,37 @@ def ddp_worker(steps: int) -> None:
 
     med = _timed(step, steps)
     if rank == 0:
-        print("RESULT " + json.dumps({"check": "ddp", "what": f"torchrun {world} GPU(s), U-Net bf16 batch {batch}/rank",
-                                      "result": f"{world * batch / med:,.0f} samples/s (all ranks)",
-                                      "peak_gib": torch.cuda.max_memory_allocated(dev) / 2**30}), flush=True)
+        print(
+            "RESULT "
+            + json.dumps(
+                {
+                    "check": "ddp",
+                    "what": f"torchrun {world} GPU(s), U-Net bf16 batch {batch}/rank",
+                    "result": f"{world * batch / med:,.0f} samples/s (all ranks)",
+                    "peak_gib": torch.cuda.max_memory_allocated(dev) / 2**30,
+                }
+            ),
+            flush=True,
+        )
     dist.destroy_process_group()
 
 
 def run_tests(timeout: int) -> dict:
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-k", "cuda", "-p", "no:cacheprovider", "tests"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-k", "cuda", "-p", "no:cacheprovider", "tests"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     last = (r.stdout.strip().splitlines() or ["(no output)"])[-1]
-    return {"check": "tests", "what": "pytest -k cuda", "result": f"{last} (exit {r.returncode}, "
-            f"{time.perf_counter() - t0:.0f} s)", "peak_gib": None}
+    return {
+        "check": "tests",
+        "what": "pytest -k cuda",
+        "result": f"{last} (exit {r.returncode}, {time.perf_counter() - t0:.0f} s)",
+        "peak_gib": None,
+    }
 
 
 def table(rows: list[dict]) -> str:
@@ -190,21 +222,31 @@ def main(argv: list[str] | None = None) -> int:
         ddp_worker(args.train_steps)
         return 0
     if not torch.cuda.is_available():
-        print(f"gpu_check: no CUDA device (torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
-              "nothing to check, skipped.")
+        print(
+            f"gpu_check: no CUDA device (torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
+            "nothing to check, skipped."
+        )
         return 0
     t_start = time.perf_counter()
     n_gpu = torch.cuda.device_count()
-    print(f"device: {torch.cuda.get_device_name(0)} x{n_gpu}, torch {torch.__version__}, CUDA {torch.version.cuda}",
-          flush=True)
+    print(
+        f"device: {torch.cuda.get_device_name(0)} x{n_gpu}, torch {torch.__version__}, CUDA {torch.version.cuda}",
+        flush=True,
+    )
     rows: list[dict] = []
 
     def attempt(fn, *a):
         try:
             rows.append(fn(*a))
         except Exception as exc:  # noqa: BLE001 - one failing row must not hide the others
-            rows.append({"check": getattr(fn, "__name__", "?"), "what": " ".join(map(str, a)),
-                         "result": f"FAILED: {type(exc).__name__}: {exc}"[:300], "peak_gib": None})
+            rows.append(
+                {
+                    "check": getattr(fn, "__name__", "?"),
+                    "what": " ".join(map(str, a)),
+                    "result": f"FAILED: {type(exc).__name__}: {exc}"[:300],
+                    "peak_gib": None,
+                }
+            )
         print(table(rows[-1:]).splitlines()[-1], flush=True)
 
     if not args.skip_tests:
@@ -216,12 +258,33 @@ def main(argv: list[str] | None = None) -> int:
         attempt(sample_case, sampler, steps)
     t0 = time.perf_counter()
     torchrun = Path(sys.executable).with_name("torchrun")
-    r = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", str(n_gpu), str(Path(__file__).resolve()),
-                        "--_ddp", "--train-steps", str(args.train_steps)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=240)
+    r = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            str(n_gpu),
+            str(Path(__file__).resolve()),
+            "--_ddp",
+            "--train-steps",
+            str(args.train_steps),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     line = next((l for l in r.stdout.splitlines() if l.startswith("RESULT ")), None)
-    rows.append(json.loads(line[7:]) if line else
-                {"check": "ddp", "what": f"torchrun {n_gpu} GPU(s)", "result": f"FAILED: {r.stderr[-300:]}", "peak_gib": None})
+    rows.append(
+        json.loads(line[7:])
+        if line
+        else {
+            "check": "ddp",
+            "what": f"torchrun {n_gpu} GPU(s)",
+            "result": f"FAILED: {r.stderr[-300:]}",
+            "peak_gib": None,
+        }
+    )
     rows[-1]["result"] += f" ({time.perf_counter() - t0:.0f} s with start-up)"
     print()
     print(f"gpu_check on {torch.cuda.get_device_name(0)} x{n_gpu} ({time.perf_counter() - t_start:.0f} s in all)")

@@ -54,8 +54,13 @@ def run_case(model_name: str, amp: str, batch: int, steps: int, warmup: int, thr
         x0 = torch.randn(batch, 4, 128, generator=g)
         text = torch.nn.functional.normalize(torch.randn(batch, 1, 1536, generator=g), dim=-1)
         patient = torch.stack(
-            [torch.randint(0, 2, (batch,), generator=g).float(), 20 + 60 * torch.rand(batch, generator=g),
-             50 + 60 * torch.rand(batch, generator=g)], dim=1)
+            [
+                torch.randint(0, 2, (batch,), generator=g).float(),
+                20 + 60 * torch.rand(batch, generator=g),
+                50 + 60 * torch.rand(batch, generator=g),
+            ],
+            dim=1,
+        )
 
         def loss_fn():
             t = torch.randint(1, 999, (batch,), generator=g)
@@ -123,8 +128,14 @@ def main() -> None:
     args = ap.parse_args()
 
     if args._case:
-        res = run_case(args._case[0], args._case[1], args.batch, args.steps or DEFAULT_STEPS[args._case[0]],
-                       args.warmup, args.threads)
+        res = run_case(
+            args._case[0],
+            args._case[1],
+            args.batch,
+            args.steps or DEFAULT_STEPS[args._case[0]],
+            args.warmup,
+            args.threads,
+        )
         print("RESULT " + json.dumps(res))
         return
 
@@ -132,8 +143,19 @@ def main() -> None:
     results = []
     for model_name in args.models:
         for amp in amps:
-            cmd = [sys.executable, os.path.abspath(__file__), "--_case", model_name, amp, "--batch", str(args.batch),
-                   "--warmup", str(args.warmup), "--threads", str(args.threads)]
+            cmd = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--_case",
+                model_name,
+                amp,
+                "--batch",
+                str(args.batch),
+                "--warmup",
+                str(args.warmup),
+                "--threads",
+                str(args.threads),
+            ]
             if args.steps:
                 cmd += ["--steps", str(args.steps)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -141,7 +163,7 @@ def main() -> None:
             if line is None:
                 print(f"{model_name}/{amp} failed:\n{out.stderr[-2000:]}", file=sys.stderr)
                 continue
-            res = json.loads(line[len("RESULT "):])
+            res = json.loads(line[len("RESULT ") :])
             results.append(res)
             ref = REFERENCE[model_name]
             print(

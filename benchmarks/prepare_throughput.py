@@ -43,8 +43,17 @@ def _write(args: tuple[str, int, int, int]) -> None:
     p = f"p{subject}"
     d = Path(root) / "files" / p[:5] / p / f"s{study}"
     d.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(str(study), fs=500, units=["mV"] * 12, sig_name=DISK_ORDER, p_signal=sig, fmt=["16"] * 12,
-                adc_gain=[200.0] * 12, baseline=[0] * 12, write_dir=str(d))
+    wfdb.wrsamp(
+        str(study),
+        fs=500,
+        units=["mV"] * 12,
+        sig_name=DISK_ORDER,
+        p_signal=sig,
+        fmt=["16"] * 12,
+        adc_gain=[200.0] * 12,
+        baseline=[0] * 12,
+        write_dir=str(d),
+    )
 
 
 def build_tree(root: Path, n: int, rpeaks_fraction: float, workers: int) -> None:
@@ -64,10 +73,15 @@ def build_tree(root: Path, n: int, rpeaks_fraction: float, workers: int) -> None
         jobs.append((str(root), subject, study, hr))
     with Pool(workers) as pool:
         pool.map(_write, jobs, chunksize=50)
-    pd.DataFrame({"subject_id": [r[0] for r in rows], "study_id": [r[1] for r in rows],
-                  "file_name": [r[1] for r in rows], "ecg_time": "2180-01-01 00:00:00",
-                  "path": [f"files/p{str(r[0])[:4]}/p{r[0]}/s{r[1]}/{r[1]}" for r in rows]}
-                 ).to_csv(root / "record_list.csv", index=False)
+    pd.DataFrame(
+        {
+            "subject_id": [r[0] for r in rows],
+            "study_id": [r[1] for r in rows],
+            "file_name": [r[1] for r in rows],
+            "ecg_time": "2180-01-01 00:00:00",
+            "path": [f"files/p{str(r[0])[:4]}/p{r[0]}/s{r[1]}/{r[1]}" for r in rows],
+        }
+    ).to_csv(root / "record_list.csv", index=False)
     mm = pd.DataFrame({"subject_id": [r[0] for r in rows], "study_id": [r[1] for r in rows]})
     mm["report_0"] = ["Sinus rhythm" if r[2] < 100 else "Sinus tachycardia" for r in rows]
     mm["report_1"] = "Normal ECG"
@@ -76,8 +90,16 @@ def build_tree(root: Path, n: int, rpeaks_fraction: float, workers: int) -> None
     mm["rr_interval"] = [r[3] for r in rows]
     mm.to_csv(root / "machine_measurements.csv", index=False)
     subj = sorted({r[0] for r in rows})
-    pd.DataFrame({"subject_id": subj, "gender": ["MF"[s % 2] for s in subj], "anchor_age": [20 + s % 70 for s in subj],
-                  "anchor_year": 2180, "anchor_year_group": "2014 - 2016", "dod": None}).to_csv(root / "patients.csv", index=False)
+    pd.DataFrame(
+        {
+            "subject_id": subj,
+            "gender": ["MF"[s % 2] for s in subj],
+            "anchor_age": [20 + s % 70 for s in subj],
+            "anchor_year": 2180,
+            "anchor_year_group": "2014 - 2016",
+            "dod": None,
+        }
+    ).to_csv(root / "patients.csv", index=False)
     stamp.touch()
 
 
@@ -111,12 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     print(res)
     # Wall-clock throughput depends on what else runs on the machine; CPU time does not.
     total_cpu = worker_cpu + main_cpu
-    print(f"cpu seconds: workers {worker_cpu:.2f}, main {main_cpu:.2f} -> {res.n_total / total_cpu:.0f} records "
-          f"per CPU-second; on {args.workers} idle core(s) that is ~{args.workers * res.n_total / total_cpu:.0f} records/s")
+    print(
+        f"cpu seconds: workers {worker_cpu:.2f}, main {main_cpu:.2f} -> {res.n_total / total_cpu:.0f} records "
+        f"per CPU-second; on {args.workers} idle core(s) that is ~{args.workers * res.n_total / total_cpu:.0f} records/s"
+    )
     print(f"load average during run (1 min): {os.getloadavg()[0]:.2f}")
     print(f"cpu cores: {os.cpu_count()}  workers: {args.workers}")
-    print(f"THROUGHPUT: {res.records_per_s:.0f} records/s processing, "
-          f"{res.n_total / res.seconds:.0f} records/s end to end ({res.n_total} records, {res.seconds:.2f} s)")
+    print(
+        f"THROUGHPUT: {res.records_per_s:.0f} records/s processing, "
+        f"{res.n_total / res.seconds:.0f} records/s end to end ({res.n_total} records, {res.seconds:.2f} s)"
+    )
     return 0
 
 

@@ -42,12 +42,12 @@ def _run_recipe(name: str, recipe: dict, args: argparse.Namespace, queue) -> Non
     from diffusets_core.diffusion.schedules import NoiseSchedule
     from diffusets_core.eval.features import hr_error, measure_features
     from diffusets_core.models.unet import ConditionalUNet1D, UNetConfig
+    from diffusets_core.models.vae import load_vae
     from diffusets_core.text.embed import default_cache_dir, load_run_embeddings
     from diffusets_core.text.embedders import make_embedder
-    from diffusets_core.train.loop import TensorSource, TrainConfig, Trainer
-    from diffusets_core.models.vae import load_vae
     from diffusets_core.train.conditioning import conditioning_arrays
     from diffusets_core.train.datasets import load_latents
+    from diffusets_core.train.loop import TensorSource, TrainConfig, Trainer
     from diffusets_core.train.unet import DiffusionLoss
 
     run = args.run_dir
@@ -58,42 +58,78 @@ def _run_recipe(name: str, recipe: dict, args: argparse.Namespace, queue) -> Non
     for split in ("train", "val"):
         z, ids = load_latents(run, split)
         text, patient, identity = conditioning_arrays(run, ids, recipe.get("patient_mode", "normalized"))
-        data[split] = TensorSource({"z": torch.from_numpy(z), "text": torch.from_numpy(text),
-                                    "patient": torch.from_numpy(patient)})
+        data[split] = TensorSource(
+            {"z": torch.from_numpy(z), "text": torch.from_numpy(text), "patient": torch.from_numpy(patient)}
+        )
     cfg = UNetConfig.from_dict({**model_kw, "text_dim": int(text.shape[1]), "in_channels": int(z.shape[1])})
     torch.manual_seed(args.seed)
     unet = ConditionalUNet1D(cfg)
     unet.freeze_unused_parameters()
     schedule = NoiseSchedule.paper()
-    loss = DiffusionLoss(schedule, recipe.get("timestep_mode", "uniform"), recipe.get("loss_weighting", "uniform"),
-                         recipe.get("snr_gamma", 5.0))
-    tcfg = TrainConfig(**{"max_steps": args.steps, "val_every": args.every, "checkpoint_every": 10 ** 9,
-                          "log_every": 100, "progress": False, "seed": args.seed, "num_threads": 1, **train_kw})
+    loss = DiffusionLoss(
+        schedule,
+        recipe.get("timestep_mode", "uniform"),
+        recipe.get("loss_weighting", "uniform"),
+        recipe.get("snr_gamma", 5.0),
+    )
+    tcfg = TrainConfig(
+        **{
+            "max_steps": args.steps,
+            "val_every": args.every,
+            "checkpoint_every": 10**9,
+            "log_every": 100,
+            "progress": False,
+            "seed": args.seed,
+            "num_threads": 1,
+            **train_kw,
+        }
+    )
     trainer = Trainer(unet, loss, data["train"], args.out / name, tcfg, val=data["val"])
     test = SignalStore(run).records("test").sample(n=args.n, random_state=args.seed)
     vae = load_vae(run, "cpu")
     ident = load_run_embeddings(run)[2]
-    emb = make_embedder(ident["backend"], model=ident.get("model"), base_url=ident.get("base_url"),
-                        prompt_mode=ident.get("prompt_mode", "paper"))
+    emb = make_embedder(
+        ident["backend"],
+        model=ident.get("model"),
+        base_url=ident.get("base_url"),
+        prompt_mode=ident.get("prompt_mode", "paper"),
+    )
     train_s = 0.0
     for stop in range(args.every, args.steps + 1, args.every):
         t0 = time.perf_counter()
         trainer.fit(stop_at=stop)
         train_s += time.perf_counter() - t0
-        pipe = DiffuSETSPipeline(copy.deepcopy(trainer.ema.shadow), vae, emb, schedule=schedule,
-                                 cache_dir=default_cache_dir(run))
-        out = pipe(test["report"].tolist(), age=test["age"].tolist(), sex=test["sex"].tolist(),
-                   hr=test["hr"].tolist(), num_inference_steps=50, sampler="ddim", seed=args.seed)
+        pipe = DiffuSETSPipeline(
+            copy.deepcopy(trainer.ema.shadow), vae, emb, schedule=schedule, cache_dir=default_cache_dir(run)
+        )
+        out = pipe(
+            test["report"].tolist(),
+            age=test["age"].tolist(),
+            sex=test["sex"].tolist(),
+            hr=test["hr"].tolist(),
+            num_inference_steps=50,
+            sampler="ddim",
+            seed=args.seed,
+        )
         hr = measure_features(out.signals, out.fs)["hr_nk"].to_numpy()
         err = hr_error(hr, test["hr"].to_numpy())
         ok = np.isfinite(hr)
         val = [h["val_loss"] for h in trainer.history if h.get("val_loss") is not None][-1]
-        queue.put({"recipe": name, "step": stop, "train_min": round(train_s / 60, 1), "val_loss": val,
-                   "hr_mae": err["mae"], "hr_within_5": err["frac_within_5"],
-                   "hr_corr": float(np.corrcoef(hr[ok], test["hr"].to_numpy()[ok])[0, 1]),
-                   "measurable": err["frac_valid"]})
-        pd.DataFrame([{"step": stop, **err}]).to_csv(args.out / name / "hr_curve.csv", mode="a",
-                                                     header=stop == args.every, index=False)
+        queue.put(
+            {
+                "recipe": name,
+                "step": stop,
+                "train_min": round(train_s / 60, 1),
+                "val_loss": val,
+                "hr_mae": err["mae"],
+                "hr_within_5": err["frac_within_5"],
+                "hr_corr": float(np.corrcoef(hr[ok], test["hr"].to_numpy()[ok])[0, 1]),
+                "measurable": err["frac_valid"],
+            }
+        )
+        pd.DataFrame([{"step": stop, **err}]).to_csv(
+            args.out / name / "hr_curve.csv", mode="a", header=stop == args.every, index=False
+        )
     queue.put({"recipe": name, "done": True})
 
 
@@ -108,7 +144,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/unet_recipe"))
     args = ap.parse_args()
     recipes = {}
-    for spec in args.recipe or ['paper={}', 'min_snr={"loss_weighting": "min_snr"}']:
+    for spec in args.recipe or ["paper={}", 'min_snr={"loss_weighting": "min_snr"}']:
         name, sep, js = spec.partition("=")
         if not sep or not name:
             ap.error(f"--recipe {spec!r}: expected NAME=JSON")

@@ -19,8 +19,9 @@ from diffusets_core.config import load_profile
 from diffusets_core.models.unet import UNetConfig, build_unet
 
 
-def step_time(model_cfg: dict, batch: int, *, latent_ch: int, threads: int, compile_model: bool,
-              reps: int = 8) -> float:
+def step_time(
+    model_cfg: dict, batch: int, *, latent_ch: int, threads: int, compile_model: bool, reps: int = 8
+) -> float:
     torch.set_num_threads(threads)
     cfg = UNetConfig.from_dict({**model_cfg, "text_dim": 384, "in_channels": latent_ch})
     torch.manual_seed(0)
@@ -58,11 +59,25 @@ def main() -> None:
         ("batch 32", base, 32, 2, False, latent_ch),
         ("batch 128", base, 128, 2, False, latent_ch),
         ("1 thread", base, bs, 1, False, latent_ch),
-        ("attention at the deepest level only", {**base, "attn_levels": [len(base.get("channel_mults", [1, 2, 2, 4])) - 1]}, bs, 2, False, latent_ch),
+        (
+            "attention at the deepest level only",
+            {**base, "attn_levels": [len(base.get("channel_mults", [1, 2, 2, 4])) - 1]},
+            bs,
+            2,
+            False,
+            latent_ch,
+        ),
         ("no attention outside the middle", {**base, "attn_levels": []}, bs, 2, False, latent_ch),
         ("1 res-block per level", {**base, "res_blocks": 1}, bs, 2, False, latent_ch),
         # the previous cpu model: paper U-Net on 4-channel latents (its widths scale with the latent channels)
-        ("previous cpu U-Net (paper, 4 latent ch)", {"levels": 7, "attn_heads": 8, "cond_dropout": 0.1}, bs, 2, False, 4),
+        (
+            "previous cpu U-Net (paper, 4 latent ch)",
+            {"levels": 7, "attn_heads": 8, "cond_dropout": 0.1},
+            bs,
+            2,
+            False,
+            4,
+        ),
     ]
     if not args.no_compile:
         variants.append(("torch.compile (inductor)", base, bs, 2, True, latent_ch))
@@ -70,8 +85,16 @@ def main() -> None:
     for name, cfg, batch, threads, comp, lat in variants:
         t0 = time.perf_counter()
         s = step_time(cfg, batch, latent_ch=lat, threads=threads, compile_model=comp)
-        rows.append({"variant": name, "batch": batch, "threads": threads, "s_per_step": s,
-                     "samples_per_s": batch / s, "setup_s": time.perf_counter() - t0 - 11 * s})
+        rows.append(
+            {
+                "variant": name,
+                "batch": batch,
+                "threads": threads,
+                "s_per_step": s,
+                "samples_per_s": batch / s,
+                "setup_s": time.perf_counter() - t0 - 11 * s,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     df = pd.DataFrame(rows)
     df["throughput_vs_first"] = df["samples_per_s"] / df["samples_per_s"].iloc[0]

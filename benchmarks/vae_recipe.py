@@ -26,8 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-DEFAULT_TRAIN = {"max_steps": 1000, "batch_size": 32, "lr": 5e-4, "val_every": 250, "checkpoint_every": 10 ** 6,
-                 "log_every": 100, "progress": False}
+DEFAULT_TRAIN = {
+    "max_steps": 1000,
+    "batch_size": 32,
+    "lr": 5e-4,
+    "val_every": 250,
+    "checkpoint_every": 10**6,
+    "log_every": 100,
+    "progress": False,
+}
 
 
 def main() -> None:
@@ -43,8 +50,8 @@ def main() -> None:
 
     from diffusets_core.data.store import SignalStore, link_prepared
     from diffusets_core.eval.classifiers import labels_from_reports, predict_proba
-    from diffusets_core.eval.reconstruction import reconstruct, reconstruction_metrics
     from diffusets_core.eval.fit_judges import fit_classifier
+    from diffusets_core.eval.reconstruction import reconstruct, reconstruction_metrics
     from diffusets_core.eval.taxonomy import EVAL_CLASSES
     from diffusets_core.models.vae import load_vae
     from diffusets_core.train.vae import PAPER_KL_WEIGHT, train_vae
@@ -55,8 +62,9 @@ def main() -> None:
     classes = list(EVAL_CLASSES)
     labs = {s: labels_from_reports(split[s]["report"].tolist(), EVAL_CLASSES)[0] for s in split}
     args.out.mkdir(parents=True, exist_ok=True)
-    clf, th, valid = fit_classifier(args.run_dir, args.out, sigs, labs, classes, seed=args.seed, steps=args.clf_steps,
-                                    train_batch=64)
+    clf, th, valid = fit_classifier(
+        args.run_dir, args.out, sigs, labs, classes, seed=args.seed, steps=args.clf_steps, train_batch=64
+    )
     y = labs["test"]
 
     def recall_row(name: str, x: np.ndarray) -> dict:
@@ -76,17 +84,30 @@ def main() -> None:
         run = args.out / name
         link_prepared(args.run_dir, run)
         t0 = time.perf_counter()
-        summary = train_vae(run, recipe.get("model", {}), {**DEFAULT_TRAIN, "max_steps": args.steps, **recipe.get("train", {})},
-                            seed=args.seed, kl_weight=recipe.get("kl_weight", PAPER_KL_WEIGHT), resume=False)
+        summary = train_vae(
+            run,
+            recipe.get("model", {}),
+            {**DEFAULT_TRAIN, "max_steps": args.steps, **recipe.get("train", {})},
+            seed=args.seed,
+            kl_weight=recipe.get("kl_weight", PAPER_KL_WEIGHT),
+            resume=False,
+        )
         seconds = time.perf_counter() - t0
         vae = load_vae(run)
         x_hat = reconstruct(vae, sigs["test"])
         m = reconstruction_metrics(sigs["test"], x_hat, store.fs, physiology=args.physiology)
         rec = recall_row(name, x_hat)
         recalls.append(rec)
-        rows.append({"recipe": name, "params_k": round(summary["params"] / 1e3), "train_s": round(seconds),
-                     "best_val": summary["best_val_loss"], **{k: v for k, v in m.items() if k != "n"},
-                     "clf_macro": float(np.mean([v for k, v in rec.items() if k != "recipe"]))})
+        rows.append(
+            {
+                "recipe": name,
+                "params_k": round(summary["params"] / 1e3),
+                "train_s": round(seconds),
+                "best_val": summary["best_val_loss"],
+                **{k: v for k, v in m.items() if k != "n"},
+                "clf_macro": float(np.mean([v for k, v in rec.items() if k != "recipe"])),
+            }
+        )
         print(json.dumps(rows[-1], default=str), flush=True)
     res = pd.DataFrame(rows)
     rec = pd.DataFrame(recalls).set_index("recipe")

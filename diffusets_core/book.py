@@ -32,9 +32,9 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 from . import __version__
 from .config import REPO_ROOT, Profile
@@ -53,13 +53,28 @@ class NotebookFailed(RuntimeError):
 
 # What each chapter takes from the profile, beyond run_dir/profile/seed. Secrets never go here.
 STAGE_PARAMETERS = {
-    "00_methods": lambda p: {"vae_model": p.vae.model, "unet_model": p.unet.model,
-                             "text_dim": 384 if p.text.backend == "local" else 1536},
-    "01_data": lambda p: {"source": p.data.source, "data_dir": p.data.data_dir, "n": p.data.n,
-                          "workers": p.data.workers, "baseline_removal": p.data.baseline_removal,
-                          "subject_id": p.data.subject_id, "code_map": p.data.code_map, "exclude": p.data.exclude},
-    "02_text": lambda p: {"backend": p.text.backend, "model": p.text.model, "base_url": p.text.base_url,
-                          "prompt_mode": p.text.prompt_mode, "batch_size": p.text.batch_size},
+    "00_methods": lambda p: {
+        "vae_model": p.vae.model,
+        "unet_model": p.unet.model,
+        "text_dim": 384 if p.text.backend == "local" else 1536,
+    },
+    "01_data": lambda p: {
+        "source": p.data.source,
+        "data_dir": p.data.data_dir,
+        "n": p.data.n,
+        "workers": p.data.workers,
+        "baseline_removal": p.data.baseline_removal,
+        "subject_id": p.data.subject_id,
+        "code_map": p.data.code_map,
+        "exclude": p.data.exclude,
+    },
+    "02_text": lambda p: {
+        "backend": p.text.backend,
+        "model": p.text.model,
+        "base_url": p.text.base_url,
+        "prompt_mode": p.text.prompt_mode,
+        "batch_size": p.text.batch_size,
+    },
     "03_vae": lambda p: {"vae_model": p.vae.model, "vae_train": p.vae.train, "vae_extra": p.vae.extra},
     "04_diffusion": lambda p: {"unet_model": p.unet.model, "unet_train": p.unet.train, "unet_extra": p.unet.extra},
     "06_benchmark": lambda p: {"unet_model": p.unet.model, "unet_train": p.unet.train, "unet_extra": p.unet.extra},
@@ -101,19 +116,17 @@ def check_profile_parameters(profile: Profile, notebooks: Sequence[str]) -> None
             continue
         unknown = given - declared_parameters(path)
         if unknown:
-            problems.append(f"notebook_params.{nb}: {sorted(unknown)} not declared in the parameters cell of {path} "
-                            f"(declared: {sorted(declared_parameters(path))})")
+            problems.append(
+                f"notebook_params.{nb}: {sorted(unknown)} not declared in the parameters cell of {path} "
+                f"(declared: {sorted(declared_parameters(path))})"
+            )
     if problems:
         raise ValueError(f"profile {profile.name!r}: " + "; ".join(problems))
 
 
 def notebook_parameters(profile: Profile, notebook: str, run_dir: Path) -> dict:
     """Parameters papermill injects: the run directory, the profile, its seed, and per-notebook extras."""
-    params = {
-        "run_dir": str(run_dir),
-        "profile": profile.name,
-        "seed": profile.seed,
-    }
+    params = {"run_dir": str(run_dir), "profile": profile.name, "seed": profile.seed}
     params.update(STAGE_PARAMETERS.get(notebook, lambda p: {})(profile))
     params.update(profile.notebook_params.get(notebook, {}))
     return params
@@ -129,8 +142,10 @@ def _failing_cell(nb_path: Path) -> str:
             if out.get("output_type") == "error":
                 src = "".join(cell.get("source", "")).strip().splitlines()
                 first = src[0] if src else ""
-                return (f"cell {idx} (execution_count {cell.get('execution_count')}): "
-                        f"{out.get('ename')}: {out.get('evalue')}\n    first line: {first}")
+                return (
+                    f"cell {idx} (execution_count {cell.get('execution_count')}): "
+                    f"{out.get('ename')}: {out.get('evalue')}\n    first line: {first}"
+                )
     return "no cell with an error output was recorded"
 
 
@@ -154,8 +169,9 @@ def _quiet_kernel_warnings():
                 lg.setLevel(level)
 
 
-def execute_notebook(profile: Profile, notebook: str, run_dir: Path, *, kernel: str = "python3",
-                     progress_interval: float = 2.0) -> NotebookRun:
+def execute_notebook(
+    profile: Profile, notebook: str, run_dir: Path, *, kernel: str = "python3", progress_interval: float = 2.0
+) -> NotebookRun:
     """Run one notebook with papermill into ``<run_dir>/executed/<notebook>.ipynb``."""
     import papermill as pm
 
@@ -171,14 +187,22 @@ def execute_notebook(profile: Profile, notebook: str, run_dir: Path, *, kernel: 
         # the kernel's output goes into the executed notebook; long stages also write progress files, which
         # the follower shows here as a bar (stage, step, loss, time left)
         with ProgressFollower(run_dir, notebook, interval=progress_interval), _quiet_kernel_warnings():
-            pm.execute_notebook(str(src), str(out), parameters=params, kernel_name=kernel,
-                                cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False,
-                                request_save_on_cell_execute=True,
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
+            pm.execute_notebook(
+                str(src),
+                str(out),
+                parameters=params,
+                kernel_name=kernel,
+                cwd=str(NOTEBOOKS_DIR),
+                progress_bar=False,
+                log_output=False,
+                request_save_on_cell_execute=True,
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            )
     except pm.PapermillExecutionError as exc:
         raise NotebookFailed(
             f"notebook {notebook} failed at cell {exc.cell_index} (execution_count {exc.exec_count}): "
-            f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {out}") from None
+            f"{exc.ename}: {exc.evalue}\n  executed copy with the traceback: {out}"
+        ) from None
     except Exception as exc:  # kernel death etc.: still point at the failing cell when we can
         detail = _failing_cell(out) if out.exists() else str(exc)
         raise NotebookFailed(f"notebook {notebook} failed: {exc}\n  {detail}\n  executed copy: {out}") from exc
@@ -188,8 +212,12 @@ def execute_notebook(profile: Profile, notebook: str, run_dir: Path, *, kernel: 
 def _build_info(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) -> str:
     import torch
 
-    rows = "\n".join(f"| `{r.name}` | {r.seconds:.1f} |" if r.seconds == r.seconds
-                     else f"| `{r.name}` | executed in an earlier run |" for r in runs)
+    rows = "\n".join(
+        f"| `{r.name}` | {r.seconds:.1f} |"
+        if r.seconds == r.seconds
+        else f"| `{r.name}` | executed in an earlier run |"
+        for r in runs
+    )
     total = sum(r.seconds for r in runs if r.seconds == r.seconds)
     return f"""# About this build
 
@@ -253,7 +281,7 @@ def filter_profile_text(text: str, profile: str) -> str:
     when ``profile`` is one of the names, and the marker lines removed. Raises ``ValueError`` on a block left open,
     a nested block or a close without an open (a typo must not silently publish or hide text)."""
     out: list[str] = []
-    keep: Optional[bool] = None  # None: outside a block
+    keep: bool | None = None  # None: outside a block
     for n, line in enumerate(text.splitlines(keepends=True), 1):
         opened, closed = _ONLY_OPEN.match(line), _ONLY_CLOSE.match(line)
         if opened:
@@ -284,8 +312,9 @@ class PathDisplay:
     run_dir_shown: str
 
     @classmethod
-    def for_run(cls, profile: Profile, run_dir: Path, repo_root: Path = REPO_ROOT, home: Optional[Path] = None
-                ) -> "PathDisplay":
+    def for_run(
+        cls, profile: Profile, run_dir: Path, repo_root: Path = REPO_ROOT, home: Path | None = None
+    ) -> PathDisplay:
         run_dir, repo_root = Path(run_dir), Path(repo_root)
         try:
             shown = Path(run_dir).resolve().relative_to(repo_root.resolve()).as_posix()
@@ -320,16 +349,23 @@ def _assignments(source: str) -> list[tuple[str, int, int, str, str]]:
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             last = node.end_lineno or node.lineno
-            rest = lines[last - 1][node.end_col_offset:].strip() if node.end_col_offset is not None else ""
-            out.append((node.targets[0].id, node.lineno, last, ast.get_source_segment(source, node.value) or "",
-                        rest if rest.startswith("#") else ""))
+            rest = lines[last - 1][node.end_col_offset :].strip() if node.end_col_offset is not None else ""
+            out.append(
+                (
+                    node.targets[0].id,
+                    node.lineno,
+                    last,
+                    ast.get_source_segment(source, node.value) or "",
+                    rest if rest.startswith("#") else "",
+                )
+            )
     return out
 
 
 PARAMETERS_HEADER = "# Parameters of this build (the profile's values, injected by papermill)"
 
 
-def merge_parameter_cells(defaults: str, injected: str, paths: Optional[PathDisplay] = None) -> str:
+def merge_parameter_cells(defaults: str, injected: str, paths: PathDisplay | None = None) -> str:
     """One parameters cell showing the values a chapter ran with.
 
     ``defaults`` is the notebook's ``parameters`` cell, ``injected`` papermill's ``injected-parameters`` cell. Each
@@ -343,10 +379,10 @@ def merge_parameter_cells(defaults: str, injected: str, paths: Optional[PathDisp
     out: list[str] = []
     pos = 0
     for name, first, last, _, comment in declared:
-        out.extend(lines[pos:first - 1])
+        out.extend(lines[pos : first - 1])
         pos = last
         if name not in given:
-            out.extend(lines[first - 1:last])
+            out.extend(lines[first - 1 : last])
             continue
         new = f"{name} = {given[name]}"
         if comment:
@@ -389,7 +425,7 @@ def render_for_book(executed: Path, dest: Path, *, profile: str, paths: PathDisp
     tags_of = [c.metadata.get("tags", []) for c in nb.cells]
     injected = next((c for c, t in zip(nb.cells, tags_of) if "injected-parameters" in t), None)
     for cell, tags in zip(nb.cells, tags_of):
-        only = [t[len(ONLY_PROFILE_TAG):] for t in tags if t.startswith(ONLY_PROFILE_TAG)]
+        only = [t[len(ONLY_PROFILE_TAG) :] for t in tags if t.startswith(ONLY_PROFILE_TAG)]
         if (only and profile not in only) or cell is injected:
             continue
         if cell.cell_type == "markdown":
@@ -436,21 +472,36 @@ def _write_toc(stage: Path, notebooks: Sequence[str]) -> None:
 def build_html(stage: Path, out_dir: Path) -> Path:
     """``jupyter-book build -W --keep-going`` the staged sources; the HTML lands in ``out_dir/_build/html``."""
     jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(stage), "--path-output", str(out_dir),
-           "-W", "--keep-going", "--all"]
+    cmd = [
+        str(jb) if jb.exists() else "jupyter-book",
+        "build",
+        str(stage),
+        "--path-output",
+        str(out_dir),
+        "-W",
+        "--keep-going",
+        "--all",
+    ]
     log.info("building: %s", " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         lines = (proc.stdout + proc.stderr).splitlines()
         # Sphinx reports the cause (a warning turned error, a config problem) far above the traceback.
         causes = [l for l in lines if re.search(r"WARNING|ERROR|Sphinx error|SphinxError|Exception occurred", l)]
-        raise RuntimeError(f"jupyter-book build of {stage} failed (exit {proc.returncode}):\n"
-                           + "\n".join(causes[:40] or lines[-40:]))
+        raise RuntimeError(
+            f"jupyter-book build of {stage} failed (exit {proc.returncode}):\n" + "\n".join(causes[:40] or lines[-40:])
+        )
     return out_dir / "_build" / "html"
 
 
-def run_book(profile: Profile, *, run_dir: Optional[Path] = None, only: Optional[Sequence[str]] = None,
-             build: bool = True, out_dir: Optional[Path] = None) -> dict:
+def run_book(
+    profile: Profile,
+    *,
+    run_dir: Path | None = None,
+    only: Sequence[str] | None = None,
+    build: bool = True,
+    out_dir: Path | None = None,
+) -> dict:
     """Execute the profile's notebooks in order, then build the book. Stops at the first failing notebook."""
     run_dir = profile.resolved_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -467,8 +518,11 @@ def run_book(profile: Profile, *, run_dir: Optional[Path] = None, only: Optional
     if build:
         # With --only, chapters executed earlier for this run directory still belong in the book.
         done = {r.name for r in runs}
-        previous = [NotebookRun(nb, float("nan"), run_dir / "executed" / f"{nb}.ipynb") for nb in profile.notebooks
-                    if nb not in done and (run_dir / "executed" / f"{nb}.ipynb").is_file()]
+        previous = [
+            NotebookRun(nb, float("nan"), run_dir / "executed" / f"{nb}.ipynb")
+            for nb in profile.notebooks
+            if nb not in done and (run_dir / "executed" / f"{nb}.ipynb").is_file()
+        ]
         order = {nb: i for i, nb in enumerate(profile.notebooks)}
         runs = sorted(runs + previous, key=lambda r: order.get(r.name, len(order)))
         stage = stage_book(profile, run_dir, runs)

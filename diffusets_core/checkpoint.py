@@ -47,8 +47,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return obj
 
 
-def load_artifact(path: str | os.PathLike, kind: str, what: str,
-                  map_location: str | torch.device = "cpu") -> dict:
+def load_artifact(path: str | os.PathLike, kind: str, what: str, map_location: str | torch.device = "cpu") -> dict:
     """A stage artifact (``{"kind", "config", "state_dict", "meta", ...}``) whose ``kind`` must be ``kind``
     (``"diffusets.vae"``, ``"diffusets.unet"``); ``what`` names it in the error ("VAE", "U-Net").
 

@@ -11,8 +11,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from .data.preprocess import MODEL_FS
 
@@ -30,9 +30,19 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     from .data.preprocess import PreprocessConfig
 
     pre = PreprocessConfig(baseline_removal=args.baseline_removal)
-    res = prepare_dataset(args.source, args.data_dir, args.run_dir, n=args.n, seed=args.seed,
-                          workers=args.workers, preprocess=pre, progress=not args.quiet,
-                          subject_id=args.subject_id, code_map=args.code_map, exclude=args.exclude)
+    res = prepare_dataset(
+        args.source,
+        args.data_dir,
+        args.run_dir,
+        n=args.n,
+        seed=args.seed,
+        workers=args.workers,
+        preprocess=pre,
+        progress=not args.quiet,
+        subject_id=args.subject_id,
+        code_map=args.code_map,
+        exclude=args.exclude,
+    )
     print(res)
     return 0
 
@@ -40,8 +50,15 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 def _cmd_embed(args: argparse.Namespace) -> int:
     from .text.embed import embed_run
 
-    summary = embed_run(args.run_dir, backend=args.backend, model=args.model, base_url=args.base_url,
-                        prompt_mode=args.prompt_mode, batch_size=args.batch_size, progress=not args.quiet)
+    summary = embed_run(
+        args.run_dir,
+        backend=args.backend,
+        model=args.model,
+        base_url=args.base_url,
+        prompt_mode=args.prompt_mode,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -69,8 +86,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if getattr(args, "text_only", False):  # the paper's "noc" ablation, beside the main model
         train = train_text_only_unet
     model, extra = dict(cfg.model), dict(cfg.extra)
-    summary = train(args.run_dir, model, {**cfg.train, **_train_overrides(args)}, seed=prof.seed,
-                    resume=not args.restart, **extra)
+    summary = train(
+        args.run_dir, model, {**cfg.train, **_train_overrides(args)}, seed=prof.seed, resume=not args.restart, **extra
+    )
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -103,26 +121,47 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     pipe = DiffuSETSPipeline.from_pretrained(args.run, device=args.device or "auto")
     cond = pipe.conditions(args.report, args.age, args.sex, args.hr, n=args.n)
     formats = [f.strip() for f in (args.formats or "wfdb,npy,png").split(",") if f.strip()]
-    res = generate_to_disk(pipe, cond, args.out, batch_size=args.batch_size, formats=formats, progress=not args.quiet,
-                           seed=args.seed, sampler=args.sampler, num_inference_steps=args.steps,
-                           guidance_scale=args.guidance_scale, guidance_on=args.guidance_on, plot=plot_12lead)
+    res = generate_to_disk(
+        pipe,
+        cond,
+        args.out,
+        batch_size=args.batch_size,
+        formats=formats,
+        progress=not args.quiet,
+        seed=args.seed,
+        sampler=args.sampler,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        guidance_on=args.guidance_on,
+        plot=plot_12lead,
+    )
     print(json.dumps(res, indent=2))
     return 0
 
 
 def _cmd_generate_dataset(args: argparse.Namespace) -> int:
     """generate --conditions: a WFDB/.npy dataset, sharded over torchrun ranks (diffusion.dataset)."""
+    from .device import resolve_device
     from .diffusion.dataset import generate_dataset, init_ranks
     from .diffusion.pipeline import DiffuSETSPipeline
-    from .device import resolve_device
 
     device = resolve_device(args.device or "auto")
     init_ranks(device)
     pipe = DiffuSETSPipeline.from_pretrained(args.run, device=str(device))
-    res = generate_dataset(pipe, args.conditions, args.out, fs=args.fs, batch_size=args.batch_size,
-                           formats=(args.formats or "wfdb,npy").split(","), seed=args.seed, progress=not args.quiet,
-                           sampler=args.sampler, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
-                           guidance_on=args.guidance_on)
+    res = generate_dataset(
+        pipe,
+        args.conditions,
+        args.out,
+        fs=args.fs,
+        batch_size=args.batch_size,
+        formats=(args.formats or "wfdb,npy").split(","),
+        seed=args.seed,
+        progress=not args.quiet,
+        sampler=args.sampler,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        guidance_on=args.guidance_on,
+    )
     if res["rank"] == 0:
         print(json.dumps(res, indent=2))
     return 0
@@ -165,13 +204,27 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of the subject-level split")
     c.add_argument("--workers", type=int, default=2)
     c.add_argument("--baseline-removal", action="store_true")
-    c.add_argument("--subject-id", default=None, metavar="RULE",
-                   help="where the patient id comes from: auto (default), record, header:KEY, path:REGEX "
-                        "(group 'subject' or 1 on the record path) or csv:FILE (columns record_id,subject_id)")
-    c.add_argument("--code-map", type=Path, default=None, metavar="CSV",
-                   help="code,text table for diagnosis codes in WFDB headers (e.g. Challenge SNOMED CT #Dx)")
-    c.add_argument("--exclude", type=Path, default=None, metavar="FILE",
-                   help="record ids to skip, one a line (manifest reason 'excluded by FILE')")
+    c.add_argument(
+        "--subject-id",
+        default=None,
+        metavar="RULE",
+        help="where the patient id comes from: auto (default), record, header:KEY, path:REGEX "
+        "(group 'subject' or 1 on the record path) or csv:FILE (columns record_id,subject_id)",
+    )
+    c.add_argument(
+        "--code-map",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="code,text table for diagnosis codes in WFDB headers (e.g. Challenge SNOMED CT #Dx)",
+    )
+    c.add_argument(
+        "--exclude",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="record ids to skip, one a line (manifest reason 'excluded by FILE')",
+    )
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_prepare)
 
@@ -185,17 +238,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_embed)
 
-    for name, stage, hlp in (("train-vae", "vae", "train the VAE on RUN_DIR's training split"),
-                             ("train-unet", "unet", "train the conditional U-Net on RUN_DIR's latents")):
+    for name, stage, hlp in (
+        ("train-vae", "vae", "train the VAE on RUN_DIR's training split"),
+        ("train-unet", "unet", "train the conditional U-Net on RUN_DIR's latents"),
+    ):
         c = sub.add_parser(name, help=hlp)
         c.add_argument("run_dir", type=Path)
-        c.add_argument("--profile", default=None, help="settings from this profile (default: the one RUN_DIR was made with)")
+        c.add_argument(
+            "--profile", default=None, help="settings from this profile (default: the one RUN_DIR was made with)"
+        )
         c.add_argument("--max-steps", type=int, default=None)
         c.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
         c.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
         if stage == "unet":
-            c.add_argument("--text-only", action="store_true",
-                           help="train the paper's text-only ablation (no sex/age/HR) into RUN_DIR/unet_noc")
+            c.add_argument(
+                "--text-only",
+                action="store_true",
+                help="train the paper's text-only ablation (no sex/age/HR) into RUN_DIR/unet_noc",
+            )
         c.set_defaults(func=_cmd_train, stage=stage)
 
     c = sub.add_parser("encode", help="encode RUN_DIR's signals into VAE latents")
@@ -203,39 +263,76 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="auto")
     c.set_defaults(func=_cmd_encode)
 
-    c = sub.add_parser("generate", help="generate ECGs from a report and patient info, or a dataset from a conditions file")
+    c = sub.add_parser(
+        "generate", help="generate ECGs from a report and patient info, or a dataset from a conditions file"
+    )
     # --run-dir as well: torchrun's own parser takes "--run" for an abbreviation of its --run-path
-    c.add_argument("--run", "--run-dir", dest="run", required=True, type=Path,
-                   help="a run directory with trained vae/ and unet/ (spell it --run-dir under torchrun)")
+    c.add_argument(
+        "--run",
+        "--run-dir",
+        dest="run",
+        required=True,
+        type=Path,
+        help="a run directory with trained vae/ and unet/ (spell it --run-dir under torchrun)",
+    )
     c.add_argument("--report", default=None, help='statements joined with "|", e.g. "Sinus tachycardia|ST elevation"')
     c.add_argument("--age", type=float, default=None)
     c.add_argument("--sex", default=None, help="M or F")
     c.add_argument("--hr", type=float, default=None, help="heart rate in bpm")
-    c.add_argument("--conditions", type=Path, default=None, metavar="CSV",
-                   help="a dataset: columns report, age, sex, hr, optional n (ECGs per row) and seed; writes WFDB "
-                        "records + manifest.csv + npy shards to --out (resumable; shards over torchrun ranks)")
-    c.add_argument("--fs", type=float, default=MODEL_FS, choices=[MODEL_FS, 100.0, 500.0],
-                   help="with --conditions: output sampling rate in Hz (resampled with scipy resample_poly)")
+    c.add_argument(
+        "--conditions",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="a dataset: columns report, age, sex, hr, optional n (ECGs per row) and seed; writes WFDB "
+        "records + manifest.csv + npy shards to --out (resumable; shards over torchrun ranks)",
+    )
+    c.add_argument(
+        "--fs",
+        type=float,
+        default=MODEL_FS,
+        choices=[MODEL_FS, 100.0, 500.0],
+        help="with --conditions: output sampling rate in Hz (resampled with scipy resample_poly)",
+    )
     c.add_argument("-n", type=int, default=1, help="number of ECGs")
     c.add_argument("--out", required=True, type=Path)
-    c.add_argument("--sampler", default=None, choices=["ddim", "ddpm", "dpmsolver++"],
-                   help="default: the run's validated setting (unet/sampling.json), else ddim")
-    c.add_argument("--steps", type=int, default=None,
-                   help="sampling steps (ddpm: 1000 as the paper); default: the run's validated setting, else 50")
-    c.add_argument("--guidance-scale", type=float, default=None,
-                   help="classifier-free guidance; default: the run's validated scale, else 1.0 (none)")
-    c.add_argument("--guidance-on", default=None, choices=["all", "text"],
-                   help="guide the report and patient values together (all) or the report alone (text); default: the run's")
+    c.add_argument(
+        "--sampler",
+        default=None,
+        choices=["ddim", "ddpm", "dpmsolver++"],
+        help="default: the run's validated setting (unet/sampling.json), else ddim",
+    )
+    c.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="sampling steps (ddpm: 1000 as the paper); default: the run's validated setting, else 50",
+    )
+    c.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance; default: the run's validated scale, else 1.0 (none)",
+    )
+    c.add_argument(
+        "--guidance-on",
+        default=None,
+        choices=["all", "text"],
+        help="guide the report and patient values together (all) or the report alone (text); default: the run's",
+    )
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--batch-size", type=int, default=32)
-    c.add_argument("--formats", "--format", default=None,
-                   help="comma-separated: wfdb, npy, png (default wfdb,npy,png; with --conditions wfdb,npy)")
+    c.add_argument(
+        "--formats",
+        "--format",
+        default=None,
+        help="comma-separated: wfdb, npy, png (default wfdb,npy,png; with --conditions wfdb,npy)",
+    )
     c.add_argument("--device", default=None)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_generate)
 
-    from .eval.commands import add_guidance_parser
-    from .eval.commands import add_evaluate_parser
+    from .eval.commands import add_evaluate_parser, add_guidance_parser
 
     add_evaluate_parser(sub)
     add_guidance_parser(sub)
@@ -250,11 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:

@@ -11,7 +11,7 @@ import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -41,15 +41,15 @@ class DataConfig:
     """
 
     source: str = "cohort"
-    data_dir: Optional[str] = None  # None with source=cohort: build the cohort into <run_dir>/cohort
-    n: Optional[int] = 4000  # records to prepare (cohort: records to build); None = all
+    data_dir: str | None = None  # None with source=cohort: build the cohort into <run_dir>/cohort
+    n: int | None = 4000  # records to prepare (cohort: records to build); None = all
     workers: int = 2
     baseline_removal: bool = False
-    subject_id: Optional[str] = None  # auto | record | header:KEY | path:REGEX | csv:FILE (data.subjects)
-    code_map: Optional[str] = None  # CSV code,text for diagnosis codes in WFDB headers (source wfdb)
-    exclude: Optional[str] = None  # file of record ids to skip, one a line
+    subject_id: str | None = None  # auto | record | header:KEY | path:REGEX | csv:FILE (data.subjects)
+    code_map: str | None = None  # CSV code,text for diagnosis codes in WFDB headers (source wfdb)
+    exclude: str | None = None  # file of record ids to skip, one a line
 
-    def resolve_paths(self, base: Optional[str | os.PathLike] = None) -> "DataConfig":
+    def resolve_paths(self, base: str | os.PathLike | None = None) -> DataConfig:
         """Make the relative paths absolute against ``base`` (default: the current directory).
 
         Returns self. Nothing is checked for existence here; the reader that opens a path
@@ -57,7 +57,7 @@ class DataConfig:
         """
         root = Path(base) if base is not None else Path.cwd()
 
-        def absolute(value: Optional[str]) -> Optional[str]:
+        def absolute(value: str | None) -> str | None:
             if value is None or str(value).strip() == "":
                 return value
             p = Path(str(value)).expanduser()
@@ -93,8 +93,8 @@ class TextConfig:
     """Text conditioning: which embedder and prompt template."""
 
     backend: str = "local"  # local | openai
-    model: Optional[str] = None  # None = the backend's default
-    base_url: Optional[str] = None  # OpenAI-compatible server; the key is only read from OPENAI_API_KEY
+    model: str | None = None  # None = the backend's default
+    base_url: str | None = None  # OpenAI-compatible server; the key is only read from OPENAI_API_KEY
     prompt_mode: str = "paper"  # paper | clean
     batch_size: int = 64
 
@@ -122,8 +122,8 @@ class Profile:
     name: str
     description: str = ""
     seed: int = 0
-    run_dir: Optional[str] = None  # None = runs/<name>
-    budget_minutes: Optional[float] = None  # documented wall-time budget of the main job on 2 CPU cores
+    run_dir: str | None = None  # None = runs/<name>
+    budget_minutes: float | None = None  # documented wall-time budget of the main job on 2 CPU cores
     data: DataConfig = field(default_factory=DataConfig)
     text: TextConfig = field(default_factory=TextConfig)
     vae: StageConfig = field(default_factory=StageConfig)
@@ -131,7 +131,7 @@ class Profile:
     notebooks: list[str] = field(default_factory=lambda: ["01_data"])
     notebook_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def resolved_run_dir(self, override: Optional[str | os.PathLike] = None) -> Path:
+    def resolved_run_dir(self, override: str | os.PathLike | None = None) -> Path:
         """The run directory: the override, else the profile's, else ``runs/<name>`` under the repo."""
         if override is not None:
             return Path(override).resolve()

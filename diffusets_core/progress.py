@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import tqdm
 
@@ -22,7 +22,6 @@ from .fileio import atomic_writer
 from .layout import PROGRESS_FILE
 
 __all__ = ["PROGRESS_FILE", "write_progress", "read_progress", "ProgressFollower"]
-
 
 
 def write_progress(stage_dir: str | os.PathLike, *, stage: str, step: int, total: int, **info: Any) -> None:
@@ -39,7 +38,7 @@ def write_progress(stage_dir: str | os.PathLike, *, stage: str, step: int, total
         pass
 
 
-def read_progress(path: str | os.PathLike) -> Optional[dict]:
+def read_progress(path: str | os.PathLike) -> dict | None:
     """The record in a progress file, or None if it is missing or half-written."""
     try:
         return json.loads(Path(path).read_text())
@@ -55,13 +54,13 @@ class ProgressFollower:
     def __init__(self, run_dir: str | os.PathLike, label: str, *, interval: float = 2.0):
         self.run_dir, self.label, self.interval = Path(run_dir), label, interval
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._bar = None
-        self._key: Optional[tuple] = None
-        self._last: Optional[int] = None
+        self._key: tuple | None = None
+        self._last: int | None = None
         self._since = time.time()
 
-    def __enter__(self) -> "ProgressFollower":
+    def __enter__(self) -> ProgressFollower:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -93,8 +92,13 @@ class ProgressFollower:
             self._close()
             self._key = key
             # tqdm's own rate and ETA would time the polling, not the stage: the stage reports its own
-            self._bar = tqdm.tqdm(total=rec["total"], desc=f"{self.label} · {rec['stage']}", unit="step",
-                             dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{postfix}")
+            self._bar = tqdm.tqdm(
+                total=rec["total"],
+                desc=f"{self.label} · {rec['stage']}",
+                unit="step",
+                dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}{postfix}",
+            )
             self._last = None
         bar = self._bar
         if rec["step"] == self._last:

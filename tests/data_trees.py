@@ -34,14 +34,22 @@ def synthetic_ecg(hr: float = 70.0, fs: int = 500, seconds: float = 10.0, seed: 
     return sig + 0.005 * rng.standard_normal(sig.shape)
 
 
-def write_wfdb(dir_: Path, name: str, signal: np.ndarray, fs: float, sig_names, *, gain: float,
-               units: str = "mV", comments=None) -> None:
+def write_wfdb(
+    dir_: Path, name: str, signal: np.ndarray, fs: float, sig_names, *, gain: float, units: str = "mV", comments=None
+) -> None:
     """Write a format-16 record (signal columns already in ``sig_names`` order)."""
     dir_.mkdir(parents=True, exist_ok=True)
     wfdb.wrsamp(
-        name, fs=fs, units=[units] * len(sig_names), sig_name=list(sig_names), p_signal=signal,
-        fmt=["16"] * len(sig_names), adc_gain=[gain] * len(sig_names), baseline=[0] * len(sig_names),
-        comments=comments or [], write_dir=str(dir_),
+        name,
+        fs=fs,
+        units=[units] * len(sig_names),
+        sig_name=list(sig_names),
+        p_signal=signal,
+        fmt=["16"] * len(sig_names),
+        adc_gain=[gain] * len(sig_names),
+        baseline=[0] * len(sig_names),
+        comments=comments or [],
+        write_dir=str(dir_),
     )
 
 
@@ -50,8 +58,9 @@ def mimic_rel_path(subject_id: int, study_id: int) -> str:
     return f"files/{p[:5]}/{p}/s{study_id}/{study_id}"
 
 
-def write_mimic_tree(root: Path, records: list[dict], *, patients: dict[int, tuple[int, str]] | None = None,
-                     write_patients: bool = True) -> Path:
+def write_mimic_tree(
+    root: Path, records: list[dict], *, patients: dict[int, tuple[int, str]] | None = None, write_patients: bool = True
+) -> Path:
     """records: dicts with subject_id, study_id and optional signal (canonical, mV), fs, hr,
     reports (list[str]), rr_interval (ms), seed. Leads are written aVF-before-aVL, gain 200."""
     root = Path(root)
@@ -66,16 +75,29 @@ def write_mimic_tree(root: Path, records: list[dict], *, patients: dict[int, tup
         if r.get("write", True):
             disk = sig[:, [CANONICAL_LEADS.index(n) for n in MIMIC_DISK_ORDER]]
             write_wfdb(root / os.path.dirname(rel), str(stid), disk, fs, MIMIC_DISK_ORDER, gain=200.0)
-        rl.append({"subject_id": sid, "study_id": stid, "file_name": stid, "ecg_time": "2182-09-22 12:04:00", "path": rel})
+        rl.append(
+            {"subject_id": sid, "study_id": stid, "file_name": stid, "ecg_time": "2182-09-22 12:04:00", "path": rel}
+        )
         if r.get("measurements", True):
             row = {"subject_id": sid, "study_id": stid, "cart_id": 6848296, "ecg_time": "2182-09-22 12:04:00"}
             reports = list(r.get("reports", ["Sinus rhythm", "Normal ECG"]))
             for i in range(18):
                 row[f"report_{i}"] = reports[i] if i < len(reports) else None
-            row.update({"bandwidth": "0.005-150 Hz", "filtering": "60 Hz notch Baseline filter",
-                        "rr_interval": r.get("rr_interval", round(60000 / r.get("hr", 70.0))),
-                        "p_onset": 40, "p_end": 128, "qrs_onset": 170, "qrs_end": 258, "t_end": 518,
-                        "p_axis": 81, "qrs_axis": 77, "t_axis": 79})
+            row.update(
+                {
+                    "bandwidth": "0.005-150 Hz",
+                    "filtering": "60 Hz notch Baseline filter",
+                    "rr_interval": r.get("rr_interval", round(60000 / r.get("hr", 70.0))),
+                    "p_onset": 40,
+                    "p_end": 128,
+                    "qrs_onset": 170,
+                    "qrs_end": 258,
+                    "t_end": 518,
+                    "p_axis": 81,
+                    "qrs_axis": 77,
+                    "t_axis": 79,
+                }
+            )
             mm.append(row)
     (root / "files").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rl).to_csv(root / "record_list.csv", index=False)
@@ -84,8 +106,17 @@ def write_mimic_tree(root: Path, records: list[dict], *, patients: dict[int, tup
         subjects = sorted({int(r["subject_id"]) for r in records})
         patients = patients or {s: (40 + s % 50, "MF"[s % 2]) for s in subjects}
         pd.DataFrame(
-            [{"subject_id": s, "gender": g, "anchor_age": a, "anchor_year": 2180,
-              "anchor_year_group": "2014 - 2016", "dod": None} for s, (a, g) in patients.items()]
+            [
+                {
+                    "subject_id": s,
+                    "gender": g,
+                    "anchor_age": a,
+                    "anchor_year": 2180,
+                    "anchor_year_group": "2014 - 2016",
+                    "dod": None,
+                }
+                for s, (a, g) in patients.items()
+            ]
         ).to_csv(root / "patients.csv", index=False)
     return root
 
@@ -93,17 +124,47 @@ def write_mimic_tree(root: Path, records: list[dict], *, patients: dict[int, tup
 def simple_mimic_records(n: int, *, subjects: int | None = None, first_subject: int = 10000032) -> list[dict]:
     subjects = subjects or n
     return [
-        {"subject_id": first_subject + (i % subjects), "study_id": 40000000 + i, "hr": 60.0 + (i % 5) * 10,
-         "seed": i, "reports": ["Sinus rhythm", f"Statement {i}", "Normal ECG"]}
+        {
+            "subject_id": first_subject + (i % subjects),
+            "study_id": 40000000 + i,
+            "hr": 60.0 + (i % 5) * 10,
+            "seed": i,
+            "reports": ["Sinus rhythm", f"Statement {i}", "Normal ECG"],
+        }
         for i in range(n)
     ]
 
 
-PTBXL_COLUMNS = ["ecg_id", "patient_id", "age", "sex", "height", "weight", "nurse", "site", "device",
-                 "recording_date", "report", "scp_codes", "heart_axis", "infarction_stadium1",
-                 "infarction_stadium2", "validated_by", "second_opinion", "initial_autogenerated_report",
-                 "validated_by_human", "baseline_drift", "static_noise", "burst_noise", "electrodes_problems",
-                 "extra_beats", "pacemaker", "strat_fold", "filename_lr", "filename_hr"]
+PTBXL_COLUMNS = [
+    "ecg_id",
+    "patient_id",
+    "age",
+    "sex",
+    "height",
+    "weight",
+    "nurse",
+    "site",
+    "device",
+    "recording_date",
+    "report",
+    "scp_codes",
+    "heart_axis",
+    "infarction_stadium1",
+    "infarction_stadium2",
+    "validated_by",
+    "second_opinion",
+    "initial_autogenerated_report",
+    "validated_by_human",
+    "baseline_drift",
+    "static_noise",
+    "burst_noise",
+    "electrodes_problems",
+    "extra_beats",
+    "pacemaker",
+    "strat_fold",
+    "filename_lr",
+    "filename_hr",
+]
 
 SCP_STATEMENTS = (
     ",description,diagnostic,form,rhythm,diagnostic_class,diagnostic_subclass,Statement Category,"
@@ -129,10 +190,20 @@ def write_ptbxl_tree(root: Path, rows: list[dict], *, raw_extra_lines: list[str]
                 sig = synthetic_ecg(r.get("hr", 70.0), 500, 10.0, eid)
             write_wfdb(root / "records500" / folder, f"{eid:05d}_hr", sig, 500, CANONICAL_LEADS, gain=1000.0)
         row = {c: "" for c in PTBXL_COLUMNS}
-        row.update({"ecg_id": eid, "patient_id": f"{float(r.get('patient_id', 15000 + eid)):.1f}",
-                    "age": r.get("age", 56.0), "sex": r.get("sex", 1), "report": r.get("report", "sinusrhythmus normales ekg"),
-                    "scp_codes": r.get("scp_codes", "{'NORM': 100.0, 'SR': 0.0}"), "strat_fold": r.get("strat_fold", 3),
-                    "device": "CS-12   E", "filename_lr": f"records100/{folder}/{eid:05d}_lr", "filename_hr": rel_hr})
+        row.update(
+            {
+                "ecg_id": eid,
+                "patient_id": f"{float(r.get('patient_id', 15000 + eid)):.1f}",
+                "age": r.get("age", 56.0),
+                "sex": r.get("sex", 1),
+                "report": r.get("report", "sinusrhythmus normales ekg"),
+                "scp_codes": r.get("scp_codes", "{'NORM': 100.0, 'SR': 0.0}"),
+                "strat_fold": r.get("strat_fold", 3),
+                "device": "CS-12   E",
+                "filename_lr": f"records100/{folder}/{eid:05d}_lr",
+                "filename_hr": rel_hr,
+            }
+        )
         out.append(row)
     for sub in ("records100", "records500"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -149,8 +220,9 @@ TINY_VAE = {"channels": [32, 32, 32], "norm_groups": 8}
 TINY_UNET = {"levels": 4, "attn_heads": 2, "cond_dropout": 0.2}
 
 
-def make_tiny_run(root: Path, records: list[dict], *, train: dict | None = None, vae: dict | None = None,
-                  unet: dict | None = None) -> Path:
+def make_tiny_run(
+    root: Path, records: list[dict], *, train: dict | None = None, vae: dict | None = None, unet: dict | None = None
+) -> Path:
     """A run directory from a MIMIC-layout tree of ``records``: prepared and embedded (32-d hash embedder); with
     ``train`` settings also a tiny VAE, its latents and a tiny U-Net. Returns the run directory."""
     from diffusets_core.data.prepare import prepare_dataset
@@ -186,24 +258,43 @@ def beat_train(bpm: float, fs: float = 500, seconds: float = 10.0, seed: int = 0
     return x[:, None] * LEAD_SCALE[None, :] + 0.01 * rng.standard_normal((len(t), 12))
 
 
-def write_multisegment(dir_: Path, name: str, signal: np.ndarray, fs: float, sig_names, *, n_segments: int = 2,
-                       gain: float = 200.0, comments=()) -> Path:
+def write_multisegment(
+    dir_: Path,
+    name: str,
+    signal: np.ndarray,
+    fs: float,
+    sig_names,
+    *,
+    n_segments: int = 2,
+    gain: float = 200.0,
+    comments=(),
+) -> Path:
     """A fixed-layout multi-segment record: ``name.hea`` (``name/n_segments ...``) + one record per segment."""
     dir_.mkdir(parents=True, exist_ok=True)
     bounds = np.linspace(0, len(signal), n_segments + 1).astype(int)
     lines = [f"{name}/{n_segments} {len(sig_names)} {fs:g} {len(signal)}"]
     for k in range(n_segments):
         seg = f"{name}_{k + 1:04d}"
-        write_wfdb(dir_, seg, signal[bounds[k]:bounds[k + 1]], fs, sig_names, gain=gain)
+        write_wfdb(dir_, seg, signal[bounds[k] : bounds[k + 1]], fs, sig_names, gain=gain)
         lines.append(f"{seg} {bounds[k + 1] - bounds[k]}")
     lines += [f"# {c}" for c in comments]
     (dir_ / f"{name}.hea").write_text("\n".join(lines) + "\n")
     return dir_ / name
 
 
-def write_folder_record(root: Path, rel: str, signal: np.ndarray | None = None, *, fs: float = 500, hr: float = 70.0,
-                        seed: int = 0, sig_names=CANONICAL_LEADS, comments=None, units: str = "mV",
-                        gain: float = 200.0) -> Path:
+def write_folder_record(
+    root: Path,
+    rel: str,
+    signal: np.ndarray | None = None,
+    *,
+    fs: float = 500,
+    hr: float = 70.0,
+    seed: int = 0,
+    sig_names=CANONICAL_LEADS,
+    comments=None,
+    units: str = "mV",
+    gain: float = 200.0,
+) -> Path:
     """One format-16 record at ``root/rel`` (``rel`` without extension); default comments age/sex/report."""
     if signal is None:
         signal = synthetic_ecg(hr, int(fs), 10.0, seed)

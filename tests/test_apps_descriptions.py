@@ -1,4 +1,5 @@
 """Stage 1: the curated descriptions table and the LLM source against a fake OpenAI-compatible chat server."""
+
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,9 +15,12 @@ SECRET = "sk-test-SECRET-do-not-store-123"
 def test_table_loads_and_every_entry_is_complete():
     table = D.load_table()
     assert {"brugada", "hyperkalemia", "long_qt"} <= set(table)
-    measurable = set(FEATURE_COLUMNS) | {f"t_amp_{l}" for l in ("V3", "V4")} | {
-        f"t_peak_{l}" for l in ("II", "V2", "V3", "V4", "V5")}
-    for key, e in table.items():
+    measurable = (
+        set(FEATURE_COLUMNS)
+        | {f"t_amp_{l}" for l in ("V3", "V4")}
+        | {f"t_peak_{l}" for l in ("II", "V2", "V3", "V4", "V5")}
+    )
+    for key in table:
         desc = D.describe_condition(key)
         assert len(desc.statements) >= 2, key
         assert all(s == s.strip() and s for s in desc.statements)
@@ -38,9 +42,15 @@ def test_lookup_by_name_alias_and_unknown():
 
 def test_parse_statements():
     assert D.parse_statements("Sinus rhythm | Peaked T waves | Abnormal ECG") == [
-        "Sinus rhythm", "Peaked T waves", "Abnormal ECG"]
+        "Sinus rhythm",
+        "Peaked T waves",
+        "Abnormal ECG",
+    ]
     assert D.parse_statements("1. Sinus rhythm\n- 'Long QT'\n\n* Abnormal ECG") == [
-        "Sinus rhythm", "Long QT", "Abnormal ECG"]
+        "Sinus rhythm",
+        "Long QT",
+        "Abnormal ECG",
+    ]
 
 
 class FakeChat:
@@ -59,10 +69,18 @@ class FakeChat:
                 outer.requests += 1
                 outer.bodies.append(json.loads(raw or b"{}"))
                 outer.auth.append(self.headers.get("Authorization", ""))
-                body = json.dumps({"id": "c1", "object": "chat.completion", "created": 0, "model": "fake",
-                                   "choices": [{"index": 0, "finish_reason": "stop",
-                                                "message": {"role": "assistant", "content": answer}}],
-                                   "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+                body = json.dumps(
+                    {
+                        "id": "c1",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "fake",
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+                        ],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -91,8 +109,9 @@ def chat():
 
 def test_llm_source_caches_and_never_stores_the_key(chat, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    d1 = D.describe_condition("Brugada syndrome", source="llm", model="fake-model", cache_dir=tmp_path,
-                              base_url=chat.url)
+    d1 = D.describe_condition(
+        "Brugada syndrome", source="llm", model="fake-model", cache_dir=tmp_path, base_url=chat.url
+    )
     assert chat.requests == 1 and chat.auth[0] == f"Bearer {SECRET}"
     assert chat.bodies[0]["model"] == "fake-model" and chat.bodies[0]["messages"] == D.llm_prompt("Brugada syndrome")
     assert d1.description == "Sinus rhythm|Coved ST elevation in V1-V2|Abnormal ECG"
@@ -109,8 +128,9 @@ def test_llm_source_caches_and_never_stores_the_key(chat, tmp_path, monkeypatch)
         if f.is_file():
             assert SECRET not in f.read_text()
     # second call: from the cache, no request
-    d2 = D.describe_condition("Brugada syndrome", source="llm", model="fake-model", cache_dir=tmp_path,
-                              base_url=chat.url)
+    d2 = D.describe_condition(
+        "Brugada syndrome", source="llm", model="fake-model", cache_dir=tmp_path, base_url=chat.url
+    )
     assert chat.requests == 1 and d2.cached and d2.description == d1.description
     # another model is another cache entry
     D.describe_condition("Brugada syndrome", source="llm", model="other", cache_dir=tmp_path, base_url=chat.url)
@@ -120,13 +140,16 @@ def test_llm_source_caches_and_never_stores_the_key(chat, tmp_path, monkeypatch)
 def test_llm_needs_a_key_for_remote_endpoints(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(D.DescriptionError, match="OPENAI_API_KEY"):
-        D.describe_condition("Brugada syndrome", source="llm", cache_dir=tmp_path, base_url="https://example.invalid/v1")
+        D.describe_condition(
+            "Brugada syndrome", source="llm", cache_dir=tmp_path, base_url="https://example.invalid/v1"
+        )
 
 
 def test_llm_errors_are_redacted(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     with pytest.raises(D.DescriptionError) as ei:
-        D.describe_condition("Unknown condition", source="llm", cache_dir=tmp_path,
-                             base_url="http://127.0.0.1:9/v1", timeout=0.5)
+        D.describe_condition(
+            "Unknown condition", source="llm", cache_dir=tmp_path, base_url="http://127.0.0.1:9/v1", timeout=0.5
+        )
     assert SECRET not in str(ei.value)
     assert not list(tmp_path.glob("*.json"))

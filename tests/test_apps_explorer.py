@@ -13,15 +13,29 @@ import pandas as pd
 import pytest
 from scipy.signal import resample
 
-from diffusets_core.apps.explorer import (MEASUREMENTS, Explorer, ExplorerInputError, agreement, check_conditions,
-                                          measure_ecg, read_ecg)
+from diffusets_core.apps.explorer import (
+    MEASUREMENTS,
+    Explorer,
+    ExplorerInputError,
+    agreement,
+    check_conditions,
+    measure_ecg,
+    read_ecg,
+)
 from diffusets_core.apps.explorer_grid import grid_conditions, render_grid, write_explorer, write_explorer_html
 from tests.data_trees import make_tiny_run, simple_mimic_records, synthetic_ecg
 from tests.helpers.explorer_browser import CHROMIUM, exercise_explorer, non_local
 
 FS = 102.4
-TRAIN = {"max_steps": 3, "batch_size": 8, "val_every": 3, "checkpoint_every": 3, "log_every": 1,
-         "progress": False, "device": "cpu"}
+TRAIN = {
+    "max_steps": 3,
+    "batch_size": 8,
+    "val_every": 3,
+    "checkpoint_every": 3,
+    "log_every": 1,
+    "progress": False,
+    "device": "cpu",
+}
 
 
 def ecg_at(hr: float, seed: int = 0) -> np.ndarray:
@@ -35,14 +49,31 @@ class FakePipe:
     fs = FS
     sampling = {"guidance_scale": 2.0}
 
-    def __call__(self, reports, *, age=50, sex="M", hr=75, seed=0, num_inference_steps=20, sampler="dpmsolver++",
-                 guidance_scale=None, **kw):
+    def __call__(
+        self,
+        reports,
+        *,
+        age=50,
+        sex="M",
+        hr=75,
+        seed=0,
+        num_inference_steps=20,
+        sampler="dpmsolver++",
+        guidance_scale=None,
+        **kw,
+    ):
         reports = [reports] if isinstance(reports, str) else list(reports)
         n = len(reports)
         hrs = [hr] * n if np.isscalar(hr) else list(hr)
         sig = np.stack([ecg_at(float(h), seed + i) for i, h in enumerate(hrs)])
-        cond = pd.DataFrame({"report": reports, "hr": hrs, "seed": [seed + i for i in range(n)],
-                             "guidance_scale": guidance_scale or 2.0})
+        cond = pd.DataFrame(
+            {
+                "report": reports,
+                "hr": hrs,
+                "seed": [seed + i for i in range(n)],
+                "guidance_scale": guidance_scale or 2.0,
+            }
+        )
         return SimpleNamespace(signals=sig, fs=FS, conditions=cond)
 
     def embed_reports(self, reports):
@@ -87,14 +118,26 @@ def test_explore_returns_ecg_figure_measurements_and_the_closest_real_ecg(explor
     assert "seed: 3" in next(f for f in files if f.suffix == ".hea").read_text()
 
 
-@pytest.mark.parametrize("kw, field", [
-    ({"report": ""}, "report"), ({"report": " | \n"}, "report"), ({"report": None}, "report"),
-    ({"age": 400}, "age"), ({"age": "old"}, "age"), ({"age": float("nan")}, "age"),
-    ({"sex": "X"}, "sex"), ({"sex": None}, "sex"),
-    ({"hr": 5}, "hr"), ({"hr": 301}, "hr"), ({"hr": "fast"}, "hr"),
-    ({"seed": -1}, "seed"), ({"seed": "x"}, "seed"),
-    ({"guidance_scale": 100}, "guidance scale"), ({"steps": 0}, "steps"),
-])
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        ({"report": ""}, "report"),
+        ({"report": " | \n"}, "report"),
+        ({"report": None}, "report"),
+        ({"age": 400}, "age"),
+        ({"age": "old"}, "age"),
+        ({"age": float("nan")}, "age"),
+        ({"sex": "X"}, "sex"),
+        ({"sex": None}, "sex"),
+        ({"hr": 5}, "hr"),
+        ({"hr": 301}, "hr"),
+        ({"hr": "fast"}, "hr"),
+        ({"seed": -1}, "seed"),
+        ({"seed": "x"}, "seed"),
+        ({"guidance_scale": 100}, "guidance scale"),
+        ({"steps": 0}, "steps"),
+    ],
+)
 def test_bad_input_gives_a_message_naming_the_field(kw, field):
     args = {"report": "Sinus rhythm", "age": 60, "sex": "M", "hr": 75, **kw}
     with pytest.raises(ExplorerInputError, match=f"^{re.escape(field)}") as info:
@@ -122,8 +165,19 @@ def test_pipeline_value_errors_become_messages():
 
 def test_conditions_are_normalised():
     c = check_conditions("Sinus rhythm | Right bundle branch block|", "63", "female", 80.0, seed="2")
-    assert c.statements == ("Sinus rhythm", "Right bundle branch block") and c.report == "Sinus rhythm|Right bundle branch block"
-    assert (c.age, c.sex, c.hr, c.seed, c.guidance_scale, c.steps, c.sampler) == (63.0, "F", 80.0, 2, None, 20, "dpmsolver++")
+    assert (
+        c.statements == ("Sinus rhythm", "Right bundle branch block")
+        and c.report == "Sinus rhythm|Right bundle branch block"
+    )
+    assert (c.age, c.sex, c.hr, c.seed, c.guidance_scale, c.steps, c.sampler) == (
+        63.0,
+        "F",
+        80.0,
+        2,
+        None,
+        20,
+        "dpmsolver++",
+    )
     assert check_conditions(["Normal ECG"], 0, "m", 20).statements == ("Normal ECG",)
 
 
@@ -143,17 +197,24 @@ def test_measurements_never_raise_on_a_flat_signal():
 
 
 def test_agreement_by_benchmark_class():
-    t = agreement(["Sinus rhythm", "Right bundle branch block"], ["Sinus rhythm", "Left bundle branch block", "Abnormal ECG"])
+    t = agreement(
+        ["Sinus rhythm", "Right bundle branch block"], ["Sinus rhythm", "Left bundle branch block", "Abnormal ECG"]
+    )
     assert t.set_index("class")[["asked", "read", "agree"]].to_dict("index") == {
-        "rbbb": {"asked": True, "read": False, "agree": False}, "lbbb": {"asked": False, "read": True, "agree": False}}
+        "rbbb": {"asked": True, "read": False, "agree": False},
+        "lbbb": {"asked": False, "read": True, "agree": False},
+    }
     assert agreement(["Sinus tachycardia"], ["Sinus tachycardia", "Borderline ECG"])["agree"].all()
 
 
 def records_frame() -> pd.DataFrame:
     rows = []
     for i in range(30):
-        rep, hr = [("Sinus rhythm|Normal ECG", 70 + i % 5), ("Sinus tachycardia|Borderline ECG", 110 + i % 7),
-                   ("Sinus rhythm|Right bundle branch block|Abnormal ECG", 80)][i % 3]
+        rep, hr = [
+            ("Sinus rhythm|Normal ECG", 70 + i % 5),
+            ("Sinus tachycardia|Borderline ECG", 110 + i % 7),
+            ("Sinus rhythm|Right bundle branch block|Abnormal ECG", 80),
+        ][i % 3]
         rows.append({"record_id": str(i), "report": rep, "hr": float(hr), "age": 40.0 + i, "sex": "MF"[i % 2]})
     return pd.DataFrame(rows)
 
@@ -189,7 +250,9 @@ def test_grid_writer_images_json_and_html_agree(page):
     assert table["hr"].tolist() == grid["hr"].tolist()
     np.testing.assert_allclose(table["measured_hr"], table["hr"], atol=5)
     rows = json.loads((out / "conditions.json").read_text())
-    assert [r["index"] for r in rows] == table["index"].tolist() and [r["image"] for r in rows] == table["image"].tolist()
+    assert [r["index"] for r in rows] == table["index"].tolist() and [r["image"] for r in rows] == table[
+        "image"
+    ].tolist()
     html = (out / "index.html").read_text()
     blob = re.search(r'<script id="explorer-data" type="application/json">(.*?)</script>', html, re.S).group(1)
     data = json.loads(blob.replace("<\\/", "</"))

@@ -1,5 +1,6 @@
 """rare_disease / knowledge on a fake pipeline (seeded synthetic ECGs whose T waves follow the report) and the
 embedding PCA / gallery helpers on a tiny prepared run."""
+
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,8 +36,9 @@ class FakePipe:
 
     fs = FS
 
-    def __call__(self, reports, *, age=50, sex="M", hr=75, num_ecgs=None, num_inference_steps=50, sampler="ddim",
-                 seed=0, **kw):
+    def __call__(
+        self, reports, *, age=50, sex="M", hr=75, num_ecgs=None, num_inference_steps=50, sampler="ddim", seed=0, **kw
+    ):
         reports = [reports] if isinstance(reports, str) else list(reports)
         n = num_ecgs or len(reports)
         reports = reports * n if len(reports) == 1 else reports
@@ -44,10 +46,22 @@ class FakePipe:
         for i, rep in enumerate(reports):
             jitter = np.random.default_rng(seed + i).normal(0, 0.03)
             peaked = "peaked" in rep.lower() or "hyperkalemia" in rep.lower()
-            sigs.append(synth_ecg(seed + i, hr=float(hr), t_amp=(0.6 if peaked else 0.3) + jitter,
-                                  t_sigma=0.035 if peaked else 0.05))
-        cond = pd.DataFrame({"report": reports, "sex": sex, "age": age, "hr": hr,
-                             "seed": [seed + i for i in range(n)], "sampler": sampler, "steps": num_inference_steps})
+            sigs.append(
+                synth_ecg(
+                    seed + i, hr=float(hr), t_amp=(0.6 if peaked else 0.3) + jitter, t_sigma=0.035 if peaked else 0.05
+                )
+            )
+        cond = pd.DataFrame(
+            {
+                "report": reports,
+                "sex": sex,
+                "age": age,
+                "hr": hr,
+                "seed": [seed + i for i in range(n)],
+                "sampler": sampler,
+                "steps": num_inference_steps,
+            }
+        )
         return SimpleNamespace(signals=np.stack(sigs), fs=FS, conditions=cond)
 
 
@@ -64,32 +78,64 @@ def test_t_wave_shape_recovers_width_and_peakedness():
 
 
 def test_normal_report_is_found_from_the_data():
-    recs = pd.DataFrame({"report": ["Sinus rhythm|Abnormal ECG"] * 5 + ["Sinus tachycardia|Normal ECG"] * 2
-                         + ["Sinus rhythm|Normal ECG"] * 3})
+    recs = pd.DataFrame(
+        {
+            "report": ["Sinus rhythm|Abnormal ECG"] * 5
+            + ["Sinus tachycardia|Normal ECG"] * 2
+            + ["Sinus rhythm|Normal ECG"] * 3
+        }
+    )
     assert R.normal_report(recs) == "Sinus rhythm|Normal ECG"
-    assert R.normal_report(pd.DataFrame({"report": ["A|Abnormal ECG"] * 3 + ["Sinus rhythm|Statement 1"]})) == \
-        "Sinus rhythm|Statement 1"
+    assert (
+        R.normal_report(pd.DataFrame({"report": ["A|Abnormal ECG"] * 3 + ["Sinus rhythm|Statement 1"]}))
+        == "Sinus rhythm|Statement 1"
+    )
 
 
 def test_generate_condition_and_signature_table():
     desc = describe_condition("hyperkalemia")
-    res = R.generate_condition(FakePipe(), desc.description, n=12, age=24, sex="M", hr=90, seed=0,
-                               control_report="Sinus rhythm|Normal ECG", steps=2)
+    res = R.generate_condition(
+        FakePipe(),
+        desc.description,
+        n=12,
+        age=24,
+        sex="M",
+        hr=90,
+        seed=0,
+        control_report="Sinus rhythm|Normal ECG",
+        steps=2,
+    )
     f = res.features
     assert len(f) == 24 and set(f["group"]) == {"condition", "control"}
     assert f.loc[f.group == "control", "seed"].min() == 100_000 and not res.paired
     assert {"st_V1", "qtc_bazett_ms", "t_amp_V3", "t_peak_V3", "t_fwhm_ms_V3"} <= set(f.columns)
     assert res.case_signals.shape == (12, 12, 1024)
     table = R.signature_table(f, desc.signature, n_boot=300, condition=desc.name)
-    cols = ["condition", "feature", "n_case", "n_control", "mean_case", "mean_control", "diff", "effect_name",
-            "effect", "ci_lo", "ci_hi", "test", "p", "expected", "verdict"]
+    cols = [
+        "condition",
+        "feature",
+        "n_case",
+        "n_control",
+        "mean_case",
+        "mean_control",
+        "diff",
+        "effect_name",
+        "effect",
+        "ci_lo",
+        "ci_hi",
+        "test",
+        "p",
+        "expected",
+        "verdict",
+    ]
     assert list(table.columns) == cols and len(table) == len(desc.signature)
     assert (table["verdict"] == stats.PRESENT).all(), table[["feature", "ci_lo", "ci_hi", "verdict"]]
     assert R.overall_verdict(table).startswith("signature present")
     # Brugada's ST signature is absent from the fake model: not found (never claimed)
     b = describe_condition("brugada")
-    rb = R.generate_condition(FakePipe(), b.description, n=8, seed=0, control_report="Sinus rhythm|Normal ECG",
-                              paired=True)
+    rb = R.generate_condition(
+        FakePipe(), b.description, n=8, seed=0, control_report="Sinus rhythm|Normal ECG", paired=True
+    )
     tb = R.signature_table(rb.features, b.signature, paired=True, n_boot=200)
     assert not (tb["verdict"] == stats.PRESENT).all()
     assert R.overall_verdict(tb).startswith("signature")
@@ -99,8 +145,9 @@ def test_knowledge_experiments_are_one_factor_and_paired():
     exps = K.default_experiments("Sinus rhythm|Normal ECG", statements=("Hyperkalemia",))
     assert [e.changed() for e in exps] == [["report"], ["age"], ["sex"]]
     assert exps[0].case["report"] == "Sinus rhythm|Hyperkalemia|Normal ECG"
-    table, measured = K.run_experiments(FakePipe(), exps, n=8, seed=3, steps=2, n_boot=200,
-                                        features=("t_amp_II", "hr_nk"))
+    table, measured = K.run_experiments(
+        FakePipe(), exps, n=8, seed=3, steps=2, n_boot=200, features=("t_amp_II", "hr_nk")
+    )
     assert len(table) == 6 and set(table["experiment"]) == {e.name for e in exps}
     assert (table["test"] == "Wilcoxon signed-rank").all()
     assert measured.groupby(["experiment", "arm"])["seed"].apply(list).map(tuple).nunique() == 1  # same seeds
@@ -111,12 +158,21 @@ def test_knowledge_experiments_are_one_factor_and_paired():
 
 
 def test_report_classes_and_quiz():
-    assert K.report_class("Sinus tachycardia|ST elevation, consider anterior injury|Abnormal ECG") == \
-        "ST elevation, consider anterior injury"
+    assert (
+        K.report_class("Sinus tachycardia|ST elevation, consider anterior injury|Abnormal ECG")
+        == "ST elevation, consider anterior injury"
+    )
     assert K.report_class("Sinus rhythm|Normal ECG") == "Normal ECG"
     assert K.report_class("Atrial fibrillation") == "Atrial fibrillation"
-    recs = pd.DataFrame({"report": ["Sinus rhythm|Normal ECG", "Sinus rhythm|Peaked T waves|Abnormal ECG",
-                                    "Sinus tachycardia|Normal ECG"]})
+    recs = pd.DataFrame(
+        {
+            "report": [
+                "Sinus rhythm|Normal ECG",
+                "Sinus rhythm|Peaked T waves|Abnormal ECG",
+                "Sinus tachycardia|Normal ECG",
+            ]
+        }
+    )
     g = K.gallery_classes(recs, max_classes=8)
     assert g["class"].tolist() == ["Normal ECG", "Peaked T waves"] and g["example_index"].tolist() == [0, 1]
     q = K.make_quiz(10, 10, seed=0)

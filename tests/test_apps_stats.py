@@ -1,4 +1,5 @@
 """diffusets_core.apps.stats on known cases."""
+
 import math
 
 import numpy as np
@@ -36,7 +37,7 @@ def test_shifted_normals_recover_d_and_exclude_zero(shift, sigma):
 
 def test_paired_statistics_use_the_differences():
     rng = np.random.default_rng(2)
-    base = rng.normal(0, 5, 50)             # large between-pair spread ...
+    base = rng.normal(0, 5, 50)  # large between-pair spread ...
     case = base + 0.5 + rng.normal(0, 0.25, 50)  # ... small consistent within-pair shift
     r = stats.compare(case, base, paired=True, expected="increase", n_boot=500)
     assert r["effect_name"].startswith("d_z") and r["test"].startswith("Wilcoxon")
@@ -78,6 +79,7 @@ def test_no_verdict_below_min_n():
     # 4 pairs with the same sign: every bootstrap resample is positive, yet 4 pairs prove nothing
     r = stats.compare([1.0, 2.0, 3.0, 4.5], [0.0, 0.5, 1.0, 2.0], paired=True, expected="increase", n_boot=200)
     assert r["ci_lo"] > 0 and r["verdict"] == stats.TOO_FEW.format(min_n=stats.MIN_N_VERDICT)
-    r2 = stats.compare([1.0, 2.0, 3.0, 4.5], [0.0, 0.5, 1.0, 2.0], paired=True, expected="increase", n_boot=200,
-                       min_n=2)
+    r2 = stats.compare(
+        [1.0, 2.0, 3.0, 4.5], [0.0, 0.5, 1.0, 2.0], paired=True, expected="increase", n_boot=200, min_n=2
+    )
     assert r2["verdict"] == stats.PRESENT

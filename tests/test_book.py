@@ -30,9 +30,14 @@ def nbdir(tmp_path, monkeypatch):
 
 
 def test_parameters_are_injected(nbdir, tmp_path):
-    _nb(nbdir / "01_data.ipynb", ["import json, pathlib\n"
-                                  "pathlib.Path(run_dir, 'seen.json').write_text(json.dumps("
-                                  "{'profile': profile, 'seed': seed, 'source': source, 'n': n}))"])
+    _nb(
+        nbdir / "01_data.ipynb",
+        [
+            "import json, pathlib\n"
+            "pathlib.Path(run_dir, 'seen.json').write_text(json.dumps("
+            "{'profile': profile, 'seed': seed, 'source': source, 'n': n}))"
+        ],
+    )
     prof = Profile(name="t", seed=5, notebooks=["01_data"])
     prof.data.n = 7
     res = book.run_book(prof, run_dir=tmp_path / "run", build=False)
@@ -88,20 +93,24 @@ def test_repo_profiles_and_stage_parameters_match_the_notebooks():
 
 
 def test_merge_parameter_cells_shows_the_values_used():
-    defaults = ('# Parameters (papermill overrides these)\nrun_dir = "../runs/smoke"   # where it writes\n'
-                'profile = "smoke"\nn = 240                     # records\nsteps = 20\n'
-                'model = {"a": 1,\n         "b": 2}  # a dict\n')
-    injected = '# Parameters\nrun_dir = "/home/u/repo/runs/cpu"\nprofile = "cpu"\nn = 3000\nmodel = {"a": 5}\nextra = 1\n'
+    defaults = (
+        '# Parameters (papermill overrides these)\nrun_dir = "../runs/smoke"   # where it writes\n'
+        'profile = "smoke"\nn = 240                     # records\nsteps = 20\n'
+        'model = {"a": 1,\n         "b": 2}  # a dict\n'
+    )
+    injected = (
+        '# Parameters\nrun_dir = "/home/u/repo/runs/cpu"\nprofile = "cpu"\nn = 3000\nmodel = {"a": 5}\nextra = 1\n'
+    )
     paths = book.PathDisplay((("/home/u/repo/runs/cpu", "runs/cpu"),), "runs/cpu")
     merged = book.merge_parameter_cells(defaults, injected, paths)
     assert merged.splitlines() == [
         book.PARAMETERS_HEADER,
         'run_dir = "runs/cpu"        # where it writes',
         'profile = "cpu"',
-        'n = 3000                    # records',
-        'steps = 20',
+        "n = 3000                    # records",
+        "steps = 20",
         'model = {"a": 5}  # a dict',
-        'extra = 1',
+        "extra = 1",
     ]
     ns: dict = {}
     exec(merged, ns)
@@ -143,7 +152,11 @@ def test_render_for_book_merges_parameters_drops_other_profiles_and_scrubs_paths
     assert src.read_text() == before  # papermill's record is left alone
     page = nbformat.read(dest, as_version=4)
     assert [c.source.splitlines()[0] for c in page.cells] == [
-        "# A chapter", book.PARAMETERS_HEADER, "Measured on the cpu profile.", "print(run_dir)"]
+        "# A chapter",
+        book.PARAMETERS_HEADER,
+        "Measured on the cpu profile.",
+        "print(run_dir)",
+    ]
     assert page.cells[1].metadata["tags"] == ["parameters", "hide-input"]
     assert 'run_dir = "runs/cpu"' in page.cells[1].source and 'profile = "cpu"' in page.cells[1].source
     assert page.cells[3].outputs[0]["text"] == "runs/cpu/eval/table.csv\n"
@@ -151,13 +164,18 @@ def test_render_for_book_merges_parameters_drops_other_profiles_and_scrubs_paths
 
 
 def test_profile_only_text_appears_only_on_that_profile():
-    text = ("Shared.\n<!-- only-profile: smoke -->\nToy models: the numbers mean nothing.\n<!-- /only-profile -->\n"
-            "Also shared.\n<!-- only-profile: cpu, gpu -->\nMeasured on the laptop profile.\n<!-- /only-profile -->\n")
+    text = (
+        "Shared.\n<!-- only-profile: smoke -->\nToy models: the numbers mean nothing.\n<!-- /only-profile -->\n"
+        "Also shared.\n<!-- only-profile: cpu, gpu -->\nMeasured on the laptop profile.\n<!-- /only-profile -->\n"
+    )
     assert book.filter_profile_text(text, "smoke") == "Shared.\nToy models: the numbers mean nothing.\nAlso shared.\n"
     assert book.filter_profile_text(text, "gpu") == "Shared.\nAlso shared.\nMeasured on the laptop profile.\n"
     assert book.filter_profile_text(text, "paper") == "Shared.\nAlso shared.\n"
-    for bad in ("<!-- only-profile: cpu -->\nx\n", "x\n<!-- /only-profile -->\n",
-                "<!-- only-profile: a -->\n<!-- only-profile: b -->\n<!-- /only-profile -->\n"):
+    for bad in (
+        "<!-- only-profile: cpu -->\nx\n",
+        "x\n<!-- /only-profile -->\n",
+        "<!-- only-profile: a -->\n<!-- only-profile: b -->\n<!-- /only-profile -->\n",
+    ):
         with pytest.raises(ValueError):
             book.filter_profile_text(bad, "cpu")
 

@@ -44,8 +44,10 @@ def test_every_chapter_has_a_page(built):
         text = page.read_text()
         assert "Traceback (most recent call last)" not in text
     assert (html / "book" / "build_info.html").is_file()
-    assert f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{PROFILE}</span></code>" in \
-        (html / "book" / "build_info.html").read_text()
+    assert (
+        f'<code class="docutils literal notranslate"><span class="pre">{PROFILE}</span></code>'
+        in (html / "book" / "build_info.html").read_text()
+    )
 
 
 def test_no_machine_path_in_the_built_book(built):
@@ -90,20 +92,33 @@ def server(built):
     httpd.shutdown()
 
 
-@pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true",
-                    reason="Chromium not installed (make test installs it where apt-get is available)")
+@pytest.mark.skipif(
+    CHROMIUM is None and os.environ.get("CI") != "true",
+    reason="Chromium not installed (make test installs it where apt-get is available)",
+)
 def test_pages_render_in_headless_chromium(built, server, tmp_path):
     from playwright.sync_api import sync_playwright
 
     _, _, html = built
-    pages = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
-                   if not p.name.startswith(("genindex", "search")) and "_static" not in p.parts)
+    pages = sorted(
+        p.relative_to(html).as_posix()
+        for p in html.rglob("*.html")
+        if not p.name.startswith(("genindex", "search")) and "_static" not in p.parts
+    )
     assert "index.html" in pages
     problems = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for rel in pages:
             text = (html / rel).read_text(errors="replace")
@@ -113,8 +128,10 @@ def test_pages_render_in_headless_chromium(built, server, tmp_path):
             if resp is None or resp.status != 200:
                 problems.append(f"{rel}: HTTP {resp.status if resp else 'no response'}")
                 continue
-            broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
-                                   ".map(i => i.getAttribute('src'))")
+            broken = page.evaluate(
+                "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
+                ".map(i => i.getAttribute('src'))"
+            )
             if broken:
                 problems.append(f"{rel}: broken images {broken}")
             if page.locator("div.output.traceback, .cell_output .output.error").count():
@@ -127,16 +144,17 @@ def test_pages_render_in_headless_chromium(built, server, tmp_path):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true",
-                    reason="Chromium not installed (make test installs it where apt-get is available)")
+@pytest.mark.skipif(
+    CHROMIUM is None and os.environ.get("CI") != "true",
+    reason="Chromium not installed (make test installs it where apt-get is available)",
+)
 def test_explorer_page_in_headless_chromium(built, server, tmp_path):
     """Chapter 10's pre-rendered explorer is in the built book; choosing another condition changes the picture and
     the measurements, and no request leaves the machine (the chapter page that embeds it included)."""
     import json
 
-    from tests.helpers.explorer_browser import exercise_explorer, non_local, target_row
-
     from diffusets_core.apps.explorer import MEASUREMENTS
+    from tests.helpers.explorer_browser import exercise_explorer, non_local, target_row
 
     _, _, html = built
     assert (html / "explorer" / "index.html").is_file()
@@ -154,9 +172,17 @@ def test_explorer_page_in_headless_chromium(built, server, tmp_path):
 
     seen: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                                     "--no-first-run"])
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page()
         page.on("request", lambda r: seen.append(r.url))
         page.goto(f"{server}/notebooks/10_explorer.html", wait_until="load")

@@ -34,8 +34,9 @@ def test_byte_identical_for_a_seed_and_independent_of_workers(cohort, tmp_path):
     assert not mismatch
     other = tmp_path / "other"
     build_cohort(other, n=4, seed=4, workers=1, progress=False)
-    assert (other / "record_list.csv").read_bytes() != (cohort / "record_list.csv").read_bytes() or \
-        not filecmp.cmp(other / "machine_measurements.csv", cohort / "machine_measurements.csv", shallow=False)
+    assert (other / "record_list.csv").read_bytes() != (cohort / "record_list.csv").read_bytes() or not filecmp.cmp(
+        other / "machine_measurements.csv", cohort / "machine_measurements.csv", shallow=False
+    )
 
 
 def test_mimic_layout_and_header(cohort):

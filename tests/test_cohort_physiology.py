@@ -66,8 +66,13 @@ CHECKS = {
     "rbbb": lambda m, e: m["qrs_ms"] >= 120 and m["v1_terminal"] > 0.25,
     "lbbb": lambda m, e: m["qrs_ms"] >= 120 and m["v1_terminal"] <= 0.25,
     "st_elevation": lambda m, e: _st_hit(m, e.ste_group),
-    "t_inversion": lambda m, e: sum(m["t_amp"][n] <= -0.1 for n in
-                                    (("I", "aVL", "V5", "V6") if e.twi_group == "lateral" else ("V2", "V3", "V4"))) >= 2,
+    "t_inversion": lambda m, e: (
+        sum(
+            m["t_amp"][n] <= -0.1
+            for n in (("I", "aVL", "V5", "V6") if e.twi_group == "lateral" else ("V2", "V3", "V4"))
+        )
+        >= 2
+    ),
     "peaked_t": lambda m, e: sum(m["t_amp"][n] >= 1.0 for n in ("V2", "V3", "V4")) >= 2,
     "long_qt": lambda m, e: m["qtcf_ms"] > 480,
     "pvc": lambda m, e: m["n_pvc"] >= 1,

@@ -11,7 +11,9 @@ from diffusets_core.config import PROFILES_DIR, ProfileError, load_profile
 def test_shipped_profiles_load(name):
     prof = load_profile(name)
     assert prof.name == name
-    assert prof.notebooks and all((PROFILES_DIR.parent / "notebooks" / f"{nb}.ipynb").is_file() for nb in prof.notebooks)
+    assert prof.notebooks and all(
+        (PROFILES_DIR.parent / "notebooks" / f"{nb}.ipynb").is_file() for nb in prof.notebooks
+    )
     assert prof.resolved_run_dir().name == name
 
 

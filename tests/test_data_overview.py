@@ -6,13 +6,30 @@ from diffusets_core.data import overview as O
 
 
 def frames():
-    ok = pd.DataFrame({"record_id": [f"r{i}" for i in range(6)], "subject_id": [1, 1, 2, 3, 4, 4],
-                       "split": ["train", "train", "val", "test", "train", "test"],
-                       "report": ["Sinus rhythm|Normal ECG", "Sinus rhythm|Normal ECG", "Sinus tachycardia",
-                                  "Sinus rhythm|LVH", "Sinus rhythm |Normal ECG", "Sinus bradycardia"]},
-                      index=[10, 11, 12, 13, 14, 15])
-    manifest = pd.DataFrame({"record_id": [f"r{i}" for i in range(7)], "source_path": ["p"] * 7,
-                             "status": ["ok"] * 6 + ["skipped"], "reason": [""] * 6 + ["too short"]})
+    ok = pd.DataFrame(
+        {
+            "record_id": [f"r{i}" for i in range(6)],
+            "subject_id": [1, 1, 2, 3, 4, 4],
+            "split": ["train", "train", "val", "test", "train", "test"],
+            "report": [
+                "Sinus rhythm|Normal ECG",
+                "Sinus rhythm|Normal ECG",
+                "Sinus tachycardia",
+                "Sinus rhythm|LVH",
+                "Sinus rhythm |Normal ECG",
+                "Sinus bradycardia",
+            ],
+        },
+        index=[10, 11, 12, 13, 14, 15],
+    )
+    manifest = pd.DataFrame(
+        {
+            "record_id": [f"r{i}" for i in range(7)],
+            "source_path": ["p"] * 7,
+            "status": ["ok"] * 6 + ["skipped"],
+            "reason": [""] * 6 + ["too short"],
+        }
+    )
     return ok, manifest
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from data_trees import mimic_rel_path, simple_mimic_records, synthetic_ecg, write_mimic_tree, write_ptbxl_tree
+
 from diffusets_core.data import prepare as prepare_mod
-from diffusets_core.data.preprocess import PreprocessConfig, process_ref
 from diffusets_core.data.prepare import list_records, prepare_dataset
+from diffusets_core.data.preprocess import PreprocessConfig, process_ref
 from diffusets_core.data.records import DatasetLayoutError
 from diffusets_core.data.store import MANIFEST_COLUMNS, SignalStore, atomic_save_npy, atomic_write_text
 
@@ -131,7 +131,9 @@ def test_resume_after_crash_in_worker(reference_run, mimic_root, tmp_path, monke
     assert not (data / "manifest.csv").exists()
 
     seen = []
-    monkeypatch.setattr(prepare_mod, "process_ref", lambda ref, cfg: seen.append(ref.record_id) or process_ref(ref, cfg))
+    monkeypatch.setattr(
+        prepare_mod, "process_ref", lambda ref, cfg: seen.append(ref.record_id) or process_ref(ref, cfg)
+    )
     res = prepare_dataset("mimic", mimic_root, tmp_path, workers=1, progress=False, shard_size=8, seed=1)
     assert res.resumed_shards == 2 and len(seen) == 27 - 16  # only the last shard was redone
     assert _files(tmp_path) == _files(reference_run)
@@ -194,9 +196,14 @@ def test_wrong_path_and_source(tmp_path):
 
 
 def test_ptbxl_and_wfdb_sources(tmp_path):
-    root = write_ptbxl_tree(tmp_path / "ptbxl", [
-        {"ecg_id": 1, "age": 300, "sex": 1}, {"ecg_id": 2, "patient_id": 15001},  # same patient as ecg 1
-        {"ecg_id": 3, "scp_codes": "{'NORM': 100.0", "write": False}])
+    root = write_ptbxl_tree(
+        tmp_path / "ptbxl",
+        [
+            {"ecg_id": 1, "age": 300, "sex": 1},
+            {"ecg_id": 2, "patient_id": 15001},  # same patient as ecg 1
+            {"ecg_id": 3, "scp_codes": "{'NORM': 100.0", "write": False},
+        ],
+    )
     prepare_dataset("ptbxl", root, tmp_path / "run1", workers=1, progress=False)
     m = SignalStore(tmp_path / "run1").manifest
     assert list(m.status) == ["ok", "ok", "skipped"] and m.age[0] == 90 and m.sex[0] == "F"

@@ -6,12 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_trees import synthetic_ecg, write_wfdb
 from scipy.signal import resample
 
-from data_trees import synthetic_ecg, write_wfdb
 from diffusets_core.data.leads import CANONICAL_LEADS
 from diffusets_core.data.preprocess import (
-    PreprocessConfig, SkipRecord, heart_rate_from_rpeaks, heart_rate_from_rr, interpolate_gaps, process_ref,
+    PreprocessConfig,
+    SkipRecord,
+    heart_rate_from_rpeaks,
+    heart_rate_from_rr,
+    interpolate_gaps,
+    process_ref,
 )
 from diffusets_core.data.records import RecordRef
 from diffusets_core.data.splits import assign_splits, split_records
@@ -21,8 +26,16 @@ CFG = PreprocessConfig()
 
 
 def _ref(path, **kw) -> RecordRef:
-    base = dict(record_id="r", subject_id="s", path=str(path), report="Sinus rhythm", age=60.0, sex="M",
-                rr_interval_ms=1000.0, source="test")
+    base = dict(
+        record_id="r",
+        subject_id="s",
+        path=str(path),
+        report="Sinus rhythm",
+        age=60.0,
+        sex="M",
+        rr_interval_ms=1000.0,
+        source="test",
+    )
     base.update(kw)
     return RecordRef(**base)
 
@@ -122,8 +135,9 @@ def test_short_gap_interpolated_long_gap_refused():
 def test_baseline_removal_removes_wander(rec70, tmp_path):
     sig = synthetic_ecg(70, 500, 10.0, 5)
     t = np.arange(5000) / 500
-    write_wfdb(tmp_path, "wander", sig + 0.8 * np.sin(2 * np.pi * 0.1 * t)[:, None] + 0.5, 500,
-               CANONICAL_LEADS, gain=200.0)
+    write_wfdb(
+        tmp_path, "wander", sig + 0.8 * np.sin(2 * np.pi * 0.1 * t)[:, None] + 0.5, 500, CANONICAL_LEADS, gain=200.0
+    )
     raw = process_ref(_ref(tmp_path / "wander"), CFG).signal
     flt = process_ref(_ref(tmp_path / "wander"), PreprocessConfig(baseline_removal=True)).signal
     assert abs(np.median(raw[1])) > 0.3 and abs(np.median(flt[1])) < 0.1
@@ -131,10 +145,18 @@ def test_baseline_removal_removes_wander(rec70, tmp_path):
 
 @pytest.mark.parametrize(
     "kw, reason",
-    [({"age": None}, "age unknown"), ({"sex": None}, "sex unknown"), ({"age": 150.0}, "age 150.0 outside 0-120"),
-     ({"sex": "X"}, "sex 'X' is not M/F"), ({"report": ""}, "no_report:"),
-     ({"skip_reason": "malformed row"}, "metadata: malformed row"),
-     ({"age": None, "extra": {"demographics_missing": "subject not in patients.csv"}}, "subject not in patients.csv")],
+    [
+        ({"age": None}, "age unknown"),
+        ({"sex": None}, "sex unknown"),
+        ({"age": 150.0}, "age 150.0 outside 0-120"),
+        ({"sex": "X"}, "sex 'X' is not M/F"),
+        ({"report": ""}, "no_report:"),
+        ({"skip_reason": "malformed row"}, "metadata: malformed row"),
+        (
+            {"age": None, "extra": {"demographics_missing": "subject not in patients.csv"}},
+            "subject not in patients.csv",
+        ),
+    ],
 )
 def test_metadata_refusals(rec70, kw, reason):
     res = process_ref(_ref(rec70, **kw), CFG)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from data_trees import PTBXL_COLUMNS, write_mimic_tree, write_ptbxl_tree
+
 from diffusets_core.data.folder import parse_header_comments, read_folder
 from diffusets_core.data.mimic import read_mimic
 from diffusets_core.data.ptbxl import read_ptbxl
@@ -23,10 +23,22 @@ def _no_signals(rows):
 
 def test_ptbxl_reader_report_age_sex(tmp_path):
     rows = [
-        {"ecg_id": 2, "patient_id": 13243, "age": 19, "sex": 0, "report": "sinusbradykardie sonst normales ekg",
-         "scp_codes": "{'NORM': 80.0, 'SBRAD': 0.0}"},
-        {"ecg_id": 1, "patient_id": 15709, "age": 300, "sex": 1, "report": "",
-         "scp_codes": "{'IMI': 100.0, 'LVOLT': 0.0, 'SR': 0.0}"},
+        {
+            "ecg_id": 2,
+            "patient_id": 13243,
+            "age": 19,
+            "sex": 0,
+            "report": "sinusbradykardie sonst normales ekg",
+            "scp_codes": "{'NORM': 80.0, 'SBRAD': 0.0}",
+        },
+        {
+            "ecg_id": 1,
+            "patient_id": 15709,
+            "age": 300,
+            "sex": 1,
+            "report": "",
+            "scp_codes": "{'IMI': 100.0, 'LVOLT': 0.0, 'SR': 0.0}",
+        },
     ]
     root = write_ptbxl_tree(tmp_path / "ptbxl", _no_signals(rows))
     refs = read_ptbxl(root)
@@ -34,7 +46,9 @@ def test_ptbxl_reader_report_age_sex(tmp_path):
     r1, r2 = refs
     assert r1.subject_id == "15709" and r1.sex == "F" and r2.sex == "M"
     assert r1.age == 90 and "300" in r1.extra["age_note"]
-    assert r1.report == "inferior myocardial infarction|low QRS voltages in the frontal and horizontal leads|sinus rhythm"
+    assert (
+        r1.report == "inferior myocardial infarction|low QRS voltages in the frontal and horizontal leads|sinus rhythm"
+    )
     # unknown code SBRAD falls back to the code; free text first
     assert r2.report == "sinusbradykardie sonst normales ekg|normal ECG|SBRAD"
     assert r1.path.endswith("records500/00000/00001_hr") and r1.extra["strat_fold"] == "3"
@@ -63,16 +77,29 @@ def test_ptbxl_malformed_rows_are_skipped_with_reason(tmp_path):
 
 def test_mimic_reader_join_report_demographics(tmp_path):
     recs = [
-        {"subject_id": 10000032, "study_id": 40689238, "reports": ["Sinus rhythm", "Possible right atrial abnormality", "Borderline ECG"], "rr_interval": 857},
-        {"subject_id": 10000032, "study_id": 40000001, "reports": ["Atrial fibrillation", None, "  ", "Abnormal ECG"], "rr_interval": 0},
+        {
+            "subject_id": 10000032,
+            "study_id": 40689238,
+            "reports": ["Sinus rhythm", "Possible right atrial abnormality", "Borderline ECG"],
+            "rr_interval": 857,
+        },
+        {
+            "subject_id": 10000032,
+            "study_id": 40000001,
+            "reports": ["Atrial fibrillation", None, "  ", "Abnormal ECG"],
+            "rr_interval": 0,
+        },
         {"subject_id": 10000099, "study_id": 40000002, "measurements": False},
         {"subject_id": 10000500, "study_id": 40000003},  # not in patients
     ]
-    root = write_mimic_tree(tmp_path / "mimic", _no_signals(recs),
-                            patients={10000032: (52, "F"), 10000099: (70, "M")})
+    root = write_mimic_tree(tmp_path / "mimic", _no_signals(recs), patients={10000032: (52, "F"), 10000099: (70, "M")})
     refs = read_mimic(root)
     assert [(r.subject_id, r.record_id) for r in refs] == [
-        ("10000032", "40000001"), ("10000032", "40689238"), ("10000099", "40000002"), ("10000500", "40000003")]
+        ("10000032", "40000001"),
+        ("10000032", "40689238"),
+        ("10000099", "40000002"),
+        ("10000500", "40000003"),
+    ]
     a, b, c, d = refs
     assert b.report == "Sinus rhythm|Possible right atrial abnormality|Borderline ECG"
     assert a.report == "Atrial fibrillation|Abnormal ECG"  # NaN and blank statements dropped, order kept
@@ -89,8 +116,16 @@ def test_mimic_without_patients_table(tmp_path):
     assert ref.age is None and "no patients table" in ref.extra["demographics_missing"]
     # MIMIC-IV's own hosp/patients.csv.gz is accepted too
     (root / "hosp").mkdir()
-    pd.DataFrame({"subject_id": [1], "gender": ["M"], "anchor_age": [91], "anchor_year": [2150],
-                  "anchor_year_group": ["2008 - 2010"], "dod": [None]}).to_csv(root / "hosp/patients.csv.gz", index=False)
+    pd.DataFrame(
+        {
+            "subject_id": [1],
+            "gender": ["M"],
+            "anchor_age": [91],
+            "anchor_year": [2150],
+            "anchor_year_group": ["2008 - 2010"],
+            "dod": [None],
+        }
+    ).to_csv(root / "hosp/patients.csv.gz", index=False)
     (ref,) = read_mimic(root)
     assert (ref.age, ref.sex) == (91, "M")
 
@@ -105,20 +140,28 @@ def test_folder_reader_on_real_ptb_diagnostic(tmp_path):
 
 
 def test_header_comment_parsing():
-    meta = parse_header_comments(["Age: 74", "Sex: Male", "Dx: 426783006|164889003", "subject_id: 77",
-                                  "Former infarction (localization): no"])
+    meta = parse_header_comments(
+        ["Age: 74", "Sex: Male", "Dx: 426783006|164889003", "subject_id: 77", "Former infarction (localization): no"]
+    )
     # numeric Dx values are codes (Challenge SNOMED CT), never report text
     assert {k: meta[k] for k in ("age", "sex", "report", "subject_id", "dx_codes")} == {
-        "age": 74.0, "sex": "M", "report": "", "subject_id": "77", "dx_codes": ["426783006", "164889003"]}
+        "age": 74.0,
+        "sex": "M",
+        "report": "",
+        "subject_id": "77",
+        "dx_codes": ["426783006", "164889003"],
+    }
     assert meta["fields"]["subject_id"] == "77"
     assert parse_header_comments(["age: n/a", "sex: unknown"])["age"] is None
 
 
 @pytest.mark.parametrize(
     "reader, expected",
-    [(read_ptbxl, "ptbxl_database.csv and records500/ (PTB-XL 1.0.x layout)"),
-     (read_mimic, "record_list.csv, machine_measurements.csv and files/ (MIMIC-IV-ECG 1.0 layout)"),
-     (read_folder, "a folder containing WFDB records")],
+    [
+        (read_ptbxl, "ptbxl_database.csv and records500/ (PTB-XL 1.0.x layout)"),
+        (read_mimic, "record_list.csv, machine_measurements.csv and files/ (MIMIC-IV-ECG 1.0 layout)"),
+        (read_folder, "a folder containing WFDB records"),
+    ],
 )
 def test_wrong_dataset_path(tmp_path, reader, expected):
     (tmp_path / "empty").mkdir()

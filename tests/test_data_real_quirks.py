@@ -10,22 +10,28 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
+from data_trees import beat_train, synthetic_ecg, write_folder_record, write_multisegment, write_ptbxl_tree, write_wfdb
 from scipy.signal import resample
 
-from data_trees import (
-    LEAD_SCALE, beat_train, synthetic_ecg, write_folder_record, write_multisegment, write_ptbxl_tree, write_wfdb,
-)
 from diffusets_core.data.folder import parse_header_comments, read_folder
 from diffusets_core.data.leads import (
-    CANONICAL_LEADS, LeadMappingError, canonical_lead_name, map_leads, parse_lead_label,
+    CANONICAL_LEADS,
+    LeadMappingError,
+    canonical_lead_name,
+    map_leads,
+    parse_lead_label,
 )
 from diffusets_core.data.prepare import list_records, prepare_dataset
 from diffusets_core.data.preprocess import PreprocessConfig, heart_rate_from_rpeaks, process_ref
 from diffusets_core.data.records import DatasetLayoutError, RecordRef
-from diffusets_core.data.store import SignalStore
 from diffusets_core.data.subjects import SplitError, check_subjects
 from diffusets_core.data.wfdb_io import (
-    HeaderError, MissingLeadError, decode_comment_value, encode_comment_value, header_comments, read_record,
+    HeaderError,
+    MissingLeadError,
+    decode_comment_value,
+    encode_comment_value,
+    header_comments,
+    read_record,
 )
 
 CFG = PreprocessConfig()
@@ -34,8 +40,16 @@ II = CANONICAL_LEADS.index("II")
 
 
 def _ref(path, **kw) -> RecordRef:
-    base = dict(record_id="r", subject_id="s", path=str(path), report="Sinus tachycardia", age=60.0, sex="M",
-                rr_interval_ms=None, source="test")
+    base = dict(
+        record_id="r",
+        subject_id="s",
+        path=str(path),
+        report="Sinus tachycardia",
+        age=60.0,
+        sex="M",
+        rr_interval_ms=None,
+        source="test",
+    )
     base.update(kw)
     return RecordRef(**base)
 
@@ -76,15 +90,23 @@ def test_hr_nk_feature_never_scores_a_halved_rate():
 # ------------------------------------------------------------------ 2. subject ids and splits
 def _ptbxl_style_tree(root: Path, n: int = 6) -> Path:
     for eid in range(1, n + 1):
-        write_folder_record(root, f"records500/00000/{eid:05d}_hr", seed=eid,
-                            comments=[f"age: {40 + eid}", "sex: M", "report: sinus rhythm"])
+        write_folder_record(
+            root,
+            f"records500/00000/{eid:05d}_hr",
+            seed=eid,
+            comments=[f"age: {40 + eid}", "sex: M", "report: sinus rhythm"],
+        )
     return root
 
 
 def _challenge_tree(root: Path, dx: list[str]) -> Path:
     for i, codes in enumerate(dx, start=1):
-        write_folder_record(root, f"training/cpsc_2018/g1/A{i:04d}", seed=i,
-                            comments=[f"Age: {50 + i}", "Sex: Female", f"Dx: {codes}", "Rx: Unknown", "Hx: Unknown"])
+        write_folder_record(
+            root,
+            f"training/cpsc_2018/g1/A{i:04d}",
+            seed=i,
+            comments=[f"Age: {50 + i}", "Sex: Female", f"Dx: {codes}", "Rx: Unknown", "Hx: Unknown"],
+        )
     return root
 
 
@@ -130,10 +152,14 @@ def test_subject_id_from_path_pattern_csv_and_header(tmp_path):
     root = tmp_path / "by_patient"
     names = ["alice/visit1/r", "alice/visit2/r", "bob/r", "carol/r", "dave/r", "loose"]
     for i, rel in enumerate(names):
-        write_folder_record(root, rel, seed=i, comments=["age: 50", "sex: F", "report: Sinus rhythm", f"mrn: M{i // 2}"])
+        write_folder_record(
+            root, rel, seed=i, comments=["age: 50", "sex: F", "report: Sinus rhythm", f"mrn: M{i // 2}"]
+        )
     refs = {r.record_id: r for r in list_records("wfdb", root, subject_id=r"path:^(?P<subject>[^/]+)/")}
     assert refs["alice/visit1/r"].subject_id == refs["alice/visit2/r"].subject_id == "alice"
-    assert refs["bob/r"].subject_id == "bob" and refs["loose"].skip_reason.startswith("record path 'loose' does not match")
+    assert refs["bob/r"].subject_id == "bob" and refs["loose"].skip_reason.startswith(
+        "record path 'loose' does not match"
+    )
     res = prepare_dataset("wfdb", root, tmp_path / "run", workers=1, progress=False, subject_id=r"path:^([^/]+)/")
     m = _manifest(tmp_path / "run")
     loose = m.set_index("record_id").loc["loose"]
@@ -165,14 +191,16 @@ def test_empty_split_after_skips_is_an_error(tmp_path):
 
 # ------------------------------------------------------------------ 3. numeric diagnosis codes
 def test_snomed_codes_are_mapped_or_the_record_is_skipped(tmp_path):
-    root = _challenge_tree(tmp_path / "ch", ["426783006,164865005", "426783006", "164889003", "426783006",
-                                             "426783006,999999999"])
+    root = _challenge_tree(
+        tmp_path / "ch", ["426783006,164865005", "426783006", "164889003", "426783006", "426783006,999999999"]
+    )
     # the Challenge's own dx_mapping_scored.csv layout is accepted as the mapping
     (tmp_path / "dx_mapping_scored.csv").write_text(
         "Dx,SNOMEDCTCode,Abbreviation,CPSC,Total,Notes\n"
         "sinus rhythm,426783006,SNR,918,28971,\n"
         "myocardial infarction,164865005,MI,0,5261,\n"
-        "atrial fibrillation,164889003,AF,1221,5255,\n")
+        "atrial fibrillation,164889003,AF,1221,5255,\n"
+    )
     run = tmp_path / "run"
     prepare_dataset("wfdb", root, run, workers=1, progress=False, code_map=tmp_path / "dx_mapping_scored.csv")
     m = _manifest(run).set_index("record_id")
@@ -180,7 +208,8 @@ def test_snomed_codes_are_mapped_or_the_record_is_skipped(tmp_path):
     assert m.loc["training/cpsc_2018/g1/A0003", "report"] == "atrial fibrillation"
     bad = m.loc["training/cpsc_2018/g1/A0005"]
     assert bad.status == "skipped" and bad.reason == (
-        f"dx_codes: diagnosis code(s) 999999999 not in the code mapping {tmp_path / 'dx_mapping_scored.csv'}")
+        f"dx_codes: diagnosis code(s) 999999999 not in the code mapping {tmp_path / 'dx_mapping_scored.csv'}"
+    )
     assert not m.report.str.contains(r"\d{5,}").any()  # no code text reaches the manifest (or an embedder)
 
 
@@ -192,8 +221,10 @@ def test_codes_without_a_mapping_and_coded_reports_are_skipped(tmp_path):
     # any reader: a statement made only of codes never passes
     write_wfdb(tmp_path, "r", synthetic_ecg(70, 500, 10.0, 1), 500, CANONICAL_LEADS, gain=200.0)
     res = process_ref(_ref(tmp_path / "r", report="Sinus rhythm|164889003, 426783006", rr_interval_ms=850.0), CFG)
-    assert res.reason == "coded_report: statement '164889003, 426783006' is a diagnosis code, not text " \
-                         "(give a code -> text mapping: prepare --code-map CSV)"
+    assert (
+        res.reason == "coded_report: statement '164889003, 426783006' is a diagnosis code, not text "
+        "(give a code -> text mapping: prepare --code-map CSV)"
+    )
 
 
 # ------------------------------------------------------------------ 4. implausible signals
@@ -213,25 +244,54 @@ def test_flat_lead_and_wrong_units_are_refused_and_counted(tmp_path):
     run = tmp_path / "run"
     prepare_dataset("wfdb", root, run, workers=1, progress=False, subject_id="record")
     m = _manifest(run).set_index("record_id")
-    assert m.loc["flat", "reason"] == "flat_lead: lead V3 is constant (0.000 mV) for the whole 10 s window " \
-                                      "(disconnected electrode?)"
-    assert m.loc["lead_off", "reason"].startswith("flat_lead: lead II is constant") and "for 2.00 s" in m.loc["lead_off", "reason"]
+    assert (
+        m.loc["flat", "reason"] == "flat_lead: lead V3 is constant (0.000 mV) for the whole 10 s window "
+        "(disconnected electrode?)"
+    )
+    assert (
+        m.loc["lead_off", "reason"].startswith("flat_lead: lead II is constant")
+        and "for 2.00 s" in m.loc["lead_off", "reason"]
+    )
     peak = float(np.ptp(uv[:, 0:12], axis=0).max())
-    assert m.loc["microvolts", "reason"].startswith("amplitude: lead") and f"{peak:.4g} mV peak to peak" in m.loc["microvolts", "reason"]
+    assert (
+        m.loc["microvolts", "reason"].startswith("amplitude: lead")
+        and f"{peak:.4g} mV peak to peak" in m.loc["microvolts", "reason"]
+    )
     assert m.loc["volts", "reason"].startswith("amplitude: the largest lead")
     info = json.loads((run / "data/prepare.json").read_text())
     assert info["skip_reasons"] == {"amplitude": 2, "flat_lead": 2} and info["counts"]["ok"] == 3
 
 
 # ------------------------------------------------------------------ 5. lead labels
-@pytest.mark.parametrize("label, expected", [
-    ("-aVR", ("aVR", -1)), ("Lead -aVR", ("aVR", -1)), ("\u2212aVR", ("aVR", -1)), ("aVRneg", ("aVR", -1)),
-    ("aVR (inverted)", ("aVR", -1)), ("MDC_ECG_LEAD_-aVR", ("aVR", -1)), ("MDC_ECG_LEAD_AVR", ("aVR", 1)),
-    ("ECG-II", ("II", 1)), ("EKG_V1", ("V1", 1)), ("II (mV)", ("II", 1)), ("Lead I (Einthoven)", ("I", 1)),
-    ("DIII", ("III", 1)), ("C3", ("V3", 1)), ("avf", ("aVF", 1)), ("V 1", ("V1", 1)), ("+V2", ("V2", 1)),
-    ("Derivación DII", ("II", 1)), ("I_mV", ("I", 1)),
-    ("V4R", None), ("VR", None), ("MLII", None), ("vx", None), ("V1-V2", None), ("aVR-", None),
-])
+@pytest.mark.parametrize(
+    "label, expected",
+    [
+        ("-aVR", ("aVR", -1)),
+        ("Lead -aVR", ("aVR", -1)),
+        ("\u2212aVR", ("aVR", -1)),
+        ("aVRneg", ("aVR", -1)),
+        ("aVR (inverted)", ("aVR", -1)),
+        ("MDC_ECG_LEAD_-aVR", ("aVR", -1)),
+        ("MDC_ECG_LEAD_AVR", ("aVR", 1)),
+        ("ECG-II", ("II", 1)),
+        ("EKG_V1", ("V1", 1)),
+        ("II (mV)", ("II", 1)),
+        ("Lead I (Einthoven)", ("I", 1)),
+        ("DIII", ("III", 1)),
+        ("C3", ("V3", 1)),
+        ("avf", ("aVF", 1)),
+        ("V 1", ("V1", 1)),
+        ("+V2", ("V2", 1)),
+        ("Derivación DII", ("II", 1)),
+        ("I_mV", ("I", 1)),
+        ("V4R", None),
+        ("VR", None),
+        ("MLII", None),
+        ("vx", None),
+        ("V1-V2", None),
+        ("aVR-", None),
+    ],
+)
 def test_lead_labels(label, expected):
     assert parse_lead_label(label) == expected
 
@@ -292,7 +352,7 @@ def test_duplicated_lead_keeps_the_first_complete_channel(tmp_path):
     truth = synthetic_ecg(70, 500, 10.0, 4)
     short_ii = truth[:, II].copy()
     short_ii[1250:] = np.nan  # the 2.5 s print-out column; the 13th channel is the full rhythm strip
-    disk = np.concatenate([truth[:, :II], short_ii[:, None], truth[:, II + 1:], truth[:, II:II + 1]], axis=1)
+    disk = np.concatenate([truth[:, :II], short_ii[:, None], truth[:, II + 1 :], truth[:, II : II + 1]], axis=1)
     names = [*CANONICAL_LEADS, "II"]
     root = tmp_path / "dup"
     path = write_folder_record(root, "r13", disk, sig_names=[*CANONICAL_LEADS, "II_rhythm"])
@@ -303,8 +363,9 @@ def test_duplicated_lead_keeps_the_first_complete_channel(tmp_path):
         write_folder_record(root, f"ok{i}", seed=i)
     rec = read_record(root / "r13")
     np.testing.assert_allclose(rec.signal[:, II], truth[:, II], atol=0.003)
-    assert rec.notes == ["lead II appears in 2 channels: kept channel 13 ('II', the first complete one), "
-                         "dropped channel(s) 2 ('II')"]
+    assert rec.notes == [
+        "lead II appears in 2 channels: kept channel 13 ('II', the first complete one), dropped channel(s) 2 ('II')"
+    ]
     prepare_dataset("wfdb", root, tmp_path / "run", workers=1, progress=False)
     row = _manifest(tmp_path / "run").set_index("record_id").loc["r13"]
     assert row.status == "ok" and row.notes == rec.notes[0]  # was refused: "lead(s) II appear more than once"
@@ -351,9 +412,25 @@ def test_cli_prepare_wires_the_options(tmp_path):
     root = _challenge_tree(tmp_path / "ch", ["426783006", "164889003", "426783006", "426783006"])
     (tmp_path / "map.csv").write_text("code,text\n426783006,Sinus rhythm\n164889003,Atrial fibrillation\n")
     (tmp_path / "ex.txt").write_text("training/cpsc_2018/g1/A0004\n")
-    rc = main(["prepare", str(tmp_path / "run"), "--source", "wfdb", "--data-dir", str(root), "--workers", "1",
-               "--quiet", "--code-map", str(tmp_path / "map.csv"), "--exclude", str(tmp_path / "ex.txt"),
-               "--subject-id", "record"])
+    rc = main(
+        [
+            "prepare",
+            str(tmp_path / "run"),
+            "--source",
+            "wfdb",
+            "--data-dir",
+            str(root),
+            "--workers",
+            "1",
+            "--quiet",
+            "--code-map",
+            str(tmp_path / "map.csv"),
+            "--exclude",
+            str(tmp_path / "ex.txt"),
+            "--subject-id",
+            "record",
+        ]
+    )
     assert rc == 0
     m = _manifest(tmp_path / "run")
     assert list(m.report[:3]) == ["Sinus rhythm", "Atrial fibrillation", "Sinus rhythm"]
@@ -361,8 +438,16 @@ def test_cli_prepare_wires_the_options(tmp_path):
 
 
 # ------------------------------------------------------------------ 10. what we write into a header reads back
-AWKWARD = ["ST elevation\nconsider anterior injury", "Fibrillation auriculaire \u2013 rapide (\u00e9)", "QRS 50% wider",
-           "tab\there", "#leading hash", "trailing hash #", "  padded  ", "%41 is not an escape here"]
+AWKWARD = [
+    "ST elevation\nconsider anterior injury",
+    "Fibrillation auriculaire \u2013 rapide (\u00e9)",
+    "QRS 50% wider",
+    "tab\there",
+    "#leading hash",
+    "trailing hash #",
+    "  padded  ",
+    "%41 is not an escape here",
+]
 
 
 def test_header_comments_round_trip(tmp_path):
@@ -386,15 +471,20 @@ def test_relative_profile_paths_resolve_against_the_working_directory(tmp_path, 
 
     prof = tmp_path / "profiles" / "mine.yaml"
     prof.parent.mkdir()
-    prof.write_text("data:\n  source: wfdb\n  data_dir: data/my-wfdb\n  exclude: lists/ex.txt\n"
-                    "  code_map: maps/dx.csv\n  subject_id: csv:ids.csv\n")
+    prof.write_text(
+        "data:\n  source: wfdb\n  data_dir: data/my-wfdb\n  exclude: lists/ex.txt\n"
+        "  code_map: maps/dx.csv\n  subject_id: csv:ids.csv\n"
+    )
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
     data = load_profile(prof).data
     assert data.data_dir == str(work / "data/my-wfdb")  # not notebooks/data/my-wfdb
     assert (data.exclude, data.code_map, data.subject_id) == (
-        str(work / "lists/ex.txt"), str(work / "maps/dx.csv"), f"csv:{work / 'ids.csv'}")
+        str(work / "lists/ex.txt"),
+        str(work / "maps/dx.csv"),
+        f"csv:{work / 'ids.csv'}",
+    )
     with pytest.raises(DatasetLayoutError, match=str(work / "data/my-wfdb")):
         prepare_dataset("wfdb", "data/my-wfdb", tmp_path / "run", progress=False)
 
@@ -404,6 +494,9 @@ def test_unchanged_on_real_ptb_diagnostic(tmp_path):
 
     shutil.copytree(Path(__file__).parent / "fixtures" / "ptb-diagnostic", tmp_path / "ptbdb" / "patient001")
     (ref,) = read_folder(tmp_path / "ptbdb")
-    assert ref.subject_id == "patient001" and ref.report == "Myocardial infarction|Acute infarction: infero-latera|Diabetes mellitus"
+    assert (
+        ref.subject_id == "patient001"
+        and ref.report == "Myocardial infarction|Acute infarction: infero-latera|Diabetes mellitus"
+    )
     res = process_ref(ref, CFG)
     assert res.status == "ok" and res.hr == pytest.approx(81.7, abs=0.2) and res.manifest_notes == []

@@ -29,12 +29,12 @@ def test_view_equals_the_in_memory_signals_across_shards(store):
         np.testing.assert_array_equal(v[2], full[2])
         np.testing.assert_array_equal(v[-1], full[-1])
     with pytest.raises(IndexError):
-        store.view("train")[np.array([10 ** 6])]
+        store.view("train")[np.array([10**6])]
 
 
 def test_vae_training_source_reads_the_view(store):
-    from diffusets_core.train.loop import TensorSource
     from diffusets_core.train.datasets import store_signals
+    from diffusets_core.train.loop import TensorSource
 
     x = store_signals(store, "train")
     src = TensorSource({"x": x})

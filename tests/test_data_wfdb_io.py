@@ -6,14 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_trees import MIMIC_DISK_ORDER, mimic_rel_path, synthetic_ecg, write_mimic_tree, write_ptbxl_tree, write_wfdb
 
-from data_trees import (
-    MIMIC_DISK_ORDER, mimic_rel_path, synthetic_ecg, write_mimic_tree, write_ptbxl_tree, write_wfdb,
-)
 from diffusets_core.data.leads import CANONICAL_LEADS, LeadMappingError, canonical_lead_name, lead_indices
 from diffusets_core.data.wfdb_io import (
-    AllNaNError, HeaderSignalMismatchError, MissingLeadError, RecordNotFoundError, TruncatedSignalError,
-    UnexpectedSamplingRateError, UnitError, read_record,
+    AllNaNError,
+    HeaderSignalMismatchError,
+    MissingLeadError,
+    RecordNotFoundError,
+    TruncatedSignalError,
+    UnexpectedSamplingRateError,
+    UnitError,
+    read_record,
 )
 
 PTB_DIAG = Path(__file__).parent / "fixtures" / "ptb-diagnostic" / "s0010_re"
@@ -23,8 +27,17 @@ AVF = CANONICAL_LEADS.index("aVF")
 
 def test_canonical_order_and_aliases():
     assert CANONICAL_LEADS == ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-    for name, canon in [("avr", "aVR"), ("AVL", "aVL"), ("aVF", "aVF"), ("ii", "II"), ("v6", "V6"),
-                        ("Lead II", "II"), ("DIII", "III"), ("C3", "V3"), (" V1 ", "V1")]:
+    for name, canon in [
+        ("avr", "aVR"),
+        ("AVL", "aVL"),
+        ("aVF", "aVF"),
+        ("ii", "II"),
+        ("v6", "V6"),
+        ("Lead II", "II"),
+        ("DIII", "III"),
+        ("C3", "V3"),
+        (" V1 ", "V1"),
+    ]:
         assert canonical_lead_name(name) == canon, name
     assert canonical_lead_name("MLII") is None  # modified lead, not standard II
     assert canonical_lead_name("vx") is None

@@ -16,13 +16,20 @@ import pytest
 import wfdb
 
 from diffusets_core.diffusion.dataset import ConditionsError, generate_dataset, validate_conditions
-from diffusets_core.diffusion.pipeline import DiffuSETSPipeline, GenerationOutput
+from diffusets_core.diffusion.pipeline import GenerationOutput
 from diffusets_core.text.embedders import EmbeddingError, HashEmbedder
 from tests.data_trees import make_tiny_run, simple_mimic_records
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = {"max_steps": 4, "batch_size": 8, "val_every": 2, "checkpoint_every": 2, "log_every": 1,
-         "progress": False, "device": "cpu"}
+TRAIN = {
+    "max_steps": 4,
+    "batch_size": 8,
+    "val_every": 2,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "progress": False,
+    "device": "cpu",
+}
 # one thread: signals are compared bitwise across processes, and the machine is shared
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
@@ -67,20 +74,26 @@ def _csv(path: Path, rows: list[dict]) -> Path:
 
 GOOD = [
     {"report": "Sinus rhythm|Normal ECG", "age": 63, "sex": "M", "hr": 62, "n": 2, "seed": 100},
-    {"report": "Sinus tachycardia|ST elevation, consider anterior injury", "age": 40, "sex": "female", "hr": 118,
-     "n": 1, "seed": ""},
+    {
+        "report": "Sinus tachycardia|ST elevation, consider anterior injury",
+        "age": 40,
+        "sex": "female",
+        "hr": 118,
+        "n": 1,
+        "seed": "",
+    },
     {"report": "Sinus bradycardia", "age": 81, "sex": "F", "hr": 48, "n": 2, "seed": ""},
 ]
 
 
 def test_bad_rows_are_all_refused_before_anything_is_written(tmp_path):
     rows = GOOD[:1] + [
-        {"report": "Sinus rhythm", "age": 50, "sex": "X", "hr": 70},           # row 2: sex
-        {"report": "Sinus rhythm", "age": 150, "sex": "M", "hr": 70},          # row 3: age out of range
-        {"report": "Sinus rhythm", "age": 50, "sex": "M", "hr": "fast"},       # row 4: hr not a number
-        {"report": "  ", "age": 50, "sex": "M", "hr": 70},                     # row 5: empty report
+        {"report": "Sinus rhythm", "age": 50, "sex": "X", "hr": 70},  # row 2: sex
+        {"report": "Sinus rhythm", "age": 150, "sex": "M", "hr": 70},  # row 3: age out of range
+        {"report": "Sinus rhythm", "age": 50, "sex": "M", "hr": "fast"},  # row 4: hr not a number
+        {"report": "  ", "age": 50, "sex": "M", "hr": 70},  # row 5: empty report
         {"report": "Sinus rhythm||Normal ECG", "age": 50, "sex": "M", "hr": 70},  # row 6: empty statement
-        {"report": "Sinus rhythm", "age": 50, "sex": "M", "hr": 10, "n": 0},   # row 7: hr and n
+        {"report": "Sinus rhythm", "age": 50, "sex": "M", "hr": 10, "n": 0},  # row 7: hr and n
     ]
     path = _csv(tmp_path / "cond.csv", rows)
     with pytest.raises(ConditionsError) as err:
@@ -94,8 +107,9 @@ def test_bad_rows_are_all_refused_before_anything_is_written(tmp_path):
 def test_a_statement_the_embedder_refuses_is_named_by_row(tmp_path):
     pipe = IdealPipe()
     pipe.embedder = PickyEmbedder(dim=32)
-    path = _csv(tmp_path / "cond.csv", GOOD + [{"report": "Sinus rhythm|UNEMBEDDABLE thing", "age": 50, "sex": "M",
-                                                 "hr": 70}])
+    path = _csv(
+        tmp_path / "cond.csv", GOOD + [{"report": "Sinus rhythm|UNEMBEDDABLE thing", "age": 50, "sex": "M", "hr": 70}]
+    )
     with pytest.raises(ConditionsError, match=r"row 4 \(line 5\), field 'report': the hash embedder refused"):
         validate_conditions(path, pipe)
     with pytest.raises(ValueError, match="missing column"):
@@ -134,26 +148,52 @@ def test_round_trip_through_prepare_wfdb(tmp_path, fs, length):
 
 
 def _cli(run: Path, cond: Path, out: Path, *extra: str) -> list[str]:
-    return ["generate", "--run-dir", str(run), "--conditions", str(cond), "--out", str(out), "--batch-size", "2",
-            "--quiet", *extra]
+    return [
+        "generate",
+        "--run-dir",
+        str(run),
+        "--conditions",
+        str(cond),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--quiet",
+        *extra,
+    ]
 
 
 def _files(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and p.suffix in (".dat", ".npy", ".csv") and ".parts" not in p.parts}
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.suffix in (".dat", ".npy", ".csv") and ".parts" not in p.parts
+    }
 
 
 def test_cli_generates_with_the_real_pipeline_and_resumes_after_kill(run, tmp_path):
-    rows = [{"report": f"Sinus rhythm|Statement {i % 3}", "age": 30 + i, "sex": "MF"[i % 2], "hr": 60 + i, "n": 2}
-            for i in range(6)]
+    rows = [
+        {"report": f"Sinus rhythm|Statement {i % 3}", "age": 30 + i, "sex": "MF"[i % 2], "hr": 60 + i, "n": 2}
+        for i in range(6)
+    ]
     cond = _csv(tmp_path / "cond.csv", rows)
     slow = ["--sampler", "ddpm", "--steps", "150"]
     ref = tmp_path / "ref"
-    subprocess.run([sys.executable, "-m", "diffusets_core.cli", *_cli(run, cond, ref, *slow)], env=ENV, check=True,
-                   cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "diffusets_core.cli", *_cli(run, cond, ref, *slow)],
+        env=ENV,
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "diffusets_core.cli", *_cli(run, cond, out, *slow)], env=ENV,
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diffusets_core.cli", *_cli(run, cond, out, *slow)],
+        env=ENV,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if (out / ".parts").is_dir() and len(list((out / ".parts").glob("*.csv"))) >= 2:
@@ -163,8 +203,13 @@ def test_cli_generates_with_the_real_pipeline_and_resumes_after_kill(run, tmp_pa
     proc.wait()
     parts = len(list((out / ".parts").glob("*.csv")))
     assert 0 < parts < 6 and not (out / "manifest.csv").exists(), "the run was not interrupted mid-way"
-    rc = subprocess.run([sys.executable, "-m", "diffusets_core.cli", *_cli(run, cond, out, *slow)], env=ENV,
-                        cwd=ROOT, capture_output=True, text=True)
+    rc = subprocess.run(
+        [sys.executable, "-m", "diffusets_core.cli", *_cli(run, cond, out, *slow)],
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert rc.returncode == 0, rc.stderr
     assert '"resumed": ' in rc.stdout and '"resumed": 0' not in rc.stdout
     a, b = _files(ref), _files(out)
@@ -172,21 +217,54 @@ def test_cli_generates_with_the_real_pipeline_and_resumes_after_kill(run, tmp_pa
     assert all(a[k] == b[k] for k in a), [k for k in a if a[k] != b[k]]
     assert not (out / ".tmp").exists()
     # another setting on the same folder is refused rather than mixed in
-    rc = subprocess.run([sys.executable, "-m", "diffusets_core.cli", *_cli(run, cond, out, "--fs", "500")], env=ENV,
-                        cwd=ROOT, capture_output=True, text=True)
+    rc = subprocess.run(
+        [sys.executable, "-m", "diffusets_core.cli", *_cli(run, cond, out, "--fs", "500")],
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert rc.returncode == 2 and "other settings (fs" in rc.stderr
 
 
 def test_torchrun_two_processes_give_the_same_dataset_as_one(run, tmp_path):
-    rows = [{"report": f"Sinus rhythm|Statement {i % 4}", "age": 30 + i, "sex": "MF"[i % 2], "hr": 55 + 5 * i,
-             "n": 1 + i % 2, "seed": 7 * i} for i in range(5)]
+    rows = [
+        {
+            "report": f"Sinus rhythm|Statement {i % 4}",
+            "age": 30 + i,
+            "sex": "MF"[i % 2],
+            "hr": 55 + 5 * i,
+            "n": 1 + i % 2,
+            "seed": 7 * i,
+        }
+        for i in range(5)
+    ]
     cond = _csv(tmp_path / "cond.csv", rows)
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "diffusets_core.cli", *_cli(run, cond, one, "--steps", "3")], env=ENV,
-                   check=True, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "diffusets_core.cli", *_cli(run, cond, one, "--steps", "3")],
+        env=ENV,
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
     torchrun = Path(sys.executable).with_name("torchrun")
-    r = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29561", "-m", "diffusets_core.cli",
-                        *_cli(run, cond, two, "--steps", "3")], env=ENV, cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29561",
+            "-m",
+            "diffusets_core.cli",
+            *_cli(run, cond, two, "--steps", "3"),
+        ],
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = _files(one), _files(two)
     assert sorted(a) == sorted(b) and len([k for k in a if k.endswith(".dat")]) == 7

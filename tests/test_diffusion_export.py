@@ -10,8 +10,9 @@ from diffusets_core.diffusion.export import export_batch
 
 
 def _output(n=2):
-    cond = pd.DataFrame({"report": ["Sinus rhythm"] * n, "sex": ["F"] * n, "age": [50] * n, "hr": [70] * n,
-                         "seed": list(range(n))})
+    cond = pd.DataFrame(
+        {"report": ["Sinus rhythm"] * n, "sex": ["F"] * n, "age": [50] * n, "hr": [70] * n, "seed": list(range(n))}
+    )
     return SimpleNamespace(conditions=cond, signals=np.zeros((n, 12, 1024), np.float32), fs=102.4, model={})
 
 

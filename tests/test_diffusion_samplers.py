@@ -103,8 +103,12 @@ def test_paper_timesteps():
         (DDIMSampler, "trailing", 7, [999, 856, 713, 570, 428, 285, 142]),
         (DDIMSampler, "linspace", 7, [999, 832, 666, 500, 333, 166, 0]),
         (DDPMSampler, "leading", 30, list(range(957, -1, -33))),
-        (DPMSolverMultistepSampler, "linspace", 20,
-         [999, 949, 899, 849, 799, 749, 699, 649, 599, 549, 500, 450, 400, 350, 300, 250, 200, 150, 100, 50]),
+        (
+            DPMSolverMultistepSampler,
+            "linspace",
+            20,
+            [999, 949, 899, 849, 799, 749, 699, 649, 599, 549, 500, 450, 400, 350, 300, 250, 200, 150, 100, 50],
+        ),
         (DPMSolverMultistepSampler, "leading", 7, [875, 750, 625, 500, 375, 250, 125]),
         (DPMSolverMultistepSampler, "trailing", 7, [999, 856, 713, 570, 428, 285, 142]),
     ],
@@ -123,9 +127,16 @@ def test_logsnr_spacing(n):
 
 # ------------------------------------------------------------------------------------------ argument checks
 @pytest.mark.parametrize("cls", ALL)
-@pytest.mark.parametrize("n, err, msg", [(0, ValueError, ">= 1"), (-3, ValueError, ">= 1"),
-                                          (1001, ValueError, "cannot exceed"), (2.5, TypeError, "int"),
-                                          (True, TypeError, "int")])
+@pytest.mark.parametrize(
+    "n, err, msg",
+    [
+        (0, ValueError, ">= 1"),
+        (-3, ValueError, ">= 1"),
+        (1001, ValueError, "cannot exceed"),
+        (2.5, TypeError, "int"),
+        (True, TypeError, "int"),
+    ],
+)
 def test_invalid_num_inference_steps(cls, n, err, msg):
     s = cls()
     with pytest.raises(err, match=msg):
@@ -194,8 +205,9 @@ def test_same_seed_same_samples(cls):
     assert not torch.allclose(a, d)
 
 
-@pytest.mark.parametrize("cls, kw", [(DDPMSampler, {}), (DDIMSampler, {"eta": 1.0}), (DDIMSampler, {}),
-                                     (DPMSolverMultistepSampler, {})])
+@pytest.mark.parametrize(
+    "cls, kw", [(DDPMSampler, {}), (DDIMSampler, {"eta": 1.0}), (DDIMSampler, {}), (DPMSolverMultistepSampler, {})]
+)
 def test_per_sample_seeds_make_samples_batch_independent(cls, kw):
     s = cls(**kw)
     f = _toy_eps()
@@ -274,16 +286,28 @@ def test_clipping_is_off_by_default_and_on_in_paper_mode():
         assert float(x0_paper.abs().max()) <= 1.0 + 1e-6 < float(x0_free.abs().max())
 
 
-@pytest.mark.parametrize("bad, err", [(0.0, ValueError), (-1.0, ValueError), (float("inf"), ValueError),
-                                      ((1.0, -1.0), ValueError), (True, TypeError), ("1", TypeError)])
+@pytest.mark.parametrize(
+    "bad, err",
+    [
+        (0.0, ValueError),
+        (-1.0, ValueError),
+        (float("inf"), ValueError),
+        ((1.0, -1.0), ValueError),
+        (True, TypeError),
+        ("1", TypeError),
+    ],
+)
 def test_invalid_clip_values(bad, err):
     with pytest.raises(err):
         DDPMSampler(clip_sample=bad)
 
 
 def test_config_round_trip():
-    for s in [DDPMSampler.paper(), DDIMSampler(eta=0.5, timestep_spacing="trailing", clip_sample=(-2.0, 3.0)),
-              DPMSolverMultistepSampler(NoiseSchedule(500, 0.0001, 0.02), num_inference_steps=15)]:
+    for s in [
+        DDPMSampler.paper(),
+        DDIMSampler(eta=0.5, timestep_spacing="trailing", clip_sample=(-2.0, 3.0)),
+        DPMSolverMultistepSampler(NoiseSchedule(500, 0.0001, 0.02), num_inference_steps=15),
+    ]:
         cfg = s.to_config()
         s2 = get_sampler(cfg)
         assert type(s2) is type(s) and s2.to_config() == cfg

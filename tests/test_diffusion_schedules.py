@@ -43,7 +43,9 @@ def test_constants_match_reference_bitwise(golden):
 def test_float64_constants(golden):
     s = NoiseSchedule.paper()
     tp = golden["ddpm_t_points"]
-    np.testing.assert_allclose(s.alphas_cumprod_f64.numpy()[tp], golden["ddpm_alphas_cumprod_at_t_f64"], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(
+        s.alphas_cumprod_f64.numpy()[tp], golden["ddpm_alphas_cumprod_at_t_f64"], rtol=1e-12, atol=0
+    )
     # float32 vs float64 differ by at most ~1.5e-7 (README)
     assert float((s.alphas_cumprod.double() - s.alphas_cumprod_f64).abs().max()) < 2e-7
 

@@ -9,9 +9,16 @@ TINY = dict(filters=[8, 16], blocks=[1, 1], kernel=5, group_width=8, stem=8, dro
 
 
 def test_labels_from_reports_paper_map():
-    reports = ["Sinus rhythm|Normal ECG", "Sinus rhythm|Abnormal ECG|Inferior infarct - age undetermined",
-               ["Atrial fibrillation", "PVC(s)"], "Sinus tachycardia|ST elevation", "st-t changes",
-               "1st degree A-V block", "WARNING: data quality", None]
+    reports = [
+        "Sinus rhythm|Normal ECG",
+        "Sinus rhythm|Abnormal ECG|Inferior infarct - age undetermined",
+        ["Atrial fibrillation", "PVC(s)"],
+        "Sinus tachycardia|ST elevation",
+        "st-t changes",
+        "1st degree A-V block",
+        "WARNING: data quality",
+        None,
+    ]
     y, names = K.labels_from_reports(reports, exclude=("warning:",))
     assert names == list(K.PAPER_CLASSES)
     col = {n: i for i, n in enumerate(names)}
@@ -30,8 +37,10 @@ def test_labels_from_reports_paper_map():
 
 
 def test_labels_custom_map():
-    y, names = K.labels_from_reports(["Left bundle branch block", "lbbb"], {"lbbb": ["left bundle branch", "lbbb"],
-                                                                             "other": {"any": ["x"], "none": []}})
+    y, names = K.labels_from_reports(
+        ["Left bundle branch block", "lbbb"],
+        {"lbbb": ["left bundle branch", "lbbb"], "other": {"any": ["x"], "none": []}},
+    )
     assert names == ["lbbb", "other"] and y.tolist() == [[1, 0], [1, 0]]
 
 
@@ -47,8 +56,17 @@ def _toy(n: int, seed: int, L: int = 256):
 
 
 def _tcfg(steps=50):
-    return TrainConfig(max_steps=steps, batch_size=32, lr=1e-2, weight_decay=1e-4, ema_decay=0.9, val_every=25,
-                       checkpoint_every=1000, progress=False, seed=0)
+    return TrainConfig(
+        max_steps=steps,
+        batch_size=32,
+        lr=1e-2,
+        weight_decay=1e-4,
+        ema_decay=0.9,
+        val_every=25,
+        checkpoint_every=1000,
+        progress=False,
+        seed=0,
+    )
 
 
 def test_tiny_classifier_auroc(tmp_path):

@@ -56,8 +56,17 @@ def test_tiny_clip_trains_and_retrieves(tmp_path):
     xva, tva, _ = _toy(64, 1)
     xte, tte, yte = _toy(80, 2)
     cfg = C.ClipConfig(text_dim=12, embed_dim=16, text_hidden=32, encoder=dict(TINY))
-    tcfg = TrainConfig(max_steps=40, batch_size=32, lr=3e-3, weight_decay=1e-3, ema_decay=0.9, val_every=20,
-                       checkpoint_every=1000, progress=False, seed=0)
+    tcfg = TrainConfig(
+        max_steps=40,
+        batch_size=32,
+        lr=3e-3,
+        weight_decay=1e-3,
+        ema_decay=0.9,
+        val_every=20,
+        checkpoint_every=1000,
+        progress=False,
+        seed=0,
+    )
     res = C.train_clip(xtr, ttr, tmp_path, cfg, tcfg, val=(xva, tva))
     assert (tmp_path / "best.pt").is_file() and res.steps == 40
     f = C.ClipFeaturizer.from_checkpoint(tmp_path)
@@ -95,8 +104,7 @@ def test_clip_weights_do_not_depend_on_the_global_rng(tmp_path):
     different points of a session)."""
     xtr, ttr, _ = _toy(64, 0)
     cfg = C.ClipConfig(text_dim=12, embed_dim=16, text_hidden=32, encoder=dict(TINY))
-    tcfg = TrainConfig(max_steps=2, batch_size=32, lr=3e-3, val_every=2, checkpoint_every=1000, progress=False,
-                       seed=4)
+    tcfg = TrainConfig(max_steps=2, batch_size=32, lr=3e-3, val_every=2, checkpoint_every=1000, progress=False, seed=4)
     torch.manual_seed(1)
     C.train_clip(xtr, ttr, tmp_path / "a", cfg, tcfg)
     torch.manual_seed(2)

@@ -75,8 +75,22 @@ def test_signal_metrics_row(gauss):
     gen = rng.normal(size=(600, 8)) * 0.7
     text = rng.normal(size=(600, 8))
     row = M.signal_metrics(x, gen, n_boot=40, ecg_feat_for_clip=gen, text_feat=text, label="toy")
-    for key in ("fid", "floor", "rfid", "precision", "recall", "density", "coverage", "precision_floor",
-                "recall_floor", "clip", "clip_shuffled", "n", "n_real", "n_gen"):
+    for key in (
+        "fid",
+        "floor",
+        "rfid",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "precision_floor",
+        "recall_floor",
+        "clip",
+        "clip_shuffled",
+        "n",
+        "n_real",
+        "n_gen",
+    ):
         assert key in row
     assert row["n"] == 600 and row["label"] == "toy"
     for key in ("precision", "recall", "coverage", "fid"):

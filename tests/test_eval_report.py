@@ -15,19 +15,48 @@ from diffusets_core.eval.report import evaluate_run
 from diffusets_core.eval.taxonomy import EVAL_CLASSES, MORPHOLOGY_CLASSES
 from diffusets_core.train.unet import train_unet
 from tests.data_trees import TINY_UNET, make_tiny_run
-TRAIN = {"max_steps": 3, "batch_size": 8, "val_every": 3, "checkpoint_every": 3, "log_every": 1,
-         "progress": False, "device": "cpu"}
-REPORTS = [(["Sinus rhythm", "Normal ECG"], 70.0), (["Sinus tachycardia", "Abnormal ECG"], 115.0),
-           (["Sinus rhythm", "Right bundle branch block", "Abnormal ECG"], 80.0),
-           (["Sinus bradycardia", "Borderline ECG"], 50.0)]
-SIZES = dict(seed=3, clip_steps=2, clf_steps=2, steps=2, n_ddpm=2, ddpm_steps=3, n_tstr=6, n_boot=5, train_batch=8,
-             embedder_kwargs={"dim": 32})
+
+TRAIN = {
+    "max_steps": 3,
+    "batch_size": 8,
+    "val_every": 3,
+    "checkpoint_every": 3,
+    "log_every": 1,
+    "progress": False,
+    "device": "cpu",
+}
+REPORTS = [
+    (["Sinus rhythm", "Normal ECG"], 70.0),
+    (["Sinus tachycardia", "Abnormal ECG"], 115.0),
+    (["Sinus rhythm", "Right bundle branch block", "Abnormal ECG"], 80.0),
+    (["Sinus bradycardia", "Borderline ECG"], 50.0),
+]
+SIZES = dict(
+    seed=3,
+    clip_steps=2,
+    clf_steps=2,
+    steps=2,
+    n_ddpm=2,
+    ddpm_steps=3,
+    n_tstr=6,
+    n_boot=5,
+    train_batch=8,
+    embedder_kwargs={"dim": 32},
+)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    recs = [{"subject_id": 10000032 + (i % 24), "study_id": 40000000 + i, "hr": REPORTS[i % 4][1], "seed": i,
-             "reports": REPORTS[i % 4][0]} for i in range(48)]
+    recs = [
+        {
+            "subject_id": 10000032 + (i % 24),
+            "study_id": 40000000 + i,
+            "hr": REPORTS[i % 4][1],
+            "seed": i,
+            "reports": REPORTS[i % 4][0],
+        }
+        for i in range(48)
+    ]
     return make_tiny_run(tmp_path_factory.mktemp("evalrun"), recs, train=TRAIN)
 
 
@@ -37,8 +66,21 @@ def tables(run):
 
 
 def test_tables_columns_and_files(run, tables):
-    for name in ("conditions", "signal", "retrieval", "features", "hr_pairs", "diagnostic", "diagnostic_summary",
-                 "confusion", "physical", "rhythm", "tstr", "targets", "timings"):
+    for name in (
+        "conditions",
+        "signal",
+        "retrieval",
+        "features",
+        "hr_pairs",
+        "diagnostic",
+        "diagnostic_summary",
+        "confusion",
+        "physical",
+        "rhythm",
+        "tstr",
+        "targets",
+        "timings",
+    ):
         assert isinstance(tables[name], pd.DataFrame), name
         assert (run / "eval_a" / f"{name}.csv").is_file() and (run / "eval_a" / f"{name}.json").is_file()
     assert (run / "eval_a" / "signal_metrics.png").is_file() and (run / "eval_a" / "benchmark.json").is_file()
@@ -70,7 +112,7 @@ def test_tables_columns_and_files(run, tables):
 
 def test_deterministic_for_a_seed(run, tables):
     again = evaluate_run(run, out_dir=run / "eval_b", **{**SIZES, "n_tstr": 0, "baselines": ("nn",)})
-    for name, cols in (("signal", None), ("features", None), ("diagnostic", None), ("hr_pairs", None)):
+    for name in ("signal", "features", "diagnostic", "hr_pairs"):
         a = tables[name][tables[name]["source"].isin(again[name]["source"])].reset_index(drop=True)
         pd.testing.assert_frame_equal(a, again[name].reset_index(drop=True))
 
@@ -143,8 +185,10 @@ def test_text_only_ablation_noc(run):
 
     with pytest.raises(FileNotFoundError, match="--text-only"):
         evaluate_run(run, out_dir=run / "eval_noc", **{**SIZES, "baselines": ("noc",)})
-    assert cli_main(["train-unet", str(run), "--profile", "smoke", "--text-only", "--max-steps", "2",
-                     "--device", "cpu"]) == 0
+    assert (
+        cli_main(["train-unet", str(run), "--profile", "smoke", "--text-only", "--max-steps", "2", "--device", "cpu"])
+        == 0
+    )
     assert (run / NOC_DIR / "model.pt").is_file() and (run / "unet" / "model.pt").is_file()
     noc = DiffuSETSPipeline.from_pretrained(run, device="cpu", unet_dir=NOC_DIR, dim=32)
     assert noc.unet.cfg.cond_dim == 0 and noc.identity["unet_dir"] == NOC_DIR
@@ -183,8 +227,19 @@ def test_guidance_sweep_on_validation(run, monkeypatch):
         return call(self, reports, **kw)
 
     monkeypatch.setattr(DiffuSETSPipeline, "__call__", spy)
-    df = guidance_sweep(run, [1.0, 3.0], n=50, seed=3, steps=2, clip_steps=2, clf_steps=2, train_batch=8,
-                        out_dir=run / "sweep", extend=False, embedder_kwargs={"dim": 32})
+    df = guidance_sweep(
+        run,
+        [1.0, 3.0],
+        n=50,
+        seed=3,
+        steps=2,
+        clip_steps=2,
+        clf_steps=2,
+        train_batch=8,
+        out_dir=run / "sweep",
+        extend=False,
+        embedder_kwargs={"dim": 32},
+    )
     assert list(df.columns) == SWEEP_COLUMNS and list(df["guidance_scale"]) == [1.0, 3.0]
     assert (df["n"] == n_val).all()  # capped at the validation split: test records are never used
     assert (df["seconds_per_ecg"] > 0).all()
@@ -214,8 +269,13 @@ def test_guidance_scale_reaches_every_generated_set(run, monkeypatch):
 def test_choose_guidance_rule():
     from diffusets_core.eval.guidance import choose_guidance
 
-    sweep = pd.DataFrame({"guidance_scale": [3.0, 1.0, 2.0, 1.5], "macro_recall": [0.9, 0.3, 0.6, 0.6],
-                          "coverage": [0.5, 0.8, 0.75, 0.79]})
+    sweep = pd.DataFrame(
+        {
+            "guidance_scale": [3.0, 1.0, 2.0, 1.5],
+            "macro_recall": [0.9, 0.3, 0.6, 0.6],
+            "coverage": [0.5, 0.8, 0.75, 0.79],
+        }
+    )
     assert choose_guidance(sweep) == 1.5  # 3.0 loses too much coverage; 1.5 and 2.0 tie -> the smaller
     assert choose_guidance(sweep, min_coverage_ratio=0.5) == 3.0
     nothing = sweep.assign(macro_recall=np.nan)
@@ -262,8 +322,19 @@ def test_guidance_sweep_extends_past_the_chosen_scale(run, monkeypatch):
     from diffusets_core.eval import guidance as gd
 
     monkeypatch.setattr(gd, "choose_guidance", lambda df, **kw: float(df["guidance_scale"].max()))
-    df = gd.guidance_sweep(run, [1.0, 2.0], n=8, seed=3, steps=2, clip_steps=2, clf_steps=2, train_batch=8,
-                           out_dir=run / "sweep_ext", max_scale=4.5, embedder_kwargs={"dim": 32})
+    df = gd.guidance_sweep(
+        run,
+        [1.0, 2.0],
+        n=8,
+        seed=3,
+        steps=2,
+        clip_steps=2,
+        clf_steps=2,
+        train_batch=8,
+        out_dir=run / "sweep_ext",
+        max_scale=4.5,
+        embedder_kwargs={"dim": 32},
+    )
     assert list(df["guidance_scale"]) == [1.0, 2.0, 3.0, 4.5]
     settings = gd.save_chosen_guidance(run, df, sampler="ddim", steps=3)
     assert settings["guidance_scale"] == 4.5 and load_sampling_settings(run)["num_inference_steps"] == 3
@@ -292,8 +363,9 @@ def test_paraphrase_table_and_unseen_combinations():
 
 
 def test_paraphrased_source_and_unseen_table(run):
-    t = evaluate_run(run, out_dir=run / "eval_para", paraphrase=True, per_combination=2,
-                     **{**SIZES, "n_tstr": 0, "baselines": ()})
+    t = evaluate_run(
+        run, out_dir=run / "eval_para", paraphrase=True, per_combination=2, **{**SIZES, "n_tstr": 0, "baselines": ()}
+    )
     assert "paraphrased" in set(t["signal"]["source"]) and "paraphrased" in set(t["diagnostic_summary"]["source"])
     cond = t["conditions"]
     assert (cond["paraphrased_report"] != cond["report"]).all()
@@ -309,10 +381,13 @@ def test_paraphrased_source_and_unseen_table(run):
 def test_benchmark_judge_scores_sets_for_its_conditions(run, tmp_path):
     from diffusets_core.eval.judge import BenchmarkJudge
 
-    j = BenchmarkJudge.fit(run, tmp_path / "judge", split="test", n=10, seed=0, clip_steps=2, clf_steps=2,
-                           train_batch=8)
+    j = BenchmarkJudge.fit(
+        run, tmp_path / "judge", split="test", n=10, seed=0, clip_steps=2, clf_steps=2, train_batch=8
+    )
     real = j.score_real()
     assert real["n"] == len(j.conditions) <= 10
-    assert {"hr_mae_50_150", "macro_recall", "macro_recall_morphology", "identity_uv_median", "rr_cv_sinus"} <= set(real)
+    assert {"hr_mae_50_150", "macro_recall", "macro_recall_morphology", "identity_uv_median", "rr_cv_sinus"} <= set(
+        real
+    )
     with pytest.raises(ValueError, match="one per condition"):
         j.score(j.real[:2])

@@ -10,38 +10,81 @@ import pytest
 from diffusets_core.eval.ablation import ablation_view, describe_ablation, read_ablation_table
 from diffusets_core.eval.reconstruction import typical_reconstruction
 from diffusets_core.eval.report import DEFAULT_BASELINES, benchmark_baselines
-from diffusets_core.eval.summaries import (build_gaps, format_number, profile_caveat, summarize_benchmark,
-                                           summarize_evaluation, summarize_noc_training, summarize_vae)
+from diffusets_core.eval.summaries import (
+    build_gaps,
+    format_number,
+    profile_caveat,
+    summarize_benchmark,
+    summarize_evaluation,
+    summarize_noc_training,
+    summarize_vae,
+)
 from diffusets_core.eval.targets import TARGETS
 from diffusets_core.eval.views import feature_views, paraphrase_views, recall_table, signal_view
 
 
 def _tables(paraphrased: bool = False, noc: bool = False) -> dict[str, pd.DataFrame]:
     sources = ["real", "vae", "model", "nn"] + (["paraphrased"] if paraphrased else []) + (["noc"] if noc else [])
-    targets = pd.DataFrame([{"target": k, "value": 0.5, "vae_ceiling": np.nan, "threshold": thr, "direction": op,
-                             "met": False} for k, (_, thr, op) in TARGETS.items()])
+    targets = pd.DataFrame(
+        [
+            {"target": k, "value": 0.5, "vae_ceiling": np.nan, "threshold": thr, "direction": op, "met": False}
+            for k, (_, thr, op) in TARGETS.items()
+        ]
+    )
     targets.loc[targets["target"] == "hr_mae_50_150", ["value", "vae_ceiling", "met"]] = [3.25, 1.5, True]
     targets.loc[targets["target"] == "rfid", ["value"]] = [7.0]
-    summary = pd.DataFrame({"source": sources, "n": 10,
-                            "macro_recall": [0.9, 0.8, 0.6, 0.3] + [0.55] * paraphrased + [0.2] * noc,
-                            "macro_recall_morphology": [0.85, 0.75, 0.5, 0.2] + [0.4] * paraphrased + [0.1] * noc})
-    signal = pd.DataFrame({"source": sources, "n": 10.0, "rfid": [1.0, 1.2, 7.0, 3.0] + [8.0] * paraphrased + [9.0] * noc,
-                           "coverage": 0.5, "precision": 0.4})
-    features = pd.DataFrame([{"source": s, "class": "all", "metric": "hr_50_150", "n_valid": 9,
-                              "mae": {"model": 3.25, "noc": 12.5}.get(s, 1.0)} for s in sources])
+    summary = pd.DataFrame(
+        {
+            "source": sources,
+            "n": 10,
+            "macro_recall": [0.9, 0.8, 0.6, 0.3] + [0.55] * paraphrased + [0.2] * noc,
+            "macro_recall_morphology": [0.85, 0.75, 0.5, 0.2] + [0.4] * paraphrased + [0.1] * noc,
+        }
+    )
+    signal = pd.DataFrame(
+        {
+            "source": sources,
+            "n": 10.0,
+            "rfid": [1.0, 1.2, 7.0, 3.0] + [8.0] * paraphrased + [9.0] * noc,
+            "coverage": 0.5,
+            "precision": 0.4,
+        }
+    )
+    features = pd.DataFrame(
+        [
+            {
+                "source": s,
+                "class": "all",
+                "metric": "hr_50_150",
+                "n_valid": 9,
+                "mae": {"model": 3.25, "noc": 12.5}.get(s, 1.0),
+            }
+            for s in sources
+        ]
+    )
     conditions = pd.DataFrame({"report": ["a"] * 10})
-    return {"targets": targets, "diagnostic_summary": summary, "signal": signal, "features": features,
-            "conditions": conditions, "tstr": pd.DataFrame(),
-            "timings": pd.DataFrame({"stage": ["load", "clip"], "seconds": [1.4, 2.4], "n": [0, 0]})}
+    return {
+        "targets": targets,
+        "diagnostic_summary": summary,
+        "signal": signal,
+        "features": features,
+        "conditions": conditions,
+        "tstr": pd.DataFrame(),
+        "timings": pd.DataFrame({"stage": ["load", "clip"], "seconds": [1.4, 2.4], "n": [0, 0]}),
+    }
 
 
 def test_summarize_benchmark_reads_every_number_from_the_tables():
     lines = summarize_benchmark(_tables(), profile="cpu", sampler="ddim", steps=20, guidance="2 on text")
     text = "\n".join(lines)
-    assert lines[0] == ("- Profile `cpu`: 10 test conditions, sampler `ddim` with 20 steps, guidance 2 on text; the "
-                        "model's signal metrics use n = 10 per side.")
-    assert ("- HR MAE ≤ 5 bpm for requested HR 50–150 (9 measurable ECGs): **met** (value 3.25; needed <= 5.00; "
-            "VAE ceiling 1.50).") in lines
+    assert lines[0] == (
+        "- Profile `cpu`: 10 test conditions, sampler `ddim` with 20 steps, guidance 2 on text; the "
+        "model's signal metrics use n = 10 per side."
+    )
+    assert (
+        "- HR MAE ≤ 5 bpm for requested HR 50–150 (9 measurable ECGs): **met** (value 3.25; needed <= 5.00; "
+        "VAE ceiling 1.50)."
+    ) in lines
     assert "- rFID ≤ 2: **missed** (value 7.00; needed <= 2.00);" in text
     assert "real test ECGs 0.85." in text and "0.85 × the real ECGs' (0.90)" in text
     assert "Smoke profile" not in text and "noc" not in text and "reworded" not in text
@@ -51,8 +94,9 @@ def test_summarize_benchmark_optional_lines():
     t = _tables(noc=True)
     assert "- Smoke profile: toy models" in summarize_benchmark(t, profile="smoke")[-1]
     noc = [s for s in summarize_benchmark(t) if "Text-only" in s]
-    assert noc == ["- Text-only ablation (noc) vs the model: HR MAE 12.5 vs 3.2 bpm, rFID 9.00 vs 7.00, macro recall "
-                   "0.20 vs 0.60."]
+    assert noc == [
+        "- Text-only ablation (noc) vs the model: HR MAE 12.5 vs 3.2 bpm, rFID 9.00 vs 7.00, macro recall 0.20 vs 0.60."
+    ]
 
 
 def test_summarize_evaluation():
@@ -60,14 +104,16 @@ def test_summarize_evaluation():
     assert summarize_evaluation(t) == (
         "Evaluated **10** test conditions in 4 s; tables and figures are in the run's `eval/` folder. Beside the "
         "baselines, the `vae` row is the real test ECGs passed through the run's autoencoder: what any generator "
-        "built on it can reach at best.")
+        "built on it can reach at best."
+    )
     t["signal"] = t["signal"][t["signal"]["source"] != "vae"]
     assert summarize_evaluation(t).endswith("`eval/` folder.")
 
 
 def test_noc_training_caveat_and_gaps():
     assert summarize_noc_training({"steps": 80, "seconds": 90.0, "best_val_loss": 0.12345}) == (
-        "Text-only (noc) U-Net: 80 steps in 1.5 min, best validation loss 0.1235.")
+        "Text-only (noc) U-Net: 80 steps in 1.5 min, best validation loss 0.1235."
+    )
     assert "meaningless" in profile_caveat("smoke") and profile_caveat("cpu") == "" == profile_caveat("paper")
     assert build_gaps() == [] and build_gaps(noc=True, paraphrase=True) == []
     (noc,) = build_gaps(noc=False)
@@ -82,16 +128,32 @@ def test_format_number():
 
 
 def test_summarize_vae():
-    lines = summarize_vae({"params": 1_234_000, "steps": 60, "seconds": 30.0, "samples_per_s": 31.6},
-                          {"n": 24, "rmse_uv": 41.26, "corr_median": 0.9512, "worst_lead": "V1",
-                           "worst_lead_corr": 0.8, "p_amp_ratio": 0.9, "p_amp_real_mv": 0.1, "qrs_ratio": 1.1,
-                           "qrs_real_ms": 92.4, "identity_uv_median": 0.04},
-                          {"latent_scale": 1.5, "splits": {"train": {"mean": 0.001, "std": 1.0}}},
-                          channels=(32, 64), derived_leads=True)
-    assert lines[0] == ("- VAE with widths [32, 64] (1.23 M parameters, eight independent leads, limb leads derived) "
-                        "trained for 60 steps in 0.5 min (32 samples/s).")
-    assert lines[1] == ("- Held-out reconstruction (24 ECGs): RMSE 41.3 µV overall, median per-lead correlation "
-                        "0.951; worst lead V1 (0.800).")
+    lines = summarize_vae(
+        {"params": 1_234_000, "steps": 60, "seconds": 30.0, "samples_per_s": 31.6},
+        {
+            "n": 24,
+            "rmse_uv": 41.26,
+            "corr_median": 0.9512,
+            "worst_lead": "V1",
+            "worst_lead_corr": 0.8,
+            "p_amp_ratio": 0.9,
+            "p_amp_real_mv": 0.1,
+            "qrs_ratio": 1.1,
+            "qrs_real_ms": 92.4,
+            "identity_uv_median": 0.04,
+        },
+        {"latent_scale": 1.5, "splits": {"train": {"mean": 0.001, "std": 1.0}}},
+        channels=(32, 64),
+        derived_leads=True,
+    )
+    assert lines[0] == (
+        "- VAE with widths [32, 64] (1.23 M parameters, eight independent leads, limb leads derived) "
+        "trained for 60 steps in 0.5 min (32 samples/s)."
+    )
+    assert lines[1] == (
+        "- Held-out reconstruction (24 ECGs): RMSE 41.3 µV overall, median per-lead correlation "
+        "0.951; worst lead V1 (0.800)."
+    )
     assert "QRS width at 1.10 × (92 ms)" in lines[2] and "Measured latent scale 1.500" in lines[3]
 
 
@@ -99,13 +161,28 @@ def test_views():
     t = _tables()
     t["signal"]["fid"] = 1.0
     assert list(signal_view(t).columns) == ["source", "n", "fid", "rfid", "precision", "coverage"]
-    t["features"] = pd.DataFrame([{"source": "model", "class": c, "metric": m, "mae": v, "n_valid": 3}
-                                  for c, m, v in (("all", "hr", 4.0), ("all", "qrs_ms", 9.0), ("rbbb", "hr", 6.0))])
+    t["features"] = pd.DataFrame(
+        [
+            {"source": "model", "class": c, "metric": m, "mae": v, "n_valid": 3}
+            for c, m, v in (("all", "hr", 4.0), ("all", "qrs_ms", 9.0), ("rbbb", "hr", 6.0))
+        ]
+    )
     v = feature_views(t)
     assert v["mae"].loc["model", "qrs_ms"] == 9.0 and v["hr_mae_per_class"].loc["rbbb", "model"] == 6.0
     assert paraphrase_views(t) == []
-    t["diagnostic"] = pd.DataFrame([{"source": "model", "class": "rbbb", "trained": True, "recall": 0.5,
-                                     "recall_lo": 0.25, "recall_hi": 0.75, "support": 4}])
+    t["diagnostic"] = pd.DataFrame(
+        [
+            {
+                "source": "model",
+                "class": "rbbb",
+                "trained": True,
+                "recall": 0.5,
+                "recall_lo": 0.25,
+                "recall_hi": 0.75,
+                "support": 4,
+            }
+        ]
+    )
     r = recall_table(t)
     assert r.loc["rbbb", "model"] == "0.50 [0.25, 0.75] (n=4)" and bool(r.loc["rbbb", "morphology"])
 
@@ -123,14 +200,20 @@ def test_paraphrase_views():
 def test_describe_ablation(tmp_path):
     csv = tmp_path / "benchmarks" / "ablation.csv"
     assert read_ablation_table(csv) is None
-    assert describe_ablation(csv, None, root=tmp_path) == ["No ablation table in this checkout (`benchmarks/ablation.csv`)."]
+    assert describe_ablation(csv, None, root=tmp_path) == [
+        "No ablation table in this checkout (`benchmarks/ablation.csv`)."
+    ]
     csv.parent.mkdir()
-    pd.DataFrame({"variant": ["a", "b"], "macro_recall_morphology": [0.5, 0.7], "other": [1, 2]}).to_csv(csv, index=False)
+    pd.DataFrame({"variant": ["a", "b"], "macro_recall_morphology": [0.5, 0.7], "other": [1, 2]}).to_csv(
+        csv, index=False
+    )
     csv.with_suffix(".json").write_text(json.dumps({"note": "Measured on a laptop."}))
     table = read_ablation_table(csv)
     assert list(ablation_view(table).columns) == ["variant", "macro_recall_morphology"]
     summary, note = describe_ablation(csv, table, root=tmp_path)
-    assert "highest morphology macro recall **b** (0.70), lowest a (0.50)" in summary and note == "Measured on a laptop."
+    assert (
+        "highest morphology macro recall **b** (0.70), lowest a (0.50)" in summary and note == "Measured on a laptop."
+    )
 
 
 def test_typical_reconstruction():
@@ -147,11 +230,13 @@ def test_resolve_guidance(tmp_path):
 
     g = resolve_guidance(tmp_path, "auto")
     assert (g.scale, g.used, g.on, g.origin) == (None, 1.0, "all", "default")
-    assert g.describe() == ("Guidance scale **1** on **all** (no validated setting saved with the run: plain "
-                            "conditional sampling).")
+    assert g.describe() == (
+        "Guidance scale **1** on **all** (no validated setting saved with the run: plain conditional sampling)."
+    )
     (tmp_path / "unet").mkdir()
-    save_sampling_settings(tmp_path, {"sampler": "ddim", "num_inference_steps": 10, "guidance_scale": 2.5,
-                                      "guidance_on": "text"})
+    save_sampling_settings(
+        tmp_path, {"sampler": "ddim", "num_inference_steps": 10, "guidance_scale": 2.5, "guidance_on": "text"}
+    )
     g = resolve_guidance(tmp_path, "auto")
     assert (g.scale, g.label) == (None, "2.5 on text") and g.describe().endswith("(the run's validated setting).")
     g = resolve_guidance(tmp_path, 1.5)

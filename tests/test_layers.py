@@ -37,8 +37,17 @@ LAYERS: dict[str, int] = {
     "book": 8,
     "cli": 8,
 }
-LAYER_NAMES = {0: "base", 1: "data", 2: "text", 3: "models", 4: "diffusion", 5: "train", 6: "eval", 7: "apps/viz",
-               8: "config/book/cli"}
+LAYER_NAMES = {
+    0: "base",
+    1: "data",
+    2: "text",
+    3: "models",
+    4: "diffusion",
+    5: "train",
+    6: "eval",
+    7: "apps/viz",
+    8: "config/book/cli",
+}
 
 #: Violations still pending on files this branch does not own, as ``(importer module, imported module)``. The
 #: merger of the issue-14 branches empties this set; any violation not listed here fails the test.
@@ -132,8 +141,13 @@ def test_known_pending_are_still_pending():
 
 @pytest.mark.parametrize("lower", ["models", "diffusion"])
 def test_inference_does_not_import_training_or_evaluation(lower):
-    bad = sorted({(a, b) for a, b, _ in package_imports()
-                  if a.split(".")[1:2] == [lower] and b.split(".")[1:2] in (["train"], ["eval"])})
+    bad = sorted(
+        {
+            (a, b)
+            for a, b, _ in package_imports()
+            if a.split(".")[1:2] == [lower] and b.split(".")[1:2] in (["train"], ["eval"])
+        }
+    )
     assert not bad, f"{lower} must not import train or eval: {bad}"
 
 
@@ -150,11 +164,26 @@ def test_the_layout_names_what_contracts_md_lists():
     from diffusets_core import layout
 
     contracts = (ROOT.parent / "CONTRACTS.md").read_text(encoding="utf-8")
-    for name in (layout.DATA_DIR, layout.EMBEDDINGS_DIR, layout.VAE_DIR, layout.LATENTS_DIR, layout.UNET_DIR,
-                 layout.NOC_DIR, layout.SAMPLES_DIR, layout.EVAL_DIR, layout.EXECUTED_DIR, layout.EXPLORER_DIR):
+    for name in (
+        layout.DATA_DIR,
+        layout.EMBEDDINGS_DIR,
+        layout.VAE_DIR,
+        layout.LATENTS_DIR,
+        layout.UNET_DIR,
+        layout.NOC_DIR,
+        layout.SAMPLES_DIR,
+        layout.EVAL_DIR,
+        layout.EXECUTED_DIR,
+        layout.EXPLORER_DIR,
+    ):
         assert f"{name}/" in contracts, name
-    for name in (layout.MODEL_FILE, layout.SAMPLING_FILE, layout.PROGRESS_FILE, layout.MANIFEST_FILE,
-                 layout.PREPARE_FILE):
+    for name in (
+        layout.MODEL_FILE,
+        layout.SAMPLING_FILE,
+        layout.PROGRESS_FILE,
+        layout.MANIFEST_FILE,
+        layout.PREPARE_FILE,
+    ):
         assert name in contracts, name
     assert layout.unet_model("run", layout.NOC_DIR) == Path("run/unet_noc/model.pt")
     assert layout.vae_model("run") == Path("run/vae/model.pt")

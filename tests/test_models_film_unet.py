@@ -12,8 +12,19 @@ from diffusets_core.models.unet import UNetConfig, build_unet
 
 
 def film_cfg(**kw) -> UNetConfig:
-    base = dict(arch="film", text_dim=16, base_channels=16, channel_mults=(1, 2), attn_levels=(1,), emb_dim=32,
-                attn_heads=2, norm_groups=8, kernel_size=3, cond_dropout=0.1, cond_dropout_mode="separate")
+    base = dict(
+        arch="film",
+        text_dim=16,
+        base_channels=16,
+        channel_mults=(1, 2),
+        attn_levels=(1,),
+        emb_dim=32,
+        attn_heads=2,
+        norm_groups=8,
+        kernel_size=3,
+        cond_dropout=0.1,
+        cond_dropout_mode="separate",
+    )
     base.update(kw)
     return UNetConfig(**base)
 
@@ -29,8 +40,22 @@ def seeded_model(**kw) -> FiLMUNet1D:
     return m
 
 
-EXPECTED_SLICE = torch.tensor([0.251936, -0.053792, 0.536442, -0.013978, -0.035945, 0.273494, -0.119442, 0.391964,
-                               -0.204013, 0.172931, 0.072898, -0.007164])
+EXPECTED_SLICE = torch.tensor(
+    [
+        0.251936,
+        -0.053792,
+        0.536442,
+        -0.013978,
+        -0.035945,
+        0.273494,
+        -0.119442,
+        0.391964,
+        -0.204013,
+        0.172931,
+        0.072898,
+        -0.007164,
+    ]
+)
 
 
 def inputs():
@@ -140,6 +165,8 @@ def test_describe_unet_follows_the_config():
 
     film = describe_unet(film_cfg(), 32)
     assert [r["stage"] for r in film] == ["conv in", "down 0", "down 1", "middle", "up 1", "up 0", "out"]
-    assert film[2]["length"] == 16 and "self-attention" in film[2]["detail"] and "self-attention" not in film[1]["detail"]
+    assert (
+        film[2]["length"] == 16 and "self-attention" in film[2]["detail"] and "self-attention" not in film[1]["detail"]
+    )
     paper = describe_unet(UNetConfig(levels=4, text_dim=16), 128)
     assert paper[0]["channels in → out"] == "4 → 8" and paper[3]["stage"] == "bottleneck" and paper[3]["length"] == 16

@@ -149,16 +149,27 @@ def test_channel_latent_norm_round_trip_and_training_stats(tmp_path):
     with pytest.raises(ValueError, match="latent_norm"):
         VAEConfig(latent_norm="batch")
 
-    from tests.data_trees import make_tiny_run
     from diffusets_core.train.latents import encode_latents
     from diffusets_core.train.vae import train_vae
+    from tests.data_trees import make_tiny_run
 
-    recs = [{"subject_id": 10000032 + i % 12, "study_id": 40000000 + i, "hr": 60.0 + i, "seed": i,
-             "reports": ["Sinus rhythm", "Normal ECG"]} for i in range(24)]
+    recs = [
+        {
+            "subject_id": 10000032 + i % 12,
+            "study_id": 40000000 + i,
+            "hr": 60.0 + i,
+            "seed": i,
+            "reports": ["Sinus rhythm", "Normal ECG"],
+        }
+        for i in range(24)
+    ]
     run = make_tiny_run(tmp_path, recs)
-    train_vae(run, {"channels": [32, 32, 32], "norm_groups": 8, "latent_norm": "channel"},
-              {"max_steps": 3, "batch_size": 8, "val_every": 3, "checkpoint_every": 3, "progress": False,
-               "device": "cpu"}, seed=0)
+    train_vae(
+        run,
+        {"channels": [32, 32, 32], "norm_groups": 8, "latent_norm": "channel"},
+        {"max_steps": 3, "batch_size": 8, "val_every": 3, "checkpoint_every": 3, "progress": False, "device": "cpu"},
+        seed=0,
+    )
     encode_latents(run, device="cpu")
     z = np.load(run / "latents" / "train.npy")
     np.testing.assert_allclose(z.mean(axis=(0, 2)), 0.0, atol=1e-4)
@@ -169,8 +180,10 @@ def test_unused_parameters_are_exactly_those_without_gradient():
     # DDP (torchrun train-vae) refuses parameters that receive no gradient: the list must be exact
     from diffusets_core.models.vae import VAE, VAEConfig
 
-    for kw in (dict(channels=[8, 8, 16], norm_groups=4),
-               dict(channels=[8, 8, 16], norm_groups=4, derived_leads=True, latent_channels=8)):
+    for kw in (
+        dict(channels=[8, 8, 16], norm_groups=4),
+        dict(channels=[8, 8, 16], norm_groups=4, derived_leads=True, latent_channels=8),
+    ):
         torch.manual_seed(0)
         v = VAE(VAEConfig(**kw))
         v.loss(torch.randn(2, 12, 1024), kl_weight=1e-3)["loss"].backward()

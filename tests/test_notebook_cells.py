@@ -24,18 +24,36 @@ MAX_LOGIC_LINES = 3  # e.g. one `if` guarding a two-line display
 
 def _builds_text(node: ast.AST) -> bool:
     for sub in ast.walk(node):
-        if isinstance(sub, (ast.JoinedStr, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp,
-                            ast.Lambda, ast.IfExp)):
+        if isinstance(
+            sub, (ast.JoinedStr, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp, ast.Lambda, ast.IfExp)
+        ):
             return True
-        if isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Add) and any(
-                isinstance(s, (ast.Constant, ast.JoinedStr)) and isinstance(getattr(s, "value", None), str)
-                or isinstance(s, ast.JoinedStr) for s in (sub.left, sub.right)):
+        if (
+            isinstance(sub, ast.BinOp)
+            and isinstance(sub.op, ast.Add)
+            and any(
+                isinstance(s, (ast.Constant, ast.JoinedStr))
+                and isinstance(getattr(s, "value", None), str)
+                or isinstance(s, ast.JoinedStr)
+                for s in (sub.left, sub.right)
+            )
+        ):
             return True
     return False
 
 
-COMPOUND = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.With, ast.AsyncWith, ast.FunctionDef,
-            ast.AsyncFunctionDef, ast.ClassDef) + ((ast.Match,) if hasattr(ast, "Match") else ())
+COMPOUND = (
+    ast.If,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.Try,
+    ast.With,
+    ast.AsyncWith,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+) + ((ast.Match,) if hasattr(ast, "Match") else ())
 
 
 def logic_lines(source: str) -> set[int]:
@@ -66,8 +84,10 @@ def cell_report(nb_path: Path) -> list[tuple[int, int, str]]:
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_cells_are_thin(nb_path):
     heavy = [(i, n, first) for i, n, first in cell_report(nb_path) if n > MAX_LOGIC_LINES]
-    assert not heavy, (f"{nb_path.name}: cells with more than {MAX_LOGIC_LINES} logic lines (move the logic into "
-                       "the package): " + "; ".join(f"cell {i} ({n} lines, starts {first!r})" for i, n, first in heavy))
+    assert not heavy, (
+        f"{nb_path.name}: cells with more than {MAX_LOGIC_LINES} logic lines (move the logic into "
+        "the package): " + "; ".join(f"cell {i} ({n} lines, starts {first!r})" for i, n, first in heavy)
+    )
 
 
 def test_logic_line_counter():

@@ -12,18 +12,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_reference_weights import golden, load_key_lists, make_reference_state_dicts
 
 from diffusets_core.models import (
+    VAE,
     ConditionalUNet1D,
     UNetConfig,
-    VAE,
     VAEConfig,
     load_reference_unet,
     load_reference_vae,
     patient_from_condition,
     reference_time_table,
 )
-from test_reference_weights import golden, load_key_lists, make_reference_state_dicts
 
 
 def _tol(expected: np.ndarray, rel: float) -> float:

@@ -6,19 +6,19 @@ import pickle
 
 import pytest
 import torch
+from test_reference_weights import make_reference_state_dicts
 
 from diffusets_core.models import (
+    VAE,
     CheckpointError,
     ConditionalUNet1D,
     EmbedderMismatchError,
     UNetConfig,
-    VAE,
     VAEConfig,
     check_embedder_compat,
     load_reference_unet,
     load_reference_vae,
 )
-from test_reference_weights import make_reference_state_dicts
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,9 @@ def test_wrapped_and_prefixed_state_dicts_load(unet_sd):
 def test_missing_key_is_named(unet_sd):
     sd = dict(unet_sd)
     del sd["upsampling_blocks.3.block.cross_attention.to_v.bias"]
-    with pytest.raises(CheckpointError, match=r"1 missing key\(s\): upsampling_blocks\.3\.block\.cross_attention\.to_v\.bias"):
+    with pytest.raises(
+        CheckpointError, match=r"1 missing key\(s\): upsampling_blocks\.3\.block\.cross_attention\.to_v\.bias"
+    ):
         load_reference_unet(sd)
 
 
@@ -96,7 +98,9 @@ def test_extra_key_is_named(unet_sd):
 def test_shape_mismatch_is_named(unet_sd):
     sd = dict(unet_sd)
     sd["output_conv.2.weight"] = torch.zeros(4, 4, 3)
-    with pytest.raises(CheckpointError, match=r"shape mismatch.*output_conv\.2\.weight: checkpoint \(4, 4, 3\) vs model \(4, 4, 1\)"):
+    with pytest.raises(
+        CheckpointError, match=r"shape mismatch.*output_conv\.2\.weight: checkpoint \(4, 4, 3\) vs model \(4, 4, 1\)"
+    ):
         load_reference_unet(sd)
 
 

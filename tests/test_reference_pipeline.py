@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from test_reference_weights import make_reference_state_dicts
 
 from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
 from diffusets_core.models.reference import EmbedderMismatchError
 from diffusets_core.text.embedders import HashEmbedder
-from test_reference_weights import make_reference_state_dicts
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +20,9 @@ def ckpts(tmp_path_factory):
 
 
 def test_released_layout_generates_in_paper_mode(ckpts, tmp_path):
-    pipe = DiffuSETSPipeline.from_reference(*ckpts, embedder=HashEmbedder(dim=1536), device="cpu",
-                                            cache_dir=tmp_path / "cache")
+    pipe = DiffuSETSPipeline.from_reference(
+        *ckpts, embedder=HashEmbedder(dim=1536), device="cpu", cache_dir=tmp_path / "cache"
+    )
     assert pipe.unet.cfg.text_dim == 1536 and pipe.patient_mode == "paper" and pipe.clip_sample == 1.0
     assert pipe.vae.scale_factor == pytest.approx(0.18215)
     out = pipe("Sinus rhythm|Normal ECG.", age=50, sex="M", hr=80, sampler="ddpm", num_inference_steps=2, seed=0)
@@ -36,5 +37,6 @@ def test_wrong_embedder_width_fails_before_generation(ckpts, tmp_path):
 
 def test_clean_prompt_embedder_is_refused(ckpts, tmp_path):
     with pytest.raises(ValueError, match="paper-mode ordered prompts"):
-        DiffuSETSPipeline.from_reference(*ckpts, embedder=HashEmbedder(dim=1536, prompt_mode="clean"), device="cpu",
-                                         cache_dir=tmp_path)
+        DiffuSETSPipeline.from_reference(
+            *ckpts, embedder=HashEmbedder(dim=1536, prompt_mode="clean"), device="cpu", cache_dir=tmp_path
+        )

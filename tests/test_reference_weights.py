@@ -21,14 +21,14 @@ import torch
 FIXTURES = Path(__file__).parent / "fixtures" / "reference"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_key_lists() -> tuple[dict, dict]:
     unet = json.loads((FIXTURES / "unet_keys.json").read_text())
     vae = json.loads((FIXTURES / "vae_keys.json").read_text())
     return unet, vae
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def golden() -> dict[str, np.ndarray]:
     with np.load(FIXTURES / "golden.npz") as z:
         return {k: z[k] for k in z.files}
@@ -60,7 +60,7 @@ def _fill(rows: list[dict], table: np.ndarray | None, prefix: str = "") -> dict[
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_state_dicts() -> tuple[dict, dict]:
     unet_keys, vae_keys = load_key_lists()
     unet_sd = _fill(unet_keys["keys"], golden()["unet_time_table"])
@@ -89,10 +89,22 @@ def sha256_le(t: torch.Tensor | np.ndarray) -> str:
 # ---------------------------------------------------------------------------------------------------
 def test_worked_examples_first3():
     examples = {
-        ("downsampling_blocks.0.down.weight", (8, 8, 3)): [0.3072514832019806, 0.11818641424179077, -0.2457880973815918],
-        ("downsampling_blocks.0.block.layer_norm1.weight", (6,)): [0.9175857305526733, 0.9994258284568787, 0.983321487903595],
+        ("downsampling_blocks.0.down.weight", (8, 8, 3)): [
+            0.3072514832019806,
+            0.11818641424179077,
+            -0.2457880973815918,
+        ],
+        ("downsampling_blocks.0.block.layer_norm1.weight", (6,)): [
+            0.9175857305526733,
+            0.9994258284568787,
+            0.983321487903595,
+        ],
         ("downsampling_blocks.0.down.bias", (8,)): [0.048625413328409195, -0.054408080875873566, 0.06775566935539246],
-        ("upsampling_blocks.0.up.weight", (256, 256, 4)): [-0.00183516601100564, -0.002318170852959156, 0.0040319194085896015],
+        ("upsampling_blocks.0.up.weight", (256, 256, 4)): [
+            -0.00183516601100564,
+            -0.002318170852959156,
+            0.0040319194085896015,
+        ],
         ("encoder.0.weight", (128, 12, 3)): [-0.006450675427913666, 0.21571508049964905, -0.19630910456180573],
         ("decoder.2.groupnorm_1.weight", (512,)): [1.003556489944458, 0.9446712732315063, 1.0367010831832886],
     }
@@ -106,8 +118,11 @@ def test_rule_sha256_all_keys():
     unet_sd, vae_sd = _cached_state_dicts()
     unet_keys, vae_keys = load_key_lists()
     checked = 0
-    for rows, sd in ((unet_keys["keys"], unet_sd), (vae_keys["encoder"], vae_sd["encoder"]),
-                     (vae_keys["decoder"], vae_sd["decoder"])):
+    for rows, sd in (
+        (unet_keys["keys"], unet_sd),
+        (vae_keys["encoder"], vae_sd["encoder"]),
+        (vae_keys["decoder"], vae_sd["decoder"]),
+    ):
         assert list(sd) == [r["key"] for r in rows]
         for r in rows:
             t = sd[r["key"]]

@@ -47,10 +47,12 @@ def test_roundtrip_and_each_prompt_once(tmp_path):
 def test_identity_separates_caches(tmp_path):
     a = EmbeddingCache(tmp_path, IDENT)
     fill(a, 0, 3)
-    other = [EmbedderIdentity("hash", "hash-sha256-v1", 16, "clean"),
-             EmbedderIdentity("hash", "other-model", 16, "paper"),
-             EmbedderIdentity("openai", "m", None, "paper", "http://127.0.0.1:1/v1"),
-             EmbedderIdentity("openai", "m", None, "paper", "http://127.0.0.1:2/v1")]
+    other = [
+        EmbedderIdentity("hash", "hash-sha256-v1", 16, "clean"),
+        EmbedderIdentity("hash", "other-model", 16, "paper"),
+        EmbedderIdentity("openai", "m", None, "paper", "http://127.0.0.1:1/v1"),
+        EmbedderIdentity("openai", "m", None, "paper", "http://127.0.0.1:2/v1"),
+    ]
     dirs = {a.dir} | {EmbeddingCache(tmp_path, i).dir for i in other}
     assert len(dirs) == 5
     assert all(len(EmbeddingCache(tmp_path, i)) == 0 for i in other)
@@ -124,7 +126,7 @@ def test_concurrent_reader_thread_sees_consistent_prefix(tmp_path):
     def writer():
         try:
             for k in range(0, 300, 6):
-                writer_cache.add(all_texts[k:k + 6], np.stack([expected[t] for t in all_texts[k:k + 6]]))
+                writer_cache.add(all_texts[k : k + 6], np.stack([expected[t] for t in all_texts[k : k + 6]]))
                 if k == 150:
                     writer_cache.consolidate()  # concurrent consolidation must not confuse readers
         except Exception as e:  # pragma: no cover

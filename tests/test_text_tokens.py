@@ -38,21 +38,35 @@ def test_report_tokens_layout_padding_and_truncation():
     assert rows.shape == (6, 4)  # 2 + 1 + 3 statements present, padding dropped
 
 
-@pytest.mark.parametrize("reports, prompts, embed, match", [
-    (["A", "  |  "], np.ones((2, 4)), _embed, "no statement"),
-    (["A"], np.ones((2, 4)), _embed, "N=1"),
-    (["A"], np.ones((1, 4)), lambda st: np.zeros((len(st), 4)), "all-zero"),
-    (["A"], np.ones((1, 4)), lambda st: np.ones((len(st), 3)), r"\(1, 4\)"),
-])
+@pytest.mark.parametrize(
+    "reports, prompts, embed, match",
+    [
+        (["A", "  |  "], np.ones((2, 4)), _embed, "no statement"),
+        (["A"], np.ones((2, 4)), _embed, "N=1"),
+        (["A"], np.ones((1, 4)), lambda st: np.zeros((len(st), 4)), "all-zero"),
+        (["A"], np.ones((1, 4)), lambda st: np.ones((len(st), 3)), r"\(1, 4\)"),
+    ],
+)
 def test_report_tokens_refuses_bad_input(reports, prompts, embed, match):
     with pytest.raises(ValueError, match=match):
         report_tokens(reports, prompts, embed, 2)
 
 
 def token_cfg(**kw) -> UNetConfig:
-    base = dict(arch="film", text_dim=16, base_channels=16, channel_mults=(1, 2), attn_levels=(1,), emb_dim=32,
-                attn_heads=2, norm_groups=8, kernel_size=3, cond_dropout=0.1, cond_dropout_mode="separate",
-                text_tokens=3)
+    base = dict(
+        arch="film",
+        text_dim=16,
+        base_channels=16,
+        channel_mults=(1, 2),
+        attn_levels=(1,),
+        emb_dim=32,
+        attn_heads=2,
+        norm_groups=8,
+        kernel_size=3,
+        cond_dropout=0.1,
+        cond_dropout_mode="separate",
+        text_tokens=3,
+    )
     base.update(kw)
     return UNetConfig(**base)
 
@@ -79,8 +93,22 @@ def token_inputs():
 
 # stored from this implementation (torch 2.13 CPU); a change to the token path, the cross-attention or its
 # placement moves these numbers
-EXPECTED_TOKEN_SLICE = torch.tensor([-0.083293, 0.15532, 0.362745, -0.044072, -0.072214, -0.059472, 0.180856,
-                                     0.105483, 0.280019, 0.156497, 0.034975, -0.323278])
+EXPECTED_TOKEN_SLICE = torch.tensor(
+    [
+        -0.083293,
+        0.15532,
+        0.362745,
+        -0.044072,
+        -0.072214,
+        -0.059472,
+        0.180856,
+        0.105483,
+        0.280019,
+        0.156497,
+        0.034975,
+        -0.323278,
+    ]
+)
 
 
 def test_token_model_shapes_slice_and_statements_matter():
@@ -117,27 +145,47 @@ def test_statement_stats_are_buffers_saved_with_the_model():
     m = seeded_token_model()
     x, t, text, patient = token_inputs()
     before = m(x, t, text, patient)
-    m.set_text_stats(torch.zeros(16), torch.ones(16), statement_mean=torch.full((16,), 0.5),
-                     statement_std=torch.full((16,), 2.0))
+    m.set_text_stats(
+        torch.zeros(16), torch.ones(16), statement_mean=torch.full((16,), 0.5), statement_std=torch.full((16,), 2.0)
+    )
     after = m(x, t, text, patient)
     assert not torch.allclose(before, after)
     m2 = build_unet(token_cfg())
     m2.load_state_dict(m.state_dict())
     torch.testing.assert_close(m2(x, t, text, patient), after)
     with pytest.raises(ValueError, match="no statement tokens"):
-        build_unet(token_cfg(text_tokens=0)).set_text_stats(torch.zeros(16), torch.ones(16),
-                                                            statement_mean=torch.zeros(16), statement_std=torch.ones(16))
+        build_unet(token_cfg(text_tokens=0)).set_text_stats(
+            torch.zeros(16), torch.ones(16), statement_mean=torch.zeros(16), statement_std=torch.ones(16)
+        )
 
 
 def test_tiny_run_trains_and_generates_with_statement_tokens(tmp_path):
     from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
     from tests.data_trees import TINY_UNET, make_tiny_run, simple_mimic_records
 
-    train = {"max_steps": 3, "batch_size": 8, "val_every": 3, "checkpoint_every": 3, "log_every": 1,
-             "progress": False, "device": "cpu"}
-    unet = {**TINY_UNET, "arch": "film", "base_channels": 8, "channel_mults": [1, 2], "attn_levels": [1],
-            "emb_dim": 16, "attn_heads": 2, "norm_groups": 4, "cond_dropout": 0.2, "cond_dropout_mode": "separate",
-            "text_tokens": 4, "text_subspace": 0.999}
+    train = {
+        "max_steps": 3,
+        "batch_size": 8,
+        "val_every": 3,
+        "checkpoint_every": 3,
+        "log_every": 1,
+        "progress": False,
+        "device": "cpu",
+    }
+    unet = {
+        **TINY_UNET,
+        "arch": "film",
+        "base_channels": 8,
+        "channel_mults": [1, 2],
+        "attn_levels": [1],
+        "emb_dim": 16,
+        "attn_heads": 2,
+        "norm_groups": 4,
+        "cond_dropout": 0.2,
+        "cond_dropout_mode": "separate",
+        "text_tokens": 4,
+        "text_subspace": 0.999,
+    }
     run = make_tiny_run(tmp_path, simple_mimic_records(24, subjects=12), train=train, unet=unet)
     ck = torch.load(run / "unet" / "model.pt", weights_only=True)
     assert ck["config"]["text_tokens"] == 4
@@ -151,6 +199,15 @@ def test_tiny_run_trains_and_generates_with_statement_tokens(tmp_path):
     pipe = DiffuSETSPipeline.from_pretrained(run, device="cpu", dim=32)
     tok = pipe.embed_reports(["Sinus rhythm|Normal ECG", "Atrial fibrillation"])
     assert tok.shape == (2, 5, 32) and not tok[1, 2:].any() and tok[0, 1:3].any()
-    out = pipe(["Sinus rhythm|Normal ECG", "Atrial fibrillation"], age=60, sex="F", hr=[70, 110],
-               num_inference_steps=3, sampler="ddim", guidance_scale=2.0, guidance_on="text", seed=0)
+    out = pipe(
+        ["Sinus rhythm|Normal ECG", "Atrial fibrillation"],
+        age=60,
+        sex="F",
+        hr=[70, 110],
+        num_inference_steps=3,
+        sampler="ddim",
+        guidance_scale=2.0,
+        guidance_on="text",
+        seed=0,
+    )
     assert out.signals.shape[:2] == (2, 12) and np.isfinite(out.signals).all()

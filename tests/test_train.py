@@ -89,9 +89,22 @@ def test_ddp_two_cpu_processes_agree(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env["GLOO_SOCKET_IFNAME"] = "lo"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
-           "--master_addr", "127.0.0.1", "--master_port", str(port),
-           "-m", "tests.helpers.toy_train", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--nnodes",
+        "1",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        "-m",
+        "tests.helpers.toy_train",
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0 = torch.load(out / "rank0.pt", weights_only=True)
@@ -113,8 +126,16 @@ def test_unet_does_not_resume_on_other_latents(tmp_path):
     from diffusets_core.train.vae import train_vae
     from tests.data_trees import TINY_UNET, make_tiny_run
 
-    recs = [{"subject_id": 10000032 + i % 12, "study_id": 40000000 + i, "hr": 60.0 + i, "seed": i,
-             "reports": ["Sinus rhythm", "Normal ECG"]} for i in range(24)]
+    recs = [
+        {
+            "subject_id": 10000032 + i % 12,
+            "study_id": 40000000 + i,
+            "hr": 60.0 + i,
+            "seed": i,
+            "reports": ["Sinus rhythm", "Normal ECG"],
+        }
+        for i in range(24)
+    ]
     train = {"max_steps": 2, "batch_size": 8, "val_every": 2, "checkpoint_every": 2, "progress": False, "device": "cpu"}
     run = make_tiny_run(tmp_path, recs, train=train)
     first = load_checkpoint(run / "unet" / "last.pt")["meta"]["latents_fingerprint"]
@@ -138,8 +159,22 @@ def test_ddp_trains_the_vae_stage(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "GLOO_SOCKET_IFNAME": "lo"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--nnodes", "1",
-           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "tests.helpers.ddp_vae", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--nnodes",
+        "1",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        "-m",
+        "tests.helpers.ddp_vae",
+        str(run),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((run / "vae" / "summary.json").read_text())["steps"] == 2

@@ -44,15 +44,22 @@ def test_min_snr_weights_each_sample_by_clipped_snr():
     snr = abar / (1 - abar)
     expected_min_snr = (torch.clamp(snr, max=2.0) / snr * per).mean()
     got_uniform = DiffusionLoss(sched)(model, batch, torch.Generator().manual_seed(7))
-    got_min_snr = DiffusionLoss(sched, weighting="min_snr", snr_gamma=2.0)(model, batch, torch.Generator().manual_seed(7))
+    got_min_snr = DiffusionLoss(sched, weighting="min_snr", snr_gamma=2.0)(
+        model, batch, torch.Generator().manual_seed(7)
+    )
     assert torch.allclose(got_uniform, per.mean(), rtol=1e-5)
     assert torch.allclose(got_min_snr, expected_min_snr, rtol=1e-5)
     # Nearly clean timesteps (SNR >> gamma) are down-weighted, so the weighted loss is smaller here.
     assert got_min_snr < got_uniform
 
 
-@pytest.mark.parametrize("kw, msg", [({"weighting": "snr"}, "loss weighting must be one of"),
-                                     ({"weighting": "min_snr", "snr_gamma": 0.0}, "snr_gamma must be > 0")])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"weighting": "snr"}, "loss weighting must be one of"),
+        ({"weighting": "min_snr", "snr_gamma": 0.0}, "snr_gamma must be > 0"),
+    ],
+)
 def test_bad_loss_settings(kw, msg):
     with pytest.raises(ValueError, match=msg):
         DiffusionLoss(NoiseSchedule.paper(), **kw)
@@ -67,10 +74,12 @@ def test_the_trainer_loss_is_the_diffusion_objective():
     model = _EchoNoise()
     for kw in ({}, {"loss_weighting": "min_snr", "snr_gamma": 2.0}):
         diffusion = GaussianDiffusion(sched, **kw)
-        via_trainer = DiffusionLoss(sched, weighting=kw.get("loss_weighting", "uniform"),
-                                    snr_gamma=kw.get("snr_gamma", 5.0))(model, batch, torch.Generator().manual_seed(3))
-        direct = diffusion.loss(model, batch["z"], batch["text"], batch["patient"],
-                                generator=torch.Generator().manual_seed(3))
+        via_trainer = DiffusionLoss(
+            sched, weighting=kw.get("loss_weighting", "uniform"), snr_gamma=kw.get("snr_gamma", 5.0)
+        )(model, batch, torch.Generator().manual_seed(3))
+        direct = diffusion.loss(
+            model, batch["z"], batch["text"], batch["patient"], generator=torch.Generator().manual_seed(3)
+        )
         assert torch.equal(via_trainer, direct)
 
 

@@ -23,18 +23,28 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..text.embedders import is_loopback_url, sanitize_url
 
-__all__ = ["ConditionDescription", "DescriptionError", "load_table", "lookup", "describe_condition",
-           "llm_prompt", "parse_statements", "DEFAULT_LLM_MODEL", "TABLE_PATH"]
+__all__ = [
+    "ConditionDescription",
+    "DescriptionError",
+    "load_table",
+    "lookup",
+    "describe_condition",
+    "llm_prompt",
+    "parse_statements",
+    "DEFAULT_LLM_MODEL",
+    "TABLE_PATH",
+]
 
 TABLE_PATH = Path(__file__).with_name("condition_descriptions.yaml")
 DEFAULT_LLM_MODEL = "gpt-4o-mini"
 
-SYSTEM_PROMPT = ("You are a cardiologist writing the automated interpretation statements of a 12-lead ECG "
-                 "machine report.")
+SYSTEM_PROMPT = (
+    "You are a cardiologist writing the automated interpretation statements of a 12-lead ECG machine report."
+)
 USER_TEMPLATE = (
     "Write the machine-report statements of a typical resting 12-lead ECG of an adult patient with {name}. "
     "Use the short standard statements of ECG machine reports (for example 'Sinus rhythm', "
@@ -52,18 +62,18 @@ class DescriptionError(RuntimeError):
 class ConditionDescription:
     """A condition's description and how it was obtained."""
 
-    key: str                      # table key (or a slug of the name for LLM-only conditions)
+    key: str  # table key (or a slug of the name for LLM-only conditions)
     name: str
-    description: str              # statements joined with '|': what is embedded and fed to the model
-    source: str                   # "table" or "llm"
+    description: str  # statements joined with '|': what is embedded and fed to the model
+    source: str  # "table" or "llm"
     signature: list = field(default_factory=list)  # [{"feature": ..., "direction": "increase"|"decrease"}]
     expected: str = ""
     citation: str = ""
-    model: Optional[str] = None   # LLM model (source="llm")
-    prompt: Optional[list] = None  # chat messages sent (source="llm")
-    answer: Optional[str] = None  # raw LLM answer (source="llm")
+    model: str | None = None  # LLM model (source="llm")
+    prompt: list | None = None  # chat messages sent (source="llm")
+    answer: str | None = None  # raw LLM answer (source="llm")
     cached: bool = False
-    cache_path: Optional[str] = None
+    cache_path: str | None = None
 
     @property
     def statements(self) -> list[str]:
@@ -100,7 +110,7 @@ def load_table(path: str | os.PathLike | None = None) -> dict[str, dict]:
     return table
 
 
-def lookup(name: str, table: Optional[dict] = None) -> Optional[tuple[str, dict]]:
+def lookup(name: str, table: dict | None = None) -> tuple[str, dict] | None:
     """``(key, entry)`` of the table entry whose key, name or alias matches ``name`` (case/punctuation-blind)."""
     table = load_table() if table is None else table
     want = _norm(name)
@@ -135,18 +145,33 @@ def _default_cache_dir() -> Path:
 def _from_table(name: str, table: dict) -> ConditionDescription:
     hit = lookup(name, table)
     if hit is None:
-        raise DescriptionError(f"{name!r} is not in the descriptions table ({', '.join(sorted(table))}); "
-                               "use source='llm' or add a cited entry to condition_descriptions.yaml")
+        raise DescriptionError(
+            f"{name!r} is not in the descriptions table ({', '.join(sorted(table))}); "
+            "use source='llm' or add a cited entry to condition_descriptions.yaml"
+        )
     key, e = hit
-    return ConditionDescription(key=key, name=e["name"], description=e["description"], source="table",
-                                signature=[dict(s) for s in e["signature"]], expected=e.get("expected", ""),
-                                citation=e["citation"])
+    return ConditionDescription(
+        key=key,
+        name=e["name"],
+        description=e["description"],
+        source="table",
+        signature=[dict(s) for s in e["signature"]],
+        expected=e.get("expected", ""),
+        citation=e["citation"],
+    )
 
 
-def describe_condition(name: str, source: str = "table", *, model: str = DEFAULT_LLM_MODEL,
-                       cache_dir: str | os.PathLike | None = None, base_url: Optional[str] = None,
-                       table: Optional[dict] = None, timeout: float = 60.0, refresh: bool = False
-                       ) -> ConditionDescription:
+def describe_condition(
+    name: str,
+    source: str = "table",
+    *,
+    model: str = DEFAULT_LLM_MODEL,
+    cache_dir: str | os.PathLike | None = None,
+    base_url: str | None = None,
+    table: dict | None = None,
+    timeout: float = 60.0,
+    refresh: bool = False,
+) -> ConditionDescription:
     """Describe ``name``'s ECG picture as ``|``-joined machine-report statements (see the module docstring).
 
     ``source="llm"`` needs ``OPENAI_API_KEY`` (a loopback ``base_url`` without a key gets a dummy key) and
@@ -159,11 +184,11 @@ def describe_condition(name: str, source: str = "table", *, model: str = DEFAULT
     if source != "llm":
         raise ValueError(f"source must be 'table' or 'llm', got {source!r}")
 
-
     messages = llm_prompt(name)
     endpoint = sanitize_url(base_url) if base_url else "openai-default"
-    digest = hashlib.sha256(json.dumps({"model": model, "endpoint": endpoint, "messages": messages},
-                                       sort_keys=True).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        json.dumps({"model": model, "endpoint": endpoint, "messages": messages}, sort_keys=True).encode()
+    ).hexdigest()[:16]
     cdir = Path(cache_dir) if cache_dir else _default_cache_dir()
     path = cdir / f"{_slug(name)}-{digest}.json"
     hit = lookup(name, table)
@@ -175,10 +200,19 @@ def describe_condition(name: str, source: str = "table", *, model: str = DEFAULT
         if not statements:
             raise DescriptionError(f"the LLM answer for {name!r} holds no statements: {answer[:200]!r}")
         return ConditionDescription(
-            key=key, name=entry.get("name", name), description="|".join(statements), source="llm",
-            signature=[dict(s) for s in entry.get("signature", [])], expected=entry.get("expected", ""),
-            citation=entry.get("citation", ""), model=model, prompt=messages, answer=answer, cached=cached,
-            cache_path=str(path))
+            key=key,
+            name=entry.get("name", name),
+            description="|".join(statements),
+            source="llm",
+            signature=[dict(s) for s in entry.get("signature", [])],
+            expected=entry.get("expected", ""),
+            citation=entry.get("citation", ""),
+            model=model,
+            prompt=messages,
+            answer=answer,
+            cached=cached,
+            cache_path=str(path),
+        )
 
     if path.is_file() and not refresh:
         stored = json.loads(path.read_text(encoding="utf-8"))
@@ -189,8 +223,10 @@ def describe_condition(name: str, source: str = "table", *, model: str = DEFAULT
         if base_url and is_loopback_url(base_url):
             key_env = "no-key"
         else:
-            raise DescriptionError("source='llm' needs the OPENAI_API_KEY environment variable "
-                                   "(or a loopback base_url of a local OpenAI-compatible server)")
+            raise DescriptionError(
+                "source='llm' needs the OPENAI_API_KEY environment variable "
+                "(or a loopback base_url of a local OpenAI-compatible server)"
+            )
     import openai
 
     def redact(s: Any) -> str:
@@ -202,12 +238,20 @@ def describe_condition(name: str, source: str = "table", *, model: str = DEFAULT
         resp = client.chat.completions.create(model=model, messages=messages, temperature=0)
         answer = resp.choices[0].message.content or ""
     except openai.OpenAIError as exc:
-        raise DescriptionError(f"LLM request for {name!r} to {endpoint} failed: {type(exc).__name__}: "
-                               f"{redact(exc)}") from None
+        raise DescriptionError(
+            f"LLM request for {name!r} to {endpoint} failed: {type(exc).__name__}: {redact(exc)}"
+        ) from None
     result = build(answer, cached=False)
-    record = {"condition": name, "key": key, "model": model, "endpoint": endpoint, "messages": messages,
-              "answer": answer, "description": result.description,
-              "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    record = {
+        "condition": name,
+        "key": key,
+        "model": model,
+        "endpoint": endpoint,
+        "messages": messages,
+        "answer": answer,
+        "description": result.description,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     cdir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")

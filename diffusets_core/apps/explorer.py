@@ -21,9 +21,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,8 +41,17 @@ from ..text.embed import load_run_embeddings
 from ..text.patient import encode_patient
 from ..viz.ecgplot import plot_12lead
 
-__all__ = ["ExplorerInputError", "Conditions", "RealMatch", "ExplorerResult", "Explorer", "check_conditions",
-           "measure_ecg", "read_ecg", "MEASUREMENTS"]
+__all__ = [
+    "ExplorerInputError",
+    "Conditions",
+    "RealMatch",
+    "ExplorerResult",
+    "Explorer",
+    "check_conditions",
+    "measure_ecg",
+    "read_ecg",
+    "MEASUREMENTS",
+]
 
 #: Sampler and steps of the fast path (DPM-Solver++ needs about 20 steps for DDIM-50 quality).
 FAST_SAMPLER, FAST_STEPS = "dpmsolver++", 20
@@ -50,8 +60,14 @@ GUIDANCE_RANGE = (1.0, 15.0)
 #: Accepted sampler steps.
 STEPS_RANGE = (2, 1000)
 #: The measurements shown, in order: key -> (label, unit).
-MEASUREMENTS = {"hr": ("HR", "bpm"), "pr": ("PR", "ms"), "qrs": ("QRS", "ms"), "qt": ("QT", "ms"),
-                "qtc": ("QTc (Bazett)", "ms"), "axis": ("QRS axis", "°")}
+MEASUREMENTS = {
+    "hr": ("HR", "bpm"),
+    "pr": ("PR", "ms"),
+    "qrs": ("QRS", "ms"),
+    "qt": ("QT", "ms"),
+    "qtc": ("QTc (Bazett)", "ms"),
+    "axis": ("QRS axis", "°"),
+}
 
 
 class ExplorerInputError(ValueError):
@@ -68,7 +84,7 @@ class Conditions:
     sex: str
     hr: float
     seed: int = 0
-    guidance_scale: Optional[float] = None
+    guidance_scale: float | None = None
     steps: int = FAST_STEPS
     sampler: str = FAST_SAMPLER
 
@@ -79,10 +95,10 @@ class Conditions:
 
     def label(self) -> str:
         """One line for titles: report / patient / seed."""
-        return (f"{' / '.join(self.statements)} | {self.sex}, {self.age:.0f} y, HR {self.hr:.0f} | seed {self.seed}")
+        return f"{' / '.join(self.statements)} | {self.sex}, {self.age:.0f} y, HR {self.hr:.0f} | seed {self.seed}"
 
 
-def _statements(report: Union[str, Sequence[str], None]) -> tuple[str, ...]:
+def _statements(report: str | Sequence[str] | None) -> tuple[str, ...]:
     if report is None:
         parts: list[str] = []
     elif isinstance(report, str):
@@ -102,8 +118,17 @@ def _number(name: str, value: Any, unit: str) -> float:
     return x
 
 
-def check_conditions(report: Union[str, Sequence[str], None], age: Any, sex: Any, hr: Any, *, seed: Any = 0,
-                     guidance_scale: Any = None, steps: Any = FAST_STEPS, sampler: str = FAST_SAMPLER) -> Conditions:
+def check_conditions(
+    report: str | Sequence[str] | None,
+    age: Any,
+    sex: Any,
+    hr: Any,
+    *,
+    seed: Any = 0,
+    guidance_scale: Any = None,
+    steps: Any = FAST_STEPS,
+    sampler: str = FAST_SAMPLER,
+) -> Conditions:
     """Validate and normalise conditions; raises :class:`ExplorerInputError` naming the field.
 
     ``report``: statements joined with ``|`` (or newlines), or a list of statements; at least one non-empty.
@@ -133,8 +158,9 @@ def check_conditions(report: Union[str, Sequence[str], None], age: Any, sex: Any
     if guidance_scale is not None:
         g = _number("guidance scale", guidance_scale, "×")
         if not GUIDANCE_RANGE[0] <= g <= GUIDANCE_RANGE[1]:
-            raise ExplorerInputError(f"guidance scale: {g:g} is outside {GUIDANCE_RANGE[0]:g}–{GUIDANCE_RANGE[1]:g} "
-                                     "(1 = no guidance)")
+            raise ExplorerInputError(
+                f"guidance scale: {g:g} is outside {GUIDANCE_RANGE[0]:g}–{GUIDANCE_RANGE[1]:g} (1 = no guidance)"
+            )
     n = int(_number("steps", steps, "sampler steps"))
     if not STEPS_RANGE[0] <= n <= STEPS_RANGE[1]:
         raise ExplorerInputError(f"steps: {n} is outside {STEPS_RANGE[0]}–{STEPS_RANGE[1]}")
@@ -151,8 +177,14 @@ def measure_ecg(signal: np.ndarray, fs: float) -> dict[str, float]:
     """
 
     row = measure_record(np.asarray(signal), fs, xqrs=False)
-    out = {"hr": row["hr_nk"], "pr": row["pr_ms"], "qrs": row["qrs_ms"], "qt": row["qt_ms"],
-           "qtc": row["qtc_bazett_ms"], "axis": math.nan}
+    out = {
+        "hr": row["hr_nk"],
+        "pr": row["pr_ms"],
+        "qrs": row["qrs_ms"],
+        "qt": row["qt_ms"],
+        "qtc": row["qtc_bazett_ms"],
+        "axis": math.nan,
+    }
     m = _interpreter_measure(signal, fs)
     notes = [str(row.get("reason") or "")]
     if "error" not in m:
@@ -172,7 +204,6 @@ def measure_ecg(signal: np.ndarray, fs: float) -> dict[str, float]:
 def _resampled(signal: np.ndarray, fs: float) -> np.ndarray:
     """``signal`` at the cohort interpreter's 500 Hz (FFT resampling, as the benchmark's P-wave measurement)."""
     from scipy.signal import resample
-
 
     sig = np.asarray(signal, dtype=np.float64)
     return resample(sig, int(round(sig.shape[-1] * COHORT_FS / fs)), axis=-1)
@@ -201,8 +232,11 @@ def agreement(asked: Sequence[str], read: Sequence[str]) -> pd.DataFrame:
     reading: ``class, asked, read, agree`` (bool columns)."""
 
     lab, names = labels_from_reports([list(asked), list(read)], EVAL_CLASSES)
-    rows = [{"class": c, "asked": bool(lab[0, j]), "read": bool(lab[1, j])} for j, c in enumerate(names)
-            if lab[0, j] or lab[1, j]]
+    rows = [
+        {"class": c, "asked": bool(lab[0, j]), "read": bool(lab[1, j])}
+        for j, c in enumerate(names)
+        if lab[0, j] or lab[1, j]
+    ]
     table = pd.DataFrame(rows, columns=["class", "asked", "read"])
     table["agree"] = table["asked"] == table["read"]
     return table
@@ -223,8 +257,10 @@ class RealMatch:
     fs: float
 
     def label(self) -> str:
-        return (f"real training ECG {self.record_id} | {self.report.replace('|', ' / ')} | {self.sex}, "
-                f"{self.age:.0f} y, HR {self.hr:.0f} | report similarity {self.similarity:.2f}")
+        return (
+            f"real training ECG {self.record_id} | {self.report.replace('|', ' / ')} | {self.sex}, "
+            f"{self.age:.0f} y, HR {self.hr:.0f} | report similarity {self.similarity:.2f}"
+        )
 
 
 @dataclass
@@ -239,7 +275,7 @@ class ExplorerResult:
     measurements: dict[str, Any]
     reading: list[str]
     agreement: pd.DataFrame
-    nearest: Optional[RealMatch]
+    nearest: RealMatch | None
     output: Any = None  # the pipeline's GenerationOutput (for export)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -257,8 +293,12 @@ class ExplorerResult:
 
     def measurement_table(self) -> pd.DataFrame:
         """``measurement, value, unit`` rows (value NaN where not measurable)."""
-        return pd.DataFrame([{"measurement": lab, "value": self.measurements.get(k, math.nan), "unit": unit}
-                             for k, (lab, unit) in MEASUREMENTS.items()])
+        return pd.DataFrame(
+            [
+                {"measurement": lab, "value": self.measurements.get(k, math.nan), "unit": unit}
+                for k, (lab, unit) in MEASUREMENTS.items()
+            ]
+        )
 
     def matched(self) -> bool:
         """Does the interpreter's reading name every requested class (and no other)?"""
@@ -268,20 +308,31 @@ class ExplorerResult:
         """Measurements, reading and agreement as a small HTML block (for the widget and the book)."""
         import html
 
-        vals = " · ".join(f"<b>{lab}</b> {_fmt(self.measurements.get(k))} {unit}" for k, (lab, unit) in MEASUREMENTS.items())
-        agree = ", ".join(f"{'✓' if r.agree else '✗'} {r['class']} ({'asked' if r.asked else 'not asked'}, "
-                          f"{'read' if r.read else 'not read'})" for _, r in self.agreement.iterrows()) or "no class"
+        vals = " · ".join(
+            f"<b>{lab}</b> {_fmt(self.measurements.get(k))} {unit}" for k, (lab, unit) in MEASUREMENTS.items()
+        )
+        agree = (
+            ", ".join(
+                f"{'✓' if r.agree else '✗'} {r['class']} ({'asked' if r.asked else 'not asked'}, "
+                f"{'read' if r.read else 'not read'})"
+                for _, r in self.agreement.iterrows()
+            )
+            or "no class"
+        )
         why = self.measurements.get("reason")
-        return (f"<div class='diffusets-explorer-summary'><p>Measured: {vals}"
-                + (f" <i>({html.escape(str(why))})</i>" if why else "") + "</p>"
-                f"<p>Interpreter's reading: <i>{html.escape(' / '.join(self.reading))}</i></p>"
-                f"<p>Requested classes vs reading: {html.escape(agree)}</p>"
-                f"<p><small>generated in {self.seconds.get('generate', math.nan):.2f} s, measured in "
-                f"{self.seconds.get('measure', math.nan):.2f} s ({self.conditions.sampler}, {self.conditions.steps} "
-                f"steps, guidance {_fmt(self.output.conditions['guidance_scale'].iloc[0] if self.output is not None else self.conditions.guidance_scale, '.1f')})"
-                "</small></p></div>")
+        return (
+            f"<div class='diffusets-explorer-summary'><p>Measured: {vals}"
+            + (f" <i>({html.escape(str(why))})</i>" if why else "")
+            + "</p>"
+            f"<p>Interpreter's reading: <i>{html.escape(' / '.join(self.reading))}</i></p>"
+            f"<p>Requested classes vs reading: {html.escape(agree)}</p>"
+            f"<p><small>generated in {self.seconds.get('generate', math.nan):.2f} s, measured in "
+            f"{self.seconds.get('measure', math.nan):.2f} s ({self.conditions.sampler}, {self.conditions.steps} "
+            f"steps, guidance {_fmt(self.output.conditions['guidance_scale'].iloc[0] if self.output is not None else self.conditions.guidance_scale, '.1f')})"
+            "</small></p></div>"
+        )
 
-    def save(self, out_dir: Union[str, os.PathLike], formats: Sequence[str] = ("wfdb", "png")) -> list[Path]:
+    def save(self, out_dir: str | os.PathLike, formats: Sequence[str] = ("wfdb", "png")) -> list[Path]:
         """Write the ECG with :func:`diffusets_core.diffusion.export.export_batch` (WFDB header comments carry the
         conditions, seed and model) into ``out_dir/<report-slug>_<sex><age>_hr<hr>_seed<seed>/``; returns the files."""
 
@@ -305,8 +356,14 @@ def _fmt(v: Any, spec: str = ".0f") -> str:
 class Explorer:
     """Generate-and-measure for one trained run. Build with :meth:`from_run`; call :meth:`explore`."""
 
-    def __init__(self, pipe: Any, records: Optional[pd.DataFrame] = None, signals: Any = None,
-                 vectors: Optional[np.ndarray] = None, fs: Optional[float] = None):
+    def __init__(
+        self,
+        pipe: Any,
+        records: pd.DataFrame | None = None,
+        signals: Any = None,
+        vectors: np.ndarray | None = None,
+        fs: float | None = None,
+    ):
         """``pipe``: a :class:`~diffusets_core.diffusion.pipeline.DiffuSETSPipeline` (or anything with its call
         signature and ``embed_reports``); ``records``/``signals``/``vectors``: the real ECGs to compare with
         (rows aligned; ``vectors`` their report embeddings) — optional."""
@@ -317,8 +374,15 @@ class Explorer:
         self.fs = float(fs if fs is not None else getattr(pipe, "fs", 102.4))
 
     @classmethod
-    def from_run(cls, run_dir: Union[str, os.PathLike], *, device: str = "cpu", split: str = "train",
-                 pipe: Any = None, **pipe_kwargs: Any) -> "Explorer":
+    def from_run(
+        cls,
+        run_dir: str | os.PathLike,
+        *,
+        device: str = "cpu",
+        split: str = "train",
+        pipe: Any = None,
+        **pipe_kwargs: Any,
+    ) -> Explorer:
         """The run's pipeline (its validated guidance) and its ``split`` ECGs with their report embeddings."""
 
         run_dir = Path(run_dir)
@@ -332,7 +396,7 @@ class Explorer:
         return cls(pipe, recs, store.signals(split), vec, store.fs)
 
     # -- choices for the widget ------------------------------------------------------------------------------
-    def statements(self, limit: Optional[int] = None) -> list[str]:
+    def statements(self, limit: int | None = None) -> list[str]:
         """Distinct statements of the comparison records' reports, most frequent first."""
         if self.records is None:
             return []
@@ -345,7 +409,7 @@ class Explorer:
         return float(getattr(self.pipe, "sampling", {}).get("guidance_scale", 1.0))
 
     # -- the call ---------------------------------------------------------------------------------------------
-    def nearest(self, report: str, age: float, sex: str, hr: float) -> Optional[RealMatch]:
+    def nearest(self, report: str, age: float, sex: str, hr: float) -> RealMatch | None:
         """The comparison record whose report embedding is closest (cosine) to ``report``'s; among equally close
         reports (within 1e-4), the one nearest in HR (bpm/10), age (years/20) and sex."""
         if self.records is None or self.vectors is None or not len(self.records):
@@ -354,24 +418,54 @@ class Explorer:
         sim = self.vectors @ q
         best = np.flatnonzero(sim >= sim.max() - 1e-4)
         r = self.records.iloc[best]
-        dist = (np.abs(r["hr"].to_numpy(float) - hr) / 10 + np.abs(r["age"].to_numpy(float) - age) / 20
-                + (r["sex"].astype(str).to_numpy() != sex))
+        dist = (
+            np.abs(r["hr"].to_numpy(float) - hr) / 10
+            + np.abs(r["age"].to_numpy(float) - age) / 20
+            + (r["sex"].astype(str).to_numpy() != sex)
+        )
         i = int(best[int(np.argmin(dist))])
         row = self.records.iloc[i]
-        return RealMatch(str(row["record_id"]), str(row["report"]), float(row["age"]), str(row["sex"]),
-                         float(row["hr"]), float(sim[i]), np.asarray(self.signals[i], dtype=np.float32), self.fs)
+        return RealMatch(
+            str(row["record_id"]),
+            str(row["report"]),
+            float(row["age"]),
+            str(row["sex"]),
+            float(row["hr"]),
+            float(sim[i]),
+            np.asarray(self.signals[i], dtype=np.float32),
+            self.fs,
+        )
 
-    def explore(self, report: Union[str, Sequence[str], None], age: Any = 60, sex: Any = "M", hr: Any = 75, *,
-                seed: Any = 0, guidance_scale: Any = None, steps: Any = FAST_STEPS, sampler: str = FAST_SAMPLER,
-                compare: bool = True) -> ExplorerResult:
+    def explore(
+        self,
+        report: str | Sequence[str] | None,
+        age: Any = 60,
+        sex: Any = "M",
+        hr: Any = 75,
+        *,
+        seed: Any = 0,
+        guidance_scale: Any = None,
+        steps: Any = FAST_STEPS,
+        sampler: str = FAST_SAMPLER,
+        compare: bool = True,
+    ) -> ExplorerResult:
         """Generate one ECG for the conditions and read it. Raises :class:`ExplorerInputError` for bad input
         (before any generation); everything else (the model, the measurements) is the package's own."""
-        c = check_conditions(report, age, sex, hr, seed=seed, guidance_scale=guidance_scale, steps=steps,
-                             sampler=sampler)
+        c = check_conditions(
+            report, age, sex, hr, seed=seed, guidance_scale=guidance_scale, steps=steps, sampler=sampler
+        )
         t0 = time.perf_counter()
         try:
-            out = self.pipe(c.report, age=c.age, sex=c.sex, hr=c.hr, seed=c.seed, guidance_scale=c.guidance_scale,
-                            num_inference_steps=c.steps, sampler=c.sampler)
+            out = self.pipe(
+                c.report,
+                age=c.age,
+                sex=c.sex,
+                hr=c.hr,
+                seed=c.seed,
+                guidance_scale=c.guidance_scale,
+                num_inference_steps=c.steps,
+                sampler=c.sampler,
+            )
         except ValueError as exc:  # the pipeline's own checks (e.g. guidance on a model without dropout)
             raise ExplorerInputError(str(exc)) from None
         t1 = time.perf_counter()
@@ -380,8 +474,17 @@ class Explorer:
         reading = read_ecg(sig, out.fs)
         t2 = time.perf_counter()
         near = self.nearest(c.report, c.age, c.sex, c.hr) if compare else None
-        return ExplorerResult(c, sig, float(out.fs), meas, reading, agreement(c.statements, reading), near, out,
-                              {"generate": t1 - t0, "measure": t2 - t1, "compare": time.perf_counter() - t2})
+        return ExplorerResult(
+            c,
+            sig,
+            float(out.fs),
+            meas,
+            reading,
+            agreement(c.statements, reading),
+            near,
+            out,
+            {"generate": t1 - t0, "measure": t2 - t1, "compare": time.perf_counter() - t2},
+        )
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -389,12 +492,18 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 #: inputs the explorer must refuse with a message (name -> changes to a valid example's conditions)
-BAD_INPUTS = {"empty report": dict(report=" | "), "age 400": dict(age=400), "unknown sex": dict(sex="X"),
-              "HR 5 bpm": dict(hr=5), "HR 'fast'": dict(hr="fast")}
+BAD_INPUTS = {
+    "empty report": dict(report=" | "),
+    "age 400": dict(age=400),
+    "unknown sex": dict(sex="X"),
+    "HR 5 bpm": dict(hr=5),
+    "HR 'fast'": dict(hr="fast"),
+}
 
 
-def bad_input_messages(explorer: "Explorer", example: dict, *, seed: int, steps: int, sampler: str,
-                       bad: Optional[dict] = None) -> pd.DataFrame:
+def bad_input_messages(
+    explorer: Explorer, example: dict, *, seed: int, steps: int, sampler: str, bad: dict | None = None
+) -> pd.DataFrame:
     """Each bad input (``example`` changed as :data:`BAD_INPUTS` says) through :meth:`Explorer.explore`: columns
     ``input`` and ``message`` (the :class:`ExplorerInputError` text, or ``(accepted)``)."""
     messages = []
@@ -407,7 +516,7 @@ def bad_input_messages(explorer: "Explorer", example: dict, *, seed: int, steps:
     return pd.DataFrame(messages)
 
 
-def ensure_trained(run_dir: Union[str, os.PathLike], profile: str, train_if_missing: bool = False) -> bool:
+def ensure_trained(run_dir: str | os.PathLike, profile: str, train_if_missing: bool = False) -> bool:
     """Make sure ``run_dir`` holds a trained U-Net. Returns ``False`` when it already does; otherwise, when
     ``train_if_missing`` (or running in Colab), runs chapters 01-04 of ``profile`` there with ``diffusets book``
     and returns ``True``. Raises ``FileNotFoundError`` (saying what to run) when neither holds."""
@@ -418,9 +527,26 @@ def ensure_trained(run_dir: Union[str, os.PathLike], profile: str, train_if_miss
     if (run_dir / "unet" / "model.pt").is_file():
         return False
     if not (train_if_missing or "google.colab" in sys.modules):
-        raise FileNotFoundError(f"{run_dir} has no trained U-Net; run chapters 01-04 (`diffusets book --profile "
-                                f"{profile} --run-dir {run_dir} --only 01_data 02_text 03_vae 04_diffusion --no-build`) "
-                                "or set train_if_missing = True")
-    subprocess.run(["diffusets", "book", "--profile", profile, "--run-dir", str(run_dir), "--only", "01_data",
-                    "02_text", "03_vae", "04_diffusion", "--no-build"], check=True)
+        raise FileNotFoundError(
+            f"{run_dir} has no trained U-Net; run chapters 01-04 (`diffusets book --profile "
+            f"{profile} --run-dir {run_dir} --only 01_data 02_text 03_vae 04_diffusion --no-build`) "
+            "or set train_if_missing = True"
+        )
+    subprocess.run(
+        [
+            "diffusets",
+            "book",
+            "--profile",
+            profile,
+            "--run-dir",
+            str(run_dir),
+            "--only",
+            "01_data",
+            "02_text",
+            "03_vae",
+            "04_diffusion",
+            "--no-build",
+        ],
+        check=True,
+    )
     return True

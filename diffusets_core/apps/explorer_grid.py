@@ -18,8 +18,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,8 +34,14 @@ from .explorer import FAST_SAMPLER, FAST_STEPS, MEASUREMENTS, Explorer, agreemen
 __all__ = ["grid_conditions", "render_grid", "write_explorer_html", "write_explorer"]
 
 
-def grid_conditions(records: pd.DataFrame, *, max_classes: int = 13, hr_quantiles: Sequence[float] = (0.1, 0.5, 0.9),
-                    sexes: Sequence[str] = ("F", "M"), hr_round: float = 5.0) -> pd.DataFrame:
+def grid_conditions(
+    records: pd.DataFrame,
+    *,
+    max_classes: int = 13,
+    hr_quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+    sexes: Sequence[str] = ("F", "M"),
+    hr_round: float = 5.0,
+) -> pd.DataFrame:
     """The grid: for each benchmark class (:data:`~diffusets_core.eval.report.EVAL_CLASSES`) present in
     ``records``, most frequent first (at most ``max_classes``): the most frequent report that names this class
     and no other (else the most frequent that names it), the heart rates of those records at ``hr_quantiles``
@@ -57,28 +64,48 @@ def grid_conditions(records: pd.DataFrame, *, max_classes: int = 13, hr_quantile
         part = recs[only] if only.any() else recs[lab[:, j]]
         report = str(part["report"].value_counts().index[0])
         same = part[part["report"] == report]
-        hrs = sorted(dict.fromkeys(float(hr_round * round(q / hr_round))
-                                   for q in same["hr"].astype(float).quantile(list(hr_quantiles)).to_numpy()))
+        hrs = sorted(
+            dict.fromkeys(
+                float(hr_round * round(q / hr_round))
+                for q in same["hr"].astype(float).quantile(list(hr_quantiles)).to_numpy()
+            )
+        )
         age = float(round(same["age"].astype(float).median()))
         for hr in hrs:
             for sex in sexes:
-                rows.append({"class": cls, "statement": CLASS_STATEMENT.get(cls, cls), "report": report, "hr": hr,
-                             "sex": sex, "age": age})
+                rows.append(
+                    {
+                        "class": cls,
+                        "statement": CLASS_STATEMENT.get(cls, cls),
+                        "report": report,
+                        "hr": hr,
+                        "sex": sex,
+                        "age": age,
+                    }
+                )
     grid = pd.DataFrame(rows, columns=["class", "statement", "report", "hr", "sex", "age"])
     grid.insert(0, "index", np.arange(len(grid)))
     return grid
 
 
-def render_grid(explorer: Explorer, grid: pd.DataFrame, out_dir: Union[str, os.PathLike], *, seed: int = 0,
-                steps: int = FAST_STEPS, sampler: str = FAST_SAMPLER, guidance_scale: Optional[float] = None,
-                batch_size: int = 32, dpi: int = 80) -> pd.DataFrame:
+def render_grid(
+    explorer: Explorer,
+    grid: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    steps: int = FAST_STEPS,
+    sampler: str = FAST_SAMPLER,
+    guidance_scale: float | None = None,
+    batch_size: int = 32,
+    dpi: int = 80,
+) -> pd.DataFrame:
     """Generate one ECG per grid row (seed ``seed + index``, in batches), write ``img/ecg_NNN.png``, and return
     the grid (``hr`` is the requested rate) with ``seed, image``, the measurements as ``measured_<key>`` for each
     :data:`~diffusets_core.apps.explorer.MEASUREMENTS` key (``measured_hr`` in bpm, intervals in ms, axis in degrees),
     ``reason``, ``reading`` (the interpreter's statements, `` / ``-joined) and ``agree`` (the reading names the
     requested classes and no other)."""
     import matplotlib.pyplot as plt
-
 
     out_dir = Path(out_dir)
     (out_dir / "img").mkdir(parents=True, exist_ok=True)
@@ -90,11 +117,19 @@ def render_grid(explorer: Explorer, grid: pd.DataFrame, out_dir: Union[str, os.P
     rows = []
     t_gen = t_rest = 0.0
     for start in range(0, len(grid), batch_size):
-        part = grid.iloc[start:start + batch_size]
+        part = grid.iloc[start : start + batch_size]
         t0 = time.perf_counter()
-        out = explorer.pipe(part["report"].tolist(), age=part["age"].astype(float).tolist(), sex=part["sex"].tolist(),
-                            hr=part["hr"].astype(float).tolist(), seed=seed + start, num_inference_steps=steps,
-                            sampler=sampler, guidance_scale=guidance_scale, batch_size=batch_size)
+        out = explorer.pipe(
+            part["report"].tolist(),
+            age=part["age"].astype(float).tolist(),
+            sex=part["sex"].tolist(),
+            hr=part["hr"].astype(float).tolist(),
+            seed=seed + start,
+            num_inference_steps=steps,
+            sampler=sampler,
+            guidance_scale=guidance_scale,
+            batch_size=batch_size,
+        )
         t1 = time.perf_counter()
         for k, (_, g) in enumerate(part.iterrows()):
             sig = np.asarray(out.signals[k])
@@ -102,17 +137,29 @@ def render_grid(explorer: Explorer, grid: pd.DataFrame, out_dir: Union[str, os.P
             reading = read_ecg(sig, out.fs)
             agree = agreement(g["report"].split("|"), reading)
             image = f"img/ecg_{int(g['index']):03d}.png"
-            title = (f"generated | {g['report'].replace('|', ' / ')} | {g['sex']}, {g['age']:.0f} y, HR {g['hr']:.0f} "
-                     f"| seed {seed + int(g['index'])}")
+            title = (
+                f"generated | {g['report'].replace('|', ' / ')} | {g['sex']}, {g['age']:.0f} y, HR {g['hr']:.0f} "
+                f"| seed {seed + int(g['index'])}"
+            )
             fig = plot_12lead(sig, out.fs, title=title, dpi=dpi)
             fig.savefig(out_dir / image, dpi=dpi)
             plt.close(fig)
-            rows.append({**g.to_dict(), "seed": seed + int(g["index"]), "image": image,
-                         **{f"measured_{k}": v for k, v in meas.items() if k in MEASUREMENTS}, "reason": meas["reason"],
-                         "reading": " / ".join(reading), "agree": bool(len(agree)) and bool(agree["agree"].all()),
-                         "guidance_scale": float(out.conditions["guidance_scale"].iloc[k])
-                         if "guidance_scale" in out.conditions else guidance_scale, "steps": steps,
-                         "sampler": sampler})
+            rows.append(
+                {
+                    **g.to_dict(),
+                    "seed": seed + int(g["index"]),
+                    "image": image,
+                    **{f"measured_{k}": v for k, v in meas.items() if k in MEASUREMENTS},
+                    "reason": meas["reason"],
+                    "reading": " / ".join(reading),
+                    "agree": bool(len(agree)) and bool(agree["agree"].all()),
+                    "guidance_scale": float(out.conditions["guidance_scale"].iloc[k])
+                    if "guidance_scale" in out.conditions
+                    else guidance_scale,
+                    "steps": steps,
+                    "sampler": sampler,
+                }
+            )
         t_rest += time.perf_counter() - t1
         t_gen += t1 - t0
     table = pd.DataFrame(rows)
@@ -207,8 +254,9 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def write_explorer_html(table: pd.DataFrame, out_dir: Union[str, os.PathLike], *, title: str = "ECG explorer",
-                        intro: str = "") -> Path:
+def write_explorer_html(
+    table: pd.DataFrame, out_dir: str | os.PathLike, *, title: str = "ECG explorer", intro: str = ""
+) -> Path:
     """``out_dir/index.html`` (controls, image, measurements, reading) and ``out_dir/conditions.json`` from a
     :func:`render_grid` table. Image paths in ``table['image']`` are relative to ``out_dir`` and must exist."""
     out_dir = Path(out_dir)
@@ -217,18 +265,31 @@ def write_explorer_html(table: pd.DataFrame, out_dir: Union[str, os.PathLike], *
         raise FileNotFoundError(f"{len(missing)} images of the table are not in {out_dir}, e.g. {missing[0]}")
     rows = [{k: _clean(v) for k, v in r.items()} for r in table.to_dict("records")]
     (out_dir / "conditions.json").write_text(json.dumps(rows, indent=1))
-    data = {"rows": rows, "measurements": [{"key": k, "label": lab, "unit": unit} for k, (lab, unit) in MEASUREMENTS.items()]}
+    data = {
+        "rows": rows,
+        "measurements": [{"key": k, "label": lab, "unit": unit} for k, (lab, unit) in MEASUREMENTS.items()],
+    }
     # inline JSON inside <script>: "</" must not close the tag early
     blob = json.dumps(data).replace("</", "<\\/")
-    page = (_PAGE.replace("__TITLE__", html.escape(title)).replace("__INTRO__", html.escape(intro))
-            .replace("__DATA__", blob))
+    page = (
+        _PAGE.replace("__TITLE__", html.escape(title))
+        .replace("__INTRO__", html.escape(intro))
+        .replace("__DATA__", blob)
+    )
     path = out_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
 
 
-def write_explorer(explorer: Explorer, grid: pd.DataFrame, out_dir: Union[str, os.PathLike], *,
-                   title: str = "ECG explorer", intro: str = "", **render_kw: Any) -> pd.DataFrame:
+def write_explorer(
+    explorer: Explorer,
+    grid: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    *,
+    title: str = "ECG explorer",
+    intro: str = "",
+    **render_kw: Any,
+) -> pd.DataFrame:
     """:func:`render_grid` then :func:`write_explorer_html`; returns the table (``attrs['seconds']`` timings)."""
     table = render_grid(explorer, grid, out_dir, **render_kw)
     write_explorer_html(table, out_dir, title=title, intro=intro)
@@ -237,13 +298,18 @@ def write_explorer(explorer: Explorer, grid: pd.DataFrame, out_dir: Union[str, o
 
 def grid_intro(grid: pd.DataFrame, *, profile: str, sampler: str, steps: int) -> str:
     """The pre-rendered explorer's one-line introduction: how many ECGs, classes, and how they were made."""
-    return (f"{len(grid)} generated ECGs: {grid['class'].nunique()} classes x heart rate x sex, "
-            f"profile {profile}, {sampler} {steps} steps. Pick a condition.")
+    return (
+        f"{len(grid)} generated ECGs: {grid['class'].nunique()} classes x heart rate x sex, "
+        f"profile {profile}, {sampler} {steps} steps. Pick a condition."
+    )
 
 
 def per_class_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per statement of a rendered grid (:func:`write_explorer`'s table): ECGs, requested heart rates, median
     measured heart rate, and the share the interpreter read as requested."""
     return table.groupby("statement", sort=False).agg(
-        ECGs=("index", "size"), requested_HR=("hr", lambda h: ", ".join(f"{x:.0f}" for x in sorted(set(h)))),
-        measured_HR_median=("measured_hr", "median"), read_as_requested=("agree", "mean"))
+        ECGs=("index", "size"),
+        requested_HR=("hr", lambda h: ", ".join(f"{x:.0f}" for x in sorted(set(h)))),
+        measured_HR_median=("measured_hr", "median"),
+        read_as_requested=("agree", "mean"),
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import Optional, Union
 
 from .explorer import Explorer, ExplorerInputError, ExplorerResult
 
@@ -24,18 +23,28 @@ class ExplorerWidget:
     attributes (``statements``, ``typed``, ``age``, ``sex``, ``hr``, ``seed``, ``guidance``), so a test or a
     notebook can set them and call :meth:`generate` / :meth:`save` directly."""
 
-    def __init__(self, explorer: Explorer, *, save_dir: Union[str, os.PathLike] = "explorer_saved",
-                 default_statements: tuple[str, ...] = ("Sinus rhythm", "Right bundle branch block"),
-                 show_nearest: bool = True, n_statements: int = 40):
+    def __init__(
+        self,
+        explorer: Explorer,
+        *,
+        save_dir: str | os.PathLike = "explorer_saved",
+        default_statements: tuple[str, ...] = ("Sinus rhythm", "Right bundle branch block"),
+        show_nearest: bool = True,
+        n_statements: int = 40,
+    ):
         import ipywidgets as W
 
         self.explorer = explorer
         self.save_dir = Path(save_dir)
         self.show_nearest = show_nearest
-        self.result: Optional[ExplorerResult] = None
+        self.result: ExplorerResult | None = None
         choices = explorer.statements(limit=n_statements)
-        self.statements = W.SelectMultiple(options=choices, value=tuple(s for s in default_statements if s in choices),
-                                           rows=8, description="Statements")
+        self.statements = W.SelectMultiple(
+            options=choices,
+            value=tuple(s for s in default_statements if s in choices),
+            rows=8,
+            description="Statements",
+        )
         self.typed = W.Text(value="", placeholder="or type statements, separated by |", description="Typed")
         # plain number boxes, not bounded ones: out-of-range input must reach the back-end's message, not be clamped
         self.age = W.FloatText(value=60, description="Age (y)")
@@ -53,12 +62,17 @@ class ExplorerWidget:
         self.run_button.on_click(lambda _: self.generate())
         self.save_wfdb.on_click(lambda _: self.save(("wfdb",)))
         self.save_png.on_click(lambda _: self.save(("png",)))
-        controls = W.VBox([W.HBox([self.statements, W.VBox([self.typed, self.age, self.sex, self.hr])]),
-                           W.HBox([self.seed, self.guidance]), W.HBox([self.run_button, self.save_wfdb, self.save_png]),
-                           self.message])
+        controls = W.VBox(
+            [
+                W.HBox([self.statements, W.VBox([self.typed, self.age, self.sex, self.hr])]),
+                W.HBox([self.seed, self.guidance]),
+                W.HBox([self.run_button, self.save_wfdb, self.save_png]),
+                self.message,
+            ]
+        )
         self.box = W.VBox([controls, self.plot, self.summary, self.nearest_plot])
 
-    def show(self) -> "ExplorerWidget":
+    def show(self) -> ExplorerWidget:
         """Display the widget and generate its default conditions once; returns ``self``."""
         from IPython.display import display
 
@@ -75,15 +89,21 @@ class ExplorerWidget:
         color = "#a31515" if error else "#176f2c"
         self.message.value = f"<span style='color:{color}'>{html.escape(text)}</span>"
 
-    def generate(self) -> Optional[ExplorerResult]:
+    def generate(self) -> ExplorerResult | None:
         """Run the back-end for the current controls and redraw; returns the result, or None on bad input (the
         message is shown in the widget)."""
         import matplotlib.pyplot as plt
         from IPython.display import display
 
         try:
-            res = self.explorer.explore(self.report(), self.age.value, self.sex.value, self.hr.value,
-                                        seed=self.seed.value, guidance_scale=self.guidance.value)
+            res = self.explorer.explore(
+                self.report(),
+                self.age.value,
+                self.sex.value,
+                self.hr.value,
+                seed=self.seed.value,
+                guidance_scale=self.guidance.value,
+            )
         except ExplorerInputError as exc:
             self._show_message(str(exc), error=True)
             self.save_wfdb.disabled = self.save_png.disabled = True

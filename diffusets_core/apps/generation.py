@@ -7,18 +7,25 @@ bradycardia below 60 bpm, sinus rhythm up to 100, sinus tachycardia above) a cli
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
 from ..eval.features import hr_error
 
-__all__ = ["report_patient_grid", "most_frequent_report", "RateReports", "rate_reports", "hr_sweep_conditions",
-           "hr_sweep_summary"]
+__all__ = [
+    "report_patient_grid",
+    "most_frequent_report",
+    "RateReports",
+    "rate_reports",
+    "hr_sweep_conditions",
+    "hr_sweep_summary",
+]
 
 
-def report_patient_grid(test: pd.DataFrame, train: pd.DataFrame, patients: Sequence[tuple[str, int]],
-                        n_reports: int = 4) -> pd.DataFrame:
+def report_patient_grid(
+    test: pd.DataFrame, train: pd.DataFrame, patients: Sequence[tuple[str, int]], n_reports: int = 4
+) -> pd.DataFrame:
     """The ``n_reports`` most frequent reports of ``test``, each for every ``(sex, age)`` of ``patients``, at the
     median heart rate (rounded, bpm) of the ``train`` records with that report (all of ``train`` if none).
     Columns ``report, sex, age, hr``; rows report-major."""
@@ -31,7 +38,7 @@ def report_patient_grid(test: pd.DataFrame, train: pd.DataFrame, patients: Seque
     return pd.DataFrame(rows)
 
 
-def most_frequent_report(records: pd.DataFrame, first_statement: str) -> Optional[str]:
+def most_frequent_report(records: pd.DataFrame, first_statement: str) -> str | None:
     """The most frequent report of ``records`` whose leading statement is ``first_statement`` (case-insensitive),
     or ``None`` when no report starts with it."""
     first = records["report"].str.split("|").str[0].str.strip().str.lower()
@@ -45,9 +52,11 @@ class RateReports:
     A missing rhythm falls back to the most frequent report of the records."""
 
     def __init__(self, records: pd.DataFrame):
-        self.reports = {"brady": most_frequent_report(records, "Sinus bradycardia"),
-                        "sinus": most_frequent_report(records, "Sinus rhythm"),
-                        "tachy": most_frequent_report(records, "Sinus tachycardia")}
+        self.reports = {
+            "brady": most_frequent_report(records, "Sinus bradycardia"),
+            "sinus": most_frequent_report(records, "Sinus rhythm"),
+            "tachy": most_frequent_report(records, "Sinus tachycardia"),
+        }
         self.fallback = records["report"].value_counts().index[0]
         self.fixed = self.reports["sinus"] or self.fallback
 
@@ -61,16 +70,18 @@ def rate_reports(records: pd.DataFrame) -> RateReports:
     return RateReports(records)
 
 
-def hr_sweep_conditions(reports: RateReports, hr_sweep: Sequence[float], n_per_condition: int,
-                        age: float = 55) -> pd.DataFrame:
+def hr_sweep_conditions(
+    reports: RateReports, hr_sweep: Sequence[float], n_per_condition: int, age: float = 55
+) -> pd.DataFrame:
     """Conditions of the heart-rate sweep: two series (``rate-matched report``, ``fixed report``) x the requested
     rates x ``n_per_condition`` ECGs alternating M/F. Columns ``series, requested HR, report, sex, age``."""
     rows = []
     for series, pick in (("rate-matched report", reports.matched), ("fixed report", lambda hr: reports.fixed)):
         for hr in hr_sweep:
             for j in range(n_per_condition):
-                rows.append({"series": series, "requested HR": float(hr), "report": pick(hr), "sex": "MF"[j % 2],
-                             "age": age})
+                rows.append(
+                    {"series": series, "requested HR": float(hr), "report": pick(hr), "sex": "MF"[j % 2], "age": age}
+                )
     return pd.DataFrame(rows)
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,9 +29,22 @@ from ..eval.features import hr_neurokit, measure_features
 from ..fileio import l2_normalize
 from .stats import NOT_MEASURABLE, OPPOSITE, PRESENT, compare
 
-__all__ = ["ConditionResult", "normal_report", "t_wave_shape", "measure", "generate_condition",
-           "signature_table", "overall_verdict", "T_LEADS", "description_source", "novelty_table",
-           "expected_signatures_markdown", "llm_cache_markdown", "run_signature_tests", "signature_values"]
+__all__ = [
+    "ConditionResult",
+    "normal_report",
+    "t_wave_shape",
+    "measure",
+    "generate_condition",
+    "signature_table",
+    "overall_verdict",
+    "T_LEADS",
+    "description_source",
+    "novelty_table",
+    "expected_signatures_markdown",
+    "llm_cache_markdown",
+    "run_signature_tests",
+    "signature_values",
+]
 
 T_LEADS = ("II", "V2", "V3", "V4", "V5")
 _NORMAL = re.compile(r"^normal ecg\.?$", re.I)
@@ -57,7 +71,6 @@ def normal_report(records: pd.DataFrame) -> str:
 def _t_shape_one(sig: np.ndarray, fs: float, leads: Sequence[str]) -> dict[str, float]:
     from scipy.signal import resample_poly
 
-
     row = {f"t_{k}_{ld}": math.nan for ld in leads for k in ("fwhm_ms", "peak")}
     peaks = None
     for name in ("II", "V5", "I", "V6"):
@@ -76,9 +89,9 @@ def _t_shape_one(sig: np.ndarray, fs: float, leads: Sequence[str]) -> dict[str, 
     ok = [p for p in pk if p - pre >= 0 and p + post <= x.shape[-1]]
     if len(ok) < 2:
         return row
-    mb = np.median(np.stack([x[:, p - pre:p + post] for p in ok]), axis=0)
+    mb = np.median(np.stack([x[:, p - pre : p + post] for p in ok]), axis=0)
     r = pre
-    base = np.median(mb[:, r - int(0.10 * fsu):r - int(0.05 * fsu)], axis=1)  # PR segment
+    base = np.median(mb[:, r - int(0.10 * fsu) : r - int(0.05 * fsu)], axis=1)  # PR segment
     lo, hi = r + int(0.14 * fsu), r + int(min(0.65 * rr, 0.55) * fsu)
     if hi - lo < int(0.06 * fsu):
         return row
@@ -156,10 +169,24 @@ class ConditionResult:
     paired: bool
 
 
-def generate_condition(pipe: Any, description: str, n: int, age: Any = 24, sex: Any = "M", hr: Any = 90,
-                       seed: int = 0, *, control_report: Optional[str] = None, records: Optional[pd.DataFrame] = None,
-                       steps: int = 50, sampler: str = "ddim", paired: bool = False, control_seed_offset: int = 100_000,
-                       t_leads: Sequence[str] = T_LEADS, **pipe_kwargs: Any) -> ConditionResult:
+def generate_condition(
+    pipe: Any,
+    description: str,
+    n: int,
+    age: Any = 24,
+    sex: Any = "M",
+    hr: Any = 90,
+    seed: int = 0,
+    *,
+    control_report: str | None = None,
+    records: pd.DataFrame | None = None,
+    steps: int = 50,
+    sampler: str = "ddim",
+    paired: bool = False,
+    control_seed_offset: int = 100_000,
+    t_leads: Sequence[str] = T_LEADS,
+    **pipe_kwargs: Any,
+) -> ConditionResult:
     """Generate ``n`` ECGs from ``description`` and ``n`` controls from ``control_report`` (or the most frequent
     normal report of ``records``), same patient values; measure both.
 
@@ -179,15 +206,30 @@ def generate_condition(pipe: Any, description: str, n: int, age: Any = 24, sex: 
     for group, out in (("condition", case), ("control", ctrl)):
         f = measure(out.signals, fs, t_leads)
         cond = out.conditions.reset_index(drop=True)
-        meta = pd.DataFrame({"group": group, "report": cond["report"], "seed": cond["seed"], "age": cond["age"],
-                             "sex": cond["sex"], "hr_requested": cond["hr"]})
+        meta = pd.DataFrame(
+            {
+                "group": group,
+                "report": cond["report"],
+                "seed": cond["seed"],
+                "age": cond["age"],
+                "sex": cond["sex"],
+                "hr_requested": cond["hr"],
+            }
+        )
         frames.append(pd.concat([meta, f], axis=1))
     feats = pd.concat(frames, ignore_index=True)
     return ConditionResult(description, control_report, case.signals, ctrl.signals, fs, feats, paired)
 
 
-def signature_table(features: pd.DataFrame, signature: Sequence[dict], *, paired: bool = False,
-                    n_boot: int = 2000, seed: int = 0, condition: str = "") -> pd.DataFrame:
+def signature_table(
+    features: pd.DataFrame,
+    signature: Sequence[dict],
+    *,
+    paired: bool = False,
+    n_boot: int = 2000,
+    seed: int = 0,
+    condition: str = "",
+) -> pd.DataFrame:
     """One row per signature feature: condition vs control (see :func:`diffusets_core.apps.stats.compare`).
 
     ``features`` is :attr:`ConditionResult.features` (a ``group`` column with "condition"/"control"); with
@@ -230,9 +272,10 @@ def overall_verdict(table: pd.DataFrame) -> str:
         extra.append(f"{few} with too few valid values to judge")
     if few + nm == n:
         return f"no verdict: of {n} signature features, " + ", ".join(extra)
-    head = ("signature present" if k == n else "signature partly present" if k else "signature not found")
+    head = "signature present" if k == n else "signature partly present" if k else "signature not found"
     return f"{head}: {k} of {n} features shifted in the expected direction (95% CI excludes 0)" + (
-        f"; {', '.join(extra)}" if extra else "")
+        f"; {', '.join(extra)}" if extra else ""
+    )
 
 
 # -- the chapter's steps (rare-disease chapter and any script that repeats the experiment) --------------------------
@@ -258,9 +301,17 @@ def novelty_table(descriptions: Sequence[Any], records: pd.DataFrame, pipe: Any)
     for i, d in enumerate(descriptions):
         seen = [s for s in d.statements if s.lower() in train_statements.index]
         j = int(np.argmax(cos[i]))
-        rows.append({"condition": d.name, "source": d.source, "description": d.description.replace("|", " | "),
-                     "statements seen in training": f"{len(seen)}/{len(d.statements)}" + (f" ({'; '.join(seen)})" if seen else ""),
-                     "nearest training report": distinct[j], "cosine": round(float(cos[i, j]), 3)})
+        rows.append(
+            {
+                "condition": d.name,
+                "source": d.source,
+                "description": d.description.replace("|", " | "),
+                "statements seen in training": f"{len(seen)}/{len(d.statements)}"
+                + (f" ({'; '.join(seen)})" if seen else ""),
+                "nearest training report": distinct[j],
+                "cosine": round(float(cos[i, j]), 3),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -272,19 +323,43 @@ def expected_signatures_markdown(descriptions: Sequence[Any]) -> str:
 def llm_cache_markdown(descriptions: Sequence[Any]) -> str:
     """A Markdown list of where each LLM-written description's answer is cached (``""`` when none came from an
     LLM)."""
-    return "\n".join(f"- {d.name}: LLM `{d.model}` answer cached at `{d.cache_path}`"
-                     + (" (from the cache)" if d.cached else "") for d in descriptions if d.source == "llm")
+    return "\n".join(
+        f"- {d.name}: LLM `{d.model}` answer cached at `{d.cache_path}`" + (" (from the cache)" if d.cached else "")
+        for d in descriptions
+        if d.source == "llm"
+    )
 
 
-def run_signature_tests(pipe: Any, descriptions: Sequence[Any], n: int, *, age: Any, sex: Any, hr: Any, seed: int,
-                        control_report: str, steps: int, sampler: str, n_boot: int
-                        ) -> tuple[dict[str, ConditionResult], pd.DataFrame]:
+def run_signature_tests(
+    pipe: Any,
+    descriptions: Sequence[Any],
+    n: int,
+    *,
+    age: Any,
+    sex: Any,
+    hr: Any,
+    seed: int,
+    control_report: str,
+    steps: int,
+    sampler: str,
+    n_boot: int,
+) -> tuple[dict[str, ConditionResult], pd.DataFrame]:
     """For each description ``k``: :func:`generate_condition` (seeds from ``seed + 1000 k``) and its
     :func:`signature_table`. Returns the results by condition name and the concatenated signature table."""
     results, tables = {}, []
     for k, d in enumerate(descriptions):
-        res = generate_condition(pipe, d.description, n, age=age, sex=sex, hr=hr, seed=seed + 1000 * k,
-                                 control_report=control_report, steps=steps, sampler=sampler)
+        res = generate_condition(
+            pipe,
+            d.description,
+            n,
+            age=age,
+            sex=sex,
+            hr=hr,
+            seed=seed + 1000 * k,
+            control_report=control_report,
+            steps=steps,
+            sampler=sampler,
+        )
         results[d.name] = res
         tables.append(signature_table(res.features, d.signature, n_boot=n_boot, seed=seed, condition=d.name))
     return results, pd.concat(tables, ignore_index=True)

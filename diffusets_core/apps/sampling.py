@@ -8,7 +8,8 @@ heart rate of what it generated; :func:`sweep_and_save_guidance` runs the valida
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,15 +17,22 @@ import pandas as pd
 from ..eval.features import hr_error, measure_features
 from ..eval.guidance import guidance_sweep, save_chosen_guidance, summarize_guidance
 
-__all__ = ["PAPER_AND_FAST_SAMPLERS", "compare_samplers", "rms_difference", "sweep_and_save_guidance",
-           "guidance_summary", "training_setup"]
+__all__ = [
+    "PAPER_AND_FAST_SAMPLERS",
+    "compare_samplers",
+    "rms_difference",
+    "sweep_and_save_guidance",
+    "guidance_summary",
+    "training_setup",
+]
 
 #: the paper's ancestral sampler (its step count is the chapter's parameter) and the two fast deterministic ones
 PAPER_AND_FAST_SAMPLERS = (("ddim", 50), ("dpmsolver++", 20))
 
 
-def compare_samplers(pipe: Any, conditions: pd.DataFrame, samplers: Sequence[tuple[str, int]], *, seed: int,
-                     batch_size: int = 64) -> tuple[pd.DataFrame, dict[str, Any]]:
+def compare_samplers(
+    pipe: Any, conditions: pd.DataFrame, samplers: Sequence[tuple[str, int]], *, seed: int, batch_size: int = 64
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Generate ``conditions`` (report, age, sex, hr columns) with each ``(sampler, steps)`` and the same seeds.
 
     Returns the table (index ``sampler``: ``steps``, ``seconds per ECG`` including decoding, ``HR MAE (bpm)`` and
@@ -36,14 +44,27 @@ def compare_samplers(pipe: Any, conditions: pd.DataFrame, samplers: Sequence[tup
     rows, outputs = [], {}
     for name, steps in samplers:
         t0 = time.perf_counter()
-        out = pipe(conditions["report"].tolist(), num_inference_steps=steps, sampler=name, seed=seed,
-                   batch_size=batch_size, **cond)
+        out = pipe(
+            conditions["report"].tolist(),
+            num_inference_steps=steps,
+            sampler=name,
+            seed=seed,
+            batch_size=batch_size,
+            **cond,
+        )
         dt = time.perf_counter() - t0
         feats = measure_features(out.signals, out.fs)
         err = hr_error(feats["hr_nk"].to_numpy(), conditions["hr"].to_numpy())
         outputs[name] = out
-        rows.append({"sampler": name, "steps": steps, "seconds per ECG": dt / len(conditions),
-                     "HR MAE (bpm)": err["mae"], "HR measurable": err["frac_valid"]})
+        rows.append(
+            {
+                "sampler": name,
+                "steps": steps,
+                "seconds per ECG": dt / len(conditions),
+                "HR MAE (bpm)": err["mae"],
+                "HR measurable": err["frac_valid"],
+            }
+        )
     table = pd.DataFrame(rows).set_index("sampler")
     table["speed-up vs DDPM"] = table["seconds per ECG"].iloc[0] / table["seconds per ECG"]
     return table, outputs
@@ -55,24 +76,42 @@ def rms_difference(outputs: dict[str, Any], reference: str = "ddpm") -> dict[str
     return {k: round(v, 3) for k, v in diff.items()}
 
 
-def sweep_and_save_guidance(run_dir: Any, scales: Sequence[float], *, n: int, seed: int, sampler: str, steps: int,
-                            clip_steps: int, clf_steps: int, workers: int = 0
-                            ) -> tuple[Optional[pd.DataFrame], Optional[dict]]:
+def sweep_and_save_guidance(
+    run_dir: Any,
+    scales: Sequence[float],
+    *,
+    n: int,
+    seed: int,
+    sampler: str,
+    steps: int,
+    clip_steps: int,
+    clf_steps: int,
+    workers: int = 0,
+) -> tuple[pd.DataFrame | None, dict | None]:
     """:func:`~diffusets_core.eval.guidance.guidance_sweep` over ``scales`` on the validation split, then
     :func:`~diffusets_core.eval.guidance.save_chosen_guidance`; ``(None, None)`` when ``scales`` is empty (the run
     keeps guidance 1)."""
     if not scales:
         return None, None
 
-    sweep = guidance_sweep(run_dir, scales, n=n, seed=seed, sampler=sampler, steps=steps, clip_steps=clip_steps,
-                           clf_steps=clf_steps, workers=workers)
+    sweep = guidance_sweep(
+        run_dir,
+        scales,
+        n=n,
+        seed=seed,
+        sampler=sampler,
+        steps=steps,
+        clip_steps=clip_steps,
+        clf_steps=clf_steps,
+        workers=workers,
+    )
     return sweep, save_chosen_guidance(run_dir, sweep, sampler=sampler, steps=steps)
 
 
 NO_SWEEP = "No guidance sweep in this build (`sweep_scales = []`): the run samples without guidance."
 
 
-def guidance_summary(sweep: Optional[pd.DataFrame], settings: Optional[dict]) -> str:
+def guidance_summary(sweep: pd.DataFrame | None, settings: dict | None) -> str:
     """:func:`~diffusets_core.eval.guidance.summarize_guidance`, or :data:`NO_SWEEP` when there was no sweep."""
     if sweep is None:
         return NO_SWEEP

@@ -17,12 +17,26 @@ NaN values (features that could not be measured) are dropped: per group when unp
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["cohens_d", "hedges_g", "paired_d", "bootstrap_ci", "compare", "verdict", "PRESENT", "OPPOSITE",
-           "NOT_FOUND", "NOT_MEASURABLE", "TOO_FEW", "SHIFT", "NO_SHIFT", "MIN_N_VERDICT"]
+__all__ = [
+    "cohens_d",
+    "hedges_g",
+    "paired_d",
+    "bootstrap_ci",
+    "compare",
+    "verdict",
+    "PRESENT",
+    "OPPOSITE",
+    "NOT_FOUND",
+    "NOT_MEASURABLE",
+    "TOO_FEW",
+    "SHIFT",
+    "NO_SHIFT",
+    "MIN_N_VERDICT",
+]
 
 PRESENT = "signature present: CI excludes 0 in the expected direction"
 OPPOSITE = "not found: CI excludes 0 but in the opposite direction"
@@ -86,9 +100,16 @@ def paired_d(case, control) -> float:
     return m / sd
 
 
-def bootstrap_ci(case, control, stat: Callable[[np.ndarray, np.ndarray], float] = hedges_g, *,
-                 paired: bool = False, n_boot: int = 2000, level: float = 0.95, seed: int = 0
-                 ) -> tuple[float, float]:
+def bootstrap_ci(
+    case,
+    control,
+    stat: Callable[[np.ndarray, np.ndarray], float] = hedges_g,
+    *,
+    paired: bool = False,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Percentile bootstrap CI of ``stat(case, control)``.
 
     Unpaired: each group is resampled with replacement on its own. Paired: the pairs are resampled together.
@@ -118,8 +139,9 @@ def bootstrap_ci(case, control, stat: Callable[[np.ndarray, np.ndarray], float] 
     return float(lo), float(hi)
 
 
-def verdict(ci_lo: float, ci_hi: float, expected: Optional[str] = None, *, n: Optional[int] = None,
-            min_n: int = MIN_N_VERDICT) -> str:
+def verdict(
+    ci_lo: float, ci_hi: float, expected: str | None = None, *, n: int | None = None, min_n: int = MIN_N_VERDICT
+) -> str:
     """Verdict from a CI of ``case - control``.
 
     ``expected`` is ``"increase"``, ``"decrease"`` or ``None`` (no hypothesis: just "shift"/"no shift").
@@ -145,8 +167,17 @@ def verdict(ci_lo: float, ci_hi: float, expected: Optional[str] = None, *, n: Op
     return NOT_FOUND
 
 
-def compare(case, control, *, expected: Optional[str] = None, paired: bool = False, n_boot: int = 2000,
-            level: float = 0.95, seed: int = 0, min_n: int = MIN_N_VERDICT) -> dict:
+def compare(
+    case,
+    control,
+    *,
+    expected: str | None = None,
+    paired: bool = False,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+    min_n: int = MIN_N_VERDICT,
+) -> dict:
     """One comparison row (see the module docstring). Keys:
 
     ``n_case, n_control, mean_case, mean_control, diff, effect_name, effect, ci_lo, ci_hi, test, p, expected,
@@ -164,10 +195,13 @@ def compare(case, control, *, expected: Optional[str] = None, paired: bool = Fal
     else:
         a, b = _clean(a_raw), _clean(b_raw)
         effect_name, fn, test = "Hedges' g", hedges_g, "Mann-Whitney U"
-    row = {"n_case": len(a), "n_control": len(b),
-           "mean_case": float(a.mean()) if len(a) else math.nan,
-           "mean_control": float(b.mean()) if len(b) else math.nan}
-    row["diff"] = (float((a - b).mean()) if paired and len(a) else row["mean_case"] - row["mean_control"])
+    row = {
+        "n_case": len(a),
+        "n_control": len(b),
+        "mean_case": float(a.mean()) if len(a) else math.nan,
+        "mean_control": float(b.mean()) if len(b) else math.nan,
+    }
+    row["diff"] = float((a - b).mean()) if paired and len(a) else row["mean_case"] - row["mean_control"]
     row["effect_name"] = effect_name
     row["effect"] = fn(a, b)
     row["ci_lo"], row["ci_hi"] = bootstrap_ci(a, b, fn, paired=paired, n_boot=n_boot, level=level, seed=seed)

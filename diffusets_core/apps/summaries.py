@@ -7,7 +7,8 @@ the methods chapter (:func:`count_parameters`, :func:`model_size_table`).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,9 +16,21 @@ import pandas as pd
 from ..data.overview import skipped_records, statements, subjects_in_several_splits
 from .rare_disease import overall_verdict
 
-__all__ = ["count_parameters", "model_size_table", "summarize_methods", "describe_reports", "skipped_view",
-           "summarize_data", "summarize_text", "summarize_diffusion", "summarize_generation",
-           "summarize_rare_disease", "summarize_knowledge", "summarize_gallery", "summarize_explorer"]
+__all__ = [
+    "count_parameters",
+    "model_size_table",
+    "summarize_methods",
+    "describe_reports",
+    "skipped_view",
+    "summarize_data",
+    "summarize_text",
+    "summarize_diffusion",
+    "summarize_generation",
+    "summarize_rare_disease",
+    "summarize_knowledge",
+    "summarize_gallery",
+    "summarize_explorer",
+]
 
 
 # -- 00 methods ------------------------------------------------------------------------------------------------------
@@ -26,27 +39,42 @@ def count_parameters(module: Any) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def model_size_table(vae: Any, unet: Any, text_dim: int, paper_vae: Any, paper_unet: Any,
-                     paper_text_dim: int) -> pd.DataFrame:
+def model_size_table(
+    vae: Any, unet: Any, text_dim: int, paper_vae: Any, paper_unet: Any, paper_text_dim: int
+) -> pd.DataFrame:
     """Parameters of the VAE encoder / decoder and the U-Net and the text width, this build against the paper's
     (values formatted with thousands separators)."""
-    sizes = pd.DataFrame({
-        "this build": [count_parameters(vae.encoder), count_parameters(vae.decoder), count_parameters(unet), text_dim],
-        "paper": [count_parameters(paper_vae.encoder), count_parameters(paper_vae.decoder),
-                  count_parameters(paper_unet), paper_text_dim],
-    }, index=["VAE encoder parameters", "VAE decoder parameters", "U-Net parameters", "text condition width"])
+    sizes = pd.DataFrame(
+        {
+            "this build": [
+                count_parameters(vae.encoder),
+                count_parameters(vae.decoder),
+                count_parameters(unet),
+                text_dim,
+            ],
+            "paper": [
+                count_parameters(paper_vae.encoder),
+                count_parameters(paper_vae.decoder),
+                count_parameters(paper_unet),
+                paper_text_dim,
+            ],
+        },
+        index=["VAE encoder parameters", "VAE decoder parameters", "U-Net parameters", "text condition width"],
+    )
     return sizes.map(lambda v: f"{v:,}")
 
 
-def summarize_methods(vae: Any, unet: Any, paper_vae: Any, paper_unet: Any, vae_cfg: Any, unet_cfg: Any,
-                      text_dim: int) -> str:
+def summarize_methods(
+    vae: Any, unet: Any, paper_vae: Any, paper_unet: Any, vae_cfg: Any, unet_cfg: Any, text_dim: int
+) -> str:
     """Model sizes against the paper's, the latent compression, and the U-Net's architecture and condition."""
     L = vae_cfg.downsample_factor
     return (
         f"- This build's VAE has {count_parameters(vae) / 1e6:.2f} M parameters (paper {count_parameters(paper_vae) / 1e6:.2f} M) and compresses "
         f"12 × 1024 values to {vae_cfg.latent_channels} × {1024 // L} ({12 * 1024 // (vae_cfg.latent_channels * 1024 // L)}× fewer).\n"
         f"- Its U-Net (`{unet_cfg.arch}`) has {count_parameters(unet) / 1e6:.2f} M parameters (paper {count_parameters(paper_unet) / 1e6:.2f} M), "
-        f"conditioned on a {text_dim}-d text vector plus 3 patient values.")
+        f"conditioned on a {text_dim}-d text vector plus 3 patient values."
+    )
 
 
 # -- 01 data ---------------------------------------------------------------------------------------------------------
@@ -54,9 +82,11 @@ def describe_reports(records: pd.DataFrame) -> str:
     """Distinct reports and statements, and the median number of statements per report."""
 
     st = statements(records)
-    return (f"{records['report'].nunique()} distinct reports among {len(records)} records; "
-            f"{st.nunique()} distinct statements; "
-            f"median {records['report'].str.count('[|]').median() + 1:.0f} statements per report")
+    return (
+        f"{records['report'].nunique()} distinct reports among {len(records)} records; "
+        f"{st.nunique()} distinct statements; "
+        f"median {records['report'].str.count('[|]').median() + 1:.0f} statements per report"
+    )
 
 
 def skipped_view(reasons: Any, manifest: pd.DataFrame, head: int = 20) -> list:
@@ -64,22 +94,28 @@ def skipped_view(reasons: Any, manifest: pd.DataFrame, head: int = 20) -> list:
     sentence saying none was skipped (objects for ``display(*...)``)."""
     from IPython.display import Markdown
 
-
     skipped = skipped_records(manifest)
     if len(skipped):
         return [reasons, skipped.head(head)]
     return [Markdown(f"No record was skipped: all {len(manifest)} records of the source were usable.")]
 
 
-def summarize_data(source: str, manifest: pd.DataFrame, records: pd.DataFrame, statement_table: pd.DataFrame,
-                   records_per_s: float, workers: int) -> str:
+def summarize_data(
+    source: str,
+    manifest: pd.DataFrame,
+    records: pd.DataFrame,
+    statement_table: pd.DataFrame,
+    records_per_s: float,
+    workers: int,
+) -> str:
     """Records read / prepared / skipped, the split by subject, reports, patients, and the preparation speed."""
 
     hr_lo, hr_hi = np.percentile(records["hr"], [5, 95])
     per_split = records.groupby("split")["record_id"].size()
     lines = [
         f"- Source `{source}`: {len(manifest)} records, {len(records)} prepared, {len(manifest) - len(records)} skipped with a reason.",
-        "- Split by subject: " + ", ".join(f"{s} {int(c)}" for s, c in per_split.items())
+        "- Split by subject: "
+        + ", ".join(f"{s} {int(c)}" for s, c in per_split.items())
         + f"; subjects in more than one split: {subjects_in_several_splits(records)}.",
         f"- {records['report'].nunique()} distinct reports; the most frequent statement is “{statement_table.index[0]}” "
         f"({statement_table['share of records'].iloc[0]:.0%} of records).",
@@ -132,8 +168,14 @@ def summarize_diffusion(summary: Mapping[str, Any], samplers: pd.DataFrame, ddpm
 
 
 # -- 05 generation ---------------------------------------------------------------------------------------------------
-def summarize_generation(grid: pd.DataFrame, n_reports: int, n_patients: int, hr_sweep: Sequence[float],
-                         n_per_condition: int, errors: Mapping[str, Mapping[str, float]]) -> str:
+def summarize_generation(
+    grid: pd.DataFrame,
+    n_reports: int,
+    n_patients: int,
+    hr_sweep: Sequence[float],
+    n_per_condition: int,
+    errors: Mapping[str, Mapping[str, float]],
+) -> str:
     """The gallery written and the heart-rate sweep's error per series (``errors``: series -> ``hr_error``)."""
     nan = float("nan")
     m = errors.get("rate-matched report", {})
@@ -151,64 +193,121 @@ def summarize_generation(grid: pd.DataFrame, n_reports: int, n_patients: int, hr
 
 
 # -- 07 rare disease -------------------------------------------------------------------------------------------------
-def summarize_rare_disease(descriptions: Sequence[Any], signatures: pd.DataFrame, *, sex: str, age: Any, hr: Any,
-                           n: int, control_report: str, sampler: str, steps: int, source: str, table_path: str) -> str:
+def summarize_rare_disease(
+    descriptions: Sequence[Any],
+    signatures: pd.DataFrame,
+    *,
+    sex: str,
+    age: Any,
+    hr: Any,
+    n: int,
+    control_report: str,
+    sampler: str,
+    steps: int,
+    source: str,
+    table_path: str,
+) -> str:
     """The experiment's setting, then per condition the overall verdict and each signature feature's test."""
 
-    lines = [f"- Patient: {sex}, {age} y, {hr} bpm; {n} ECGs per condition and {n} controls from `{control_report}`; "
-             f"{sampler} sampler, {steps} steps; descriptions from the {'LLM' if source == 'llm' else 'cited table'}."]
+    lines = [
+        f"- Patient: {sex}, {age} y, {hr} bpm; {n} ECGs per condition and {n} controls from `{control_report}`; "
+        f"{sampler} sampler, {steps} steps; descriptions from the {'LLM' if source == 'llm' else 'cited table'}."
+    ]
     for d in descriptions:
         t = signatures[signatures["condition"] == d.name]
         lines.append(f"- **{d.name}**: {overall_verdict(t)}.")
         for _, r in t.iterrows():
-            lines.append(f"  - `{r.feature}` (expected {r.expected}): {r.mean_case:.3g} vs {r.mean_control:.3g}, "
-                         f"g = {r.effect:.2f} [95% CI {r.ci_lo:.2f}, {r.ci_hi:.2f}], p = {r.p:.2g}, "
-                         f"n = {r.n_case}/{r.n_control} — {r.verdict}.")
+            lines.append(
+                f"  - `{r.feature}` (expected {r.expected}): {r.mean_case:.3g} vs {r.mean_control:.3g}, "
+                f"g = {r.effect:.2f} [95% CI {r.ci_lo:.2f}, {r.ci_hi:.2f}], p = {r.p:.2g}, "
+                f"n = {r.n_case}/{r.n_control} — {r.verdict}."
+            )
     lines.append(f"- Tables written to `{table_path}` in the run directory.")
     return "\n".join(lines)
 
 
 # -- 08 knowledge discovery ------------------------------------------------------------------------------------------
-def summarize_knowledge(experiments: Sequence[Any], table: pd.DataFrame, view: Any, *, n: int, sampler: str,
-                        steps: int, base_report: str, base_sex: str, base_age: Any, base_hr: Any,
-                        table_path: str) -> str:
+def summarize_knowledge(
+    experiments: Sequence[Any],
+    table: pd.DataFrame,
+    view: Any,
+    *,
+    n: int,
+    sampler: str,
+    steps: int,
+    base_report: str,
+    base_sex: str,
+    base_age: Any,
+    base_hr: Any,
+    table_path: str,
+) -> str:
     """Per experiment the features that shifted (95 % CI excluding 0) or that none did, then the embedding view
     (``view.points``: pc1, pc2, hr, report; ``view.explained``)."""
     pts = view.points
     rho = pts[["pc1", "pc2", "hr"]].corr(method="spearman")["hr"]
-    lines = [f"- {len(experiments)} experiments × {n} seed-matched pairs ({sampler}, {steps} steps), base report "
-             f"`{base_report}`, base patient {base_sex}, {base_age} y, {base_hr} bpm."]
+    lines = [
+        f"- {len(experiments)} experiments × {n} seed-matched pairs ({sampler}, {steps} steps), base report "
+        f"`{base_report}`, base patient {base_sex}, {base_age} y, {base_hr} bpm."
+    ]
     for e in experiments:
         t = table[table["experiment"] == e.name]
         shifts = t[t["verdict"].str.startswith("shift")]
         if len(shifts):
-            desc = "; ".join(f"`{r.feature}` {r['diff']:+.3g} (d_z {r.effect:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}])"
-                             for _, r in shifts.iterrows())
+            desc = "; ".join(
+                f"`{r.feature}` {r['diff']:+.3g} (d_z {r.effect:.2f} [{r.ci_lo:.2f}, {r.ci_hi:.2f}])"
+                for _, r in shifts.iterrows()
+            )
             lines.append(f"- **{e.label}**: shifts with a 95% CI excluding 0 — {desc}.")
         else:
-            lines.append(f"- **{e.label}**: no feature shift detected (each 95% CI includes 0, or the feature was not measurable or had too few valid pairs to judge).")
-    lines.append(f"- Embedding space: {len(pts)} records, {pts['report'].nunique()} distinct reports; PC1 and PC2 explain "
-                 f"{view.explained[0]:.0%} and {view.explained[1]:.0%} of the variance; Spearman correlation with HR: "
-                 f"PC1 {rho['pc1']:.2f}, PC2 {rho['pc2']:.2f}.")
+            lines.append(
+                f"- **{e.label}**: no feature shift detected (each 95% CI includes 0, or the feature was not measurable or had too few valid pairs to judge)."
+            )
+    lines.append(
+        f"- Embedding space: {len(pts)} records, {pts['report'].nunique()} distinct reports; PC1 and PC2 explain "
+        f"{view.explained[0]:.0%} and {view.explained[1]:.0%} of the variance; Spearman correlation with HR: "
+        f"PC1 {rho['pc1']:.2f}, PC2 {rho['pc2']:.2f}."
+    )
     lines.append(f"- Shift table written to `{table_path}`.")
     return "\n".join(lines)
 
 
 # -- 09 gallery ------------------------------------------------------------------------------------------------------
-def summarize_gallery(classes: pd.DataFrame, n_test: int, quiz: pd.DataFrame, *, max_classes: int, n_generated: int,
-                      sampler: str, steps: int, seed: int) -> str:
+def summarize_gallery(
+    classes: pd.DataFrame,
+    n_test: int,
+    quiz: pd.DataFrame,
+    *,
+    max_classes: int,
+    n_generated: int,
+    sampler: str,
+    steps: int,
+    seed: int,
+) -> str:
     """The gallery's classes and the quiz's mix of real and generated ECGs."""
     n_real = int((quiz["source"] == "real").sum())
-    return "\n".join([
-        f"- Gallery: {len(classes)} classes of the {n_test} test records (at most {max_classes}), each with one real "
-        f"ECG and {n_generated} generated for its report and patient ({sampler}, {steps} steps, seeds from {seed}).",
-        f"- Quiz: {len(quiz)} ECGs, {n_real} real and {len(quiz) - n_real} generated, order shuffled with seed {seed}.",
-    ])
+    return "\n".join(
+        [
+            f"- Gallery: {len(classes)} classes of the {n_test} test records (at most {max_classes}), each with one real "
+            f"ECG and {n_generated} generated for its report and patient ({sampler}, {steps} steps, seeds from {seed}).",
+            f"- Quiz: {len(quiz)} ECGs, {n_real} real and {len(quiz) - n_real} generated, order shuffled with seed {seed}.",
+        ]
+    )
 
 
 # -- 10 explorer -----------------------------------------------------------------------------------------------------
-def summarize_explorer(latency: Mapping[str, float], n_latency: int, *, sampler: str, steps: int, example: dict,
-                       result: Any, n_bad_inputs: int, table: pd.DataFrame, n_classes: int, grid_seconds: float) -> str:
+def summarize_explorer(
+    latency: Mapping[str, float],
+    n_latency: int,
+    *,
+    sampler: str,
+    steps: int,
+    example: dict,
+    result: Any,
+    n_bad_inputs: int,
+    table: pd.DataFrame,
+    n_classes: int,
+    grid_seconds: float,
+) -> str:
     """The widget back-end's latency (median seconds per phase), what the interpreter read for the example, the bad
     inputs answered, and the pre-rendered explorer (``table``: one row per ECG with ``agree``)."""
     lines = [

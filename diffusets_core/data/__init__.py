@@ -5,8 +5,16 @@ Main entry points: :func:`prepare_dataset` and :class:`SignalStore`. Imports are
 neurokit2 is loaded only when R-peak detection is actually needed.
 """
 
+from .folder import read_folder
 from .leads import CANONICAL_LEADS, LeadMappingError, canonical_lead_name, lead_indices, map_leads, parse_lead_label
+from .mimic import read_mimic
+from .prepare import PrepareResult, list_records, prepare_dataset
+from .preprocess import PreprocessConfig, ProcessedRecord, process_ref
+from .ptbxl import read_ptbxl
 from .records import DatasetLayoutError, RecordRef
+from .splits import assign_splits
+from .store import MANIFEST_COLUMNS, SignalStore, read_manifest
+from .subjects import SplitError
 from .wfdb_io import (
     AllNaNError,
     ECGRecord,
@@ -21,24 +29,40 @@ from .wfdb_io import (
     header_comments,
     read_record,
 )
-from .ptbxl import read_ptbxl
-from .mimic import read_mimic
-from .folder import read_folder
-from .preprocess import PreprocessConfig, ProcessedRecord, process_ref
-from .splits import assign_splits
-from .subjects import SplitError
-from .store import MANIFEST_COLUMNS, SignalStore, read_manifest
-from .prepare import PrepareResult, list_records, prepare_dataset
 
 __all__ = [
-    "CANONICAL_LEADS", "LeadMappingError", "canonical_lead_name", "lead_indices", "map_leads", "parse_lead_label",
-    "DatasetLayoutError", "RecordRef",
-    "ECGRecord", "RecordError", "RecordNotFoundError", "HeaderError", "TruncatedSignalError",
-    "HeaderSignalMismatchError", "MissingLeadError", "UnexpectedSamplingRateError", "UnitError",
-    "AllNaNError", "read_record", "header_comments",
-    "read_ptbxl", "read_mimic", "read_folder",
-    "PreprocessConfig", "ProcessedRecord", "process_ref",
-    "assign_splits", "SplitError",
-    "MANIFEST_COLUMNS", "SignalStore", "read_manifest",
-    "PrepareResult", "list_records", "prepare_dataset",
+    "CANONICAL_LEADS",
+    "LeadMappingError",
+    "canonical_lead_name",
+    "lead_indices",
+    "map_leads",
+    "parse_lead_label",
+    "DatasetLayoutError",
+    "RecordRef",
+    "ECGRecord",
+    "RecordError",
+    "RecordNotFoundError",
+    "HeaderError",
+    "TruncatedSignalError",
+    "HeaderSignalMismatchError",
+    "MissingLeadError",
+    "UnexpectedSamplingRateError",
+    "UnitError",
+    "AllNaNError",
+    "read_record",
+    "header_comments",
+    "read_ptbxl",
+    "read_mimic",
+    "read_folder",
+    "PreprocessConfig",
+    "ProcessedRecord",
+    "process_ref",
+    "assign_splits",
+    "SplitError",
+    "MANIFEST_COLUMNS",
+    "SignalStore",
+    "read_manifest",
+    "PrepareResult",
+    "list_records",
+    "prepare_dataset",
 ]

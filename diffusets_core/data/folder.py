@@ -140,7 +140,9 @@ def load_code_map(path: str | Path) -> dict[str, str]:
     code_col = next((cols[c] for c in _CODE_COLUMNS if c in cols), None)
     text_col = next((cols[c] for c in _TEXT_COLUMNS if c in cols), None)
     if code_col is None or text_col is None:
-        raise ValueError(f"{path}: expected columns code,text (or the Challenge's SNOMEDCTCode,Dx); found {list(df.columns)}")
+        raise ValueError(
+            f"{path}: expected columns code,text (or the Challenge's SNOMEDCTCode,Dx); found {list(df.columns)}"
+        )
     out: dict[str, str] = {}
     for line, (code, text) in enumerate(zip(df[code_col], df[text_col]), start=2):
         code, text = code.strip(), text.strip()
@@ -159,8 +161,9 @@ def _auto_subject(rel: Path, record_id: str) -> tuple[str, str]:
     return record_id, "auto: record (no patient folder or header field)"
 
 
-def read_folder(root: str | Path, source: str = SOURCE, code_map: str | Path | dict[str, str] | None = None
-                ) -> list[RecordRef]:
+def read_folder(
+    root: str | Path, source: str = SOURCE, code_map: str | Path | dict[str, str] | None = None
+) -> list[RecordRef]:
     """RecordRefs for every record under ``root`` (see module doc), ordered by relative path.
 
     Args:
@@ -196,8 +199,11 @@ def read_folder(root: str | Path, source: str = SOURCE, code_map: str | Path | d
         if _is_multisegment(hea):
             segments.update(hea.parent / f"{s}.hea" for s in (header.seg_name or []) if s != "~")
     if segments:
-        log.info("%s: %d segment header(s) belong to multi-segment records and are read through them",
-                 root, len(segments & set(headers)))
+        log.info(
+            "%s: %d segment header(s) belong to multi-segment records and are read through them",
+            root,
+            len(segments & set(headers)),
+        )
 
     refs: list[RecordRef] = []
     for hea in headers:
@@ -228,13 +234,17 @@ def read_folder(root: str | Path, source: str = SOURCE, code_map: str | Path | d
         if codes:
             ref.extra["dx_codes"] = codes
             if code_map is None:
-                ref.skip_reason = (f"header holds diagnosis codes {','.join(codes)} and no code mapping was given "
-                                   "(prepare --code-map CSV with columns code,text)")
+                ref.skip_reason = (
+                    f"header holds diagnosis codes {','.join(codes)} and no code mapping was given "
+                    "(prepare --code-map CSV with columns code,text)"
+                )
             else:
                 unmapped = [c for c in codes if c not in code_map]
                 if unmapped:
-                    ref.skip_reason = (f"diagnosis code(s) {','.join(unmapped)} not in the code mapping "
-                                       f"{codes_from or '(given as a dict)'}")
+                    ref.skip_reason = (
+                        f"diagnosis code(s) {','.join(unmapped)} not in the code mapping "
+                        f"{codes_from or '(given as a dict)'}"
+                    )
                 else:
                     statements = [s for s in ref.report.split("|") if s]
                     for c in codes:

@@ -75,8 +75,9 @@ def _to_detect_fs(x: np.ndarray, fs: float) -> np.ndarray:
     return resample_poly(x, fr.numerator, fr.denominator)
 
 
-def consensus_heart_rate(x: np.ndarray, fs: float, *, hr_range: tuple[float, float] = (20.0, 300.0),
-                         tol: float = AGREE_TOL) -> HeartRate:
+def consensus_heart_rate(
+    x: np.ndarray, fs: float, *, hr_range: tuple[float, float] = (20.0, 300.0), tol: float = AGREE_TOL
+) -> HeartRate:
     """Heart rate of one lead ``x`` (1-D, any unit, sampled at ``fs`` Hz) by detector agreement.
 
     Returns a :class:`HeartRate`; ``bpm`` is None (with a ``reason``) for a non-finite or flat
@@ -124,8 +125,10 @@ def consensus_heart_rate(x: np.ndarray, fs: float, *, hr_range: tuple[float, flo
         elif _agree(h_xq, h_en, tol):
             bpm, method = h_xq, "xqrs+engzee"
         else:
-            vals = ", ".join(f"{n} {'-' if not np.isfinite(v) else f'{v:.0f}'}"
-                             for n, v in (("neurokit2", h_nk), ("XQRS", h_xq), ("Engzee", h_en)))
+            vals = ", ".join(
+                f"{n} {'-' if not np.isfinite(v) else f'{v:.0f}'}"
+                for n, v in (("neurokit2", h_nk), ("XQRS", h_xq), ("Engzee", h_en))
+            )
             return HeartRate(None, reason=f"R-peak detectors disagree ({vals} bpm)")
     lo, hi = hr_range
     if not lo <= bpm <= hi:

@@ -45,9 +45,7 @@ __all__ = [
     "lead_indices",
 ]
 
-CANONICAL_LEADS: tuple[str, ...] = (
-    "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
-)
+CANONICAL_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 # Normalised spelling -> canonical name (keys lower-case, without spaces, underscores, dots).
 _ALIASES: dict[str, str] = {}
@@ -73,8 +71,7 @@ _DASHES = dict.fromkeys(map(ord, "\u2212\u2010\u2011\u2012\u2013\u2014\ufe63\uff
 _BRACKET_TAIL = re.compile(r"\s*[\(\[\{]([^\(\)\[\]\{\}]*)[\)\]\}]\s*$")
 _UNIT_TAIL = re.compile(r"[\s_]*(?:mv|uv|µv|μv)$", re.IGNORECASE)
 _PREFIX = re.compile(
-    r"^(?:mdc[\s_]*ecg[\s_]*lead|ecg|ekg|lead|ableitung|derivaci[oó]n|deriv)(?=[\s_.:\-+]|$|[adivc])",
-    re.IGNORECASE,
+    r"^(?:mdc[\s_]*ecg[\s_]*lead|ecg|ekg|lead|ableitung|derivaci[oó]n|deriv)(?=[\s_.:\-+]|$|[adivc])", re.IGNORECASE
 )
 _SEPS = re.compile(r"^[\s_.:]+")
 _INVERT_WORDS = {"inverted", "inv", "neg", "negative", "negated"}
@@ -105,7 +102,7 @@ def _split_label(name: str) -> tuple[str, int]:
     s = _UNIT_TAIL.sub("", s)
     m = _PREFIX.match(s)
     if m:
-        rest = s[m.end():]
+        rest = s[m.end() :]
         if rest.startswith("-") and len(rest) > 1 and rest[1] != "-" and not rest[1].isspace():
             rest = rest[1:]  # "ECG-II": the hyphen joins prefix and lead
         s = rest
@@ -168,8 +165,10 @@ def _near_miss_hints(sig_names: Sequence[str]) -> list[str]:
         elif parse_lead_label(name) is None:
             bare = re.sub(r"[^0-9a-z]", "", core)
             if bare in _ALIASES:
-                hints.append(f"channel {name!r} looks like {_ALIASES[bare]} but its sign or spelling is not "
-                             "one this reader knows")
+                hints.append(
+                    f"channel {name!r} looks like {_ALIASES[bare]} but its sign or spelling is not "
+                    "one this reader knows"
+                )
     return hints
 
 
@@ -209,8 +208,10 @@ def map_leads(sig_names: Sequence[str], complete: Sequence[bool] | None = None) 
                 chosen = next((c for c in cands if complete[c[0]]), cands[0])
             dropped = [f"{c[0] + 1} ({sig_names[c[0]]!r})" for c in cands if c is not chosen]
             why = "the first complete one" if complete is not None and complete[chosen[0]] else "the first one"
-            notes.append(f"lead {lead} appears in {len(cands)} channels: kept channel {chosen[0] + 1} "
-                         f"({sig_names[chosen[0]]!r}, {why}), dropped channel(s) {', '.join(dropped)}")
+            notes.append(
+                f"lead {lead} appears in {len(cands)} channels: kept channel {chosen[0] + 1} "
+                f"({sig_names[chosen[0]]!r}, {why}), dropped channel(s) {', '.join(dropped)}"
+            )
         if chosen[1] == -1:
             notes.append(f"lead {lead} taken from inverted channel {sig_names[chosen[0]]!r} (multiplied by -1)")
         indices.append(chosen[0])
@@ -238,10 +239,13 @@ def lead_indices(sig_names: Sequence[str]) -> list[int]:
     if duplicated:
         raise LeadMappingError(
             f"cannot map channels {list(sig_names)} onto the 12 standard leads: "
-            f"lead(s) {', '.join(duplicated)} appear more than once", duplicated=duplicated)
+            f"lead(s) {', '.join(duplicated)} appear more than once",
+            duplicated=duplicated,
+        )
     inverted = [lead for lead, s in zip(CANONICAL_LEADS, lm.signs) if s == -1]
     if inverted:
         raise LeadMappingError(
             f"channels {list(sig_names)}: lead(s) {', '.join(inverted)} only present with inverted polarity "
-            "(use map_leads, which returns the sign)")
+            "(use map_leads, which returns the sign)"
+        )
     return lm.indices

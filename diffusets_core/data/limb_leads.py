@@ -24,8 +24,7 @@ import torch
 
 from .leads import CANONICAL_LEADS
 
-__all__ = ["INDEPENDENT_LEADS", "INDEPENDENT_INDEX", "derive_limb_leads", "independent_leads",
-           "limb_identity_error"]
+__all__ = ["INDEPENDENT_LEADS", "INDEPENDENT_INDEX", "derive_limb_leads", "independent_leads", "limb_identity_error"]
 
 #: The eight leads that determine a 12-lead ECG: I, II and the six chest leads.
 INDEPENDENT_LEADS: tuple[str, ...] = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -67,4 +66,4 @@ def limb_identity_error(x: Array) -> np.ndarray:
     derived = derive_limb_leads(independent_leads(a))
     dep = [CANONICAL_LEADS.index(n) for n in ("III", "aVR", "aVL", "aVF")]
     d = a[:, dep, :] - derived[:, dep, :]
-    return np.sqrt((d ** 2).mean(axis=(1, 2))) * 1000.0
+    return np.sqrt((d**2).mean(axis=(1, 2))) * 1000.0

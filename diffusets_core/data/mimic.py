@@ -107,8 +107,11 @@ def read_mimic(root: str | Path, source: str = "mimic") -> list[RecordRef]:
         root / "machine_measurements.csv", ["subject_id", "study_id"], REPORT_COLUMNS + ["rr_interval"]
     )
     if mm_bad:
-        log.warning("%s: %d malformed line(s) ignored; their records are skipped as 'no measurements row'",
-                    root / "machine_measurements.csv", len(mm_bad))
+        log.warning(
+            "%s: %d malformed line(s) ignored; their records are skipped as 'no measurements row'",
+            root / "machine_measurements.csv",
+            len(mm_bad),
+        )
 
     # Key measurements by normalised (subject, study); keep the first of any duplicates.
     mm_keys = [(_int_str(s), _int_str(t)) for s, t in zip(mm["subject_id"], mm["study_id"])]
@@ -123,8 +126,11 @@ def read_mimic(root: str | Path, source: str = "mimic") -> list[RecordRef]:
             continue
         measurements[key] = i
     if n_dup:
-        log.warning("%s: %d duplicate (subject_id, study_id) rows; the first of each is used",
-                    root / "machine_measurements.csv", n_dup)
+        log.warning(
+            "%s: %d duplicate (subject_id, study_id) rows; the first of each is used",
+            root / "machine_measurements.csv",
+            n_dup,
+        )
 
     demographics: dict[str, tuple[float | None, str | None]] = {}
     patients_path = find_patients_table(root)
@@ -136,15 +142,17 @@ def read_mimic(root: str | Path, source: str = "mimic") -> list[RecordRef]:
                 demographics[sid] = (_float_or_none(a), normalise_sex(g))
         no_demo = f"subject not in {patients_path.relative_to(root)}"
     else:
-        no_demo = ("age/sex unknown: no patients table (expected " +
-                   " or ".join(f"{root}/{c}" for c in _PATIENT_CANDIDATES) + ")")
+        no_demo = (
+            "age/sex unknown: no patients table (expected "
+            + " or ".join(f"{root}/{c}" for c in _PATIENT_CANDIDATES)
+            + ")"
+        )
 
     refs: list[RecordRef] = []
     for subject_raw, study_raw, rel in zip(rl["subject_id"], rl["study_id"], rl["path"]):
         subject, study = _int_str(subject_raw), _int_str(study_raw)
         ref = RecordRef(
-            record_id=study or str(study_raw), subject_id=subject or str(subject_raw),
-            path="", source=source,
+            record_id=study or str(study_raw), subject_id=subject or str(subject_raw), path="", source=source
         )
         rel = str(rel).strip()
         problems = []
@@ -163,9 +171,7 @@ def read_mimic(root: str | Path, source: str = "mimic") -> list[RecordRef]:
             ref.skip_reason = "no machine_measurements.csv row for this (subject_id, study_id)"
             refs.append(ref)
             continue
-        ref.report = "|".join(
-            s.strip() for s in report_values[row] if isinstance(s, str) and s.strip()
-        )
+        ref.report = "|".join(s.strip() for s in report_values[row] if isinstance(s, str) and s.strip())
         ref.rr_interval_ms = _float_or_none(rr_values[row])
         if subject in demographics:
             ref.age, ref.sex = demographics[subject]
@@ -174,11 +180,15 @@ def read_mimic(root: str | Path, source: str = "mimic") -> list[RecordRef]:
         refs.append(ref)
 
     for fields in rl_bad:
-        refs.append(RecordRef(
-            record_id=f"{fields[1] if len(fields) > 1 else '?'}", subject_id=fields[0] if fields else "",
-            path="", source=source,
-            skip_reason=f"malformed record_list.csv row: {len(fields)} fields, expected {len(rl.columns)}",
-        ))
+        refs.append(
+            RecordRef(
+                record_id=f"{fields[1] if len(fields) > 1 else '?'}",
+                subject_id=fields[0] if fields else "",
+                path="",
+                source=source,
+                skip_reason=f"malformed record_list.csv row: {len(fields)} fields, expected {len(rl.columns)}",
+            )
+        )
 
     def order(ref: RecordRef) -> tuple[int, int, int, str]:
         try:

@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["SPLITS", "record_counts", "split_table", "subjects_in_several_splits", "statements", "statement_table",
-           "first_statements", "example_per_first_statement", "skipped_records"]
+__all__ = [
+    "SPLITS",
+    "record_counts",
+    "split_table",
+    "subjects_in_several_splits",
+    "statements",
+    "statement_table",
+    "first_statements",
+    "example_per_first_statement",
+    "skipped_records",
+]
 
 SPLITS = ("train", "val", "test")
 
 
 def record_counts(manifest: pd.DataFrame) -> pd.DataFrame:
     """One column ``records``: in the source, prepared (``ok``), skipped (with a reason)."""
-    return pd.DataFrame({
-        "records": [len(manifest), int((manifest.status == "ok").sum()), int((manifest.status == "skipped").sum())],
-    }, index=["in the source", "prepared (ok)", "skipped (with a reason)"])
+    return pd.DataFrame(
+        {"records": [len(manifest), int((manifest.status == "ok").sum()), int((manifest.status == "skipped").sum())]},
+        index=["in the source", "prepared (ok)", "skipped (with a reason)"],
+    )
 
 
 def split_table(records: pd.DataFrame) -> pd.DataFrame:

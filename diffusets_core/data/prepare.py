@@ -40,8 +40,8 @@ import csv
 import hashlib
 import io
 import json
-import multiprocessing as mp
 import logging
+import multiprocessing as mp
 import os
 import shutil
 import sys
@@ -61,15 +61,15 @@ from .. import __version__
 from ..fileio import TMP_PREFIX, atomic_save_npy, atomic_write_text
 from ..layout import MANIFEST_FILE, PREPARE_FILE, SIGNALS_DIR
 from ..layout import data_dir as _data_dir
+from .folder import read_folder
 from .leads import CANONICAL_LEADS
 from .mimic import read_mimic
 from .preprocess import PreprocessConfig, ProcessedRecord, heart_rate_from_rr, process_ref
 from .ptbxl import read_ptbxl
-from .folder import read_folder
 from .records import RecordRef
 from .splits import assign_splits
-from .subjects import SubjectRule, apply_subject_rule, check_splits, check_subjects
 from .store import MANIFEST_COLUMNS, read_manifest, shard_path
+from .subjects import SubjectRule, apply_subject_rule, check_splits, check_subjects
 
 __all__ = ["prepare_dataset", "PrepareResult", "SOURCES", "list_records", "load_exclusions", "apply_exclusions"]
 
@@ -147,14 +147,25 @@ def apply_exclusions(refs: Sequence[RecordRef], path: str | os.PathLike[str], ro
             ref.extra["skip_kind"] = "excluded"
     unmatched = [i for i in listed if i not in matched]
     if unmatched:
-        log.warning("%s: %d of %d listed record id(s) are not in the data (e.g. %s)", p, len(unmatched),
-                    len(listed), ", ".join(unmatched[:3]))
+        log.warning(
+            "%s: %d of %d listed record id(s) are not in the data (e.g. %s)",
+            p,
+            len(unmatched),
+            len(listed),
+            ", ".join(unmatched[:3]),
+        )
     return {"file": str(p), "listed": len(listed), "matched": len(matched), "unmatched": unmatched[:20]}
 
 
-def list_records(source: str, data_dir: str | os.PathLike[str], n: int | None = None, *,
-                 subject_id: str | None = None, code_map: str | os.PathLike[str] | None = None,
-                 exclude: str | os.PathLike[str] | None = None) -> list[RecordRef]:
+def list_records(
+    source: str,
+    data_dir: str | os.PathLike[str],
+    n: int | None = None,
+    *,
+    subject_id: str | None = None,
+    code_map: str | os.PathLike[str] | None = None,
+    exclude: str | os.PathLike[str] | None = None,
+) -> list[RecordRef]:
     """The RecordRefs ``prepare_dataset`` would use, in its order (options as there)."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
@@ -162,7 +173,9 @@ def list_records(source: str, data_dir: str | os.PathLike[str], n: int | None = 
     root = Path(data_dir)
     if code_map is not None:
         if source != "wfdb":
-            raise ValueError(f"a code mapping (--code-map) applies to source 'wfdb' (WFDB header diagnosis codes), not {source!r}")
+            raise ValueError(
+                f"a code mapping (--code-map) applies to source 'wfdb' (WFDB header diagnosis codes), not {source!r}"
+            )
         refs = read_folder(root, source="wfdb", code_map=code_map)
     else:
         refs = SOURCES[source](root)
@@ -256,8 +269,11 @@ def _read_part(path: Path) -> list[list[str]]:
 def _inputs_digest(refs: Sequence[RecordRef]) -> str:
     h = hashlib.sha256()
     for r in refs:
-        h.update(repr((r.record_id, r.subject_id, r.path, r.report, r.age, r.sex, r.rr_interval_ms,
-                       r.source, r.skip_reason)).encode())
+        h.update(
+            repr(
+                (r.record_id, r.subject_id, r.path, r.report, r.age, r.sex, r.rr_interval_ms, r.source, r.skip_reason)
+            ).encode()
+        )
     return h.hexdigest()
 
 
@@ -418,14 +434,14 @@ def prepare_dataset(
     if resumed:
         log.info("resuming: %d of %d shard(s) already committed", resumed, n_shards)
 
-    n_processed = sum(len(refs[k * shard_size:(k + 1) * shard_size]) for k in pending)
+    n_processed = sum(len(refs[k * shard_size : (k + 1) * shard_size]) for k in pending)
     t_work = time.perf_counter()
     bar = None
     if progress:
         bar = tqdm(total=len(refs), initial=len(refs) - n_processed, desc=f"prepare {source}", unit="rec")
 
     def commit(k: int, results: list[ProcessedRecord]) -> None:
-        chunk = refs[k * shard_size:(k + 1) * shard_size]
+        chunk = refs[k * shard_size : (k + 1) * shard_size]
         ok = [r.signal for r in results if r.status == "ok"]
         arr = np.stack(ok) if ok else np.zeros((0, len(CANONICAL_LEADS), config.out_len), np.float32)
         rows, i = [], 0
@@ -442,8 +458,8 @@ def prepare_dataset(
 
     batches: list[tuple[int, list[RecordRef]]] = []
     for k in pending:
-        chunk = refs[k * shard_size:(k + 1) * shard_size]
-        batches.extend((k, chunk[i:i + _BATCH]) for i in range(0, len(chunk), _BATCH))
+        chunk = refs[k * shard_size : (k + 1) * shard_size]
+        batches.extend((k, chunk[i : i + _BATCH]) for i in range(0, len(chunk), _BATCH))
     n_batches_of = Counter(k for k, _ in batches)
 
     collected: dict[int, list[ProcessedRecord]] = {}
@@ -463,8 +479,11 @@ def prepare_dataset(
         import scipy.signal  # noqa: F401
         import wfdb  # noqa: F401
 
-        if any(heart_rate_from_rr(r.rr_interval_ms) is None and not r.skip_reason
-               for k in pending for r in refs[k * shard_size:(k + 1) * shard_size]):
+        if any(
+            heart_rate_from_rr(r.rr_interval_ms) is None and not r.skip_reason
+            for k in pending
+            for r in refs[k * shard_size : (k + 1) * shard_size]
+        ):
             import neurokit2  # noqa: F401  (R-peak path will be needed)
     try:
         n_workers = (os.cpu_count() or 1) if workers is None else int(workers)
@@ -530,9 +549,14 @@ def prepare_dataset(
         "splits": {s: int((ok["split"] == s).sum()) for s in ("train", "val", "test")},
         "hr_source": {k: int(v) for k, v in sorted(Counter(ok["hr_source"]).items())},
         "skip_reasons": dict(sorted(kinds.items())),
-        "subjects": {"rule": SubjectRule.parse(subject_id).describe(), "n_ok": len(ok_subjects),
-                     "from": {k: int(v) for k, v in sorted(Counter(
-                         str(r.extra.get("subject_from", "dataset table")) for r in refs).items())}},
+        "subjects": {
+            "rule": SubjectRule.parse(subject_id).describe(),
+            "n_ok": len(ok_subjects),
+            "from": {
+                k: int(v)
+                for k, v in sorted(Counter(str(r.extra.get("subject_from", "dataset table")) for r in refs).items())
+            },
+        },
         "exclude": None if exclude is None else _exclusion_summary(refs, exclude),
         "fingerprint": fingerprint,
     }
@@ -561,8 +585,9 @@ def _summarise(manifest: pd.DataFrame) -> tuple[Counter, dict[str, str]]:
     return kinds, examples
 
 
-def _make_result(run_dir: Path, manifest: pd.DataFrame, t0: float, n_processed: int, work_s: float,
-                 resumed: int) -> PrepareResult:
+def _make_result(
+    run_dir: Path, manifest: pd.DataFrame, t0: float, n_processed: int, work_s: float, resumed: int
+) -> PrepareResult:
     kinds, examples = _summarise(manifest)
     ok = manifest[manifest["status"] == "ok"]
     seconds = time.perf_counter() - t0

@@ -107,7 +107,7 @@ class PreprocessConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PreprocessConfig":
+    def from_dict(cls, d: dict) -> PreprocessConfig:
         d = dict(d)
         for key in ("hr_range", "age_range"):
             if key in d and d[key] is not None:
@@ -252,24 +252,36 @@ def check_flat_leads(window: np.ndarray, fs: float, max_flat_s: float) -> None:
         length, value = _longest_constant_run(window[:, col])
         if length > max_flat_s * fs:
             if length >= n:
-                raise SkipRecord("flat_lead", f"lead {lead} is constant ({value:.3f} mV) for the whole "
-                                              f"{n / fs:g} s window (disconnected electrode?)")
-            raise SkipRecord("flat_lead", f"lead {lead} is constant ({value:.3f} mV) for {length / fs:.2f} s "
-                                          f"(max {max_flat_s:g} s: lead off or saturated?)")
+                raise SkipRecord(
+                    "flat_lead",
+                    f"lead {lead} is constant ({value:.3f} mV) for the whole "
+                    f"{n / fs:g} s window (disconnected electrode?)",
+                )
+            raise SkipRecord(
+                "flat_lead",
+                f"lead {lead} is constant ({value:.3f} mV) for {length / fs:.2f} s "
+                f"(max {max_flat_s:g} s: lead off or saturated?)",
+            )
 
 
-def check_amplitude(window: np.ndarray, config: "PreprocessConfig") -> None:
+def check_amplitude(window: np.ndarray, config: PreprocessConfig) -> None:
     """SkipRecord(``amplitude``) for a lead above ``max_amplitude_mv`` or a record below ``min_amplitude_mv``."""
     span = np.ptp(window, axis=0)
     k = int(np.argmax(span))
     lead = CANONICAL_LEADS[k] if window.shape[1] == len(CANONICAL_LEADS) else str(k)
     if span[k] > config.max_amplitude_mv:
-        raise SkipRecord("amplitude", f"lead {lead} spans {span[k]:.4g} mV peak to peak (max "
-                                      f"{config.max_amplitude_mv:g} mV for a surface ECG): microvolts labelled mV, "
-                                      "or artefact?")
+        raise SkipRecord(
+            "amplitude",
+            f"lead {lead} spans {span[k]:.4g} mV peak to peak (max "
+            f"{config.max_amplitude_mv:g} mV for a surface ECG): microvolts labelled mV, "
+            "or artefact?",
+        )
     if span[k] < config.min_amplitude_mv:
-        raise SkipRecord("amplitude", f"the largest lead ({lead}) spans only {span[k]:.4g} mV peak to peak (min "
-                                      f"{config.min_amplitude_mv:g} mV): volts labelled mV, or no signal?")
+        raise SkipRecord(
+            "amplitude",
+            f"the largest lead ({lead}) spans only {span[k]:.4g} mV peak to peak (min "
+            f"{config.min_amplitude_mv:g} mV): volts labelled mV, or no signal?",
+        )
 
 
 def preprocess_signal(record: ECGRecord, config: PreprocessConfig) -> np.ndarray:
@@ -278,8 +290,7 @@ def preprocess_signal(record: ECGRecord, config: PreprocessConfig) -> np.ndarray
     n_win = int(round(config.window_s * fs))
     if record.n_samples < n_win:
         raise SkipRecord(
-            "too_short",
-            f"record is {record.n_samples / fs:.2f} s long, shorter than the {config.window_s:g} s window",
+            "too_short", f"record is {record.n_samples / fs:.2f} s long, shorter than the {config.window_s:g} s window"
         )
     check_flat_leads(record.signal[:n_win], fs, config.max_flat_s)
     x = interpolate_gaps(record.signal[:n_win], fs, config.max_gap_s, config.max_nan_fraction)
@@ -305,8 +316,11 @@ def check_report(report: str, config: PreprocessConfig) -> None:
         raise SkipRecord("no_report", "empty report (the model is conditioned on text)")
     for statement in report.split("|"):
         if _CODE_STATEMENT.match(statement):
-            raise SkipRecord("coded_report", f"statement {statement.strip()!r} is a diagnosis code, not text "
-                                             "(give a code -> text mapping: prepare --code-map CSV)")
+            raise SkipRecord(
+                "coded_report",
+                f"statement {statement.strip()!r} is a diagnosis code, not text "
+                "(give a code -> text mapping: prepare --code-map CSV)",
+            )
 
 
 def process_ref(ref: RecordRef, config: PreprocessConfig) -> ProcessedRecord:
@@ -347,8 +361,17 @@ def process_ref(ref: RecordRef, config: PreprocessConfig) -> ProcessedRecord:
     except SkipRecord as exc:
         return ProcessedRecord("skipped", f"{exc.kind}: {exc}", manifest_notes=_notes(ref, record))
     notes = {"hr_lead": lead} if hr_source == "rpeaks" else {}
-    return ProcessedRecord("ok", "", np.ascontiguousarray(signal), float(hr), hr_source, age, sex, notes,
-                           manifest_notes=_notes(ref, record))
+    return ProcessedRecord(
+        "ok",
+        "",
+        np.ascontiguousarray(signal),
+        float(hr),
+        hr_source,
+        age,
+        sex,
+        notes,
+        manifest_notes=_notes(ref, record),
+    )
 
 
 def _notes(ref: RecordRef, record: ECGRecord | None) -> list[str]:

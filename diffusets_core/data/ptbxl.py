@@ -156,16 +156,20 @@ def read_ptbxl(root: str | Path) -> list[RecordRef]:
     required = {"ecg_id", "patient_id", "filename_hr", "report", "scp_codes", "age", "sex"}
     if not required.issubset(df.columns):
         raise DatasetLayoutError(
-            root / "ptbxl_database.csv", f"columns {sorted(required)}",
-            f"missing {sorted(required - set(df.columns))}",
+            root / "ptbxl_database.csv", f"columns {sorted(required)}", f"missing {sorted(required - set(df.columns))}"
         )
     refs = [_row_to_ref(row, root, descriptions) for row in df.to_dict("records")]
     for n, fields in enumerate(bad_lines):
         rid = fields[0].strip() if fields and fields[0].strip() else f"bad-line-{n}"
-        refs.append(RecordRef(
-            record_id=rid, subject_id="", path="", source=SOURCE,
-            skip_reason=f"malformed ptbxl_database.csv row: {len(fields)} fields, expected {len(df.columns)}",
-        ))
+        refs.append(
+            RecordRef(
+                record_id=rid,
+                subject_id="",
+                path="",
+                source=SOURCE,
+                skip_reason=f"malformed ptbxl_database.csv row: {len(fields)} fields, expected {len(df.columns)}",
+            )
+        )
 
     def order(ref: RecordRef) -> tuple[int, int, str]:
         try:

@@ -43,8 +43,15 @@ class RecordRef:
 
 
 _SEX = {
-    "m": "M", "male": "M", "man": "M", "männlich": "M",
-    "f": "F", "female": "F", "woman": "F", "w": "F", "weiblich": "F",
+    "m": "M",
+    "male": "M",
+    "man": "M",
+    "männlich": "M",
+    "f": "F",
+    "female": "F",
+    "woman": "F",
+    "w": "F",
+    "weiblich": "F",
 }
 
 

@@ -23,10 +23,7 @@ def _key(seed: int, subject: str) -> bytes:
 
 
 def assign_splits(
-    subject_ids: Iterable[str],
-    *,
-    seed: int = 0,
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    subject_ids: Iterable[str], *, seed: int = 0, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
 ) -> dict[str, str]:
     """Map each distinct subject id (as str) to ``"train"``, ``"val"`` or ``"test"``.
 

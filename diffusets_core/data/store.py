@@ -37,11 +37,35 @@ __all__ = [
 ]
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "record_id", "subject_id", "split", "report", "age", "sex", "hr", "hr_source", "source",
-    "source_path", "status", "reason", "shard", "row", "notes",
+    "record_id",
+    "subject_id",
+    "split",
+    "report",
+    "age",
+    "sex",
+    "hr",
+    "hr_source",
+    "source",
+    "source_path",
+    "status",
+    "reason",
+    "shard",
+    "row",
+    "notes",
 )
-_STRING_COLUMNS = ("record_id", "subject_id", "split", "report", "sex", "hr_source", "source",
-                   "source_path", "status", "reason", "notes")
+_STRING_COLUMNS = (
+    "record_id",
+    "subject_id",
+    "split",
+    "report",
+    "sex",
+    "hr_source",
+    "source",
+    "source_path",
+    "status",
+    "reason",
+    "notes",
+)
 
 
 def shard_path(run_dir: str | os.PathLike[str], shard: int) -> Path:
@@ -116,7 +140,10 @@ class SignalStore:
         for shard, grp in recs.groupby("shard", sort=True):
             arr = self.shard(int(shard))
             rows = grp["row"].to_numpy(dtype=np.int64)
-            yield grp.reset_index(drop=True), (arr if len(rows) == len(arr) and (rows == np.arange(len(arr))).all() else arr[rows])
+            yield (
+                grp.reset_index(drop=True),
+                (arr if len(rows) == len(arr) and (rows == np.arange(len(arr))).all() else arr[rows]),
+            )
 
     def signals(self, split: str | None = None) -> np.ndarray:
         """``(N, 12, L)`` float32 signals of the ok records (of one split, if given).
@@ -135,7 +162,7 @@ class SignalStore:
     def __len__(self) -> int:
         return int((self.manifest["status"] == "ok").sum())
 
-    def view(self, split: str | None = None) -> "SignalView":
+    def view(self, split: str | None = None) -> SignalView:
         """The ``(N, 12, L)`` signals of :meth:`signals`, read lazily from the memory-mapped shards: indexing
         copies only the selected rows, so memory does not grow with the number of records (for datasets
         larger than RAM, e.g. MIMIC-IV-ECG's ~800k records at ~48 kB each)."""

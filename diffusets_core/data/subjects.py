@@ -35,16 +35,25 @@ import pandas as pd
 
 from .records import RecordRef
 
-__all__ = ["SubjectRule", "SplitError", "apply_subject_rule", "check_subjects", "check_splits",
-           "MAX_RECORDS_PER_SUBJECT", "PATIENT_FOLDER"]
+__all__ = [
+    "SubjectRule",
+    "SplitError",
+    "apply_subject_rule",
+    "check_subjects",
+    "check_splits",
+    "MAX_RECORDS_PER_SUBJECT",
+    "PATIENT_FOLDER",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_RECORDS_PER_SUBJECT = 50
 #: folder names taken as a patient by the ``auto`` rule of the WFDB-folder reader
 PATIENT_FOLDER = re.compile(r"^(?:patient|subject|pat|sub|p)[-_]?\d+$", re.IGNORECASE)
-_HOW = ("name the patient id with --subject-id (profile data.subject_id): 'header:KEY', 'path:REGEX', "
-        "'csv:FILE' (columns record_id,subject_id) or 'record' (each record its own subject)")
+_HOW = (
+    "name the patient id with --subject-id (profile data.subject_id): 'header:KEY', 'path:REGEX', "
+    "'csv:FILE' (columns record_id,subject_id) or 'record' (each record its own subject)"
+)
 
 
 class SplitError(ValueError):
@@ -59,14 +68,16 @@ class SubjectRule:
     arg: str = ""
 
     @classmethod
-    def parse(cls, spec: str | None) -> "SubjectRule":
+    def parse(cls, spec: str | None) -> SubjectRule:
         """Parse ``auto``/``record``/``header:KEY``/``path:REGEX``/``csv:FILE``; ValueError otherwise."""
         spec = (spec or "auto").strip()
         if spec in ("auto", "record"):
             return cls(spec)
         kind, sep, arg = spec.partition(":")
         if not sep or kind not in ("header", "path", "csv") or not arg.strip():
-            raise ValueError(f"subject id rule {spec!r}: expected 'auto', 'record', 'header:KEY', 'path:REGEX' or 'csv:FILE'")
+            raise ValueError(
+                f"subject id rule {spec!r}: expected 'auto', 'record', 'header:KEY', 'path:REGEX' or 'csv:FILE'"
+            )
         if kind == "path":
             try:
                 re.compile(arg)
@@ -94,8 +105,9 @@ def _skip(ref: RecordRef, message: str) -> None:
         ref.extra["skip_kind"] = "subject_id"
 
 
-def apply_subject_rule(refs: Sequence[RecordRef], spec: str | SubjectRule | None, root: str | Path,
-                       source: str = "") -> list[RecordRef]:
+def apply_subject_rule(
+    refs: Sequence[RecordRef], spec: str | SubjectRule | None, root: str | Path, source: str = ""
+) -> list[RecordRef]:
     """Set ``subject_id`` of every ref by ``spec`` (in place; returns ``refs`` as a list).
 
     Raises:
@@ -112,7 +124,9 @@ def apply_subject_rule(refs: Sequence[RecordRef], spec: str | SubjectRule | None
             r.subject_id = r.record_id
     elif rule.kind == "header":
         if source not in ("", "wfdb"):
-            raise ValueError(f"subject id rule {rule.describe()!r}: header fields are read for source 'wfdb' only, not {source!r}")
+            raise ValueError(
+                f"subject id rule {rule.describe()!r}: header fields are read for source 'wfdb' only, not {source!r}"
+            )
         key = rule.arg.lower()
         for r in refs:
             value = (r.extra.get("header_fields") or {}).get(key, "")
@@ -136,11 +150,15 @@ def apply_subject_rule(refs: Sequence[RecordRef], spec: str | SubjectRule | None
     elif rule.kind == "csv":
         path = Path(rule.arg).expanduser().resolve()
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: subject id table not found (expected a CSV with columns record_id,subject_id)")
+            raise FileNotFoundError(
+                f"{path}: subject id table not found (expected a CSV with columns record_id,subject_id)"
+            )
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
         missing = [c for c in ("record_id", "subject_id") if c not in df.columns]
         if missing:
-            raise ValueError(f"{path}: expected columns record_id,subject_id; missing {missing} (found {list(df.columns)})")
+            raise ValueError(
+                f"{path}: expected columns record_id,subject_id; missing {missing} (found {list(df.columns)})"
+            )
         table = {rid.strip(): sid.strip() for rid, sid in zip(df["record_id"], df["subject_id"]) if rid.strip()}
         for r in refs:
             sid = table.get(r.record_id) or table.get(_rel(r, root))
@@ -172,13 +190,15 @@ def check_subjects(refs: Sequence[RecordRef], *, max_records_per_subject: int = 
     if n >= 3 and k < 3:
         raise SplitError(
             f"{n} records but only {k} subject id(s) {sorted(counts)[:3]} (taken from {_origin(live)}): "
-            f"a subject-level split would leave validation and test empty; {_HOW}")
+            f"a subject-level split would leave validation and test empty; {_HOW}"
+        )
     if k and n / k > max_records_per_subject:
         top = ", ".join(f"{s!r}: {c}" for s, c in counts.most_common(3))
         raise SplitError(
             f"{n} records from only {k} subject ids ({n / k:.0f} per subject; largest {top}; taken from "
             f"{_origin(live)}): implausible for 12-lead ECG datasets (MIMIC-IV-ECG ~5, PTB-XL ~1.2 per "
-            f"subject) - the ids probably name folders of batches, not patients; {_HOW}")
+            f"subject) - the ids probably name folders of batches, not patients; {_HOW}"
+        )
 
 
 def check_splits(split_counts: dict[str, int], fractions: Sequence[float], n_subjects: int) -> None:
@@ -188,6 +208,7 @@ def check_splits(split_counts: dict[str, int], fractions: Sequence[float], n_sub
     if n >= 3 and empty:
         raise SplitError(
             f"{n} usable records from {n_subjects} subject(s) give an empty {' and '.join(empty)} split "
-            f"(counts {split_counts}); {_HOW}")
+            f"(counts {split_counts}); {_HOW}"
+        )
     if empty:
         log.warning("only %d usable record(s): split(s) %s are empty", n, ", ".join(empty))

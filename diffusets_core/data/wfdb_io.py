@@ -49,18 +49,33 @@ __all__ = [
 # Bits per stored sample for the WFDB formats whose file size is a simple product.
 # Compressed (FLAC 508/516/524) and 3-in-4-byte packed (310/311) formats are not
 # size-checked; wfdb's own errors still surface as RecordError for them.
-_FORMAT_BITS: dict[str, int] = {
-    "8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12,
-}
+_FORMAT_BITS: dict[str, int] = {"8": 8, "16": 16, "24": 24, "32": 32, "61": 16, "80": 8, "160": 16, "212": 12}
 # The digital value WFDB reserves for "no sample" in each format (written for NaN).
 _INVALID_SAMPLE: dict[str, int] = {
-    "8": -128, "16": -32768, "24": -(2**23), "32": -(2**31), "61": -32768,
-    "80": -128, "160": -32768, "212": -2048, "310": -512, "311": -512,
+    "8": -128,
+    "16": -32768,
+    "24": -(2**23),
+    "32": -(2**31),
+    "61": -32768,
+    "80": -128,
+    "160": -32768,
+    "212": -2048,
+    "310": -512,
+    "311": -512,
 }
 _UNIT_SCALE: dict[str, float] = {
-    "mv": 1.0, "millivolt": 1.0, "millivolts": 1.0,
-    "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3, "microvolts": 1e-3,
-    "v": 1e3, "volt": 1e3, "volts": 1e3, "nv": 1e-6,
+    "mv": 1.0,
+    "millivolt": 1.0,
+    "millivolts": 1.0,
+    "uv": 1e-3,
+    "µv": 1e-3,
+    "μv": 1e-3,
+    "microvolt": 1e-3,
+    "microvolts": 1e-3,
+    "v": 1e3,
+    "volt": 1e3,
+    "volts": 1e3,
+    "nv": 1e-6,
 }
 
 
@@ -194,8 +209,9 @@ def _check_file_sizes(header, record_dir: Path, record_path: str) -> None:
         dat = record_dir / fname
         if not dat.is_file():
             raise RecordNotFoundError(
-                dat, f"signal file missing (the header {record_path}.hea lists it for "
-                f"channels {[header.sig_name[c] for c in chans]})"
+                dat,
+                f"signal file missing (the header {record_path}.hea lists it for "
+                f"channels {[header.sig_name[c] for c in chans]})",
             )
         fmt = str(header.fmt[chans[0]])
         bits = _FORMAT_BITS.get(fmt)
@@ -207,13 +223,12 @@ def _check_file_sizes(header, record_dir: Path, record_path: str) -> None:
         actual = dat.stat().st_size
         what = f"{sig_len} samples x {spf} channel(s) in format {fmt} = {expected} bytes"
         if actual < expected:
-            raise TruncatedSignalError(
-                dat, f"truncated signal file: holds {actual} bytes, header implies {what}"
-            )
+            raise TruncatedSignalError(dat, f"truncated signal file: holds {actual} bytes, header implies {what}")
         if actual > expected:
             raise HeaderSignalMismatchError(
-                dat, f"signal file larger than its header says: holds {actual} bytes, "
-                f"header implies {what} (wrong header for this .dat?)"
+                dat,
+                f"signal file larger than its header says: holds {actual} bytes, "
+                f"header implies {what} (wrong header for this .dat?)",
             )
 
 
@@ -239,7 +254,11 @@ def _is_multisegment(hea: Path) -> bool:
 
 def _explain_header(hea: Path, exc: Exception) -> str:
     """The first line of a header that wfdb's own grammar refuses, or wfdb's message."""
-    from wfdb.io.header import rx_record, rx_segment, rx_signal  # wfdb on first use: `import diffusets_core.data` stays light
+    from wfdb.io.header import (  # wfdb on first use: `import diffusets_core.data` stays light
+        rx_record,
+        rx_segment,
+        rx_signal,
+    )
 
     try:
         lines = _header_lines(hea)
@@ -250,12 +269,19 @@ def _explain_header(hea: Path, exc: Exception) -> str:
     n, rec_line = lines[0]
     m = rx_record.match(rec_line)
     if not m or m.end() < len(rec_line.rstrip()):
-        return (f"line {n}: {rec_line!r} is not a WFDB record line "
-                "(expected 'name[/n_segments] n_signals [fs [n_samples [time [date]]]]')")
+        return (
+            f"line {n}: {rec_line!r} is not a WFDB record line "
+            "(expected 'name[/n_segments] n_signals [fs [n_samples [time [date]]]]')"
+        )
     multi = bool(m.group("n_seg"))
-    rx, what = ((rx_segment, "segment line 'segment_name n_samples'") if multi else
-                (rx_signal, "signal line 'file format gain(baseline)/units resolution zero first checksum "
-                            "block_size name'"))
+    rx, what = (
+        (rx_segment, "segment line 'segment_name n_samples'")
+        if multi
+        else (
+            rx_signal,
+            "signal line 'file format gain(baseline)/units resolution zero first checksum block_size name'",
+        )
+    )
     for n, line in lines[1:]:
         mm = rx.match(line)
         if not mm or (not multi and not mm.group("fmt")):
@@ -264,7 +290,7 @@ def _explain_header(hea: Path, exc: Exception) -> str:
     n_lines = len(lines) - 1
     if n_lines != n_declared:
         kind = "segment" if multi else "signal"
-        return (f"line {lines[0][0]} declares {n_declared} {kind}(s) but {n_lines} {kind} line(s) follow")
+        return f"line {lines[0][0]} declares {n_declared} {kind}(s) but {n_lines} {kind} line(s) follow"
     return f"cannot parse WFDB header: {type(exc).__name__}: {exc}"
 
 
@@ -285,7 +311,9 @@ def _check_segments(master, hea: Path) -> None:
         seg_path = str(hea.parent / seg)
         seg_hea = Path(seg_path + ".hea")
         if not seg_hea.is_file():
-            raise RecordNotFoundError(seg_hea, f"segment header missing (the multi-segment header {hea} lists segment {seg!r})")
+            raise RecordNotFoundError(
+                seg_hea, f"segment header missing (the multi-segment header {hea} lists segment {seg!r})"
+            )
         try:
             seg_header = wfdb.rdheader(seg_path)
         except Exception as exc:
@@ -295,10 +323,7 @@ def _check_segments(master, hea: Path) -> None:
 
 
 def read_record(
-    path: str | os.PathLike[str],
-    *,
-    expected_fs: float | None = None,
-    verify_checksums: bool = True,
+    path: str | os.PathLike[str], *, expected_fs: float | None = None, verify_checksums: bool = True
 ) -> ECGRecord:
     """Read a WFDB record (path without extension) as canonical 12-lead millivolts.
 
@@ -354,16 +379,15 @@ def read_record(
     _check_header(rec, hea)
     fs = float(rec.fs)
     if expected_fs is not None and abs(fs - float(expected_fs)) > 1e-6:
-        raise UnexpectedSamplingRateError(
-            hea, f"sampling rate {fs:g} Hz, expected {float(expected_fs):g} Hz"
-        )
+        raise UnexpectedSamplingRateError(hea, f"sampling rate {fs:g} Hz, expected {float(expected_fs):g} Hz")
     names = list(rec.sig_name or [])
     if multi:
         _check_segments(wfdb.rdheader(record_path), hea)
         phys = rec.p_signal
         if phys is None or phys.ndim != 2 or phys.shape[1] != len(names):
-            raise HeaderSignalMismatchError(hea, f"read samples of shape {getattr(phys, 'shape', None)}, "
-                                                 f"header lists {len(names)} channels")
+            raise HeaderSignalMismatchError(
+                hea, f"read samples of shape {getattr(phys, 'shape', None)}, header lists {len(names)} channels"
+            )
         invalid = np.isnan(phys)
         n_samples = phys.shape[0]
     else:
@@ -373,7 +397,9 @@ def read_record(
         _check_file_sizes(rec, hea.parent, record_path)
         d = rec.d_signal
         if d is None or d.ndim != 2 or d.shape[1] != rec.n_sig:
-            raise HeaderSignalMismatchError(hea, f"read samples of shape {getattr(d, 'shape', None)}, header lists {rec.n_sig} channels")
+            raise HeaderSignalMismatchError(
+                hea, f"read samples of shape {getattr(d, 'shape', None)}, header lists {rec.n_sig} channels"
+            )
         if rec.sig_len and d.shape[0] != rec.sig_len:
             raise HeaderSignalMismatchError(hea, f"read {d.shape[0]} samples, header says {rec.sig_len}")
         if verify_checksums and rec.checksum is not None:
@@ -386,7 +412,8 @@ def read_record(
             ]
             if bad:
                 raise HeaderSignalMismatchError(
-                    hea, f"checksum mismatch in channel(s) {', '.join(bad)}: the signal file does not hold the samples this header describes"
+                    hea,
+                    f"checksum mismatch in channel(s) {', '.join(bad)}: the signal file does not hold the samples this header describes",
                 )
         invalid = np.zeros(d.shape, dtype=bool)
         for ch in range(d.shape[1]):

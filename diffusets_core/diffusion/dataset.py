@@ -42,9 +42,10 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,8 +54,8 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..data.leads import CANONICAL_LEADS
-from ..data.wfdb_io import encode_comment_value, header_comments
 from ..data.preprocess import MODEL_FS
+from ..data.wfdb_io import encode_comment_value, header_comments
 from ..fileio import atomic_save_npy, atomic_write_text, atomic_writer
 from ..text.cache import EmbeddingCache
 from ..text.embed import embed_texts
@@ -64,16 +65,41 @@ from .export import write_wfdb
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ConditionsError", "OUTPUT_RATES", "MANIFEST_COLUMNS", "validate_conditions", "iter_batches",
-           "resample", "generate_dataset", "merge_parts", "RECORDS_PER_FOLDER"]
+__all__ = [
+    "ConditionsError",
+    "OUTPUT_RATES",
+    "MANIFEST_COLUMNS",
+    "validate_conditions",
+    "iter_batches",
+    "resample",
+    "generate_dataset",
+    "merge_parts",
+    "RECORDS_PER_FOLDER",
+]
 
 #: Output sampling rates (Hz) -> ``scipy.signal.resample_poly`` (up, down) from the model's 102.4 Hz.
 #: 100 Hz is PTB-XL's low-rate files; 500 Hz is PTB-XL's high-rate files and MIMIC-IV-ECG.
-OUTPUT_RATES: dict[float, Optional[tuple[int, int]]] = {MODEL_FS: None, 100.0: (125, 128), 500.0: (625, 128)}
+OUTPUT_RATES: dict[float, tuple[int, int] | None] = {MODEL_FS: None, 100.0: (125, 128), 500.0: (625, 128)}
 REQUIRED = ("report", "age", "sex", "hr")
 OPTIONAL = ("n", "seed")
-MANIFEST_COLUMNS = ["record_id", "subject_id", "report", "age", "sex", "hr", "seed", "row", "index", "fs",
-                    "sampler", "steps", "guidance_scale", "guidance_on", "shard", "shard_row"]
+MANIFEST_COLUMNS = [
+    "record_id",
+    "subject_id",
+    "report",
+    "age",
+    "sex",
+    "hr",
+    "seed",
+    "row",
+    "index",
+    "fs",
+    "sampler",
+    "steps",
+    "guidance_scale",
+    "guidance_on",
+    "shard",
+    "shard_row",
+]
 RECORDS_PER_FOLDER = 1000  # keeps directory listings short at millions of records
 MAX_ERRORS_SHOWN = 20
 _SEX = {"m": "M", "male": "M", "f": "F", "female": "F"}
@@ -83,7 +109,7 @@ class ConditionsError(ValueError):
     """The conditions file has bad rows. ``problems`` holds ``(row, line, field, message)`` for each one
     (``row`` 1-based among the data rows, ``line`` the file line, the header being line 1)."""
 
-    def __init__(self, path: str | os.PathLike, problems: list[tuple[int, int, str, str]], total: Optional[int] = None):
+    def __init__(self, path: str | os.PathLike, problems: list[tuple[int, int, str, str]], total: int | None = None):
         self.path, self.problems = str(path), problems
         total = len(problems) if total is None else total
         shown = "\n".join(f"  row {r} (line {ln}), field '{f}': {m}" for r, ln, f, m in problems[:MAX_ERRORS_SHOWN])
@@ -99,14 +125,18 @@ def _read_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
     try:
         reader = pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunksize, skipinitialspace=True)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: empty conditions file; expected a header with columns {', '.join(REQUIRED)}") from None
+        raise ValueError(
+            f"{path}: empty conditions file; expected a header with columns {', '.join(REQUIRED)}"
+        ) from None
     start = 0
     for chunk in reader:
         if start == 0:
             missing = [c for c in REQUIRED if c not in chunk.columns]
             if missing:
-                raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(REQUIRED)} "
-                                 f"and optionally {', '.join(OPTIONAL)} (got {', '.join(map(str, chunk.columns))})")
+                raise ValueError(
+                    f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(REQUIRED)} "
+                    f"and optionally {', '.join(OPTIONAL)} (got {', '.join(map(str, chunk.columns))})"
+                )
         chunk = chunk.reset_index(drop=True)
         chunk["row"] = np.arange(start + 1, start + 1 + len(chunk))
         chunk["line"] = chunk["row"] + 1  # no multi-line fields expected; the header is line 1
@@ -136,7 +166,9 @@ def _row_problems(rec: dict) -> tuple[list[tuple[str, str]], dict]:
             out.append((name, f"expected a number in {unit}, got {rec[name]!r}"))
             continue
         if not (math.isfinite(x) and lo <= x <= hi):
-            out.append((name, f"expected {lo:g}-{hi:g} {unit} (the range the model's conditioning accepts), got {rec[name]!r}"))
+            out.append(
+                (name, f"expected {lo:g}-{hi:g} {unit} (the range the model's conditioning accepts), got {rec[name]!r}")
+            )
         val[name] = x
     for name, default, lo in (("n", "1", 1), ("seed", "", 0)):
         raw = str(rec.get(name, "")).strip() or default
@@ -171,13 +203,15 @@ def _embedder_problems(pipe: Any, prompts: dict[str, tuple[int, int]]) -> list[t
             n = len(tok(t, truncation=False)["input_ids"])
             if n > limit:
                 r, ln = prompts[t]
-                problems.append((r, ln, "report", f"the prompt is {n} tokens; the {emb.backend} embedder takes {limit}"))
+                problems.append(
+                    (r, ln, "report", f"the prompt is {n} tokens; the {emb.backend} embedder takes {limit}")
+                )
         bad = {t for t in texts if any(p[0] == prompts[t][0] for p in problems)}
         texts = [t for t in texts if t not in bad]
     cache = EmbeddingCache(pipe.cache_dir, emb.identity) if pipe.cache_dir else None
     step = 256
     for start in range(0, len(texts), step):
-        part = texts[start:start + step]
+        part = texts[start : start + step]
         try:
             embed_texts(part, emb, cache, progress=False)
         except Exception:
@@ -257,8 +291,9 @@ def record_id(index: int) -> str:
     return f"records/{index // RECORDS_PER_FOLDER:05d}/ecg_{index:07d}"
 
 
-def iter_batches(path: str | os.PathLike, batch_size: int, *, base_seed: int = 0, chunksize: int = 50_000
-                 ) -> Iterator[tuple[int, pd.DataFrame]]:
+def iter_batches(
+    path: str | os.PathLike, batch_size: int, *, base_seed: int = 0, chunksize: int = 50_000
+) -> Iterator[tuple[int, pd.DataFrame]]:
     """``(k, batch)`` for global batch ``k``: the rows of a *validated* conditions file expanded to one line per ECG
     (columns report, age, sex, hr, seed, row, index, record_id), ``batch_size`` ECGs each, in file order.
     ECG ``index`` of a row with ``seed`` s and ECGs j = 0..n-1 gets seed ``s + j``; without one,
@@ -270,8 +305,18 @@ def iter_batches(path: str | os.PathLike, batch_size: int, *, base_seed: int = 0
             _, val = _row_problems(rec)
             for j in range(val["n"]):
                 seed = val["seed"] + j if val["seed"] is not None else base_seed + index
-                buf.append({"report": val["report"], "age": val["age"], "sex": val["sex"], "hr": val["hr"],
-                            "seed": seed, "row": rec["row"], "index": index, "record_id": record_id(index)})
+                buf.append(
+                    {
+                        "report": val["report"],
+                        "age": val["age"],
+                        "sex": val["sex"],
+                        "hr": val["hr"],
+                        "seed": seed,
+                        "row": rec["row"],
+                        "index": index,
+                        "record_id": record_id(index),
+                    }
+                )
                 index += 1
                 if len(buf) == batch_size:
                     yield k, pd.DataFrame(buf)
@@ -323,7 +368,7 @@ def _barrier() -> None:
         group.barrier()
 
 
-def _first_error_everywhere(err: Optional[str]) -> Optional[str]:
+def _first_error_everywhere(err: str | None) -> str | None:
     """Share rank 0's error (or None) with every rank, so all stop together instead of hanging at a barrier."""
     group = _dist()
     if group is None:
@@ -337,15 +382,20 @@ def _first_error_everywhere(err: Optional[str]) -> Optional[str]:
 def _header(row: dict, model: dict, fs: float, how: str) -> list[str]:
     # report/age/sex/hr through the readers' own encoder, so `prepare --source wfdb` reads them back
     lines = header_comments(row["report"], age=row["age"], sex=row["sex"], hr=row["hr"])
-    lines += [f"seed: {row['seed']}", f"conditions_row: {row['row']}",
-              f"sampler: {row['sampler']} steps: {row['steps']} guidance: {row['guidance_scale']} on {row['guidance_on']}",
-              f"sampling_rate: {fs:g} Hz; resampling: {how}", "generated by diffusets_core (DiffuSETS), synthetic",
-              "model: " + encode_comment_value(json.dumps(model, sort_keys=True, default=str))]
+    lines += [
+        f"seed: {row['seed']}",
+        f"conditions_row: {row['row']}",
+        f"sampler: {row['sampler']} steps: {row['steps']} guidance: {row['guidance_scale']} on {row['guidance_on']}",
+        f"sampling_rate: {fs:g} Hz; resampling: {how}",
+        "generated by diffusets_core (DiffuSETS), synthetic",
+        "model: " + encode_comment_value(json.dumps(model, sort_keys=True, default=str)),
+    ]
     return lines
 
 
-def _write_batch(k: int, batch: pd.DataFrame, signals: np.ndarray, model: dict, fs: float, how: str,
-                 out: Path, formats: set[str]) -> None:
+def _write_batch(
+    k: int, batch: pd.DataFrame, signals: np.ndarray, model: dict, fs: float, how: str, out: Path, formats: set[str]
+) -> None:
     """Write batch ``k`` into ``out/.tmp``, move its files into place, then commit its part file (last, atomic)."""
     tmp = out / ".tmp" / f"batch_{k:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -377,8 +427,10 @@ def merge_parts(out_dir: str | os.PathLike, n_batches: int) -> Path:
     parts = [out / ".parts" / f"batch_{k:06d}.csv" for k in range(n_batches)]
     missing = [p.name for p in parts if not p.is_file()]
     if missing:
-        raise RuntimeError(f"{out}: {len(missing)} batch(es) not written yet ({', '.join(missing[:5])}...); "
-                           "rerun the same command to finish")
+        raise RuntimeError(
+            f"{out}: {len(missing)} batch(es) not written yet ({', '.join(missing[:5])}...); "
+            "rerun the same command to finish"
+        )
     has_npy = False
     # the index streams to a scratch file and is committed only when the batches wrote .npy shards
     with tempfile.TemporaryFile("w+", newline="", dir=out) as index_rows:
@@ -389,7 +441,8 @@ def merge_parts(out_dir: str | os.PathLike, n_batches: int) -> Path:
                 if (part["shard"] >= 0).all():
                     has_npy = True
                     part[["record_id", "shard", "shard_row"]].rename(columns={"shard_row": "row"}).to_csv(
-                        index_rows, index=False, header=(k == 0))
+                        index_rows, index=False, header=(k == 0)
+                    )
         if has_npy:
             index_rows.seek(0)
             with atomic_writer(out / "npy" / "index.csv") as tmp_index, open(tmp_index, "w", newline="") as fi:
@@ -397,20 +450,50 @@ def merge_parts(out_dir: str | os.PathLike, n_batches: int) -> Path:
     return out / "manifest.csv"
 
 
-def _settings(summary: ConditionsSummary, pipe: Any, fs: float, batch_size: int, formats: list[str], base_seed: int,
-              sampling: dict) -> dict:
-    return {"conditions": summary.path, "conditions_sha256": summary.sha256, "rows": summary.rows,
-            "ecgs": summary.ecgs, "batch_size": batch_size, "batches": math.ceil(summary.ecgs / batch_size),
-            "fs": fs, "resampling": resample(np.zeros((1, 12, 1024), np.float32), fs)[1], "formats": sorted(formats),
-            "base_seed": base_seed, "sampling": sampling, "model": pipe.identity, "leads": list(CANONICAL_LEADS),
-            "records_per_folder": RECORDS_PER_FOLDER, "package_version": __version__}
+def _settings(
+    summary: ConditionsSummary,
+    pipe: Any,
+    fs: float,
+    batch_size: int,
+    formats: list[str],
+    base_seed: int,
+    sampling: dict,
+) -> dict:
+    return {
+        "conditions": summary.path,
+        "conditions_sha256": summary.sha256,
+        "rows": summary.rows,
+        "ecgs": summary.ecgs,
+        "batch_size": batch_size,
+        "batches": math.ceil(summary.ecgs / batch_size),
+        "fs": fs,
+        "resampling": resample(np.zeros((1, 12, 1024), np.float32), fs)[1],
+        "formats": sorted(formats),
+        "base_seed": base_seed,
+        "sampling": sampling,
+        "model": pipe.identity,
+        "leads": list(CANONICAL_LEADS),
+        "records_per_folder": RECORDS_PER_FOLDER,
+        "package_version": __version__,
+    }
 
 
-def generate_dataset(pipe: Any, conditions: str | os.PathLike, out_dir: str | os.PathLike, *, fs: float = MODEL_FS,
-                     batch_size: int = 32, formats: Iterable[str] = ("wfdb", "npy"), seed: int = 0,
-                     progress: bool = True, sampler: Optional[str] = None, num_inference_steps: Optional[int] = None,
-                     guidance_scale: Optional[float] = None, guidance_on: Optional[str] = None,
-                     chunksize: int = 50_000) -> dict:
+def generate_dataset(
+    pipe: Any,
+    conditions: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    fs: float = MODEL_FS,
+    batch_size: int = 32,
+    formats: Iterable[str] = ("wfdb", "npy"),
+    seed: int = 0,
+    progress: bool = True,
+    sampler: str | None = None,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    guidance_on: str | None = None,
+    chunksize: int = 50_000,
+) -> dict:
     """Generate the dataset a conditions file asks for into ``out_dir`` (layout: module docstring).
 
     Under torchrun (process group initialised, see :func:`init_ranks`) rank ``r`` of ``K`` generates global
@@ -440,14 +523,18 @@ def generate_dataset(pipe: Any, conditions: str | os.PathLike, out_dir: str | os
     group = _dist()
     rank, world = (group.get_rank(), group.get_world_size()) if group is not None else (0, 1)
     sampling = {**pipe.sampling}
-    for key, v in (("sampler", sampler), ("num_inference_steps", num_inference_steps),
-                   ("guidance_scale", guidance_scale), ("guidance_on", guidance_on)):
+    for key, v in (
+        ("sampler", sampler),
+        ("num_inference_steps", num_inference_steps),
+        ("guidance_scale", guidance_scale),
+        ("guidance_on", guidance_on),
+    ):
         if v is not None:
             sampling[key] = v
     sampling = {k: sampling[k] for k in ("sampler", "num_inference_steps", "guidance_scale", "guidance_on")}
 
-    err: Optional[str] = None
-    first: Optional[Exception] = None
+    err: str | None = None
+    first: Exception | None = None
     if rank == 0:
         try:
             summary = validate_conditions(conditions, pipe, chunksize=chunksize)
@@ -457,8 +544,10 @@ def generate_dataset(pipe: Any, conditions: str | os.PathLike, out_dir: str | os
                 old = json.loads(meta.read_text())
                 diff = sorted(k for k in settings if old.get(k) != settings[k] and k != "conditions")
                 if diff:
-                    raise ValueError(f"{out}: holds a dataset made with other settings ({', '.join(diff)} differ); "
-                                     "use another --out, or delete it")
+                    raise ValueError(
+                        f"{out}: holds a dataset made with other settings ({', '.join(diff)} differ); "
+                        "use another --out, or delete it"
+                    )
             else:
                 atomic_write_text(meta, json.dumps(settings, indent=2, default=str))
         except (ValueError, FileNotFoundError) as exc:
@@ -476,19 +565,36 @@ def generate_dataset(pipe: Any, conditions: str | os.PathLike, out_dir: str | os
     my_total = sum(min(batch_size, total - k * batch_size) for k in mine)
     resumed = sum(min(batch_size, total - k * batch_size) for k in done)
     generated = 0
-    bar = tqdm(total=my_total, initial=resumed, unit="ECG", disable=not progress or rank != 0,
-               desc=f"generating (rank 0 of {world})" if world > 1 else "generating")
+    bar = tqdm(
+        total=my_total,
+        initial=resumed,
+        unit="ECG",
+        disable=not progress or rank != 0,
+        desc=f"generating (rank 0 of {world})" if world > 1 else "generating",
+    )
     try:
         for k, batch in iter_batches(conditions, batch_size, base_seed=seed, chunksize=chunksize):
             if k % world != rank or k in done:
                 continue
-            res = pipe(batch["report"].tolist(), age=batch["age"].tolist(), sex=batch["sex"].tolist(),
-                       hr=batch["hr"].tolist(), seed=batch["seed"].tolist(), batch_size=batch_size,
-                       sampler=sampling["sampler"], num_inference_steps=sampling["num_inference_steps"],
-                       guidance_scale=sampling["guidance_scale"], guidance_on=sampling["guidance_on"])
+            res = pipe(
+                batch["report"].tolist(),
+                age=batch["age"].tolist(),
+                sex=batch["sex"].tolist(),
+                hr=batch["hr"].tolist(),
+                seed=batch["seed"].tolist(),
+                batch_size=batch_size,
+                sampler=sampling["sampler"],
+                num_inference_steps=sampling["num_inference_steps"],
+                guidance_scale=sampling["guidance_scale"],
+                guidance_on=sampling["guidance_on"],
+            )
             sig, how = resample(res.signals, fs)
-            batch = batch.assign(sampler=sampling["sampler"], steps=int(sampling["num_inference_steps"]),
-                                 guidance_scale=float(sampling["guidance_scale"]), guidance_on=sampling["guidance_on"])
+            batch = batch.assign(
+                sampler=sampling["sampler"],
+                steps=int(sampling["num_inference_steps"]),
+                guidance_scale=float(sampling["guidance_scale"]),
+                guidance_on=sampling["guidance_on"],
+            )
             _write_batch(k, batch, sig, res.model, fs, how, out, set(formats))
             generated += len(batch)
             bar.update(len(batch))
@@ -499,5 +605,14 @@ def generate_dataset(pipe: Any, conditions: str | os.PathLike, out_dir: str | os
         merge_parts(out, n_batches)
         shutil.rmtree(out / ".tmp", ignore_errors=True)
     _barrier()
-    return {"ecgs": total, "generated": generated, "resumed": resumed, "rank": rank, "world_size": world,
-            "batches": n_batches, "fs": fs, "out_dir": str(out), "manifest": str(out / "manifest.csv")}
+    return {
+        "ecgs": total,
+        "generated": generated,
+        "resumed": resumed,
+        "rank": rank,
+        "world_size": world,
+        "batches": n_batches,
+        "fs": fs,
+        "out_dir": str(out),
+        "manifest": str(out / "manifest.csv"),
+    }

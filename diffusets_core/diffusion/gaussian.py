@@ -16,7 +16,8 @@ The model is any network ``model(x_t, t, text, patient, drop_mask) -> eps`` (bot
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,8 +53,14 @@ class GaussianDiffusion:
         ValueError: unknown weighting or ``snr_gamma <= 0``.
     """
 
-    def __init__(self, schedule: Optional[NoiseSchedule] = None, *, timestep_mode: str = "uniform",
-                 loss_weighting: str = "uniform", snr_gamma: float = 5.0):
+    def __init__(
+        self,
+        schedule: NoiseSchedule | None = None,
+        *,
+        timestep_mode: str = "uniform",
+        loss_weighting: str = "uniform",
+        snr_gamma: float = 5.0,
+    ):
         if loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"loss weighting must be one of {LOSS_WEIGHTINGS}, got {loss_weighting!r}")
         if snr_gamma <= 0:
@@ -63,9 +70,16 @@ class GaussianDiffusion:
         self.loss_weighting, self.snr_gamma = loss_weighting, float(snr_gamma)
 
     # -- training --------------------------------------------------------------------------------------------------
-    def loss(self, model: Callable[..., torch.Tensor], x0: torch.Tensor, text: torch.Tensor,
-             patient: Optional[torch.Tensor], *, generator: Optional[torch.Generator] = None,
-             drop_mask: Optional[DropMaskFn] = None) -> torch.Tensor:
+    def loss(
+        self,
+        model: Callable[..., torch.Tensor],
+        x0: torch.Tensor,
+        text: torch.Tensor,
+        patient: torch.Tensor | None,
+        *,
+        generator: torch.Generator | None = None,
+        drop_mask: DropMaskFn | None = None,
+    ) -> torch.Tensor:
         """The training loss of ``model`` on clean latents ``x0`` (B, C, L) with condition ``text``/``patient``.
 
         Draws, in this order from ``generator``: the timesteps ``t`` (B,), the noise ``eps`` (like ``x0``), then
@@ -98,13 +112,26 @@ class GaussianDiffusion:
             raise ValueError(f"guidance_on must be one of {GUIDANCE_TARGETS}, got {guidance_on!r}")
         if guidance_scale != 1.0 and unet_cfg.cond_dropout <= 0:
             raise ValueError("guidance_scale != 1 needs a U-Net trained with condition dropout (cfg.cond_dropout > 0)")
-        if guidance_scale != 1.0 and guidance_on == "text" and getattr(unet_cfg, "cond_dropout_mode", "joint") != "separate":
-            raise ValueError("guidance_on='text' needs a U-Net trained with cond_dropout_mode='separate' (it never saw "
-                             "the report dropped with the patient values kept); use guidance_on='all'")
+        if (
+            guidance_scale != 1.0
+            and guidance_on == "text"
+            and getattr(unet_cfg, "cond_dropout_mode", "joint") != "separate"
+        ):
+            raise ValueError(
+                "guidance_on='text' needs a U-Net trained with cond_dropout_mode='separate' (it never saw "
+                "the report dropped with the patient values kept); use guidance_on='all'"
+            )
 
     @staticmethod
-    def guided_eps(unet: nn.Module, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor, patient: torch.Tensor,
-                   guidance_scale: float, guidance_on: str = "all") -> torch.Tensor:
+    def guided_eps(
+        unet: nn.Module,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        text: torch.Tensor,
+        patient: torch.Tensor,
+        guidance_scale: float,
+        guidance_on: str = "all",
+    ) -> torch.Tensor:
         """The noise prediction with classifier-free guidance: ``eps_u + s (eps_c - eps_u)``, where ``eps_u`` drops
         the report and the patient values (``guidance_on="all"``) or the report only (``"text"``). With
         ``guidance_scale == 1`` it is the plain conditional prediction (one network call instead of two)."""
@@ -114,22 +141,39 @@ class GaussianDiffusion:
         keep, drop = torch.zeros(b, 2, dtype=torch.bool), torch.ones(b, 2, dtype=torch.bool)
         if guidance_on == "text":
             drop[:, 1] = False  # the unconditional branch keeps sex, age and HR
-        both = unet(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([text, text]), torch.cat([patient, patient]),
-                    torch.cat([keep, drop]).to(x_t.device))
+        both = unet(
+            torch.cat([x_t, x_t]),
+            torch.cat([t, t]),
+            torch.cat([text, text]),
+            torch.cat([patient, patient]),
+            torch.cat([keep, drop]).to(x_t.device),
+        )
         eps_c, eps_u = both.chunk(2)
         return eps_u + guidance_scale * (eps_c - eps_u)
 
-    def sampler(self, name: Union[str, Sampler]) -> Sampler:
+    def sampler(self, name: str | Sampler) -> Sampler:
         """A sampler of this schedule by name (``ddim``, ``dpmsolver++``, ``ddpm``; :func:`.samplers.get_sampler`),
         or ``name`` itself when it is already a :class:`~.samplers.Sampler`."""
         return name if isinstance(name, Sampler) else get_sampler(name, self.schedule)
 
     @torch.no_grad()
-    def sample(self, unet: nn.Module, text: torch.Tensor, patient: torch.Tensor, shape: Sequence[int], *,
-               sampler: Union[str, Sampler] = "ddim", seed: Union[int, Sequence[int], None] = None,
-               num_inference_steps: Optional[int] = None, guidance_scale: float = 1.0, guidance_on: str = "all",
-               device: Union[str, torch.device, None] = None, progress: bool = False,
-               clip_sample: ClipSample = None, bf16: bool = False) -> torch.Tensor:
+    def sample(
+        self,
+        unet: nn.Module,
+        text: torch.Tensor,
+        patient: torch.Tensor,
+        shape: Sequence[int],
+        *,
+        sampler: str | Sampler = "ddim",
+        seed: int | Sequence[int] | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float = 1.0,
+        guidance_on: str = "all",
+        device: str | torch.device | None = None,
+        progress: bool = False,
+        clip_sample: ClipSample = None,
+        bf16: bool = False,
+    ) -> torch.Tensor:
         """Latents ``shape`` = (B, C, L) generated by ``sampler`` from noise drawn with ``seed`` (one per sample for
         batch-independent results), with the guided noise prediction of :meth:`guided_eps`. ``bf16`` runs the
         network under bfloat16 autocast; the sampler's arithmetic stays float32."""
@@ -140,6 +184,12 @@ class GaussianDiffusion:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 return self.guided_eps(unet, x_t, t, text, patient, guidance_scale, guidance_on).float()
 
-        return sampler.sample(model_fn, shape, seed=seed, num_inference_steps=num_inference_steps, device=device,
-                              progress=progress, clip_sample=clip_sample)
-
+        return sampler.sample(
+            model_fn,
+            shape,
+            seed=seed,
+            num_inference_steps=num_inference_steps,
+            device=device,
+            progress=progress,
+            clip_sample=clip_sample,
+        )

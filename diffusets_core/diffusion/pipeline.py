@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
@@ -43,8 +44,15 @@ log = logging.getLogger(__name__)
 
 Scalar = Union[float, int, str]
 
-__all__ = ["DEFAULT_SAMPLING", "GUIDANCE_TARGETS", "SAMPLING_FILE", "DiffuSETSPipeline", "GenerationOutput",
-           "load_sampling_settings", "save_sampling_settings"]
+__all__ = [
+    "DEFAULT_SAMPLING",
+    "GUIDANCE_TARGETS",
+    "SAMPLING_FILE",
+    "DiffuSETSPipeline",
+    "GenerationOutput",
+    "load_sampling_settings",
+    "save_sampling_settings",
+]
 
 DEFAULT_SAMPLING = {"sampler": "ddim", "num_inference_steps": 50, "guidance_scale": 1.0}
 
@@ -73,7 +81,9 @@ def load_sampling_settings(run_dir: str | os.PathLike, *, unet_dir: str = UNET_D
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); delete it or re-run `diffusets guidance-sweep --save`") from None
+        raise ValueError(
+            f"{path}: not valid JSON ({exc}); delete it or re-run `diffusets guidance-sweep --save`"
+        ) from None
 
 
 @dataclass
@@ -84,7 +94,7 @@ class GenerationOutput:
     fs: float
     leads: tuple[str, ...]
     conditions: pd.DataFrame  # report, sex, age, hr, seed, sampler, steps, guidance_scale
-    latents: Optional[np.ndarray] = None
+    latents: np.ndarray | None = None
     model: dict[str, Any] = field(default_factory=dict)
 
 
@@ -102,10 +112,21 @@ def _broadcast(name: str, value: Any, n: int) -> list:
 class DiffuSETSPipeline:
     """Text + patient conditioned ECG generation. Build with :meth:`from_pretrained` (a run directory)."""
 
-    def __init__(self, unet: ConditionalUNet1D, vae: VAE, embedder: Any, *, patient_mode: str = "normalized",
-                 schedule: Optional[NoiseSchedule] = None, fs: float = MODEL_FS, device: str | torch.device = "cpu",
-                 cache_dir: Optional[Path] = None, identity: Optional[dict] = None, clip_sample: Any = None,
-                 sampling: Optional[dict] = None):
+    def __init__(
+        self,
+        unet: ConditionalUNet1D,
+        vae: VAE,
+        embedder: Any,
+        *,
+        patient_mode: str = "normalized",
+        schedule: NoiseSchedule | None = None,
+        fs: float = MODEL_FS,
+        device: str | torch.device = "cpu",
+        cache_dir: Path | None = None,
+        identity: dict | None = None,
+        clip_sample: Any = None,
+        sampling: dict | None = None,
+    ):
         self.device = torch.device(device)
         self.unet = unet.to(self.device).eval()
         self.vae = vae.to(self.device).eval()
@@ -121,8 +142,10 @@ class DiffuSETSPipeline:
         self.sampling = {**DEFAULT_SAMPLING, "guidance_on": "text" if separate else "all", **(sampling or {})}
         dim = getattr(embedder, "dim", None)
         if dim is not None and int(dim) != unet.cfg.text_dim:
-            raise ValueError(f"embedder {getattr(embedder, 'identity', embedder)} gives {dim}-d vectors but the U-Net "
-                             f"was trained on {unet.cfg.text_dim}-d text embeddings; use the embedder it was trained with")
+            raise ValueError(
+                f"embedder {getattr(embedder, 'identity', embedder)} gives {dim}-d vectors but the U-Net "
+                f"was trained on {unet.cfg.text_dim}-d text embeddings; use the embedder it was trained with"
+            )
 
     @property
     def diffusion(self) -> GaussianDiffusion:
@@ -131,8 +154,15 @@ class DiffuSETSPipeline:
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, run_dir: str | os.PathLike, *, device: str = "auto", embedder: Any = None,
-                        unet_dir: str = UNET_DIR, **embedder_kwargs: Any) -> "DiffuSETSPipeline":
+    def from_pretrained(
+        cls,
+        run_dir: str | os.PathLike,
+        *,
+        device: str = "auto",
+        embedder: Any = None,
+        unet_dir: str = UNET_DIR,
+        **embedder_kwargs: Any,
+    ) -> DiffuSETSPipeline:
         """Load ``run_dir/<unet_dir>/model.pt`` and ``run_dir/vae/model.pt`` and the embedder they were trained
         with. ``unet_dir=layout.NOC_DIR`` (``"unet_noc"``) loads the text-only ablation trained beside the main model.
 
@@ -145,8 +175,13 @@ class DiffuSETSPipeline:
         cfg = unet.cfg
         ident = meta["embedder"]
         if embedder is None:
-            embedder = make_embedder(ident["backend"], model=ident.get("model"), base_url=ident.get("base_url"),
-                                     prompt_mode=ident.get("prompt_mode", "paper"), **embedder_kwargs)
+            embedder = make_embedder(
+                ident["backend"],
+                model=ident.get("model"),
+                base_url=ident.get("base_url"),
+                prompt_mode=ident.get("prompt_mode", "paper"),
+                **embedder_kwargs,
+            )
         vae = load_vae(run_dir, dev)
         schedule = NoiseSchedule.from_config(meta["schedule"]) if "schedule" in meta else NoiseSchedule.paper()
         fs = MODEL_FS
@@ -155,16 +190,40 @@ class DiffuSETSPipeline:
         except FileNotFoundError:
             pass
         sampling = load_sampling_settings(run_dir, unet_dir=unet_dir)
-        model_id = {"run_dir": str(run_dir.resolve()), "unet_dir": unet_dir, "unet_steps": meta.get("steps"),
-                    "embedder": ident, "arch": cfg.arch, "sampling": sampling or "defaults (no validated settings saved)",
-                    "patient_mode": meta.get("patient_mode", "normalized"), "weights": "trained in this run"}
-        return cls(unet, vae, embedder, patient_mode=meta.get("patient_mode", "normalized"), schedule=schedule,
-                   fs=fs, device=dev, cache_dir=default_cache_dir(run_dir), identity=model_id, sampling=sampling)
+        model_id = {
+            "run_dir": str(run_dir.resolve()),
+            "unet_dir": unet_dir,
+            "unet_steps": meta.get("steps"),
+            "embedder": ident,
+            "arch": cfg.arch,
+            "sampling": sampling or "defaults (no validated settings saved)",
+            "patient_mode": meta.get("patient_mode", "normalized"),
+            "weights": "trained in this run",
+        }
+        return cls(
+            unet,
+            vae,
+            embedder,
+            patient_mode=meta.get("patient_mode", "normalized"),
+            schedule=schedule,
+            fs=fs,
+            device=dev,
+            cache_dir=default_cache_dir(run_dir),
+            identity=model_id,
+            sampling=sampling,
+        )
 
     @classmethod
-    def from_reference(cls, unet_path: str | os.PathLike, vae_path: str | os.PathLike, *, embedder: Any = "openai",
-                       device: str = "auto", cache_dir: Optional[str | os.PathLike] = None,
-                       **embedder_kwargs: Any) -> "DiffuSETSPipeline":
+    def from_reference(
+        cls,
+        unet_path: str | os.PathLike,
+        vae_path: str | os.PathLike,
+        *,
+        embedder: Any = "openai",
+        device: str = "auto",
+        cache_dir: str | os.PathLike | None = None,
+        **embedder_kwargs: Any,
+    ) -> DiffuSETSPipeline:
         """The authors' released model (``unet_all.pth`` + ``vae_model.pth``) in paper mode.
 
         Paper mode: ordered prompts in the reference's exact template, raw patient values (sex 1 = M,
@@ -181,17 +240,37 @@ class DiffuSETSPipeline:
             model = embedder_kwargs.pop("model", "text-embedding-ada-002" if embedder == "openai" else None)
             embedder = make_embedder(embedder, model=model, prompt_mode="paper", **embedder_kwargs)
         if getattr(embedder, "prompt_mode", "paper") != "paper":
-            raise ValueError("the released model was conditioned on paper-mode ordered prompts; "
-                             f"got an embedder with prompt_mode={embedder.prompt_mode!r}")
+            raise ValueError(
+                "the released model was conditioned on paper-mode ordered prompts; "
+                f"got an embedder with prompt_mode={embedder.prompt_mode!r}"
+            )
         if getattr(embedder, "dim", None) is not None:
             check_embedder_compat(unet, embedder)
-        cache = Path(cache_dir) if cache_dir else Path(os.environ.get("DIFFUSETS_CACHE",
-                                                                      Path.home() / ".cache" / "diffusets" / "embeddings"))
-        identity = {"weights": "authors' released DiffuSETS checkpoint (paper mode)",
-                    "unet_path": str(Path(unet_path).resolve()), "vae_path": str(Path(vae_path).resolve()),
-                    "text_dim": unet.cfg.text_dim, "embedder": embedder.identity.to_dict(), "patient_mode": "paper"}
-        return cls(unet, vae, embedder, patient_mode="paper", schedule=NoiseSchedule.paper(), fs=MODEL_FS, device=dev,
-                   cache_dir=cache, identity=identity, clip_sample=1.0)
+        cache = (
+            Path(cache_dir)
+            if cache_dir
+            else Path(os.environ.get("DIFFUSETS_CACHE", Path.home() / ".cache" / "diffusets" / "embeddings"))
+        )
+        identity = {
+            "weights": "authors' released DiffuSETS checkpoint (paper mode)",
+            "unet_path": str(Path(unet_path).resolve()),
+            "vae_path": str(Path(vae_path).resolve()),
+            "text_dim": unet.cfg.text_dim,
+            "embedder": embedder.identity.to_dict(),
+            "patient_mode": "paper",
+        }
+        return cls(
+            unet,
+            vae,
+            embedder,
+            patient_mode="paper",
+            schedule=NoiseSchedule.paper(),
+            fs=MODEL_FS,
+            device=dev,
+            cache_dir=cache,
+            identity=identity,
+            clip_sample=1.0,
+        )
 
     # -- conditioning --------------------------------------------------------------------------------
     def embed_reports(self, reports: Sequence[str]) -> np.ndarray:
@@ -204,26 +283,36 @@ class DiffuSETSPipeline:
         cache = EmbeddingCache(self.cache_dir, self.embedder.identity) if self.cache_dir else None
         matrix, _ = embed_texts(distinct, self.embedder, cache, progress=False)
         if matrix.shape[1] != self.unet.cfg.text_dim:
-            raise ValueError(f"the embedder returned {matrix.shape[1]}-d vectors; this U-Net expects "
-                             f"{self.unet.cfg.text_dim}-d (text_dim of the checkpoint)")
+            raise ValueError(
+                f"the embedder returned {matrix.shape[1]}-d vectors; this U-Net expects "
+                f"{self.unet.cfg.text_dim}-d (text_dim of the checkpoint)"
+            )
         index = {p: i for i, p in enumerate(distinct)}
         vectors = matrix[[index[p] for p in prompts]]
         k = getattr(self.unet.cfg, "text_tokens", 0)
         if not k:
             return vectors
-        tokens, _ = report_tokens(list(reports), vectors,
-                                  lambda st: embed_texts(st, self.embedder, cache, progress=False)[0], k)
+        tokens, _ = report_tokens(
+            list(reports), vectors, lambda st: embed_texts(st, self.embedder, cache, progress=False)[0], k
+        )
         return tokens
 
-    def conditions(self, reports: Union[str, Sequence[str]], age: Any, sex: Any, hr: Any,
-                   n: Optional[int] = None) -> pd.DataFrame:
+    def conditions(
+        self, reports: str | Sequence[str], age: Any, sex: Any, hr: Any, n: int | None = None
+    ) -> pd.DataFrame:
         """Validated, broadcast conditions as a table (one row per ECG to generate)."""
         if isinstance(reports, str):
             reports = [reports]
         reports = list(reports)
         n = n or max(len(reports), *(len(v) if isinstance(v, (list, tuple, np.ndarray)) else 1 for v in (age, sex, hr)))
-        frame = pd.DataFrame({"report": _broadcast("reports", reports, n), "sex": _broadcast("sex", sex, n),
-                              "age": _broadcast("age", age, n), "hr": _broadcast("hr", hr, n)})
+        frame = pd.DataFrame(
+            {
+                "report": _broadcast("reports", reports, n),
+                "sex": _broadcast("sex", sex, n),
+                "age": _broadcast("age", age, n),
+                "hr": _broadcast("hr", hr, n),
+            }
+        )
         if frame["report"].map(lambda r: not isinstance(r, str) or not r.strip()).any():
             raise ValueError("reports: every report must be a non-empty string (statements joined with '|')")
         # encode_patient validates ranges and sex values with messages that name the field
@@ -233,11 +322,24 @@ class DiffuSETSPipeline:
 
     # -- generation ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, reports: Union[str, Sequence[str]], *, age: Any = 50, sex: Any = "M", hr: Any = 75,
-                 num_ecgs: Optional[int] = None, num_inference_steps: Optional[int] = None,
-                 guidance_scale: Optional[float] = None, seed: Union[int, Sequence[int]] = 0, sampler: Optional[str] = None,
-                 guidance_on: Optional[str] = None, batch_size: int = 64, progress: bool = False,
-                 return_latents: bool = False, bf16: bool = False) -> GenerationOutput:
+    def __call__(
+        self,
+        reports: str | Sequence[str],
+        *,
+        age: Any = 50,
+        sex: Any = "M",
+        hr: Any = 75,
+        num_ecgs: int | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        seed: int | Sequence[int] = 0,
+        sampler: str | None = None,
+        guidance_on: str | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+        return_latents: bool = False,
+        bf16: bool = False,
+    ) -> GenerationOutput:
         """Generate one ECG per row of the broadcast conditions. ECG ``i`` uses seed ``seed + i``, so a
         sample does not depend on the batch it was generated in; ``seed`` may also be a sequence with one
         seed per ECG (what dataset generation uses: seeds follow the conditions file's rows, not the batch).
@@ -254,7 +356,9 @@ class DiffuSETSPipeline:
         """
         settings = self.sampling
         sampler = settings["sampler"] if sampler is None else sampler
-        num_inference_steps = int(settings["num_inference_steps"] if num_inference_steps is None else num_inference_steps)
+        num_inference_steps = int(
+            settings["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+        )
         guidance_scale = float(settings["guidance_scale"] if guidance_scale is None else guidance_scale)
         guidance_on = settings["guidance_on"] if guidance_on is None else guidance_on
         if guidance_on not in GUIDANCE_TARGETS:
@@ -269,25 +373,43 @@ class DiffuSETSPipeline:
         diffusion = self.diffusion
         diffusion.check_guidance(self.unet.cfg, guidance_scale, guidance_on)
         text = torch.from_numpy(self.embed_reports(cond["report"].tolist())).to(self.device)
-        patient = torch.from_numpy(encode_patient(cond["sex"].tolist(), cond["age"].to_numpy(float),
-                                                  cond["hr"].to_numpy(float), mode=self.patient_mode)).to(self.device)
-        patient = patient[:, :self.unet.cfg.cond_dim]  # a text-only model (cond_dim 0) ignores the patient
+        patient = torch.from_numpy(
+            encode_patient(
+                cond["sex"].tolist(), cond["age"].to_numpy(float), cond["hr"].to_numpy(float), mode=self.patient_mode
+            )
+        ).to(self.device)
+        patient = patient[:, : self.unet.cfg.cond_dim]  # a text-only model (cond_dim 0) ignores the patient
         diffusion_sampler = diffusion.sampler(sampler)
         length = 1024 // self.vae.cfg.downsample_factor
         signals, latents = [], []
         for start in range(0, len(cond), batch_size):
             rows = slice(start, min(start + batch_size, len(cond)))
-            z = diffusion.sample(self.unet, text[rows], patient[rows],
-                                 (len(seed_list[rows]), self.unet.cfg.in_channels, length),
-                                 sampler=diffusion_sampler, seed=seed_list[rows],
-                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                 guidance_on=guidance_on, device=self.device, progress=progress,
-                                 clip_sample=self.clip_sample, bf16=bf16)
+            z = diffusion.sample(
+                self.unet,
+                text[rows],
+                patient[rows],
+                (len(seed_list[rows]), self.unet.cfg.in_channels, length),
+                sampler=diffusion_sampler,
+                seed=seed_list[rows],
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+                guidance_on=guidance_on,
+                device=self.device,
+                progress=progress,
+                clip_sample=self.clip_sample,
+                bf16=bf16,
+            )
             signals.append(self.vae.decode(z).float().cpu().numpy())
             if return_latents:
                 latents.append(z.float().cpu().numpy())
         cond["seed"] = seed_list
         cond["sampler"], cond["steps"], cond["guidance_scale"] = sampler, num_inference_steps, guidance_scale
         cond["guidance_on"] = guidance_on
-        return GenerationOutput(np.concatenate(signals).astype(np.float32), self.fs, CANONICAL_LEADS, cond,
-                                np.concatenate(latents) if return_latents else None, dict(self.identity))
+        return GenerationOutput(
+            np.concatenate(signals).astype(np.float32),
+            self.fs,
+            CANONICAL_LEADS,
+            cond,
+            np.concatenate(latents) if return_latents else None,
+            dict(self.identity),
+        )

@@ -19,16 +19,13 @@ Conventions
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
-__all__ = [
-    "BETA_SCHEDULES",
-    "TIMESTEP_SAMPLING_MODES",
-    "NoiseSchedule",
-]
+__all__ = ["BETA_SCHEDULES", "TIMESTEP_SAMPLING_MODES", "NoiseSchedule"]
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "cosine")
 #: ``uniform``: t ~ U{0, ..., T-1} (default). ``paper``: t ~ U{1, ..., T-2} = ``randint(1, T-1)``,
@@ -48,10 +45,7 @@ def _cosine_betas(num_steps: int, max_beta: float = 0.999, s: float = 0.008) -> 
     def alpha_bar(u: float) -> float:
         return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
 
-    betas = [
-        min(1.0 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), max_beta)
-        for i in range(num_steps)
-    ]
+    betas = [min(1.0 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), max_beta) for i in range(num_steps)]
     return torch.tensor(betas, dtype=torch.float32)
 
 
@@ -101,9 +95,7 @@ class NoiseSchedule:
             raise ValueError(f"unknown beta_schedule {beta_schedule!r}; expected one of {BETA_SCHEDULES}")
         beta_start, beta_end = float(beta_start), float(beta_end)
         if beta_schedule != "cosine" and not (0.0 < beta_start <= beta_end < 1.0):
-            raise ValueError(
-                f"need 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}"
-            )
+            raise ValueError(f"need 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}")
         self._config = _Config(int(num_train_timesteps), beta_start, beta_end, beta_schedule)
         T = self.num_train_timesteps
 
@@ -149,7 +141,7 @@ class NoiseSchedule:
         }
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "NoiseSchedule":
+    def from_config(cls, config: Mapping[str, Any]) -> NoiseSchedule:
         known = {"num_train_timesteps", "beta_start", "beta_end", "beta_schedule"}
         unknown = set(config) - known
         if unknown:
@@ -157,7 +149,7 @@ class NoiseSchedule:
         return cls(**dict(config))
 
     @classmethod
-    def paper(cls) -> "NoiseSchedule":
+    def paper(cls) -> NoiseSchedule:
         """The reference's schedule: linear betas 0.00085 -> 0.012 over 1000 steps."""
         return cls(1000, 0.00085, 0.012, "linear")
 
@@ -180,8 +172,7 @@ class NoiseSchedule:
             raise TypeError(f"timesteps must be integers, got dtype {t.dtype}")
         if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.num_train_timesteps):
             raise ValueError(
-                f"timesteps must lie in [0, {self.num_train_timesteps - 1}], got range "
-                f"[{int(t.min())}, {int(t.max())}]"
+                f"timesteps must lie in [0, {self.num_train_timesteps - 1}], got range [{int(t.min())}, {int(t.max())}]"
             )
 
     def alphas_cumprod_on(self, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:

@@ -4,12 +4,12 @@ The ablation trains each variant of the generator for the same wall-clock time a
 judge; its table has one row per variant (plus the real test ECGs and each VAE's ceiling) and, when several
 runs were merged, a ``run`` column. Rows are compared only within a run.
 """
+
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -17,10 +17,27 @@ import pandas as pd
 __all__ = ["summarize_ablation", "ABLATION_COLUMNS", "read_ablation_table", "ablation_view", "describe_ablation"]
 
 #: The columns the benchmark chapter shows of the ablation table (those the table has).
-ABLATION_COLUMNS = ("run", "variant", "train_steps", "guidance", "macro_recall_morphology", "recall_rbbb", "recall_lbbb",
-                    "recall_t_inversion", "recall_atrial_fibrillation", "recall_av_block_1", "recall_st_elevation",
-                    "rfid", "recall", "hr_mae_50_150", "para_hr_mae_50_150", "para_macro_recall_morphology",
-                    "identity_uv_median", "rr_cv_sinus", "rr_cv_atrial_fibrillation")
+ABLATION_COLUMNS = (
+    "run",
+    "variant",
+    "train_steps",
+    "guidance",
+    "macro_recall_morphology",
+    "recall_rbbb",
+    "recall_lbbb",
+    "recall_t_inversion",
+    "recall_atrial_fibrillation",
+    "recall_av_block_1",
+    "recall_st_elevation",
+    "rfid",
+    "recall",
+    "hr_mae_50_150",
+    "para_hr_mae_50_150",
+    "para_macro_recall_morphology",
+    "identity_uv_median",
+    "rr_cv_sinus",
+    "rr_cv_atrial_fibrillation",
+)
 
 REFERENCE_PREFIXES = ("real test ECGs", "VAE ceiling")
 
@@ -51,23 +68,33 @@ def summarize_ablation(table: pd.DataFrame) -> list[str]:
         ranked = var.sort_values("macro_recall_morphology", ascending=False)
         best, worst = ranked.iloc[0], ranked.iloc[-1]
         refs = "; ".join(f"{r['variant']} {_fmt(r['macro_recall_morphology'])}" for _, r in ref.iterrows())
-        lines.append(f"- {head}: highest morphology macro recall **{best['variant']}** "
-                     f"({_fmt(best['macro_recall_morphology'])}), lowest {worst['variant']} "
-                     f"({_fmt(worst['macro_recall_morphology'])})" + (f"; for reference {refs}." if refs else "."))
+        lines.append(
+            f"- {head}: highest morphology macro recall **{best['variant']}** "
+            f"({_fmt(best['macro_recall_morphology'])}), lowest {worst['variant']} "
+            f"({_fmt(worst['macro_recall_morphology'])})" + (f"; for reference {refs}." if refs else ".")
+        )
         if len(ranked) > 2:
-            lines.append("  Order: " + " > ".join(f"{r['variant']} ({_fmt(r['macro_recall_morphology'])})"
-                                                   for _, r in ranked.iterrows()) + ".")
-        for col, label, asc in (("para_hr_mae_50_150", "HR MAE on paraphrased reports (bpm)", True),
-                                ("para_macro_recall_morphology", "morphology recall on paraphrased reports", False),
-                                ("hr_mae_50_150", "HR MAE (bpm)", True), ("rfid", "rFID", True)):
+            lines.append(
+                "  Order: "
+                + " > ".join(f"{r['variant']} ({_fmt(r['macro_recall_morphology'])})" for _, r in ranked.iterrows())
+                + "."
+            )
+        for col, label, asc in (
+            ("para_hr_mae_50_150", "HR MAE on paraphrased reports (bpm)", True),
+            ("para_macro_recall_morphology", "morphology recall on paraphrased reports", False),
+            ("hr_mae_50_150", "HR MAE (bpm)", True),
+            ("rfid", "rFID", True),
+        ):
             if col in var and var[col].notna().any():
                 r = var.sort_values(col, ascending=asc).iloc[0]
-                lines.append(f"  Best {label}: {r['variant']} ({_fmt(r[col])}; range "
-                             f"{_fmt(var[col].min())}–{_fmt(var[col].max())}).")
+                lines.append(
+                    f"  Best {label}: {r['variant']} ({_fmt(r[col])}; range "
+                    f"{_fmt(var[col].min())}–{_fmt(var[col].max())})."
+                )
     return lines
 
 
-def read_ablation_table(csv_path: str | os.PathLike) -> Optional[pd.DataFrame]:
+def read_ablation_table(csv_path: str | os.PathLike) -> pd.DataFrame | None:
     """The table ``benchmarks/generator_ablation.py`` wrote to ``csv_path``; None when there is none."""
     path = Path(csv_path)
     return pd.read_csv(path) if path.is_file() else None
@@ -78,8 +105,7 @@ def ablation_view(table: pd.DataFrame) -> pd.DataFrame:
     return table[[c for c in ABLATION_COLUMNS if c in table]]
 
 
-def describe_ablation(csv_path: str | os.PathLike, table: Optional[pd.DataFrame], *,
-                      root: str | os.PathLike) -> list[str]:
+def describe_ablation(csv_path: str | os.PathLike, table: pd.DataFrame | None, *, root: str | os.PathLike) -> list[str]:
     """Markdown paragraphs about the ablation results at ``csv_path``: :func:`summarize_ablation` of ``table`` and
     the note of how and where it was measured (the ``note`` of the JSON beside the CSV), or, when ``table`` is
     None, that this checkout has none (path shown relative to ``root``, the repository)."""

@@ -15,11 +15,10 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,14 +26,14 @@ from scipy.signal import resample
 
 from ..fileio import l2_normalize
 
-__all__ = ["nearest_neighbour", "derive_12_leads", "load_deepfake_generator", "deepfake_generate",
-           "DEEPFAKE_LEADS"]
+__all__ = ["nearest_neighbour", "derive_12_leads", "load_deepfake_generator", "deepfake_generate", "DEEPFAKE_LEADS"]
 
 DEEPFAKE_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
-def nearest_neighbour(query_text: Any, query_hr: Any, train_text: Any, train_hr: Any,
-                      tie_tol: float = 1e-6, chunk: int = 2048) -> np.ndarray:
+def nearest_neighbour(
+    query_text: Any, query_hr: Any, train_text: Any, train_hr: Any, tie_tol: float = 1e-6, chunk: int = 2048
+) -> np.ndarray:
     """Index into the training set for every query: highest cosine similarity of report embeddings, ties
     (within ``tie_tol``) broken by the smallest ``|hr_train - hr_query|``, then the lowest index."""
     q = np.asarray(query_text, dtype=np.float64)
@@ -48,17 +47,17 @@ def nearest_neighbour(query_text: Any, query_hr: Any, train_text: Any, train_hr:
     q, t = l2_normalize(q), l2_normalize(t)
     out = np.empty(len(q), dtype=np.int64)
     for s in range(0, len(q), chunk):
-        sim = q[s:s + chunk] @ t.T
+        sim = q[s : s + chunk] @ t.T
         best = sim.max(axis=1, keepdims=True)
         tied = sim >= best - tie_tol
-        dhr = np.abs(th[None, :] - qh[s:s + chunk, None])
+        dhr = np.abs(th[None, :] - qh[s : s + chunk, None])
         dhr = np.where(np.isfinite(dhr), dhr, np.inf)
         dhr = np.where(tied, dhr, np.inf)
         # argmin returns the first (lowest index) minimum; rows whose tied HRs are all NaN fall back to argmax sim
         idx = np.argmin(dhr, axis=1)
         none = ~np.isfinite(dhr.min(axis=1))
         idx[none] = np.argmax(tied[none], axis=1)
-        out[s:s + chunk] = idx
+        out[s : s + chunk] = idx
     return out
 
 
@@ -74,7 +73,7 @@ def derive_12_leads(x8: Any) -> np.ndarray:
 
 
 @lru_cache(maxsize=2)
-def load_deepfake_generator(checkpoint: Optional[str] = None):
+def load_deepfake_generator(checkpoint: str | None = None):
     """The deepfake-ecg Pulse2Pulse generator with its packaged weights (``checkpoints/g_stat.pt``), eval mode."""
     import deepfakeecg  # imported when the baseline is used: it builds its network at import
 
@@ -87,8 +86,9 @@ def load_deepfake_generator(checkpoint: Optional[str] = None):
     return net.eval()
 
 
-def deepfake_generate(n: int, seed: int = 0, batch_size: int = 16, out_len: int = 1024,
-                      checkpoint: Optional[str] = None) -> np.ndarray:
+def deepfake_generate(
+    n: int, seed: int = 0, batch_size: int = 16, out_len: int = 1024, checkpoint: str | None = None
+) -> np.ndarray:
     """``n`` unconditional deepfake-ecg ECGs as ``(n, 12, out_len)`` float32 mV, canonical lead order.
 
     ECG ``i`` uses the noise of ``torch.Generator().manual_seed(seed + i)`` (independent of the batching)."""
@@ -106,4 +106,3 @@ def deepfake_generate(n: int, seed: int = 0, batch_size: int = 16, out_len: int 
         return np.zeros((0, 12, out_len), np.float32)
     x12 = derive_12_leads(np.concatenate(outs))
     return resample(x12, out_len, axis=-1).astype(np.float32)
-

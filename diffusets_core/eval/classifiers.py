@@ -15,9 +15,10 @@ map is a parameter, :data:`PAPER_CLASSES` reproduces the paper's 15 disease cate
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
@@ -74,8 +75,9 @@ def _norm_report(r: Any) -> str:
     return " " + " ".join(str(r).lower().replace("|", " | ").split()) + " "
 
 
-def labels_from_reports(reports: Sequence[Any], classes: Optional[Mapping[str, Patterns]] = None,
-                        exclude: Sequence[str] = ()) -> tuple[np.ndarray, list[str]]:
+def labels_from_reports(
+    reports: Sequence[Any], classes: Mapping[str, Patterns] | None = None, exclude: Sequence[str] = ()
+) -> tuple[np.ndarray, list[str]]:
     """Multi-hot labels ``(N, C)`` float32 and the class names, by substring matching on each report.
 
     ``reports``: strings (statements joined by ``|`` as in the manifest) or lists of statements.
@@ -93,8 +95,9 @@ def labels_from_reports(reports: Sequence[Any], classes: Optional[Mapping[str, P
         for j, c in enumerate(names):
             pat = classes[c]
             if isinstance(pat, Mapping):
-                hit = any(p.lower() in text for p in pat.get("any", ())) and \
-                    not any(p.lower() in text for p in pat.get("none", ()))
+                hit = any(p.lower() in text for p in pat.get("any", ())) and not any(
+                    p.lower() in text for p in pat.get("none", ())
+                )
             else:
                 hit = any(p.lower() in text for p in pat)
             out[i, j] = float(hit)
@@ -122,18 +125,28 @@ class ECGClassifier(nn.Module):
         return self.head(self.encoder(x))
 
 
-def _make_loss(pos_weight: Optional[torch.Tensor]):
+def _make_loss(pos_weight: torch.Tensor | None):
     def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor], g: torch.Generator) -> torch.Tensor:
         logits = model(batch["x"]).float()
         pw = pos_weight.to(logits.device) if pos_weight is not None else None
         return F.binary_cross_entropy_with_logits(logits, batch["y"].float(), pos_weight=pw)
+
     return loss_fn
 
 
-def train_classifier(signals_train: Any, y_train: Any, signals_val: Any, y_val: Any,
-                     out_dir: str | os.PathLike, cfg: Optional[ClassifierConfig] = None, train_cfg: Any = None,
-                     *, pos_weight: Union[None, str, Sequence[float]] = None, classes: Sequence[str] = (),
-                     meta: Optional[dict] = None) -> tuple["ECGClassifier", Any]:
+def train_classifier(
+    signals_train: Any,
+    y_train: Any,
+    signals_val: Any,
+    y_val: Any,
+    out_dir: str | os.PathLike,
+    cfg: ClassifierConfig | None = None,
+    train_cfg: Any = None,
+    *,
+    pos_weight: None | str | Sequence[float] = None,
+    classes: Sequence[str] = (),
+    meta: dict | None = None,
+) -> tuple[ECGClassifier, Any]:
     """Train a multi-label classifier with BCE-with-logits via the shared Trainer; ``best.pt`` = lowest
     VALIDATION loss. ``pos_weight``: None, ``"balanced"`` (neg/pos per class from the training labels, capped
     at 50) or explicit per-class weights. Returns ``(model loaded from best.pt, TrainResult)``.
@@ -156,14 +169,28 @@ def train_classifier(signals_train: Any, y_train: Any, signals_val: Any, y_val: 
         pw = ((len(ytr) - pos) / pos).clamp(max=50.0)
     elif pos_weight is not None:
         pw = torch.as_tensor(pos_weight, dtype=torch.float32)
-    train_cfg = train_cfg or TrainConfig(max_steps=300, batch_size=64, lr=1e-3, weight_decay=3e-4,
-                                         warmup_steps=20, ema_decay=0.99, val_every=50, checkpoint_every=100000,
-                                         progress=False)
+    train_cfg = train_cfg or TrainConfig(
+        max_steps=300,
+        batch_size=64,
+        lr=1e-3,
+        weight_decay=3e-4,
+        warmup_steps=20,
+        ema_decay=0.99,
+        val_every=50,
+        checkpoint_every=100000,
+        progress=False,
+    )
     model = build_seeded(lambda: ECGClassifier(cfg), train_cfg.seed)
     src = TensorSource({"x": as_float_tensor(signals_train), "y": ytr})
     vsrc = TensorSource({"x": as_float_tensor(signals_val), "y": yva})
-    m = {"kind": "ecg_classifier", "classifier_config": asdict(cfg),
-         "pos_weight": None if pw is None else pw.tolist(), "n_train": len(src), "n_val": len(vsrc), **(meta or {})}
+    m = {
+        "kind": "ecg_classifier",
+        "classifier_config": asdict(cfg),
+        "pos_weight": None if pw is None else pw.tolist(),
+        "n_train": len(src),
+        "n_val": len(vsrc),
+        **(meta or {}),
+    }
     result = Trainer(model, _make_loss(pw), src, out_dir, train_cfg, val=vsrc, meta=m).fit()
     return load_classifier(Path(out_dir) / "best.pt"), result
 
@@ -180,7 +207,7 @@ def predict_proba(model: ECGClassifier, x: Any, batch_size: int = 256, device: s
     """Sigmoid probabilities ``(N, C)``."""
     model = model.to(device).eval()
     x = as_float_tensor(x)
-    outs = [torch.sigmoid(model(x[i:i + batch_size].to(device)).float()).cpu() for i in range(0, len(x), batch_size)]
+    outs = [torch.sigmoid(model(x[i : i + batch_size].to(device)).float()).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(outs).numpy() if outs else np.zeros((0, model.cfg.n_classes), np.float32)
 
 
@@ -208,8 +235,9 @@ def choose_thresholds(y_val: Any, p_val: Any, method: str = "youden") -> np.ndar
     return th
 
 
-def classification_metrics(y_true: Any, proba: Any, thresholds: Optional[Sequence[float]] = None,
-                           classes: Optional[Sequence[str]] = None) -> dict[str, Any]:
+def classification_metrics(
+    y_true: Any, proba: Any, thresholds: Sequence[float] | None = None, classes: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Per-class AUROC / recall / precision / specificity / support at ``thresholds`` (choose them on
     validation), macro AUROC over classes with both labels present, and a single-label confusion matrix
     (rows with exactly one positive class; prediction = argmax probability)."""
@@ -225,24 +253,45 @@ def classification_metrics(y_true: Any, proba: Any, thresholds: Optional[Sequenc
         pred = pc >= th[c]
         pos, neg = yc == 1, yc == 0
         auroc = float(roc_auc_score(yc, pc)) if pos.any() and neg.any() else np.nan
-        rows.append({"class": classes[c], "support": int(pos.sum()), "auroc": auroc, "threshold": float(th[c]),
-                     "recall": float(pred[pos].mean()) if pos.any() else np.nan,
-                     "specificity": float((~pred[neg]).mean()) if neg.any() else np.nan,
-                     "precision": float(pos[pred].mean()) if pred.any() else np.nan})
+        rows.append(
+            {
+                "class": classes[c],
+                "support": int(pos.sum()),
+                "auroc": auroc,
+                "threshold": float(th[c]),
+                "recall": float(pred[pos].mean()) if pos.any() else np.nan,
+                "specificity": float((~pred[neg]).mean()) if neg.any() else np.nan,
+                "precision": float(pos[pred].mean()) if pred.any() else np.nan,
+            }
+        )
     per_class = pd.DataFrame(rows)
     single = y.sum(axis=1) == 1
     cm = None
     if single.any() and C > 1:
         cm = confusion_matrix(np.argmax(y[single], axis=1), np.argmax(p[single], axis=1), labels=list(range(C)))
-    return {"macro_auroc": float(np.nanmean(per_class["auroc"])) if per_class["auroc"].notna().any() else np.nan,
-            "per_class": per_class, "confusion": cm, "confusion_n": int(single.sum()), "classes": classes,
-            "n": int(len(y))}
+    return {
+        "macro_auroc": float(np.nanmean(per_class["auroc"])) if per_class["auroc"].notna().any() else np.nan,
+        "per_class": per_class,
+        "confusion": cm,
+        "confusion_n": int(single.sum()),
+        "classes": classes,
+        "n": int(len(y)),
+    }
 
 
-def tstr_trtr(real_train: tuple[Any, Any], syn_train: tuple[Any, Any], real_val: tuple[Any, Any],
-              real_test: tuple[Any, Any], out_dir: str | os.PathLike, *, cfg: Optional[ClassifierConfig] = None,
-              train_cfg: Any = None, pos_weight: Union[None, str, Sequence[float]] = None,
-              classes: Sequence[str] = (), syn_val: Optional[tuple[Any, Any]] = None) -> dict[str, Any]:
+def tstr_trtr(
+    real_train: tuple[Any, Any],
+    syn_train: tuple[Any, Any],
+    real_val: tuple[Any, Any],
+    real_test: tuple[Any, Any],
+    out_dir: str | os.PathLike,
+    *,
+    cfg: ClassifierConfig | None = None,
+    train_cfg: Any = None,
+    pos_weight: None | str | Sequence[float] = None,
+    classes: Sequence[str] = (),
+    syn_val: tuple[Any, Any] | None = None,
+) -> dict[str, Any]:
     """Train-on-real/test-on-real vs train-on-synthetic/test-on-real, same architecture and budget.
 
     Each argument is ``(signals, labels)``. Model selection uses ``real_val`` for both (pass ``syn_val`` to
@@ -252,10 +301,15 @@ def tstr_trtr(real_train: tuple[Any, Any], syn_train: tuple[Any, Any], real_val:
     out = Path(out_dir)
     res: dict[str, Any] = {}
     for tag, (xtr, ytr), val in (("trtr", real_train, real_val), ("tstr", syn_train, syn_val or real_val)):
-        model, tr = train_classifier(xtr, ytr, val[0], val[1], out / tag, cfg, train_cfg, pos_weight=pos_weight,
-                                     classes=classes)
-        m = classification_metrics(real_test[1], predict_proba(model, real_test[0]),
-                                   choose_thresholds(val[1], predict_proba(model, val[0])), classes)
+        model, tr = train_classifier(
+            xtr, ytr, val[0], val[1], out / tag, cfg, train_cfg, pos_weight=pos_weight, classes=classes
+        )
+        m = classification_metrics(
+            real_test[1],
+            predict_proba(model, real_test[0]),
+            choose_thresholds(val[1], predict_proba(model, val[0])),
+            classes,
+        )
         res[f"{tag}_macro_auroc"] = m["macro_auroc"]
         res[f"{tag}_per_class"] = m["per_class"]
         res[f"n_train_{tag}"] = int(len(ytr))

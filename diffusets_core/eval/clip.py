@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,10 +48,17 @@ __all__ = [
     "retrieval_accuracy",
 ]
 
-PAPER_NET1D: dict[str, Any] = dict(filters=[64, 128, 128, 256, 256, 512, 1024], blocks=[2, 2, 2, 3, 3, 4, 4],
-                                   kernel=16, group_width=16, stem=64, dropout=0.5)
-CPU_NET1D: dict[str, Any] = dict(filters=[16, 32, 48, 64], blocks=[1, 1, 1, 1], kernel=7, group_width=16,
-                                 stem=16, dropout=0.1)
+PAPER_NET1D: dict[str, Any] = dict(
+    filters=[64, 128, 128, 256, 256, 512, 1024],
+    blocks=[2, 2, 2, 3, 3, 4, 4],
+    kernel=16,
+    group_width=16,
+    stem=64,
+    dropout=0.5,
+)
+CPU_NET1D: dict[str, Any] = dict(
+    filters=[16, 32, 48, 64], blocks=[1, 1, 1, 1], kernel=7, group_width=16, stem=16, dropout=0.1
+)
 
 
 class _SamePadConv(nn.Module):
@@ -77,9 +85,19 @@ class _Block(nn.Module):
         self.cin, self.cout, self.stride = cin, cout, stride
         act = nn.SiLU
         self.body = nn.Sequential(
-            nn.BatchNorm1d(cin), act(), nn.Dropout(dropout), nn.Conv1d(cin, cout, 1),
-            nn.BatchNorm1d(cout), act(), nn.Dropout(dropout), _SamePadConv(cout, cout, k, stride, groups),
-            nn.BatchNorm1d(cout), act(), nn.Dropout(dropout), nn.Conv1d(cout, cout, 1))
+            nn.BatchNorm1d(cin),
+            act(),
+            nn.Dropout(dropout),
+            nn.Conv1d(cin, cout, 1),
+            nn.BatchNorm1d(cout),
+            act(),
+            nn.Dropout(dropout),
+            _SamePadConv(cout, cout, k, stride, groups),
+            nn.BatchNorm1d(cout),
+            act(),
+            nn.Dropout(dropout),
+            nn.Conv1d(cout, cout, 1),
+        )
         self.se = nn.Sequential(nn.Linear(cout, cout // 2), act(), nn.Linear(cout // 2, cout), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,9 +116,16 @@ class _Block(nn.Module):
 class Net1D(nn.Module):
     """1-D ResNeXt + SE encoder; ``forward(x (B, 12, L)) -> (B, filters[-1])`` (global average over time)."""
 
-    def __init__(self, in_channels: int = 12, filters: Sequence[int] = CPU_NET1D["filters"],
-                 blocks: Sequence[int] = CPU_NET1D["blocks"], kernel: int = 7, group_width: int = 16,
-                 stem: int = 16, dropout: float = 0.1):
+    def __init__(
+        self,
+        in_channels: int = 12,
+        filters: Sequence[int] = CPU_NET1D["filters"],
+        blocks: Sequence[int] = CPU_NET1D["blocks"],
+        kernel: int = 7,
+        group_width: int = 16,
+        stem: int = 16,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         if len(filters) != len(blocks):
             raise ValueError("filters and blocks must have the same length")
@@ -126,7 +151,7 @@ class ClipConfig:
     dedup_targets: bool = True  # soft InfoNCE targets over identical text vectors
 
     @classmethod
-    def paper(cls, text_dim: int = 1536) -> "ClipConfig":
+    def paper(cls, text_dim: int = 1536) -> ClipConfig:
         return cls(text_dim=text_dim, embed_dim=64, text_hidden=2048, encoder=dict(PAPER_NET1D))
 
 
@@ -136,8 +161,9 @@ class ECGTextCLIP(nn.Module):
         self.cfg = cfg
         self.encoder = Net1D(**cfg.encoder)
         self.ecg_projector = nn.Linear(self.encoder.out_dim, cfg.embed_dim)
-        self.text_projector = nn.Sequential(nn.Linear(cfg.text_dim, cfg.text_hidden), nn.ReLU(),
-                                            nn.Linear(cfg.text_hidden, cfg.embed_dim))
+        self.text_projector = nn.Sequential(
+            nn.Linear(cfg.text_dim, cfg.text_hidden), nn.ReLU(), nn.Linear(cfg.text_hidden, cfg.embed_dim)
+        )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def encode_ecg(self, x: torch.Tensor) -> torch.Tensor:
@@ -150,8 +176,9 @@ class ECGTextCLIP(nn.Module):
         return self.encode_ecg(x), self.encode_text(t)
 
 
-def clip_loss(ecg_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor,
-              text_raw: Optional[torch.Tensor] = None) -> torch.Tensor:
+def clip_loss(
+    ecg_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor, text_raw: torch.Tensor | None = None
+) -> torch.Tensor:
     """Symmetric InfoNCE. With ``text_raw`` given, pairs sharing an identical text vector count as positives."""
     e, t = F.normalize(ecg_emb.float(), dim=-1), F.normalize(text_emb.float(), dim=-1)
     logits = logit_scale.clamp(max=math.log(100.0)).exp() * e @ t.T
@@ -177,8 +204,16 @@ def as_float_tensor(x: Any) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
-def train_clip(signals_train: Any, text_train: Any, out_dir: str | os.PathLike, cfg: Optional[ClipConfig] = None,
-               train_cfg: Any = None, *, val: Optional[tuple[Any, Any]] = None, meta: Optional[dict] = None):
+def train_clip(
+    signals_train: Any,
+    text_train: Any,
+    out_dir: str | os.PathLike,
+    cfg: ClipConfig | None = None,
+    train_cfg: Any = None,
+    *,
+    val: tuple[Any, Any] | None = None,
+    meta: dict | None = None,
+):
     """Train :class:`ECGTextCLIP` on the TRAINING split with the shared Trainer.
 
     ``signals_train`` ``(N, 12, L)`` mV, ``text_train`` ``(N, D)`` text vectors; ``val = (signals, text)`` from
@@ -191,14 +226,27 @@ def train_clip(signals_train: Any, text_train: Any, out_dir: str | os.PathLike, 
     cfg = cfg or ClipConfig(text_dim=int(text_train.shape[1]))
     if cfg.text_dim != text_train.shape[1]:
         raise ValueError(f"ClipConfig.text_dim={cfg.text_dim} but text vectors are {text_train.shape[1]}-d")
-    train_cfg = train_cfg or TrainConfig(max_steps=300, batch_size=64, lr=1e-3, weight_decay=1e-3,
-                                         warmup_steps=20, ema_decay=0.99, val_every=50, checkpoint_every=100000,
-                                         progress=False)
+    train_cfg = train_cfg or TrainConfig(
+        max_steps=300,
+        batch_size=64,
+        lr=1e-3,
+        weight_decay=1e-3,
+        warmup_steps=20,
+        ema_decay=0.99,
+        val_every=50,
+        checkpoint_every=100000,
+        progress=False,
+    )
     model = build_seeded(lambda: ECGTextCLIP(cfg), train_cfg.seed)
     src = TensorSource({"x": as_float_tensor(signals_train), "text": text_train})
     vsrc = TensorSource({"x": as_float_tensor(val[0]), "text": as_float_tensor(val[1])}) if val is not None else None
-    m = {"kind": "ecg_text_clip", "clip_config": asdict(cfg), "n_train": len(src),
-         "n_val": len(vsrc) if vsrc else 0, **(meta or {})}
+    m = {
+        "kind": "ecg_text_clip",
+        "clip_config": asdict(cfg),
+        "n_train": len(src),
+        "n_val": len(vsrc) if vsrc else 0,
+        **(meta or {}),
+    }
     return Trainer(model, _clip_loss_fn, src, out_dir, train_cfg, val=vsrc, meta=m).fit()
 
 
@@ -210,7 +258,7 @@ class ClipFeaturizer:
         self.model = model.to(self.device).eval()
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> "ClipFeaturizer":
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> ClipFeaturizer:
         """Load ``best.pt`` / ``last.pt`` (or a run folder, which means its ``best.pt``)."""
         cfg, state = load_trained(path, "clip_config", "an ECG-text CLIP")
         model = ECGTextCLIP(ClipConfig(**cfg))
@@ -222,7 +270,7 @@ class ClipFeaturizer:
         x = as_float_tensor(x)
         outs = []
         for i in range(0, len(x), batch_size):
-            o = fn(x[i:i + batch_size].to(self.device)).float()
+            o = fn(x[i : i + batch_size].to(self.device)).float()
             outs.append((F.normalize(o, dim=-1) if normalize else o).cpu())
         if not outs:
             return np.zeros((0, self.model.cfg.embed_dim), np.float32)
@@ -242,8 +290,9 @@ def _keys(v: np.ndarray) -> np.ndarray:
     return inv.ravel()
 
 
-def retrieval_accuracy(ecg_feat: Any, text_feat: Any, text_keys: Optional[Sequence] = None,
-                       ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+def retrieval_accuracy(
+    ecg_feat: Any, text_feat: Any, text_keys: Sequence | None = None, ks: Sequence[int] = (1, 5)
+) -> dict[str, float]:
     """Top-k retrieval on a held-out split, duplicates-aware.
 
     ``text_feat`` row i is the text of ECG i. ``text_keys`` identifies identical reports (strings or ids);

@@ -15,14 +15,28 @@ __all__ = ["add_evaluate_parser", "add_guidance_parser"]
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    tables = evaluate_run(args.run_dir, n_eval=args.n_eval, n_per_class=args.n_per_class,
-                          min_per_class=args.min_per_class, seed=args.seed,
-                          clip_steps=args.clip_steps, clf_steps=args.clf_steps, sampler=args.sampler, steps=args.steps,
-                          baselines=tuple(b for b in args.baselines.split(",") if b), n_ddpm=args.n_ddpm,
-                          ddpm_steps=args.ddpm_steps, n_tstr=args.n_tstr, n_boot=args.n_boot,
-                          train_batch=args.train_batch, workers=args.workers,
-                          guidance_scale=args.guidance_scale, guidance_on=args.guidance_on, out_dir=args.out_dir,
-                          paraphrase=args.paraphrase)
+    tables = evaluate_run(
+        args.run_dir,
+        n_eval=args.n_eval,
+        n_per_class=args.n_per_class,
+        min_per_class=args.min_per_class,
+        seed=args.seed,
+        clip_steps=args.clip_steps,
+        clf_steps=args.clf_steps,
+        sampler=args.sampler,
+        steps=args.steps,
+        baselines=tuple(b for b in args.baselines.split(",") if b),
+        n_ddpm=args.n_ddpm,
+        ddpm_steps=args.ddpm_steps,
+        n_tstr=args.n_tstr,
+        n_boot=args.n_boot,
+        train_batch=args.train_batch,
+        workers=args.workers,
+        guidance_scale=args.guidance_scale,
+        guidance_on=args.guidance_on,
+        out_dir=args.out_dir,
+        paraphrase=args.paraphrase,
+    )
     with pd.option_context("display.width", 160, "display.max_columns", 12):
         print(tables["signal"][["source", "n", "fid", "floor", "rfid", "precision", "recall", "coverage"]])
         print(tables["targets"])
@@ -35,21 +49,37 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("run_dir")
     c.add_argument("--n-eval", type=int, default=None, help="test conditions (default: all test records)")
     c.add_argument("--n-per-class", type=int, default=None, help="stratify: up to N test records per class")
-    c.add_argument("--min-per-class", type=int, default=0,
-                   help="repeat a class's conditions (new seeds) until every class has at least N (default 0)")
+    c.add_argument(
+        "--min-per-class",
+        type=int,
+        default=0,
+        help="repeat a class's conditions (new seeds) until every class has at least N (default 0)",
+    )
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--clip-steps", type=int, default=300)
     c.add_argument("--clf-steps", type=int, default=300)
     c.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
     c.add_argument("--steps", type=int, default=50)
-    c.add_argument("--guidance-scale", type=float, default=None,
-                   help="classifier-free guidance of every generated set (1.0: plain conditional sampling; default: "
-                        "the run's validated scale from `diffusets guidance-sweep --save`, else 1.0)")
+    c.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="classifier-free guidance of every generated set (1.0: plain conditional sampling; default: "
+        "the run's validated scale from `diffusets guidance-sweep --save`, else 1.0)",
+    )
     c.add_argument("--guidance-on", default=None, choices=["all", "text"], help="default: the run's setting")
-    c.add_argument("--paraphrase", action="store_true", help="also reworded reports (source 'paraphrased') and "
-                   "statement combinations the training set never pairs (table unseen_combinations)")
-    c.add_argument("--baselines", default="nn,deepfake,ddpm", help="comma-separated subset of nn,deepfake,ddpm,noc (noc: train it first with "
-                        "`diffusets train-unet RUN_DIR --text-only`)")
+    c.add_argument(
+        "--paraphrase",
+        action="store_true",
+        help="also reworded reports (source 'paraphrased') and "
+        "statement combinations the training set never pairs (table unseen_combinations)",
+    )
+    c.add_argument(
+        "--baselines",
+        default="nn,deepfake,ddpm",
+        help="comma-separated subset of nn,deepfake,ddpm,noc (noc: train it first with "
+        "`diffusets train-unet RUN_DIR --text-only`)",
+    )
     c.add_argument("--n-ddpm", type=int, default=8)
     c.add_argument("--ddpm-steps", type=int, default=1000)
     c.add_argument("--n-tstr", type=int, default=0, help="training conditions generated for TSTR (0: skip)")
@@ -66,16 +96,29 @@ def _cmd_guidance_sweep(args: argparse.Namespace) -> int:
         scales = [float(s) for s in args.scales.split(",") if s.strip()]
     except ValueError:
         raise ValueError(f"--scales: expected comma-separated numbers, got {args.scales!r}") from None
-    df = guidance_sweep(args.run_dir, scales, n=args.n, seed=args.seed, sampler=args.sampler, steps=args.steps,
-                        clip_steps=args.clip_steps, clf_steps=args.clf_steps, workers=args.workers, out_dir=args.out_dir,
-                        guidance_on=args.guidance_on)
+    df = guidance_sweep(
+        args.run_dir,
+        scales,
+        n=args.n,
+        seed=args.seed,
+        sampler=args.sampler,
+        steps=args.steps,
+        clip_steps=args.clip_steps,
+        clf_steps=args.clf_steps,
+        workers=args.workers,
+        out_dir=args.out_dir,
+        guidance_on=args.guidance_on,
+    )
     with pd.option_context("display.width", 160, "display.max_columns", 12, "display.precision", 3):
         print(df)
-    print(f"choose_guidance (highest macro recall keeping >= 90 % of the coverage at the smallest scale): "
-          f"{choose_guidance(df):g}")
+    print(
+        f"choose_guidance (highest macro recall keeping >= 90 % of the coverage at the smallest scale): "
+        f"{choose_guidance(df):g}"
+    )
     if args.save:
-        settings = save_chosen_guidance(args.run_dir, df, sampler=args.sampler, steps=args.steps,
-                                        guidance_on=args.guidance_on)
+        settings = save_chosen_guidance(
+            args.run_dir, df, sampler=args.sampler, steps=args.steps, guidance_on=args.guidance_on
+        )
         print(f"saved as the run's sampling settings: {settings}")
     return 0
 
@@ -93,9 +136,17 @@ def add_guidance_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--clf-steps", type=int, default=200)
     c.add_argument("--workers", type=int, default=0)
     c.add_argument("--out-dir", default=None)
-    c.add_argument("--guidance-on", default=None, choices=["all", "text"], help="default: text for a U-Net trained "
-                   "with separate text/patient dropout, else all")
-    c.add_argument("--save", action="store_true", help="save the chosen scale, sampler and steps as the run's "
-                   "sampling settings (unet/sampling.json), used by generate, the pipeline and the chapters")
+    c.add_argument(
+        "--guidance-on",
+        default=None,
+        choices=["all", "text"],
+        help="default: text for a U-Net trained with separate text/patient dropout, else all",
+    )
+    c.add_argument(
+        "--save",
+        action="store_true",
+        help="save the chosen scale, sampler and steps as the run's "
+        "sampling settings (unet/sampling.json), used by generate, the pipeline and the chapters",
+    )
     c.set_defaults(func=_cmd_guidance_sweep)
     return c

@@ -5,7 +5,6 @@ gathered with their real ECGs, report vectors, labels and sampling seeds (:func:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ __all__ = ["REAL_SOURCES", "EvaluatedConditions", "select_test_records", "top_up
 REAL_SOURCES = ("real", "vae")
 
 
-def select_test_records(labels: np.ndarray, n_eval: Optional[int], n_per_class: Optional[int], rng) -> np.ndarray:
+def select_test_records(labels: np.ndarray, n_eval: int | None, n_per_class: int | None, rng) -> np.ndarray:
     """Indices of the evaluated test records: up to ``n_per_class`` carrying each class (seeded), then capped /
     filled to ``n_eval`` at random; all records when both are None. Sorted. ``labels``: (N, n_classes);
     ``rng``: a ``numpy.random.Generator`` (one permutation is drawn)."""
@@ -33,14 +32,14 @@ def select_test_records(labels: np.ndarray, n_eval: Optional[int], n_per_class: 
     for c in range(labels.shape[1]):
         have = [int(i) for i in perm if labels[i, c] == 1 and not taken[i]]
         already = int(((labels[:, c] == 1) & taken).sum())
-        for i in have[:max(0, n_per_class - already)]:
+        for i in have[: max(0, n_per_class - already)]:
             taken[i] = True
             chosen.append(i)
     if n_eval is not None:
         if len(chosen) > n_eval:
             chosen = chosen[:n_eval]
         else:
-            chosen += [int(i) for i in perm if not taken[i]][:n_eval - len(chosen)]
+            chosen += [int(i) for i in perm if not taken[i]][: n_eval - len(chosen)]
     return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
@@ -92,13 +91,15 @@ class EvaluatedConditions:
         return x[self.first] if self.is_real(source) else x
 
 
-def select_conditions(data: EvalSplits, *, n_eval: Optional[int], n_per_class: Optional[int], min_per_class: int,
-                      seed: int) -> EvaluatedConditions:
+def select_conditions(
+    data: EvalSplits, *, n_eval: int | None, n_per_class: int | None, min_per_class: int, seed: int
+) -> EvaluatedConditions:
     """The evaluated test conditions of :func:`.report.evaluate_run`: :func:`select_test_records` with
     ``numpy.random.default_rng(seed)``, then :func:`top_up_conditions` to ``min_per_class``."""
     labels, classes = data.labels["test"], data.classes
-    sel = top_up_conditions(select_test_records(labels, n_eval, n_per_class, np.random.default_rng(seed)), labels,
-                            min_per_class)
+    sel = top_up_conditions(
+        select_test_records(labels, n_eval, n_per_class, np.random.default_rng(seed)), labels, min_per_class
+    )
     first = np.zeros(len(sel), dtype=bool)
     first[np.unique(sel, return_index=True)[1]] = True
     test = data.records["test"].iloc[sel].reset_index(drop=True)
@@ -106,5 +107,6 @@ def select_conditions(data: EvalSplits, *, n_eval: Optional[int], n_per_class: O
     table = test[["record_id", "report", "age", "sex", "hr"]].copy()
     table["seed"] = seed + np.arange(len(table))
     table["classes"] = ["|".join(c for j, c in enumerate(classes) if y[i, j] == 1) for i in range(len(table))]
-    return EvaluatedConditions(sel, first, test, data.signals["test"][sel], data.vectors["test"][sel], y, classes,
-                               table)
+    return EvaluatedConditions(
+        sel, first, test, data.signals["test"][sel], data.vectors["test"][sel], y, classes, table
+    )

@@ -11,8 +11,9 @@ real).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,8 +27,16 @@ from .paraphrase import unseen_combinations
 from .splits import EvalSplits
 from .taxonomy import EVAL_CLASSES, MORPHOLOGY_CLASSES
 
-__all__ = ["wilson_interval", "diagnostic_rows", "diagnostic_summary_row", "confusion_table", "diagnostic_tables",
-           "TSTR_COLUMNS", "tstr_table", "unseen_combinations_table"]
+__all__ = [
+    "wilson_interval",
+    "diagnostic_rows",
+    "diagnostic_summary_row",
+    "confusion_table",
+    "diagnostic_tables",
+    "TSTR_COLUMNS",
+    "tstr_table",
+    "unseen_combinations_table",
+]
 
 #: ``generate(frame, sampler, steps, first_seed)`` -> (len(frame), 12, L) mV: ECGs for the conditions (report,
 #: age, sex, hr) of ``frame``, row i with seed ``first_seed + i`` (see :class:`.sets.SetGenerator`).
@@ -45,8 +54,9 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return float(ci.low), float(ci.high)
 
 
-def diagnostic_rows(source: str, proba: np.ndarray, th: np.ndarray, labels: np.ndarray, classes: list[str],
-                    valid: np.ndarray) -> list[dict]:
+def diagnostic_rows(
+    source: str, proba: np.ndarray, th: np.ndarray, labels: np.ndarray, classes: list[str], valid: np.ndarray
+) -> list[dict]:
     """Per class: the share of the ECGs requested with it (``labels`` (N, C) == 1) whose probability ``proba``
     (N, C) reaches the class threshold ``th`` (C,), with its Wilson interval, support, whether the class is a
     morphology class and trained (``valid`` (C,) bool), and how often the class is predicted at all."""
@@ -56,9 +66,19 @@ def diagnostic_rows(source: str, proba: np.ndarray, th: np.ndarray, labels: np.n
         m = labels[:, j] == 1
         k, n = int(pred[m, j].sum()), int(m.sum())
         lo, hi = wilson_interval(k, n)
-        rows.append({"source": source, "class": c, "morphology": c in MORPHOLOGY_CLASSES, "support": n,
-                     "trained": bool(valid[j]), "recall": k / n if n else math.nan, "recall_lo": lo, "recall_hi": hi,
-                     "predicted_rate": float(pred[:, j].mean()) if len(pred) else math.nan})
+        rows.append(
+            {
+                "source": source,
+                "class": c,
+                "morphology": c in MORPHOLOGY_CLASSES,
+                "support": n,
+                "trained": bool(valid[j]),
+                "recall": k / n if n else math.nan,
+                "recall_lo": lo,
+                "recall_hi": hi,
+                "predicted_rate": float(pred[:, j].mean()) if len(pred) else math.nan,
+            }
+        )
     return rows
 
 
@@ -66,13 +86,19 @@ def diagnostic_summary_row(source: str, rows: list[dict], n: int) -> dict:
     """Macro recall over every trained class and over the morphology classes (:data:`MORPHOLOGY_CLASSES`)."""
     rec = [d["recall"] for d in rows if d["trained"] and np.isfinite(d["recall"])]
     morph = [d["recall"] for d in rows if d["trained"] and d["morphology"] and np.isfinite(d["recall"])]
-    return {"source": source, "n": n, "macro_recall": float(np.mean(rec)) if rec else math.nan,
-            "macro_recall_morphology": float(np.mean(morph)) if morph else math.nan, "n_classes": len(rec),
-            "n_morphology_classes": len(morph)}
+    return {
+        "source": source,
+        "n": n,
+        "macro_recall": float(np.mean(rec)) if rec else math.nan,
+        "macro_recall_morphology": float(np.mean(morph)) if morph else math.nan,
+        "n_classes": len(rec),
+        "n_morphology_classes": len(morph),
+    }
 
 
-def confusion_table(source: str, proba: np.ndarray, labels: np.ndarray, classes: list[str],
-                    valid: np.ndarray) -> pd.DataFrame:
+def confusion_table(
+    source: str, proba: np.ndarray, labels: np.ndarray, classes: list[str], valid: np.ndarray
+) -> pd.DataFrame:
     """Requested vs the classifier's top class (among the trained classes) of the ECGs whose condition has
     exactly one class, a trained one: long format (source, requested, predicted, count)."""
     cols = np.flatnonzero(valid)
@@ -85,13 +111,26 @@ def confusion_table(source: str, proba: np.ndarray, labels: np.ndarray, classes:
         np.add.at(cm, (t, p), 1)
         for a in range(len(cols)):
             for b in range(len(cols)):
-                rows.append({"source": source, "requested": classes[cols[a]], "predicted": classes[cols[b]],
-                             "count": int(cm[a, b])})
+                rows.append(
+                    {
+                        "source": source,
+                        "requested": classes[cols[a]],
+                        "predicted": classes[cols[b]],
+                        "count": int(cm[a, b]),
+                    }
+                )
     return pd.DataFrame(rows, columns=["source", "requested", "predicted", "count"])
 
 
-def diagnostic_tables(sets: dict[str, np.ndarray], conditions: EvaluatedConditions, model: Any, th: np.ndarray,
-                      valid: np.ndarray, *, n_subset: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def diagnostic_tables(
+    sets: dict[str, np.ndarray],
+    conditions: EvaluatedConditions,
+    model: Any,
+    th: np.ndarray,
+    valid: np.ndarray,
+    *,
+    n_subset: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The classifier ``model`` (thresholds ``th``, trained classes ``valid``) reads every set (row i generated for
     condition i; the real-ECG sets count each real ECG once) and, when ``n_subset`` > 0, the model's first
     ``n_subset`` ECGs as ``model_subset``. Returns the ``diagnostic``, ``diagnostic_summary`` and ``confusion``
@@ -100,7 +139,7 @@ def diagnostic_tables(sets: dict[str, np.ndarray], conditions: EvaluatedConditio
     reads = list(sets.items()) + ([("model_subset", sets["model"][:n_subset])] if n_subset else [])
     rows, confusion, summary = [], [], []
     for src, x in reads:
-        y = conditions.labels[:len(x)]
+        y = conditions.labels[: len(x)]
         if conditions.is_real(src):  # one row per real ECG: a repeated condition is not a new real sample
             x, y = x[conditions.first], conditions.labels[conditions.first]
         proba = predict_proba(model, x)
@@ -111,8 +150,19 @@ def diagnostic_tables(sets: dict[str, np.ndarray], conditions: EvaluatedConditio
     return pd.DataFrame(rows), pd.DataFrame(summary), pd.concat(confusion, ignore_index=True)
 
 
-def tstr_table(generate: Generate, data: EvalSplits, valid: np.ndarray, *, n_tstr: Optional[int], seed: int,
-               sampler: str, steps: int, clf_steps: int, train_batch: int, out: Path) -> tuple[pd.DataFrame, int]:
+def tstr_table(
+    generate: Generate,
+    data: EvalSplits,
+    valid: np.ndarray,
+    *,
+    n_tstr: int | None,
+    seed: int,
+    sampler: str,
+    steps: int,
+    clf_steps: int,
+    train_batch: int,
+    out: Path,
+) -> tuple[pd.DataFrame, int]:
     """TSTR vs TRTR: ECGs generated for ``n_tstr`` training conditions (seeded subset; None = all; seeds from
     ``seed + 10**6``) train a classifier of the trained classes (``valid``), as their real ECGs train another;
     both are tested on the real test split (:func:`.classifiers.tstr_trtr`, written under ``out/tstr``).
@@ -121,23 +171,50 @@ def tstr_table(generate: Generate, data: EvalSplits, valid: np.ndarray, *, n_tst
     tr = data.records["train"]
     k = len(tr) if n_tstr is None else min(int(n_tstr), len(tr))
     tsel = np.sort(np.random.default_rng(seed + 1).permutation(len(tr))[:k])
-    x_syn = generate(tr.iloc[tsel], sampler, steps, seed + 10 ** 6)
+    x_syn = generate(tr.iloc[tsel], sampler, steps, seed + 10**6)
     cols = np.flatnonzero(valid)
     sigs, labs = data.signals, data.labels
-    res = tstr_trtr((sigs["train"][tsel], labs["train"][tsel][:, cols]), (x_syn, labs["train"][tsel][:, cols]),
-                    (sigs["val"], labs["val"][:, cols]), (sigs["test"], labs["test"][:, cols]), out / "tstr",
-                    train_cfg=judge_train_config(clf_steps, seed, min(train_batch, k), wd=3e-4),
-                    pos_weight="balanced", classes=[data.classes[c] for c in cols])
-    rows = [{"setting": tag, "macro_auroc": res[f"{tag}_macro_auroc"], "n_train": res[f"n_train_{tag}"],
-             "n_test": res["n_test"]} for tag in ("trtr", "tstr")]
-    rows.append({"setting": "tstr_over_trtr", "macro_auroc": res["tstr_over_trtr"], "n_train": k,
-                 "n_test": res["n_test"]})
+    res = tstr_trtr(
+        (sigs["train"][tsel], labs["train"][tsel][:, cols]),
+        (x_syn, labs["train"][tsel][:, cols]),
+        (sigs["val"], labs["val"][:, cols]),
+        (sigs["test"], labs["test"][:, cols]),
+        out / "tstr",
+        train_cfg=judge_train_config(clf_steps, seed, min(train_batch, k), wd=3e-4),
+        pos_weight="balanced",
+        classes=[data.classes[c] for c in cols],
+    )
+    rows = [
+        {
+            "setting": tag,
+            "macro_auroc": res[f"{tag}_macro_auroc"],
+            "n_train": res[f"n_train_{tag}"],
+            "n_test": res["n_test"],
+        }
+        for tag in ("trtr", "tstr")
+    ]
+    rows.append(
+        {"setting": "tstr_over_trtr", "macro_auroc": res["tstr_over_trtr"], "n_train": k, "n_test": res["n_test"]}
+    )
     return pd.DataFrame(rows, columns=TSTR_COLUMNS), k
 
 
-def unseen_combinations_table(generate: Generate, train_reports, test: pd.DataFrame, model: Any, th: np.ndarray,
-                              classes: list[str], valid: np.ndarray, *, seed: int, per_combination: int,
-                              sampler: str, steps: int, fs: float, workers: int) -> pd.DataFrame:
+def unseen_combinations_table(
+    generate: Generate,
+    train_reports,
+    test: pd.DataFrame,
+    model: Any,
+    th: np.ndarray,
+    classes: list[str],
+    valid: np.ndarray,
+    *,
+    seed: int,
+    per_combination: int,
+    sampler: str,
+    steps: int,
+    fs: float,
+    workers: int,
+) -> pd.DataFrame:
     """Per unseen statement combination (:func:`.paraphrase.unseen_combinations` of ``train_reports``):
     ``per_combination`` ECGs generated for it with the age, sex and HR of random ``test`` records (seeded with
     ``seed + 2``; sampling seeds from ``seed + 2 * 10**6``), their HR MAE (bpm) and the recall of each requested
@@ -149,7 +226,7 @@ def unseen_combinations_table(generate: Generate, train_reports, test: pd.DataFr
     pick = np.random.default_rng(seed + 2).integers(0, len(test), len(combos) * per_combination)
     frame = test.iloc[pick].reset_index(drop=True)
     frame["report"] = [c for c in combos for _ in range(per_combination)]
-    x = generate(frame, sampler, steps, seed + 2 * 10 ** 6)
+    x = generate(frame, sampler, steps, seed + 2 * 10**6)
     labels = labels_from_reports(frame["report"].tolist(), EVAL_CLASSES)[0]
     pred = predict_proba(model, x) >= th[None, :]
     hr = measure_features(x, fs=fs, workers=workers)["hr_nk"].to_numpy(float)
@@ -157,8 +234,14 @@ def unseen_combinations_table(generate: Generate, train_reports, test: pd.DataFr
         m = slice(k * per_combination, (k + 1) * per_combination)
         req = [j for j, c in enumerate(classes) if labels[m][0, j] == 1 and valid[j]]
         e = hr_error(hr[m], frame["hr"].to_numpy(float)[m])
-        rows.append({"report": combo, "n": per_combination, "hr_mae": e["mae"],
-                     "requested_classes": "|".join(classes[j] for j in req),
-                     "recall_each": "; ".join(f"{classes[j]} {pred[m, j].mean():.2f}" for j in req),
-                     "recall_all_requested": float(pred[m][:, req].all(axis=1).mean()) if req else math.nan})
+        rows.append(
+            {
+                "report": combo,
+                "n": per_combination,
+                "hr_mae": e["mae"],
+                "requested_classes": "|".join(classes[j] for j in req),
+                "recall_each": "; ".join(f"{classes[j]} {pred[m, j].mean():.2f}" for j in req),
+                "recall_all_requested": float(pred[m][:, req].all(axis=1).mean()) if req else math.nan,
+            }
+        )
     return pd.DataFrame(rows)

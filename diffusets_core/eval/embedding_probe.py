@@ -33,8 +33,15 @@ def hr_probe(X: np.ndarray, hr: np.ndarray, seed: int = 0) -> tuple[pd.DataFrame
     rng = np.random.default_rng(seed)
     y_shuf = rng.permutation(y)
     pred_shuf = cross_val_predict(KNeighborsRegressor(k, metric="cosine"), X, y_shuf, cv=cv)
-    numbers = {"k": k, "mae": np.abs(pred - y).mean(), "mae_shuffled": np.abs(pred_shuf - y_shuf).mean(),
-               "mae_mean": np.abs(y - y.mean()).mean(), "r": np.corrcoef(pred, y)[0, 1]}
-    table = pd.DataFrame({"MAE (bpm)": [numbers["mae"], numbers["mae_shuffled"], numbers["mae_mean"]]},
-                         index=[f"{k}-NN on report vectors", f"{k}-NN, heart rates shuffled", "predict the mean"]).round(2)
+    numbers = {
+        "k": k,
+        "mae": np.abs(pred - y).mean(),
+        "mae_shuffled": np.abs(pred_shuf - y_shuf).mean(),
+        "mae_mean": np.abs(y - y.mean()).mean(),
+        "r": np.corrcoef(pred, y)[0, 1],
+    }
+    table = pd.DataFrame(
+        {"MAE (bpm)": [numbers["mae"], numbers["mae_shuffled"], numbers["mae_mean"]]},
+        index=[f"{k}-NN on report vectors", f"{k}-NN, heart rates shuffled", "predict the mean"],
+    ).round(2)
     return table, numbers

@@ -35,9 +35,10 @@ import logging
 import math
 import multiprocessing as mp
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,9 +74,24 @@ _PLAUSIBLE = {"hr": (20.0, 300.0), "qrs_ms": (30.0, 250.0), "pr_ms": (50.0, 400.
 
 
 def _columns(t_leads: Sequence[str]) -> list[str]:
-    return (["hr_xqrs", "hr_nk", "n_beats", "rr_ms", "rr_std_ms", "beat_corr", "qrs_ms", "pr_ms", "qt_ms",
-             "qtc_bazett_ms", "qtc_fridericia_ms"] + [f"t_amp_{ld}" for ld in t_leads]
-            + [f"st_{ld}" for ld in CANONICAL_LEADS] + ["detect_lead", "reason"])
+    return (
+        [
+            "hr_xqrs",
+            "hr_nk",
+            "n_beats",
+            "rr_ms",
+            "rr_std_ms",
+            "beat_corr",
+            "qrs_ms",
+            "pr_ms",
+            "qt_ms",
+            "qtc_bazett_ms",
+            "qtc_fridericia_ms",
+        ]
+        + [f"t_amp_{ld}" for ld in t_leads]
+        + [f"st_{ld}" for ld in CANONICAL_LEADS]
+        + ["detect_lead", "reason"]
+    )
 
 
 FEATURE_COLUMNS = _columns(DEFAULT_T_LEADS)
@@ -171,8 +187,7 @@ def _smooth(x: np.ndarray, n: int) -> np.ndarray:
     return np.convolve(x, np.ones(n) / n, mode="same")
 
 
-def _tangent_crossing(x: np.ndarray, peak: int, lo: int, hi: int, level: float, fs: float,
-                      after: bool) -> Optional[float]:
+def _tangent_crossing(x: np.ndarray, peak: int, lo: int, hi: int, level: float, fs: float, after: bool) -> float | None:
     """Tangent method: the tangent at the steepest point of the wave's limb on one side of ``peak``
     (after it for a T end, before it for a P onset) intersected with the isoelectric ``level``.
 
@@ -200,13 +215,14 @@ def _tangent_crossing(x: np.ndarray, peak: int, lo: int, hi: int, level: float, 
     return float(j + (level - x[j]) / sj * fs)
 
 
-def _median_beat(sig: np.ndarray, peaks: np.ndarray, fs: float, pre: float, post: float
-                 ) -> tuple[Optional[np.ndarray], int]:
+def _median_beat(
+    sig: np.ndarray, peaks: np.ndarray, fs: float, pre: float, post: float
+) -> tuple[np.ndarray | None, int]:
     a, b = int(round(pre * fs)), int(round(post * fs))
     ok = [p for p in peaks if p - a >= 0 and p + b <= sig.shape[-1]]
     if len(ok) < 3:
         return None, len(ok)
-    beats = np.stack([sig[:, p - a:p + b] for p in ok])  # (B, 12, T)
+    beats = np.stack([sig[:, p - a : p + b] for p in ok])  # (B, 12, T)
     return np.median(beats, axis=0), len(ok)
 
 
@@ -220,7 +236,7 @@ def _beat_corr(x: np.ndarray, peaks: np.ndarray, fs: float, half: float = 0.12) 
     ok = [p for p in peaks if p - h >= 0 and p + h < len(x)]
     if len(ok) < 3:
         return math.nan
-    beats = np.stack([x[p - h:p + h + 1] for p in ok])
+    beats = np.stack([x[p - h : p + h + 1] for p in ok])
     beats = beats - beats.mean(axis=1, keepdims=True)
     rs = []
     for i in range(len(beats)):
@@ -245,11 +261,11 @@ def _delineate(mb: np.ndarray, fs: float, r_idx: int, rr_s: float) -> dict[str, 
     run = int(round(10 * ms))  # must stay below the threshold this long
     on = off = None
     for i in range(pk, max(run, pk - int(round(150 * ms))), -1):
-        if np.all(sv[i - run:i] < thr):
+        if np.all(sv[i - run : i] < thr):
             on = i - run // 2
             break
     for i in range(pk, min(len(sv) - run, pk + int(round(180 * ms)))):
-        if np.all(sv[i:i + run] < thr):
+        if np.all(sv[i : i + run] < thr):
             off = i + run // 2
             break
     if on is None or off is None:
@@ -277,8 +293,9 @@ def _delineate(mb: np.ndarray, fs: float, r_idx: int, rr_s: float) -> dict[str, 
     for ld in order:
         if abs(tamp[ld]) < 0.05:
             continue
-        e = _tangent_crossing(mb[ld], int(tp[ld]), t_lo, min(mb.shape[-1] - 1, t_hi + int(round(100 * ms))),
-                              base[ld], fs, after=True)
+        e = _tangent_crossing(
+            mb[ld], int(tp[ld]), t_lo, min(mb.shape[-1] - 1, t_hi + int(round(100 * ms))), base[ld], fs, after=True
+        )
         if e is not None and tp[ld] < e < mb.shape[-1]:
             ends.append(e)
     if ends:
@@ -308,9 +325,14 @@ def _delineate(mb: np.ndarray, fs: float, r_idx: int, rr_s: float) -> dict[str, 
 
 
 # -- one record ----------------------------------------------------------------------------------------------------
-def measure_record(sig: np.ndarray, fs: float = FS, t_leads: Sequence[str] = DEFAULT_T_LEADS,
-                   detect_leads: Sequence[str] = DEFAULT_DETECT_LEADS, highpass_hz: float = 0.5,
-                   xqrs: bool = True) -> dict[str, Any]:
+def measure_record(
+    sig: np.ndarray,
+    fs: float = FS,
+    t_leads: Sequence[str] = DEFAULT_T_LEADS,
+    detect_leads: Sequence[str] = DEFAULT_DETECT_LEADS,
+    highpass_hz: float = 0.5,
+    xqrs: bool = True,
+) -> dict[str, Any]:
     """Measure one ``(12, L)`` record. Never raises: failures give NaN fields and a ``reason``."""
     row: dict[str, Any] = {c: math.nan for c in _columns(t_leads)}
     row["detect_lead"], reasons = "", []
@@ -368,8 +390,13 @@ def measure_record(sig: np.ndarray, fs: float = FS, t_leads: Sequence[str] = DEF
         ld = CANONICAL_LEADS.index(name)
         h = int(round(0.03 * fsu))
         sgn = np.sign(np.median([up[ld, p] for p in pk_u if 0 <= p < up.shape[-1]]) or 1.0)
-        pk_u = np.array([max(0, p - h) + int(np.argmax(sgn * up[ld, max(0, p - h):p + h + 1]))
-                         for p in pk_u if 0 <= p < up.shape[-1]])
+        pk_u = np.array(
+            [
+                max(0, p - h) + int(np.argmax(sgn * up[ld, max(0, p - h) : p + h + 1]))
+                for p in pk_u
+                if 0 <= p < up.shape[-1]
+            ]
+        )
         rr_s = float(np.median(rr))
         pre, post = 0.4, 0.75
         mb, nb = _median_beat(up, pk_u, fsu, pre, post)
@@ -411,9 +438,18 @@ def _measure_chunk(args: tuple) -> list[dict[str, Any]]:
     return [measure_record(s, **kw) for s in sigs]
 
 
-def measure_features(signals: np.ndarray, fs: float = FS, *, t_leads: Sequence[str] = DEFAULT_T_LEADS,
-                     detect_leads: Sequence[str] = DEFAULT_DETECT_LEADS, highpass_hz: float = 0.5,
-                     xqrs: bool = True, workers: int = 0, chunk: int = 16, progress: bool = False):
+def measure_features(
+    signals: np.ndarray,
+    fs: float = FS,
+    *,
+    t_leads: Sequence[str] = DEFAULT_T_LEADS,
+    detect_leads: Sequence[str] = DEFAULT_DETECT_LEADS,
+    highpass_hz: float = 0.5,
+    xqrs: bool = True,
+    workers: int = 0,
+    chunk: int = 16,
+    progress: bool = False,
+):
     """Measure every record of ``signals`` ``(N, 12, L)``; returns a pandas DataFrame (one row per record).
 
     ``workers > 1`` uses a process pool (records are independent; results keep the input order).
@@ -422,7 +458,7 @@ def measure_features(signals: np.ndarray, fs: float = FS, *, t_leads: Sequence[s
     if signals.ndim == 2:
         signals = signals[None]
     kw = dict(fs=fs, t_leads=tuple(t_leads), detect_leads=tuple(detect_leads), highpass_hz=highpass_hz, xqrs=xqrs)
-    jobs = [(signals[i:i + chunk], kw) for i in range(0, len(signals), chunk)]
+    jobs = [(signals[i : i + chunk], kw) for i in range(0, len(signals), chunk)]
     rows: list[dict[str, Any]] = []
     if workers and workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
@@ -443,13 +479,23 @@ def _err_summary(measured: np.ndarray, target: np.ndarray, tol: float, tol_name:
     target = np.broadcast_to(np.asarray(target, dtype=np.float64), measured.shape).ravel()
     ok = np.isfinite(measured) & np.isfinite(target)
     e = measured[ok] - target[ok]
-    res = {"n": int(measured.size), "n_valid": int(ok.sum()),
-           "frac_valid": float(ok.mean()) if measured.size else math.nan}
+    res = {
+        "n": int(measured.size),
+        "n_valid": int(ok.sum()),
+        "frac_valid": float(ok.mean()) if measured.size else math.nan,
+    }
     if e.size == 0:
         res.update({"mae": math.nan, "bias": math.nan, "rmse": math.nan, "median_ae": math.nan, tol_name: math.nan})
     else:
-        res.update({"mae": float(np.mean(np.abs(e))), "bias": float(np.mean(e)), "rmse": float(np.sqrt(np.mean(e ** 2))),
-                    "median_ae": float(np.median(np.abs(e))), tol_name: float(np.mean(np.abs(e) <= tol))})
+        res.update(
+            {
+                "mae": float(np.mean(np.abs(e))),
+                "bias": float(np.mean(e)),
+                "rmse": float(np.sqrt(np.mean(e**2))),
+                "median_ae": float(np.median(np.abs(e))),
+                tol_name: float(np.mean(np.abs(e) <= tol)),
+            }
+        )
     return res
 
 

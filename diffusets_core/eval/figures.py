@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,8 +20,15 @@ from matplotlib.figure import Figure
 from ..data.leads import CANONICAL_LEADS
 from ..fileio import atomic_writer
 
-__all__ = ["write_figures", "plot_set_metrics", "plot_hr_agreement", "plot_confusion", "plot_training_history",
-           "plot_reconstruction", "plot_latents"]
+__all__ = [
+    "write_figures",
+    "plot_set_metrics",
+    "plot_hr_agreement",
+    "plot_confusion",
+    "plot_training_history",
+    "plot_reconstruction",
+    "plot_latents",
+]
 
 HR_RANGE_BPM = (30, 180)  # axes of the requested-vs-measured HR plots
 
@@ -85,8 +92,9 @@ def plot_set_metrics(signal: pd.DataFrame, metrics: Sequence[str] = ("precision"
     import seaborn as sns
 
     long = signal.melt(id_vars="source", value_vars=list(metrics), var_name="metric")
-    grid = sns.catplot(long.dropna(), x="source", y="value", col="metric", kind="bar", height=3, aspect=1.0,
-                       color="0.6", sharey=False)
+    grid = sns.catplot(
+        long.dropna(), x="source", y="value", col="metric", kind="bar", height=3, aspect=1.0, color="0.6", sharey=False
+    )
     grid.set_xticklabels(rotation=45)
     return grid
 
@@ -138,8 +146,9 @@ def plot_training_history(history: pd.DataFrame, title: str):
     return fig
 
 
-def plot_reconstruction(x: np.ndarray, x_hat: np.ndarray, fs: float, title: str,
-                        leads: Sequence[str] = ("I", "II", "V1", "V5")):
+def plot_reconstruction(
+    x: np.ndarray, x_hat: np.ndarray, fs: float, title: str, leads: Sequence[str] = ("I", "II", "V1", "V5")
+):
     """One ECG ``x`` (12, L) mV in canonical lead order and its reconstruction ``x_hat``, overlaid, for
     ``leads``."""
     import matplotlib.pyplot as plt
@@ -170,7 +179,8 @@ def plot_latents(z: np.ndarray):
     axes[0].set(title="scaled training latents per channel", xlabel="value")
     axes[0].legend()
     axes[1].plot(z[0].T)
-    axes[1].set(title=f"the {z.shape[1]} × {z.shape[2]} latent of one training ECG",
-                xlabel="latent position (1 = 78 ms)")
+    axes[1].set(
+        title=f"the {z.shape[1]} × {z.shape[2]} latent of one training ECG", xlabel="latent position (1 = 78 ms)"
+    )
     fig.tight_layout()
     return fig

@@ -10,9 +10,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,11 +32,32 @@ from .splits import load_eval_splits
 
 log = logging.getLogger(__name__)
 
-__all__ = ["guidance_sweep", "choose_guidance", "save_chosen_guidance", "summarize_guidance", "SWEEP_COLUMNS",
-           "GuidanceProbe", "GuidanceSetting", "resolve_guidance"]
+__all__ = [
+    "guidance_sweep",
+    "choose_guidance",
+    "save_chosen_guidance",
+    "summarize_guidance",
+    "SWEEP_COLUMNS",
+    "GuidanceProbe",
+    "GuidanceSetting",
+    "resolve_guidance",
+]
 
-SWEEP_COLUMNS = ["guidance_scale", "guidance_on", "n", "hr_mae_50_150", "hr_n_valid", "macro_recall",
-                 "macro_recall_morphology", "fid", "rfid", "precision", "recall", "coverage", "seconds_per_ecg"]
+SWEEP_COLUMNS = [
+    "guidance_scale",
+    "guidance_on",
+    "n",
+    "hr_mae_50_150",
+    "hr_n_valid",
+    "macro_recall",
+    "macro_recall_morphology",
+    "fid",
+    "rfid",
+    "precision",
+    "recall",
+    "coverage",
+    "seconds_per_ecg",
+]
 
 
 @dataclass
@@ -59,7 +81,7 @@ class GuidanceProbe:
     seed: int = 0
     batch_size: int = 64
     workers: int = 0
-    guidance_on: Optional[str] = None
+    guidance_on: str | None = None
 
     def measure(self, g: float) -> dict:
         """One sweep row for guidance scale ``g``: HR MAE (requested 50-150 bpm), macro recall (all / morphology
@@ -67,35 +89,72 @@ class GuidanceProbe:
         / precision / recall / coverage (point estimates: the sweep ranks scales)."""
         req_hr = self.conditions["hr"].to_numpy(float)
         t0 = time.perf_counter()
-        x = self.pipe(self.conditions["report"].tolist(), age=self.conditions["age"].to_numpy(float),
-                      sex=self.conditions["sex"].tolist(), hr=req_hr, num_inference_steps=self.steps,
-                      sampler=self.sampler, guidance_scale=g, guidance_on=self.guidance_on, seed=self.seed,
-                      batch_size=self.batch_size).signals
+        x = self.pipe(
+            self.conditions["report"].tolist(),
+            age=self.conditions["age"].to_numpy(float),
+            sex=self.conditions["sex"].tolist(),
+            hr=req_hr,
+            num_inference_steps=self.steps,
+            sampler=self.sampler,
+            guidance_scale=g,
+            guidance_on=self.guidance_on,
+            seed=self.seed,
+            batch_size=self.batch_size,
+        ).signals
         dt = time.perf_counter() - t0
         meas = measure_features(x, fs=self.pipe.fs, workers=self.workers)
-        hr = next(r for r in feature_rows("model", meas, None, req_hr, self.labels, self.classes)
-                  if r["class"] == "all" and r["metric"] == "hr_50_150")
-        summary = diagnostic_summary_row("model", diagnostic_rows("model", predict_proba(self.classifier, x),
-                                                                  self.thresholds, self.labels, self.classes,
-                                                                  self.valid), len(x))
+        hr = next(
+            r
+            for r in feature_rows("model", meas, None, req_hr, self.labels, self.classes)
+            if r["class"] == "all" and r["metric"] == "hr_50_150"
+        )
+        summary = diagnostic_summary_row(
+            "model",
+            diagnostic_rows(
+                "model", predict_proba(self.classifier, x), self.thresholds, self.labels, self.classes, self.valid
+            ),
+            len(x),
+        )
         on = self.pipe.sampling["guidance_on"] if self.guidance_on is None else self.guidance_on
-        row = {"guidance_scale": g, "guidance_on": on, "n": len(x), "hr_mae_50_150": hr["mae"],
-               "hr_n_valid": hr["n_valid"], "macro_recall": summary["macro_recall"],
-               "macro_recall_morphology": summary["macro_recall_morphology"], "seconds_per_ecg": dt / max(1, len(x))}
+        row = {
+            "guidance_scale": g,
+            "guidance_on": on,
+            "n": len(x),
+            "hr_mae_50_150": hr["mae"],
+            "hr_n_valid": hr["n_valid"],
+            "macro_recall": summary["macro_recall"],
+            "macro_recall_morphology": summary["macro_recall_morphology"],
+            "seconds_per_ecg": dt / max(1, len(x)),
+        }
         f_gen = self.clip.ecg_features(x)
         if min(len(f_gen), len(self.f_real)) >= MIN_SET:
-            sm = signal_metrics(self.f_real, f_gen, real_ref=self.f_ref, n=min(len(f_gen), len(self.f_real)),
-                                seed=self.seed, n_boot=20)  # point estimates only: the sweep ranks scales
+            sm = signal_metrics(
+                self.f_real, f_gen, real_ref=self.f_ref, n=min(len(f_gen), len(self.f_real)), seed=self.seed, n_boot=20
+            )  # point estimates only: the sweep ranks scales
             row.update({k: sm[k] for k in ("fid", "rfid", "precision", "recall", "coverage")})
         log.info("guidance_sweep: scale %.2f -> %s", g, row)
         return row
 
 
-def guidance_sweep(run_dir, scales: Sequence[float] = (1.0, 1.5, 2.0, 3.0), *, n: int = 100, seed: int = 0,
-                   sampler: str = "ddim", steps: int = 20, clip_steps: int = 200, clf_steps: int = 200,
-                   train_batch: int = 64, batch_size: int = 64, workers: int = 0, out_dir=None,
-                   guidance_on: Optional[str] = None, extend: bool = True, max_scale: float = 12.0,
-                   embedder_kwargs: Optional[dict] = None) -> pd.DataFrame:
+def guidance_sweep(
+    run_dir,
+    scales: Sequence[float] = (1.0, 1.5, 2.0, 3.0),
+    *,
+    n: int = 100,
+    seed: int = 0,
+    sampler: str = "ddim",
+    steps: int = 20,
+    clip_steps: int = 200,
+    clf_steps: int = 200,
+    train_batch: int = 64,
+    batch_size: int = 64,
+    workers: int = 0,
+    out_dir=None,
+    guidance_on: str | None = None,
+    extend: bool = True,
+    max_scale: float = 12.0,
+    embedder_kwargs: dict | None = None,
+) -> pd.DataFrame:
     """One row per guidance scale, measured on ``n`` validation conditions (same conditions and seeds for every
     scale). With ``extend``, while :func:`choose_guidance` picks the largest swept scale, the sweep adds a scale
     1.5 times larger (up to ``max_scale``), so the chosen scale is never the edge of the grid unless the cap
@@ -118,14 +177,32 @@ def guidance_sweep(run_dir, scales: Sequence[float] = (1.0, 1.5, 2.0, 3.0), *, n
 
     feat = fit_clip(run_dir, out, sigs, data.vectors, seed=seed, steps=clip_steps, train_batch=train_batch)
     f_val_real = feat.ecg_features(sigs["val"])
-    f_ref = feat.ecg_features(sigs["train"][np.random.default_rng(seed + 1).permutation(len(sigs["train"]))[:len(f_val_real)]])
-    model, th, valid = fit_classifier(run_dir, out, sigs, labs, data.classes, seed=seed, steps=clf_steps,
-                                      train_batch=train_batch)
+    f_ref = feat.ecg_features(
+        sigs["train"][np.random.default_rng(seed + 1).permutation(len(sigs["train"]))[: len(f_val_real)]]
+    )
+    model, th, valid = fit_classifier(
+        run_dir, out, sigs, labs, data.classes, seed=seed, steps=clf_steps, train_batch=train_batch
+    )
 
     pipe = DiffuSETSPipeline.from_pretrained(run_dir, device="cpu", **(embedder_kwargs or {}))
-    probe = GuidanceProbe(pipe, val, labs["val"][sel], data.classes, feat, f_val_real, f_ref, model, th, valid,
-                          sampler=sampler, steps=steps, seed=seed, batch_size=batch_size, workers=workers,
-                          guidance_on=guidance_on)
+    probe = GuidanceProbe(
+        pipe,
+        val,
+        labs["val"][sel],
+        data.classes,
+        feat,
+        f_val_real,
+        f_ref,
+        model,
+        th,
+        valid,
+        sampler=sampler,
+        steps=steps,
+        seed=seed,
+        batch_size=batch_size,
+        workers=workers,
+        guidance_on=guidance_on,
+    )
     rows = [probe.measure(g) for g in scales]
     while extend:
         df = pd.DataFrame(rows)
@@ -159,16 +236,23 @@ def choose_guidance(sweep: pd.DataFrame, *, min_coverage_ratio: float = 0.9) -> 
     return float(cand.loc[cand["macro_recall"] == cand["macro_recall"].max(), "guidance_scale"].min())
 
 
-def save_chosen_guidance(run_dir, sweep: pd.DataFrame, *, sampler: str, steps: int,
-                         guidance_on: Optional[str] = None, unet_dir: str = "unet") -> dict:
+def save_chosen_guidance(
+    run_dir, sweep: pd.DataFrame, *, sampler: str, steps: int, guidance_on: str | None = None, unet_dir: str = "unet"
+) -> dict:
     """Apply :func:`choose_guidance` to a validation sweep and save the result as the run's sampling settings
     (``unet/sampling.json``), which the pipeline, the CLI and every chapter then use by default. Returns them."""
     g = choose_guidance(sweep)
     on = guidance_on or (str(sweep["guidance_on"].iloc[0]) if "guidance_on" in sweep and len(sweep) else "all")
-    settings = {"sampler": sampler, "num_inference_steps": int(steps), "guidance_scale": g, "guidance_on": on,
-                "chosen_by": "choose_guidance on a validation-split sweep (highest macro recall keeping >= 90 % of "
-                             "the coverage at the smallest scale)",
-                "swept_scales": [float(x) for x in sweep["guidance_scale"]], "n_validation": int(sweep["n"].iloc[0])}
+    settings = {
+        "sampler": sampler,
+        "num_inference_steps": int(steps),
+        "guidance_scale": g,
+        "guidance_on": on,
+        "chosen_by": "choose_guidance on a validation-split sweep (highest macro recall keeping >= 90 % of "
+        "the coverage at the smallest scale)",
+        "swept_scales": [float(x) for x in sweep["guidance_scale"]],
+        "n_validation": int(sweep["n"].iloc[0]),
+    }
     save_sampling_settings(run_dir, settings, unet_dir=unet_dir)
     return settings
 
@@ -185,26 +269,31 @@ def summarize_guidance(sweep: pd.DataFrame, settings: dict) -> str:
     s = sweep.set_index("guidance_scale")
     base, top = s.index.min(), s.index.max()
 
-    hr_ok, rec_ok = s["hr_mae_50_150"].dropna(), s["macro_recall_morphology"].dropna()  # a toy model may measure nothing
+    hr_ok, rec_ok = (
+        s["hr_mae_50_150"].dropna(),
+        s["macro_recall_morphology"].dropna(),
+    )  # a toy model may measure nothing
     best_hr = hr_ok.idxmin() if len(hr_ok) else base
     best_rec = rec_ok.idxmax() if len(rec_ok) else base
     g = settings["guidance_scale"]
-    return (f"On {int(s['n'].iloc[0])} validation conditions, guiding the {'report alone' if settings['guidance_on'] == 'text' else 'report and patient values'}: "
-            f"the lowest HR error is at scale {best_hr:g} ({_value_at(s, 'hr_mae_50_150', best_hr)} bpm; {_value_at(s, 'hr_mae_50_150', base)} "
-            f"at {base:g}); morphology macro recall peaks at {best_rec:g} ({_value_at(s, 'macro_recall_morphology', best_rec)}; "
-            f"{_value_at(s, 'macro_recall_morphology', base)} at {base:g}); coverage goes from {_value_at(s, 'coverage', base)} at {base:g} "
-            f"to {_value_at(s, 'coverage', top)} at {top:g}. The rule fixed in advance (`choose_guidance`: the highest macro "
-            f"recall among the scales that keep at least 90 % of the coverage at the smallest scale) picks **{g:g}**"
-            + (" (the largest scale the sweep may reach)" if g == top else f", inside the swept range {base:g}–{top:g}")
-            + f". Saved with the run: `{settings['sampler']}`, {settings['num_inference_steps']} steps, guidance "
-            f"{g:g} on {settings['guidance_on']}; the CLI, the pipeline and the later chapters use these unless told otherwise.")
+    return (
+        f"On {int(s['n'].iloc[0])} validation conditions, guiding the {'report alone' if settings['guidance_on'] == 'text' else 'report and patient values'}: "
+        f"the lowest HR error is at scale {best_hr:g} ({_value_at(s, 'hr_mae_50_150', best_hr)} bpm; {_value_at(s, 'hr_mae_50_150', base)} "
+        f"at {base:g}); morphology macro recall peaks at {best_rec:g} ({_value_at(s, 'macro_recall_morphology', best_rec)}; "
+        f"{_value_at(s, 'macro_recall_morphology', base)} at {base:g}); coverage goes from {_value_at(s, 'coverage', base)} at {base:g} "
+        f"to {_value_at(s, 'coverage', top)} at {top:g}. The rule fixed in advance (`choose_guidance`: the highest macro "
+        f"recall among the scales that keep at least 90 % of the coverage at the smallest scale) picks **{g:g}**"
+        + (" (the largest scale the sweep may reach)" if g == top else f", inside the swept range {base:g}–{top:g}")
+        + f". Saved with the run: `{settings['sampler']}`, {settings['num_inference_steps']} steps, guidance "
+        f"{g:g} on {settings['guidance_on']}; the CLI, the pipeline and the later chapters use these unless told otherwise."
+    )
 
 
 @dataclass
 class GuidanceSetting:
     """The classifier-free guidance an evaluation uses (:func:`resolve_guidance`)."""
 
-    scale: Optional[float]  # what to pass to evaluate_run: None = the run's saved setting
+    scale: float | None  # what to pass to evaluate_run: None = the run's saved setting
     used: float  # the scale the pipeline will apply
     on: str  # what it guides: all / text
     origin: str  # "validated" (saved with the run), "default" (none saved: plain sampling) or "profile"
@@ -216,13 +305,15 @@ class GuidanceSetting:
 
     def describe(self) -> str:
         """One Markdown sentence: the scale, what it guides and where it comes from."""
-        why = {"validated": "(the run's validated setting)",
-               "default": "(no validated setting saved with the run: plain conditional sampling)",
-               "profile": "(the profile's setting)"}[self.origin]
+        why = {
+            "validated": "(the run's validated setting)",
+            "default": "(no validated setting saved with the run: plain conditional sampling)",
+            "profile": "(the profile's setting)",
+        }[self.origin]
         return f"Guidance scale **{self.used:g}** on **{self.on}** {why}."
 
 
-def resolve_guidance(run_dir: str | os.PathLike, guidance_scale: Union[str, float, None] = "auto") -> GuidanceSetting:
+def resolve_guidance(run_dir: str | os.PathLike, guidance_scale: str | float | None = "auto") -> GuidanceSetting:
     """The ``guidance_scale: auto`` rule: ``"auto"`` (or None) uses the run's saved sampling settings
     (``unet/sampling.json``, chosen on the validation split by :func:`save_chosen_guidance`; scale 1.0 — plain
     conditional sampling — when none were saved); a number is used as given. What is guided is always the run's

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,15 +39,25 @@ class BenchmarkJudge:
     classes: list[str]
     _feat: Any = None
     _clf: Any = None
-    _th: Optional[np.ndarray] = None
-    _valid: Optional[np.ndarray] = None
-    _f_real: Optional[np.ndarray] = None
-    _f_ref: Optional[np.ndarray] = None
+    _th: np.ndarray | None = None
+    _valid: np.ndarray | None = None
+    _f_real: np.ndarray | None = None
+    _f_ref: np.ndarray | None = None
     seed: int = 0
 
     @classmethod
-    def fit(cls, run_dir, out_dir, *, split: str = "test", n: Optional[int] = None, seed: int = 0,
-            clip_steps: int = 200, clf_steps: int = 200, train_batch: int = 64) -> "BenchmarkJudge":
+    def fit(
+        cls,
+        run_dir,
+        out_dir,
+        *,
+        split: str = "test",
+        n: int | None = None,
+        seed: int = 0,
+        clip_steps: int = 200,
+        clf_steps: int = 200,
+        train_batch: int = 64,
+    ) -> BenchmarkJudge:
         """Train the CLIP and the classifier on ``run_dir``'s training split (thresholds from validation), and
         select ``n`` records of ``split`` (seeded; all when None) as the conditions to judge."""
         run_dir, out = Path(run_dir), Path(out_dir)
@@ -55,22 +65,38 @@ class BenchmarkJudge:
         data = load_eval_splits(run_dir)
         recs, sigs, labs, classes = data.records, data.signals, data.labels, data.classes
         feat = fit_clip(run_dir, out, sigs, data.vectors, seed=seed, steps=clip_steps, train_batch=train_batch)
-        clf, th, valid = fit_classifier(run_dir, out, sigs, labs, classes, seed=seed, steps=clf_steps,
-                                        train_batch=train_batch)
+        clf, th, valid = fit_classifier(
+            run_dir, out, sigs, labs, classes, seed=seed, steps=clf_steps, train_batch=train_batch
+        )
         sel = np.arange(len(recs[split]))
         if n is not None and n < len(sel):
             sel = np.sort(np.random.default_rng(seed).permutation(len(sel))[:n])
         ref_split = "val" if split == "test" else "train"
-        j = cls(split, recs[split].iloc[sel].reset_index(drop=True), labs[split][sel], sigs[split][sel], data.fs,
-                classes, seed=seed)
+        j = cls(
+            split,
+            recs[split].iloc[sel].reset_index(drop=True),
+            labs[split][sel],
+            sigs[split][sel],
+            data.fs,
+            classes,
+            seed=seed,
+        )
         j._feat, j._clf, j._th, j._valid = feat, clf, th, valid
         j._f_real = feat.ecg_features(sigs[split])
-        j._f_ref = feat.ecg_features(sigs[ref_split][np.random.default_rng(seed + 1).permutation(len(sigs[ref_split]))
-                                                     [:len(sigs[split])]])
+        j._f_ref = feat.ecg_features(
+            sigs[ref_split][np.random.default_rng(seed + 1).permutation(len(sigs[ref_split]))[: len(sigs[split])]]
+        )
         return j
 
-    def score(self, x: np.ndarray, *, labels: Optional[np.ndarray] = None, requested_hr: Optional[np.ndarray] = None,
-              set_metrics: bool = True, workers: int = 0) -> dict[str, Any]:
+    def score(
+        self,
+        x: np.ndarray,
+        *,
+        labels: np.ndarray | None = None,
+        requested_hr: np.ndarray | None = None,
+        set_metrics: bool = True,
+        workers: int = 0,
+    ) -> dict[str, Any]:
         """Metrics of a generated set ``x`` (N, 12, L) mV for :attr:`conditions` (row i for condition i), or for
         other conditions given as ``labels`` (N, n_classes) and ``requested_hr`` (N,) bpm:
         HR MAE (requested 50-150 bpm), macro recall (all classes / morphology classes) and per-class recall,
@@ -83,12 +109,19 @@ class BenchmarkJudge:
         if len(x) != len(labels) or len(x) != len(req_hr):
             raise ValueError(f"expected {len(labels)} ECGs (one per condition), got {len(x)}")
         meas = measure_features(x, fs=self.fs, workers=workers)
-        hr = next(r for r in feature_rows("x", meas, None, req_hr, labels, self.classes)
-                  if r["class"] == "all" and r["metric"] == "hr_50_150")
+        hr = next(
+            r
+            for r in feature_rows("x", meas, None, req_hr, labels, self.classes)
+            if r["class"] == "all" and r["metric"] == "hr_50_150"
+        )
         rows = diagnostic_rows("x", predict_proba(self._clf, x), self._th, labels, self.classes, self._valid)
         summary = diagnostic_summary_row("x", rows, len(x))
-        out: dict[str, Any] = {"n": len(x), "hr_mae_50_150": hr["mae"], "macro_recall": summary["macro_recall"],
-                               "macro_recall_morphology": summary["macro_recall_morphology"]}
+        out: dict[str, Any] = {
+            "n": len(x),
+            "hr_mae_50_150": hr["mae"],
+            "macro_recall": summary["macro_recall"],
+            "macro_recall_morphology": summary["macro_recall_morphology"],
+        }
         out.update({f"recall_{r['class']}": r["recall"] for r in rows if r["trained"]})
         f = self._feat.ecg_features(x)
         m = min(len(f), len(self._f_real), len(self._f_ref))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,8 +68,10 @@ def _frechet_from_stats(mu1, s1, mu2, s2, eps: float = 1e-6) -> float:
         # when they are small relative to the trace, as pytorch-fid does; otherwise the result is meaningless.
         scale = max(1.0, float(np.abs(np.trace(covmean.real))))
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3 * scale):
-            raise ValueError(f"sqrtm produced a large imaginary component "
-                             f"({np.max(np.abs(covmean.imag)):.3g}); too few samples for the feature dimension?")
+            raise ValueError(
+                f"sqrtm produced a large imaginary component "
+                f"({np.max(np.abs(covmean.imag)):.3g}); too few samples for the feature dimension?"
+            )
         covmean = covmean.real
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))
 
@@ -106,8 +108,9 @@ def _bc_ci(values: np.ndarray, estimate: float, alpha: float = 0.05) -> tuple[fl
     return (max(0.0, lo - bias), hi - bias)
 
 
-def fid_report(real: Any, gen: Any, real_ref: Any = None, n: Optional[int] = None, seed: int = 0,
-               n_boot: int = 200) -> dict[str, Any]:
+def fid_report(
+    real: Any, gen: Any, real_ref: Any = None, n: int | None = None, seed: int = 0, n_boot: int = 200
+) -> dict[str, Any]:
     """FID of ``gen`` against ``real`` with its real-vs-real floor, all at the same sample count ``n``.
 
     * ``real_ref=None``: ``real`` is shuffled and split into two disjoint halves A, B; ``n <= len(real) // 2``.
@@ -124,7 +127,7 @@ def fid_report(real: Any, gen: Any, real_ref: Any = None, n: Optional[int] = Non
     perm = rng.permutation(len(real))
     if real_ref is None:
         half = len(real) // 2
-        a_pool, b_pool = real[perm[:half]], real[perm[half:2 * half]]
+        a_pool, b_pool = real[perm[:half]], real[perm[half : 2 * half]]
         n_ref = None
     else:
         ref = _as2d(real_ref)
@@ -133,9 +136,11 @@ def fid_report(real: Any, gen: Any, real_ref: Any = None, n: Optional[int] = Non
     n_max = min(len(a_pool), len(b_pool), len(gen))
     n = n_max if n is None else int(n)
     if n > n_max:
-        raise ValueError(f"n={n} exceeds what the sets allow ({n_max}: real {len(real)}"
-                         f"{' halves' if real_ref is None else ''}, gen {len(gen)}"
-                         f"{'' if n_ref is None else f', real_ref {n_ref}'})")
+        raise ValueError(
+            f"n={n} exceeds what the sets allow ({n_max}: real {len(real)}"
+            f"{' halves' if real_ref is None else ''}, gen {len(gen)}"
+            f"{'' if n_ref is None else f', real_ref {n_ref}'})"
+        )
     if n < 2:
         raise ValueError("need at least 2 samples per set")
     A, B, G = a_pool[:n], b_pool[:n], gen[rng.permutation(len(gen))[:n]]
@@ -151,12 +156,23 @@ def fid_report(real: Any, gen: Any, real_ref: Any = None, n: Optional[int] = Non
     with np.errstate(divide="ignore", invalid="ignore"):
         rb = boots[:, 0] / boots[:, 1]
     rfid = fid / floor if floor > 0 else math.inf
-    return {"fid": fid, "fid_ci": _bc_ci(boots[:, 0], fid), "floor": floor, "floor_ci": _bc_ci(boots[:, 1], floor),
-            "rfid": rfid, "rfid_ci": _bc_ci(rb, rfid),
-            "fid_boot_bias": float(np.nanmean(boots[:, 0]) - fid) if np.isfinite(boots[:, 0]).any() else math.nan,
-            "floor_kind": "real halves" if real_ref is None else "real reference set",
-            "n": n, "n_real": len(real), "n_gen": len(gen), "n_real_ref": n_ref, "dim": real.shape[1],
-            "seed": seed, "n_boot": n_boot}
+    return {
+        "fid": fid,
+        "fid_ci": _bc_ci(boots[:, 0], fid),
+        "floor": floor,
+        "floor_ci": _bc_ci(boots[:, 1], floor),
+        "rfid": rfid,
+        "rfid_ci": _bc_ci(rb, rfid),
+        "fid_boot_bias": float(np.nanmean(boots[:, 0]) - fid) if np.isfinite(boots[:, 0]).any() else math.nan,
+        "floor_kind": "real halves" if real_ref is None else "real reference set",
+        "n": n,
+        "n_real": len(real),
+        "n_gen": len(gen),
+        "n_real_ref": n_ref,
+        "dim": real.shape[1],
+        "seed": seed,
+        "n_boot": n_boot,
+    }
 
 
 # -- k-NN manifolds ----------------------------------------------------------------------------------------------
@@ -177,21 +193,22 @@ def knn_radii(feat: Any, k: int, chunk: int = 1024) -> np.ndarray:
     out = torch.empty(len(x))
     with torch.no_grad():
         for i in range(0, len(x), chunk):
-            d = _cdist(x[i:i + chunk], x)
+            d = _cdist(x[i : i + chunk], x)
             # k + 1 smallest: the point itself (distance ~0) is among them
-            out[i:i + chunk] = torch.topk(d, k + 1, dim=1, largest=False).values[:, k]
+            out[i : i + chunk] = torch.topk(d, k + 1, dim=1, largest=False).values[:, k]
     return out.numpy().astype(np.float64)
 
 
-def _ball_stats(centres: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor, chunk: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _ball_stats(
+    centres: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor, chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
     """For each query: number of balls containing it; for each ball: whether any query falls inside."""
     counts = torch.zeros(len(queries))
     hit = torch.zeros(len(centres), dtype=torch.bool)
     with torch.no_grad():
         for i in range(0, len(queries), chunk):
-            inside = _cdist(queries[i:i + chunk], centres) <= radii[None, :]
-            counts[i:i + chunk] = inside.sum(dim=1).float()
+            inside = _cdist(queries[i : i + chunk], centres) <= radii[None, :]
+            counts[i : i + chunk] = inside.sum(dim=1).float()
             hit |= inside.any(dim=0)
     return counts.numpy(), hit.numpy()
 
@@ -213,8 +230,14 @@ def precision_recall(real: Any, gen: Any, k: int = 3, chunk: int = 1024) -> dict
     real, gen = _as2d(real), _as2d(gen)
     p_ind, r_ind = _pr_indicators(real, gen, k, chunk)
     p, r = float(p_ind.mean()), float(r_ind.mean())
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r > 0 else 0.0,
-            "k": k, "n_real": len(real), "n_gen": len(gen)}
+    return {
+        "precision": p,
+        "recall": r,
+        "f1": 2 * p * r / (p + r) if p + r > 0 else 0.0,
+        "k": k,
+        "n_real": len(real),
+        "n_gen": len(gen),
+    }
 
 
 def _dc_indicators(real: np.ndarray, gen: np.ndarray, k: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
@@ -231,13 +254,30 @@ def density_coverage(real: Any, gen: Any, k: int = 5, chunk: int = 1024) -> dict
     """
     real, gen = _as2d(real), _as2d(gen)
     dens, cov = _dc_indicators(real, gen, k, chunk)
-    return {"density": float(dens.mean()), "coverage": float(cov.mean()), "k": k,
-            "n_real": len(real), "n_gen": len(gen)}
+    return {
+        "density": float(dens.mean()),
+        "coverage": float(cov.mean()),
+        "k": k,
+        "n_real": len(real),
+        "n_gen": len(gen),
+    }
 
 
-def signal_metrics(real: Any, gen: Any, *, real_ref: Any = None, n: Optional[int] = None, k_pr: int = 3,
-                   k_dc: int = 5, seed: int = 0, n_boot: int = 200, chunk: int = 1024,
-                   ecg_feat_for_clip: Any = None, text_feat: Any = None, label: str = "") -> dict[str, Any]:
+def signal_metrics(
+    real: Any,
+    gen: Any,
+    *,
+    real_ref: Any = None,
+    n: int | None = None,
+    k_pr: int = 3,
+    k_dc: int = 5,
+    seed: int = 0,
+    n_boot: int = 200,
+    chunk: int = 1024,
+    ecg_feat_for_clip: Any = None,
+    text_feat: Any = None,
+    label: str = "",
+) -> dict[str, Any]:
     """One tidy row: FID/floor/rFID, precision/recall/F1, density/coverage (with real-vs-real floors), optional
     CLIP score, each with a bootstrap 95 % CI, and the sample counts.
 
@@ -252,13 +292,18 @@ def signal_metrics(real: Any, gen: Any, *, real_ref: Any = None, n: Optional[int
     perm = rng.permutation(len(real))
     if real_ref is None:
         half = len(real) // 2
-        A, B = real[perm[:half]][:n], real[perm[half:2 * half]][:n]
+        A, B = real[perm[:half]][:n], real[perm[half : 2 * half]][:n]
     else:
         ref = _as2d(real_ref)
         A, B = real[perm][:n], ref[rng.permutation(len(ref))][:n]
     G = gen[rng.permutation(len(gen))[:n]]
-    row: dict[str, Any] = {"label": label, "n": n, "n_real": len(real), "n_gen": len(gen),
-                           "floor_kind": fr["floor_kind"]}
+    row: dict[str, Any] = {
+        "label": label,
+        "n": n,
+        "n_real": len(real),
+        "n_gen": len(gen),
+        "floor_kind": fr["floor_kind"],
+    }
     for key in ("fid", "floor", "rfid"):
         row[key] = fr[key]
         row[f"{key}_lo"], row[f"{key}_hi"] = fr[f"{key}_ci"]
@@ -272,8 +317,12 @@ def signal_metrics(real: Any, gen: Any, *, real_ref: Any = None, n: Optional[int
         p_ind, r_ind = _pr_indicators(A, other, k_pr, chunk)
         dens, cov = _dc_indicators(A, other, k_dc, chunk)
         p, r = float(p_ind.mean()), float(r_ind.mean())
-        vals = {"precision": (p, p_ind), "recall": (r, r_ind), "density": (float(dens.mean()), dens),
-                "coverage": (float(cov.mean()), cov)}
+        vals = {
+            "precision": (p, p_ind),
+            "recall": (r, r_ind),
+            "density": (float(dens.mean()), dens),
+            "coverage": (float(cov.mean()), cov),
+        }
         for name, (v, ind) in vals.items():
             row[f"{name}{tag}"] = v
             if tag == "":
@@ -282,8 +331,15 @@ def signal_metrics(real: Any, gen: Any, *, real_ref: Any = None, n: Optional[int
     row["k_pr"], row["k_dc"] = k_pr, k_dc
     if ecg_feat_for_clip is not None and text_feat is not None:
         cs = clip_score_report(ecg_feat_for_clip, text_feat, seed=seed, n_boot=n_boot)
-        row.update({"clip": cs["clip"], "clip_lo": cs["clip_ci"][0], "clip_hi": cs["clip_ci"][1],
-                    "clip_shuffled": cs["shuffled"], "n_clip": cs["n"]})
+        row.update(
+            {
+                "clip": cs["clip"],
+                "clip_lo": cs["clip_ci"][0],
+                "clip_hi": cs["clip_ci"][1],
+                "clip_shuffled": cs["shuffled"],
+                "n_clip": cs["n"],
+            }
+        )
     row["seed"], row["n_boot"] = seed, n_boot
     return row
 
@@ -297,8 +353,9 @@ def clip_score(ecg_feat: Any, text_feat: Any) -> float:
     return float(np.mean(np.sum(l2_normalize(e) * l2_normalize(t), axis=1)))
 
 
-def clip_score_report(ecg_feat: Any, text_feat: Any, seed: int = 0, n_shuffle: int = 20,
-                      n_boot: int = 200) -> dict[str, Any]:
+def clip_score_report(
+    ecg_feat: Any, text_feat: Any, seed: int = 0, n_shuffle: int = 20, n_boot: int = 200
+) -> dict[str, Any]:
     """CLIP score with its floor: the same score with the pairs shuffled (mean over ``n_shuffle`` permutations).
 
     A score is only informative by how far it sits above ``shuffled`` (what unrelated text gets). Also returns
@@ -311,5 +368,11 @@ def clip_score_report(ecg_feat: Any, text_feat: Any, seed: int = 0, n_shuffle: i
     cos = np.sum(e * t, axis=1)
     shuffled = [float(np.mean(np.sum(e * t[rng.permutation(len(t))], axis=1))) for _ in range(n_shuffle)]
     boots = [cos[rng.integers(0, len(cos), len(cos))].mean() for _ in range(n_boot)]
-    return {"clip": float(cos.mean()), "clip_ci": _ci(np.array(boots)), "shuffled": float(np.mean(shuffled)),
-            "shuffled_sd": float(np.std(shuffled)), "gap": float(cos.mean() - np.mean(shuffled)), "n": len(cos)}
+    return {
+        "clip": float(cos.mean()),
+        "clip_ci": _ci(np.array(boots)),
+        "shuffled": float(np.mean(shuffled)),
+        "shuffled_sd": float(np.std(shuffled)),
+        "gap": float(cos.mean() - np.mean(shuffled)),
+        "n": len(cos),
+    }

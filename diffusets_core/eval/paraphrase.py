@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import yaml
@@ -35,7 +35,7 @@ def load_paraphrases() -> dict[str, list[str]]:
     return {k: list(v) for k, v in _load()["paraphrases"].items()}
 
 
-def paraphrase_report(report: str, rng: np.random.Generator, table: Optional[dict[str, list[str]]] = None) -> str:
+def paraphrase_report(report: str, rng: np.random.Generator, table: dict[str, list[str]] | None = None) -> str:
     """``report`` (statements joined by ``|``) with each statement that has paraphrases replaced by one of
     them, chosen with ``rng``; statements without an entry are kept."""
     table = load_paraphrases() if table is None else table

@@ -19,8 +19,17 @@ from ..data.limb_leads import limb_identity_error
 from ..data.preprocess import MODEL_FS
 from .features import measure_features
 
-__all__ = ["reconstruct", "lead_correlation", "typical_reconstruction", "physical_consistency", "p_wave_amplitude", "reconstruction_metrics",
-           "per_lead_table", "edge_ratio", "AMPLITUDE_LIMIT_MV"]
+__all__ = [
+    "reconstruct",
+    "lead_correlation",
+    "typical_reconstruction",
+    "physical_consistency",
+    "p_wave_amplitude",
+    "reconstruction_metrics",
+    "per_lead_table",
+    "edge_ratio",
+    "AMPLITUDE_LIMIT_MV",
+]
 
 #: |value| above this (mV) no surface ECG reaches; used as the "beyond ±10 mV" physical-consistency check.
 AMPLITUDE_LIMIT_MV = 10.0
@@ -32,7 +41,7 @@ def reconstruct(vae, x: np.ndarray, *, batch: int = 64, device: str | torch.devi
     vae.eval().to(device)
     out = []
     for i in range(0, len(x), batch):
-        xb = torch.as_tensor(np.ascontiguousarray(x[i:i + batch]), dtype=torch.float32, device=device)
+        xb = torch.as_tensor(np.ascontiguousarray(x[i : i + batch]), dtype=torch.float32, device=device)
         z, _, _ = vae.encode(xb, sample=False)
         out.append(vae.decode(z).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros_like(x, dtype=np.float32)
@@ -42,7 +51,7 @@ def lead_correlation(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Pearson correlation of each record's lead with the same lead of ``y``: (N, 12, L) x2 -> (N, 12)."""
     xc = x - x.mean(axis=-1, keepdims=True)
     yc = y - y.mean(axis=-1, keepdims=True)
-    return (xc * yc).sum(-1) / np.sqrt((xc ** 2).sum(-1) * (yc ** 2).sum(-1) + 1e-12)
+    return (xc * yc).sum(-1) / np.sqrt((xc**2).sum(-1) * (yc**2).sum(-1) + 1e-12)
 
 
 def typical_reconstruction(x: np.ndarray, x_hat: np.ndarray) -> tuple[int, float]:
@@ -75,14 +84,23 @@ def physical_consistency(x: np.ndarray, fs: float = MODEL_FS) -> dict[str, float
     :func:`~..data.limb_leads.limb_identity_error`), the share of records with any sample beyond
     ±:data:`AMPLITUDE_LIMIT_MV`, and the median :func:`edge_ratio` at the start and the end of the records."""
     if len(x) == 0:
-        return {"identity_uv_median": np.nan, "identity_uv_p95": np.nan, "beyond_10mv": np.nan,
-                "edge_start": np.nan, "edge_end": np.nan}
+        return {
+            "identity_uv_median": np.nan,
+            "identity_uv_p95": np.nan,
+            "beyond_10mv": np.nan,
+            "edge_start": np.nan,
+            "edge_end": np.nan,
+        }
     err = limb_identity_error(x)
     beyond = np.abs(np.asarray(x)).reshape(len(x), -1).max(axis=1) > AMPLITUDE_LIMIT_MV
     start, end = edge_ratio(x, fs)
-    return {"identity_uv_median": float(np.median(err)), "identity_uv_p95": float(np.percentile(err, 95)),
-            "beyond_10mv": float(beyond.mean()), "edge_start": float(np.median(start)),
-            "edge_end": float(np.median(end))}
+    return {
+        "identity_uv_median": float(np.median(err)),
+        "identity_uv_p95": float(np.percentile(err, 95)),
+        "beyond_10mv": float(beyond.mean()),
+        "edge_start": float(np.median(start)),
+        "edge_end": float(np.median(end)),
+    }
 
 
 def p_wave_amplitude(x: np.ndarray, fs: float, workers: int = 0) -> np.ndarray:
@@ -96,8 +114,9 @@ def p_wave_amplitude(x: np.ndarray, fs: float, workers: int = 0) -> np.ndarray:
     return np.asarray(amps)
 
 
-def reconstruction_metrics(x: np.ndarray, x_hat: np.ndarray, fs: float, *, physiology: bool = True,
-                           workers: int = 0) -> dict[str, float]:
+def reconstruction_metrics(
+    x: np.ndarray, x_hat: np.ndarray, fs: float, *, physiology: bool = True, workers: int = 0
+) -> dict[str, float]:
     """Summary of how well ``x_hat`` reconstructs ``x`` (both (N, 12, L) mV):
 
     ``rmse_uv`` (all values), ``corr_median`` (median over records and leads of the per-lead Pearson
@@ -112,15 +131,26 @@ def reconstruction_metrics(x: np.ndarray, x_hat: np.ndarray, fs: float, *, physi
     corr = lead_correlation(x.astype(np.float64), x_hat.astype(np.float64))
     per_lead = np.median(corr, axis=0)
     w = int(np.argmin(per_lead))
-    row = {"n": len(x), "rmse_uv": float(np.sqrt(np.mean((x - x_hat) ** 2)) * 1000),
-           "corr_median": float(np.median(corr)), "worst_lead": CANONICAL_LEADS[w],
-           "worst_lead_corr": float(per_lead[w]), **physical_consistency(x_hat, fs)}
+    row = {
+        "n": len(x),
+        "rmse_uv": float(np.sqrt(np.mean((x - x_hat) ** 2)) * 1000),
+        "corr_median": float(np.median(corr)),
+        "worst_lead": CANONICAL_LEADS[w],
+        "worst_lead_corr": float(per_lead[w]),
+        **physical_consistency(x_hat, fs),
+    }
     if physiology:
         p_real, p_hat = p_wave_amplitude(x, fs), p_wave_amplitude(x_hat, fs)
         q_real = measure_features(x, fs=fs, workers=workers)["qrs_ms"].to_numpy(float)
         q_hat = measure_features(x_hat, fs=fs, workers=workers)["qrs_ms"].to_numpy(float)
-        row.update({"p_amp_real_mv": float(np.nanmedian(p_real)), "p_amp_ratio": float(np.nanmedian(p_hat) / np.nanmedian(p_real)),
-                    "qrs_real_ms": float(np.nanmedian(q_real)), "qrs_ratio": float(np.nanmedian(q_hat) / np.nanmedian(q_real))})
+        row.update(
+            {
+                "p_amp_real_mv": float(np.nanmedian(p_real)),
+                "p_amp_ratio": float(np.nanmedian(p_hat) / np.nanmedian(p_real)),
+                "qrs_real_ms": float(np.nanmedian(q_real)),
+                "qrs_ratio": float(np.nanmedian(q_hat) / np.nanmedian(q_real)),
+            }
+        )
     return row
 
 
@@ -128,5 +158,6 @@ def per_lead_table(x: np.ndarray, x_hat: np.ndarray) -> pd.DataFrame:
     """Per lead: RMSE (µV) and median correlation of ``x_hat`` against ``x`` ((N, 12, L) mV each)."""
     corr = lead_correlation(np.asarray(x, np.float64), np.asarray(x_hat, np.float64))
     rmse = np.sqrt(((np.asarray(x) - np.asarray(x_hat)) ** 2).mean(axis=(0, 2))) * 1000
-    return pd.DataFrame({"RMSE (µV)": rmse, "median correlation": np.median(corr, axis=0)},
-                        index=pd.Index(CANONICAL_LEADS, name="lead"))
+    return pd.DataFrame(
+        {"RMSE (µV)": rmse, "median correlation": np.median(corr, axis=0)}, index=pd.Index(CANONICAL_LEADS, name="lead")
+    )

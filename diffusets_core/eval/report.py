@@ -40,8 +40,8 @@ which runs them in order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import pandas as pd
 import torch
@@ -49,27 +49,37 @@ import torch
 from ..diffusion.pipeline import DiffuSETSPipeline
 from ..layout import NOC_DIR
 from .conditions import select_conditions
-from .diagnostic_level import TSTR_COLUMNS, diagnostic_tables, tstr_table, unseen_combinations_table
-from .feature_level import feature_tables, rhythm_table
+
+# compat(issue14): re-export, removed at merge — public names other modules import from here (fit_clip and
+# fit_classifier, imported above for evaluate_run, are also imported from here by benchmarks/vae_recipe.py;
+# add_evaluate_parser, by cli.py, comes through __getattr__ below: eval.commands imports this module)
+from .diagnostic_level import (  # noqa: F401
+    TSTR_COLUMNS,
+    diagnostic_summary_row,
+    diagnostic_tables,
+    tstr_table,
+    unseen_combinations_table,
+    wilson_interval,
+)
+from .feature_level import (
+    feature_tables,
+    rhythm_rows,  # noqa: F401
+    rhythm_table,
+)
 from .figures import write_figures
 from .fit_judges import fit_classifier, fit_clip
 from .output import write_json, write_table
 from .sets import SetGenerator, generate_sets
 from .signal_level import clip_reference, physical_table, retrieval_table, signal_table
 from .splits import load_eval_splits
-from .targets import targets_table
-from .timing import StageTimer
-
-# compat(issue14): re-export, removed at merge — public names other modules import from here (fit_clip and
-# fit_classifier, imported above for evaluate_run, are also imported from here by benchmarks/vae_recipe.py;
-# add_evaluate_parser, by cli.py, comes through __getattr__ below: eval.commands imports this module)
-from .diagnostic_level import diagnostic_summary_row, wilson_interval  # noqa: F401
-from .feature_level import rhythm_rows  # noqa: F401
 from .summaries import summarize_benchmark  # noqa: F401
-from .targets import TARGETS, targets_table  # noqa: F401
+from .targets import (
+    TARGETS,  # noqa: F401
+    targets_table,
+)
 from .taxonomy import EVAL_CLASSES, KEY_CLASSES, MORPHOLOGY_CLASSES, RATE_CLASSES  # noqa: F401
+from .timing import StageTimer
 from .views import recall_table  # noqa: F401
-
 
 #: Every baseline :func:`evaluate_run` knows; :data:`DEFAULT_BASELINES` is what it runs unless told otherwise.
 BASELINES = ("nn", "deepfake", "ddpm", "noc")
@@ -91,18 +101,40 @@ def check_baselines(run_dir: Path, baselines: Sequence[str]) -> None:
     if unknown:
         raise ValueError(f"unknown baselines {sorted(unknown)}; choose from {', '.join(BASELINES)}")
     if "noc" in baselines and not (run_dir / NOC_DIR / "model.pt").is_file():
-        raise FileNotFoundError(f"baseline 'noc' needs the text-only U-Net {run_dir / NOC_DIR / 'model.pt'}; train it "
-                                f"with `diffusets train-unet {run_dir} --text-only`")
+        raise FileNotFoundError(
+            f"baseline 'noc' needs the text-only U-Net {run_dir / NOC_DIR / 'model.pt'}; train it "
+            f"with `diffusets train-unet {run_dir} --text-only`"
+        )
 
 
-def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional[int] = None, min_per_class: int = 0,
-                 seed: int = 0,
-                 clip_steps: int = 300, clf_steps: int = 300, sampler: str = "ddim", steps: int = 50,
-                 baselines: Sequence[str] = DEFAULT_BASELINES, n_ddpm: int = 8, ddpm_steps: int = 1000,
-                 n_tstr: Optional[int] = 0, n_boot: int = 100, batch_size: int = 64, train_batch: int = 64,
-                 workers: int = 0, guidance_scale: Optional[float] = None, guidance_on: Optional[str] = None,
-                 vae_ceiling: bool = True, paraphrase: bool = False, per_combination: int = 8,
-                 out_dir=None, embedder_kwargs: Optional[dict] = None, progress: bool = False) -> dict[str, pd.DataFrame]:
+def evaluate_run(
+    run_dir,
+    *,
+    n_eval: int | None = None,
+    n_per_class: int | None = None,
+    min_per_class: int = 0,
+    seed: int = 0,
+    clip_steps: int = 300,
+    clf_steps: int = 300,
+    sampler: str = "ddim",
+    steps: int = 50,
+    baselines: Sequence[str] = DEFAULT_BASELINES,
+    n_ddpm: int = 8,
+    ddpm_steps: int = 1000,
+    n_tstr: int | None = 0,
+    n_boot: int = 100,
+    batch_size: int = 64,
+    train_batch: int = 64,
+    workers: int = 0,
+    guidance_scale: float | None = None,
+    guidance_on: str | None = None,
+    vae_ceiling: bool = True,
+    paraphrase: bool = False,
+    per_combination: int = 8,
+    out_dir=None,
+    embedder_kwargs: dict | None = None,
+    progress: bool = False,
+) -> dict[str, pd.DataFrame]:
     """Benchmark a trained run; returns the tables (also written as CSV + JSON, with PNG figures, to
     ``out_dir``, default ``run_dir/eval``).
 
@@ -139,14 +171,31 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
 
     torch.manual_seed(seed)
     pipe = DiffuSETSPipeline.from_pretrained(run_dir, device="cpu", **(embedder_kwargs or {}))
-    generate = SetGenerator(pipe, guidance_scale=guidance_scale, guidance_on=guidance_on, batch_size=batch_size,
-                            progress=progress)
-    sets, n_ddpm_used = generate_sets(generate, cond, data, timer, run_dir=run_dir, baselines=baselines,
-                                      vae_ceiling=vae_ceiling, paraphrase=paraphrase, sampler=sampler, steps=steps,
-                                      seed=seed, n_ddpm=n_ddpm, ddpm_steps=ddpm_steps, embedder_kwargs=embedder_kwargs)
+    generate = SetGenerator(
+        pipe, guidance_scale=guidance_scale, guidance_on=guidance_on, batch_size=batch_size, progress=progress
+    )
+    sets, n_ddpm_used = generate_sets(
+        generate,
+        cond,
+        data,
+        timer,
+        run_dir=run_dir,
+        baselines=baselines,
+        vae_ceiling=vae_ceiling,
+        paraphrase=paraphrase,
+        sampler=sampler,
+        steps=steps,
+        seed=seed,
+        n_ddpm=n_ddpm,
+        ddpm_steps=ddpm_steps,
+        embedder_kwargs=embedder_kwargs,
+    )
 
-    clip = clip_reference(fit_clip(run_dir, out, data.signals, data.vectors, seed=seed, steps=clip_steps,
-                                   train_batch=train_batch), data, cond)
+    clip = clip_reference(
+        fit_clip(run_dir, out, data.signals, data.vectors, seed=seed, steps=clip_steps, train_batch=train_batch),
+        data,
+        cond,
+    )
     retrieval = retrieval_table(clip, data)
     timer.lap("clip", len(data.signals["train"]))
     signal = signal_table(clip, sets, seed=seed, n_boot=n_boot, n_subset=n_ddpm_used)
@@ -155,36 +204,85 @@ def evaluate_run(run_dir, *, n_eval: Optional[int] = None, n_per_class: Optional
     meas, features, hr_pairs = feature_tables(sets, cond, fs=pipe.fs, workers=workers, n_subset=n_ddpm_used)
     timer.lap("features", sum(len(x) for x in sets.values()))
 
-    model, th, valid = fit_classifier(run_dir, out, data.signals, data.labels, data.classes, seed=seed,
-                                      steps=clf_steps, train_batch=train_batch)
+    model, th, valid = fit_classifier(
+        run_dir, out, data.signals, data.labels, data.classes, seed=seed, steps=clf_steps, train_batch=train_batch
+    )
     diagnostic, diagnostic_summary, confusion = diagnostic_tables(sets, cond, model, th, valid, n_subset=n_ddpm_used)
     unseen = pd.DataFrame()
     if paraphrase:
-        unseen = unseen_combinations_table(generate, data.records["train"]["report"], cond.records, model, th,
-                                           data.classes, valid, seed=seed, per_combination=per_combination,
-                                           sampler=sampler, steps=steps, fs=pipe.fs, workers=workers)
+        unseen = unseen_combinations_table(
+            generate,
+            data.records["train"]["report"],
+            cond.records,
+            model,
+            th,
+            data.classes,
+            valid,
+            seed=seed,
+            per_combination=per_combination,
+            sampler=sampler,
+            steps=steps,
+            fs=pipe.fs,
+            workers=workers,
+        )
         timer.lap("unseen_combinations", len(unseen))
     timer.lap("classifier", len(data.signals["train"]))
     tstr = pd.DataFrame([], columns=TSTR_COLUMNS)
     if n_tstr is None or n_tstr > 0:
-        tstr, n_train = tstr_table(generate, data, valid, n_tstr=n_tstr, seed=seed, sampler=sampler, steps=steps,
-                                   clf_steps=clf_steps, train_batch=train_batch, out=out)
+        tstr, n_train = tstr_table(
+            generate,
+            data,
+            valid,
+            n_tstr=n_tstr,
+            seed=seed,
+            sampler=sampler,
+            steps=steps,
+            clf_steps=clf_steps,
+            train_batch=train_batch,
+            out=out,
+        )
         timer.lap("tstr", n_train)
 
-    tables = {"conditions": cond.table, "signal": signal, "retrieval": retrieval, "features": features,
-              "hr_pairs": hr_pairs, "diagnostic": diagnostic, "diagnostic_summary": diagnostic_summary,
-              "confusion": confusion, "physical": physical_table(sets, cond, pipe.fs), "rhythm": rhythm_table(meas, cond),
-              "tstr": tstr, "unseen_combinations": unseen}
+    tables = {
+        "conditions": cond.table,
+        "signal": signal,
+        "retrieval": retrieval,
+        "features": features,
+        "hr_pairs": hr_pairs,
+        "diagnostic": diagnostic,
+        "diagnostic_summary": diagnostic_summary,
+        "confusion": confusion,
+        "physical": physical_table(sets, cond, pipe.fs),
+        "rhythm": rhythm_table(meas, cond),
+        "tstr": tstr,
+        "unseen_combinations": unseen,
+    }
     tables["targets"] = targets_table(tables)
     tables["timings"] = timer.table()
     for name, df in tables.items():
         write_table(out, name, df)
-    params = {"run_dir": str(run_dir), "n_eval": n_eval, "n_per_class": n_per_class, "min_per_class": min_per_class,
-              "seed": seed, "clip_steps": clip_steps, "clf_steps": clf_steps, "sampler": sampler, "steps": steps,
-              "guidance_scale": pipe.sampling["guidance_scale"] if guidance_scale is None else guidance_scale,
-              "guidance_on": pipe.sampling["guidance_on"] if guidance_on is None else guidance_on,
-              "baselines": list(baselines), "n_ddpm": n_ddpm, "ddpm_steps": ddpm_steps, "n_tstr": n_tstr,
-              "n_boot": n_boot, "train_batch": train_batch, "n_conditions": len(cond.records), "classes": data.classes,
-              "figures": write_figures(out, tables), "pipeline": pipe.identity}
+    params = {
+        "run_dir": str(run_dir),
+        "n_eval": n_eval,
+        "n_per_class": n_per_class,
+        "min_per_class": min_per_class,
+        "seed": seed,
+        "clip_steps": clip_steps,
+        "clf_steps": clf_steps,
+        "sampler": sampler,
+        "steps": steps,
+        "guidance_scale": pipe.sampling["guidance_scale"] if guidance_scale is None else guidance_scale,
+        "guidance_on": pipe.sampling["guidance_on"] if guidance_on is None else guidance_on,
+        "baselines": list(baselines),
+        "n_ddpm": n_ddpm,
+        "ddpm_steps": ddpm_steps,
+        "n_tstr": n_tstr,
+        "n_boot": n_boot,
+        "train_batch": train_batch,
+        "n_conditions": len(cond.records),
+        "classes": data.classes,
+        "figures": write_figures(out, tables),
+        "pipeline": pipe.identity,
+    }
     write_json(out / "benchmark.json", params)
     return tables

@@ -12,8 +12,8 @@ evaluated test conditions (row i of each set for condition i):
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,17 +35,33 @@ class SetGenerator:
     settings: ``generator(frame, sampler, steps, first_seed)`` -> (len(frame), 12, L) float32 mV, ECG i of the
     frame's row i (columns report, age, sex, hr) with seed ``first_seed + i``."""
 
-    def __init__(self, pipe: DiffuSETSPipeline, *, guidance_scale: Optional[float] = None,
-                 guidance_on: Optional[str] = None, batch_size: int = 64, progress: bool = False):
+    def __init__(
+        self,
+        pipe: DiffuSETSPipeline,
+        *,
+        guidance_scale: float | None = None,
+        guidance_on: str | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+    ):
         self.pipe = pipe
         self.guidance_scale, self.guidance_on = guidance_scale, guidance_on
         self.batch_size, self.progress = batch_size, progress
 
     def __call__(self, frame: pd.DataFrame, sampler: str, num_steps: int, first_seed: int) -> np.ndarray:
-        return self.pipe(frame["report"].tolist(), age=frame["age"].to_numpy(float), sex=frame["sex"].tolist(),
-                         hr=frame["hr"].to_numpy(float), num_inference_steps=num_steps, sampler=sampler,
-                         seed=first_seed, guidance_scale=self.guidance_scale, guidance_on=self.guidance_on,
-                         batch_size=self.batch_size, progress=self.progress).signals
+        return self.pipe(
+            frame["report"].tolist(),
+            age=frame["age"].to_numpy(float),
+            sex=frame["sex"].tolist(),
+            hr=frame["hr"].to_numpy(float),
+            num_inference_steps=num_steps,
+            sampler=sampler,
+            seed=first_seed,
+            guidance_scale=self.guidance_scale,
+            guidance_on=self.guidance_on,
+            batch_size=self.batch_size,
+            progress=self.progress,
+        ).signals
 
 
 def paraphrase_conditions(records: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -58,25 +74,49 @@ def paraphrase_conditions(records: pd.DataFrame, seed: int) -> pd.DataFrame:
 def nearest_neighbour_set(conditions: EvaluatedConditions, data: EvalSplits) -> tuple[np.ndarray, np.ndarray]:
     """For each condition the training ECG whose report vector is closest (ties: closest HR): returns its signals
     (M, 12, L) and record ids (M,)."""
-    idx = bl.nearest_neighbour(conditions.vectors, conditions.requested_hr, data.vectors["train"],
-                               data.records["train"]["hr"].to_numpy(float))
+    idx = bl.nearest_neighbour(
+        conditions.vectors, conditions.requested_hr, data.vectors["train"], data.records["train"]["hr"].to_numpy(float)
+    )
     return data.signals["train"][idx], data.records["train"]["record_id"].to_numpy()[idx]
 
 
-def text_only_set(run_dir: str | os.PathLike, records: pd.DataFrame, *, sampler: str, steps: int, seed: int,
-                  guidance_scale: Optional[float], batch_size: int, progress: bool,
-                  embedder_kwargs: Optional[dict] = None) -> np.ndarray:
+def text_only_set(
+    run_dir: str | os.PathLike,
+    records: pd.DataFrame,
+    *,
+    sampler: str,
+    steps: int,
+    seed: int,
+    guidance_scale: float | None,
+    batch_size: int,
+    progress: bool,
+    embedder_kwargs: dict | None = None,
+) -> np.ndarray:
     """The paper's ablation: ECGs of the text-only U-Net (``run_dir/unet_noc``, no sex / age / HR) for the
     same reports and seeds (guidance, if any, on everything it has: the report)."""
     noc = DiffuSETSPipeline.from_pretrained(run_dir, device="cpu", unet_dir=NOC_DIR, **(embedder_kwargs or {}))
-    return SetGenerator(noc, guidance_scale=guidance_scale, guidance_on="all", batch_size=batch_size,
-                        progress=progress)(records, sampler, steps, seed)
+    return SetGenerator(
+        noc, guidance_scale=guidance_scale, guidance_on="all", batch_size=batch_size, progress=progress
+    )(records, sampler, steps, seed)
 
 
-def generate_sets(generate: SetGenerator, conditions: EvaluatedConditions, data: EvalSplits, timer: StageTimer, *,
-                  run_dir: str | os.PathLike, baselines: Sequence[str], vae_ceiling: bool, paraphrase: bool,
-                  sampler: str, steps: int, seed: int, n_ddpm: int, ddpm_steps: int,
-                  embedder_kwargs: Optional[dict] = None) -> tuple[dict[str, np.ndarray], int]:
+def generate_sets(
+    generate: SetGenerator,
+    conditions: EvaluatedConditions,
+    data: EvalSplits,
+    timer: StageTimer,
+    *,
+    run_dir: str | os.PathLike,
+    baselines: Sequence[str],
+    vae_ceiling: bool,
+    paraphrase: bool,
+    sampler: str,
+    steps: int,
+    seed: int,
+    n_ddpm: int,
+    ddpm_steps: int,
+    embedder_kwargs: dict | None = None,
+) -> tuple[dict[str, np.ndarray], int]:
     """Every set the evaluation compares, in table order (real, vae, model, paraphrased, nn, deepfake, ddpm, noc),
     each timed by ``timer``. The model and its variants sample with ``sampler`` / ``steps`` from seed ``seed``
     (condition i: ``seed + i``). Adds the columns ``paraphrased_report`` and ``nn_record_id`` to
@@ -105,8 +145,16 @@ def generate_sets(generate: SetGenerator, conditions: EvaluatedConditions, data:
         sets["ddpm"] = generate(test.iloc[:n_ddpm_used], "ddpm", ddpm_steps, seed)
         timer.lap("generate_ddpm", n_ddpm_used)
     if "noc" in baselines:  # the paper's ablation: same reports and seeds, no sex/age/HR
-        sets["noc"] = text_only_set(Path(run_dir), test, sampler=sampler, steps=steps, seed=seed,
-                                    guidance_scale=generate.guidance_scale, batch_size=generate.batch_size,
-                                    progress=generate.progress, embedder_kwargs=embedder_kwargs)
+        sets["noc"] = text_only_set(
+            Path(run_dir),
+            test,
+            sampler=sampler,
+            steps=steps,
+            seed=seed,
+            guidance_scale=generate.guidance_scale,
+            batch_size=generate.batch_size,
+            progress=generate.progress,
+            embedder_kwargs=embedder_kwargs,
+        )
         timer.lap("generate_noc", len(test))
     return sets, n_ddpm_used

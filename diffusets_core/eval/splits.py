@@ -5,9 +5,9 @@ loaded once (:func:`load_eval_splits`) by the benchmark (:func:`.report.evaluate
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,8 +37,9 @@ class EvalSplits:
         return self.store.fs
 
 
-def load_eval_splits(run_dir: str | os.PathLike, splits: Sequence[str] = ("train", "val", "test"), *,
-                     min_records: int = 0) -> EvalSplits:
+def load_eval_splits(
+    run_dir: str | os.PathLike, splits: Sequence[str] = ("train", "val", "test"), *, min_records: int = 0
+) -> EvalSplits:
     """Records, signals, report vectors (rows matched by ``record_id``) and :data:`~.taxonomy.EVAL_CLASSES`
     labels of each of ``splits`` of the run.
 
@@ -51,8 +52,10 @@ def load_eval_splits(run_dir: str | os.PathLike, splits: Sequence[str] = ("train
     pos = {r: i for i, r in enumerate(ids)}
     records = {s: store.records(s) for s in splits}
     if any(len(records[s]) < min_records for s in records):
-        raise ValueError(f"{run_dir}: need at least {min_records} records in each of {'/'.join(splits)}, got "
-                         f"{ {s: len(v) for s, v in records.items()} }")
+        raise ValueError(
+            f"{run_dir}: need at least {min_records} records in each of {'/'.join(splits)}, got "
+            f"{ {s: len(v) for s, v in records.items()} }"
+        )
     signals = {s: np.asarray(store.signals(s), dtype=np.float32) for s in records}
     vecs = {s: vectors[[pos[r] for r in records[s]["record_id"].astype(str)]].astype(np.float32) for s in records}
     labels = {s: labels_from_reports(records[s]["report"].tolist(), EVAL_CLASSES)[0] for s in records}

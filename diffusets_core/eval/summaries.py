@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,15 @@ import pandas as pd
 from ..models.vae import PAPER_SCALE_FACTOR
 from .taxonomy import KEY_CLASSES
 
-__all__ = ["format_number", "summarize_benchmark", "summarize_evaluation", "summarize_noc_training",
-           "profile_caveat", "build_gaps", "summarize_vae"]
+__all__ = [
+    "format_number",
+    "summarize_benchmark",
+    "summarize_evaluation",
+    "summarize_noc_training",
+    "profile_caveat",
+    "build_gaps",
+    "summarize_vae",
+]
 
 #: Profiles whose models are toys trained for seconds (their numbers only show that every path runs).
 TOY_PROFILES = ("smoke",)
@@ -41,8 +49,10 @@ def _verdict(targets: pd.DataFrame, key: str) -> str:
         return "n/a"
     r = targets.loc[key]
     ceil = f"; VAE ceiling {_fmt(r['vae_ceiling'])}" if "vae_ceiling" in r and np.isfinite(r["vae_ceiling"]) else ""
-    return (f"**{'met' if r['met'] else 'missed'}** (value {_fmt(r['value'])}; needed {r['direction']} "
-            f"{_fmt(r['threshold'])}{ceil})")
+    return (
+        f"**{'met' if r['met'] else 'missed'}** (value {_fmt(r['value'])}; needed {r['direction']} "
+        f"{_fmt(r['threshold'])}{ceil})"
+    )
 
 
 def _source_value(frame: pd.DataFrame, source: str, column: str) -> str:
@@ -54,8 +64,9 @@ def _hr_row(features: pd.DataFrame, source: str) -> pd.DataFrame:
     return features[(features["source"] == source) & (features["class"] == "all") & (features["metric"] == "hr_50_150")]
 
 
-def summarize_benchmark(tables: dict[str, pd.DataFrame], *, profile: str = "", sampler: str = "", steps: Any = "",
-                        guidance: str = "") -> list[str]:
+def summarize_benchmark(
+    tables: dict[str, pd.DataFrame], *, profile: str = "", sampler: str = "", steps: Any = "", guidance: str = ""
+) -> list[str]:
     """The benchmark chapter's findings as Markdown bullet lines, every number read from ``tables`` (the output
     of :func:`~.report.evaluate_run`): each target met or missed with its value and the ``vae`` ceiling that
     bounds it, the real ECGs' own values, and the baselines; on a toy profile (:data:`TOY_PROFILES`) a last line
@@ -86,32 +97,44 @@ def summarize_benchmark(tables: dict[str, pd.DataFrame], *, profile: str = "", s
         f"{_verdict(targets, 'beats_nn_coverage')}.",
     ]
     if "paraphrase_hr_mae_50_150" in targets.index:
-        lines.append(f"- Reports as people write them (every statement reworded, same conditions and seeds): HR MAE ≤ 5 "
-                     f"bpm {_verdict(targets, 'paraphrase_hr_mae_50_150')}; morphology macro recall "
-                     f"{_source_value(diagnostic, 'paraphrased', 'macro_recall_morphology')} against "
-                     f"{_source_value(diagnostic, 'model', 'macro_recall_morphology')} "
-                     f"in distribution, gap ≤ 0.1 {_verdict(targets, 'paraphrase_morphology_gap')}.")
+        lines.append(
+            f"- Reports as people write them (every statement reworded, same conditions and seeds): HR MAE ≤ 5 "
+            f"bpm {_verdict(targets, 'paraphrase_hr_mae_50_150')}; morphology macro recall "
+            f"{_source_value(diagnostic, 'paraphrased', 'macro_recall_morphology')} against "
+            f"{_source_value(diagnostic, 'model', 'macro_recall_morphology')} "
+            f"in distribution, gap ≤ 0.1 {_verdict(targets, 'paraphrase_morphology_gap')}."
+        )
     un = tables.get("unseen_combinations")
     if un is not None and len(un):
-        lines.append(f"- {len(un)} statement combinations the training set never pairs ({int(un['n'].iloc[0])} ECGs each): "
-                     f"every requested class found in {_fmt(un['recall_all_requested'].mean())} of the ECGs on average "
-                     f"(from {_fmt(un['recall_all_requested'].min())} to {_fmt(un['recall_all_requested'].max())}).")
+        lines.append(
+            f"- {len(un)} statement combinations the training set never pairs ({int(un['n'].iloc[0])} ECGs each): "
+            f"every requested class found in {_fmt(un['recall_all_requested'].mean())} of the ECGs on average "
+            f"(from {_fmt(un['recall_all_requested'].min())} to {_fmt(un['recall_all_requested'].max())})."
+        )
     if "deepfake" in signal.index:
-        lines.append(f"- deepfake-ecg (unconditional): rFID {_fmt(signal.loc['deepfake', 'rfid'])}, coverage "
-                     f"{_fmt(signal.loc['deepfake', 'coverage'])}, macro recall {_source_value(diagnostic, 'deepfake', 'macro_recall')}.")
+        lines.append(
+            f"- deepfake-ecg (unconditional): rFID {_fmt(signal.loc['deepfake', 'rfid'])}, coverage "
+            f"{_fmt(signal.loc['deepfake', 'coverage'])}, macro recall {_source_value(diagnostic, 'deepfake', 'macro_recall')}."
+        )
     if "ddpm" in diagnostic.index and "model_subset" in diagnostic.index:
-        lines.append(f"- DDPM vs the fast sampler on the same {int(diagnostic.loc['ddpm', 'n'])} conditions: macro recall "
-                     f"{_source_value(diagnostic, 'ddpm', 'macro_recall')} vs {_source_value(diagnostic, 'model_subset', 'macro_recall')}.")
+        lines.append(
+            f"- DDPM vs the fast sampler on the same {int(diagnostic.loc['ddpm', 'n'])} conditions: macro recall "
+            f"{_source_value(diagnostic, 'ddpm', 'macro_recall')} vs {_source_value(diagnostic, 'model_subset', 'macro_recall')}."
+        )
     if "noc" in diagnostic.index:
         hr_noc = _hr_row(features, "noc")
-        lines.append(f"- Text-only ablation (noc) vs the model: HR MAE "
-                     f"{_fmt(hr_noc['mae'].iloc[0] if len(hr_noc) else np.nan, 1)} vs "
-                     f"{_fmt(hr['mae'].iloc[0] if len(hr) else np.nan, 1)} bpm, rFID {_fmt(signal.loc['noc', 'rfid'])} vs "
-                     f"{_fmt(signal.loc['model', 'rfid'])}, macro recall {_source_value(diagnostic, 'noc', 'macro_recall')} vs "
-                     f"{_source_value(diagnostic, 'model', 'macro_recall')}.")
+        lines.append(
+            f"- Text-only ablation (noc) vs the model: HR MAE "
+            f"{_fmt(hr_noc['mae'].iloc[0] if len(hr_noc) else np.nan, 1)} vs "
+            f"{_fmt(hr['mae'].iloc[0] if len(hr) else np.nan, 1)} bpm, rFID {_fmt(signal.loc['noc', 'rfid'])} vs "
+            f"{_fmt(signal.loc['model', 'rfid'])}, macro recall {_source_value(diagnostic, 'noc', 'macro_recall')} vs "
+            f"{_source_value(diagnostic, 'model', 'macro_recall')}."
+        )
     if len(tables.get("tstr", [])):
         t = tables["tstr"].set_index("setting")["macro_auroc"]
-        lines.append(f"- TSTR macro AUROC {_fmt(t['tstr'])} vs TRTR {_fmt(t['trtr'])} (ratio {_fmt(t['tstr_over_trtr'])}).")
+        lines.append(
+            f"- TSTR macro AUROC {_fmt(t['tstr'])} vs TRTR {_fmt(t['trtr'])} (ratio {_fmt(t['tstr_over_trtr'])})."
+        )
     if profile in TOY_PROFILES:
         lines.append("- Smoke profile: toy models trained for seconds; these numbers only show that every path runs.")
     return lines
@@ -121,26 +144,34 @@ def summarize_evaluation(tables: dict[str, pd.DataFrame]) -> str:
     """What :func:`~.report.evaluate_run` evaluated and how long it took (the sum of its ``timings``), where its
     files are, and what the ``vae`` row is (when the tables have one)."""
     seconds = float(tables["timings"]["seconds"].sum()) if len(tables.get("timings", [])) else 0.0
-    text = (f"Evaluated **{len(tables['conditions'])}** test conditions in {seconds:.0f} s; tables and figures are in "
-            f"the run's `eval/` folder.")
+    text = (
+        f"Evaluated **{len(tables['conditions'])}** test conditions in {seconds:.0f} s; tables and figures are in "
+        f"the run's `eval/` folder."
+    )
     if "vae" in set(tables["signal"]["source"]):
-        text += (" Beside the baselines, the `vae` row is the real test ECGs passed through the run's autoencoder: "
-                 "what any generator built on it can reach at best.")
+        text += (
+            " Beside the baselines, the `vae` row is the real test ECGs passed through the run's autoencoder: "
+            "what any generator built on it can reach at best."
+        )
     return text
 
 
 def summarize_noc_training(summary: dict) -> str:
     """One sentence on the text-only (noc) U-Net's training, from the summary its trainer returns (``steps``,
     ``seconds``, ``best_val_loss``)."""
-    return (f"Text-only (noc) U-Net: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min, "
-            f"best validation loss {_fmt(summary.get('best_val_loss'), 4)}.")
+    return (
+        f"Text-only (noc) U-Net: {summary['steps']} steps in {summary['seconds'] / 60:.1f} min, "
+        f"best validation loss {_fmt(summary.get('best_val_loss'), 4)}."
+    )
 
 
 def profile_caveat(profile: str) -> str:
     """The warning a toy profile's numbers need (:data:`TOY_PROFILES`); empty for every other profile."""
     if profile in TOY_PROFILES:
-        return (f"On the `{profile}` profile the models are toys and every number is meaningless: the chapter only "
-                "proves that the pipeline runs.")
+        return (
+            f"On the `{profile}` profile the models are toys and every number is meaningless: the chapter only "
+            "proves that the pipeline runs."
+        )
     return ""
 
 
@@ -149,20 +180,25 @@ def build_gaps(*, noc: bool = True, paraphrase: bool = True) -> list[str]:
     text-only ablation (``noc``) and the paraphrase evaluation (``paraphrase``), with how to run them."""
     gaps = []
     if not paraphrase:
-        gaps.append("**Not in this build: the paraphrase evaluation** (`paraphrase = False`). Run it with "
-                    "`diffusets evaluate RUN_DIR --paraphrase`, or set `paraphrase: true` for this notebook in the "
-                    "profile.")
+        gaps.append(
+            "**Not in this build: the paraphrase evaluation** (`paraphrase = False`). Run it with "
+            "`diffusets evaluate RUN_DIR --paraphrase`, or set `paraphrase: true` for this notebook in the "
+            "profile."
+        )
     if not noc:
-        gaps.append("**Not in this build: the text-only ablation (`noc`).** This profile does not train the second "
-                    "U-Net it needs (it would double the U-Net training time). Run it with "
-                    "`diffusets train-unet RUN_DIR --text-only` and "
-                    "`diffusets evaluate RUN_DIR --baselines nn,deepfake,ddpm,noc`, or set `noc: true` for "
-                    "this notebook in the profile.")
+        gaps.append(
+            "**Not in this build: the text-only ablation (`noc`).** This profile does not train the second "
+            "U-Net it needs (it would double the U-Net training time). Run it with "
+            "`diffusets train-unet RUN_DIR --text-only` and "
+            "`diffusets evaluate RUN_DIR --baselines nn,deepfake,ddpm,noc`, or set `noc: true` for "
+            "this notebook in the profile."
+        )
     return gaps
 
 
-def summarize_vae(summary: dict, metrics: dict, latents: dict, *, channels: Sequence[int],
-                  derived_leads: bool) -> list[str]:
+def summarize_vae(
+    summary: dict, metrics: dict, latents: dict, *, channels: Sequence[int], derived_leads: bool
+) -> list[str]:
     """Chapter 3's findings as Markdown bullet lines: the VAE's size and training (``summary`` of
     ``train_vae``: params, steps, seconds, samples_per_s), its held-out reconstruction (``metrics`` of
     :func:`.reconstruction.reconstruction_metrics` with physiology) and the measured latent scale (``latents``,

@@ -4,7 +4,6 @@ benchmark's tables (:func:`targets_table`)."""
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -30,7 +29,7 @@ TARGETS = {
 }
 
 
-def table_value(df: Optional[pd.DataFrame], source: str, column: str, **where) -> float:
+def table_value(df: pd.DataFrame | None, source: str, column: str, **where) -> float:
     """``df[column]`` of the first row with ``source`` (and every ``where`` column equal to its value); NaN when
     ``df`` is None or empty, no row matches or the value is missing."""
     if df is None or not len(df):
@@ -52,16 +51,21 @@ def target_values(tables: dict[str, pd.DataFrame], source: str) -> dict[str, flo
     sig, feat, summ, diag = tables["signal"], tables["features"], tables["diagnostic_summary"], tables["diagnostic"]
     phys, rhy = tables.get("physical"), tables.get("rhythm")
     sinus = table_value(rhy, source, "rr_cv_median", rhythm="sinus")
-    return {"hr_mae_50_150": table_value(feat, source, "mae", **{"class": "all", "metric": "hr_50_150"}),
-            "macro_recall_morphology": table_value(summ, source, "macro_recall_morphology"),
-            **{f"recall_{c}": table_value(diag, source, "recall", **{"class": c}) for c in KEY_CLASSES},
-            "macro_recall_vs_real": _ratio(table_value(summ, source, "macro_recall"),
-                                           table_value(summ, "real", "macro_recall")),
-            "rfid": table_value(sig, source, "rfid"), "precision": table_value(sig, source, "precision"),
-            "recall": table_value(sig, source, "recall"), "identity_uv": table_value(phys, source, "identity_uv_median"),
-            "beyond_10mv": table_value(phys, source, "beyond_10mv"),
-            "sinus_rr_cv_vs_real": _ratio(sinus, table_value(rhy, "real", "rr_cv_median", rhythm="sinus")),
-            "af_rr_cv_vs_sinus": _ratio(table_value(rhy, source, "rr_cv_median", rhythm="atrial_fibrillation"), sinus)}
+    return {
+        "hr_mae_50_150": table_value(feat, source, "mae", **{"class": "all", "metric": "hr_50_150"}),
+        "macro_recall_morphology": table_value(summ, source, "macro_recall_morphology"),
+        **{f"recall_{c}": table_value(diag, source, "recall", **{"class": c}) for c in KEY_CLASSES},
+        "macro_recall_vs_real": _ratio(
+            table_value(summ, source, "macro_recall"), table_value(summ, "real", "macro_recall")
+        ),
+        "rfid": table_value(sig, source, "rfid"),
+        "precision": table_value(sig, source, "precision"),
+        "recall": table_value(sig, source, "recall"),
+        "identity_uv": table_value(phys, source, "identity_uv_median"),
+        "beyond_10mv": table_value(phys, source, "beyond_10mv"),
+        "sinus_rr_cv_vs_real": _ratio(sinus, table_value(rhy, "real", "rr_cv_median", rhythm="sinus")),
+        "af_rr_cv_vs_sinus": _ratio(table_value(rhy, source, "rr_cv_median", rhythm="atrial_fibrillation"), sinus),
+    }
 
 
 def targets_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -74,18 +78,45 @@ def targets_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for key, (desc, thr, op) in TARGETS.items():
         v = model[key]
         met = (v <= thr if op == "<=" else v >= thr) if np.isfinite(v) else False
-        rows.append({"target": key, "description": desc, "value": v, "vae_ceiling": ceiling.get(key, math.nan),
-                     "threshold": thr, "direction": op, "met": bool(met)})
+        rows.append(
+            {
+                "target": key,
+                "description": desc,
+                "value": v,
+                "vae_ceiling": ceiling.get(key, math.nan),
+                "threshold": thr,
+                "direction": op,
+                "met": bool(met),
+            }
+        )
     if "paraphrased" in set(summ["source"]):
         para_hr = table_value(feat, "paraphrased", "mae", **{"class": "all", "metric": "hr_50_150"})
         gap = model["macro_recall_morphology"] - table_value(summ, "paraphrased", "macro_recall_morphology")
         for key, desc, v, thr in (
-                ("paraphrase_hr_mae_50_150", "paraphrased reports: HR MAE (requested 50-150 bpm)", para_hr, 5.0),
-                ("paraphrase_morphology_gap", "morphology macro recall: in-distribution minus paraphrased", gap, 0.1)):
-            rows.append({"target": key, "description": desc, "value": v, "vae_ceiling": math.nan, "threshold": thr,
-                         "direction": "<=", "met": bool(np.isfinite(v) and v <= thr)})
+            ("paraphrase_hr_mae_50_150", "paraphrased reports: HR MAE (requested 50-150 bpm)", para_hr, 5.0),
+            ("paraphrase_morphology_gap", "morphology macro recall: in-distribution minus paraphrased", gap, 0.1),
+        ):
+            rows.append(
+                {
+                    "target": key,
+                    "description": desc,
+                    "value": v,
+                    "vae_ceiling": math.nan,
+                    "threshold": thr,
+                    "direction": "<=",
+                    "met": bool(np.isfinite(v) and v <= thr),
+                }
+            )
     for key, df, col in (("beats_nn_macro_recall", summ, "macro_recall"), ("beats_nn_coverage", sig, "coverage")):
         m, nn = table_value(df, "model", col), table_value(df, "nn", col)
-        rows.append({"target": key, "description": f"model {col} > nearest-neighbour {col}", "value": m,
-                     "threshold": nn, "direction": ">", "met": bool(np.isfinite(m) and np.isfinite(nn) and m > nn)})
+        rows.append(
+            {
+                "target": key,
+                "description": f"model {col} > nearest-neighbour {col}",
+                "value": m,
+                "threshold": nn,
+                "direction": ">",
+                "met": bool(np.isfinite(m) and np.isfinite(nn) and m > nn),
+            }
+        )
     return pd.DataFrame(rows)

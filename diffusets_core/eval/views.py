@@ -3,7 +3,7 @@ of :func:`~.report.evaluate_run` unchanged."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -12,8 +12,24 @@ from .taxonomy import MORPHOLOGY_CLASSES
 
 __all__ = ["SIGNAL_VIEW_COLUMNS", "signal_view", "feature_views", "recall_table", "paraphrase_views"]
 
-SIGNAL_VIEW_COLUMNS = ("source", "n", "fid", "floor", "rfid", "rfid_lo", "rfid_hi", "precision", "recall", "density",
-                       "coverage", "precision_floor", "recall_floor", "coverage_floor", "clip", "clip_shuffled")
+SIGNAL_VIEW_COLUMNS = (
+    "source",
+    "n",
+    "fid",
+    "floor",
+    "rfid",
+    "rfid_lo",
+    "rfid_hi",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "precision_floor",
+    "recall_floor",
+    "coverage_floor",
+    "clip",
+    "clip_shuffled",
+)
 
 
 def signal_view(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -28,9 +44,11 @@ def feature_views(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     feat = tables["features"]
     overall = feat[feat["class"] == "all"]
     per_class = feat[(feat["metric"] == "hr") & (feat["class"] != "all")]
-    return {"mae": overall.pivot_table(index="source", columns="metric", values="mae", sort=False),
-            "n_valid": overall.pivot_table(index="source", columns="metric", values="n_valid", sort=False),
-            "hr_mae_per_class": per_class.pivot_table(index="class", columns="source", values="mae", sort=False)}
+    return {
+        "mae": overall.pivot_table(index="source", columns="metric", values="mae", sort=False),
+        "n_valid": overall.pivot_table(index="source", columns="metric", values="n_valid", sort=False),
+        "hr_mae_per_class": per_class.pivot_table(index="class", columns="source", values="mae", sort=False),
+    }
 
 
 def recall_table(tables: dict[str, pd.DataFrame], sources: Sequence[str] = ("real", "vae", "model")) -> pd.DataFrame:
@@ -38,8 +56,13 @@ def recall_table(tables: dict[str, pd.DataFrame], sources: Sequence[str] = ("rea
     morphology classes marked: the benchmark chapter's diagnostic table."""
     d = tables["diagnostic"]
     d = d[d["trained"] & d["source"].isin(sources)]
-    cell = d.apply(lambda r: f"{format_number(r['recall'])} [{format_number(r['recall_lo'])}, "
-                             f"{format_number(r['recall_hi'])}] (n={int(r['support'])})", axis=1)
+    cell = d.apply(
+        lambda r: (
+            f"{format_number(r['recall'])} [{format_number(r['recall_lo'])}, "
+            f"{format_number(r['recall_hi'])}] (n={int(r['support'])})"
+        ),
+        axis=1,
+    )
     out = d.assign(cell=cell).pivot_table(index="class", columns="source", values="cell", aggfunc="first", sort=False)
     out = out[[s for s in sources if s in out.columns]]
     out.insert(0, "morphology", [c in MORPHOLOGY_CLASSES for c in out.index])
@@ -55,8 +78,15 @@ def paraphrase_views(tables: dict[str, pd.DataFrame], n_examples: int = 5) -> li
         return []
     hr = tables["features"].query("`class` == 'all' and metric == 'hr_50_150'").set_index("source")
     both = ["model", "paraphrased"]
-    comparison = pd.DataFrame({"HR MAE 50-150 (bpm)": hr.loc[both, "mae"],
-                               "morphology macro recall": sd.loc[both, "macro_recall_morphology"],
-                               "macro recall": sd.loc[both, "macro_recall"]})
-    return [comparison, tables["conditions"][["report", "paraphrased_report"]].head(n_examples),
-            tables["unseen_combinations"]]
+    comparison = pd.DataFrame(
+        {
+            "HR MAE 50-150 (bpm)": hr.loc[both, "mae"],
+            "morphology macro recall": sd.loc[both, "macro_recall_morphology"],
+            "macro recall": sd.loc[both, "macro_recall"],
+        }
+    )
+    return [
+        comparison,
+        tables["conditions"][["report", "paraphrased_report"]].head(n_examples),
+        tables["unseen_combinations"],
+    ]

@@ -10,8 +10,9 @@ if TYPE_CHECKING:  # the config class lives in .unet, which imports this module
     from .unet import UNetConfig
 
 
-def check_condition(cfg: UNetConfig, text: torch.Tensor,
-                    patient: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def check_condition(
+    cfg: UNetConfig, text: torch.Tensor, patient: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Validate and flatten a condition: text (B, D) or (B, 1, D) with D = ``cfg.text_dim`` — or, for a model
     with ``cfg.text_tokens = K > 0``, (B, 1 + K, D) (the ordered prompt, then the statements, zero rows for
     padding; see :func:`diffusets_core.text.tokens.report_tokens`) — and patient values (B, cond_dim) or
@@ -20,17 +21,21 @@ def check_condition(cfg: UNetConfig, text: torch.Tensor,
     k = getattr(cfg, "text_tokens", 0)
     if k:
         if text.dim() != 3 or text.shape[1:] != (1 + k, cfg.text_dim):
-            raise ValueError(f"text has shape {tuple(text.shape)} but this U-Net reads statement tokens: it expects "
-                             f"(B, {1 + k}, {cfg.text_dim}) (the ordered prompt and up to {k} statements, "
-                             "diffusets_core.text.tokens.report_tokens)")
+            raise ValueError(
+                f"text has shape {tuple(text.shape)} but this U-Net reads statement tokens: it expects "
+                f"(B, {1 + k}, {cfg.text_dim}) (the ordered prompt and up to {k} statements, "
+                "diffusets_core.text.tokens.report_tokens)"
+            )
     else:
         if text.dim() == 3:
             if text.shape[1] != 1:
                 raise ValueError(f"text must be (B, D) or (B, 1, D), got {tuple(text.shape)}")
             text = text[:, 0]
         if text.dim() != 2 or text.shape[1] != cfg.text_dim:
-            raise ValueError(f"text embedding has shape {tuple(text.shape)} but this U-Net expects (B, {cfg.text_dim}) "
-                             f"(text_dim={cfg.text_dim}); the embedder and the checkpoint do not match")
+            raise ValueError(
+                f"text embedding has shape {tuple(text.shape)} but this U-Net expects (B, {cfg.text_dim}) "
+                f"(text_dim={cfg.text_dim}); the embedder and the checkpoint do not match"
+            )
     b = text.shape[0]
     if cfg.cond_dim == 0:
         if patient is not None and patient.numel() > 0:

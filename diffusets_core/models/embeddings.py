@@ -26,9 +26,7 @@ PAPER_TIME_DIM = 64
 
 
 def reference_time_table(
-    num_steps: int = 1000,
-    dim: int = PAPER_TIME_DIM,
-    log_base: float = PAPER_TIME_LOG_BASE,
+    num_steps: int = 1000, dim: int = PAPER_TIME_DIM, log_base: float = PAPER_TIME_LOG_BASE
 ) -> torch.Tensor:
     """Return the reference's sinusoidal time-embedding table, shape ``(num_steps, dim)``, float32.
 

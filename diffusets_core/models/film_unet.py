@@ -37,7 +37,6 @@ the same signature as the paper's network, so samplers, pipeline and trainer do 
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -70,8 +69,7 @@ def _zero(m: nn.Module) -> nn.Module:
 class FiLMResBlock(nn.Module):
     """GN -> SiLU -> Conv(k) -> GN * (1 + scale(e)) + shift(e) -> SiLU -> Dropout -> Conv(k, zero-init), + skip."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, *, kernel: int = 3, groups: int = 32,
-                 dropout: float = 0.0):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, *, kernel: int = 3, groups: int = 32, dropout: float = 0.0):
         super().__init__()
         self.norm1 = _gn(c_in, groups)
         self.conv1 = nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2)
@@ -216,9 +214,17 @@ class FiLMUNet1D(nn.Module):
 
     # -- conditioning ----------------------------------------------------------------------------------------
     @torch.no_grad()
-    def set_text_stats(self, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-6, *,
-                       statement_mean: torch.Tensor | None = None, statement_std: torch.Tensor | None = None,
-                       whiten: torch.Tensor | None = None, statement_whiten: torch.Tensor | None = None) -> None:
+    def set_text_stats(
+        self,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        eps: float = 1e-6,
+        *,
+        statement_mean: torch.Tensor | None = None,
+        statement_std: torch.Tensor | None = None,
+        whiten: torch.Tensor | None = None,
+        statement_whiten: torch.Tensor | None = None,
+    ) -> None:
         """Standardisation of the text vectors: per-dimension ``mean`` and ``std`` (text_dim,) of the TRAINING
         split's prompt vectors, and (a model with statement tokens) ``statement_mean`` / ``statement_std`` of its
         statement vectors (padding excluded). Dimensions with std < ``eps`` keep std 1 (a constant dimension
@@ -245,8 +251,10 @@ class FiLMUNet1D(nn.Module):
             if w is None:
                 continue
             if not hasattr(self, name):
-                raise ValueError(f"{name.replace('_', ' ')} given but this model has no place for it "
-                                 "(text_subspace = 0, or no statement tokens)")
+                raise ValueError(
+                    f"{name.replace('_', ' ')} given but this model has no place for it "
+                    "(text_subspace = 0, or no statement tokens)"
+                )
             w = torch.as_tensor(w, dtype=torch.float32)
             if w.shape != (d, d) or not torch.isfinite(w).all():
                 raise ValueError(f"a whitening transform must be a finite ({d}, {d}) matrix, got {tuple(w.shape)}")
@@ -258,7 +266,7 @@ class FiLMUNet1D(nn.Module):
             return (v.float() - mean) @ (self.stmt_whiten if statements else self.text_whiten)
         return (v.float() - mean) / std
 
-    def _masks(self, drop_mask: Optional[torch.Tensor], b: int, device) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    def _masks(self, drop_mask: torch.Tensor | None, b: int, device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if drop_mask is None:
             return None, None
         if self.cfg.cond_dropout <= 0:
@@ -268,18 +276,21 @@ class FiLMUNet1D(nn.Module):
             return m[:, None], m[:, None]
         if m.shape == (b, 2):
             return m[:, :1], m[:, 1:]
-        raise ValueError(f"drop_mask must be (B,) (drop text and patient) or (B, 2) ([text, patient]), got {tuple(m.shape)}")
+        raise ValueError(
+            f"drop_mask must be (B,) (drop text and patient) or (B, 2) ([text, patient]), got {tuple(m.shape)}"
+        )
 
-    def condition_embedding(self, text: torch.Tensor, patient: Optional[torch.Tensor],
-                            drop_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def condition_embedding(
+        self, text: torch.Tensor, patient: torch.Tensor | None, drop_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, text_dim) or (B, 1 + K, text_dim) text and (B, cond_dim) patient values -> (B, emb_dim) condition
         embedding; rows whose mask is set use the learned null text / null patient vector instead (see
         :meth:`_masks`). With statement tokens the pooled embedding also adds the mean of the statements'."""
         return self.condition(text, patient, drop_mask)[0]
 
-    def condition(self, text: torch.Tensor, patient: Optional[torch.Tensor],
-                  drop_mask: Optional[torch.Tensor] = None
-                  ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    def condition(
+        self, text: torch.Tensor, patient: torch.Tensor | None, drop_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The condition as the network reads it: ``(emb (B, emb_dim), tokens (B, T, emb_dim) | None,
         token_mask (B, T) bool | None)``. Tokens (only with ``text_tokens = K > 0``) are the prompt, the K
         statement slots and the patient values (T = 1 + K + [cond_dim > 0]); a statement slot whose input row is
@@ -317,8 +328,9 @@ class FiLMUNet1D(nn.Module):
             return emb, None, None
         return emb, torch.cat(tokens, dim=1), torch.cat(mask, dim=1)
 
-    def sample_drop_mask(self, batch_size: int, device: torch.device | str | None = None,
-                         generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_drop_mask(
+        self, batch_size: int, device: torch.device | str | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Condition dropout for training: (B,) Bernoulli(cond_dropout) with ``cond_dropout_mode="joint"``, or
         (B, 2) independent [text, patient] draws with ``"separate"``."""
         cols = 2 if self.cfg.cond_dropout_mode == "separate" else 1
@@ -326,8 +338,14 @@ class FiLMUNet1D(nn.Module):
         return u if cols == 2 else u[:, 0]
 
     # -- forward ---------------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, t: torch.Tensor | int, text: torch.Tensor,
-                patient: Optional[torch.Tensor] = None, drop_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor | int,
+        text: torch.Tensor,
+        patient: torch.Tensor | None = None,
+        drop_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         cfg = self.cfg
         if x.dim() != 3 or x.shape[1] != cfg.in_channels:
             raise ValueError(f"x must be (B, {cfg.in_channels}, L), got {tuple(x.shape)}")
@@ -382,5 +400,8 @@ class FiLMUNet1D(nn.Module):
 
     def num_parameters(self) -> dict[str, int]:
         total = sum(p.numel() for p in self.parameters())
-        return {"total": total, "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
-                "time_tables": 0}
+        return {
+            "total": total,
+            "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
+            "time_tables": 0,
+        }

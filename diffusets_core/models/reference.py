@@ -98,7 +98,7 @@ def _as_state_dict(obj: Any, what: str) -> dict[str, torch.Tensor]:
     if bad:
         raise CheckpointError(f"{what}: entries that are not tensors: {bad[:5]}{' ...' if len(bad) > 5 else ''}")
     if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel / DDP
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
@@ -183,11 +183,7 @@ def infer_unet_config(state_dict: Mapping[str, torch.Tensor], cond_dim: int = 3,
 
 
 def load_reference_unet(
-    path_or_state_dict: PathOrStateDict,
-    *,
-    cond_dim: int = 3,
-    cross_attn_impl: str = "bias",
-    **overrides: Any,
+    path_or_state_dict: PathOrStateDict, *, cond_dim: int = 3, cross_attn_impl: str = "bias", **overrides: Any
 ) -> ConditionalUNet1D:
     """Build a paper-mode U-Net shaped like the checkpoint and load it strictly; returns it in eval mode.
 
@@ -218,8 +214,8 @@ def load_reference_vae(path_or_state_dict: PathOrStateDict, **overrides: Any) ->
             raise CheckpointError(f"{what}: unexpected top-level entries {extra} (expected 'encoder' and 'decoder')")
     elif isinstance(obj, Mapping) and obj and all(str(k).startswith(("encoder.", "decoder.")) for k in obj):
         flat = _as_state_dict(obj, what)
-        enc = {k[len("encoder."):]: v for k, v in flat.items() if k.startswith("encoder.")}
-        dec = {k[len("decoder."):]: v for k, v in flat.items() if k.startswith("decoder.")}
+        enc = {k[len("encoder.") :]: v for k, v in flat.items() if k.startswith("encoder.")}
+        dec = {k[len("decoder.") :]: v for k, v in flat.items() if k.startswith("decoder.")}
     else:
         keys = list(obj)[:5] if isinstance(obj, Mapping) else type(obj).__name__
         raise CheckpointError(
@@ -277,9 +273,7 @@ def check_embedder_compat(unet: ConditionalUNet1D | UNetConfig | int, embedder_d
     want = _text_dim_of(unet)
     got = _embedder_dim(embedder_dim)
     if got is None:
-        warnings.warn(
-            f"embedder width unknown; cannot check it against the U-Net's text_dim={want}", stacklevel=2
-        )
+        warnings.warn(f"embedder width unknown; cannot check it against the U-Net's text_dim={want}", stacklevel=2)
         return False
     if got != want:
         hint = {

@@ -73,8 +73,18 @@ from .condition import check_condition
 from .embeddings import PAPER_TIME_DIM, PAPER_TIME_LOG_BASE, reference_time_table
 from .film_unet import FiLMUNet1D
 
-__all__ = ["UNetConfig", "ConditionalUNet1D", "Block", "Bottleneck", "TimeEmbedding", "build_unet", "describe_unet",
-           "check_condition", "UNET_ARCHS", "unet_from_artifact"]
+__all__ = [
+    "UNetConfig",
+    "ConditionalUNet1D",
+    "Block",
+    "Bottleneck",
+    "TimeEmbedding",
+    "build_unet",
+    "describe_unet",
+    "check_condition",
+    "UNET_ARCHS",
+    "unet_from_artifact",
+]
 
 #: ``paper``: the reference network (:class:`ConditionalUNet1D`); ``film``: :class:`~.film_unet.FiLMUNet1D`.
 UNET_ARCHS = ("paper", "film")
@@ -134,7 +144,9 @@ class UNetConfig:
             if not self.channel_mults or min(self.channel_mults) < 1 or self.base_channels < 1 or self.res_blocks < 1:
                 raise ValueError("arch 'film' needs channel_mults >= 1, base_channels >= 1 and res_blocks >= 1")
             if any(a < 0 or a >= len(self.channel_mults) for a in self.attn_levels):
-                raise ValueError(f"attn_levels {self.attn_levels} must index channel_mults (0..{len(self.channel_mults) - 1})")
+                raise ValueError(
+                    f"attn_levels {self.attn_levels} must index channel_mults (0..{len(self.channel_mults) - 1})"
+                )
             if not 0.0 <= self.dropout < 1.0:
                 raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.text_subspace < 1.0:
@@ -155,7 +167,7 @@ class UNetConfig:
             raise ValueError("text_dim >= 1, cond_dim >= 0 and width_mult >= 1 are required")
 
     @classmethod
-    def paper(cls, text_dim: int = 1536, **overrides: Any) -> "UNetConfig":
+    def paper(cls, text_dim: int = 1536, **overrides: Any) -> UNetConfig:
         """The reference ``ECGConditional(1000, kernel_size=7, num_levels=7, n_channels=4, text_dim)``."""
         kw: dict[str, Any] = dict(text_dim=text_dim, keep_dead_params=True, cond_dropout=0.0)
         kw.update(overrides)
@@ -180,7 +192,7 @@ class UNetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "UNetConfig":
+    def from_dict(cls, d: dict[str, Any]) -> UNetConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -334,10 +346,7 @@ class ConditionalUNet1D(nn.Module):
 
     # -- conditioning ----------------------------------------------------------------------------
     def condition_vector(
-        self,
-        text: torch.Tensor,
-        patient: torch.Tensor | None,
-        drop_mask: torch.Tensor | None = None,
+        self, text: torch.Tensor, patient: torch.Tensor | None, drop_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``cat([text, patient])`` -> (B, text_dim + cond_dim), with dropped rows set to the null vectors."""
         cfg = self.cfg
@@ -453,37 +462,79 @@ def describe_unet(cfg: UNetConfig, latent_length: int = 128) -> list[dict[str, A
     if cfg.arch == "film":
         widths = [cfg.base_channels * m for m in cfg.channel_mults]
         c = widths[0]
-        rows.append({"stage": "conv in", "channels in → out": f"{cfg.in_channels} → {c}", "length": length,
-                     "detail": ""})
+        rows.append(
+            {"stage": "conv in", "channels in → out": f"{cfg.in_channels} → {c}", "length": length, "detail": ""}
+        )
         for i, w in enumerate(widths):
-            attn = (", self-attention" + (" + cross-attention" if cfg.text_tokens else "")) if i in cfg.attn_levels else ""
-            rows.append({"stage": f"down {i}", "channels in → out": f"{c} → {w}", "length": length,
-                         "detail": f"{cfg.res_blocks} FiLM res-blocks{attn}"})
+            attn = (
+                (", self-attention" + (" + cross-attention" if cfg.text_tokens else "")) if i in cfg.attn_levels else ""
+            )
+            rows.append(
+                {
+                    "stage": f"down {i}",
+                    "channels in → out": f"{c} → {w}",
+                    "length": length,
+                    "detail": f"{cfg.res_blocks} FiLM res-blocks{attn}",
+                }
+            )
             c = w
             if i < len(widths) - 1:
                 length //= 2
-        xattn = f", cross-attention to {1 + cfg.text_tokens + (cfg.cond_dim > 0)} condition tokens" if cfg.text_tokens else ""
-        rows.append({"stage": "middle", "channels in → out": f"{c} → {c}", "length": length,
-                     "detail": f"res-block, self-attention{xattn}, res-block"})
+        xattn = (
+            f", cross-attention to {1 + cfg.text_tokens + (cfg.cond_dim > 0)} condition tokens"
+            if cfg.text_tokens
+            else ""
+        )
+        rows.append(
+            {
+                "stage": "middle",
+                "channels in → out": f"{c} → {c}",
+                "length": length,
+                "detail": f"res-block, self-attention{xattn}, res-block",
+            }
+        )
         for i, w in reversed(list(enumerate(widths))):
-            attn = (", self-attention" + (" + cross-attention" if cfg.text_tokens else "")) if i in cfg.attn_levels else ""
-            rows.append({"stage": f"up {i}", "channels in → out": f"{c} (+ skips) → {w}", "length": length,
-                         "detail": f"{cfg.res_blocks + 1} FiLM res-blocks{attn}"})
+            attn = (
+                (", self-attention" + (" + cross-attention" if cfg.text_tokens else "")) if i in cfg.attn_levels else ""
+            )
+            rows.append(
+                {
+                    "stage": f"up {i}",
+                    "channels in → out": f"{c} (+ skips) → {w}",
+                    "length": length,
+                    "detail": f"{cfg.res_blocks + 1} FiLM res-blocks{attn}",
+                }
+            )
             c = w
             if i > 0:
                 length *= 2
-        rows.append({"stage": "out", "channels in → out": f"{c} → {cfg.in_channels}", "length": length,
-                     "detail": "zero-initialised"})
+        rows.append(
+            {
+                "stage": "out",
+                "channels in → out": f"{c} → {cfg.in_channels}",
+                "length": length,
+                "detail": "zero-initialised",
+            }
+        )
         return rows
     chans = cfg.channels
     for i in range(cfg.levels - 1):
-        rows.append({"stage": f"down {i}", "channels in → out": f"{chans[i]} → {chans[i + 1]}", "length": length,
-                     "detail": "skip discarded" if i == cfg.levels - 2 else f"skip to up {cfg.levels - 2 - i}"})
+        rows.append(
+            {
+                "stage": f"down {i}",
+                "channels in → out": f"{chans[i]} → {chans[i + 1]}",
+                "length": length,
+                "detail": "skip discarded" if i == cfg.levels - 2 else f"skip to up {cfg.levels - 2 - i}",
+            }
+        )
         length //= 2
-    rows.append({"stage": "bottleneck", "channels in → out": f"{chans[-1]} → {chans[-1]}", "length": length, "detail": ""})
+    rows.append(
+        {"stage": "bottleneck", "channels in → out": f"{chans[-1]} → {chans[-1]}", "length": length, "detail": ""}
+    )
     for j in range(cfg.levels - 1):
         length *= 2
         c_in = chans[-1 - j] if j == 0 else 2 * chans[-1 - j]
-        rows.append({"stage": f"up {j}", "channels in → out": f"{c_in} → {chans[-2 - j]}", "length": length,
-                     "detail": ""})
+        rows.append(
+            {"stage": f"up {j}", "channels in → out": f"{c_in} → {chans[-2 - j]}", "length": length, "detail": ""}
+        )
     return rows

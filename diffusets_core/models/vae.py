@@ -97,7 +97,9 @@ class VAEConfig:
         if self.loss_reduction not in ("mean", "paper"):
             raise ValueError(f"loss_reduction must be 'mean' or 'paper', got {self.loss_reduction!r}")
         if self.derived_leads and self.in_channels != 12:
-            raise ValueError(f"derived_leads needs 12-lead signals (in_channels=12), got in_channels={self.in_channels}")
+            raise ValueError(
+                f"derived_leads needs 12-lead signals (in_channels=12), got in_channels={self.in_channels}"
+            )
         if self.derivative_weight < 0:
             raise ValueError(f"derivative_weight must be >= 0, got {self.derivative_weight}")
         if self.latent_norm not in ("global", "channel"):
@@ -122,14 +124,14 @@ class VAEConfig:
         return 2 ** len(self.channels)
 
     @classmethod
-    def paper(cls, **overrides: Any) -> "VAEConfig":
+    def paper(cls, **overrides: Any) -> VAEConfig:
         """The reference VAE (released ``vae_model.pth``): scale 0.18215, paper loss reduction."""
         kw: dict[str, Any] = dict(scale_factor=PAPER_SCALE_FACTOR, loss_reduction="paper")
         kw.update(overrides)
         return cls(**kw)
 
     @classmethod
-    def tiny(cls, **overrides: Any) -> "VAEConfig":
+    def tiny(cls, **overrides: Any) -> VAEConfig:
         """Small widths for smoke tests / CPU profiles."""
         kw: dict[str, Any] = dict(channels=(32, 32, 64))
         kw.update(overrides)
@@ -142,7 +144,7 @@ class VAEConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "VAEConfig":
+    def from_dict(cls, d: dict[str, Any]) -> VAEConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -317,7 +319,7 @@ class VAE(nn.Module):
         self.decoder = VAEDecoder(self.cfg)
 
     @classmethod
-    def from_artifact(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "VAE":
+    def from_artifact(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> VAE:
         """The VAE stored in a ``diffusets.vae`` artifact (``run/vae/model.pt``, written by
         :func:`~diffusets_core.train.vae.train_vae`): EMA weights, latent scale (or per-channel statistics) set,
         on ``map_location``, in eval mode.
@@ -346,12 +348,7 @@ class VAE(nn.Module):
 
     # -- API --------------------------------------------------------------------------------------
     def encode(
-        self,
-        x: torch.Tensor,
-        noise: torch.Tensor | None = None,
-        *,
-        sample: bool = True,
-        layout: str = "BCL",
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, *, sample: bool = True, layout: str = "BCL"
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Signal (B, 12, L) (or (B, L, 12) with ``layout="BLC"``) -> ``(z, mean, logvar)``; z is scaled (and, with
         ``latent_norm="channel"`` and measured statistics, standardised per channel)."""
@@ -400,11 +397,7 @@ class VAE(nn.Module):
         return self.decode(z)
 
     def loss(
-        self,
-        x: torch.Tensor,
-        kl_weight: float = 1.0,
-        noise: torch.Tensor | None = None,
-        reduction: str | None = None,
+        self, x: torch.Tensor, kl_weight: float = 1.0, noise: torch.Tensor | None = None, reduction: str | None = None
     ) -> dict[str, torch.Tensor]:
         """Returns ``{'loss', 'recon', 'kl', 'x_hat'}`` with ``loss = recon + kl_weight * kl``.
 

@@ -2,6 +2,7 @@
 
 Heavy dependencies (torch, transformers, openai) are imported lazily, on first use of a backend.
 """
+
 from .cache import EmbeddingCache, prompt_key
 from .embed import default_cache_dir, embed_run, embed_texts, load_run_embeddings
 from .embedders import (
@@ -24,11 +25,30 @@ from .patient import decode_patient, encode_patient
 from .prompts import PROMPT_MODES, ordered_prompt, ordered_prompts, split_statements
 
 __all__ = [
-    "BACKENDS", "DEFAULT_MODELS", "PROMPT_MODES",
-    "AuthenticationFailed", "BadResponse", "Embedder", "EmbedderIdentity", "EmbeddingCache",
-    "EmbeddingError", "HashEmbedder", "LocalEmbedder", "MissingAPIKeyError", "ModelNotFound",
-    "OpenAIEmbedder", "RetriesExhausted",
-    "decode_patient", "default_cache_dir", "embed_run", "embed_texts", "encode_patient",
-    "load_run_embeddings", "make_embedder", "ordered_prompt", "ordered_prompts", "prompt_key",
+    "BACKENDS",
+    "DEFAULT_MODELS",
+    "PROMPT_MODES",
+    "AuthenticationFailed",
+    "BadResponse",
+    "Embedder",
+    "EmbedderIdentity",
+    "EmbeddingCache",
+    "EmbeddingError",
+    "HashEmbedder",
+    "LocalEmbedder",
+    "MissingAPIKeyError",
+    "ModelNotFound",
+    "OpenAIEmbedder",
+    "RetriesExhausted",
+    "decode_patient",
+    "default_cache_dir",
+    "embed_run",
+    "embed_texts",
+    "encode_patient",
+    "load_run_embeddings",
+    "make_embedder",
+    "ordered_prompt",
+    "ordered_prompts",
+    "prompt_key",
     "split_statements",
 ]

@@ -31,6 +31,7 @@ Segments are memory-mapped by default (``mmap=True``): opening a cache reads onl
 the index (about 1.5 s for 1M entries), and a lookup reads only the rows it returns; ``mmap=False``
 reads every vector into memory up front.  See ``benchmarks/embedding_throughput.py``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,8 +40,9 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Optional, Sequence
+from typing import BinaryIO
 
 import numpy as np
 
@@ -90,7 +92,7 @@ class EmbeddingCache:
         self.identity = identity
         self.dir = self.root / identity.slug()
         self.mmap = mmap
-        self.dim: Optional[int] = identity.dim
+        self.dim: int | None = identity.dim
         self._index: dict[str, int] = {}
         self._blocks: list[np.ndarray] = []
         self._block_starts: list[int] = []
@@ -105,7 +107,7 @@ class EmbeddingCache:
             return []
         return sorted(p.name[:-5] for p in self.dir.glob("seg-*.keys"))
 
-    def _read_segment(self, name: str) -> Optional[tuple[list[str], np.ndarray]]:
+    def _read_segment(self, name: str) -> tuple[list[str], np.ndarray] | None:
         kpath, vpath = self.dir / f"{name}.keys", self.dir / f"{name}.npy"
         try:
             text = kpath.read_text(encoding="ascii")
@@ -308,4 +310,4 @@ def open_cache(root: str | os.PathLike, identity: EmbedderIdentity, mmap: bool =
 
 def iter_batches(seq: Sequence, size: int) -> Iterable[Sequence]:
     for i in range(0, len(seq), size):
-        yield seq[i:i + size]
+        yield seq[i : i + size]

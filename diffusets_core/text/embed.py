@@ -11,6 +11,7 @@
 All files are written atomically (temp file + rename), ``identity.json`` last.  No secret is ever
 written: the OpenAI key lives only in the ``OPENAI_API_KEY`` environment variable.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -19,8 +20,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,8 +63,14 @@ def read_ok_manifest(run_dir: str | os.PathLike):
     return df[df["status"] == "ok"].reset_index(drop=True)
 
 
-def embed_texts(texts: Sequence[str], embedder: Embedder, cache: Optional[EmbeddingCache] = None,
-                batch_size: int = 64, progress: bool = True, desc: str | None = None) -> tuple[np.ndarray, dict]:
+def embed_texts(
+    texts: Sequence[str],
+    embedder: Embedder,
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    desc: str | None = None,
+) -> tuple[np.ndarray, dict]:
     """Embed distinct ``texts`` through ``cache`` (each text embedded once, ever).
 
     Every batch is committed to the cache as soon as it is embedded, so an interruption loses at most
@@ -75,11 +83,15 @@ def embed_texts(texts: Sequence[str], embedder: Embedder, cache: Optional[Embedd
         missing = list(range(len(texts)))
     stats0 = dict(embedder.stats)
     new_rows: dict[int, np.ndarray] = {}
-    bar = tqdm(total=len(missing), unit="prompt", disable=not progress,
-               desc=desc or f"embedding ({embedder.backend}:{embedder.model})")
+    bar = tqdm(
+        total=len(missing),
+        unit="prompt",
+        disable=not progress,
+        desc=desc or f"embedding ({embedder.backend}:{embedder.model})",
+    )
     try:
         for start in range(0, len(missing), batch_size):
-            idx = missing[start:start + batch_size]
+            idx = missing[start : start + batch_size]
             batch = [texts[i] for i in idx]
             vecs = embedder.embed(batch)
             if cache is not None:
@@ -108,11 +120,21 @@ def embed_texts(texts: Sequence[str], embedder: Embedder, cache: Optional[Embedd
     return matrix, stats
 
 
-def embed_run(run_dir: str | os.PathLike, backend: str = "local", model: str | None = None,
-              base_url: str | None = None, prompt_mode: str = "paper", batch_size: int = 64,
-              cache_dir: str | os.PathLike | None = None, progress: bool = True, *,
-              embedder: Embedder | None = None, device: str = "auto",
-              auto_consolidate: int = DEFAULT_AUTO_CONSOLIDATE, **embedder_kwargs: Any) -> dict:
+def embed_run(
+    run_dir: str | os.PathLike,
+    backend: str = "local",
+    model: str | None = None,
+    base_url: str | None = None,
+    prompt_mode: str = "paper",
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    *,
+    embedder: Embedder | None = None,
+    device: str = "auto",
+    auto_consolidate: int = DEFAULT_AUTO_CONSOLIDATE,
+    **embedder_kwargs: Any,
+) -> dict:
     """Embed the ordered prompts of every ok record of ``run_dir`` and write ``run_dir/embeddings/``.
 
     ``embedder`` overrides ``backend``/``model``/``base_url`` (its own identity is used).  Extra keyword
@@ -150,8 +172,7 @@ def embed_run(run_dir: str | os.PathLike, backend: str = "local", model: str | N
             embedder_kwargs.setdefault("batch_size", batch_size)
         elif backend == "openai":
             embedder_kwargs.setdefault("batch_size", batch_size)
-        embedder = make_embedder(backend, model=model, base_url=base_url, prompt_mode=prompt_mode,
-                                 **embedder_kwargs)
+        embedder = make_embedder(backend, model=model, base_url=base_url, prompt_mode=prompt_mode, **embedder_kwargs)
     elif embedder.prompt_mode != prompt_mode:
         raise ValueError(f"embedder prompt_mode {embedder.prompt_mode!r} != prompt_mode {prompt_mode!r}")
 
@@ -187,20 +208,22 @@ def embed_run(run_dir: str | os.PathLike, backend: str = "local", model: str | N
 
     write_csv("prompts.csv", pd.DataFrame({"record_id": record_ids, "prompt_index": prompt_index}))
     write_csv("distinct_prompts.csv", pd.DataFrame({"prompt_index": np.arange(len(distinct)), "prompt": distinct}))
-    atomic_stream(out / "vectors.npy",
-                  lambda f: np.save(f, np.ascontiguousarray(matrix, dtype=np.float32), allow_pickle=False))
+    atomic_stream(
+        out / "vectors.npy", lambda f: np.save(f, np.ascontiguousarray(matrix, dtype=np.float32), allow_pickle=False)
+    )
     elapsed = time.perf_counter() - t0
     meta = dict(ident)
-    meta.update({
-        "package_version": _package_version(),
-        "records": len(record_ids),
-        "distinct_prompts": len(distinct),
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "files": {"prompts": "prompts.csv", "distinct_prompts": "distinct_prompts.csv", "vectors": "vectors.npy"},
-    })
+    meta.update(
+        {
+            "package_version": _package_version(),
+            "records": len(record_ids),
+            "distinct_prompts": len(distinct),
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "files": {"prompts": "prompts.csv", "distinct_prompts": "distinct_prompts.csv", "vectors": "vectors.npy"},
+        }
+    )
     atomic_write_text(out / "identity.json", json.dumps(meta, indent=2))
-    counts.update({"identity": ident, "out_dir": str(out), "cache_dir": str(cache.dir),
-                   "seconds": round(elapsed, 3)})
+    counts.update({"identity": ident, "out_dir": str(out), "cache_dir": str(cache.dir), "seconds": round(elapsed, 3)})
     log.info("embedded run %s: %s", run_dir, {k: v for k, v in counts.items() if k != "identity"})
     return counts
 
@@ -216,8 +239,7 @@ def load_run_embeddings(run_dir: str | os.PathLike) -> tuple[list[str], np.ndarr
     if not (out / "identity.json").exists():
         raise FileNotFoundError(f"no embeddings in {out}; run embed_run({str(run_dir)!r}) first")
     identity = json.loads((out / "identity.json").read_text(encoding="utf-8"))
-    table = pd.read_csv(out / "prompts.csv", dtype={"record_id": str, "prompt_index": np.int64},
-                        keep_default_na=False)
+    table = pd.read_csv(out / "prompts.csv", dtype={"record_id": str, "prompt_index": np.int64}, keep_default_na=False)
     vectors = np.load(out / "vectors.npy")
     if len(table) and (table["prompt_index"].max() >= len(vectors) or table["prompt_index"].min() < 0):
         raise ValueError(f"{out}/prompts.csv points outside vectors.npy ({len(vectors)} rows)")
@@ -229,8 +251,10 @@ def load_run_embeddings(run_dir: str | os.PathLike) -> tuple[list[str], np.ndarr
             pos = {r: i for i, r in enumerate(ids)}
             absent = [r for r in want if r not in pos]
             if absent:
-                raise ValueError(f"{len(absent)} ok manifest record(s) have no embedding (e.g. {absent[0]!r}); "
-                                 f"re-run embed_run on {run_dir}")
+                raise ValueError(
+                    f"{len(absent)} ok manifest record(s) have no embedding (e.g. {absent[0]!r}); "
+                    f"re-run embed_run on {run_dir}"
+                )
             rows = rows[[pos[r] for r in want]]
             ids = want
     return ids, vectors[rows], identity

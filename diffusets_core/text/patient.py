@@ -17,6 +17,7 @@ Validation (both modes): sex must be ``"M"``/``"F"`` (case-insensitive; ``"male"
 accepted too), age within 0-120 years, HR within 20-300 bpm, all finite; a ``ValueError`` names the field,
 the offending value and its position.
 """
+
 from __future__ import annotations
 
 from typing import Any

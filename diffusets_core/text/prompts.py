@@ -33,10 +33,12 @@ An empty report (no statements left after stripping) gives the empty string ``""
 The prompt mode is part of every embedder identity (and thus of every cache key and artifact), because
 the two modes give different vectors for the same report.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import Union
 
 PROMPT_MODES = ("paper", "clean")
 
@@ -111,7 +113,7 @@ def ordered_prompt(statements: Statements, mode: str = "paper") -> str:
     if mode == "paper":
         return "".join(_sentence_head(i, paper_ordinal(i)) + "{" + s + "}." for i, s in enumerate(items))
     sentences = []
-    for i, s in enumerate(items):
+    for s in items:
         text = _WS.sub(" ", s).rstrip(" .;,")
         if not text:
             continue

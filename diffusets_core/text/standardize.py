@@ -17,6 +17,7 @@ the FiLM U-Net therefore standardises them (``models/film_unet.py``). Two ways:
 
 Both return ``(mean (D,), transform (D, D))`` with ``standardised = (v - mean) @ transform``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,9 @@ import numpy as np
 __all__ = ["text_standardizer"]
 
 
-def text_standardizer(x: np.ndarray, keep_variance: float = 0.0, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray, dict]:
+def text_standardizer(
+    x: np.ndarray, keep_variance: float = 0.0, eps: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Fit the standardisation of text vectors ``x`` (N, D) (training split; duplicates count as often as they
     occur).
 
@@ -48,10 +51,10 @@ def text_standardizer(x: np.ndarray, keep_variance: float = 0.0, eps: float = 1e
         std = np.where(std < eps, 1.0, std)
         return mean.astype(np.float32), np.diag(1.0 / std).astype(np.float32), {"components": d, "kept_variance": 1.0}
     _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
-    var = s ** 2 / len(x)
+    var = s**2 / len(x)
     frac = np.cumsum(var) / var.sum()
     k = int(np.searchsorted(frac, keep_variance) + 1)
-    k = min(k, int((var > eps ** 2).sum()))
+    k = min(k, int((var > eps**2).sum()))
     w = vt[:k]  # (k, D) principal directions
     transform = w.T @ np.diag(1.0 / np.sqrt(var[:k])) @ w
     return mean.astype(np.float32), transform.astype(np.float32), {"components": k, "kept_variance": float(frac[k - 1])}

@@ -16,9 +16,10 @@ Layout (float32)::
 Reports with more than K statements keep their first K (the ordered prompt puts the most important first) and
 are counted in the returned statistics.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -27,9 +28,12 @@ from .prompts import split_statements
 __all__ = ["report_tokens", "statement_rows"]
 
 
-def report_tokens(reports: Sequence[str], prompt_vectors: np.ndarray,
-                  embed_statements: Callable[[list[str]], np.ndarray], max_statements: int
-                  ) -> tuple[np.ndarray, dict]:
+def report_tokens(
+    reports: Sequence[str],
+    prompt_vectors: np.ndarray,
+    embed_statements: Callable[[list[str]], np.ndarray],
+    max_statements: int,
+) -> tuple[np.ndarray, dict]:
     """Token matrix of ``reports`` (``|``-joined statements).
 
     Parameters
@@ -67,9 +71,11 @@ def report_tokens(reports: Sequence[str], prompt_vectors: np.ndarray,
     for i, items in enumerate(split):
         for j, s in enumerate(items[:max_statements]):
             tokens[i, 1 + j] = vecs[row[s]]
-    stats = {"distinct_statements": len(distinct),
-             "truncated_reports": int(sum(len(s) > max_statements for s in split)),
-             "max_statements_seen": int(max((len(s) for s in split), default=0))}
+    stats = {
+        "distinct_statements": len(distinct),
+        "truncated_reports": int(sum(len(s) > max_statements for s in split)),
+        "max_statements_seen": int(max((len(s) for s in split), default=0)),
+    }
     return tokens, stats
 
 

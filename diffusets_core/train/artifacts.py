@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from torch import nn
 
@@ -19,7 +20,7 @@ __all__ = ["load_best_weights", "strip_prefix", "write_stage_outputs"]
 
 def strip_prefix(state: dict, prefix: str) -> dict:
     """``state`` with ``prefix`` removed from the keys that start with it."""
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
 
 
 def load_best_weights(module: nn.Module, out_dir: str | os.PathLike, prefix: str = "") -> nn.Module:
@@ -32,8 +33,9 @@ def load_best_weights(module: nn.Module, out_dir: str | os.PathLike, prefix: str
     return module
 
 
-def write_stage_outputs(out_dir: str | os.PathLike, artifact: dict, result: TrainResult, *,
-                        stale: Iterable[Path] = (), **summary: Any) -> dict:
+def write_stage_outputs(
+    out_dir: str | os.PathLike, artifact: dict, result: TrainResult, *, stale: Iterable[Path] = (), **summary: Any
+) -> dict:
     """Write a stage's ``model.pt`` artifact (atomically), delete the ``stale`` files that described the previous
     model, then write ``summary.json`` (steps, seconds, samples_per_s, best_val_loss, then ``summary``'s items)
     and return that summary."""
@@ -41,7 +43,12 @@ def write_stage_outputs(out_dir: str | os.PathLike, artifact: dict, result: Trai
     atomic_save(artifact, out_dir / MODEL_FILE)
     for path in stale:
         path.unlink(missing_ok=True)
-    record = {"steps": result.steps, "seconds": round(result.seconds, 1),
-              "samples_per_s": round(result.samples_per_s, 1), "best_val_loss": result.best_val_loss, **summary}
+    record = {
+        "steps": result.steps,
+        "seconds": round(result.seconds, 1),
+        "samples_per_s": round(result.samples_per_s, 1),
+        "best_val_loss": result.best_val_loss,
+        **summary,
+    }
     atomic_write_text(out_dir / SUMMARY_FILE, json.dumps(record, indent=2))
     return record

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 __all__ = ["conditioning_arrays", "fit_text_standardisation"]
 
 
-def conditioning_arrays(run_dir: str | os.PathLike, record_ids: list[str], patient_mode: str,
-                        text_tokens: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+def conditioning_arrays(
+    run_dir: str | os.PathLike, record_ids: list[str], patient_mode: str, text_tokens: int = 0
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Text condition and encoded patient values for ``record_ids`` (in that order): text (N, D) ordered-prompt
     vectors, or with ``text_tokens = K > 0`` the (N, 1 + K, D) token matrix of
     :func:`~diffusets_core.text.tokens.report_tokens` (statements embedded with the run's embedder, through its
@@ -36,24 +37,40 @@ def conditioning_arrays(run_dir: str | os.PathLike, record_ids: list[str], patie
     pos = {r: i for i, r in enumerate(ids)}
     missing = [r for r in record_ids if r not in pos]
     if missing:
-        raise ValueError(f"{len(missing)} record(s) have no text embedding (e.g. {missing[0]!r}); run `diffusets embed`")
+        raise ValueError(
+            f"{len(missing)} record(s) have no text embedding (e.g. {missing[0]!r}); run `diffusets embed`"
+        )
     text = vectors[[pos[r] for r in record_ids]]
     records = SignalStore(run_dir).records().set_index("record_id").loc[record_ids]
-    patient = encode_patient(records["sex"].tolist(), records["age"].to_numpy(float), records["hr"].to_numpy(float),
-                             mode=patient_mode)
+    patient = encode_patient(
+        records["sex"].tolist(), records["age"].to_numpy(float), records["hr"].to_numpy(float), mode=patient_mode
+    )
     if text_tokens:
-        embedder = make_embedder(identity["backend"], model=identity.get("model"), base_url=identity.get("base_url"),
-                                 prompt_mode=identity.get("prompt_mode", "paper"))
+        embedder = make_embedder(
+            identity["backend"],
+            model=identity.get("model"),
+            base_url=identity.get("base_url"),
+            prompt_mode=identity.get("prompt_mode", "paper"),
+        )
         cache = EmbeddingCache(default_cache_dir(run_dir), embedder.identity)
-        text, stats = report_tokens(records["report"].tolist(), text,
-                                    lambda st: embed_texts(st, embedder, cache, progress=False)[0], text_tokens)
+        text, stats = report_tokens(
+            records["report"].tolist(),
+            text,
+            lambda st: embed_texts(st, embedder, cache, progress=False)[0],
+            text_tokens,
+        )
         if stats["truncated_reports"]:
-            log.warning("%d report(s) have more than %d statements (at most %d); the U-Net reads their first %d",
-                        stats["truncated_reports"], text_tokens, stats["max_statements_seen"], text_tokens)
+            log.warning(
+                "%d report(s) have more than %d statements (at most %d); the U-Net reads their first %d",
+                stats["truncated_reports"],
+                text_tokens,
+                stats["max_statements_seen"],
+                text_tokens,
+            )
     return text.astype(np.float32), patient.astype(np.float32), identity
 
 
-def fit_text_standardisation(unet: nn.Module, text_train: np.ndarray) -> Optional[dict[str, Any]]:
+def fit_text_standardisation(unet: nn.Module, text_train: np.ndarray) -> dict[str, Any] | None:
     """Standardise the U-Net's text input with the TRAINING split's statistics (``text_train``: (N, D) prompt
     vectors or (N, 1 + K, D) tokens); they live in the model's buffers, so the saved artifact applies the same
     standardisation at generation. Returns what was fitted (for the artifact's meta), or None when the model has
@@ -74,5 +91,9 @@ def fit_text_standardisation(unet: nn.Module, text_train: np.ndarray) -> Optiona
             kw["statement_whiten"] = torch.from_numpy(st_transform)
         info["statement_components"] = st_info["components"]
     unet.set_text_stats(torch.from_numpy(mean), torch.from_numpy(prompts.std(axis=0)), **kw)
-    return {"n": int(len(text_train)), "mean_norm": float(np.linalg.norm(mean)),
-            "median_std": float(np.median(prompts.std(axis=0))), **info}
+    return {
+        "n": int(len(text_train)),
+        "mean_norm": float(np.linalg.norm(mean)),
+        "median_std": float(np.median(prompts.std(axis=0))),
+        **info,
+    }

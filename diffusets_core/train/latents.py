@@ -41,13 +41,16 @@ def encode_latents(run_dir: str | os.PathLike, *, device: str = "auto", batch: i
         for _frame, signals in store.iter_shards(split):
             x = torch.from_numpy(np.ascontiguousarray(signals, dtype=np.float32))
             for i in range(0, len(x), batch):
-                chunks.append(vae.encode(x[i:i + batch].to(dev), sample=False)[0].cpu())
+                chunks.append(vae.encode(x[i : i + batch].to(dev), sample=False)[0].cpu())
         z = torch.cat(chunks).numpy() if chunks else np.zeros((0, vae.cfg.latent_channels, 0), np.float32)
         atomic_save_npy(latents_file(run_dir, split), z.astype(np.float32))
         with atomic_writer(latent_ids_file(run_dir, split)) as tmp:
             records[["record_id"]].to_csv(tmp, index=False)
-        info["splits"][split] = {"n": int(len(z)), "mean": float(z.mean()) if len(z) else None,
-                                 "std": float(z.std()) if len(z) else None}
+        info["splits"][split] = {
+            "n": int(len(z)),
+            "mean": float(z.mean()) if len(z) else None,
+            "std": float(z.std()) if len(z) else None,
+        }
     atomic_write_text(latent_info_file(run_dir), json.dumps(info, indent=2))
     return info
 

@@ -13,14 +13,14 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
-
 from tqdm import tqdm
 
 from ..checkpoint import CheckpointError, atomic_save, load_checkpoint
@@ -48,7 +48,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio (the reference's eta_min = 0.1 lr)
-    grad_clip: Optional[float] = 1.0
+    grad_clip: float | None = 1.0
     ema_decay: float = 0.999
     val_every: int = 200
     checkpoint_every: int = 200
@@ -56,11 +56,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"  # auto: bf16 autocast on CUDA only; "bf16": always; "off": never
-    num_threads: Optional[int] = None
+    num_threads: int | None = None
     progress: bool = True
 
     @classmethod
-    def from_overrides(cls, overrides: dict[str, Any], seed: int) -> "TrainConfig":
+    def from_overrides(cls, overrides: dict[str, Any], seed: int) -> TrainConfig:
         """The defaults with a profile's ``train`` settings (``overrides``) applied; ``seed`` unless they set one."""
         return cls(**{"seed": seed, **overrides})
 
@@ -108,6 +108,7 @@ def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
         span = max(1, cfg.max_steps - cfg.warmup_steps)
         progress = min(1.0, (step - cfg.warmup_steps) / span)
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
     return f
 
 
@@ -127,8 +128,17 @@ class Trainer:
     ``meta`` (model config, embedder identity, data provenance...) is stored in every checkpoint.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, train: TensorSource, out_dir: str | os.PathLike,
-                 cfg: TrainConfig, *, val: Optional[TensorSource] = None, meta: Optional[dict] = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        train: TensorSource,
+        out_dir: str | os.PathLike,
+        cfg: TrainConfig,
+        *,
+        val: TensorSource | None = None,
+        meta: dict | None = None,
+    ):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.dist: DistInfo = init_distributed(self.device)
@@ -148,47 +158,78 @@ class Trainer:
             self.wrapped: nn.Module = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         else:
             self.wrapped = self.model
-        self.opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.lr,
-                                     betas=cfg.betas, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=cfg.lr,
+            betas=cfg.betas,
+            weight_decay=cfg.weight_decay,
+        )
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg))
         self.ema = EMA(self.model, cfg.ema_decay)
         self.step = 0
         self.best_val = float("inf")
         self.history: list[dict[str, Any]] = []
         # the data order (which rows each step reads); not a diffusion sampler
-        self.data_sampler = DistributedSampler(range(len(train)), num_replicas=self.dist.world_size,
-                                               rank=self.dist.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+        self.data_sampler = DistributedSampler(
+            range(len(train)),
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            shuffle=True,
+            seed=cfg.seed,
+            drop_last=True,
+        )
         self.steps_per_epoch = len(self.data_sampler) // cfg.batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"batch_size {cfg.batch_size} x {self.dist.world_size} process(es) is larger than "
-                             f"the training set ({len(train)} samples)")
+            raise ValueError(
+                f"batch_size {cfg.batch_size} x {self.dist.world_size} process(es) is larger than "
+                f"the training set ({len(train)} samples)"
+            )
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _payload(self) -> dict:
-        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(), "step": self.step, "best_val": self.best_val,
-                "history": self.history, "train_config": _jsonable(asdict(self.cfg)), "meta": self.meta}
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "step": self.step,
+            "best_val": self.best_val,
+            "history": self.history,
+            "train_config": _jsonable(asdict(self.cfg)),
+            "meta": self.meta,
+        }
 
     def save(self, best: bool = False) -> None:
         if not self.dist.is_main:
             return
         atomic_save(self._payload(), self.out_dir / LAST_CHECKPOINT)
         if best:
-            atomic_save({"model": self.ema.shadow.state_dict(), "step": self.step, "val_loss": self.best_val,
-                         "train_config": _jsonable(asdict(self.cfg)), "meta": self.meta}, self.out_dir / BEST_CHECKPOINT)
+            atomic_save(
+                {
+                    "model": self.ema.shadow.state_dict(),
+                    "step": self.step,
+                    "val_loss": self.best_val,
+                    "train_config": _jsonable(asdict(self.cfg)),
+                    "meta": self.meta,
+                },
+                self.out_dir / BEST_CHECKPOINT,
+            )
         self._write_history()
 
     def _write_history(self) -> None:
         if not self.history:
             return
         keys = sorted({k for h in self.history for k in h}, key=lambda k: (k != "step", k))
-        lines = [",".join(keys)] + [",".join("" if h.get(k) is None else str(h.get(k)) for k in keys)
-                                    for h in self.history]
+        lines = [",".join(keys)] + [
+            ",".join("" if h.get(k) is None else str(h.get(k)) for k in keys) for h in self.history
+        ]
         atomic_write_text(self.out_dir / HISTORY_FILE, "\n".join(lines) + "\n")
-        atomic_write_text(self.out_dir / TRAIN_CONFIG_FILE, json.dumps(
-            {"train_config": _jsonable(asdict(self.cfg)), "meta": self.meta}, indent=2, default=str))
+        atomic_write_text(
+            self.out_dir / TRAIN_CONFIG_FILE,
+            json.dumps({"train_config": _jsonable(asdict(self.cfg)), "meta": self.meta}, indent=2, default=str),
+        )
 
-    def resume(self, path: Optional[str | os.PathLike] = None) -> bool:
+    def resume(self, path: str | os.PathLike | None = None) -> bool:
         """Continue from ``last.pt`` (or ``path``). Returns False when there is nothing to resume."""
         path = Path(path) if path else self.out_dir / LAST_CHECKPOINT
         if not path.is_file():
@@ -215,10 +256,10 @@ class Trainer:
             self._epoch, self._order = epoch, list(iter(self.data_sampler))
         order = self._order
         bs = self.cfg.batch_size
-        return torch.tensor(order[b * bs:(b + 1) * bs], dtype=torch.long)
+        return torch.tensor(order[b * bs : (b + 1) * bs], dtype=torch.long)
 
     @torch.no_grad()
-    def validate(self) -> Optional[float]:
+    def validate(self) -> float | None:
         if self.val_src is None or len(self.val_src) == 0:
             return None
         model = self.ema.shadow
@@ -234,7 +275,7 @@ class Trainer:
             count += len(idx)
         return total / count
 
-    def fit(self, stop_at: Optional[int] = None) -> TrainResult:
+    def fit(self, stop_at: int | None = None) -> TrainResult:
         """Train until ``cfg.max_steps`` (or stop early at ``stop_at``, leaving a resumable checkpoint)."""
         cfg = self.cfg
         end = min(cfg.max_steps, stop_at) if stop_at else cfg.max_steps
@@ -271,9 +312,12 @@ class Trainer:
             last = self.step == end
             rec: dict[str, Any] = {}
             if self.step % cfg.log_every == 0 or last:
-                rec = {"step": self.step, "train_loss": all_reduce_mean(sum(running) / len(running), self.dist,
-                                                                        self.device),
-                       "lr": self.sched.get_last_lr()[0], "grad_norm": grad_norm}
+                rec = {
+                    "step": self.step,
+                    "train_loss": all_reduce_mean(sum(running) / len(running), self.dist, self.device),
+                    "lr": self.sched.get_last_lr()[0],
+                    "grad_norm": grad_norm,
+                }
                 running = []
             is_best = False
             if self.step % cfg.val_every == 0 or last:
@@ -287,9 +331,17 @@ class Trainer:
                 if self.dist.is_main and "train_loss" in rec:
                     elapsed = time.perf_counter() - t0
                     rate = (self.step - start_step) / elapsed if elapsed > 0 else 0.0
-                    write_progress(self.out_dir, stage=self.out_dir.name, step=self.step, total=cfg.max_steps,
-                                   loss=rec["train_loss"], val_loss=rec.get("val_loss"), elapsed_s=elapsed,
-                                   eta_s=(cfg.max_steps - self.step) / rate if rate > 0 else None, started=started)
+                    write_progress(
+                        self.out_dir,
+                        stage=self.out_dir.name,
+                        step=self.step,
+                        total=cfg.max_steps,
+                        loss=rec["train_loss"],
+                        val_loss=rec.get("val_loss"),
+                        elapsed_s=elapsed,
+                        eta_s=(cfg.max_steps - self.step) / rate if rate > 0 else None,
+                        started=started,
+                    )
             if is_best or self.step % cfg.checkpoint_every == 0 or last:
                 # Without a validation split the final EMA weights are the ones to use.
                 self.save(best=is_best or (last and self.val_src is None))

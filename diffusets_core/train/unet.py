@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,10 +38,16 @@ class DiffusionLoss:
     that decide rhythm and beat placement get the model's attention.
     """
 
-    def __init__(self, schedule: NoiseSchedule, timestep_mode: str = "uniform", weighting: str = "uniform",
-                 snr_gamma: float = 5.0):
-        self.diffusion = GaussianDiffusion(schedule, timestep_mode=timestep_mode, loss_weighting=weighting,
-                                           snr_gamma=snr_gamma)
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        timestep_mode: str = "uniform",
+        weighting: str = "uniform",
+        snr_gamma: float = 5.0,
+    ):
+        self.diffusion = GaussianDiffusion(
+            schedule, timestep_mode=timestep_mode, loss_weighting=weighting, snr_gamma=snr_gamma
+        )
 
     @property
     def schedule(self) -> NoiseSchedule:
@@ -50,14 +56,24 @@ class DiffusionLoss:
     def __call__(self, model: nn.Module, batch: dict, gen: torch.Generator) -> torch.Tensor:
         inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         drop_mask = inner.sample_drop_mask if model.training and inner.cfg.cond_dropout > 0 else None
-        return self.diffusion.loss(model, batch["z"], batch["text"], batch["patient"], generator=gen,
-                                   drop_mask=drop_mask)
+        return self.diffusion.loss(
+            model, batch["z"], batch["text"], batch["patient"], generator=gen, drop_mask=drop_mask
+        )
 
 
-def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: Optional[dict] = None, *,
-               seed: int = 0, patient_mode: str = "normalized", timestep_mode: str = "uniform",
-               loss_weighting: str = "uniform", snr_gamma: float = 5.0, out_name: str = UNET_DIR,
-               resume: bool = True) -> dict:
+def train_unet(
+    run_dir: str | os.PathLike,
+    model: dict | None = None,
+    train: dict | None = None,
+    *,
+    seed: int = 0,
+    patient_mode: str = "normalized",
+    timestep_mode: str = "uniform",
+    loss_weighting: str = "uniform",
+    snr_gamma: float = 5.0,
+    out_name: str = UNET_DIR,
+    resume: bool = True,
+) -> dict:
     """Train the conditional U-Net on the training latents; write ``<out_name>/model.pt`` (default ``unet/``).
 
     ``loss_weighting`` is ``"uniform"`` (the paper) or ``"min_snr"`` (see :class:`DiffusionLoss`). A model
@@ -75,12 +91,14 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
     z_val, ids_val = load_latents(run_dir, "val")
     n_tokens = int((model or {}).get("text_tokens", 0))
     text_train, patient_train, identity = conditioning_arrays(run_dir, ids_train, patient_mode, n_tokens)
-    cfg = UNetConfig.from_dict({**(model or {}), "text_dim": int(text_train.shape[-1]),
-                                "in_channels": int(z_train.shape[1])})
+    cfg = UNetConfig.from_dict(
+        {**(model or {}), "text_dim": int(text_train.shape[-1]), "in_channels": int(z_train.shape[1])}
+    )
     if cfg.cond_dim not in (0, patient_train.shape[1]):
-        raise ValueError(f"unet.model.cond_dim must be {patient_train.shape[1]} (sex, age, HR) or 0 (text only), "
-                         f"got {cfg.cond_dim}")
-    patient_train = patient_train[:, :cfg.cond_dim]
+        raise ValueError(
+            f"unet.model.cond_dim must be {patient_train.shape[1]} (sex, age, HR) or 0 (text only), got {cfg.cond_dim}"
+        )
+    patient_train = patient_train[:, : cfg.cond_dim]
     train_cfg = TrainConfig.from_overrides(train or {}, seed)
     torch.manual_seed(seed)
     unet = build_unet(cfg)
@@ -88,30 +106,57 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
     text_stats = fit_text_standardisation(unet, text_train)
     schedule = NoiseSchedule.paper()
     vae_artifact = load_checkpoint(vae_model(run_dir))
-    meta = {"stage": "unet", "unet_config": cfg.to_dict(), "embedder": identity, "patient_mode": patient_mode,
-            "timestep_mode": timestep_mode, "loss_weighting": loss_weighting, "snr_gamma": snr_gamma,
-            "schedule": schedule.to_config(), "latent_scale": vae_artifact["latent_scale"],
-            "text_standardisation": text_stats, "n_train": len(z_train), "n_val": len(z_val),
-            "package_version": __version__}
-    source = TensorSource({"z": torch.from_numpy(z_train), "text": torch.from_numpy(text_train),
-                           "patient": torch.from_numpy(patient_train)})
+    meta = {
+        "stage": "unet",
+        "unet_config": cfg.to_dict(),
+        "embedder": identity,
+        "patient_mode": patient_mode,
+        "timestep_mode": timestep_mode,
+        "loss_weighting": loss_weighting,
+        "snr_gamma": snr_gamma,
+        "schedule": schedule.to_config(),
+        "latent_scale": vae_artifact["latent_scale"],
+        "text_standardisation": text_stats,
+        "n_train": len(z_train),
+        "n_val": len(z_val),
+        "package_version": __version__,
+    }
+    source = TensorSource(
+        {
+            "z": torch.from_numpy(z_train),
+            "text": torch.from_numpy(text_train),
+            "patient": torch.from_numpy(patient_train),
+        }
+    )
     val = None
     if len(z_val):
         text_val, patient_val, _ = conditioning_arrays(run_dir, ids_val, patient_mode, cfg.text_tokens)
-        patient_val = patient_val[:, :cfg.cond_dim]
-        val = TensorSource({"z": torch.from_numpy(z_val), "text": torch.from_numpy(text_val),
-                            "patient": torch.from_numpy(patient_val)})
+        patient_val = patient_val[:, : cfg.cond_dim]
+        val = TensorSource(
+            {"z": torch.from_numpy(z_val), "text": torch.from_numpy(text_val), "patient": torch.from_numpy(patient_val)}
+        )
     out = unet_dir(run_dir, out_name)
     meta["latents_fingerprint"] = latents_fingerprint(run_dir)
-    trainer = Trainer(unet, DiffusionLoss(schedule, timestep_mode, loss_weighting, snr_gamma), source, out, train_cfg,
-                      val=val, meta=meta)
+    trainer = Trainer(
+        unet,
+        DiffusionLoss(schedule, timestep_mode, loss_weighting, snr_gamma),
+        source,
+        out,
+        train_cfg,
+        val=val,
+        meta=meta,
+    )
     if resume and (out / LAST_CHECKPOINT).is_file():
         before = load_checkpoint(out / LAST_CHECKPOINT).get("meta", {}).get("latents_fingerprint")
         if before is not None and before != meta["latents_fingerprint"]:
             # the latents were re-encoded (another VAE, another normalisation) since that checkpoint: resuming
             # would continue (or, at max_steps, keep) a model of other latents
-            log.warning("%s/last.pt was trained on other latents (fingerprint %s, now %s): training from scratch",
-                        out, before, meta["latents_fingerprint"])
+            log.warning(
+                "%s/last.pt was trained on other latents (fingerprint %s, now %s): training from scratch",
+                out,
+                before,
+                meta["latents_fingerprint"],
+            )
             resume = False
     if resume:
         trainer.resume()
@@ -119,18 +164,31 @@ def train_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: 
     if not trainer.dist.is_main:
         return {}
     best = load_best_weights(trainer.ema.shadow, out)
-    artifact = {"kind": "diffusets.unet", "config": cfg.to_dict(), "state_dict": best.state_dict(),
-                "meta": {**meta, "steps": result.steps, "train_seconds": result.seconds}}
+    artifact = {
+        "kind": "diffusets.unet",
+        "config": cfg.to_dict(),
+        "state_dict": best.state_dict(),
+        "meta": {**meta, "steps": result.steps, "train_seconds": result.seconds},
+    }
     # sampling settings validated for an earlier model do not carry over to this one
-    return write_stage_outputs(out, artifact, result, stale=[out / SAMPLING_FILE],
-                               params=best.num_parameters()["total"], text_dim=cfg.text_dim)
+    return write_stage_outputs(
+        out, artifact, result, stale=[out / SAMPLING_FILE], params=best.num_parameters()["total"], text_dim=cfg.text_dim
+    )
 
 
-def train_text_only_unet(run_dir: str | os.PathLike, model: Optional[dict] = None, train: Optional[dict] = None, *,
-                         seed: int = 0, resume: bool = True, **extra: Any) -> dict:
+def train_text_only_unet(
+    run_dir: str | os.PathLike,
+    model: dict | None = None,
+    train: dict | None = None,
+    *,
+    seed: int = 0,
+    resume: bool = True,
+    **extra: Any,
+) -> dict:
     """The ``noc`` baseline, the paper's text-only ablation: the run's U-Net settings (``model``, ``train``,
     ``extra`` as for :func:`train_unet`) with no patient vector (``cond_dim`` 0),
     trained into ``run_dir/unet_noc`` (:data:`~diffusets_core.layout.NOC_DIR`) beside the main U-Net —
     what ``diffusets train-unet RUN_DIR --text-only`` trains. Returns the trainer's summary."""
-    return train_unet(run_dir, {**(model or {}), "cond_dim": 0}, train, seed=seed, resume=resume,
-                      **{**extra, "out_name": NOC_DIR})
+    return train_unet(
+        run_dir, {**(model or {}), "cond_dim": 0}, train, seed=seed, resume=resume, **{**extra, "out_name": NOC_DIR}
+    )

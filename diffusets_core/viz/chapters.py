@@ -7,7 +7,8 @@ pages that show several ECGs one after the other. Signals are ``(12, T)`` arrays
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,10 +17,26 @@ from matplotlib.figure import Figure
 
 from .ecgplot import plot_12lead
 
-__all__ = ["plot_pipeline", "plot_patients", "show_records", "plot_embedding_pca", "plot_noise_schedule",
-           "plot_training_history", "plot_sampler_traces", "plot_guidance_sweep", "show_guidance_sweep", "plot_lead_ii_grid",
-           "plot_hr_sweep", "plot_signature_strips", "show_condition_examples", "plot_shift_heatmap",
-           "plot_embedding_view", "patient_label", "show_gallery", "show_quiz"]
+__all__ = [
+    "plot_pipeline",
+    "plot_patients",
+    "show_records",
+    "plot_embedding_pca",
+    "plot_noise_schedule",
+    "plot_training_history",
+    "plot_sampler_traces",
+    "plot_guidance_sweep",
+    "show_guidance_sweep",
+    "plot_lead_ii_grid",
+    "plot_hr_sweep",
+    "plot_signature_strips",
+    "show_condition_examples",
+    "plot_shift_heatmap",
+    "plot_embedding_view",
+    "patient_label",
+    "show_gallery",
+    "show_quiz",
+]
 
 
 def plot_pipeline(vae_cfg: Any, unet_cfg: Any, text_dim: int) -> Figure:
@@ -28,25 +45,47 @@ def plot_pipeline(vae_cfg: Any, unet_cfg: Any, text_dim: int) -> Figure:
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     fig, ax = plt.subplots(figsize=(12, 3.6))
-    ax.set_xlim(0, 12); ax.set_ylim(0, 3.6); ax.axis("off")
+    ax.set_xlim(0, 12)
+    ax.set_ylim(0, 3.6)
+    ax.axis("off")
     L = vae_cfg.downsample_factor
     boxes = [
         (0.1, 2.2, "report\n“Sinus tachycardia|…”", "#e8f1fb"),
         (0.1, 0.5, "patient\nsex, age, HR", "#e8f1fb"),
         (2.4, 2.2, f"ordered prompt →\ntext embedder ({text_dim}-d)", "#fdf2e3"),
         (2.4, 0.5, "patient encoding\n(3 values)", "#fdf2e3"),
-        (5.0, 1.35, (f"conditional U-Net\n{unet_cfg.levels} levels, kernel {unet_cfg.kernel_size}\n" if unet_cfg.arch == "paper"
-                     else f"FiLM U-Net, {len(unet_cfg.channel_mults)} levels\n{unet_cfg.base_channels}–"
-                          f"{unet_cfg.base_channels * max(unet_cfg.channel_mults)} channels\n")
-                    + f"ε-prediction, {unet_cfg.time_steps} steps", "#eaf7ea"),
+        (
+            5.0,
+            1.35,
+            (
+                f"conditional U-Net\n{unet_cfg.levels} levels, kernel {unet_cfg.kernel_size}\n"
+                if unet_cfg.arch == "paper"
+                else f"FiLM U-Net, {len(unet_cfg.channel_mults)} levels\n{unet_cfg.base_channels}–"
+                f"{unet_cfg.base_channels * max(unet_cfg.channel_mults)} channels\n"
+            )
+            + f"ε-prediction, {unet_cfg.time_steps} steps",
+            "#eaf7ea",
+        ),
         (7.6, 1.35, f"sampler\nnoise {unet_cfg.in_channels}×{1024 // L} → latent", "#eaf7ea"),
-        (10.0, 1.35, f"VAE decoder\nlatent → 12 × 1024 ECG\n(mV, 102.4 Hz)" + ("\nIII, aVR, aVL, aVF derived" if vae_cfg.derived_leads else ""), "#f6e8f6"),
+        (
+            10.0,
+            1.35,
+            "VAE decoder\nlatent → 12 × 1024 ECG\n(mV, 102.4 Hz)"
+            + ("\nIII, aVR, aVL, aVF derived" if vae_cfg.derived_leads else ""),
+            "#f6e8f6",
+        ),
     ]
     for x, y, text, color in boxes:
         ax.add_patch(FancyBboxPatch((x, y), 1.9, 0.95, boxstyle="round,pad=0.05", fc=color, ec="0.3"))
         ax.text(x + 0.95, y + 0.47, text, ha="center", va="center", fontsize=8.5)
-    for (x0, y0), (x1, y1) in [((2.05, 2.67), (2.35, 2.67)), ((2.05, 0.97), (2.35, 0.97)), ((4.35, 2.67), (4.95, 2.0)),
-                               ((4.35, 0.97), (4.95, 1.6)), ((6.95, 1.82), (7.55, 1.82)), ((9.55, 1.82), (9.95, 1.82))]:
+    for (x0, y0), (x1, y1) in [
+        ((2.05, 2.67), (2.35, 2.67)),
+        ((2.05, 0.97), (2.35, 0.97)),
+        ((4.35, 2.67), (4.95, 2.0)),
+        ((4.35, 0.97), (4.95, 1.6)),
+        ((6.95, 1.82), (7.55, 1.82)),
+        ((9.55, 1.82), (9.95, 1.82)),
+    ]:
         ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12, color="0.2"))
     ax.set_title("DiffuSETS generation, as configured in this build")
     return fig
@@ -136,8 +175,17 @@ def plot_guidance_sweep(sweep: pd.DataFrame, metrics: Sequence[str] = GUIDANCE_M
     import seaborn as sns
 
     long = sweep.melt(id_vars="guidance_scale", value_vars=list(metrics), var_name="metric")
-    return sns.relplot(long.dropna(), x="guidance_scale", y="value", col="metric", kind="line", marker="o",
-                       height=2.6, facet_kws={"sharey": False}, col_wrap=3)
+    return sns.relplot(
+        long.dropna(),
+        x="guidance_scale",
+        y="value",
+        col="metric",
+        kind="line",
+        marker="o",
+        height=2.6,
+        facet_kws={"sharey": False},
+        col_wrap=3,
+    )
 
 
 def show_guidance_sweep(sweep: pd.DataFrame, metrics: Sequence[str] = GUIDANCE_METRICS) -> None:
@@ -155,8 +203,11 @@ def plot_lead_ii_grid(signals: np.ndarray, fs: float, grid: pd.DataFrame, n_cols
     for k, row in grid.iterrows():
         ax = axes[k // n_cols, k % n_cols]
         ax.plot(t, signals[k, 1], color="black", lw=0.7)
-        ax.set_title(f"{row.report.replace('|', ' / ')[:70]}\n{row.sex}, {row.age} y, HR {row.hr} requested, "
-                     f"{row['measured HR']} measured", fontsize=8)
+        ax.set_title(
+            f"{row.report.replace('|', ' / ')[:70]}\n{row.sex}, {row.age} y, HR {row.hr} requested, "
+            f"{row['measured HR']} measured",
+            fontsize=8,
+        )
         ax.set_yticks([])
     for ax in axes[-1]:
         ax.set_xlabel("time (s), lead II")
@@ -169,8 +220,9 @@ def plot_hr_sweep(sweep: pd.DataFrame, hr_sweep: Sequence[float]) -> Figure:
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    sns.stripplot(sweep, x="requested HR", y="measured HR", hue="series", dodge=True, native_scale=True, ax=ax,
-                  size=5, alpha=0.8)
+    sns.stripplot(
+        sweep, x="requested HR", y="measured HR", hue="series", dodge=True, native_scale=True, ax=ax, size=5, alpha=0.8
+    )
     lo, hi = min(hr_sweep) - 10, max(hr_sweep) + 10
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="identity")
     ax.set(xlim=(lo, hi), ylim=(lo, hi + 30), title="requested vs measured heart rate")
@@ -183,8 +235,20 @@ def plot_signature_strips(long: pd.DataFrame) -> Any:
     ``group``, ``condition`` columns; a seaborn ``FacetGrid``)."""
     import seaborn as sns
 
-    g = sns.catplot(long, x="feature", y="value", hue="group", col="condition", kind="strip", dodge=True,
-                    sharex=False, sharey=False, height=3.6, aspect=1.3, alpha=0.8)
+    g = sns.catplot(
+        long,
+        x="feature",
+        y="value",
+        hue="group",
+        col="condition",
+        kind="strip",
+        dodge=True,
+        sharex=False,
+        sharey=False,
+        height=3.6,
+        aspect=1.3,
+        alpha=0.8,
+    )
     g.set_xticklabels(rotation=45, ha="right")
     g.set_titles("{col_name}")
     return g
@@ -197,8 +261,11 @@ def show_condition_examples(results: Mapping[str, Any], control_report: str, sex
         plot_12lead(res.case_signals[0], res.fs, title=f"generated | {name} | {sex}, {age} y, HR {hr}")
         plt.show()
     first = next(iter(results.values()))
-    plot_12lead(first.control_signals[0], first.fs,
-                title=f"generated control | {control_report.replace('|', ' / ')} | {sex}, {age} y, HR {hr}")
+    plot_12lead(
+        first.control_signals[0],
+        first.fs,
+        title=f"generated control | {control_report.replace('|', ' / ')} | {sex}, {age} y, HR {hr}",
+    )
     plt.show()
 
 
@@ -207,13 +274,25 @@ def plot_shift_heatmap(table: pd.DataFrame, experiments: Sequence[str], features
     import seaborn as sns
 
     heat = table.pivot(index="experiment", columns="feature", values="effect").reindex(
-        index=list(experiments), columns=features)
-    sig = table.pivot(index="experiment", columns="feature", values="verdict").reindex(index=heat.index, columns=features)
+        index=list(experiments), columns=features
+    )
+    sig = table.pivot(index="experiment", columns="feature", values="verdict").reindex(
+        index=heat.index, columns=features
+    )
     annot = heat.round(2).astype(str) + np.where(sig.fillna("").apply(lambda c: c.str.startswith("shift")), " *", "")
     fig, ax = plt.subplots(figsize=(1.6 * len(features) + 2, 0.6 * len(experiments) + 1.5))
     lim = float(np.nanmax(np.abs(heat.to_numpy(float)))) if np.isfinite(heat.to_numpy(float)).any() else 1.0
-    sns.heatmap(heat.astype(float), annot=annot, fmt="", cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, ax=ax,
-                cbar_kws={"label": "d_z (case - control)"})
+    sns.heatmap(
+        heat.astype(float),
+        annot=annot,
+        fmt="",
+        cmap="RdBu_r",
+        center=0,
+        vmin=-lim,
+        vmax=lim,
+        ax=ax,
+        cbar_kws={"label": "d_z (case - control)"},
+    )
     ax.set(title="paired effect sizes (* = 95% CI excludes 0)", xlabel="", ylabel="")
     return fig
 
@@ -229,8 +308,11 @@ def plot_embedding_view(view: Any, extra: np.ndarray, names: Sequence[str], seed
     ax.scatter(extra[:, 0], extra[:, 1], marker="x", c="crimson", s=50)
     for (x, y), name in zip(extra, names):
         ax.annotate(name, (x, y), fontsize=7, color="crimson", xytext=(3, 3), textcoords="offset points")
-    ax.set(xlabel=f"PC1 ({view.explained[0]:.0%} of variance)", ylabel=f"PC2 ({view.explained[1]:.0%})",
-           title="report embeddings, coloured by heart rate")
+    ax.set(
+        xlabel=f"PC1 ({view.explained[0]:.0%} of variance)",
+        ylabel=f"PC2 ({view.explained[1]:.0%})",
+        title="report embeddings, coloured by heart rate",
+    )
     return fig
 
 
@@ -239,8 +321,9 @@ def patient_label(r: Mapping[str, Any]) -> str:
     return f"{r['sex']}, {r['age']:.0f} y, HR {r['hr']:.0f}"
 
 
-def show_gallery(classes: pd.DataFrame, records: pd.DataFrame, signals: Any, fs: float, gen: Any,
-                 n_generated: int) -> None:
+def show_gallery(
+    classes: pd.DataFrame, records: pd.DataFrame, signals: Any, fs: float, gen: Any, n_generated: int
+) -> None:
     """Per gallery class: a heading with the report and patient, the real record (``signals[example_index]``), then
     its ``n_generated`` generated ECGs (``gen.signals`` in class order, seeds from ``gen.conditions``)."""
     from IPython.display import Markdown, display
@@ -252,8 +335,11 @@ def show_gallery(classes: pd.DataFrame, records: pd.DataFrame, signals: Any, fs:
         plot_12lead(np.asarray(signals[i]), fs, title=f"real (test record {r['record_id']}) | {c}")
         plt.show()
         for j in range(n_generated):
-            plot_12lead(gen.signals[k * n_generated + j], gen.fs,
-                        title=f"generated #{j + 1} (seed {int(gen.conditions['seed'].iloc[k * n_generated + j])}) | {c}")
+            plot_12lead(
+                gen.signals[k * n_generated + j],
+                gen.fs,
+                title=f"generated #{j + 1} (seed {int(gen.conditions['seed'].iloc[k * n_generated + j])}) | {c}",
+            )
             plt.show()
 
 

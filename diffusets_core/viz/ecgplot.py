@@ -6,7 +6,7 @@ V1–V3, V4–V6) and a full-length lead II rhythm strip. Leads are looked up by
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -55,9 +55,18 @@ def _calibration_pulse(ax, x0_mm: float, baseline_mm: float) -> None:
     ax.plot(xs, ys, color="black", lw=0.8, zorder=3)
 
 
-def plot_12lead(signal: np.ndarray, fs: float, *, leads: Sequence[str] = CANONICAL_LEADS,
-                title: Optional[str] = None, layout: str = "3x4+R", rhythm_lead: str = "II",
-                row_mm: float = 30.0, dpi: int = 100, linewidth: float = 0.7) -> Figure:
+def plot_12lead(
+    signal: np.ndarray,
+    fs: float,
+    *,
+    leads: Sequence[str] = CANONICAL_LEADS,
+    title: str | None = None,
+    layout: str = "3x4+R",
+    rhythm_lead: str = "II",
+    row_mm: float = 30.0,
+    dpi: int = 100,
+    linewidth: float = 0.7,
+) -> Figure:
     """Plot a ``(12, L)`` mV array on ECG paper at true scale.
 
     layout: ``"3x4+R"`` (clinical print-out with a rhythm strip) or ``"12x1"`` (every lead full length).
@@ -89,7 +98,7 @@ def plot_12lead(signal: np.ndarray, fs: float, *, leads: Sequence[str] = CANONIC
         base = height_mm - (r + 0.5) * row_mm - 2.5
         _calibration_pulse(ax, 0.5, base)
         for c, name in enumerate(row[:n_col]):
-            seg = sig[index[name], c * n_seg:(c + 1) * n_seg]
+            seg = sig[index[name], c * n_seg : (c + 1) * n_seg]
             x0 = margin + c * col_s * MM_PER_S
             _trace(ax, seg, fs, x0, base, linewidth)
             ax.text(x0 + 1, base + 0.35 * row_mm, name, fontsize=8, zorder=4)

@@ -4,12 +4,18 @@ picture and the measurements change, and record every request the page makes."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 LOCAL = ("file://", "data:", "about:", "http://127.0.0.1", "http://localhost")
 
 
@@ -28,6 +34,7 @@ def _state(page) -> dict:
 def target_row(rows: list[dict], keys: Sequence[str]) -> dict:
     """A condition of another class than the page's first one (``rows[0]``) whose shown measurements (rounded as
     the page shows them) differ from the first one's: the condition the browser test selects."""
+
     def shown(r):
         return [None if r.get(f"measured_{k}") is None else round(r[f"measured_{k}"]) for k in keys]
 
@@ -37,8 +44,9 @@ def target_row(rows: list[dict], keys: Sequence[str]) -> dict:
     raise AssertionError("no condition of another class with other measurements to select")
 
 
-def exercise_explorer(url: str, screenshot: Optional[Path] = None, *, profile_dir: Optional[Path] = None,
-                      target: Optional[dict] = None) -> dict:
+def exercise_explorer(
+    url: str, screenshot: Path | None = None, *, profile_dir: Path | None = None, target: dict | None = None
+) -> dict:
     """Open ``url`` (the explorer's index.html), select ``target`` (a conditions.json row: its class, HR and sex;
     default the last class and the last sex), and return ``{"before", "after", "requests", "errors"}``: the page
     state before/after, every URL requested, page errors."""
@@ -49,8 +57,13 @@ def exercise_explorer(url: str, screenshot: Optional[Path] = None, *, profile_di
     with sync_playwright() as pw:
         args = list(ARGS)
         if profile_dir is not None:  # a fresh user-data-dir: nothing cached, nothing remembered
-            ctx = pw.chromium.launch_persistent_context(str(profile_dir), executable_path=CHROMIUM, args=args,
-                                                        headless=True, viewport={"width": 1300, "height": 1000})
+            ctx = pw.chromium.launch_persistent_context(
+                str(profile_dir),
+                executable_path=CHROMIUM,
+                args=args,
+                headless=True,
+                viewport={"width": 1300, "height": 1000},
+            )
             page = ctx.new_page()
             closer = ctx
         else:
@@ -68,7 +81,9 @@ def exercise_explorer(url: str, screenshot: Optional[Path] = None, *, profile_di
                 page.select_option("#sex", sexes[-1])
         else:
             page.select_option("#cls", str(target["class"]))
-            page.select_option("#hr", str(target["hr"]) if not float(target["hr"]).is_integer() else str(int(target["hr"])))
+            page.select_option(
+                "#hr", str(target["hr"]) if not float(target["hr"]).is_integer() else str(int(target["hr"]))
+            )
             page.select_option("#sex", str(target["sex"]))
         page.wait_for_function("document.getElementById('ecg').complete")
         after = _state(page)

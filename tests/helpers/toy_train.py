@@ -28,8 +28,18 @@ def toy_model(seed: int = 0) -> nn.Module:
 
 
 def make_trainer(out: Path, max_steps: int, **kw) -> Trainer:
-    cfg = TrainConfig(max_steps=max_steps, batch_size=8, lr=1e-2, val_every=5, checkpoint_every=5, log_every=1,
-                      progress=False, seed=0, device="cpu", **kw)
+    cfg = TrainConfig(
+        max_steps=max_steps,
+        batch_size=8,
+        lr=1e-2,
+        val_every=5,
+        checkpoint_every=5,
+        log_every=1,
+        progress=False,
+        seed=0,
+        device="cpu",
+        **kw,
+    )
     return Trainer(toy_model(), toy_loss, toy_data(), out, cfg, val=toy_data(16, seed=1), meta={"task": "toy"})
 
 

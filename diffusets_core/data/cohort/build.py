@@ -16,26 +16,36 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..leads import CANONICAL_LEADS as CANON
+from . import interpreter as it
 from .conditions import CLASSES, add_noise, derive_12, synthesize
 from .interpreter import CLASS_STATEMENT, interpret, matches
-from .morphology import FS, gan_record, gan_records, make_template
+from .morphology import FS, GAN_BATCH, gan_record, gan_records, make_template
 from .plan import CLASS_WEIGHTS, choose_class, make_edit, patient, subject_of
 
 log = logging.getLogger(__name__)
 
 COHORT_VERSION = "2"  # 2: batched GAN pass, T-end search to 0.72 RR, MIMIC fiducial columns
 DISK_ORDER = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
-from ..leads import CANONICAL_LEADS as CANON
-from . import interpreter as it
-from .morphology import GAN_BATCH
 
-MEASURE_COLS = ["bandwidth", "filtering", "rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end", "t_end",
-                "p_axis", "qrs_axis", "t_axis"]
+MEASURE_COLS = [
+    "bandwidth",
+    "filtering",
+    "rr_interval",
+    "p_onset",
+    "p_end",
+    "qrs_onset",
+    "qrs_end",
+    "t_end",
+    "p_axis",
+    "qrs_axis",
+    "t_axis",
+]
 
 
 def rel_path(subject: int, study: int) -> str:
@@ -72,9 +82,19 @@ def make_record(seed: int, index: int, source: np.ndarray | None = None) -> dict
     sig = derive_12(sig8)
     interp = interpret(sig)
     when = _dt.datetime(2180, 1, 1) + _dt.timedelta(minutes=int(rng.integers(0, 60 * 24 * 365 * 10)))
-    return {"index": index, "subject_id": subject, "study_id": 40_000_000 + index, "signal": sig.astype(np.float32),
-            "classes": classes, "target_hr": round(float(edit.hr), 1), "age": age, "sex": sex,
-            "statements": interp.statements, "measurements": interp.measurements, "when": when}
+    return {
+        "index": index,
+        "subject_id": subject,
+        "study_id": 40_000_000 + index,
+        "signal": sig.astype(np.float32),
+        "classes": classes,
+        "target_hr": round(float(edit.hr), 1),
+        "age": age,
+        "sex": sex,
+        "statements": interp.statements,
+        "measurements": interp.measurements,
+        "when": when,
+    }
 
 
 def _write_record(root: Path, rec: dict[str, Any]) -> None:
@@ -85,9 +105,19 @@ def _write_record(root: Path, rec: dict[str, Any]) -> None:
     d.mkdir(parents=True, exist_ok=True)
     sig = rec["signal"][[CANON.index(n) for n in DISK_ORDER]].T.astype(np.float64)
     when = rec["when"]
-    wfdb.wrsamp(str(rec["study_id"]), fs=FS, units=["mV"] * 12, sig_name=list(DISK_ORDER),
-                p_signal=np.clip(sig, -163.0, 163.0), fmt=["16"] * 12, adc_gain=[200.0] * 12, baseline=[0] * 12,
-                base_time=when.time(), base_date=when.date(), write_dir=str(d))
+    wfdb.wrsamp(
+        str(rec["study_id"]),
+        fs=FS,
+        units=["mV"] * 12,
+        sig_name=list(DISK_ORDER),
+        p_signal=np.clip(sig, -163.0, 163.0),
+        fmt=["16"] * 12,
+        adc_gain=[200.0] * 12,
+        baseline=[0] * 12,
+        base_time=when.time(),
+        base_date=when.date(),
+        write_dir=str(d),
+    )
 
 
 def _work(args: tuple[int, list[int], str]) -> list[dict[str, Any]]:
@@ -107,20 +137,33 @@ def _work(args: tuple[int, list[int], str]) -> list[dict[str, Any]]:
 
 def _measure_row(rec: dict[str, Any]) -> dict[str, Any]:
     m = rec["measurements"]
-    row = {"subject_id": rec["subject_id"], "study_id": rec["study_id"], "cart_id": 6848296,
-           "ecg_time": rec["when"].strftime("%Y-%m-%d %H:%M:%S")}
+    row = {
+        "subject_id": rec["subject_id"],
+        "study_id": rec["study_id"],
+        "cart_id": 6848296,
+        "ecg_time": rec["when"].strftime("%Y-%m-%d %H:%M:%S"),
+    }
     st = rec["statements"]
     for i in range(18):
         row[f"report_{i}"] = st[i] if i < len(st) else None
+
     def ms(v):
         return None if v is None or not np.isfinite(v) else int(round(v))
+
     fr = m.get("frame", {})
     # MIMIC semantics: rr_interval in ms; p_onset..t_end are times (ms) in the measured median-beat frame;
     # axes in degrees. Missing values (no P wave, unreadable record) are left empty.
-    row.update({"bandwidth": "0.005-150 Hz", "filtering": "60 Hz notch Baseline filter",
-                "rr_interval": ms(m.get("rr_ms")), **{k: ms(fr.get(k)) for k in
-                                                      ("p_onset", "p_end", "qrs_onset", "qrs_end", "t_end")},
-                "p_axis": ms(m.get("p_axis")), "qrs_axis": ms(m.get("qrs_axis")), "t_axis": ms(m.get("t_axis"))})
+    row.update(
+        {
+            "bandwidth": "0.005-150 Hz",
+            "filtering": "60 Hz notch Baseline filter",
+            "rr_interval": ms(m.get("rr_ms")),
+            **{k: ms(fr.get(k)) for k in ("p_onset", "p_end", "qrs_onset", "qrs_end", "t_end")},
+            "p_axis": ms(m.get("p_axis")),
+            "qrs_axis": ms(m.get("qrs_axis")),
+            "t_axis": ms(m.get("t_axis")),
+        }
+    )
     return row
 
 
@@ -128,27 +171,51 @@ def _generation_config() -> dict[str, Any]:
     """How the cohort is made (stored in COHORT.json): no clock, host or path, so reruns are identical."""
     from importlib.metadata import PackageNotFoundError, version
 
-
     def ver(pkg: str) -> str | None:
         try:
             return version(pkg)
         except PackageNotFoundError:
             return None
 
-    thresholds = {k: getattr(it, k) for k in ("HR_BRADY", "HR_TACHY", "AF_RR_CV", "PR_LONG_MS", "QRS_WIDE_MS",
-                                              "ST_ELEV_MV", "T_INV_MV", "T_PEAKED_MV", "QTCF_LONG_MS",
-                                              "LOW_VOLT_MV", "RSR_V1_MV", "P_WAVE_MV")}
-    return {"morphology": {"package": "deepfake-ecg", "version": ver("deepfake-ecg"), "leads": "I, II, V1-V6",
-                           "noise": "uniform(-1,1) from torch.Generator(gan_seed)", "batch": GAN_BATCH},
-            "derived_leads": "III = II - I, aVR = -(I + II)/2, aVL = I - II/2, aVF = II - I/2 (after editing)",
-            "record_seed": "numpy default_rng([seed, index])", "interpreter_thresholds": thresholds,
-            "patients": "age ~ Normal(58, 17) clipped 18-95, 52 % men; voltage x(1.15 - 0.005(age - 20)), "
-                        "women x0.9 voltage and x1.03 QT",
-            "diffusets_core": ver("diffusets-core"), "neurokit2": ver("neurokit2"), "wfdb": ver("wfdb")}
+    thresholds = {
+        k: getattr(it, k)
+        for k in (
+            "HR_BRADY",
+            "HR_TACHY",
+            "AF_RR_CV",
+            "PR_LONG_MS",
+            "QRS_WIDE_MS",
+            "ST_ELEV_MV",
+            "T_INV_MV",
+            "T_PEAKED_MV",
+            "QTCF_LONG_MS",
+            "LOW_VOLT_MV",
+            "RSR_V1_MV",
+            "P_WAVE_MV",
+        )
+    }
+    return {
+        "morphology": {
+            "package": "deepfake-ecg",
+            "version": ver("deepfake-ecg"),
+            "leads": "I, II, V1-V6",
+            "noise": "uniform(-1,1) from torch.Generator(gan_seed)",
+            "batch": GAN_BATCH,
+        },
+        "derived_leads": "III = II - I, aVR = -(I + II)/2, aVL = I - II/2, aVF = II - I/2 (after editing)",
+        "record_seed": "numpy default_rng([seed, index])",
+        "interpreter_thresholds": thresholds,
+        "patients": "age ~ Normal(58, 17) clipped 18-95, 52 % men; voltage x(1.15 - 0.005(age - 20)), "
+        "women x0.9 voltage and x1.03 QT",
+        "diffusets_core": ver("diffusets-core"),
+        "neurokit2": ver("neurokit2"),
+        "wfdb": ver("wfdb"),
+    }
 
 
-def build_cohort(out_dir: str | os.PathLike, n: int = 4000, seed: int = 0, workers: int = 2,
-                 progress: bool = True) -> dict[str, Any]:
+def build_cohort(
+    out_dir: str | os.PathLike, n: int = 4000, seed: int = 0, workers: int = 2, progress: bool = True
+) -> dict[str, Any]:
     """Build ``n`` records into ``out_dir`` (MIMIC-IV-ECG layout plus ``cohort_labels.csv`` and
     ``COHORT.json``). Returns the summary that ``COHORT.json`` holds."""
     from tqdm import tqdm
@@ -176,28 +243,72 @@ def build_cohort(out_dir: str | os.PathLike, n: int = 4000, seed: int = 0, worke
             bar.update(len(part))
     bar.close()
     rows.sort(key=lambda r: r["index"])
-    rl = pd.DataFrame([{"subject_id": r["subject_id"], "study_id": r["study_id"], "file_name": r["study_id"],
-                        "ecg_time": r["when"].strftime("%Y-%m-%d %H:%M:%S"),
-                        "path": rel_path(r["subject_id"], r["study_id"])} for r in rows])
+    rl = pd.DataFrame(
+        [
+            {
+                "subject_id": r["subject_id"],
+                "study_id": r["study_id"],
+                "file_name": r["study_id"],
+                "ecg_time": r["when"].strftime("%Y-%m-%d %H:%M:%S"),
+                "path": rel_path(r["subject_id"], r["study_id"]),
+            }
+            for r in rows
+        ]
+    )
     mm = pd.DataFrame([_measure_row(r) for r in rows])
     for col in ("rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end", "t_end", "p_axis", "qrs_axis", "t_axis"):
         mm[col] = mm[col].astype("Int64")  # integers, empty where missing (as in MIMIC's CSV)
     subjects = {}
     for r in rows:
         subjects.setdefault(r["subject_id"], (r["age"], r["sex"]))
-    pts = pd.DataFrame([{"subject_id": s, "gender": sex, "anchor_age": int(age), "anchor_year": 2180,
-                         "anchor_year_group": "2014 - 2016", "dod": None} for s, (age, sex) in sorted(subjects.items())])
-    labels = pd.DataFrame([{"subject_id": r["subject_id"], "study_id": r["study_id"], "intended": "|".join(r["classes"]),
-                            "target_hr": r["target_hr"], "age": r["age"], "sex": r["sex"], "seed": seed} for r in rows])
-    for name, frame in (("record_list.csv", rl), ("machine_measurements.csv", mm), ("patients.csv", pts),
-                        ("cohort_labels.csv", labels)):
+    pts = pd.DataFrame(
+        [
+            {
+                "subject_id": s,
+                "gender": sex,
+                "anchor_age": int(age),
+                "anchor_year": 2180,
+                "anchor_year_group": "2014 - 2016",
+                "dod": None,
+            }
+            for s, (age, sex) in sorted(subjects.items())
+        ]
+    )
+    labels = pd.DataFrame(
+        [
+            {
+                "subject_id": r["subject_id"],
+                "study_id": r["study_id"],
+                "intended": "|".join(r["classes"]),
+                "target_hr": r["target_hr"],
+                "age": r["age"],
+                "sex": r["sex"],
+                "seed": seed,
+            }
+            for r in rows
+        ]
+    )
+    for name, frame in (
+        ("record_list.csv", rl),
+        ("machine_measurements.csv", mm),
+        ("patients.csv", pts),
+        ("cohort_labels.csv", labels),
+    ):
         tmp = root / f".{name}.tmp"
         frame.to_csv(tmp, index=False)
         os.replace(tmp, root / name)
     counts = {c: int(sum(c in r["classes"] for r in rows)) for c in CLASSES}
-    summary = {"n": n, "seed": seed, "version": COHORT_VERSION, "layout": "MIMIC-IV-ECG",
-               "fs": FS, "class_counts": counts, "class_weights": CLASS_WEIGHTS,
-               "statements": CLASS_STATEMENT, "generation": _generation_config()}
+    summary = {
+        "n": n,
+        "seed": seed,
+        "version": COHORT_VERSION,
+        "layout": "MIMIC-IV-ECG",
+        "fs": FS,
+        "class_counts": counts,
+        "class_weights": CLASS_WEIGHTS,
+        "statements": CLASS_STATEMENT,
+        "generation": _generation_config(),
+    }
     (root / "COHORT.json").write_text(json.dumps(summary, indent=2))
     log.info("cohort: %d records in %.1f s", n, time.perf_counter() - t0)
     return summary
@@ -213,14 +324,20 @@ def agreement_table(out_dir: str | os.PathLike) -> pd.DataFrame:
     reports = mm.set_index("study_id")[rep_cols].apply(lambda r: [s for s in r if isinstance(s, str)], axis=1)
     rows = []
     for cls in CLASSES:
-        mask = labels["intended"].str.split("|").apply(lambda xs: cls in xs)
+        mask = labels["intended"].str.split("|").apply(lambda xs: cls in xs)  # noqa: B023 (applied right here)
         ids = labels.loc[mask, "study_id"]
         hits = [matches(reports.loc[i], cls) for i in ids]
         # the other side of agreement: records NOT built for this class whose report still carries its statement
         others = [matches(reports.loc[i], cls) for i in labels.loc[~mask, "study_id"]]
-        rows.append({"class": cls, "statement": CLASS_STATEMENT[cls], "records": int(mask.sum()),
-                     "agreement": float(np.mean(hits)) if hits else float("nan"),
-                     "false_positive": float(np.mean(others)) if others else float("nan")})
+        rows.append(
+            {
+                "class": cls,
+                "statement": CLASS_STATEMENT[cls],
+                "records": int(mask.sum()),
+                "agreement": float(np.mean(hits)) if hits else float("nan"),
+                "false_positive": float(np.mean(others)) if others else float("nan"),
+            }
+        )
     return pd.DataFrame(rows).set_index("class")
 
 
@@ -231,7 +348,7 @@ class CohortBuild:
 
     data_dir: Path
     summary: dict[str, Any]
-    seconds: Optional[float]
+    seconds: float | None
 
     @property
     def reused(self) -> bool:
@@ -245,7 +362,7 @@ class CohortBuild:
         return f"built {self.summary['n']} records in {self.seconds:.1f} s into {self.data_dir}"
 
 
-def reusable_cohort(data_dir: str | os.PathLike, n: int, seed: int) -> Optional[dict[str, Any]]:
+def reusable_cohort(data_dir: str | os.PathLike, n: int, seed: int) -> dict[str, Any] | None:
     """The ``COHORT.json`` summary of an existing build in ``data_dir`` with the same ``n``, ``seed`` and
     :data:`COHORT_VERSION` (the build is deterministic for these, so it can be reused), else ``None``."""
     meta_path = Path(data_dir) / "COHORT.json"
@@ -255,8 +372,9 @@ def reusable_cohort(data_dir: str | os.PathLike, n: int, seed: int) -> Optional[
     return None
 
 
-def ensure_cohort(data_dir: str | os.PathLike, *, n: int, seed: int, workers: int = 2,
-                  progress: bool = False) -> CohortBuild:
+def ensure_cohort(
+    data_dir: str | os.PathLike, *, n: int, seed: int, workers: int = 2, progress: bool = False
+) -> CohortBuild:
     """Reuse the cohort in ``data_dir`` when :func:`reusable_cohort` finds one, else build it with
     :func:`build_cohort` (the same policy for the data chapter and the CLI)."""
     data_dir = Path(data_dir)
@@ -268,8 +386,9 @@ def ensure_cohort(data_dir: str | os.PathLike, *, n: int, seed: int, workers: in
     return CohortBuild(data_dir, summary, time.perf_counter() - t0)
 
 
-def source_data_dir(source: str, data_dir: Optional[str | os.PathLike], run_dir: str | os.PathLike, *,
-                    n: int, seed: int, workers: int = 2) -> tuple[Path, Optional[CohortBuild]]:
+def source_data_dir(
+    source: str, data_dir: str | os.PathLike | None, run_dir: str | os.PathLike, *, n: int, seed: int, workers: int = 2
+) -> tuple[Path, CohortBuild | None]:
     """The folder :func:`~diffusets_core.data.prepare.prepare_dataset` reads for ``source``.
 
     ``source == "cohort"``: the cohort in ``<run_dir>/cohort``, built or reused by :func:`ensure_cohort` (then

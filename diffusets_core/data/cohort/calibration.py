@@ -96,8 +96,15 @@ def delineation_comparison(n: int = 20, seed: int = 0) -> pd.DataFrame:
             except Exception as exc:  # a delineator that fails on a record is a finding, not a crash
                 rows.append({"record": k, "method": f"neurokit2 {method} (lead II)", "error": repr(exc)[:80]})
         m = measure(sig)
-        rows.append({"record": k, "method": "cohort median beat (12 leads)", "qrs_ms": m.get("qrs_ms"),
-                     "pr_ms": m.get("pr_ms"), "qt_ms": m.get("qt_ms")})
+        rows.append(
+            {
+                "record": k,
+                "method": "cohort median beat (12 leads)",
+                "qrs_ms": m.get("qrs_ms"),
+                "pr_ms": m.get("pr_ms"),
+                "qt_ms": m.get("qt_ms"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -113,14 +120,27 @@ def edit_recovery(n: int = 20, seed: int = 0) -> pd.DataFrame:
             rows.append({"record": k, "quantity": f"HR at {hr:.0f} bpm", "implied": hr, "measured": m["hr"]})
         m = measure(_record(tpl, Edit(hr=65.0, pr_extra_s=0.12), s))
         b65 = measure(_record(tpl, Edit(hr=65.0), s))
-        rows.append({"record": k, "quantity": "ΔPR (+120 ms gap)", "implied": 120.0,
-                     "measured": m["pr_ms"] - b65["pr_ms"]})
+        rows.append(
+            {"record": k, "quantity": "ΔPR (+120 ms gap)", "implied": 120.0, "measured": m["pr_ms"] - b65["pr_ms"]}
+        )
         m = measure(_record(tpl, Edit(hr=75.0, bbb="rbbb", qrs_stretch=1.6), s))
         # the template's QRS (not the interpreter's) is the stretched quantity
-        rows.append({"record": k, "quantity": "QRS ×1.6 (RBBB)", "implied": (tpl.qrs_off - tpl.qrs_on + 1) * 1.6 * 1000 / FS,
-                     "measured": m["qrs_ms"]})
-        rows.append({"record": k, "quantity": "QRS normal (template)", "implied": (tpl.qrs_off - tpl.qrs_on) * 1000 / FS,
-                     "measured": qrs0})
+        rows.append(
+            {
+                "record": k,
+                "quantity": "QRS ×1.6 (RBBB)",
+                "implied": (tpl.qrs_off - tpl.qrs_on + 1) * 1.6 * 1000 / FS,
+                "measured": m["qrs_ms"],
+            }
+        )
+        rows.append(
+            {
+                "record": k,
+                "quantity": "QRS normal (template)",
+                "implied": (tpl.qrs_off - tpl.qrs_on) * 1000 / FS,
+                "measured": qrs0,
+            }
+        )
         m = measure(_record(tpl, Edit(hr=75.0, qt_mult=1.4), s))
         qrs_s = (tpl.qrs_off - tpl.qrs_on) / FS
         stt0 = (tpl.t_end - tpl.qrs_off) / FS
@@ -128,10 +148,18 @@ def edit_recovery(n: int = 20, seed: int = 0) -> pd.DataFrame:
         implied_qt = (qrs_s + stt0 * 1.4 * (rr / tpl.rr_s) ** (1 / 3)) * 1000
         rows.append({"record": k, "quantity": "QT with ST-T ×1.4", "implied": implied_qt, "measured": m["qt_ms"]})
         implied_qt0 = (qrs_s + stt0 * (rr / tpl.rr_s) ** (1 / 3)) * 1000
-        rows.append({"record": k, "quantity": "QT normal (template)", "implied": implied_qt0, "measured": base["qt_ms"]})
+        rows.append(
+            {"record": k, "quantity": "QT normal (template)", "implied": implied_qt0, "measured": base["qt_ms"]}
+        )
         m = measure(_record(tpl, Edit(hr=75.0, ste_group="inferior", ste_mv=0.3), s))
-        rows.append({"record": k, "quantity": "ΔST II (+0.30 mV plateau)", "implied": 0.3,
-                     "measured": m["st"]["II"] - base["st"]["II"]})
+        rows.append(
+            {
+                "record": k,
+                "quantity": "ΔST II (+0.30 mV plateau)",
+                "implied": 0.3,
+                "measured": m["st"]["II"] - base["st"]["II"],
+            }
+        )
     df = pd.DataFrame(rows)
     df["error"] = df["measured"] - df["implied"]
     return df

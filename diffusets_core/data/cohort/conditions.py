@@ -32,8 +32,21 @@ from .morphology import FS, N_SAMPLES, Template
 
 I, II, V1, V2, V3, V4, V5, V6 = range(8)
 GROUPS = {"anterior": [V1, V2, V3, V4], "inferior": [II], "lateral": [I, V5, V6]}
-CLASSES = ("normal", "sinus_bradycardia", "sinus_tachycardia", "atrial_fibrillation", "av_block_1",
-           "rbbb", "lbbb", "st_elevation", "t_inversion", "peaked_t", "long_qt", "pvc", "low_voltage")
+CLASSES = (
+    "normal",
+    "sinus_bradycardia",
+    "sinus_tachycardia",
+    "atrial_fibrillation",
+    "av_block_1",
+    "rbbb",
+    "lbbb",
+    "st_elevation",
+    "t_inversion",
+    "peaked_t",
+    "long_qt",
+    "pvc",
+    "low_voltage",
+)
 
 
 @dataclass
@@ -101,7 +114,7 @@ def _edit_stt(stt: np.ndarray, t_end: int, e: Edit) -> np.ndarray:
         k = min(t_end + int(0.06 * FS), n)
         prof[:k] = _smoothstep(k, int(0.02 * FS))
         fade = min(int(0.08 * FS), k)
-        prof[k - fade:k] *= np.linspace(1, 0, fade)
+        prof[k - fade : k] *= np.linspace(1, 0, fade)
         for ld in GROUPS[e.ste_group]:
             stt[ld] += e.ste_mv * prof
         if e.ste_group == "anterior":  # reciprocal depression in the inferior leads
@@ -134,8 +147,8 @@ def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.nda
     """(P part, QRS, ST-T, T end within ST-T) after the morphology edits (not the timing)."""
     b = tpl.beat * e.amplitude
     p = b[:, : tpl.qrs_on].copy()
-    qrs = b[:, tpl.qrs_on: tpl.qrs_off + 1].copy()
-    stt = b[:, tpl.qrs_off:].copy()
+    qrs = b[:, tpl.qrs_on : tpl.qrs_off + 1].copy()
+    stt = b[:, tpl.qrs_off :].copy()
     t_end = tpl.t_end - tpl.qrs_off
     if e.low_voltage != 1.0:
         qrs = qrs[:, :1] + (qrs - qrs[:, :1]) * e.low_voltage
@@ -206,7 +219,7 @@ def synthesize(tpl: Template, e: Edit, rng: np.random.Generator) -> np.ndarray:
         start = r - r_pos
         lo, hi = max(0, start), min(N_SAMPLES, start + beat.shape[1])
         if hi > lo:
-            seg = beat[:, lo - start: hi - start].copy()
+            seg = beat[:, lo - start : hi - start].copy()
             # short tapers at both ends so clipped or overlapping beats join without steps
             k = min(10, seg.shape[1] // 2)
             if k:
@@ -219,14 +232,21 @@ def synthesize(tpl: Template, e: Edit, rng: np.random.Generator) -> np.ndarray:
 def _pvc_beat(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """A wide ectopic beat: no P wave, QRS ×2.3 with a changed axis, ST-T opposite to the QRS."""
     b = tpl.beat * e.amplitude
-    qrs = _resample(b[:, tpl.qrs_on: tpl.qrs_off + 1], 2.3)
+    qrs = _resample(b[:, tpl.qrs_on : tpl.qrs_off + 1], 2.3)
     flip = np.array([-1.0, 1.2, 1.4, 1.2, -0.8, -1.2, -1.4, -1.4])
     qrs = qrs * flip[:, None] * 1.3
-    stt = b[:, tpl.qrs_off:].copy()
+    stt = b[:, tpl.qrs_off :].copy()
     _, t = _t_component(stt, tpl.t_end - tpl.qrs_off)
     net = qrs.sum(axis=1)
-    stt = stt - t - np.sign(net)[:, None] * np.abs(t).max(axis=1, keepdims=True) * (t != 0) * 1.5 * (
-        np.abs(t) / (np.abs(t).max(axis=1, keepdims=True) + 1e-9))
+    stt = (
+        stt
+        - t
+        - np.sign(net)[:, None]
+        * np.abs(t).max(axis=1, keepdims=True)
+        * (t != 0)
+        * 1.5
+        * (np.abs(t) / (np.abs(t).max(axis=1, keepdims=True) + 1e-9))
+    )
     stt[:, 0] = qrs[:, -1]
     lead_in = np.zeros((8, int(0.05 * FS)))
     beat = np.concatenate([lead_in, qrs, stt[:, 1:]], axis=1)

@@ -21,8 +21,11 @@ from .morphology import FS, bandpass_sos, qrs_bounds, t_wave_end
 
 IDX = {n: i for i, n in enumerate(LEADS12)}
 INDEPENDENT = [IDX[n] for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
-ST_GROUPS = {"anterior": ("V1", "V2", "V3", "V4"), "inferior": ("II", "III", "aVF"),
-             "lateral": ("I", "aVL", "V5", "V6")}
+ST_GROUPS = {
+    "anterior": ("V1", "V2", "V3", "V4"),
+    "inferior": ("II", "III", "aVF"),
+    "lateral": ("I", "aVL", "V5", "V6"),
+}
 
 CLASS_STATEMENT = {
     "normal": "Normal ECG",
@@ -72,8 +75,9 @@ def _r_peaks(sig: np.ndarray) -> np.ndarray:
     for lead in ("II", "V5", "I", "V6", "aVF", "V2"):
         try:
             # what nk.ecg_peaks calls (same peaks), without its per-call DataFrame
-            pk = np.asarray(nk.ecg_findpeaks(sig[IDX[lead]], sampling_rate=FS, method="neurokit")["ECG_R_Peaks"],
-                            dtype=int)
+            pk = np.asarray(
+                nk.ecg_findpeaks(sig[IDX[lead]], sampling_rate=FS, method="neurokit")["ECG_R_Peaks"], dtype=int
+            )
         except Exception:
             continue
         if len(pk) < 4:
@@ -106,7 +110,7 @@ def measure(sig: np.ndarray) -> dict:
     # beat morphology around R (leads II, V1, V5), to separate ectopic beats from normal ones
     w = int(0.08 * FS)
     keep = [p for p in peaks if p - w >= 0 and p + w < sig.shape[1]]
-    wins = np.stack([np.concatenate([sig[IDX[l], p - w:p + w] for l in ("II", "V1", "V5")]) for p in keep])
+    wins = np.stack([np.concatenate([sig[IDX[l], p - w : p + w] for l in ("II", "V1", "V5")]) for p in keep])
     ref = np.median(wins, axis=0)
     corr = np.array([np.corrcoef(x, ref)[0, 1] for x in wins])
     pidx = {p: i for i, p in enumerate(peaks)}
@@ -128,10 +132,10 @@ def measure(sig: np.ndarray) -> dict:
     m["hr"] = 60.0 / float(np.mean(nn))
     m["rr_cv"] = float(np.std(nn) / np.mean(nn))
     pre, post = int(0.45 * FS), int(min(0.7, 0.95 * med_rr) * FS)
-    beats = [sig[:, p - pre:p + post] for p in normal if p - pre >= 0 and p + post <= sig.shape[1]]
+    beats = [sig[:, p - pre : p + post] for p in normal if p - pre >= 0 and p + post <= sig.shape[1]]
     if len(beats) < 2:
         pre = int(0.3 * FS)
-        beats = [sig[:, p - pre:p + post] for p in normal if p - pre >= 0 and p + post <= sig.shape[1]]
+        beats = [sig[:, p - pre : p + post] for p in normal if p - pre >= 0 and p + post <= sig.shape[1]]
     if not beats:
         m["error"] = "no complete normal beat"
         return m
@@ -139,7 +143,7 @@ def measure(sig: np.ndarray) -> dict:
     r = pre
     on, off = qrs_bounds(beat[INDEPENDENT], r)
     m["qrs_ms"] = (off - on) * 1000 / FS
-    base = beat[:, max(0, on - int(0.02 * FS)):max(1, on - int(0.004 * FS))].mean(axis=1)
+    base = beat[:, max(0, on - int(0.02 * FS)) : max(1, on - int(0.004 * FS))].mean(axis=1)
     b = beat - base[:, None]
     t_end = t_wave_end(b[INDEPENDENT], off, r, float(np.mean(nn)))
     qt = (t_end - on) * 1000 / FS
@@ -149,19 +153,19 @@ def measure(sig: np.ndarray) -> dict:
     j60 = min(off + int(0.06 * FS), b.shape[1] - 1)
     m["st"] = {n: float(b[IDX[n], j60]) for n in LEADS12}
     t_lo = min(off + int(0.08 * FS), b.shape[1] - 2)
-    t_seg = b[:, t_lo:max(t_end, t_lo + 1)]
+    t_seg = b[:, t_lo : max(t_end, t_lo + 1)]
     ext = np.where(np.abs(t_seg.max(axis=1)) >= np.abs(t_seg.min(axis=1)), t_seg.max(axis=1), t_seg.min(axis=1))
     m["t_amp"] = {n: float(ext[IDX[n]]) for n in LEADS12}
-    qrs = b[:, on:off + 1]
+    qrs = b[:, on : off + 1]
     m["qrs_p2p"] = {n: float(np.ptp(qrs[IDX[n]])) for n in LEADS12}
     # V1 terminal force: the last 40 % of the QRS
-    tail = qrs[IDX["V1"], int(0.6 * qrs.shape[1]):]
+    tail = qrs[IDX["V1"], int(0.6 * qrs.shape[1]) :]
     m["v1_terminal"] = float(tail.max())  # a late positive wave (R') in V1 marks right bundle branch block
     # P wave: the largest deflection of lead II in the 330 ms before QRS onset (and after the previous
     # beat's T wave), after removing the trend
     prev_t_end = r - int(np.mean(nn) * FS) + (t_end - r) + int(0.02 * FS)
     lo = max(0, on - int(P_SEARCH_S * FS), prev_t_end)
-    seg = b[IDX["II"], lo:on - int(0.01 * FS)]
+    seg = b[IDX["II"], lo : on - int(0.01 * FS)]
     if len(seg) > 10:
         trend = np.linspace(seg[0], seg[-1], len(seg))
         d = seg - trend
@@ -185,9 +189,13 @@ def measure(sig: np.ndarray) -> dict:
     # only where a P wave was found. Axes (degrees, -180..180) from leads I and aVF: net QRS area,
     # P deflection at the P peak, and net T area (J + 80 ms to T end).
     to_ms = 1000.0 / FS
-    m["frame"] = {"p_onset": None if not m["p_present"] else p_on * to_ms,
-                  "p_end": None if not m["p_present"] else p_end * to_ms,
-                  "qrs_onset": on * to_ms, "qrs_end": off * to_ms, "t_end": t_end * to_ms}
+    m["frame"] = {
+        "p_onset": None if not m["p_present"] else p_on * to_ms,
+        "p_end": None if not m["p_present"] else p_end * to_ms,
+        "qrs_onset": on * to_ms,
+        "qrs_end": off * to_ms,
+        "t_end": t_end * to_ms,
+    }
 
     def axis(x_i: float, x_avf: float) -> float:
         return float(np.degrees(np.arctan2(x_avf, x_i)))

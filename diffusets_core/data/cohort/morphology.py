@@ -66,13 +66,13 @@ def gan_records(seeds) -> np.ndarray:
     try:
         net = _generator()
         for b0 in range(0, len(seeds), GAN_BATCH):
-            chunk = seeds[b0:b0 + GAN_BATCH]
+            chunk = seeds[b0 : b0 + GAN_BATCH]
             noise = torch.zeros(GAN_BATCH, 8, N_SAMPLES)
             for i, s in enumerate(chunk):
                 noise[i] = _noise(s)
             with torch.no_grad():
                 y = net(noise)[: len(chunk)].numpy()
-            out[b0:b0 + len(chunk)] = y * 6000.0 / 1000.0  # the package's own µV scaling, then mV
+            out[b0 : b0 + len(chunk)] = y * 6000.0 / 1000.0  # the package's own µV scaling, then mV
     finally:
         torch.set_num_threads(prev)
     return out
@@ -166,7 +166,7 @@ def make_template(rec: np.ndarray) -> Template:
     good = [p for p in peaks if p - pre >= 0 and p + post <= rec.shape[1]]
     if len(good) < 3:
         raise ValueError("fewer than 3 complete beats")
-    beats = np.stack([rec[:, p - pre:p + post] for p in good])
+    beats = np.stack([rec[:, p - pre : p + post] for p in good])
     beat = np.median(beats, axis=0)
     # baseline: the mean of the first 30 ms (TP segment before the P wave at normal GAN rates)
     beat = beat - beat[:, : int(0.03 * FS)].mean(axis=1, keepdims=True)

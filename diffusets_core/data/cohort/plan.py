@@ -18,9 +18,19 @@ from .conditions import Edit, derive_12
 from .morphology import FS, Template
 
 CLASS_WEIGHTS = {
-    "normal": 0.22, "sinus_bradycardia": 0.07, "sinus_tachycardia": 0.07, "atrial_fibrillation": 0.07,
-    "av_block_1": 0.065, "rbbb": 0.05, "lbbb": 0.05, "st_elevation": 0.08, "t_inversion": 0.065,
-    "peaked_t": 0.06, "long_qt": 0.06, "pvc": 0.065, "low_voltage": 0.055,
+    "normal": 0.22,
+    "sinus_bradycardia": 0.07,
+    "sinus_tachycardia": 0.07,
+    "atrial_fibrillation": 0.07,
+    "av_block_1": 0.065,
+    "rbbb": 0.05,
+    "lbbb": 0.05,
+    "st_elevation": 0.08,
+    "t_inversion": 0.065,
+    "peaked_t": 0.06,
+    "long_qt": 0.06,
+    "pvc": 0.065,
+    "low_voltage": 0.055,
 }
 RATE_FREE = ("st_elevation", "t_inversion", "peaked_t", "low_voltage", "rbbb", "lbbb", "pvc")
 
@@ -44,7 +54,7 @@ def choose_class(rng: np.random.Generator) -> str:
 
 
 def _t_amp(tpl: Template, lead: int) -> float:
-    seg = tpl.beat[lead, tpl.qrs_off + int(0.06 * FS): tpl.t_end]
+    seg = tpl.beat[lead, tpl.qrs_off + int(0.06 * FS) : tpl.t_end]
     return float(np.abs(seg).max()) if len(seg) else 0.3
 
 
@@ -71,7 +81,7 @@ def make_edit(cls: str, tpl: Template, rng: np.random.Generator, age: float, sex
     amp = (1.15 - 0.005 * (age - 20)) * (0.9 if sex == "F" else 1.0)
     if cls != "low_voltage":
         # keep records that are not meant to be low-voltage clearly above the 0.5 mV limb-lead criterion
-        limb = float(np.ptp(derive_12(tpl.beat)[:6, tpl.qrs_on:tpl.qrs_off + 1], axis=1).max())
+        limb = float(np.ptp(derive_12(tpl.beat)[:6, tpl.qrs_on : tpl.qrs_off + 1], axis=1).max())
         amp = max(amp, 0.7 / max(limb, 1e-3))
     e = Edit(hr=hr, amplitude=amp, qt_mult=1.03 if sex == "F" else 1.0)
     qrs_ms = (tpl.qrs_off - tpl.qrs_on) * 1000 / FS
@@ -106,6 +116,6 @@ def make_edit(cls: str, tpl: Template, rng: np.random.Generator, age: float, sex
     if cls == "pvc":
         e.n_pvc = int(rng.integers(1, 3))
     elif cls == "low_voltage":
-        limb = derive_12(tpl.beat)[:6, tpl.qrs_on:tpl.qrs_off + 1]
+        limb = derive_12(tpl.beat)[:6, tpl.qrs_on : tpl.qrs_off + 1]
         e.low_voltage = rng.uniform(0.25, 0.4) / max(1e-3, amp * float(np.ptp(limb, axis=1).max()))
     return classes, e

@@ -35,7 +35,8 @@ clipping, the shared step prologue, the loop), :mod:`.rng` (seeds/generators -> 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..schedules import NoiseSchedule
 from .base import TIMESTEP_SPACINGS, ClipSample, ModelFn, Sampler, StepOutput
@@ -74,11 +75,7 @@ _SAMPLER_ALIASES = {
 }
 
 
-def get_sampler(
-    name: str | Mapping[str, Any],
-    schedule: NoiseSchedule | None = None,
-    **kwargs: Any,
-) -> Sampler:
+def get_sampler(name: str | Mapping[str, Any], schedule: NoiseSchedule | None = None, **kwargs: Any) -> Sampler:
     """Build a sampler by name (``ddpm``, ``ddim``, ``dpmsolver++``/``dpm++2m``) or from ``to_config()``.
 
     ``get_sampler("ddpm", paper=True)`` gives :meth:`DDPMSampler.paper`.

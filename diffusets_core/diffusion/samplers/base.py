@@ -8,8 +8,9 @@ here, written once: :meth:`Sampler.timesteps` (diffusers' spacings and ``logsnr`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -18,8 +19,18 @@ from tqdm import tqdm
 from ..schedules import NoiseSchedule
 from .rng import GeneratorLike, make_generators, randn
 
-__all__ = ["ClipSample", "ModelFn", "Sampler", "StepOutput", "TIMESTEP_SPACINGS", "UNSET", "as_timestep",
-           "check_num_steps", "clip_x0", "validate_clip"]
+__all__ = [
+    "ClipSample",
+    "ModelFn",
+    "Sampler",
+    "StepOutput",
+    "TIMESTEP_SPACINGS",
+    "UNSET",
+    "as_timestep",
+    "check_num_steps",
+    "clip_x0",
+    "validate_clip",
+]
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ClipSample = Union[None, float, tuple[float, float]]
@@ -132,9 +143,7 @@ class Sampler:
         self.steps_offset = steps_offset
         self.clip_sample: ClipSample = validate_clip(clip_sample)
         if num_inference_steps is not None:
-            self.default_num_inference_steps = check_num_steps(
-                num_inference_steps, self.schedule.num_train_timesteps
-            )
+            self.default_num_inference_steps = check_num_steps(num_inference_steps, self.schedule.num_train_timesteps)
 
     # ------------------------------------------------------------------ config
     def to_config(self) -> dict[str, Any]:
@@ -175,9 +184,7 @@ class Sampler:
                   (Lu et al. 2022) and much more accurate with few steps (see tests).
         """
         T = self.num_train_timesteps
-        n = check_num_steps(
-            self.default_num_inference_steps if num_inference_steps is None else num_inference_steps, T
-        )
+        n = check_num_steps(self.default_num_inference_steps if num_inference_steps is None else num_inference_steps, T)
         if self.timestep_spacing == "leading":
             ts = (np.arange(0, n) * (T // n)).round()[::-1].astype(np.int64) + self.steps_offset
         elif self.timestep_spacing == "trailing":

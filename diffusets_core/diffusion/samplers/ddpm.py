@@ -48,7 +48,7 @@ class DDPMSampler(Sampler):
             self.default_num_inference_steps = self.schedule.num_train_timesteps
 
     @classmethod
-    def paper(cls, schedule: NoiseSchedule | None = None) -> "DDPMSampler":
+    def paper(cls, schedule: NoiseSchedule | None = None) -> DDPMSampler:
         """The reference's sampler: 1000-step ancestral DDPM, x0 clipped to [-1, 1], leading spacing."""
         return cls(
             schedule if schedule is not None else NoiseSchedule.paper(),

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
 import torch
 
 from ..schedules import NoiseSchedule
@@ -73,9 +72,7 @@ class DPMSolverMultistepSampler(Sampler):
         """diffusers' DPM-Solver spacing: ``n + 1`` points of which the last (t = 0 side) is dropped,
         because the final step goes to sigma = 0 instead."""
         T = self.num_train_timesteps
-        n = check_num_steps(
-            self.default_num_inference_steps if num_inference_steps is None else num_inference_steps, T
-        )
+        n = check_num_steps(self.default_num_inference_steps if num_inference_steps is None else num_inference_steps, T)
         if self.timestep_spacing == "logsnr":
             ts = self._logsnr_timesteps(n)
         elif self.timestep_spacing == "linspace":

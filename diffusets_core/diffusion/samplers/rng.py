@@ -8,7 +8,8 @@ size. With per-sample seeds/generators every sample draws its own noise (shape `
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import numpy as np
 import torch
@@ -19,9 +20,7 @@ GeneratorLike = Union[torch.Generator, Sequence[torch.Generator], None]
 
 
 def make_generators(
-    seed: int | Sequence[int] | None = None,
-    generator: GeneratorLike = None,
-    batch_size: int | None = None,
+    seed: int | Sequence[int] | None = None, generator: GeneratorLike = None, batch_size: int | None = None
 ) -> GeneratorLike:
     """Resolve ``seed`` / ``generator`` into what :func:`randn` takes.
 
