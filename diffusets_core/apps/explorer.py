@@ -6,7 +6,7 @@ and returns an :class:`ExplorerResult`: the ECG ``(12, L)`` mV, its print-out on
 HR, PR, QRS, QT, QTc (the benchmark's :func:`diffusets_core.eval.features.measure_record`) and QRS axis (the
 cohort interpreter's :func:`diffusets_core.data.cohort.interpreter.measure`), the cohort interpreter's own
 reading of the generated ECG, whether that reading names the requested classes (the benchmark's class
-patterns, :data:`diffusets_core.eval.report.EVAL_CLASSES`), and the real training ECG whose report is closest
+patterns, :data:`diffusets_core.eval.taxonomy.EVAL_CLASSES`), and the real training ECG whose report is closest
 to the requested one (cosine similarity of the run's own text embeddings; patient values break ties).
 
 Bad input raises :class:`ExplorerInputError` (a ``ValueError``) whose message is written for the reader; the
@@ -228,7 +228,7 @@ def read_ecg(signal: np.ndarray, fs: float) -> list[str]:
 
 
 def agreement(asked: Sequence[str], read: Sequence[str]) -> pd.DataFrame:
-    """Per benchmark class (:data:`~diffusets_core.eval.report.EVAL_CLASSES`) named by the request or by the
+    """Per benchmark class (:data:`~diffusets_core.eval.taxonomy.EVAL_CLASSES`) named by the request or by the
     reading: ``class, asked, read, agree`` (bool columns)."""
 
     lab, names = labels_from_reports([list(asked), list(read)], EVAL_CLASSES)

@@ -42,7 +42,7 @@ def grid_conditions(
     sexes: Sequence[str] = ("F", "M"),
     hr_round: float = 5.0,
 ) -> pd.DataFrame:
-    """The grid: for each benchmark class (:data:`~diffusets_core.eval.report.EVAL_CLASSES`) present in
+    """The grid: for each benchmark class (:data:`~diffusets_core.eval.taxonomy.EVAL_CLASSES`) present in
     ``records``, most frequent first (at most ``max_classes``): the most frequent report that names this class
     and no other (else the most frequent that names it), the heart rates of those records at ``hr_quantiles``
     (rounded to ``hr_round`` bpm, duplicates dropped, so a class has 1–3 rates), each sex, and their median age
