@@ -280,6 +280,8 @@ def test_choose_guidance_rule():
     assert choose_guidance(sweep, min_coverage_ratio=0.5) == 3.0
     nothing = sweep.assign(macro_recall=np.nan)
     assert choose_guidance(nothing) == 1.0
+    # a sweep too small for set metrics has no coverage column (guidance_sweep's extend loop builds such frames)
+    assert choose_guidance(sweep.drop(columns="coverage")) == 3.0
     with pytest.raises(ValueError, match="no rows"):
         choose_guidance(sweep.iloc[:0])
 

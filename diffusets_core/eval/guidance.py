@@ -222,13 +222,14 @@ def choose_guidance(sweep: pd.DataFrame, *, min_coverage_ratio: float = 0.9) -> 
     with the highest macro recall of the requested class among the scales whose coverage is at least
     ``min_coverage_ratio`` times the coverage at the smallest swept scale (adherence, but not bought with a
     collapse of diversity); ties go to the smaller scale. Falls back to the smallest scale when nothing is
-    measurable."""
+    measurable. Without coverage (a sweep smaller than :data:`~.signal_level.MIN_SET` has no ``coverage`` column,
+    or NaN in it) the coverage guard is skipped. Raises ValueError on an empty sweep."""
     df = sweep.sort_values("guidance_scale").reset_index(drop=True)
     if df.empty:
         raise ValueError("choose_guidance: the sweep has no rows")
     base = df.iloc[0]
     ok = df["macro_recall"].notna()
-    if pd.notna(base["coverage"]):
+    if "coverage" in df and pd.notna(base["coverage"]):
         ok &= df["coverage"] >= min_coverage_ratio * base["coverage"]
     if not ok.any():
         return float(base["guidance_scale"])
