@@ -33,6 +33,9 @@ __all__ = [
     "EVAL_DIR",
     "EXECUTED_DIR",
     "EXPLORER_DIR",
+    "EVAL_GUIDANCE_DIR",
+    "COHORT_DIR",
+    "BOOK_SRC_DIR",
     "MODEL_FILE",
     "LAST_CHECKPOINT",
     "BEST_CHECKPOINT",
@@ -71,6 +74,9 @@ SAMPLES_DIR = "samples"  #: generated ECGs (chapter 05, `diffusets generate`)
 EVAL_DIR = "eval"  #: evaluate_run's tables
 EXECUTED_DIR = "executed"  #: the book runner's executed notebooks
 EXPLORER_DIR = "explorer"  #: chapter 10's pre-rendered explorer
+EVAL_GUIDANCE_DIR = "eval_guidance"  #: the validation guidance sweep's tables and judges (chapter 04)
+COHORT_DIR = "cohort"  #: the embedded cohort a `cohort`-source run builds or reuses
+BOOK_SRC_DIR = "book_src"  #: the book runner's staged copy of the book (rendered chapters)
 
 # ---- files --------------------------------------------------------------------------------------------------
 MANIFEST_FILE = "manifest.csv"  #: in data/

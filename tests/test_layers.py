@@ -175,6 +175,9 @@ def test_the_layout_names_what_contracts_md_lists():
         layout.EVAL_DIR,
         layout.EXECUTED_DIR,
         layout.EXPLORER_DIR,
+        layout.EVAL_GUIDANCE_DIR,
+        layout.COHORT_DIR,
+        layout.BOOK_SRC_DIR,
     ):
         assert f"{name}/" in contracts, name
     for name in (
