@@ -38,6 +38,8 @@ from pathlib import Path
 
 from . import __version__
 from .config import REPO_ROOT, Profile
+from .fileio import atomic_write_text
+from .layout import BOOK_SRC_DIR, EXECUTED_DIR, EXPLORER_DIR
 from .progress import ProgressFollower
 
 log = logging.getLogger(__name__)
@@ -178,7 +180,7 @@ def execute_notebook(
     src = NOTEBOOKS_DIR / f"{notebook}.ipynb"
     if not src.is_file():
         raise FileNotFoundError(f"notebook not found: {src} (listed in profile {profile.name!r})")
-    out_dir = run_dir / "executed"
+    out_dir = run_dir / EXECUTED_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{notebook}.ipynb"
     params = notebook_parameters(profile, notebook, run_dir)
@@ -245,7 +247,7 @@ Notebook execution wall time (seconds):
 
 def stage_book(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) -> Path:
     """Assemble the book sources (config, toc, chapters, executed notebooks) in ``<run_dir>/book_src``."""
-    stage = run_dir / "book_src"
+    stage = run_dir / BOOK_SRC_DIR
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
@@ -266,8 +268,8 @@ def stage_book(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) -> 
     # files copied as they are into the built HTML (_config.yml: html_extra_path): the pre-rendered ECG explorer that
     # chapter 10 writes to <run_dir>/explorer lands at _build/html/explorer/index.html
     (stage / EXTRA_DIR).mkdir()
-    if (run_dir / "explorer" / "index.html").is_file():
-        shutil.copytree(run_dir / "explorer", stage / EXTRA_DIR / "explorer")
+    if (run_dir / EXPLORER_DIR / "index.html").is_file():
+        shutil.copytree(run_dir / EXPLORER_DIR, stage / EXTRA_DIR / "explorer")
     return stage
 
 
@@ -505,7 +507,7 @@ def run_book(
     """Execute the profile's notebooks in order, then build the book. Stops at the first failing notebook."""
     run_dir = profile.resolved_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "profile.json").write_text(json.dumps(profile.to_dict(), indent=2))
+    atomic_write_text(run_dir / "profile.json", json.dumps(profile.to_dict(), indent=2))
     notebooks = list(only) if only else list(profile.notebooks)
     check_profile_parameters(profile, notebooks)
     runs: list[NotebookRun] = []
@@ -519,9 +521,9 @@ def run_book(
         # With --only, chapters executed earlier for this run directory still belong in the book.
         done = {r.name for r in runs}
         previous = [
-            NotebookRun(nb, float("nan"), run_dir / "executed" / f"{nb}.ipynb")
+            NotebookRun(nb, float("nan"), run_dir / EXECUTED_DIR / f"{nb}.ipynb")
             for nb in profile.notebooks
-            if nb not in done and (run_dir / "executed" / f"{nb}.ipynb").is_file()
+            if nb not in done and (run_dir / EXECUTED_DIR / f"{nb}.ipynb").is_file()
         ]
         order = {nb: i for i, nb in enumerate(profile.notebooks)}
         runs = sorted(runs + previous, key=lambda r: order.get(r.name, len(order)))

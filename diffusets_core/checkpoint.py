@@ -16,8 +16,9 @@ from typing import Any
 import torch
 
 from .fileio import atomic_save_with
+from .layout import BEST_CHECKPOINT
 
-__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "load_artifact"]
+__all__ = ["CheckpointError", "atomic_save", "load_checkpoint", "load_artifact", "load_trained"]
 
 
 class CheckpointError(ValueError):
@@ -58,3 +59,23 @@ def load_artifact(path: str | os.PathLike, kind: str, what: str, map_location: s
     if ck.get("kind") != kind:
         raise CheckpointError(f"{path}: not a DiffuSETS {what} artifact (kind={ck.get('kind')!r})")
     return ck
+
+
+def load_trained(path: str | os.PathLike, config_key: str, what: str) -> tuple[dict, dict]:
+    """``(config, state_dict)`` of a model trained by :class:`~diffusets_core.train.loop.Trainer` (the judges of
+    :mod:`diffusets_core.eval`: CLIP, classifier).
+
+    ``path`` is a checkpoint or a run folder (meaning its ``best.pt``); ``meta[config_key]`` must hold the
+    model config. ``last.pt`` files contribute their EMA weights, as ``best.pt`` files do. Raises
+    :class:`CheckpointError` (naming the file) when it is missing, unreadable or holds no ``meta[config_key]``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / BEST_CHECKPOINT
+    checkpoint = load_checkpoint(path)
+    meta = checkpoint.get("meta", {})
+    if config_key not in meta:
+        raise CheckpointError(f"{path}: not {what} checkpoint (no meta.{config_key})")
+    ema = checkpoint.get("ema")
+    state = ema["shadow"] if isinstance(ema, dict) and "shadow" in ema else checkpoint["model"]
+    return meta[config_key], state

@@ -16,6 +16,12 @@ from pathlib import Path
 
 from .data.preprocess import MODEL_FS
 
+#: What ``diffusets --help`` tells a user (the module docstring is for contributors).
+DESCRIPTION = (
+    "DiffuSETS: generate 12-lead ECGs from clinical text reports and patient information. One subcommand per "
+    "stage: cohort, prepare, embed, train-vae, encode, train-unet, guidance-sweep, evaluate, generate, book."
+)
+
 
 def _cmd_cohort(args: argparse.Namespace) -> int:
     from .data.cohort import build_cohort
@@ -184,7 +190,7 @@ def _cmd_book(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diffusets", description=__doc__)
+    p = argparse.ArgumentParser(prog="diffusets", description=DESCRIPTION)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -9,6 +9,7 @@ A module may import its own layer and the layers left of it, never one to its ri
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,32 @@ def test_the_layout_names_what_contracts_md_lists():
         assert name in contracts, name
     assert layout.unet_model("run", layout.NOC_DIR) == Path("run/unet_noc/model.pt")
     assert layout.vae_model("run") == Path("run/vae/model.pt")
+
+
+def test_no_private_names_cross_modules():
+    """A name starting with ``_`` is a module's own business: no other module of the package imports it."""
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        importer = _module_name(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = _resolve(importer, path.name == "__init__.py", node)[0]
+                if module.startswith(PACKAGE) and module != importer:
+                    bad += [
+                        f"{importer}:{node.lineno} imports {a.name} from {module}"
+                        for a in node.names
+                        if a.name.startswith("_") and not a.name.startswith("__")
+                    ]
+    assert not bad, bad
+
+
+def test_no_dynamic_imports_around_the_layer_check():
+    """``importlib.import_module`` / ``__import__`` would hide an import from the check above."""
+    hits = [
+        f"{path.relative_to(ROOT.parent)}:{i}"
+        for path in sorted(ROOT.rglob("*.py"))
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"\bimport_module\(|\b__import__\(", line)
+    ]
+    assert not hits, hits

@@ -103,3 +103,12 @@ def test_guidance_scale_one_is_one_plain_call_and_the_mix_is_linear():
     assert torch.allclose(guided, x + 3.0)  # eps_u + 3 (eps_c - eps_u) with eps_c - eps_u = 1
     assert not calls[1][:2].any() and calls[1][2:, 0].all()  # conditional half keeps all, the other drops text
     assert not calls[1][2:, 1].any()  # guidance_on="text": the unconditional branch keeps the patient values
+    with pytest.raises(ValueError, match="guidance_on"):
+        GaussianDiffusion.guided_eps(unet, x, t, text, patient, 3.0, "txt")
+
+
+def test_gaussian_diffusion_refuses_an_unknown_timestep_mode():
+    from diffusets_core.diffusion.gaussian import GaussianDiffusion
+
+    with pytest.raises(ValueError, match="timestep mode"):
+        GaussianDiffusion(timestep_mode="unifrom")

@@ -31,12 +31,15 @@ import pandas as pd
 
 from ..data.cohort.interpreter import interpret, measure
 from ..data.cohort.morphology import FS as COHORT_FS
+from ..data.preprocess import MODEL_FS
 from ..data.store import SignalStore
 from ..diffusion.export import export_batch
 from ..diffusion.pipeline import DiffuSETSPipeline
 from ..eval.classifiers import labels_from_reports
 from ..eval.features import measure_record
 from ..eval.taxonomy import EVAL_CLASSES
+from ..fileio import l2_normalize
+from ..layout import unet_model
 from ..text.embed import load_run_embeddings
 from ..text.patient import encode_patient
 from ..viz.ecgplot import plot_12lead
@@ -370,8 +373,8 @@ class Explorer:
         self.pipe = pipe
         self.records = records.reset_index(drop=True) if records is not None else None
         self.signals = signals
-        self.vectors = None if vectors is None else _unit(np.asarray(vectors, dtype=np.float32))
-        self.fs = float(fs if fs is not None else getattr(pipe, "fs", 102.4))
+        self.vectors = None if vectors is None else l2_normalize(np.asarray(vectors, dtype=np.float32))
+        self.fs = float(fs if fs is not None else getattr(pipe, "fs", MODEL_FS))
 
     @classmethod
     def from_run(
@@ -414,7 +417,7 @@ class Explorer:
         reports (within 1e-4), the one nearest in HR (bpm/10), age (years/20) and sex."""
         if self.records is None or self.vectors is None or not len(self.records):
             return None
-        q = _unit(np.asarray(self.pipe.embed_reports([report]), dtype=np.float32))[0]
+        q = l2_normalize(np.asarray(self.pipe.embed_reports([report]), dtype=np.float32))[0]
         sim = self.vectors @ q
         best = np.flatnonzero(sim >= sim.max() - 1e-4)
         r = self.records.iloc[best]
@@ -487,10 +490,6 @@ class Explorer:
         )
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 #: inputs the explorer must refuse with a message (name -> changes to a valid example's conditions)
 BAD_INPUTS = {
     "empty report": dict(report=" | "),
@@ -524,7 +523,7 @@ def ensure_trained(run_dir: str | os.PathLike, profile: str, train_if_missing: b
     import sys
 
     run_dir = Path(run_dir)
-    if (run_dir / "unet" / "model.pt").is_file():
+    if unet_model(run_dir).is_file():
         return False
     if not (train_if_missing or "google.colab" in sys.modules):
         raise FileNotFoundError(

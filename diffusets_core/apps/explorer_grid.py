@@ -28,6 +28,7 @@ import pandas as pd
 from ..data.cohort.interpreter import CLASS_STATEMENT
 from ..eval.classifiers import labels_from_reports
 from ..eval.taxonomy import EVAL_CLASSES
+from ..fileio import atomic_write_text
 from ..viz.ecgplot import plot_12lead
 from .explorer import FAST_SAMPLER, FAST_STEPS, MEASUREMENTS, Explorer, agreement, measure_ecg, read_ecg
 
@@ -264,7 +265,7 @@ def write_explorer_html(
     if missing:
         raise FileNotFoundError(f"{len(missing)} images of the table are not in {out_dir}, e.g. {missing[0]}")
     rows = [{k: _clean(v) for k, v in r.items()} for r in table.to_dict("records")]
-    (out_dir / "conditions.json").write_text(json.dumps(rows, indent=1))
+    atomic_write_text(out_dir / "conditions.json", json.dumps(rows, indent=1))
     data = {
         "rows": rows,
         "measurements": [{"key": k, "label": lab, "unit": unit} for k, (lab, unit) in MEASUREMENTS.items()],
@@ -277,7 +278,7 @@ def write_explorer_html(
         .replace("__DATA__", blob)
     )
     path = out_dir / "index.html"
-    path.write_text(page, encoding="utf-8")
+    atomic_write_text(path, page)
     return path
 
 

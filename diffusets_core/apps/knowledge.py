@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data.preprocess import MODEL_FS
 from ..data.store import SignalStore
 from ..text.embed import load_run_embeddings
 from .rare_disease import measure
@@ -154,7 +155,7 @@ def run_experiment(
     frames = {}
     for arm, cond in (("case", exp.case), ("control", exp.control)):
         out = _generate(pipe, cond, n, seed, steps, sampler, **pipe_kwargs)
-        f = measure(out.signals, float(getattr(out, "fs", 102.4)))
+        f = measure(out.signals, float(getattr(out, "fs", MODEL_FS)))
         f.insert(0, "seed", out.conditions["seed"].to_numpy())
         f.insert(0, "arm", arm)
         f.insert(0, "experiment", exp.name)

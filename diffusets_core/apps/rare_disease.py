@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.leads import CANONICAL_LEADS
+from ..data.preprocess import MODEL_FS
 from ..eval.features import hr_neurokit, measure_features
 from ..fileio import l2_normalize
 from .stats import NOT_MEASURABLE, OPPOSITE, PRESENT, compare
@@ -123,7 +124,7 @@ def _t_shape_one(sig: np.ndarray, fs: float, leads: Sequence[str]) -> dict[str, 
     return row
 
 
-def t_wave_shape(signals: np.ndarray, fs: float = 102.4, leads: Sequence[str] = T_LEADS) -> pd.DataFrame:
+def t_wave_shape(signals: np.ndarray, fs: float = MODEL_FS, leads: Sequence[str] = T_LEADS) -> pd.DataFrame:
     """T-wave width at half height (``t_fwhm_ms_<lead>``) and peakedness ``t_peak_<lead>`` = signed T amplitude /
     width at half height (mV/s) per record, from a median beat (R-peaks by neurokit2, PR-segment baseline).
     NaN where no T wave >= 0.02 mV or no clean half-height crossing is found."""
@@ -140,7 +141,7 @@ def t_wave_shape(signals: np.ndarray, fs: float = 102.4, leads: Sequence[str] = 
     return pd.DataFrame(rows, columns=cols)
 
 
-def measure(signals: np.ndarray, fs: float = 102.4, t_leads: Sequence[str] = T_LEADS) -> pd.DataFrame:
+def measure(signals: np.ndarray, fs: float = MODEL_FS, t_leads: Sequence[str] = T_LEADS) -> pd.DataFrame:
     """``measure_features`` (with T amplitudes in ``t_leads``) plus :func:`t_wave_shape` columns."""
 
     try:
@@ -201,7 +202,7 @@ def generate_condition(
     case = pipe([description] * n, seed=seed, **kw)
     cseed = seed if paired else seed + control_seed_offset
     ctrl = pipe([control_report] * n, seed=cseed, **kw)
-    fs = float(getattr(case, "fs", 102.4))
+    fs = float(getattr(case, "fs", MODEL_FS))
     frames = []
     for group, out in (("condition", case), ("control", ctrl)):
         f = measure(out.signals, fs, t_leads)

@@ -45,7 +45,7 @@ import pandas as pd
 
 from .records import DatasetLayoutError, RecordRef, normalise_sex
 from .subjects import PATIENT_FOLDER
-from .wfdb_io import _is_multisegment, decode_comment_value
+from .wfdb_io import decode_comment_value, is_multisegment
 
 __all__ = ["read_folder", "parse_header_comments", "load_code_map", "FOLDER_LAYOUT"]
 
@@ -196,7 +196,7 @@ def read_folder(
             parsed[hea] = exc
             continue
         parsed[hea] = header
-        if _is_multisegment(hea):
+        if is_multisegment(hea):
             segments.update(hea.parent / f"{s}.hea" for s in (header.seg_name or []) if s != "~")
     if segments:
         log.info(

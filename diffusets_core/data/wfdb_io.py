@@ -243,7 +243,7 @@ def _header_lines(hea: Path) -> list[tuple[int, str]]:
     return out
 
 
-def _is_multisegment(hea: Path) -> bool:
+def is_multisegment(hea: Path) -> bool:
     """True if the record line names segments (``name/n_segments ...``, WFDB multi-segment)."""
     try:
         lines = _header_lines(hea)
@@ -357,7 +357,7 @@ def read_record(
     hea = Path(record_path + ".hea")
     if not hea.is_file():
         raise RecordNotFoundError(hea, "header file not found (expected a WFDB record: <name>.hea + signal file)")
-    multi = _is_multisegment(hea)
+    multi = is_multisegment(hea)
 
     # One header parse per record: wfdb's header parser dominates the cost of reading a
     # 10 s record, so rdrecord is called first and the header checks use its result; the

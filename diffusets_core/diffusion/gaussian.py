@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .samplers import ClipSample, Sampler, get_sampler
-from .schedules import NoiseSchedule
+from .schedules import TIMESTEP_SAMPLING_MODES, NoiseSchedule
 
 __all__ = ["GUIDANCE_TARGETS", "LOSS_WEIGHTINGS", "GaussianDiffusion", "DropMaskFn"]
 
@@ -50,7 +50,7 @@ class GaussianDiffusion:
         snr_gamma: gamma of Min-SNR-gamma (> 0).
 
     Raises:
-        ValueError: unknown weighting or ``snr_gamma <= 0``.
+        ValueError: unknown timestep mode or weighting, or ``snr_gamma <= 0``.
     """
 
     def __init__(
@@ -61,6 +61,8 @@ class GaussianDiffusion:
         loss_weighting: str = "uniform",
         snr_gamma: float = 5.0,
     ):
+        if timestep_mode not in TIMESTEP_SAMPLING_MODES:
+            raise ValueError(f"timestep mode must be one of {TIMESTEP_SAMPLING_MODES}, got {timestep_mode!r}")
         if loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"loss weighting must be one of {LOSS_WEIGHTINGS}, got {loss_weighting!r}")
         if snr_gamma <= 0:
@@ -134,7 +136,10 @@ class GaussianDiffusion:
     ) -> torch.Tensor:
         """The noise prediction with classifier-free guidance: ``eps_u + s (eps_c - eps_u)``, where ``eps_u`` drops
         the report and the patient values (``guidance_on="all"``) or the report only (``"text"``). With
-        ``guidance_scale == 1`` it is the plain conditional prediction (one network call instead of two)."""
+        ``guidance_scale == 1`` it is the plain conditional prediction (one network call instead of two). Raises
+        ValueError when ``guidance_on`` is not one of :data:`GUIDANCE_TARGETS`."""
+        if guidance_on not in GUIDANCE_TARGETS:
+            raise ValueError(f"guidance_on must be one of {GUIDANCE_TARGETS}, got {guidance_on!r}")
         if guidance_scale == 1.0:
             return unet(x_t, t, text, patient)
         b = x_t.shape[0]

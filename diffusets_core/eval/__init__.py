@@ -8,7 +8,8 @@ Measurements and judges
     measured on an ECG), ``clip`` (the ECG-text CLIP), ``classifiers`` (the multi-label classifier, TSTR / TRTR),
     ``fit_judges`` (both trained on a run's training split), ``judge`` (:class:`~.judge.BenchmarkJudge`: fit once,
     score many sets), ``reconstruction`` (what an autoencoder keeps), ``baselines`` (nearest neighbour,
-    deepfake-ecg, the text-only U-Net), ``paraphrase`` (reworded reports).
+    deepfake-ecg), ``paraphrase`` (reworded reports), ``embedding_probe`` (what the text embeddings know about
+    heart rate).
 
 The benchmark (:func:`.report.evaluate_run`, in the order it runs)
     ``taxonomy`` (classes), ``splits`` (the run's data), ``conditions`` (evaluated test records), ``sets``
@@ -21,4 +22,32 @@ Choosing the guidance and reading the results
     shaped for the chapter), ``ablation`` (the generator ablation's table and findings).
 """
 
-__all__ = ["metrics", "features", "clip", "classifiers"]
+__all__ = [
+    "ablation",
+    "baselines",
+    "classifiers",
+    "clip",
+    "commands",
+    "conditions",
+    "diagnostic_level",
+    "embedding_probe",
+    "feature_level",
+    "features",
+    "figures",
+    "fit_judges",
+    "guidance",
+    "judge",
+    "metrics",
+    "output",
+    "paraphrase",
+    "reconstruction",
+    "report",
+    "sets",
+    "signal_level",
+    "splits",
+    "summaries",
+    "targets",
+    "taxonomy",
+    "timing",
+    "views",
+]

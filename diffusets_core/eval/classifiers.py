@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_auc_score, roc_curve
 from torch import nn
 
-from ..train.checkpoint import load_trained
+from ..checkpoint import load_trained
 from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
 from .clip import CPU_NET1D, Net1D, as_float_tensor
 

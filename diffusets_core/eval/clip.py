@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import load_trained
 from ..fileio import l2_normalize
-from ..train.checkpoint import load_trained
 from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
 
 __all__ = [

@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 
 from ..diffusion.pipeline import DiffuSETSPipeline
-from ..layout import NOC_DIR
+from ..layout import EVAL_DIR, NOC_DIR
 from .conditions import select_conditions
 
 # compat(issue14): re-export, removed at merge — public names other modules import from here (fit_clip and
@@ -161,7 +161,7 @@ def evaluate_run(
     """
     run_dir = Path(run_dir)
     check_baselines(run_dir, baselines)
-    out = Path(out_dir) if out_dir is not None else run_dir / "eval"
+    out = Path(out_dir) if out_dir is not None else run_dir / EVAL_DIR
     out.mkdir(parents=True, exist_ok=True)
     timer = StageTimer("evaluate_run")
 

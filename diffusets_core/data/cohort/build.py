@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...fileio import atomic_write_text, atomic_writer
+from ...layout import COHORT_DIR
 from ..leads import CANONICAL_LEADS as CANON
 from . import interpreter as it
 from .conditions import CLASSES, add_noise, derive_12, synthesize
@@ -294,9 +296,8 @@ def build_cohort(
         ("patients.csv", pts),
         ("cohort_labels.csv", labels),
     ):
-        tmp = root / f".{name}.tmp"
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, root / name)
+        with atomic_writer(root / name) as tmp:
+            frame.to_csv(tmp, index=False)
     counts = {c: int(sum(c in r["classes"] for r in rows)) for c in CLASSES}
     summary = {
         "n": n,
@@ -309,7 +310,7 @@ def build_cohort(
         "statements": CLASS_STATEMENT,
         "generation": _generation_config(),
     }
-    (root / "COHORT.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(root / "COHORT.json", json.dumps(summary, indent=2))  # written last: marks a complete cohort
     log.info("cohort: %d records in %.1f s", n, time.perf_counter() - t0)
     return summary
 
@@ -396,6 +397,6 @@ def source_data_dir(
     has no ``data_dir``.
     """
     if source == "cohort":
-        built = ensure_cohort(Path(run_dir) / "cohort", n=n, seed=seed, workers=workers)
+        built = ensure_cohort(Path(run_dir) / COHORT_DIR, n=n, seed=seed, workers=workers)
         return built.data_dir, built
     return Path(data_dir), None
