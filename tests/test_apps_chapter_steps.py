@@ -100,6 +100,19 @@ def test_guidance_step_without_scales_and_setup_lines():
         == "loss weighting: min_snr (gamma 5.0)\narchitecture: film {'emb_dim': 64}"
     )
     assert sampling.training_setup({}, {}) == "loss weighting: uniform (paper) \narchitecture: paper {}"
+    assert sampling.training_setup({}, {"loss_weighting": "min_snr", "snr_gamma": 2.0}).startswith(
+        "loss weighting: min_snr (gamma 2.0)\n"
+    )
+    # the default gamma is train_unet's (where unet_extra goes), not a copy
+    import inspect
+
+    from diffusets_core.train.unet import train_unet
+
+    assert f"(gamma {inspect.signature(train_unet).parameters['snr_gamma'].default})" in sampling.training_setup(
+        {}, {"loss_weighting": "min_snr"}
+    )
+    # the chapter adds the paper's DDPM itself; FAST_SAMPLERS holds only the fast deterministic samplers
+    assert [name for name, _ in sampling.FAST_SAMPLERS] == ["ddim", "dpmsolver++"]
 
 
 class EmbedPipe(FakePipe):

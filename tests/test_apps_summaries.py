@@ -30,7 +30,7 @@ def records():
     )
 
 
-def test_methods_sizes_and_summary():
+def test_methods_sizes_and_summary(monkeypatch):
     torch = pytest.importorskip("torch")
     vae = SimpleNamespace(
         encoder=torch.nn.Linear(2, 3),
@@ -49,6 +49,16 @@ def test_methods_sizes_and_summary():
         "4 × 128 (24× fewer).\n- Its U-Net (`film`) has 0.00 M parameters (paper 0.00 M), conditioned on "
         "a 384-d text vector plus 3 patient values."
     )
+    # the sizes come from the package (leads, preprocessed length, patient vector), not from the sentence
+    from diffusets_core.data.leads import CANONICAL_LEADS
+    from diffusets_core.data.preprocess import PreprocessConfig
+    from diffusets_core.text.patient import COLUMNS
+
+    assert (len(CANONICAL_LEADS), PreprocessConfig().out_len, len(COLUMNS)) == (12, 1024, 3)
+    monkeypatch.setattr(S, "PATIENT_COLUMNS", ("sex", "age"))
+    monkeypatch.setattr(S, "CANONICAL_LEADS", CANONICAL_LEADS[:8])
+    text = S.summarize_methods(vae, unet, vae, unet, vae_cfg, SimpleNamespace(arch="film"), 384)
+    assert "compresses 8 × 1024 values to 4 × 128 (16× fewer)" in text and "plus 2 patient values" in text
 
 
 def test_data_sentences():
@@ -124,6 +134,12 @@ def test_diffusion_summary_names_the_fastest_sampler():
         "- DDPM-1000: 10.00 s per ECG, HR MAE 3.0 bpm on 4 test conditions.",
         "- dpmsolver++ (20 steps) is 50× faster with HR MAE 5.0 bpm; DDIM-50: 20× faster, HR MAE 4.0 bpm.",
     ]
+    # the DDIM step count is the table's; an HR that could not be measured reads n/a, not nan
+    samplers.loc["ddim", "steps"] = 40
+    samplers.loc["ddpm", "HR MAE (bpm)"] = float("nan")
+    lines = S.summarize_diffusion(summary, samplers, 1000, 4).splitlines()
+    assert lines[1] == "- DDPM-1000: 10.00 s per ECG, HR MAE n/a bpm on 4 test conditions."
+    assert lines[2].endswith("; DDIM-40: 20× faster, HR MAE 4.0 bpm.")
 
 
 def test_generation_summary():
@@ -139,7 +155,14 @@ def test_generation_summary():
         "the measured HR is off by 4.0 bpm on average (bias -1.5 bpm, 50% within 5 bpm, 100% "
         "measurable); with a fixed sinus-rhythm report, by 20.0 bpm (bias -18.0)."
     )
-    assert "off by nan bpm" in S.summarize_generation(grid, 2, 2, [50], 2, {})
+    assert (
+        S.summarize_generation(grid, 2, 2, [50], 2, {})
+        .splitlines()[1]
+        .endswith(
+            "off by n/a bpm on average (bias n/a bpm, n/a within 5 bpm, n/a measurable); with a fixed sinus-rhythm "
+            "report, by n/a bpm (bias n/a)."
+        )
+    )
 
 
 def test_rare_disease_summary():

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from diffusets_core.eval import guidance as guidance_module
+from diffusets_core.eval import summaries as summaries_module
 from diffusets_core.eval.ablation import ablation_view, describe_ablation, read_ablation_table
 from diffusets_core.eval.reconstruction import typical_reconstruction
 from diffusets_core.eval.report import DEFAULT_BASELINES, benchmark_baselines
@@ -14,21 +16,24 @@ from diffusets_core.eval.summaries import (
     build_gaps,
     format_number,
     profile_caveat,
+    show_markdown,
     summarize_benchmark,
     summarize_evaluation,
     summarize_noc_training,
     summarize_vae,
 )
-from diffusets_core.eval.targets import TARGETS
+from diffusets_core.eval.targets import PARAPHRASE_TARGETS, TARGETS
+from diffusets_core.eval.taxonomy import KEY_CLASSES
 from diffusets_core.eval.views import feature_views, paraphrase_views, recall_table, signal_view
 
 
-def _tables(paraphrased: bool = False, noc: bool = False) -> dict[str, pd.DataFrame]:
+def _tables(paraphrased: bool = False, noc: bool = False, targets: dict | None = None) -> dict[str, pd.DataFrame]:
     sources = ["real", "vae", "model", "nn"] + (["paraphrased"] if paraphrased else []) + (["noc"] if noc else [])
+    targets = {**TARGETS, **(PARAPHRASE_TARGETS if paraphrased else {})} if targets is None else targets
     targets = pd.DataFrame(
         [
             {"target": k, "value": 0.5, "vae_ceiling": np.nan, "threshold": thr, "direction": op, "met": False}
-            for k, (_, thr, op) in TARGETS.items()
+            for k, (_, thr, op) in targets.items()
         ]
     )
     targets.loc[targets["target"] == "hr_mae_50_150", ["value", "vae_ceiling", "met"]] = [3.25, 1.5, True]
@@ -92,11 +97,84 @@ def test_summarize_benchmark_reads_every_number_from_the_tables():
 
 def test_summarize_benchmark_optional_lines():
     t = _tables(noc=True)
-    assert "- Smoke profile: toy models" in summarize_benchmark(t, profile="smoke")[-1]
+    # the toy-profile caveat is said once, at the top of the chapter (profile_caveat), not again in the summary
+    smoke = "\n".join(summarize_benchmark(t, profile="smoke"))
+    assert "toy" not in smoke and "Smoke profile" not in smoke and "meaningless" not in smoke
+    assert summarize_benchmark(t, profile="smoke")[1:] == summarize_benchmark(t, profile="cpu")[1:]
     noc = [s for s in summarize_benchmark(t) if "Text-only" in s]
     assert noc == [
         "- Text-only ablation (noc) vs the model: HR MAE 12.5 vs 3.2 bpm, rFID 9.00 vs 7.00, macro recall 0.20 vs 0.60."
     ]
+
+
+def test_summarize_benchmark_paraphrase_line():
+    (line,) = [s for s in summarize_benchmark(_tables(paraphrased=True)) if "reworded" in s]
+    assert "HR MAE ≤ 5 bpm **missed** (value 0.50; needed <= 5.00)" in line
+    assert "0.40 against 0.50 in distribution, gap ≤ 0.1 **missed**" in line
+
+
+def test_summarize_benchmark_thresholds_come_from_the_targets():
+    """Change a target (in a copy of TARGETS, or in the targets table) and the sentence changes with it."""
+    default = "\n".join(summarize_benchmark(_tables(paraphrased=True)))
+    changed = dict(TARGETS)
+    for key, thr in (("macro_recall_morphology", 0.75), ("hr_mae_50_150", 7.5), ("rfid", 3.0), ("precision", 0.65)):
+        desc, _, op = changed[key]
+        changed[key] = (desc, thr, op)
+    changed["af_rr_cv_vs_sinus"] = (changed["af_rr_cv_vs_sinus"][0], 4.0, "<=")
+    changed.update({f"recall_{c}": ("", 0.5, ">=") for c in KEY_CLASSES})
+    changed.update(PARAPHRASE_TARGETS)
+    changed["paraphrase_morphology_gap"] = ("", 0.05, "<=")
+    text = "\n".join(summarize_benchmark(_tables(paraphrased=True, targets=changed)))
+    for old, new in (
+        ("morphology classes ≥ 0.80:", "morphology classes ≥ 0.75:"),
+        ("- Per-class recall ≥ 0.60:", "- Per-class recall ≥ 0.50:"),
+        ("- HR MAE ≤ 5 bpm for", "- HR MAE ≤ 7.5 bpm for"),
+        ("- rFID ≤ 2:", "- rFID ≤ 3:"),
+        ("precision ≥ 0.7:", "precision ≥ 0.65:"),
+        ("atrial fibrillation ≥ 3 × generated", "atrial fibrillation ≤ 4 × generated"),
+        ("gap ≤ 0.1 ", "gap ≤ 0.05 "),
+    ):
+        assert old in default and old not in text and new in text, (old, new)
+    assert "recall ≥ 0.7:" in text  # an unchanged target reads as before
+    # the table's own row wins; per-class thresholds that differ are given class by class
+    t = _tables()
+    rows = t["targets"]
+    rows.loc[rows["target"] == f"recall_{KEY_CLASSES[0]}", "threshold"] = 0.9
+    (line,) = [s for s in summarize_benchmark(t) if s.startswith("- Per-class recall")]
+    assert line.startswith(f"- Per-class recall: {KEY_CLASSES[0]} ≥ 0.90 **missed**")
+    assert f"{KEY_CLASSES[1]} ≥ 0.60 **missed**" in line
+
+
+def test_show_markdown_displays_nothing_when_there_is_nothing_to_say(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
+    assert show_markdown([]) is None and show_markdown("") is None and show_markdown(["", " "]) is None
+    assert shown == []
+    show_markdown(build_gaps(noc=False, paraphrase=False))
+    show_markdown(profile_caveat("smoke"))
+    assert [type(m).__name__ for m in shown] == ["Markdown", "Markdown"]
+    assert shown[0].data == "\n\n".join(build_gaps(noc=False, paraphrase=False))
+    assert shown[1].data == profile_caveat("smoke")
+
+
+def test_summarize_guidance_reads_the_coverage_rule(monkeypatch):
+    sweep = pd.DataFrame(
+        {
+            "guidance_scale": [1.0, 2.0],
+            "n": 16,
+            "hr_mae_50_150": [6.0, 4.0],
+            "macro_recall_morphology": [0.3, np.nan],
+            "coverage": [0.5, 0.4],
+        }
+    )
+    settings = {"guidance_scale": 2.0, "guidance_on": "text", "sampler": "ddim", "num_inference_steps": 10}
+    text = guidance_module.summarize_guidance(sweep, settings)
+    assert "keep at least 90 % of the coverage at the smallest scale) picks **2** (the largest scale" in text
+    assert "lowest HR error is at scale 2 (4.00 bpm; 6.00 at 1)" in text
+    monkeypatch.setattr(guidance_module, "MIN_COVERAGE_RATIO", 0.75)
+    assert "keep at least 75 % of the coverage" in guidance_module.summarize_guidance(sweep, settings)
 
 
 def test_summarize_evaluation():
@@ -125,6 +203,9 @@ def test_noc_training_caveat_and_gaps():
 def test_format_number():
     assert format_number(0.123) == "0.12" and format_number(2, 1) == "2.0"
     assert format_number(np.nan) == "n/a" == format_number(None) == format_number("x")
+    assert format_number(-1.25, spec="+.1f") == "-1.2" and format_number(0.5, spec=".0%") == "50%"
+    assert format_number(np.inf, spec=".0%") == "n/a"
+    assert summaries_module._plain(5.0, 0) == "5" and summaries_module._plain(7.5, 0) == "7.5"
 
 
 def test_summarize_vae():

@@ -7,6 +7,7 @@ heart rate of what it generated; :func:`sweep_and_save_guidance` runs the valida
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,9 +17,10 @@ import pandas as pd
 
 from ..eval.features import hr_error, measure_features
 from ..eval.guidance import guidance_sweep, save_chosen_guidance, summarize_guidance
+from ..train.unet import train_unet
 
 __all__ = [
-    "PAPER_AND_FAST_SAMPLERS",
+    "FAST_SAMPLERS",
     "compare_samplers",
     "rms_difference",
     "sweep_and_save_guidance",
@@ -26,8 +28,9 @@ __all__ = [
     "training_setup",
 ]
 
-#: the paper's ancestral sampler (its step count is the chapter's parameter) and the two fast deterministic ones
-PAPER_AND_FAST_SAMPLERS = (("ddim", 50), ("dpmsolver++", 20))
+#: the two fast deterministic samplers the chapter compares with the paper's ancestral DDPM, as ``(name, steps)``
+#: (DDPM's step count is the chapter's parameter)
+FAST_SAMPLERS = (("ddim", 50), ("dpmsolver++", 20))
 
 
 def compare_samplers(
@@ -120,8 +123,12 @@ def guidance_summary(sweep: pd.DataFrame | None, settings: dict | None) -> str:
 
 
 def training_setup(unet_model: dict, unet_extra: dict) -> str:
-    """Two lines: the loss weighting (with γ for Min-SNR) and the architecture with its settings."""
-    weighting = unet_extra.get("loss_weighting", "uniform (paper)")
-    gamma = f"(gamma {unet_extra.get('snr_gamma', 5.0)})" if unet_extra.get("loss_weighting") == "min_snr" else ""
+    """Two lines: the loss weighting (with γ for Min-SNR) and the architecture with its settings. ``unet_extra``
+    are keyword arguments of :func:`~diffusets_core.train.unet.train_unet`; what it leaves out is read from
+    that function's defaults."""
+    defaults = {k: p.default for k, p in inspect.signature(train_unet).parameters.items()}
+    weighting = unet_extra.get("loss_weighting", f"{defaults['loss_weighting']} (paper)")
+    snr_gamma = unet_extra.get("snr_gamma", defaults["snr_gamma"])
+    gamma = f"(gamma {snr_gamma})" if unet_extra.get("loss_weighting") == "min_snr" else ""
     arch = {k: v for k, v in unet_model.items() if k != "arch"}
     return f"loss weighting: {weighting} {gamma}\narchitecture: {unet_model.get('arch', 'paper')} {arch}"

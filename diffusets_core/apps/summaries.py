@@ -1,4 +1,5 @@
-"""The chapters' findings as sentences, computed from their tables (no number is typed by hand).
+"""The chapters' findings as sentences, computed from their tables (no number is typed by hand; a value that can
+be missing prints as ``n/a``, :func:`~diffusets_core.eval.summaries.format_number`).
 
 Each ``summarize_*`` takes what a chapter computed and returns Markdown (a bullet list, one finding a line) for
 ``display(Markdown(...))``; the sentences are tested in ``tests/test_apps_summaries.py``. Also the small tables of
@@ -13,7 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..data.leads import CANONICAL_LEADS
 from ..data.overview import skipped_records, statements, subjects_in_several_splits
+from ..data.preprocess import PreprocessConfig
+from ..eval.summaries import format_number
+from ..text.patient import COLUMNS as PATIENT_COLUMNS
 from .rare_disease import overall_verdict
 
 __all__ = [
@@ -67,13 +72,17 @@ def model_size_table(
 def summarize_methods(
     vae: Any, unet: Any, paper_vae: Any, paper_unet: Any, vae_cfg: Any, unet_cfg: Any, text_dim: int
 ) -> str:
-    """Model sizes against the paper's, the latent compression, and the U-Net's architecture and condition."""
-    L = vae_cfg.downsample_factor
+    """Model sizes against the paper's, the latent compression (an ECG of :data:`~diffusets_core.data.leads.
+    CANONICAL_LEADS` × ``PreprocessConfig().out_len`` samples), and the U-Net's architecture and condition (the text
+    vector plus one value per :data:`~diffusets_core.text.patient.COLUMNS`)."""
+    n_leads, n_samples = len(CANONICAL_LEADS), PreprocessConfig().out_len
+    latent_len = n_samples // vae_cfg.downsample_factor
     return (
         f"- This build's VAE has {count_parameters(vae) / 1e6:.2f} M parameters (paper {count_parameters(paper_vae) / 1e6:.2f} M) and compresses "
-        f"12 × 1024 values to {vae_cfg.latent_channels} × {1024 // L} ({12 * 1024 // (vae_cfg.latent_channels * 1024 // L)}× fewer).\n"
+        f"{n_leads} × {n_samples} values to {vae_cfg.latent_channels} × {latent_len} "
+        f"({n_leads * n_samples // (vae_cfg.latent_channels * latent_len)}× fewer).\n"
         f"- Its U-Net (`{unet_cfg.arch}`) has {count_parameters(unet) / 1e6:.2f} M parameters (paper {count_parameters(paper_unet) / 1e6:.2f} M), "
-        f"conditioned on a {text_dim}-d text vector plus 3 patient values."
+        f"conditioned on a {text_dim}-d text vector plus {len(PATIENT_COLUMNS)} patient values."
     )
 
 
@@ -141,8 +150,9 @@ def summarize_text(first: Mapping[str, Any], second: Mapping[str, Any], probe: M
         f"- Embedder `{identity['backend']}` / `{identity['model']}`, {identity['dim']}-d, prompt mode `{identity['prompt_mode']}`.",
         f"- Cache: the first call embedded {first['newly_embedded']} prompts ({first['cache_hits']} already cached); "
         f"the second call found {hit_rate_second:.0%} of the prompts in the cache and embedded {second['newly_embedded']}.",
-        f"- Report vectors {verdict}: a {k}-NN regressor predicts heart rate with MAE {mae:.1f} bpm, against "
-        f"{mae_shuf:.1f} bpm on shuffled labels and {mae_mean:.1f} bpm for the mean (correlation {r:.2f}). "
+        f"- Report vectors {verdict}: a {k}-NN regressor predicts heart rate with MAE {format_number(mae, 1)} bpm, "
+        f"against {format_number(mae_shuf, 1)} bpm on shuffled labels and {format_number(mae_mean, 1)} bpm for the "
+        f"mean (correlation {format_number(r)}). "
         "The reports name the rhythm (bradycardia, tachycardia), so this is the expected route for heart rate to reach the text.",
     ]
     return "\n".join(lines)
@@ -151,18 +161,20 @@ def summarize_text(first: Mapping[str, Any], second: Mapping[str, Any], probe: M
 # -- 04 diffusion ----------------------------------------------------------------------------------------------------
 def summarize_diffusion(summary: Mapping[str, Any], samplers: pd.DataFrame, ddpm_steps: int, n_test: int) -> str:
     """The U-Net's training (``summary`` of ``train_unet``) and the sampler comparison (table of
-    :func:`~diffusets_core.apps.sampling.compare_samplers`: rows ddpm, ddim, and the fast samplers)."""
+    :func:`~diffusets_core.apps.sampling.compare_samplers`: rows ddpm, ddim, and the fast samplers, each with its
+    ``steps``). An HR MAE that could not be measured prints as ``n/a``."""
     fast = samplers.drop(index="ddpm")
     best = fast["speed-up vs DDPM"].idxmax()
+    hr_mae = samplers["HR MAE (bpm)"].map(lambda v: format_number(v, 1))
     lines = [
         f"- U-Net ({summary['params'] / 1e6:.2f} M parameters, {summary['text_dim']}-d text condition) trained for "
         f"{summary['steps']} steps in {summary['seconds'] / 60:.1f} min ({summary['samples_per_s']:.0f} samples/s); "
-        f"best validation loss {summary['best_val_loss']:.4f}.",
+        f"best validation loss {format_number(summary.get('best_val_loss'), 4)}.",
         f"- DDPM-{ddpm_steps}: {samplers.loc['ddpm', 'seconds per ECG']:.2f} s per ECG, HR MAE "
-        f"{samplers.loc['ddpm', 'HR MAE (bpm)']:.1f} bpm on {n_test} test conditions.",
+        f"{hr_mae['ddpm']} bpm on {n_test} test conditions.",
         f"- {best} ({int(fast.loc[best, 'steps'])} steps) is {fast.loc[best, 'speed-up vs DDPM']:.0f}× faster with HR MAE "
-        f"{fast.loc[best, 'HR MAE (bpm)']:.1f} bpm; DDIM-50: {fast.loc['ddim', 'speed-up vs DDPM']:.0f}× faster, HR MAE "
-        f"{fast.loc['ddim', 'HR MAE (bpm)']:.1f} bpm.",
+        f"{hr_mae[best]} bpm; DDIM-{int(fast.loc['ddim', 'steps'])}: {fast.loc['ddim', 'speed-up vs DDPM']:.0f}× "
+        f"faster, HR MAE {hr_mae['ddim']} bpm.",
     ]
     return "\n".join(lines)
 
@@ -177,17 +189,16 @@ def summarize_generation(
     errors: Mapping[str, Mapping[str, float]],
 ) -> str:
     """The gallery written and the heart-rate sweep's error per series (``errors``: series -> ``hr_error``)."""
-    nan = float("nan")
     m = errors.get("rate-matched report", {})
     fx = errors.get("fixed report", {})
     lines = [
         f"- {len(grid)} gallery ECGs for {n_reports} reports × {n_patients} patients were written to "
         f"`samples/gallery/` as WFDB, `.npy` and PNG (conditions and seed in each header).",
         f"- Heart-rate sweep over {min(hr_sweep)}–{max(hr_sweep)} bpm ({n_per_condition} ECGs per rate and series): "
-        f"with a rate-matched report the measured HR is off by {m.get('mae', nan):.1f} bpm on average "
-        f"(bias {m.get('bias', nan):+.1f} bpm, {m.get('frac_within_5', nan):.0%} within 5 bpm, "
-        f"{m.get('frac_valid', nan):.0%} measurable); with a fixed sinus-rhythm report, by "
-        f"{fx.get('mae', nan):.1f} bpm (bias {fx.get('bias', nan):+.1f}).",
+        f"with a rate-matched report the measured HR is off by {format_number(m.get('mae'), 1)} bpm on average "
+        f"(bias {format_number(m.get('bias'), spec='+.1f')} bpm, {format_number(m.get('frac_within_5'), spec='.0%')} "
+        f"within 5 bpm, {format_number(m.get('frac_valid'), spec='.0%')} measurable); with a fixed sinus-rhythm "
+        f"report, by {format_number(fx.get('mae'), 1)} bpm (bias {format_number(fx.get('bias'), spec='+.1f')}).",
     ]
     return "\n".join(lines)
 
@@ -218,8 +229,9 @@ def summarize_rare_disease(
         lines.append(f"- **{d.name}**: {overall_verdict(t)}.")
         for _, r in t.iterrows():
             lines.append(
-                f"  - `{r.feature}` (expected {r.expected}): {r.mean_case:.3g} vs {r.mean_control:.3g}, "
-                f"g = {r.effect:.2f} [95% CI {r.ci_lo:.2f}, {r.ci_hi:.2f}], p = {r.p:.2g}, "
+                f"  - `{r.feature}` (expected {r.expected}): {format_number(r.mean_case, spec='.3g')} vs "
+                f"{format_number(r.mean_control, spec='.3g')}, g = {format_number(r.effect)} [95% CI "
+                f"{format_number(r.ci_lo)}, {format_number(r.ci_hi)}], p = {format_number(r.p, spec='.2g')}, "
                 f"n = {r.n_case}/{r.n_control} — {r.verdict}."
             )
     lines.append(f"- Tables written to `{table_path}` in the run directory.")
@@ -265,7 +277,7 @@ def summarize_knowledge(
     lines.append(
         f"- Embedding space: {len(pts)} records, {pts['report'].nunique()} distinct reports; PC1 and PC2 explain "
         f"{view.explained[0]:.0%} and {view.explained[1]:.0%} of the variance; Spearman correlation with HR: "
-        f"PC1 {rho['pc1']:.2f}, PC2 {rho['pc2']:.2f}."
+        f"PC1 {format_number(rho['pc1'])}, PC2 {format_number(rho['pc2'])}."
     )
     lines.append(f"- Shift table written to `{table_path}`.")
     return "\n".join(lines)
@@ -318,6 +330,7 @@ def summarize_explorer(
         + ("it names the requested classes." if result.matched() else "it differs from the request."),
         f"- {n_bad_inputs} kinds of bad input, each answered with a message naming the field.",
         f"- Pre-rendered explorer: {len(table)} ECGs ({n_classes} classes) written to `explorer/` in "
-        f"{grid_seconds:.1f} s; the interpreter's reading names the requested classes for {table['agree'].mean():.0%} of them.",
+        f"{grid_seconds:.1f} s; the interpreter's reading names the requested classes for "
+        f"{format_number(table['agree'].mean(), spec='.0%')} of them.",
     ]
     return "\n".join(lines)

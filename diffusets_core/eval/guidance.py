@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..diffusion.pipeline import DiffuSETSPipeline, load_sampling_settings, save_sampling_settings
 from ..fileio import atomic_writer
+from ..layout import EVAL_GUIDANCE_DIR
 from .classifiers import predict_proba
 from .clip import ClipFeaturizer
 from .diagnostic_level import diagnostic_rows, diagnostic_summary_row
@@ -38,10 +39,14 @@ __all__ = [
     "save_chosen_guidance",
     "summarize_guidance",
     "SWEEP_COLUMNS",
+    "MIN_COVERAGE_RATIO",
     "GuidanceProbe",
     "GuidanceSetting",
     "resolve_guidance",
 ]
+
+#: :func:`choose_guidance` keeps the scales whose coverage is at least this share of the coverage at the smallest scale.
+MIN_COVERAGE_RATIO = 0.9
 
 SWEEP_COLUMNS = [
     "guidance_scale",
@@ -167,7 +172,7 @@ def guidance_sweep(
     if not scales or any(not math.isfinite(s) or s < 0 for s in scales):
         raise ValueError(f"guidance scales must be finite and >= 0, got {scales}")
     run_dir = Path(run_dir)
-    out = Path(out_dir) if out_dir is not None else run_dir / "eval_guidance"
+    out = Path(out_dir) if out_dir is not None else run_dir / EVAL_GUIDANCE_DIR
     out.mkdir(parents=True, exist_ok=True)
 
     data = load_eval_splits(run_dir, ("train", "val"))
@@ -217,7 +222,7 @@ def guidance_sweep(
     return df
 
 
-def choose_guidance(sweep: pd.DataFrame, *, min_coverage_ratio: float = 0.9) -> float:
+def choose_guidance(sweep: pd.DataFrame, *, min_coverage_ratio: float = MIN_COVERAGE_RATIO) -> float:
     """The rule the ``auto`` setting applies to a validation sweep, fixed before looking at any result: the scale
     with the highest macro recall of the requested class among the scales whose coverage is at least
     ``min_coverage_ratio`` times the coverage at the smallest swept scale (adherence, but not bought with a
@@ -283,7 +288,8 @@ def summarize_guidance(sweep: pd.DataFrame, settings: dict) -> str:
         f"at {base:g}); morphology macro recall peaks at {best_rec:g} ({_value_at(s, 'macro_recall_morphology', best_rec)}; "
         f"{_value_at(s, 'macro_recall_morphology', base)} at {base:g}); coverage goes from {_value_at(s, 'coverage', base)} at {base:g} "
         f"to {_value_at(s, 'coverage', top)} at {top:g}. The rule fixed in advance (`choose_guidance`: the highest macro "
-        f"recall among the scales that keep at least 90 % of the coverage at the smallest scale) picks **{g:g}**"
+        f"recall among the scales that keep at least {MIN_COVERAGE_RATIO * 100:g} % of the coverage at the smallest "
+        f"scale) picks **{g:g}**"
         + (" (the largest scale the sweep may reach)" if g == top else f", inside the swept range {base:g}–{top:g}")
         + f". Saved with the run: `{settings['sampler']}`, {settings['num_inference_steps']} steps, guidance "
         f"{g:g} on {settings['guidance_on']}; the CLI, the pipeline and the later chapters use these unless told otherwise."
