@@ -254,8 +254,8 @@ def save_chosen_guidance(
         "num_inference_steps": int(steps),
         "guidance_scale": g,
         "guidance_on": on,
-        "chosen_by": "choose_guidance on a validation-split sweep (highest macro recall keeping >= 90 % of "
-        "the coverage at the smallest scale)",
+        "chosen_by": "choose_guidance on a validation-split sweep (highest macro recall keeping "
+        f">= {MIN_COVERAGE_RATIO * 100:.0f} % of the coverage at the smallest scale)",
         "swept_scales": [float(x) for x in sweep["guidance_scale"]],
         "n_validation": int(sweep["n"].iloc[0]),
     }
