@@ -334,10 +334,13 @@ class PathDisplay:
         return cls(tuple(sorted(pairs.items(), key=lambda kv: -len(kv[0]))), shown)
 
     def __call__(self, text: str) -> str:
-        """``text`` with every known absolute path replaced by its display form."""
+        """``text`` with every known absolute path replaced by its display form. A path matches only as a whole:
+        not preceded by a path character and, unless it ends with ``/``, followed by ``/`` or a character that
+        cannot continue a file name (``/work/main`` is not rewritten inside ``/work/main2`` or base64 data)."""
         for absolute, shown in self.pairs:
             if absolute in text:
-                text = text.replace(absolute, shown)
+                end = "" if absolute.endswith("/") else r"(?![\w+=-]|\.\w)"
+                text = re.sub(r"(?<![\w./+-])" + re.escape(absolute) + end, lambda _m, s=shown: s, text)
         return text
 
 
@@ -351,7 +354,9 @@ def _assignments(source: str) -> list[tuple[str, int, int, str, str]]:
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             last = node.end_lineno or node.lineno
-            rest = lines[last - 1][node.end_col_offset :].strip() if node.end_col_offset is not None else ""
+            # ast column offsets count UTF-8 bytes, not characters
+            tail = lines[last - 1].encode()[node.end_col_offset :].decode() if node.end_col_offset is not None else ""
+            rest = tail.strip()
             out.append(
                 (
                     node.targets[0].id,
@@ -400,13 +405,14 @@ def merge_parameter_cells(defaults: str, injected: str, paths: PathDisplay | Non
 
 
 def _scrub(obj, paths: PathDisplay):
-    """Every string inside ``obj`` (nested dicts/lists, as in notebook JSON) passed through ``paths``."""
+    """Every string inside ``obj`` (nested dicts/lists, as in notebook JSON) passed through ``paths``, except
+    base64 images (``image/png`` ... output data), which carry no path and must stay byte-exact."""
     if isinstance(obj, str):
         return paths(obj)
     if isinstance(obj, list):
         return [_scrub(v, paths) for v in obj]
     if isinstance(obj, dict):
-        return {k: _scrub(v, paths) for k, v in obj.items()}
+        return {k: v if k.startswith("image/") and k != "image/svg+xml" else _scrub(v, paths) for k, v in obj.items()}
     return obj
 
 
@@ -426,12 +432,15 @@ def render_for_book(executed: Path, dest: Path, *, profile: str, paths: PathDisp
     cells = []
     tags_of = [c.metadata.get("tags", []) for c in nb.cells]
     injected = next((c for c, t in zip(nb.cells, tags_of) if "injected-parameters" in t), None)
-    for cell, tags in zip(nb.cells, tags_of):
+    for index, (cell, tags) in enumerate(zip(nb.cells, tags_of)):
         only = [t[len(ONLY_PROFILE_TAG) :] for t in tags if t.startswith(ONLY_PROFILE_TAG)]
         if (only and profile not in only) or cell is injected:
             continue
         if cell.cell_type == "markdown":
-            cell.source = filter_profile_text(cell.source, profile)
+            try:
+                cell.source = filter_profile_text(cell.source, profile)
+            except ValueError as exc:
+                raise ValueError(f"{executed.name}, cell {index}: {exc}") from None
         if "parameters" in tags and cell.cell_type == "code":
             if injected is not None:
                 cell.source = merge_parameter_cells(cell.source, injected.source, paths)

@@ -13,7 +13,6 @@ This module imports nothing from the package, so data, text, models, diffusion, 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import tempfile
@@ -96,16 +95,14 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | N
 
 def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """``np.save`` (no pickles, C-contiguous) with atomic replacement."""
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    atomic_write(path, buf.getbuffer())
+    atomic_save_with(path, lambda fh: np.save(fh, np.ascontiguousarray(array), allow_pickle=False))
 
 
-def atomic_save_with(path: str | os.PathLike[str], save: Callable[[BinaryIO], None]) -> None:
-    """Atomically write what ``save(file_object)`` writes (e.g. ``lambda f: torch.save(obj, f)``)."""
-    buf = io.BytesIO()
-    save(buf)
-    atomic_write(path, buf.getbuffer())
+def atomic_save_with(path: str | os.PathLike[str], save: Callable[[BinaryIO], object]) -> None:
+    """Atomically write what ``save(file_object)`` writes (e.g. ``lambda f: torch.save(obj, f)``), streamed to the
+    temporary file rather than held in memory (checkpoints and embedding segments can be large)."""
+    with atomic_writer(path) as tmp, open(tmp, "wb") as fh:
+        save(fh)
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

@@ -78,7 +78,7 @@ def test_data_sentences():
     )
     text = S.summarize_data("cohort", manifest, ok, statement_table(ok), 123.4, 2).splitlines()
     assert text[0] == "- Source `cohort`: 7 records, 6 prepared, 1 skipped with a reason."
-    assert text[1] == "- Split by subject: test 2, train 3, val 1; subjects in more than one split: 1."
+    assert text[1] == "- Split by subject: train 3, val 1, test 2; subjects in more than one split: 1."
     assert text[2] == "- 4 distinct reports; the most frequent statement is “Sinus rhythm” (67% of records)."
     assert text[3].startswith("- Heart rate 52–") and "age 30–70 years; 67% women." in text[3]
     assert text[4] == "- Preparation: 123 records/s with 2 worker(s)."
@@ -274,7 +274,9 @@ def test_gallery_and_explorer_summaries():
         steps=20,
         example={"report": "Sinus rhythm|RBBB"},
         result=res,
-        n_bad_inputs=5,
+        bad_inputs=pd.DataFrame(
+            {"input": ["age", "sex", "hr"], "message": ["age: expected ...", "(accepted)", "hr: expected ..."]}
+        ),
         table=pd.DataFrame({"agree": [1.0, 0.0]}),
         n_classes=1,
         grid_seconds=2.0,
@@ -287,3 +289,7 @@ def test_gallery_and_explorer_summaries():
         == "- For *Sinus rhythm / RBBB* the interpreter read *Sinus rhythm / RBBB*: it names the requested classes."
     )
     assert lines[3].endswith("the interpreter's reading names the requested classes for 50% of them.")
+    assert (
+        lines[2]
+        == "- 2 of 3 kinds of bad input refused with a message naming the field; accepted without a message: sex."
+    )

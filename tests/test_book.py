@@ -127,6 +127,33 @@ def test_path_display_keeps_machine_paths_out(tmp_path):
     outside = book.PathDisplay.for_run(prof, tmp_path / "scratch" / "r1", repo_root=repo, home=home)
     assert outside.run_dir_shown == "runs/cpu"
     assert outside(f"{tmp_path}/scratch/r1/unet/model.pt") == "runs/cpu/unet/model.pt"
+    # whole paths only: a longer name or base64 image data that contains the text stay as they are
+    for other in (f"{home}fs/y", f"iVBORw0KGgo{home}AAAA", f"x+{home}"):
+        assert inside(other) == other
+    assert inside(f"{repo}2/x") == "~/repo2/x"  # a sibling of the repository: only the home part is rewritten
+    assert inside(f"the run is {repo}/runs/cpu.") == "the run is runs/cpu."
+
+
+def test_render_for_book_keeps_images_byte_exact_and_names_the_cell_of_a_marker_typo(tmp_path):
+    paths = book.PathDisplay((("/root", "~"),), "runs/cpu")
+    png = "iVBORw0KGgo/root+AAAA/root"
+    nb = new_notebook(cells=[new_markdown_cell("# T"), new_code_cell("x = 1")])
+    nb.cells[1].outputs = [nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "/root/x"})]
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    page = nbformat.read(
+        book.render_for_book(tmp_path / "a.ipynb", tmp_path / "out" / "a.ipynb", profile="cpu", paths=paths),
+        as_version=4,
+    )
+    assert page.cells[1].outputs[0]["data"] == {"image/png": png, "text/plain": "~/x"}
+    nb.cells.append(new_markdown_cell("<!-- only-profile: cpu -->\nnever closed"))
+    nbformat.write(nb, tmp_path / "b.ipynb")
+    with pytest.raises(ValueError, match=r"b.ipynb, cell 2: an only-profile block is not closed"):
+        book.render_for_book(tmp_path / "b.ipynb", tmp_path / "out" / "b.ipynb", profile="cpu", paths=paths)
+
+
+def test_merge_parameter_cells_keeps_comments_after_non_ascii_values():
+    merged = book.merge_parameter_cells('label = "µµµV"  # unit\nn = 1  # count', "n = 5")
+    assert merged.splitlines()[1:] == ['label = "µµµV"  # unit', "n = 5  # count"]
 
 
 def test_render_for_book_merges_parameters_drops_other_profiles_and_scrubs_paths(tmp_path):

@@ -4,6 +4,7 @@ every page renders in headless Chromium with no broken image and no error output
 import functools
 import http.server
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -74,7 +75,8 @@ def test_chapters_show_one_folded_parameters_cell(built):
         text = (html / "notebooks" / f"{nb_name}.html").read_text()
         assert text.count("# Parameters of this build") == 1, nb_name
         assert "injected-parameters" not in text, nb_name
-        assert "tag_hide-input" in text, nb_name
+        params = re.findall(r'class="cell[^"]*tag_parameters[^"]*"', text)
+        assert len(params) == 1 and "tag_hide-input" in params[0], (nb_name, params)
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

@@ -176,3 +176,7 @@ def test_ensure_cohort_reuses_a_build_with_the_same_size_seed_and_version(tmp_pa
     assert path == tmp_path / "cohort" and built is not None
     path, built = B.source_data_dir("mimic", "/data/mimic", tmp_path, n=8, seed=2)
     assert str(path) == "/data/mimic" and built is None
+    with pytest.raises(ValueError, match="give its folder as data_dir"):
+        B.source_data_dir("ptbxl", None, tmp_path, n=8, seed=2)
+    with pytest.raises(ValueError, match="n=None"):
+        B.source_data_dir("cohort", None, tmp_path, n=None, seed=2)

@@ -50,10 +50,6 @@ LAYER_NAMES = {
     8: "config/book/cli",
 }
 
-#: Violations still pending on files this branch does not own, as ``(importer module, imported module)``. The
-#: merger of the issue-14 branches empties this set; any violation not listed here fails the test.
-KNOWN_PENDING: set[tuple[str, str]] = set()
-
 
 def _module_name(path: Path) -> str:
     rel = path.relative_to(ROOT.parent).with_suffix("")
@@ -129,15 +125,9 @@ def test_every_part_of_the_package_has_a_layer():
 
 
 def test_imports_point_one_way():
-    new = sorted(violations() - KNOWN_PENDING)
+    new = sorted(violations())
     lines = [f"{a} ({LAYER_NAMES[layer_of(a)]}) imports {b} ({LAYER_NAMES[layer_of(b)]})" for a, b in new]
     assert not new, "imports against the layer order:\n" + "\n".join(lines)
-
-
-def test_known_pending_are_still_pending():
-    """An entry fixed by another branch must leave KNOWN_PENDING, so the set only shrinks."""
-    stale = sorted(KNOWN_PENDING - violations())
-    assert not stale, f"no longer violations, remove them from KNOWN_PENDING: {stale}"
 
 
 @pytest.mark.parametrize("lower", ["models", "diffusion"])

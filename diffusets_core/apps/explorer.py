@@ -515,6 +515,10 @@ def bad_input_messages(
     return pd.DataFrame(messages)
 
 
+#: The chapters that prepare the data and train the models the explorer needs.
+TRAINING_CHAPTERS = ("01_data", "02_text", "03_vae", "04_diffusion")
+
+
 def ensure_trained(run_dir: str | os.PathLike, profile: str, train_if_missing: bool = False) -> bool:
     """Make sure ``run_dir`` holds a trained U-Net. Returns ``False`` when it already does; otherwise, when
     ``train_if_missing`` (or running in Colab), runs chapters 01-04 of ``profile`` there with ``diffusets book``
@@ -528,24 +532,15 @@ def ensure_trained(run_dir: str | os.PathLike, profile: str, train_if_missing: b
     if not (train_if_missing or "google.colab" in sys.modules):
         raise FileNotFoundError(
             f"{run_dir} has no trained U-Net; run chapters 01-04 (`diffusets book --profile "
-            f"{profile} --run-dir {run_dir} --only 01_data 02_text 03_vae 04_diffusion --no-build`) "
+            f"{profile} --run-dir {run_dir} --only {' '.join(TRAINING_CHAPTERS)} --no-build`) "
             "or set train_if_missing = True"
         )
+    # the CLI of this interpreter's environment: a kernel started from .venv may not have it on PATH
+    cli = Path(sys.executable).with_name("diffusets")
     subprocess.run(
-        [
-            "diffusets",
-            "book",
-            "--profile",
-            profile,
-            "--run-dir",
-            str(run_dir),
-            "--only",
-            "01_data",
-            "02_text",
-            "03_vae",
-            "04_diffusion",
-            "--no-build",
-        ],
+        [str(cli) if cli.exists() else "diffusets", "book", "--profile", profile, "--run-dir", str(run_dir), "--only"]
+        + list(TRAINING_CHAPTERS)
+        + ["--no-build"],
         check=True,
     )
     return True

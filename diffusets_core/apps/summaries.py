@@ -17,6 +17,7 @@ import pandas as pd
 from ..data.leads import CANONICAL_LEADS
 from ..data.overview import skipped_records, statements, subjects_in_several_splits
 from ..data.preprocess import PreprocessConfig
+from ..data.splits import SPLITS
 from ..eval.summaries import format_number
 from ..text.patient import COLUMNS as PATIENT_COLUMNS
 from .rare_disease import overall_verdict
@@ -120,7 +121,7 @@ def summarize_data(
     """Records read / prepared / skipped, the split by subject, reports, patients, and the preparation speed."""
 
     hr_lo, hr_hi = np.percentile(records["hr"], [5, 95])
-    per_split = records.groupby("split")["record_id"].size()
+    per_split = records.groupby("split")["record_id"].size().reindex(SPLITS).dropna()
     lines = [
         f"- Source `{source}`: {len(manifest)} records, {len(records)} prepared, {len(manifest) - len(records)} skipped with a reason.",
         "- Split by subject: "
@@ -315,20 +316,23 @@ def summarize_explorer(
     steps: int,
     example: dict,
     result: Any,
-    n_bad_inputs: int,
+    bad_inputs: pd.DataFrame,
     table: pd.DataFrame,
     n_classes: int,
     grid_seconds: float,
 ) -> str:
     """The widget back-end's latency (median seconds per phase), what the interpreter read for the example, the bad
-    inputs answered, and the pre-rendered explorer (``table``: one row per ECG with ``agree``)."""
+    inputs (``bad_inputs``: :func:`~.explorer.bad_input_messages`' ``input, message`` table, ``(accepted)`` where an
+    input was not refused), and the pre-rendered explorer (``table``: one row per ECG with ``agree``)."""
+    accepted = bad_inputs.loc[bad_inputs["message"] == "(accepted)", "input"].tolist()
     lines = [
         f"- Widget back-end: one ECG generated, measured, read and compared in {pd.Series(latency).sum():.2f} s "
         f"(median of {n_latency} calls: generation {latency['generate']:.2f} s, measurements and reading "
         f"{latency['measure']:.2f} s, closest real report {latency['compare']:.2f} s; {sampler}, {steps} steps).",
         f"- For *{example['report'].replace('|', ' / ')}* the interpreter read *{' / '.join(result.reading)}*: "
         + ("it names the requested classes." if result.matched() else "it differs from the request."),
-        f"- {n_bad_inputs} kinds of bad input, each answered with a message naming the field.",
+        f"- {len(bad_inputs) - len(accepted)} of {len(bad_inputs)} kinds of bad input refused with a message naming "
+        "the field" + (f"; accepted without a message: {', '.join(accepted)}." if accepted else "."),
         f"- Pre-rendered explorer: {len(table)} ECGs ({n_classes} classes) written to `explorer/` in "
         f"{grid_seconds:.1f} s; the interpreter's reading names the requested classes for "
         f"{format_number(table['agree'].mean(), spec='.0%')} of them.",

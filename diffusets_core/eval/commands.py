@@ -8,7 +8,8 @@ import argparse
 
 import pandas as pd
 
-from .guidance import choose_guidance, guidance_sweep, save_chosen_guidance
+from ..diffusion.samplers import SAMPLERS
+from .guidance import MIN_COVERAGE_RATIO, choose_guidance, guidance_sweep, save_chosen_guidance
 from .report import evaluate_run
 
 __all__ = ["add_evaluate_parser", "add_guidance_parser"]
@@ -58,7 +59,7 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--clip-steps", type=int, default=300)
     c.add_argument("--clf-steps", type=int, default=300)
-    c.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
+    c.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
     c.add_argument("--steps", type=int, default=50)
     c.add_argument(
         "--guidance-scale",
@@ -112,7 +113,8 @@ def _cmd_guidance_sweep(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 160, "display.max_columns", 12, "display.precision", 3):
         print(df)
     print(
-        f"choose_guidance (highest macro recall keeping >= 90 % of the coverage at the smallest scale): "
+        f"choose_guidance (highest macro recall keeping >= {MIN_COVERAGE_RATIO * 100:.0f} % of the coverage at "
+        "the smallest scale): "
         f"{choose_guidance(df):g}"
     )
     if args.save:
@@ -130,7 +132,7 @@ def add_guidance_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--scales", default="1,1.5,2,3", help="comma-separated guidance scales (default 1,1.5,2,3)")
     c.add_argument("--n", type=int, default=100, help="validation conditions")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
+    c.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
     c.add_argument("--steps", type=int, default=20)
     c.add_argument("--clip-steps", type=int, default=200)
     c.add_argument("--clf-steps", type=int, default=200)

@@ -49,37 +49,16 @@ import torch
 from ..diffusion.pipeline import DiffuSETSPipeline
 from ..layout import EVAL_DIR, NOC_DIR
 from .conditions import select_conditions
-
-# compat(issue14): re-export, removed at merge — public names other modules import from here (fit_clip and
-# fit_classifier, imported above for evaluate_run, are also imported from here by benchmarks/vae_recipe.py;
-# add_evaluate_parser, by cli.py, comes through __getattr__ below: eval.commands imports this module)
-from .diagnostic_level import (  # noqa: F401
-    TSTR_COLUMNS,
-    diagnostic_summary_row,
-    diagnostic_tables,
-    tstr_table,
-    unseen_combinations_table,
-    wilson_interval,
-)
-from .feature_level import (
-    feature_tables,
-    rhythm_rows,  # noqa: F401
-    rhythm_table,
-)
+from .diagnostic_level import TSTR_COLUMNS, diagnostic_tables, tstr_table, unseen_combinations_table
+from .feature_level import feature_tables, rhythm_table
 from .figures import write_figures
 from .fit_judges import fit_classifier, fit_clip
 from .output import write_json, write_table
 from .sets import SetGenerator, generate_sets
 from .signal_level import clip_reference, physical_table, retrieval_table, signal_table
 from .splits import load_eval_splits
-from .summaries import summarize_benchmark  # noqa: F401
-from .targets import (
-    TARGETS,  # noqa: F401
-    targets_table,
-)
-from .taxonomy import EVAL_CLASSES, KEY_CLASSES, MORPHOLOGY_CLASSES, RATE_CLASSES  # noqa: F401
+from .targets import targets_table
 from .timing import StageTimer
-from .views import recall_table  # noqa: F401
 
 #: Every baseline :func:`evaluate_run` knows; :data:`DEFAULT_BASELINES` is what it runs unless told otherwise.
 BASELINES = ("nn", "deepfake", "ddpm", "noc")
@@ -208,6 +187,7 @@ def evaluate_run(
         run_dir, out, data.signals, data.labels, data.classes, seed=seed, steps=clf_steps, train_batch=train_batch
     )
     diagnostic, diagnostic_summary, confusion = diagnostic_tables(sets, cond, model, th, valid, n_subset=n_ddpm_used)
+    timer.lap("classifier", len(data.signals["train"]))
     unseen = pd.DataFrame()
     if paraphrase:
         unseen = unseen_combinations_table(
@@ -226,7 +206,6 @@ def evaluate_run(
             workers=workers,
         )
         timer.lap("unseen_combinations", len(unseen))
-    timer.lap("classifier", len(data.signals["train"]))
     tstr = pd.DataFrame([], columns=TSTR_COLUMNS)
     if n_tstr is None or n_tstr > 0:
         tstr, n_train = tstr_table(

@@ -1,7 +1,7 @@
 """Signal level of the benchmark: each set of ECGs as a distribution of CLIP features against the real test ECGs.
 
 FID / rFID, precision / recall (k=3), density / coverage (k=5) and the CLIP score (:func:`.metrics.signal_metrics`)
-on the 64-d ECG features of the benchmark's CLIP (:func:`.judge.fit_clip`). Every set is compared with the real
+on the 64-d ECG features of the benchmark's CLIP (:func:`.fit_judges.fit_clip`). Every set is compared with the real
 TEST features at the same ``n``; the real-vs-real floor compares the real VALIDATION split with the same test
 features. Also the CLIP's own retrieval accuracy on test, and the physical consistency of every set.
 """

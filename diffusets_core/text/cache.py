@@ -40,13 +40,12 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
-from ..fileio import TMP_PREFIX, atomic_writer
+from ..fileio import TMP_PREFIX, atomic_save_with
 from .embedders import EmbedderIdentity
 
 log = logging.getLogger(__name__)
@@ -57,13 +56,6 @@ _FOOTER = "#end"
 def prompt_key(text: str) -> str:
     """sha256 hex digest of the exact prompt text (UTF-8)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def atomic_stream(path: Path, writer: Callable[[BinaryIO], object]) -> None:
-    """``writer(file)`` streamed to ``path`` through :func:`~diffusets_core.fileio.atomic_writer` (a temporary file
-    beside it, fsync, rename, directory fsync) without holding the bytes in memory (segments can be large)."""
-    with atomic_writer(path) as tmp, open(tmp, "wb") as f:
-        writer(f)
 
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -220,17 +212,17 @@ class EmbeddingCache:
         if path.exists():
             return
         meta = dict(self.identity.to_dict(), dim=self.dim, key="sha256(prompt utf-8)")
-        atomic_stream(path, lambda f: f.write(json.dumps(meta, indent=2).encode()))
+        atomic_save_with(path, lambda f: f.write(json.dumps(meta, indent=2).encode()))
 
     def _write_segment(self, keys: Sequence[str], vectors: np.ndarray) -> str:
         self.dir.mkdir(parents=True, exist_ok=True)
         name = f"seg-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}"
         vpath, kpath = self.dir / f"{name}.npy", self.dir / f"{name}.keys"
-        atomic_stream(vpath, lambda f: np.save(f, vectors, allow_pickle=False))
+        atomic_save_with(vpath, lambda f: np.save(f, vectors, allow_pickle=False))
         nbytes = vpath.stat().st_size
         body = "\n".join(keys) + ("\n" if keys else "")
         body += f"{_FOOTER} n={len(keys)} dim={vectors.shape[1]} bytes={nbytes}\n"
-        atomic_stream(kpath, lambda f: f.write(body.encode("ascii")))
+        atomic_save_with(kpath, lambda f: f.write(body.encode("ascii")))
         return name
 
     def add(self, texts: Sequence[str], vectors: np.ndarray) -> int:

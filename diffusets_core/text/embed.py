@@ -29,9 +29,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from .. import __version__
-from ..fileio import atomic_write_text
+from ..fileio import atomic_save_with, atomic_write_text
 from ..layout import DATA_DIR, EMBEDDING_CACHE_DIR, EMBEDDINGS_DIR, MANIFEST_FILE
-from .cache import EmbeddingCache, atomic_stream
+from .cache import EmbeddingCache
 from .embedders import Embedder, make_embedder
 from .prompts import ordered_prompt
 
@@ -208,7 +208,7 @@ def embed_run(
 
     write_csv("prompts.csv", pd.DataFrame({"record_id": record_ids, "prompt_index": prompt_index}))
     write_csv("distinct_prompts.csv", pd.DataFrame({"prompt_index": np.arange(len(distinct)), "prompt": distinct}))
-    atomic_stream(
+    atomic_save_with(
         out / "vectors.npy", lambda f: np.save(f, np.ascontiguousarray(matrix, dtype=np.float32), allow_pickle=False)
     )
     elapsed = time.perf_counter() - t0

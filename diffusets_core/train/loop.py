@@ -240,8 +240,11 @@ class Trainer:
             self.ema.load_state_dict(checkpoint["ema"])
             self.opt.load_state_dict(checkpoint["optimizer"])
             self.sched.load_state_dict(checkpoint["scheduler"])
-        except (KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"{path}: cannot resume this model from it: {exc}") from None
+        except (KeyError, RuntimeError, ValueError) as exc:  # ValueError: optimizer parameter groups differ
+            raise CheckpointError(
+                f"{path}: cannot resume this model from it (written by a different model or version; retrain with "
+                f"--restart or delete the file): {exc}"
+            ) from None
         self.step = int(checkpoint["step"])
         self.best_val = float(checkpoint["best_val"])
         self.history = list(checkpoint.get("history", []))

@@ -393,10 +393,25 @@ def source_data_dir(
     """The folder :func:`~diffusets_core.data.prepare.prepare_dataset` reads for ``source``.
 
     ``source == "cohort"``: the cohort in ``<run_dir>/cohort``, built or reused by :func:`ensure_cohort` (then
-    returned too); any other source: ``data_dir`` as given, and ``None``. Raises ``TypeError`` when a real source
-    has no ``data_dir``.
+    returned too; a ``data_dir`` given with it is ignored, with a warning); any other source: ``data_dir`` as
+    given, and ``None``.
+
+    Raises:
+        ValueError: a real source without ``data_dir``, or a cohort size ``n``
+            that is not a positive integer (the cohort is built, so "all records" has no meaning for it).
     """
     if source == "cohort":
+        if data_dir:
+            log.warning(
+                "data_dir=%r is ignored: the cohort source builds its own folder in run_dir/%s (use source "
+                "'mimic' to read an existing cohort folder)",
+                str(data_dir),
+                COHORT_DIR,
+            )
+        if not isinstance(n, int) or n <= 0:
+            raise ValueError(f"n={n!r}: the cohort source needs a positive number of records to build")
         built = ensure_cohort(Path(run_dir) / COHORT_DIR, n=n, seed=seed, workers=workers)
         return built.data_dir, built
+    if not data_dir:
+        raise ValueError(f"source {source!r} reads an existing dataset: give its folder as data_dir")
     return Path(data_dir), None
