@@ -17,11 +17,46 @@ MIMIC_DISK_ORDER = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4
 LEAD_SCALE = np.array([0.6, 1.0, 0.4, -0.8, 0.3, 0.7, -0.5, 0.9, 1.2, 1.4, 1.1, 0.8])
 
 
-@functools.lru_cache(maxsize=32)
-def _template(hr: float, fs: int, seconds: float, seed: int) -> np.ndarray:
+#: neurokit2's default simulator (ECGSYN) integrates an ODE whose adaptive steps depend on the CPU's BLAS kernels:
+#: the same call differs by up to 0.1 mV between an AVX-512 and an AVX2 machine (measured with
+#: benchmarks/cross_cpu.py), and a tiny model trained on it moves a stored slice by 10 %. The templates behind the
+#: stored expected numbers (``simple_mimic_records``: 60-100 bpm, 500 Hz, 10 s, seeds 0-3) are therefore stored,
+#: float32, written by ``python -m tests.data_trees``; any other template is simulated on the fly.
+TEMPLATE_BANK = Path(__file__).parent / "fixtures" / "ecgsyn_templates.npz"
+BANK_HRS = (60.0, 70.0, 80.0, 90.0, 100.0)
+
+
+def _bank_key(hr: float, fs: int, seconds: float, seed: int) -> str:
+    return f"hr{hr:g}_fs{fs}_s{seconds:g}_seed{seed}"
+
+
+@functools.lru_cache(maxsize=1)
+def _bank() -> dict[str, np.ndarray]:
+    if not TEMPLATE_BANK.is_file():
+        return {}
+    with np.load(TEMPLATE_BANK) as z:
+        return {k: z[k].astype(np.float64) for k in z.files}
+
+
+def _simulate(hr: float, fs: int, seconds: float, seed: int) -> np.ndarray:
     import neurokit2 as nk
 
     return nk.ecg_simulate(duration=seconds, sampling_rate=fs, heart_rate=hr, random_state=seed, noise=0.01)
+
+
+@functools.lru_cache(maxsize=32)
+def _template(hr: float, fs: int, seconds: float, seed: int) -> np.ndarray:
+    stored = _bank().get(_bank_key(hr, fs, seconds, seed))
+    return stored.copy() if stored is not None else _simulate(hr, fs, seconds, seed)
+
+
+def write_template_bank(path: Path = TEMPLATE_BANK) -> Path:
+    """Simulate and store the banked templates (float32 npz); run once on one machine, then commit the file."""
+    out = {
+        _bank_key(hr, 500, 10.0, s): _simulate(hr, 500, 10.0, s).astype(np.float32) for hr in BANK_HRS for s in range(4)
+    }
+    np.savez_compressed(path, **out)
+    return path
 
 
 def synthetic_ecg(hr: float = 70.0, fs: int = 500, seconds: float = 10.0, seed: int = 0) -> np.ndarray:
@@ -303,3 +338,7 @@ def write_folder_record(
     path = Path(root) / rel
     write_wfdb(path.parent, path.name, signal, fs, sig_names, gain=gain, units=units, comments=comments)
     return path
+
+
+if __name__ == "__main__":
+    print(write_template_bank())

@@ -11,6 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+#: compares with stored expected numbers: benchmarks/cross_cpu.py reruns it under other CPUs' kernels
+pytestmark = pytest.mark.stored_numbers
+
 diffusers = pytest.importorskip("diffusers")
 
 from diffusets_core.diffusion import DDIMSampler, DDPMSampler, DPMSolverMultistepSampler, NoiseSchedule  # noqa: E402

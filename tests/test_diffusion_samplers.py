@@ -18,6 +18,9 @@ from diffusets_core.diffusion import (
     randn,
 )
 
+#: compares with stored expected numbers: benchmarks/cross_cpu.py reruns it under other CPUs' kernels
+pytestmark = pytest.mark.stored_numbers
+
 FIXTURE = Path(__file__).parent / "fixtures" / "reference" / "golden.npz"
 ALL = [DDPMSampler, DDIMSampler, DPMSolverMultistepSampler]
 

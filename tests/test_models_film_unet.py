@@ -10,6 +10,9 @@ from diffusets_core.models import ConditionalUNet1D
 from diffusets_core.models.film_unet import FiLMUNet1D
 from diffusets_core.models.unet import UNetConfig, build_unet
 
+#: compares with stored expected numbers: benchmarks/cross_cpu.py reruns it under other CPUs' kernels
+pytestmark = pytest.mark.stored_numbers
+
 
 def film_cfg(**kw) -> UNetConfig:
     base = dict(

@@ -12,6 +12,9 @@ from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
 from diffusets_core.text.embedders import HashEmbedder
 from tests.data_trees import make_tiny_run, simple_mimic_records
 
+#: compares with stored expected numbers: benchmarks/cross_cpu.py reruns it under other CPUs' kernels
+pytestmark = pytest.mark.stored_numbers
+
 #: lead I, samples 0-4, of the two ECGs of test_pipeline_shapes_seeds_and_conditions (mV), computed on main at
 #: 7fab87a (before the issue-14 refactor) on CPU
 EXPECTED_E2E_SLICE = np.array(

@@ -25,6 +25,9 @@ from diffusets_core.models import (
     reference_time_table,
 )
 
+#: compares with stored expected numbers: benchmarks/cross_cpu.py reruns it under other CPUs' kernels
+pytestmark = pytest.mark.stored_numbers
+
 
 def _tol(expected: np.ndarray, rel: float) -> float:
     return rel * max(1.0, float(np.abs(expected).max()))

@@ -18,6 +18,9 @@ import numpy as np
 import pytest
 import torch
 
+#: compares with stored expected numbers: benchmarks/cross_cpu.py reruns it under other CPUs' kernels
+pytestmark = pytest.mark.stored_numbers
+
 FIXTURES = Path(__file__).parent / "fixtures" / "reference"
 
 

@@ -13,6 +13,9 @@ from diffusets_core.text.embedders import (
     sanitize_url,
 )
 
+#: compares with stored expected numbers: benchmarks/cross_cpu.py reruns it under other CPUs' kernels
+pytestmark = pytest.mark.stored_numbers
+
 
 def test_hash_embedder_deterministic_unit_vectors():
     e = HashEmbedder(dim=24)

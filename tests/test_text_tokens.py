@@ -10,6 +10,9 @@ import torch
 from diffusets_core.models.unet import UNetConfig, build_unet
 from diffusets_core.text.tokens import report_tokens, statement_rows
 
+#: compares with stored expected numbers: benchmarks/cross_cpu.py reruns it under other CPUs' kernels
+pytestmark = pytest.mark.stored_numbers
+
 
 def _embed(statements: list[str]) -> np.ndarray:
     # deterministic 4-d vectors from the text, never all-zero
