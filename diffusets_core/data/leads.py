@@ -3,7 +3,8 @@
 Every array in the package carries its leads in :data:`CANONICAL_LEADS` order.
 Readers never trust a file's channel order: MIMIC-IV-ECG stores aVF before aVL,
 PTB Diagnostic uses lower-case names and adds Frank leads (vx, vy, vz). So leads are
-always located by *name*, via :func:`map_leads` (or :func:`lead_indices`).
+always located by *name*, via :func:`map_leads` (or :func:`lead_indices`). A model that works in another
+order (the authors' released VAE: :data:`MIMIC_FILE_LEADS`) converts at its boundary with :func:`reorder_leads`.
 
 How a label is read (:func:`parse_lead_label`), in this order:
 
@@ -34,9 +35,17 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "CANONICAL_LEADS",
+    "MIMIC_FILE_LEADS",
+    "reorder_leads",
     "LeadMappingError",
     "LeadMap",
     "canonical_lead_name",
@@ -46,6 +55,11 @@ __all__ = [
 ]
 
 CANONICAL_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+#: The channel order of MIMIC-IV-ECG's WFDB files (``sig_name`` of every record): aVF *before* aVL. Our readers
+#: map by name and never depend on it; it matters for models trained by code that used the file order as is
+#: (the authors' released DiffuSETS checkpoints, :data:`~diffusets_core.models.reference.REFERENCE_LEAD_ORDER`).
+MIMIC_FILE_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
 
 # Normalised spelling -> canonical name (keys lower-case, without spaces, underscores, dots).
 _ALIASES: dict[str, str] = {}
@@ -249,3 +263,42 @@ def lead_indices(sig_names: Sequence[str]) -> list[int]:
             "(use map_leads, which returns the sign)"
         )
     return lm.indices
+
+
+ArrayT = TypeVar("ArrayT", np.ndarray, "torch.Tensor")
+
+
+def reorder_leads(x: ArrayT, from_order: Sequence[str], to_order: Sequence[str], *, axis: int = -2) -> ArrayT:
+    """Permute the lead axis of ``x`` from the named order ``from_order`` to ``to_order``.
+
+    Args:
+        x: numpy array or torch tensor whose ``axis`` holds the leads in ``from_order`` -- by default the
+            channels-first layout of the package, ``(..., 12, L)`` (use ``axis=-1`` for ``(..., L, 12)``).
+        from_order, to_order: lead names; the same names, each once, in two orders.
+        axis: the lead axis.
+
+    Returns:
+        An array/tensor of the same type, shape and dtype with channel ``k`` = lead ``to_order[k]`` (a new
+        array; ``x`` itself when the two orders are equal). Differentiable for tensors.
+
+    Raises:
+        ValueError: the orders are not permutations of each other (names repeated, missing or extra), or
+            ``x.shape[axis]`` is not the number of leads.
+    """
+    src, dst = tuple(from_order), tuple(to_order)
+    if len(set(src)) != len(src) or sorted(src) != sorted(dst):
+        raise ValueError(f"reorder_leads: {list(dst)} is not a reordering of {list(src)} (same names, each once)")
+    n = x.shape[axis]
+    if n != len(src):
+        raise ValueError(
+            f"reorder_leads: axis {axis} of an array of shape {tuple(x.shape)} holds {n} channels, "
+            f"expected the {len(src)} leads {list(src)}"
+        )
+    if src == dst:
+        return x
+    idx = [src.index(name) for name in dst]
+    if isinstance(x, np.ndarray):
+        return np.take(x, idx, axis=axis)
+    import torch  # imported here: reading records needs no torch until a tensor arrives
+
+    return x.index_select(axis, torch.tensor(idx, device=x.device))

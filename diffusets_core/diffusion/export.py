@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ..data.leads import CANONICAL_LEADS
+from ..data.leads import CANONICAL_LEADS, reorder_leads
 from ..data.wfdb_io import encode_comment_value, header_comments
 from ..fileio import atomic_save_npy, atomic_writer
 
@@ -40,7 +40,8 @@ def _comments(row: dict[str, Any], model: dict[str, Any]) -> list[str]:
 
 
 def write_wfdb(signal: np.ndarray, fs: float, out_dir: str | os.PathLike, name: str, comments: Iterable[str]) -> Path:
-    """One ``(12, L)`` mV array as ``name.hea``/``name.dat`` (format 16, 1000 ADC units per mV)."""
+    """One ``(12, L)`` mV array in :data:`~diffusets_core.data.leads.CANONICAL_LEADS` order as
+    ``name.hea``/``name.dat`` (format 16, 1000 ADC units per mV), channels named and ordered canonically."""
     import wfdb  # as in data.wfdb_io: wfdb loads in ~0.5 s and only WFDB output needs it
 
     out_dir = Path(out_dir)
@@ -72,7 +73,8 @@ def export_batch(
     plot: PlotFn | None = None,
 ) -> list[str]:
     """Write every ECG of a :class:`GenerationOutput` as ``ecg_NNNNNN`` in ``formats`` (``wfdb``, ``npy``, ``png``;
-    ``png`` draws with ``plot``, e.g. ``viz.ecgplot.plot_12lead``); returns the record names.
+    ``png`` draws with ``plot``, e.g. ``viz.ecgplot.plot_12lead``); returns the record names. Records are written
+    in canonical lead order whatever ``output.leads`` declares (the signals are reordered by name if needed).
 
     Raises ValueError, before anything is written, when ``png`` is asked for without ``plot`` (drawing belongs to
     ``viz``, a layer above ``diffusion``, so the caller passes it)."""
@@ -82,12 +84,16 @@ def export_batch(
             "export_batch: formats include 'png' but no plot= function was given "
             "(pass e.g. diffusets_core.viz.ecgplot.plot_12lead)"
         )
+    # names say which channel is which; write canonical names in canonical order (raises before writing if
+    # the declared leads are not the 12 canonical ones)
+    leads = tuple(getattr(output, "leads", CANONICAL_LEADS))
+    signals = reorder_leads(np.asarray(output.signals), leads, CANONICAL_LEADS, axis=-2)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = []
     for i, row in enumerate(output.conditions.to_dict("records")):
         name = f"ecg_{start_index + i:06d}"
-        sig = output.signals[i]
+        sig = signals[i]
         if "wfdb" in formats:
             write_wfdb(sig, output.fs, out_dir, name, _comments(row, output.model))
         if "npy" in formats:

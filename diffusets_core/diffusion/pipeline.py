@@ -231,6 +231,11 @@ class DiffuSETSPipeline:
         U-Net was trained on OpenAI ``text-embedding-ada-002`` vectors (1536-d; the key is read from
         ``OPENAI_API_KEY``); any other embedder must have the checkpoint's text width, which is checked
         before generation. Use ``sampler="ddpm", num_inference_steps=1000`` for the paper's sampler.
+
+        Lead order: the released VAE was trained on MIMIC-IV-ECG's files as stored and decodes in their order
+        (I, II, III, aVR, aVF, aVL, V1..V6); the loaded :class:`~diffusets_core.models.reference.ReferenceVAE`
+        reorders at its boundary, so the signals returned (and exported) are in
+        :data:`~diffusets_core.data.leads.CANONICAL_LEADS` order like every other model's (aVL before aVF).
         """
 
         dev = resolve_device(device)

@@ -5,13 +5,16 @@
 * :mod:`.unet` -- :class:`UNetConfig`, :class:`ConditionalUNet1D`.
 * :mod:`.attention` -- SDPA-based attention layers with ``nn.MultiheadAttention`` parameter names.
 * :mod:`.embeddings` -- the reference's sinusoidal time table.
-* :mod:`.reference` -- loading the authors' ``unet_all.pth`` / ``vae_model.pth`` (paper mode).
+* :mod:`.reference` -- loading the authors' ``unet_all.pth`` / ``vae_model.pth`` (paper mode); :class:`ReferenceVAE`
+  converts between canonical lead order and the released network's :data:`REFERENCE_LEAD_ORDER`.
 """
 
 from .embeddings import reference_time_table
 from .reference import (
+    REFERENCE_LEAD_ORDER,
     CheckpointError,
     EmbedderMismatchError,
+    ReferenceVAE,
     check_embedder_compat,
     load_reference_unet,
     load_reference_vae,
@@ -32,6 +35,8 @@ __all__ = [
     "reference_time_table",
     "load_reference_unet",
     "load_reference_vae",
+    "ReferenceVAE",
+    "REFERENCE_LEAD_ORDER",
     "check_embedder_compat",
     "patient_from_condition",
     "CheckpointError",

@@ -5,9 +5,16 @@
   state dict, so the 1536-d (ada-002) release and the authors' 8192-d web-demo model both load; the text
   width is then ``model.cfg.text_dim``. ``cond_dim`` (3 patient values; 0 for the text-only "noc" variant)
   cannot be told apart from the text width in the state dict and is an argument.
-* :func:`load_reference_vae` -> :class:`~diffusets_core.models.vae.VAE` in paper mode (scale 0.18215).
-  Remember the reference's signal layout: ``vae.encode(x_BLC, layout="BLC")`` /
+* :func:`load_reference_vae` -> :class:`ReferenceVAE` (a paper-mode :class:`~diffusets_core.models.vae.VAE`,
+  scale 0.18215). Remember the reference's signal layout: ``vae.encode(x_BLC, layout="BLC")`` /
   ``vae.decode(z, layout="BLC")`` take/return (B, 1024, 12); our default layout is (B, 12, 1024).
+* Lead order. The released models were trained on MIMIC-IV-ECG's WFDB files read as stored, so the released
+  VAE's network reads and writes its 12 channels in the files' order, :data:`REFERENCE_LEAD_ORDER` = I, II,
+  III, aVR, **aVF, aVL**, V1..V6 (the authors' code never reorders leads). Everything else in the package uses
+  :data:`~diffusets_core.data.leads.CANONICAL_LEADS` (aVL before aVF). :class:`ReferenceVAE` converts at its
+  boundary, in one place: ``encode``/``moments``/``loss`` take canonical signals and feed the encoder the
+  native order; ``decode`` returns canonical signals. Its ``encoder``/``decoder`` submodules, called
+  directly, are the raw networks and work in native order. The U-Net sees only latents and has no lead order.
 * :func:`check_embedder_compat` fails loudly when a text embedder's width differs from the U-Net's.
 
 Checkpoints are read with ``torch.load(weights_only=True)`` (no arbitrary pickles) onto the CPU. Every
@@ -29,12 +36,15 @@ import torch
 from torch import nn
 
 from ..checkpoint import CheckpointError  # one error type for every checkpoint problem
+from ..data.leads import CANONICAL_LEADS, MIMIC_FILE_LEADS, reorder_leads
 from .unet import ConditionalUNet1D, UNetConfig
 from .vae import VAE, VAEConfig
 
 __all__ = [
     "CheckpointError",
     "EmbedderMismatchError",
+    "REFERENCE_LEAD_ORDER",
+    "ReferenceVAE",
     "read_checkpoint",
     "load_reference_unet",
     "load_reference_vae",
@@ -44,6 +54,10 @@ __all__ = [
 ]
 
 PathOrStateDict = Union[str, os.PathLike, Mapping[str, Any]]
+
+#: The channel order of the released VAE's network (input of its encoder, output of its decoder): the order of
+#: MIMIC-IV-ECG's WFDB files, on which the released models were trained without reordering (aVF before aVL).
+REFERENCE_LEAD_ORDER: tuple[str, ...] = MIMIC_FILE_LEADS
 
 
 class EmbedderMismatchError(ValueError):
@@ -200,10 +214,46 @@ def load_reference_unet(
     return model.eval()
 
 
-def load_reference_vae(path_or_state_dict: PathOrStateDict, **overrides: Any) -> VAE:
+class ReferenceVAE(VAE):
+    """The authors' released VAE: a paper-mode :class:`VAE` whose network works in :attr:`native_leads` order
+    (:data:`REFERENCE_LEAD_ORDER`, MIMIC-IV-ECG's file order) behind the package's canonical API.
+
+    ``encode``/``moments``/``loss``/``forward`` take signals (B, 12, L) in
+    :data:`~diffusets_core.data.leads.CANONICAL_LEADS` order (or (B, L, 12) with ``layout="BLC"``) and reorder
+    them to the native order before the encoder; ``decode`` reorders the decoder's native output to canonical
+    order. The state dict is the plain VAE's (the released file loads unchanged).
+
+    Raises:
+        ValueError: a config with ``derived_leads`` or ``in_channels`` other than 12 (the released network reads
+            and writes all 12 leads).
+    """
+
+    #: channel order of the wrapped network's input and output
+    native_leads: tuple[str, ...] = REFERENCE_LEAD_ORDER
+
+    def __init__(self, cfg: VAEConfig | None = None):
+        super().__init__(cfg if cfg is not None else VAEConfig.paper())
+        if self.cfg.derived_leads or self.cfg.in_channels != len(self.native_leads):
+            raise ValueError(
+                f"ReferenceVAE: the released VAE reads and writes the {len(self.native_leads)} leads "
+                f"{', '.join(self.native_leads)}; got in_channels={self.cfg.in_channels}, "
+                f"derived_leads={self.cfg.derived_leads}"
+            )
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        # canonical (B, 12, L) -> the native order the released encoder was trained on
+        return reorder_leads(x, CANONICAL_LEADS, self.native_leads, axis=-2)
+
+    def _outputs(self, y: torch.Tensor) -> torch.Tensor:
+        # the released decoder's native (B, 12, L) -> canonical, so every caller gets leads by their names
+        return reorder_leads(y, self.native_leads, CANONICAL_LEADS, axis=-2)
+
+
+def load_reference_vae(path_or_state_dict: PathOrStateDict, **overrides: Any) -> ReferenceVAE:
     """Load ``vae_model.pth`` (``{'encoder': sd, 'decoder': sd}``; a flat ``encoder.*``/``decoder.*`` dict is
-    accepted too) into a paper-mode :class:`VAE` (scale 0.18215), strictly; returns it in eval mode.
-    Channel widths and latent channels are read from the state dict."""
+    accepted too) into a paper-mode :class:`ReferenceVAE` (scale 0.18215), strictly; returns it in eval mode.
+    Channel widths and latent channels are read from the state dict. Its ``encode``/``decode`` take and return
+    canonical lead order; the network inside works in :data:`REFERENCE_LEAD_ORDER` (see :class:`ReferenceVAE`)."""
     what = str(path_or_state_dict) if isinstance(path_or_state_dict, (str, os.PathLike)) else "VAE state dict"
     obj = _load_source(path_or_state_dict, what)
     if isinstance(obj, Mapping) and "encoder" in obj and "decoder" in obj:
@@ -232,7 +282,11 @@ def load_reference_vae(path_or_state_dict: PathOrStateDict, **overrides: Any) ->
     except KeyError:
         pass  # fall back to paper widths; the strict check below names what is missing
     kw.update(overrides)
-    vae = VAE(VAEConfig.paper(**kw))
+    cfg = VAEConfig.paper(**kw)
+    try:
+        vae = ReferenceVAE(cfg)
+    except ValueError as e:  # e.g. an encoder reading 8 channels: not the released 12-lead network
+        raise CheckpointError(f"{what}: {e}") from None
     _strict_load(vae.encoder, enc, f"{what} ['encoder']")
     _strict_load(vae.decoder, dec, f"{what} ['decoder']")
     return vae.eval()
