@@ -5,12 +5,13 @@ PTB-XL carry them in their tables; a plain folder of WFDB records does not, so t
 name the place (``prepare --subject-id SPEC``, profile ``data.subject_id``):
 
 * ``auto`` (default): the reader's own rule. For a WFDB folder: a ``subject_id``/``patient``/
-  ``patient_id`` header comment; else the deepest folder named like a patient (``patient001``
+  ``patient_id`` header comment or INCART's ``patient N`` line (:data:`.headers.HEADER_CONVENTIONS`); else the deepest folder named like a patient (``patient001``
   as in PTB Diagnostic, ``p10000032`` as in MIMIC-IV-ECG's ``files/`` tree, ``subject_7``,
   ``sub-07``); else the record itself (PTB-XL ``records500/00000/00001_hr`` and Challenge
   ``training/<source>/g1/A0001`` trees hold one folder per *batch* of records, not per patient).
 * ``record``: every record is its own subject.
-* ``header:KEY``: the value of the ``KEY: value`` header comment (WFDB folders only).
+* ``header:KEY``: the value of the ``KEY: value`` header comment (WFDB folders only; case and angle
+  brackets ignored: ``header:patient`` also reads INCART's ``patient N`` line).
 * ``path:REGEX``: :func:`re.search` on the record's path relative to the data directory,
   ``/``-separated, without extension; the named group ``subject``, else group 1, else the match.
 * ``csv:FILE``: a CSV with columns ``record_id`` and ``subject_id``.
