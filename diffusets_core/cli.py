@@ -48,6 +48,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         subject_id=args.subject_id,
         code_map=args.code_map,
         exclude=args.exclude,
+        header_fields=args.header_field,
     )
     print(res)
     return 0
@@ -223,6 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="CSV",
         help="code,text table for diagnosis codes in WFDB headers (e.g. Challenge SNOMED CT #Dx)",
+    )
+    c.add_argument(
+        "--header-field",
+        action="append",
+        default=None,
+        metavar="FIELD=KEY",
+        help="WFDB header comment key holding age, sex or report (source wfdb; repeatable, report more than once), "
+        "e.g. --header-field age=patient_age, for headers that none of the known conventions "
+        "(LUDB, INCART, PTB, Challenge) describe",
     )
     c.add_argument(
         "--exclude",

@@ -121,11 +121,14 @@ def test_truncated_dat(one_record):
     assert "r1.dat" in msg and "50000 bytes" in msg and "120000" in msg
 
 
-def test_header_signal_mismatch_size(one_record):
+def test_longer_signal_file_is_read_as_wfdb_reads_it(one_record):
+    # wfdb reads the samples the header describes and ignores the rest; so do we, with a note
+    plain = read_record(one_record).signal
     dat = one_record.with_suffix(".dat")
     dat.write_bytes(dat.read_bytes() + b"\0" * 240)
-    with pytest.raises(HeaderSignalMismatchError, match="larger than its header"):
-        read_record(one_record)
+    rec = read_record(one_record)
+    np.testing.assert_array_equal(rec.signal, plain)
+    assert rec.notes == ["signal file r1.dat holds 240 byte(s) after the 120000 the header describes (not read)"]
 
 
 def test_header_signal_mismatch_checksum(tmp_path, one_record):

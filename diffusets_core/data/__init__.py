@@ -14,7 +14,7 @@ from .ptbxl import read_ptbxl
 from .records import DatasetLayoutError, RecordRef
 from .splits import assign_splits
 from .store import MANIFEST_COLUMNS, SignalStore, read_manifest
-from .subjects import SplitError
+from .subjects import NoUsableRecordsError, SplitError
 from .wfdb_io import (
     AllNaNError,
     ECGRecord,
@@ -59,6 +59,7 @@ __all__ = [
     "process_ref",
     "assign_splits",
     "SplitError",
+    "NoUsableRecordsError",
     "MANIFEST_COLUMNS",
     "SignalStore",
     "read_manifest",

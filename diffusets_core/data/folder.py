@@ -1,32 +1,26 @@
 """Any folder of WFDB records (``*.hea`` found recursively) -> RecordRefs.
 
-Metadata come from the header comments when they are present. Recognised ``key: value``
-comments (keys case-insensitive; a leading ``#`` is allowed):
+Metadata come from the header comments, read by :func:`.headers.parse_header_comments` following the
+conventions of the public 12-lead databases (LUDB, INCART, PTB Diagnostic, the PhysioNet/CinC Challenge, this
+package's own headers; the table is :data:`.headers.HEADER_CONVENTIONS`), or from the keys the user names
+(``field_map``; ``prepare --header-field age=KEY``):
 
-* ``age``, ``sex``/``gender`` (``male``/``female``/``M``/``F``);
-* ``report`` / ``diagnosis`` / ``dx`` / ``statement`` lines: their values are the report
-  statements (a value may hold several statements separated by ``|``; values written by
-  :func:`~diffusets_core.data.wfdb_io.header_comments` are percent-decoded). Values that are
-  numeric diagnosis codes - Challenge 2020/2021 headers carry SNOMED CT ids, ``#Dx:
-  426783006,164865005`` - are *codes*, never text: they are turned into statements through a
-  code mapping (``code_map``, a CSV of ``code,text``; the Challenge's ``dx_mapping_*.csv``
-  with ``SNOMEDCTCode``/``SNOMED CT Code`` and ``Dx`` columns is accepted as is), in header
-  order; a record with a code the mapping lacks (or any code when no mapping is given) is
-  skipped with that reason (kind ``dx_codes``);
-* otherwise the PTB Diagnostic ECG Database clinical fields build the report, in header
-  order: ``Reason for admission`` (value), ``Acute infarction (localization)`` and
-  ``Former infarction (localization)`` (``"Acute infarction: <site>"``),
-  ``Additional diagnoses`` (value). Values ``n/a``, ``no``, ``none``, ``unknown`` are
-  left out;
-* ``subject_id`` / ``patient`` / ``patient_id`` gives the subject; otherwise the deepest
-  folder named like a patient (``patient001``, ``p10000032``, ``subject_7``; see
-  :data:`.subjects.PATIENT_FOLDER`), otherwise the record itself (PTB-XL ``records500/00000/``
-  and Challenge ``training/<source>/g1/`` folders are batches, not patients). Other rules:
-  :mod:`.subjects`;
-* ``rr_interval`` (ms).
+* age, sex, report statements and the subject id where the database gives one;
+* numeric diagnosis codes - Challenge 2020/2021 headers carry SNOMED CT ids, ``#Dx: 426783006,164865005`` -
+  are *codes*, never text: they are turned into statements through a code mapping (``code_map``, a CSV of
+  ``code,text``; the Challenge's ``dx_mapping_*.csv`` with ``SNOMEDCTCode``/``SNOMED CT Code`` and ``Dx``
+  columns is accepted as is), in header order; a record with a code the mapping lacks (or any code when no
+  mapping is given) is skipped with that reason (kind ``dx_codes``);
+* the subject: a header field (``subject_id``/``patient``/``patient_id``, INCART's ``patient N`` line);
+  otherwise the deepest folder named like a patient (``patient001``, ``p10000032``, ``subject_7``; see
+  :data:`.subjects.PATIENT_FOLDER`), otherwise the record itself (LUDB, and PTB-XL ``records500/00000/`` and
+  Challenge ``training/<source>/g1/`` folders, which are batches, not patients). Other rules: :mod:`.subjects`;
+* a record whose age or sex is unknown carries, in ``extra["demographics_missing"]``, why (no key read gives it,
+  the value it gives, or a mapped key that is absent) and how to name the key; the skip reason says so;
+* an age written ``>89`` (de-identified) becomes 90, and ``extra["age_note"]`` says so.
 
-Every ``key: value`` comment is also kept in ``extra["header_fields"]`` (lower-case keys), for
-the ``header:KEY`` subject rule.
+Every ``key: value`` comment is also kept in ``extra["header_fields"]`` (lower-case keys, angle brackets
+removed), for the ``header:KEY`` subject rule.
 
 Multi-segment records: a master header (``name/n_segments``) is one record; the segment and
 layout headers it names are not listed on their own.
@@ -37,15 +31,15 @@ layout headers it names are not listed on their own.
 from __future__ import annotations
 
 import logging
-import math
-import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from .records import DatasetLayoutError, RecordRef, normalise_sex
+from .headers import keys_read, parse_header_comments, parse_header_field_map
+from .records import DatasetLayoutError, RecordRef
 from .subjects import PATIENT_FOLDER
-from .wfdb_io import decode_comment_value, is_multisegment
+from .wfdb_io import is_multisegment
 
 __all__ = ["read_folder", "parse_header_comments", "load_code_map", "FOLDER_LAYOUT"]
 
@@ -54,71 +48,8 @@ log = logging.getLogger(__name__)
 FOLDER_LAYOUT = "a folder containing WFDB records (<name>.hea + signal files), searched recursively"
 SOURCE = "wfdb"
 
-_KV = re.compile(r"^\s*#?\s*([^:]+?)\s*:\s*(.*?)\s*$")
-_REPORT_KEYS = {"report", "diagnosis", "diagnoses", "dx", "statement", "statements"}
-_SUBJECT_KEYS = {"subject_id", "subject", "patient", "patient_id"}
-_EMPTY_VALUES = {"", "n/a", "na", "no", "none", "unknown", "nan", "?"}
-_CODE = re.compile(r"^\d+$")
-# PTB Diagnostic clinical fields that describe the ECG's diagnosis, and how to phrase them.
-_PTB_DIAGNOSTIC_FIELDS = {
-    "reason for admission": "{value}",
-    "acute infarction (localization)": "Acute infarction: {value}",
-    "former infarction (localization)": "Former infarction: {value}",
-    "additional diagnoses": "{value}",
-}
 _CODE_COLUMNS = ("code", "snomedctcode", "snomed ct code", "snomed_ct_code", "snomed", "dx_code")
 _TEXT_COLUMNS = ("text", "statement", "description", "dx", "diagnosis")
-
-
-def _float_or_none(value: str) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
-def parse_header_comments(comments: list[str]) -> dict[str, object]:
-    """Extract metadata from WFDB header comments.
-
-    Returns a dict with ``report`` (text statements joined with ``|``), ``dx_codes`` (list of
-    numeric codes in header order, not yet text), and when present ``age``, ``sex``,
-    ``subject_id``, ``rr_interval_ms``; ``fields`` holds every ``key: value`` (lower-case keys).
-    """
-    out: dict[str, object] = {}
-    explicit: list[str] = []
-    codes: list[str] = []
-    ptb: list[str] = []
-    fields: dict[str, str] = {}
-    for line in comments:
-        m = _KV.match(line)
-        if not m:
-            continue
-        key, value = m.group(1).strip().lower(), m.group(2).strip()
-        fields.setdefault(key, value)
-        if key == "age" and "age" not in out:
-            out["age"] = _float_or_none(value)
-        elif key in ("sex", "gender") and "sex" not in out:
-            out["sex"] = normalise_sex(value)
-        elif key in _REPORT_KEYS:
-            for part in value.split("|"):
-                tokens = [t.strip() for t in re.split(r"[,;]", part)]
-                if tokens and all(_CODE.match(t) for t in tokens if t) and any(tokens):
-                    codes.extend(t for t in tokens if t)
-                    continue
-                text = decode_comment_value(part).strip()
-                if text.lower() not in _EMPTY_VALUES:
-                    explicit.append(text)
-        elif key in _PTB_DIAGNOSTIC_FIELDS and value.lower() not in _EMPTY_VALUES:
-            ptb.append(_PTB_DIAGNOSTIC_FIELDS[key].format(value=value))
-        elif key in _SUBJECT_KEYS and value and "subject_id" not in out:
-            out["subject_id"] = value
-        elif key in ("rr_interval", "rr_interval_ms", "rr"):
-            out["rr_interval_ms"] = _float_or_none(value)
-    out["report"] = "|".join(explicit or ([] if codes else ptb))
-    out["dx_codes"] = codes
-    out["fields"] = fields
-    return out
 
 
 def load_code_map(path: str | Path) -> dict[str, str]:
@@ -161,8 +92,27 @@ def _auto_subject(rel: Path, record_id: str) -> tuple[str, str]:
     return record_id, "auto: record (no patient folder or header field)"
 
 
+def _demographics_missing(meta: dict, field_map: Mapping[str, object]) -> str:
+    """Why age and/or sex are unknown, and how to name the header key that holds them."""
+    missing = [f for f in ("age", "sex") if meta.get(f) is None]
+    why = meta.get("why") or {}
+    parts = []
+    for f in missing:
+        if f in why:
+            parts.append(why[f])
+        else:
+            parts.append(f"no header comment gives {f} (keys read: {', '.join(repr(k + ':') for k in keys_read(f))})")
+    return (
+        f"{' and '.join(missing)} unknown ({'; '.join(parts)}); conditioning needs age and sex: name the header "
+        f"key with prepare --header-field {missing[0]}=KEY"
+    )
+
+
 def read_folder(
-    root: str | Path, source: str = SOURCE, code_map: str | Path | dict[str, str] | None = None
+    root: str | Path,
+    source: str = SOURCE,
+    code_map: str | Path | dict[str, str] | None = None,
+    header_fields: Sequence[str] | Mapping[str, object] | None = None,
 ) -> list[RecordRef]:
     """RecordRefs for every record under ``root`` (see module doc), ordered by relative path.
 
@@ -170,10 +120,14 @@ def read_folder(
         root: the folder; searched recursively for ``*.hea``.
         source: the ``source`` value of the refs.
         code_map: path of a code -> text CSV (see :func:`load_code_map`) or the dict itself.
+        header_fields: header keys holding age/sex/report, as ``["age=KEY", ...]`` or a mapping
+            (:func:`.headers.parse_header_field_map`); the fields named come from those keys only.
 
     Raises:
         DatasetLayoutError: ``root`` is not a directory or holds no ``.hea`` file.
+        ValueError: a malformed ``header_fields``.
     """
+    field_map = parse_header_field_map(header_fields)
     import wfdb  # local import keeps `import diffusets_core.data` light
 
     root = Path(root)
@@ -221,12 +175,16 @@ def read_folder(
             ref.extra["header_error"] = str(header)
             refs.append(ref)
             continue
-        meta = parse_header_comments(list(header.comments or []))
+        meta = parse_header_comments(list(header.comments or []), field_map)
         ref.age = meta.get("age")  # type: ignore[assignment]
         ref.sex = meta.get("sex")  # type: ignore[assignment]
         ref.report = str(meta.get("report", ""))
         ref.rr_interval_ms = meta.get("rr_interval_ms")  # type: ignore[assignment]
         ref.extra["header_fields"] = meta["fields"]
+        if meta.get("age_note"):
+            ref.extra["age_note"] = meta["age_note"]
+        if ref.age is None or ref.sex is None:
+            ref.extra["demographics_missing"] = _demographics_missing(meta, field_map)
         if meta.get("subject_id"):
             ref.subject_id = str(meta["subject_id"])
             ref.extra["subject_from"] = "auto: header field"

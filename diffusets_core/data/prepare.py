@@ -26,9 +26,12 @@ Options the user names (CLI ``prepare`` flags, profile ``data.*`` keys):
 
 * ``subject_id`` - where the patient id comes from (:mod:`.subjects`); before any record is
   read, subject ids that cannot give a subject-level split are an error (:class:`.SplitError`),
-  and so is an empty validation/test split at the end.
+  and so are, at the end, no usable record at all and an empty validation/test split; the error names
+  the most common skip reasons (:class:`.NoUsableRecordsError`, :class:`.SplitError`).
 * ``code_map`` - CSV ``code,text`` turning diagnosis codes in WFDB headers into statements
   (:func:`.folder.load_code_map`).
+* ``header_fields`` - the WFDB header keys holding age, sex or the report when the header conventions the
+  folder reader knows (:data:`.headers.HEADER_CONVENTIONS`) do not find them (``["age=KEY", "report=KEY"]``).
 * ``exclude`` - a file of record ids (one a line, ``#`` comments): each listed record gets a
   ``skipped`` row with reason ``"excluded: excluded by <file>"``; ids are matched against the
   manifest's ``record_id`` or ``source_path``.
@@ -62,6 +65,7 @@ from ..fileio import TMP_PREFIX, atomic_save_npy, atomic_write_text
 from ..layout import MANIFEST_FILE, PREPARE_FILE, SIGNALS_DIR
 from ..layout import data_dir as _data_dir
 from .folder import read_folder
+from .headers import parse_header_field_map
 from .leads import CANONICAL_LEADS
 from .mimic import read_mimic
 from .preprocess import PreprocessConfig, ProcessedRecord, heart_rate_from_rr, process_ref
@@ -69,7 +73,7 @@ from .ptbxl import read_ptbxl
 from .records import RecordRef
 from .splits import assign_splits
 from .store import MANIFEST_COLUMNS, read_manifest, shard_path
-from .subjects import SubjectRule, apply_subject_rule, check_splits, check_subjects
+from .subjects import SubjectRule, apply_subject_rule, check_splits, check_subjects, check_usable
 
 __all__ = ["prepare_dataset", "PrepareResult", "SOURCES", "list_records", "load_exclusions", "apply_exclusions"]
 
@@ -165,18 +169,22 @@ def list_records(
     subject_id: str | None = None,
     code_map: str | os.PathLike[str] | None = None,
     exclude: str | os.PathLike[str] | None = None,
+    header_fields: Sequence[str] | dict | None = None,
 ) -> list[RecordRef]:
     """The RecordRefs ``prepare_dataset`` would use, in its order (options as there)."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {sorted(SOURCES)}")
     rule = SubjectRule.parse(subject_id)  # a malformed rule fails before the data are listed
+    field_map = parse_header_field_map(header_fields)  # so does a malformed field map
     root = Path(data_dir)
-    if code_map is not None:
+    if field_map and source != "wfdb":
+        raise ValueError(f"a header field map (--header-field) applies to source 'wfdb' (WFDB headers), not {source!r}")
+    if code_map is not None or field_map:
         if source != "wfdb":
             raise ValueError(
                 f"a code mapping (--code-map) applies to source 'wfdb' (WFDB header diagnosis codes), not {source!r}"
             )
-        refs = read_folder(root, source="wfdb", code_map=code_map)
+        refs = read_folder(root, source="wfdb", code_map=code_map, header_fields=field_map)
     else:
         refs = SOURCES[source](root)
     if n is not None:
@@ -322,6 +330,7 @@ def prepare_dataset(
     subject_id: str | None = None,
     code_map: str | os.PathLike[str] | None = None,
     exclude: str | os.PathLike[str] | None = None,
+    header_fields: Sequence[str] | dict | None = None,
 ) -> PrepareResult:
     """Prepare ``source`` records under ``data_dir`` into ``run_dir/data`` (see module doc).
 
@@ -341,6 +350,8 @@ def prepare_dataset(
             ``path:REGEX`` or ``csv:FILE`` (see :mod:`.subjects`).
         code_map: CSV ``code,text`` for diagnosis codes in WFDB headers (source ``wfdb``).
         exclude: file of record ids to skip (reason ``"excluded: excluded by <file>"``).
+        header_fields: WFDB header keys for age/sex/report (source ``wfdb``): ``["age=KEY", "sex=KEY",
+            "report=KEY"]`` or a mapping (:func:`.headers.parse_header_field_map`).
 
     Relative paths (``data_dir``, ``code_map``, ``exclude``, a ``csv:`` subject table) are
     resolved against the current working directory; errors name the absolute path tried.
@@ -349,7 +360,11 @@ def prepare_dataset(
         DatasetLayoutError: ``data_dir`` does not look like ``source`` (the message names the
             absolute path).
         SplitError: the subject ids cannot give a subject-level split (before any record is
-            read), or a validation/test split ends up empty with 3 or more usable records.
+            read), or a validation/test split ends up empty with 3 or more usable records (the
+            message names the most common skip reasons).
+        NoUsableRecordsError: no record is usable (a SplitError; the message names the most common
+            skip reasons, with counts and an example). Both are raised before ``manifest.csv`` is
+            written; the per-record reasons are in ``data/parts/``.
         FileNotFoundError / ValueError: a missing or malformed option file, a malformed rule.
     """
     t0 = time.perf_counter()
@@ -361,7 +376,10 @@ def prepare_dataset(
     data_root = Path(data_dir).expanduser().resolve()
     code_map = None if code_map is None else Path(code_map).expanduser().resolve()
     exclude = None if exclude is None else Path(exclude).expanduser().resolve()
-    refs = list_records(source, data_root, n, subject_id=subject_id, code_map=code_map, exclude=exclude)
+    field_map = parse_header_field_map(header_fields)
+    refs = list_records(
+        source, data_root, n, subject_id=subject_id, code_map=code_map, exclude=exclude, header_fields=field_map
+    )
     check_subjects(refs)
 
     out = _data_dir(run_dir)
@@ -386,6 +404,8 @@ def prepare_dataset(
         "code_map_sha256": None if code_map is None else hashlib.sha256(code_map.read_bytes()).hexdigest(),
         "exclude": None if exclude is None else str(exclude),
     }
+    if field_map:  # only when given: fingerprints of runs prepared without one stay as they were
+        fingerprint["header_fields"] = field_map
     fp_text = json.dumps(fingerprint, indent=2, sort_keys=True)
     fingerprint = json.loads(fp_text)  # JSON-normalised (tuples -> lists) so it compares equal to a stored one
     n_shards = (len(refs) + shard_size - 1) // shard_size
@@ -521,8 +541,13 @@ def prepare_dataset(
     ok_subjects = {r[i_subject] for r in rows if r[i_status] == "ok"}
     split_of = assign_splits(ok_subjects, seed=seed, fractions=fractions)
     n_per_split = Counter(split_of[r[i_subject]] for r in rows if r[i_status] == "ok")
-    # Raised before manifest.csv is written; the committed shards stay for a rerun.
-    check_splits({s: n_per_split.get(s, 0) for s in ("train", "val", "test")}, fractions, len(ok_subjects))
+    # Raised before manifest.csv is written; the committed shards (and their reasons, in parts/) stay for a rerun.
+    i_reason = cols.index("reason")
+    skipped = [r[i_reason] for r in rows if r[i_status] != "ok"]
+    check_usable(len(rows), skipped, where=parts_dir)
+    check_splits(
+        {s: n_per_split.get(s, 0) for s in ("train", "val", "test")}, fractions, len(ok_subjects), skipped=skipped
+    )
     full_rows = []
     for r in rows:
         d = dict(zip(cols, r))

@@ -69,6 +69,7 @@ __all__ = [
     "check_amplitude",
     "check_report",
     "validate_demographics",
+    "format_duration",
 ]
 
 HR_RANGE = (20.0, 300.0)
@@ -113,6 +114,23 @@ class PreprocessConfig:
             if key in d and d[key] is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
+
+
+def format_duration(n_samples: int, fs: float, min_decimals: int = 2) -> str:
+    """``"<seconds> s (<n> samples at <fs> Hz)"``: a length as skip reasons print it.
+
+    Seconds get ``min_decimals`` decimals, or as many more (up to 6) as the exact value needs, so a length
+    is never rounded onto a limit it misses: 4999 samples at 500 Hz print ``9.998 s``, not ``10.00 s``.
+    """
+    return f"{_seconds_text(n_samples / fs, min_decimals)} s ({int(n_samples)} samples at {fs:g} Hz)"
+
+
+def _seconds_text(seconds: float, min_decimals: int = 2) -> str:
+    for decimals in range(min_decimals, max(min_decimals, 6) + 1):
+        text = f"{seconds:.{decimals}f}"
+        if abs(float(text) - seconds) < 1e-9:
+            break
+    return text
 
 
 class SkipRecord(Exception):
@@ -185,7 +203,7 @@ def interpolate_gaps(signal: np.ndarray, fs: float, max_gap_s: float, max_nan_fr
         if longest > max_gap:
             raise SkipRecord(
                 "missing_samples",
-                f"lead {lead} has a gap of {longest / fs:.3f} s of missing samples (max {max_gap_s:g} s)",
+                f"lead {lead} has a gap of {format_duration(longest, fs, 3)} of missing samples (max {max_gap_s:g} s)",
             )
         out[m, col] = np.interp(t[m], t[~m], signal[~m, col])
     return out
@@ -259,7 +277,7 @@ def check_flat_leads(window: np.ndarray, fs: float, max_flat_s: float) -> None:
                 )
             raise SkipRecord(
                 "flat_lead",
-                f"lead {lead} is constant ({value:.3f} mV) for {length / fs:.2f} s "
+                f"lead {lead} is constant ({value:.3f} mV) for {format_duration(length, fs)} "
                 f"(max {max_flat_s:g} s: lead off or saturated?)",
             )
 
@@ -290,7 +308,9 @@ def preprocess_signal(record: ECGRecord, config: PreprocessConfig) -> np.ndarray
     n_win = int(round(config.window_s * fs))
     if record.n_samples < n_win:
         raise SkipRecord(
-            "too_short", f"record is {record.n_samples / fs:.2f} s long, shorter than the {config.window_s:g} s window"
+            "too_short",
+            f"record is {_seconds_text(record.n_samples / fs)} s long, shorter than the {config.window_s:g} s "
+            f"window: {record.n_samples} samples at {fs:g} Hz, the window needs {n_win}",
         )
     check_flat_leads(record.signal[:n_win], fs, config.max_flat_s)
     x = interpolate_gaps(record.signal[:n_win], fs, config.max_gap_s, config.max_nan_fraction)

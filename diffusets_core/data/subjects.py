@@ -5,12 +5,13 @@ PTB-XL carry them in their tables; a plain folder of WFDB records does not, so t
 name the place (``prepare --subject-id SPEC``, profile ``data.subject_id``):
 
 * ``auto`` (default): the reader's own rule. For a WFDB folder: a ``subject_id``/``patient``/
-  ``patient_id`` header comment; else the deepest folder named like a patient (``patient001``
+  ``patient_id`` header comment or INCART's ``patient N`` line (:data:`.headers.HEADER_CONVENTIONS`); else the deepest folder named like a patient (``patient001``
   as in PTB Diagnostic, ``p10000032`` as in MIMIC-IV-ECG's ``files/`` tree, ``subject_7``,
   ``sub-07``); else the record itself (PTB-XL ``records500/00000/00001_hr`` and Challenge
   ``training/<source>/g1/A0001`` trees hold one folder per *batch* of records, not per patient).
 * ``record``: every record is its own subject.
-* ``header:KEY``: the value of the ``KEY: value`` header comment (WFDB folders only).
+* ``header:KEY``: the value of the ``KEY: value`` header comment (WFDB folders only; case and angle
+  brackets ignored: ``header:patient`` also reads INCART's ``patient N`` line).
 * ``path:REGEX``: :func:`re.search` on the record's path relative to the data directory,
   ``/``-separated, without extension; the named group ``subject``, else group 1, else the match.
 * ``csv:FILE``: a CSV with columns ``record_id`` and ``subject_id``.
@@ -33,14 +34,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from .headers import normalise_key
 from .records import RecordRef
 
 __all__ = [
     "SubjectRule",
     "SplitError",
+    "NoUsableRecordsError",
     "apply_subject_rule",
     "check_subjects",
     "check_splits",
+    "check_usable",
+    "skip_summary",
     "MAX_RECORDS_PER_SUBJECT",
     "PATIENT_FOLDER",
 ]
@@ -58,6 +63,10 @@ _HOW = (
 
 class SplitError(ValueError):
     """The subject ids cannot give a train/val/test split; the message says why and what to do."""
+
+
+class NoUsableRecordsError(SplitError):
+    """Every record was skipped; the message names the most common skip reasons."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +136,7 @@ def apply_subject_rule(
             raise ValueError(
                 f"subject id rule {rule.describe()!r}: header fields are read for source 'wfdb' only, not {source!r}"
             )
-        key = rule.arg.lower()
+        key = normalise_key(rule.arg)  # as the folder reader stores them: "<Age>" -> "age"
         for r in refs:
             value = (r.extra.get("header_fields") or {}).get(key, "")
             if value:
@@ -201,14 +210,54 @@ def check_subjects(refs: Sequence[RecordRef], *, max_records_per_subject: int = 
         )
 
 
-def check_splits(split_counts: dict[str, int], fractions: Sequence[float], n_subjects: int) -> None:
-    """Refuse an empty split whose fraction is positive when 3 or more records are ok."""
+def skip_summary(reasons: Sequence[str], n_total: int, top: int = 3) -> str:
+    """``"kind (count of n_total), kind (count), ..., e.g. <first reason of the commonest kind>"``.
+
+    ``reasons`` are manifest reasons ``"<kind>: <message>"`` of the skipped records; the most common kinds
+    come first (ties by name), at most ``top`` of them, then the number of other kinds.
+    """
+    kinds = Counter(r.split(":", 1)[0] for r in reasons)
+    if not kinds:
+        return "no record was skipped"
+    ranked = sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
+    first_kind, first_count = ranked[0]
+    parts = [f"{first_kind} ({first_count} of {n_total})"] + [f"{k} ({c})" for k, c in ranked[1:top]]
+    if len(ranked) > top:
+        parts.append(f"{len(ranked) - top} other kind(s)")
+    example = next(r for r in reasons if r.split(":", 1)[0] == first_kind)
+    return f"{', '.join(parts)}, e.g. {example}"
+
+
+def check_usable(n_total: int, skipped_reasons: Sequence[str], where: str | Path = "") -> None:
+    """Raise :class:`NoUsableRecordsError` when none of ``n_total`` records is usable (all are in ``skipped_reasons``).
+
+    The message names the most common skip reasons with counts and an example (:func:`skip_summary`), and
+    ``where`` the per-record reasons can be read.
+    """
+    if n_total - len(skipped_reasons) > 0:
+        return
+    if n_total == 0:
+        raise NoUsableRecordsError("no record to prepare (the reader listed none, or n is 0)")
+    raise NoUsableRecordsError(
+        f"none of the {n_total} records is usable; skipped: {skip_summary(skipped_reasons, n_total)}"
+        + (f" (every record's reason: {where})" if where else "")
+    )
+
+
+def check_splits(
+    split_counts: dict[str, int], fractions: Sequence[float], n_subjects: int, skipped: Sequence[str] = ()
+) -> None:
+    """Refuse an empty split whose fraction is positive when 3 or more records are ok.
+
+    ``skipped`` (manifest reasons of the skipped records) are summarised in the message (:func:`skip_summary`).
+    """
     n = sum(split_counts.values())
     empty = [s for s, f in zip(("train", "val", "test"), fractions) if f > 0 and split_counts.get(s, 0) == 0]
+    why = f"; skipped: {skip_summary(skipped, n + len(skipped))}" if skipped else ""
     if n >= 3 and empty:
         raise SplitError(
             f"{n} usable records from {n_subjects} subject(s) give an empty {' and '.join(empty)} split "
-            f"(counts {split_counts}); {_HOW}"
+            f"(counts {split_counts}){why}; {_HOW}"
         )
     if empty:
-        log.warning("only %d usable record(s): split(s) %s are empty", n, ", ".join(empty))
+        log.warning("only %d usable record(s): split(s) %s are empty%s", n, ", ".join(empty), why)

@@ -4,8 +4,11 @@
 samples with ``wfdb.rdrecord`` and converts them itself, which lets it check what the
 header promises against what is on disk before any number is trusted:
 
-* file size vs. ``sig_len x channels x format`` (a truncated ``.dat`` is caught by name,
-  not reported by wfdb as "Samples were not loaded correctly" or silently zero-padded);
+* file size vs. ``sig_len x channels x format``: a truncated ``.dat`` is caught by name, not
+  reported by wfdb as "Samples were not loaded correctly" or silently zero-padded; a ``.dat``
+  *longer* than the header implies (padded to whole blocks, or followed by other data) is read
+  as ``wfdb.rdrecord`` reads it - the samples the header describes - and ``ECGRecord.notes``
+  says how many bytes were not read (what wfdb reads is never refused);
 * the per-channel checksums of the header (catches a ``.dat`` that belongs to another
   header, or one written with a different channel count);
 * the 12 standard leads by name (:mod:`.leads`), extra channels dropped, inverted labels
@@ -197,11 +200,19 @@ def unit_scale_to_mv(units: str | None) -> float:
     return _UNIT_SCALE[key]
 
 
-def _check_file_sizes(header, record_dir: Path, record_path: str) -> None:
-    """Compare each signal file's size with what the header implies."""
+def _check_file_sizes(header, record_dir: Path, record_path: str) -> list[str]:
+    """Compare each signal file's size with what the header implies.
+
+    Returns a note for each file longer than needed (wfdb reads the samples the header describes and
+    ignores the rest, so such a file is not refused).
+
+    Raises:
+        RecordNotFoundError: a signal file is missing. TruncatedSignalError: one is shorter than needed.
+    """
+    notes: list[str] = []
     sig_len = header.sig_len
     if not sig_len:  # header without a length: wfdb infers it from the file, nothing to check
-        return
+        return notes
     files: dict[str, list[int]] = {}
     for ch, fname in enumerate(header.file_name):
         files.setdefault(fname, []).append(ch)
@@ -225,11 +236,12 @@ def _check_file_sizes(header, record_dir: Path, record_path: str) -> None:
         if actual < expected:
             raise TruncatedSignalError(dat, f"truncated signal file: holds {actual} bytes, header implies {what}")
         if actual > expected:
-            raise HeaderSignalMismatchError(
-                dat,
-                f"signal file larger than its header says: holds {actual} bytes, "
-                f"header implies {what} (wrong header for this .dat?)",
+            # Padding to whole blocks is common; a .dat of another record is caught by the checksums instead.
+            notes.append(
+                f"signal file {fname} holds {actual - expected} byte(s) after the {expected} the header describes "
+                "(not read)"
             )
+    return notes
 
 
 def _header_lines(hea: Path) -> list[tuple[int, str]]:
@@ -301,10 +313,12 @@ def _check_header(header, hea: Path) -> None:
         raise HeaderError(hea, f"invalid sampling frequency {header.fs!r}")
 
 
-def _check_segments(master, hea: Path) -> None:
-    """File-size checks of every segment of a multi-segment record (``~`` = gap, no file)."""
+def _check_segments(master, hea: Path) -> list[str]:
+    """File-size checks of every segment of a multi-segment record (``~`` = gap, no file); notes as
+    :func:`_check_file_sizes`."""
     import wfdb  # local import keeps `import diffusets_core.data` light
 
+    notes: list[str] = []
     for seg in master.seg_name or []:
         if seg == "~":
             continue
@@ -319,7 +333,8 @@ def _check_segments(master, hea: Path) -> None:
         except Exception as exc:
             raise HeaderError(seg_hea, _explain_header(seg_hea, exc)) from exc
         if seg_header.file_name:
-            _check_file_sizes(seg_header, hea.parent, seg_path)
+            notes.extend(_check_file_sizes(seg_header, hea.parent, seg_path))
+    return notes
 
 
 def read_record(
@@ -381,8 +396,9 @@ def read_record(
     if expected_fs is not None and abs(fs - float(expected_fs)) > 1e-6:
         raise UnexpectedSamplingRateError(hea, f"sampling rate {fs:g} Hz, expected {float(expected_fs):g} Hz")
     names = list(rec.sig_name or [])
+    size_notes: list[str] = []
     if multi:
-        _check_segments(wfdb.rdheader(record_path), hea)
+        size_notes = _check_segments(wfdb.rdheader(record_path), hea)
         phys = rec.p_signal
         if phys is None or phys.ndim != 2 or phys.shape[1] != len(names):
             raise HeaderSignalMismatchError(
@@ -393,8 +409,8 @@ def read_record(
     else:
         if not rec.file_name:
             raise HeaderError(hea, "header lists no signal files (expected 12 standard leads)")
-        # rdrecord reads only the samples the header announces: a longer file goes unnoticed.
-        _check_file_sizes(rec, hea.parent, record_path)
+        # rdrecord reads only the samples the header announces: a shorter file is refused here, a longer one noted.
+        size_notes = _check_file_sizes(rec, hea.parent, record_path)
         d = rec.d_signal
         if d is None or d.ndim != 2 or d.shape[1] != rec.n_sig:
             raise HeaderSignalMismatchError(
@@ -453,5 +469,5 @@ def read_record(
         comments=list(rec.comments or []),
         record_name=str(rec.record_name),
         path=record_path,
-        notes=list(lead_map.notes),
+        notes=size_notes + list(lead_map.notes),
     )
