@@ -386,9 +386,12 @@ class LocalEmbedder(Embedder):
 
     def _count(self, texts: list[str]) -> list[int]:
         self.load_tokenizer()
-        # verbose=False: the tokenizer's "longer than the maximum sequence length" warning is what we handle here
-        ids = self._tok(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-        return [len(x) for x in ids]
+        out: list[int] = []
+        for start in range(0, len(texts), 4096):  # bounded memory on a whole dataset's prompts
+            # verbose=False: the tokenizer's "longer than the maximum sequence length" warning is handled here
+            ids = self._tok(texts[start : start + 4096], add_special_tokens=True, truncation=False, verbose=False)
+            out.extend(len(x) for x in ids["input_ids"])
+        return out
 
     def load(self) -> LocalEmbedder:
         """Load tokenizer and weights (done lazily on the first :meth:`embed`, so that a run whose
