@@ -69,6 +69,11 @@ STAGE_PARAMETERS = {
         "subject_id": p.data.subject_id,
         "code_map": p.data.code_map,
         "exclude": p.data.exclude,
+        # the text embedder's window decides which reports the data chapter counts as long
+        "backend": p.text.backend,
+        "model": p.text.model,
+        "base_url": p.text.base_url,
+        "prompt_mode": p.text.prompt_mode,
     },
     "02_text": lambda p: {
         "backend": p.text.backend,

@@ -139,8 +139,9 @@ def summarize_data(
 # -- 02 text ---------------------------------------------------------------------------------------------------------
 def summarize_text(first: Mapping[str, Any], second: Mapping[str, Any], probe: Mapping[str, float]) -> str:
     """De-duplication, the embedder, the cache's behaviour over two calls of ``embed_run`` (``first``/``second``:
-    its summaries) and whether report vectors carry heart rate (``probe``: k, mae, mae_shuffled, mae_mean, r; the
-    verdict says they do when the k-NN error is below 0.8 x the shuffled-label error)."""
+    its summaries), whether report vectors carry heart rate (``probe``: k, mae, mae_shuffled, mae_mean, r; the
+    verdict says they do when the k-NN error is below 0.8 x the shuffled-label error) and, when ``first`` has
+    them, how many prompts exceed the embedder's window."""
     identity = first["identity"]
     hit_rate_second = second["cache_hits"] / max(1, second["distinct_prompts"])
     k, mae, mae_shuf, mae_mean, r = (probe[key] for key in ("k", "mae", "mae_shuffled", "mae_mean", "r"))
@@ -156,7 +157,27 @@ def summarize_text(first: Mapping[str, Any], second: Mapping[str, Any], probe: M
         f"mean (correlation {format_number(r)}). "
         "The reports name the rhythm (bradycardia, tachycardia), so this is the expected route for heart rate to reach the text.",
     ]
+    if "window" in first:
+        lines.append(_window_line(first))
     return "\n".join(lines)
+
+
+def _window_line(summary: Mapping[str, Any]) -> str:
+    """How the prompts met the embedder's window (``embed_run``'s ``window``, ``max_prompt_tokens``,
+    ``long_records``, ``long_prompts``)."""
+    if summary["window"] is None:
+        return "- The embedder reads texts of any length: every prompt is embedded whole."
+    head = (
+        f"- The embedder reads at most {summary['window']} tokens of one text; the longest prompt has "
+        f"{summary['max_prompt_tokens']}."
+    )
+    if not summary["long_records"]:
+        return f"{head} No prompt exceeds the window: every one is embedded whole."
+    return (
+        f"{head} {summary['long_records']} record(s) ({summary['long_prompts']} distinct prompts) exceed it; each is "
+        "embedded in chunks of whole statements (the token-weighted mean of the chunk vectors), so no statement is "
+        "cut off."
+    )
 
 
 # -- 04 diffusion ----------------------------------------------------------------------------------------------------

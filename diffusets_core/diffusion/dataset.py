@@ -58,9 +58,10 @@ from ..data.preprocess import MODEL_FS
 from ..data.wfdb_io import encode_comment_value, header_comments
 from ..fileio import atomic_save_npy, atomic_write_text, atomic_writer
 from ..text.cache import EmbeddingCache
-from ..text.embed import embed_texts
+from ..text.embed import embed_plans
 from ..text.patient import AGE_RANGE, HR_RANGE
 from ..text.prompts import ordered_prompt
+from ..text.window import plan_prompts
 from .export import write_wfdb
 
 log = logging.getLogger(__name__)
@@ -188,38 +189,31 @@ def _row_problems(rec: dict) -> tuple[list[tuple[str, str]], dict]:
     return out, val
 
 
-def _embedder_problems(pipe: Any, prompts: dict[str, tuple[int, int]]) -> list[tuple[int, int, str, str]]:
-    """Embed every distinct prompt through the run's cache (so generation never meets an embedding error and
-    never embeds twice); a prompt the embedder refuses, or that the local model would truncate, is a problem of
-    the first row that uses it."""
+def _embedder_problems(pipe: Any, prompts: dict[str, tuple[int, int, str]]) -> list[tuple[int, int, str, str]]:
+    """Embed every distinct prompt (``prompt -> (row, line, report)`` of its first row) through the run's cache, as
+    the pipeline will (so generation never meets an embedding error and never embeds twice); a report longer than
+    the embedder's window is handled by the text layer's one rule (``plan_prompts``: split into chunks, or refused
+    with its token count and the limit), and a refusal is a problem of the first row that uses it."""
     emb = pipe.embedder
     problems: list[tuple[int, int, str, str]] = []
     texts = list(prompts)
-    limit = getattr(emb, "max_length", None)
-    if limit is not None and hasattr(emb, "load"):
-        # MiniLM silently truncates past max_length tokens: the end of a long report would not condition
-        tok = emb.load()._tok
-        for t in texts:
-            n = len(tok(t, truncation=False)["input_ids"])
-            if n > limit:
-                r, ln = prompts[t]
-                problems.append(
-                    (r, ln, "report", f"the prompt is {n} tokens; the {emb.backend} embedder takes {limit}")
-                )
-        bad = {t for t in texts if any(p[0] == prompts[t][0] for p in problems)}
-        texts = [t for t in texts if t not in bad]
+    refused: dict[int, Exception] = {}
+    plans = plan_prompts([prompts[t][2] for t in texts], emb.window, emb.prompt_mode, refused=refused)
+    for i, exc in refused.items():
+        problems.append((prompts[texts[i]][0], prompts[texts[i]][1], "report", str(exc)))
+    plans = [p for p in plans if p is not None]
     cache = EmbeddingCache(pipe.cache_dir, emb.identity) if pipe.cache_dir else None
     step = 256
-    for start in range(0, len(texts), step):
-        part = texts[start : start + step]
+    for start in range(0, len(plans), step):
+        part = plans[start : start + step]
         try:
-            embed_texts(part, emb, cache, progress=False)
+            embed_plans(part, emb, cache, progress=False)
         except Exception:
-            for t in part:  # find which prompt(s) it refuses
+            for p in part:  # find which prompt(s) it refuses
                 try:
-                    embed_texts([t], emb, cache, progress=False)
+                    embed_plans([p], emb, cache, progress=False)
                 except Exception as exc:  # noqa: BLE001 - any refusal is reported against the row
-                    r, ln = prompts[t]
+                    r, ln, _ = prompts[p.prompt]
                     problems.append((r, ln, "report", f"the {emb.backend} embedder refused it: {exc}"))
     return problems
 
@@ -251,7 +245,7 @@ def validate_conditions(path: str | os.PathLike, pipe: Any = None, *, chunksize:
     path = Path(path)
     problems: list[tuple[int, int, str, str]] = []
     total_bad = rows = ecgs = 0
-    prompts: dict[str, tuple[int, int]] = {}
+    prompts: dict[str, tuple[int, int, str]] = {}
     reports: set[str] = set()
     mode = getattr(getattr(pipe, "embedder", None), "prompt_mode", "paper")
     for chunk in _read_chunks(path, chunksize):
@@ -263,7 +257,8 @@ def validate_conditions(path: str | os.PathLike, pipe: Any = None, *, chunksize:
                 if val["report"] not in reports:
                     reports.add(val["report"])
                     try:
-                        prompts.setdefault(ordered_prompt(val["report"], mode), (rec["row"], rec["line"]))
+                        key = ordered_prompt(val["report"], mode)
+                        prompts.setdefault(key, (rec["row"], rec["line"], val["report"]))
                     except (TypeError, ValueError) as exc:
                         probs.append(("report", f"cannot make a prompt of it: {exc}"))
             total_bad += len(probs)

@@ -31,10 +31,9 @@ from ..models.reference import check_embedder_compat, load_reference_unet, load_
 from ..models.unet import ConditionalUNet1D, unet_from_artifact
 from ..models.vae import VAE, load_vae
 from ..text.cache import EmbeddingCache
-from ..text.embed import default_cache_dir, embed_texts
-from ..text.embedders import make_embedder
+from ..text.embed import default_cache_dir, embed_reports, embed_texts
+from ..text.embedders import embedder_from_identity, make_embedder
 from ..text.patient import encode_patient
-from ..text.prompts import ordered_prompt
 from ..text.tokens import report_tokens
 from .gaussian import GUIDANCE_TARGETS, GaussianDiffusion
 from .samplers import get_sampler
@@ -174,14 +173,8 @@ class DiffuSETSPipeline:
         unet, meta = unet_from_artifact(unet_model(run_dir, unet_dir), map_location=dev)
         cfg = unet.cfg
         ident = meta["embedder"]
-        if embedder is None:
-            embedder = make_embedder(
-                ident["backend"],
-                model=ident.get("model"),
-                base_url=ident.get("base_url"),
-                prompt_mode=ident.get("prompt_mode", "paper"),
-                **embedder_kwargs,
-            )
+        if embedder is None:  # with the window the training text was embedded with (same prompts split)
+            embedder = embedder_from_identity(ident, **embedder_kwargs)
         vae = load_vae(run_dir, dev)
         schedule = NoiseSchedule.from_config(meta["schedule"]) if "schedule" in meta else NoiseSchedule.paper()
         fs = MODEL_FS
@@ -280,20 +273,20 @@ class DiffuSETSPipeline:
     # -- conditioning --------------------------------------------------------------------------------
     def embed_reports(self, reports: Sequence[str]) -> np.ndarray:
         """The text condition of ``reports`` (``|``-joined statements), embedded through the run's cache: the
-        ordered-prompt vectors (N, D), or for a U-Net with statement tokens (``text_tokens = K``) the token
-        matrix (N, 1 + K, D) of :func:`~diffusets_core.text.tokens.report_tokens`."""
+        ordered-prompt vectors (N, D) of :func:`~diffusets_core.text.embed.embed_reports` (a prompt longer than the
+        embedder's window is embedded in chunks of whole statements), or for a U-Net with statement tokens
+        (``text_tokens = K``) the token matrix (N, 1 + K, D) of :func:`~diffusets_core.text.tokens.report_tokens`.
+        Raises PromptTooLongError (a ValueError) for a statement longer than the window, with its token count and
+        the limit."""
 
-        prompts = [ordered_prompt(r, self.embedder.prompt_mode) for r in reports]
-        distinct = list(dict.fromkeys(prompts))
         cache = EmbeddingCache(self.cache_dir, self.embedder.identity) if self.cache_dir else None
-        matrix, _ = embed_texts(distinct, self.embedder, cache, progress=False)
-        if matrix.shape[1] != self.unet.cfg.text_dim:
+        # the text layer's one rule for prompts longer than the embedder's window (split, or refused)
+        vectors, _ = embed_reports(list(reports), self.embedder, cache)
+        if vectors.shape[1] != self.unet.cfg.text_dim:
             raise ValueError(
-                f"the embedder returned {matrix.shape[1]}-d vectors; this U-Net expects "
+                f"the embedder returned {vectors.shape[1]}-d vectors; this U-Net expects "
                 f"{self.unet.cfg.text_dim}-d (text_dim of the checkpoint)"
             )
-        index = {p: i for i, p in enumerate(distinct)}
-        vectors = matrix[[index[p] for p in prompts]]
         k = getattr(self.unet.cfg, "text_tokens", 0)
         if not k:
             return vectors

@@ -4,7 +4,7 @@ Heavy dependencies (torch, transformers, openai) are imported lazily, on first u
 """
 
 from .cache import EmbeddingCache, prompt_key
-from .embed import default_cache_dir, embed_run, embed_texts, load_run_embeddings
+from .embed import default_cache_dir, embed_reports, embed_run, embed_texts, load_run_embeddings
 from .embedders import (
     BACKENDS,
     DEFAULT_MODELS,
@@ -18,11 +18,15 @@ from .embedders import (
     MissingAPIKeyError,
     ModelNotFound,
     OpenAIEmbedder,
+    PromptTooLongError,
     RetriesExhausted,
+    TokenWindow,
     make_embedder,
+    token_window,
 )
 from .patient import decode_patient, encode_patient
-from .prompts import PROMPT_MODES, ordered_prompt, ordered_prompts, split_statements
+from .prompts import PROMPT_MODES, ordered_prompt, ordered_prompts, prompt_sentences, split_statements
+from .window import PromptPlan, plan_prompts, prompt_window_table
 
 __all__ = [
     "BACKENDS",
@@ -39,9 +43,13 @@ __all__ = [
     "MissingAPIKeyError",
     "ModelNotFound",
     "OpenAIEmbedder",
+    "PromptPlan",
+    "PromptTooLongError",
     "RetriesExhausted",
+    "TokenWindow",
     "decode_patient",
     "default_cache_dir",
+    "embed_reports",
     "embed_run",
     "embed_texts",
     "encode_patient",
@@ -49,6 +57,10 @@ __all__ = [
     "make_embedder",
     "ordered_prompt",
     "ordered_prompts",
+    "plan_prompts",
     "prompt_key",
+    "prompt_sentences",
+    "prompt_window_table",
     "split_statements",
+    "token_window",
 ]

@@ -11,6 +11,13 @@ endpoints never mix)::
 Keys are ``sha256(exact prompt text, UTF-8)``; the identity is the directory, so the full cache key is
 (backend, model, prompt mode, [endpoint], exact prompt).
 
+A key always means "the embedder's vector of this whole text": the package only looks up texts within the
+embedder's window (:func:`~diffusets_core.text.embed.embed_texts` refuses longer ones, and a prompt longer than the
+window is looked up as its chunks of whole statements, :mod:`~diffusets_core.text.window`, whose combined vector is
+recomputed from them and never stored).  So no key changed when long prompts stopped being truncated: prompts
+within the window keep their entries, and an entry an older version stored for a longer prompt (a truncated vector)
+is simply never read.
+
 Crash safety and concurrency
 ----------------------------
 * A segment is written as ``.npy`` first (temp file, ``fsync``, atomic ``rename``, directory ``fsync``: the

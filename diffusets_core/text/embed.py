@@ -5,11 +5,16 @@
     run/embeddings/prompts.csv            record_id,prompt_index   (one row per ok manifest row, manifest order)
     run/embeddings/distinct_prompts.csv   prompt_index,prompt      (the distinct ordered prompts)
     run/embeddings/vectors.npy            float32 (n_distinct, dim); row i = prompt_index i
-    run/embeddings/identity.json          backend, model, dim, prompt_mode, [base_url], package version, counts
+    run/embeddings/identity.json          backend, model, dim, prompt_mode, [base_url], package version, counts,
+                                          window (the embedder's window and how many prompts exceeded it)
     run/embeddings/cache/                 the persistent cache (unless DIFFUSETS_CACHE or cache_dir says otherwise)
 
 All files are written atomically (temp file + rename), ``identity.json`` last.  No secret is ever
 written: the OpenAI key lives only in the ``OPENAI_API_KEY`` environment variable.
+
+Reports become vectors only through :func:`embed_reports` / :func:`embed_plans`, which follow the rule of
+:mod:`diffusets_core.text.window` for prompts longer than the embedder's window (split into chunks of whole
+statements, or refused); prompts within the window are embedded exactly as before that rule existed.
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from .. import __version__
 from ..fileio import atomic_save_with, atomic_write_text
 from ..layout import DATA_DIR, EMBEDDING_CACHE_DIR, EMBEDDINGS_DIR, MANIFEST_FILE
 from .cache import EmbeddingCache
-from .embedders import Embedder, make_embedder
-from .prompts import ordered_prompt
+from .embedders import Embedder, EmbeddingError, PromptTooLongError, make_embedder, token_window
+from .prompts import Statements
+from .window import STRATEGY, PromptPlan, combine_chunks, plan_prompts, plan_summary
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +76,22 @@ def embed_texts(
     batch_size: int = 64,
     progress: bool = True,
     desc: str | None = None,
+    *,
+    check_window: bool = True,
 ) -> tuple[np.ndarray, dict]:
-    """Embed distinct ``texts`` through ``cache`` (each text embedded once, ever).
+    """Embed distinct ``texts`` through ``cache`` (each text embedded once, ever), each as a whole.
 
     Every batch is committed to the cache as soon as it is embedded, so an interruption loses at most
-    the batch in flight.  Returns ``(matrix (len(texts), dim), stats)``.
+    the batch in flight.  Returns ``(matrix (len(texts), dim), stats)``.  Reports go through
+    :func:`embed_reports` instead (long prompts are split there).
+
+    Raises :class:`~diffusets_core.text.embedders.PromptTooLongError` for a text longer than the embedder's
+    window, cached or not (a cache written by an older version may hold a truncated vector for it);
+    ``check_window=False`` is for texts already counted by :func:`~diffusets_core.text.window.plan_prompts`.
     """
     texts = list(texts)
+    if check_window:
+        embedder.window.refuse(texts)
     if cache is not None:
         _, missing = cache.lookup(texts)
     else:
@@ -120,6 +135,60 @@ def embed_texts(
     return matrix, stats
 
 
+def embed_plans(
+    plans: Sequence[PromptPlan],
+    embedder: Embedder,
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    desc: str | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Vectors of ``plans`` (from :func:`~diffusets_core.text.window.plan_prompts` with ``embedder.window``):
+    each distinct chunk embedded once through ``cache``; a one-chunk plan gets its chunk's vector as is, a longer
+    one :func:`~diffusets_core.text.window.combine_chunks`. Returns ``(matrix (len(plans), dim), stats)`` with
+    :func:`embed_texts`'s counts over the texts embedded (``distinct_texts``: the prompts, or the chunks of a
+    prompt longer than the window) and ``distinct_prompts``."""
+    chunk_texts = list(dict.fromkeys(c for p in plans for c in p.chunks))
+    matrix, stats = embed_texts(
+        chunk_texts, embedder, cache, batch_size=batch_size, progress=progress, desc=desc, check_window=False
+    )
+    row = {c: i for i, c in enumerate(chunk_texts)}
+    out = np.zeros((len(plans), matrix.shape[1]), dtype=np.float32)
+    for i, p in enumerate(plans):
+        if p.split:
+            out[i] = combine_chunks(matrix[[row[c] for c in p.chunks]], p.chunk_tokens)
+        else:
+            out[i] = matrix[row[p.chunks[0]]]  # a prompt within the window: its vector, untouched
+    stats = {**stats, "distinct_prompts": len({p.prompt for p in plans}), "distinct_texts": len(chunk_texts)}
+    return out, stats
+
+
+def embed_reports(
+    reports: Sequence[Statements],
+    embedder: Embedder,
+    cache: EmbeddingCache | None = None,
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+    desc: str | None = None,
+) -> tuple[np.ndarray, dict]:
+    """The text vectors of ``reports`` (``|``-joined statements), one row per report, in order: ordered prompts in
+    ``embedder.prompt_mode``, planned by :func:`~diffusets_core.text.window.plan_prompts` (the rule for prompts
+    longer than the embedder's window) and embedded through ``cache``. What every path that turns reports into
+    vectors calls (``embed_run``, the pipeline, ``generate --conditions``).
+
+    Returns ``(matrix (len(reports), dim) float32, stats)``: :func:`embed_texts`'s counts plus
+    :func:`~diffusets_core.text.window.plan_summary`'s. Raises PromptTooLongError (a statement longer than the
+    window; count and limit in the message)."""
+    window = embedder.window
+    plans = plan_prompts(reports, window, embedder.prompt_mode)
+    distinct = list({p.prompt: p for p in plans}.values())
+    matrix, stats = embed_plans(distinct, embedder, cache, batch_size=batch_size, progress=progress, desc=desc)
+    row = {p.prompt: i for i, p in enumerate(distinct)}
+    out = matrix[[row[p.prompt] for p in plans]] if plans else matrix
+    return out, {**stats, **plan_summary(plans, window)}
+
+
 def embed_run(
     run_dir: str | os.PathLike,
     backend: str = "local",
@@ -145,26 +214,27 @@ def embed_run(
 
     ``records``                 ok manifest rows
     ``distinct_prompts``        distinct ordered prompts among them
-    ``cache_hits``              distinct prompts found in the cache
-    ``newly_embedded``          distinct prompts embedded now (and added to the cache)
+    ``cache_hits``              distinct texts found in the cache (the prompts; for a prompt longer than the
+                                window, its chunks)
+    ``newly_embedded``          distinct texts embedded now (and added to the cache)
     ``embed_batches``           batches sent to the embedder (one API call each for ``openai``)
     ``api_calls``               HTTP requests made (incl. retries; 0 for local backends)
     ``api_retries``             of which retries
     ``prompts_saved_by_dedup``  records - distinct prompts (embeddings not computed thanks to
                                 de-duplication; the reference made one API call per prompt)
     ``api_calls_saved_by_dedup`` ceil(records needing a new vector / batch_size) - embed_batches
+    ``empty_reports``           records with no statement
+    ``window``, ``token_count``, ``max_prompt_tokens``, ``long_records``, ``long_prompts``, ``strategy``
+                                the embedder's window and how the reports met it
+                                (:func:`~diffusets_core.text.window.plan_summary`; also in ``identity.json``)
+
+    Raises PromptTooLongError, naming up to five records, before anything is written, when a report has a
+    statement longer than the embedder's window (:func:`~diffusets_core.text.window.plan_prompts`).
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     df = read_ok_manifest(run_dir)
     record_ids = df["record_id"].tolist()
-    prompts = [ordered_prompt(r, prompt_mode) for r in df["report"].tolist()]
-    n_empty = sum(1 for p in prompts if not p)
-    if n_empty:
-        log.warning("%d ok record(s) have an empty report; they get the vector of the empty prompt", n_empty)
-    distinct = list(dict.fromkeys(prompts))
-    pindex = {p: i for i, p in enumerate(distinct)}
-    prompt_index = np.array([pindex[p] for p in prompts], dtype=np.int64)
 
     if embedder is None:
         if backend == "local":
@@ -176,10 +246,46 @@ def embed_run(
     elif embedder.prompt_mode != prompt_mode:
         raise ValueError(f"embedder prompt_mode {embedder.prompt_mode!r} != prompt_mode {prompt_mode!r}")
 
+    # the one rule for prompts longer than the window; every refused report is named before anything is written
+    window = embedder.window
+    refused: dict[int, PromptTooLongError] = {}
+    plans = plan_prompts(df["report"].tolist(), window, prompt_mode, refused=refused)
+    if refused:
+        first = sorted(refused)[:5]
+        shown = "\n".join(f"  record {record_ids[i]}: {refused[i]}" for i in first)
+        more = f"\n  ... and {len(refused) - len(first)} more" if len(refused) > len(first) else ""
+        raise PromptTooLongError(
+            f"{len(refused)} report(s) of {run_dir / DATA_DIR / MANIFEST_FILE} cannot be embedded without losing "
+            f"part of them; nothing was written\n{shown}{more}",
+            tokens=refused[first[0]].tokens,
+            limit=refused[first[0]].limit,
+        )
+    prompts = [p.prompt for p in plans]
+    n_empty = sum(1 for p in prompts if not p)
+    if n_empty:
+        log.warning("%d ok record(s) have an empty report; they get the vector of the empty prompt", n_empty)
+    by_prompt = {p.prompt: p for p in plans}
+    distinct = list(by_prompt)
+    pindex = {p: i for i, p in enumerate(distinct)}
+    prompt_index = np.array([pindex[p] for p in prompts], dtype=np.int64)
+    window_info = plan_summary(plans, window)
+    if window_info["long_records"]:
+        log.info(
+            "%d record(s) (%d distinct prompts) are longer than the %d-token window of %s: embedded in chunks of "
+            "whole statements (%s)",
+            window_info["long_records"],
+            window_info["long_prompts"],
+            window.max_tokens,
+            window.name,
+            STRATEGY,
+        )
+
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir(run_dir)
     cache = EmbeddingCache(cache_root, embedder.identity)
-    missing_before = set(cache.lookup(distinct)[1]) if distinct else set()
-    matrix, st = embed_texts(distinct, embedder, cache, batch_size=batch_size, progress=progress)
+    chunks = list(dict.fromkeys(c for p in by_prompt.values() for c in p.chunks))
+    missing_chunks = {chunks[i] for i in cache.lookup(chunks)[1]} if chunks else set()
+    missing_before = {i for i, p in enumerate(distinct) if any(c in missing_chunks for c in by_prompt[p].chunks)}
+    matrix, st = embed_plans(list(by_prompt.values()), embedder, cache, batch_size=batch_size, progress=progress)
     if auto_consolidate and len(cache.segment_names()) > auto_consolidate:
         cache.consolidate()
 
@@ -198,6 +304,7 @@ def embed_run(
         "prompts_saved_by_dedup": len(record_ids) - len(distinct),
         "api_calls_saved_by_dedup": max(0, math.ceil(n_rec_new / batch_size) - st["embed_batches"]),
         "empty_reports": n_empty,
+        **window_info,
     }
 
     out = run_dir / EMBEDDINGS_DIR
@@ -218,6 +325,7 @@ def embed_run(
             "package_version": _package_version(),
             "records": len(record_ids),
             "distinct_prompts": len(distinct),
+            "window": window_info,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "files": {"prompts": "prompts.csv", "distinct_prompts": "distinct_prompts.csv", "vectors": "vectors.npy"},
         }
@@ -228,17 +336,41 @@ def embed_run(
     return counts
 
 
+def _refuse_truncated_legacy(run_dir: Path, out: Path, identity: dict) -> None:
+    """Embeddings written before the window rule: refuse them if a prompt exceeds the embedder's window (its
+    vector was truncated), with what to do; runs whose prompts all fit are read as before."""
+    try:
+        window = token_window(identity["backend"], identity.get("model"), identity.get("base_url"))
+    except (EmbeddingError, ValueError, KeyError) as exc:
+        log.warning("cannot check %s against its embedder's window (%s)", out, exc)
+        return
+    if window.max_tokens is None or not (out / "distinct_prompts.csv").exists():
+        return
+    prompts = pd.read_csv(out / "distinct_prompts.csv", dtype={"prompt": str}, keep_default_na=False)["prompt"]
+    over = [n for n in window.counts(prompts.tolist()) if n > window.max_tokens]
+    if over:
+        raise ValueError(
+            f"{out} was written by an older version that cut off prompts longer than the embedder's window: "
+            f"{len(over)} prompt(s) exceed the {window.max_tokens}-token window of {window.name} (the longest "
+            f"{window.describe(max(over))}). Re-run `diffusets embed {run_dir}` (prompts within the window keep "
+            "their cached vectors)."
+        )
+
+
 def load_run_embeddings(run_dir: str | os.PathLike) -> tuple[list[str], np.ndarray, dict]:
     """``(record_ids, matrix, identity)`` with ``matrix[i]`` the vector of ``record_ids[i]``.
 
     Rows follow the ok rows of ``run_dir/data/manifest.csv`` (when present); a record of the manifest
-    without an embedding raises ``ValueError`` (re-run :func:`embed_run`).
+    without an embedding raises ``ValueError`` (re-run :func:`embed_run`), and so do embeddings written before
+    the window rule when one of their prompts was longer than the window (its vector was truncated).
     """
     run_dir = Path(run_dir)
     out = run_dir / EMBEDDINGS_DIR
     if not (out / "identity.json").exists():
         raise FileNotFoundError(f"no embeddings in {out}; run embed_run({str(run_dir)!r}) first")
     identity = json.loads((out / "identity.json").read_text(encoding="utf-8"))
+    if "window" not in identity:
+        _refuse_truncated_legacy(run_dir, out, identity)
     table = pd.read_csv(out / "prompts.csv", dtype={"record_id": str, "prompt_index": np.int64}, keep_default_na=False)
     vectors = np.load(out / "vectors.npy")
     if len(table) and (table["prompt_index"].max() >= len(vectors) or table["prompt_index"].min() < 0):

@@ -18,6 +18,24 @@ Backends
     OpenAI-compatible server via ``base_url``.  See :class:`OpenAIEmbedder` for key handling and retries.
 ``hash``
     **Test-only** deterministic fake: a unit vector seeded by sha256 of the text.  It has no semantics.
+
+Windows
+-------
+Every embedder says how much of one text it reads: :attr:`Embedder.window` (a :class:`TokenWindow`:
+``max_tokens`` and how tokens are counted; also :attr:`Embedder.max_tokens` and :meth:`Embedder.count_tokens`).
+No embedder truncates: a text longer than its window is refused with :class:`PromptTooLongError` (token count
+and limit in the message).  What to do with a report whose ordered prompt is longer than the window is decided
+in one place, :func:`diffusets_core.text.window.plan_prompts` (split at statement boundaries, or refuse).
+
+* ``local``: the model's own tokenizer (exact count, ``[CLS]``/``[SEP]`` included); window ``max_length``
+  (256, all-MiniLM-L6-v2's ``max_seq_length``).
+* ``openai``: no tokenizer is shipped for remote models, so the count is an upper bound, the text's UTF-8 bytes
+  + 2 (every token of a byte-level BPE, WordPiece or SentencePiece vocabulary covers at least one byte; at
+  most two special tokens); the same count on every machine, so the same prompts are split everywhere.
+  Window: 8191 tokens for OpenAI's embedding models on api.openai.com (their documented input limit), else
+  ``max_tokens`` if given, else 512 (the shortest window of the common open encoders that
+  OpenAI-compatible servers run: BERT, E5, BGE); pass ``max_tokens=`` for a server whose model reads fewer.
+* ``hash`` (tests): whitespace-separated words; no window unless ``max_tokens`` is given.
 """
 
 from __future__ import annotations
@@ -32,7 +50,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,6 +91,69 @@ class BadResponse(EmbeddingError):
 
 class RetriesExhausted(EmbeddingError):
     pass
+
+
+class PromptTooLongError(EmbeddingError, ValueError):
+    """A text longer than the embedder's window that cannot be split without changing its meaning (a single
+    statement, or a text given as a whole). ``tokens``: its token count (an upper bound where the window's count
+    is an estimate); ``limit``: the window. A ValueError too: it is a problem of the input, not of the embedder."""
+
+    def __init__(self, message: str, *, tokens: int, limit: int):
+        super().__init__(message)
+        self.tokens, self.limit = int(tokens), int(limit)
+
+
+def _word_counts(texts: Sequence[str]) -> list[int]:
+    return [len(t.split()) for t in texts]
+
+
+def _utf8_bound(texts: Sequence[str]) -> list[int]:
+    return [len(t.encode("utf-8")) + 2 for t in texts]
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenWindow:
+    """How much of one text an embedder reads.
+
+    ``name``: the embedder, for messages (``"local sentence-transformers/all-MiniLM-L6-v2"``).
+    ``max_tokens``: the most tokens of one text whose vector depends on all of it; ``None`` = no limit.
+    ``counter``: texts -> their token counts, as the window counts them.
+    ``exact``: False when the count is an upper bound (see ``rule``), never an under-estimate.
+    ``rule``: where the limit and the count come from, in words.
+    """
+
+    name: str
+    max_tokens: int | None
+    counter: Callable[[list[str]], list[int]] = dataclasses.field(compare=False, repr=False)
+    exact: bool = True
+    rule: str = ""
+
+    def counts(self, texts: Sequence[str]) -> list[int]:
+        """Token count of each text (``len(texts)`` ints)."""
+        texts = list(texts)
+        return [int(n) for n in self.counter(texts)] if texts else []
+
+    def describe(self, n: int) -> str:
+        """``"300 tokens"``, or ``"at most 300 tokens"`` when the count is an upper bound."""
+        return f"{n} tokens" if self.exact else f"at most {n} tokens ({self.rule})"
+
+    def refuse(self, texts: Sequence[str], what: str = "text") -> None:
+        """Raise :class:`PromptTooLongError` for the first of ``texts`` longer than the window (a text given whole
+        cannot be split here); no-op without a window."""
+        if self.max_tokens is None:
+            return
+        for t, n in zip(texts, self.counts(texts)):
+            if n > self.max_tokens:
+                raise PromptTooLongError(
+                    f"{what} {_preview(t)} is {self.describe(n)}; the {self.name} embedder reads at most "
+                    f"{self.max_tokens} tokens of one text and would ignore the rest",
+                    tokens=n,
+                    limit=self.max_tokens,
+                )
+
+
+def _preview(text: str, n: int = 80) -> str:
+    return repr(text if len(text) <= n else text[: n - 3] + "...")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +210,20 @@ class Embedder(abc.ABC):
         return None
 
     @property
+    def window(self) -> TokenWindow:
+        """How much of one text this embedder reads (:class:`TokenWindow`); the base class has no limit."""
+        return TokenWindow(f"{self.backend} {self.model}", None, _word_counts, exact=False, rule="no window")
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The most tokens of one text this embedder reads (``None``: no limit)."""
+        return self.window.max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` as :attr:`window` counts them (an upper bound when ``window.exact`` is False)."""
+        return self.window.counts([text])[0]
+
+    @property
     def identity(self) -> EmbedderIdentity:
         return EmbedderIdentity(self.backend, self.model, self.dim, self.prompt_mode, self.base_url)
 
@@ -161,19 +256,34 @@ class Embedder(abc.ABC):
 
 
 class HashEmbedder(Embedder):
-    """**Test-only** deterministic fake embedder: unit vectors from sha256(text). No semantics at all."""
+    """**Test-only** deterministic fake embedder: unit vectors from sha256(text). No semantics at all.
+
+    ``max_tokens``: a window in whitespace-separated words (``None``, the default: no window), so that tests can
+    exercise long reports; a longer text is refused (:class:`PromptTooLongError`), as every backend does."""
 
     backend = "hash"
 
-    def __init__(self, model: str | None = None, prompt_mode: str = "paper", dim: int = 32):
+    def __init__(
+        self, model: str | None = None, prompt_mode: str = "paper", dim: int = 32, max_tokens: int | None = None
+    ):
         super().__init__(model or DEFAULT_MODELS["hash"], prompt_mode)
         self._dim = int(dim)
+        if max_tokens is not None and int(max_tokens) < 1:
+            raise ValueError(f"max_tokens must be >= 1 or None, got {max_tokens!r}")
+        self._max_tokens = None if max_tokens is None else int(max_tokens)
 
     @property
     def dim(self) -> int:
         return self._dim
 
+    @property
+    def window(self) -> TokenWindow:
+        return TokenWindow(
+            f"{self.backend} {self.model}", self._max_tokens, _word_counts, True, "whitespace-separated words"
+        )
+
     def _embed(self, texts: list[str]) -> np.ndarray:
+        self.window.refuse(texts)
         out = np.empty((len(texts), self._dim), dtype=np.float32)
         for i, t in enumerate(texts):
             seed = int.from_bytes(hashlib.sha256((self.model + "\0" + t).encode("utf-8")).digest()[:8], "little")
@@ -217,8 +327,10 @@ class LocalEmbedder(Embedder):
     """all-MiniLM-L6-v2 (or another local Hugging Face encoder) with mean pooling + L2 norm.
 
     ``batch_size`` texts per forward pass; texts are sorted by length inside each :meth:`embed` call to
-    minimise padding (results are returned in input order).  ``max_length`` defaults to 256 tokens as in
-    the model's ``sentence_bert_config.json`` (longer prompts are truncated, like sentence-transformers).
+    minimise padding (results are returned in input order).  ``max_length`` (the window, special tokens
+    included) defaults to 256 tokens as in the model's ``sentence_bert_config.json``.  Unlike
+    sentence-transformers, a longer text is never truncated: :meth:`embed` raises :class:`PromptTooLongError`
+    (long reports are split before they get here, by :func:`diffusets_core.text.window.plan_prompts`).
     """
 
     backend = "local"
@@ -251,20 +363,48 @@ class LocalEmbedder(Embedder):
     def dim(self) -> int:
         return self._dim
 
+    @property
+    def window(self) -> TokenWindow:
+        return TokenWindow(
+            f"{self.backend} {self.model}",
+            self.max_length,
+            self._count,
+            True,
+            "the model's tokenizer, [CLS] and [SEP] included",
+        )
+
+    def load_tokenizer(self) -> LocalEmbedder:
+        """Load the tokenizer only (what counting tokens needs; the weights stay unloaded)."""
+        if self._tok is None:
+            # transformers takes seconds to import: only loaded when a text has to be counted or embedded
+            from transformers import AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            self._tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        return self
+
+    def _count(self, texts: list[str]) -> list[int]:
+        self.load_tokenizer()
+        out: list[int] = []
+        for start in range(0, len(texts), 4096):  # bounded memory on a whole dataset's prompts
+            # verbose=False: the tokenizer's "longer than the maximum sequence length" warning is handled here
+            ids = self._tok(texts[start : start + 4096], add_special_tokens=True, truncation=False, verbose=False)
+            out.extend(len(x) for x in ids["input_ids"])
+        return out
+
     def load(self) -> LocalEmbedder:
         """Load tokenizer and weights (done lazily on the first :meth:`embed`, so that a run whose
-        prompts are all cached never pays for it)."""
+        prompts are all cached never pays for the weights)."""
         if self._net is None:
             # torch + transformers take seconds to import; a run whose prompts are all cached never needs them
             import torch
-            from transformers import AutoModel, AutoTokenizer
-            from transformers.utils import logging as hf_logging
+            from transformers import AutoModel
 
             if self.num_threads:
                 torch.set_num_threads(int(self.num_threads))
             self.device = resolve_device(self._device_request)
-            hf_logging.disable_progress_bar()
-            self._tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            self.load_tokenizer()
             self._net = AutoModel.from_pretrained(self.path, local_files_only=True).to(self.device).eval()
             if int(self._net.config.hidden_size) != self._dim:  # pragma: no cover
                 raise EmbeddingError("config.json and model disagree on the hidden size")
@@ -279,13 +419,13 @@ class LocalEmbedder(Embedder):
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                enc = self._tok(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                ).to(self.device)
+                batch = [texts[i] for i in idx]
+                # never truncate: a text over the window is refused, with its count and the limit
+                enc = self._tok(batch, padding=True, truncation=False, verbose=False, return_tensors="pt")
+                lengths = enc["attention_mask"].sum(1).tolist()
+                if max(lengths) > self.max_length:
+                    self.window.refuse([t for t, n in zip(batch, lengths) if n > self.max_length])
+                enc = enc.to(self.device)
                 hidden = self._net(**enc).last_hidden_state  # (b, L, d)
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -345,6 +485,8 @@ class OpenAIEmbedder(Embedder):
       retries used up -> :class:`RetriesExhausted`.
     * **dim** — ``None`` until the first successful response, then the length of the returned vectors.
       Pass ``dim=`` to declare it up front (it is checked against the response).
+    * **Window** — :func:`openai_window` (8191 tokens for OpenAI's models on api.openai.com, else ``max_tokens``
+      or 512; counted as UTF-8 bytes + 2, an upper bound); a longer text is refused before any request.
     """
 
     backend = "openai"
@@ -364,8 +506,10 @@ class OpenAIEmbedder(Embedder):
         dim: int | None = None,
         encoding_format: str = "float",
         sleep: Callable[[float], None] = time.sleep,
+        max_tokens: int | None = None,
     ):
         super().__init__(model or DEFAULT_MODELS["openai"], prompt_mode)
+        self._max_tokens = max_tokens
         import openai  # optional dependency: only the openai backend needs it
 
         self._openai = openai
@@ -403,6 +547,10 @@ class OpenAIEmbedder(Embedder):
     def base_url(self) -> str | None:
         return self._base_url
 
+    @property
+    def window(self) -> TokenWindow:
+        return openai_window(self.model, self._base_url, self._max_tokens)
+
     def _redact(self, text: Any) -> str:
         s = str(text)
         if self._secret and self._secret != "no-key":
@@ -417,6 +565,7 @@ class OpenAIEmbedder(Embedder):
         return d
 
     def _embed(self, texts: list[str]) -> np.ndarray:
+        self.window.refuse(texts)  # before any request: a server may truncate silently
         parts = [self._request(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
         return np.concatenate(parts, axis=0)
 
@@ -495,6 +644,48 @@ class OpenAIEmbedder(Embedder):
         return np.stack(vecs)
 
 
+#: Input limits of OpenAI's embedding models (tokens per input), from OpenAI's embeddings guide.
+OPENAI_WINDOWS = {"text-embedding-ada-002": 8191, "text-embedding-3-small": 8191, "text-embedding-3-large": 8191}
+#: Window assumed for a model on another OpenAI-compatible server when none is declared: the shortest of the
+#: common open encoders such servers run (BERT, E5, BGE and MiniLM-based models read 512 positions).
+UNKNOWN_SERVER_WINDOW = 512
+OPENAI_HOST = "api.openai.com"
+
+
+def openai_window(model: str, base_url: str | None = None, max_tokens: int | None = None) -> TokenWindow:
+    """The window of ``model`` behind ``base_url`` (``None``: ``$OPENAI_BASE_URL``, else OpenAI's API), without a
+    client or a key: ``max_tokens`` when given, else :data:`OPENAI_WINDOWS` on api.openai.com, else
+    :data:`UNKNOWN_SERVER_WINDOW`. Tokens are counted as UTF-8 bytes + 2, an upper bound for byte-level BPE,
+    WordPiece and SentencePiece tokenizers (each token covers at least one byte; at most two special tokens);
+    no tokenizer is downloaded, and every machine counts the same. Raises ValueError on ``max_tokens < 1``."""
+    url = base_url if base_url is not None else os.environ.get("OPENAI_BASE_URL")
+    host = (urlsplit(str(url)).hostname or "").lower() if url else OPENAI_HOST
+    if max_tokens is not None:
+        if int(max_tokens) < 1:
+            raise ValueError(f"max_tokens must be >= 1 or None, got {max_tokens!r}")
+        limit, source = int(max_tokens), "declared"
+    elif host == OPENAI_HOST and model in OPENAI_WINDOWS:
+        limit, source = OPENAI_WINDOWS[model], "OpenAI's documented input limit"
+    else:
+        limit, source = UNKNOWN_SERVER_WINDOW, "assumed for a server's model; pass max_tokens= to declare it"
+    return TokenWindow(
+        f"openai {model}", limit, _utf8_bound, False, f"counted as UTF-8 bytes + 2; window {limit} ({source})"
+    )
+
+
+def token_window(backend: str = "local", model: str | None = None, base_url: str | None = None, **kwargs: Any):
+    """The :class:`TokenWindow` of an embedder, without loading weights or needing an API key (what a chapter
+    needs to count long reports before embedding). ``kwargs``: ``max_length`` (local), ``max_tokens`` (openai,
+    hash). Raises ValueError on an unknown backend."""
+    if backend == "local":
+        return LocalEmbedder(model=model, max_length=kwargs.get("max_length", 256)).window
+    if backend == "openai":
+        return openai_window(model or DEFAULT_MODELS["openai"], base_url, kwargs.get("max_tokens"))
+    if backend == "hash":
+        return HashEmbedder(model=model, max_tokens=kwargs.get("max_tokens")).window
+    raise ValueError(f"unknown embedding backend {backend!r}; expected one of {BACKENDS}")
+
+
 def _as_floats(emb: Any):
     if isinstance(emb, str):  # base64 float32
         return np.frombuffer(base64.b64decode(emb), dtype=np.float32)
@@ -531,8 +722,8 @@ def make_embedder(
     **kwargs: Any,
 ) -> Embedder:
     """Build an embedder by backend name. Extra ``kwargs`` go to the backend's constructor
-    (``device``/``batch_size`` for ``local``; ``batch_size``/``max_retries``/``backoff_base``/``timeout``/
-    ``allow_no_key`` for ``openai``; ``dim`` for ``hash``)."""
+    (``device``/``batch_size``/``max_length`` for ``local``; ``batch_size``/``max_retries``/``backoff_base``/
+    ``timeout``/``allow_no_key``/``max_tokens`` for ``openai``; ``dim``/``max_tokens`` for ``hash``)."""
     if backend == "local":
         if base_url is not None:
             raise ValueError("base_url only applies to the openai backend")
@@ -542,3 +733,21 @@ def make_embedder(
     if backend == "hash":
         return HashEmbedder(model=model, prompt_mode=prompt_mode, **kwargs)
     raise ValueError(f"unknown embedding backend {backend!r}; expected one of {BACKENDS}")
+
+
+def embedder_from_identity(identity: dict, **kwargs: Any) -> Embedder:
+    """The embedder that wrote ``identity`` (a run's ``embeddings/identity.json`` or a model's ``meta["embedder"]``),
+    with the window it used (``identity["window"]["window"]``, recorded since long prompts are split), so that
+    generation splits the same prompts as training did. ``kwargs`` go to :func:`make_embedder` and win."""
+    recorded = identity.get("window")
+    window = recorded.get("window") if isinstance(recorded, dict) else None
+    backend = identity["backend"]
+    if window is not None:
+        kwargs.setdefault("max_length" if backend == "local" else "max_tokens", int(window))
+    return make_embedder(
+        backend,
+        model=identity.get("model"),
+        base_url=identity.get("base_url"),
+        prompt_mode=identity.get("prompt_mode", "paper"),
+        **kwargs,
+    )

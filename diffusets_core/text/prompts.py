@@ -41,6 +41,8 @@ from collections.abc import Iterable, Sequence
 from typing import Union
 
 PROMPT_MODES = ("paper", "clean")
+#: what joins the sentences of an ordered prompt: nothing in the reference's template, one space in ``clean``
+PROMPT_SEPARATORS = {"paper": "", "clean": " "}
 
 Statements = Union[str, Sequence[str], None]
 
@@ -97,6 +99,25 @@ def _sentence_head(i: int, ordinal: str) -> str:
     return f"As a supplementary condition, the {ordinal} diagnosis is "
 
 
+def prompt_sentences(statements: Statements, mode: str = "paper") -> list[str]:
+    """The sentences of the ordered prompt, one per statement, in order: ``PROMPT_SEPARATORS[mode].join(...)``
+    of them is :func:`ordered_prompt`. Each sentence carries its statement's ordinal, so any run of consecutive
+    sentences is itself a piece of the prompt (what :mod:`~diffusets_core.text.window` embeds when a prompt is
+    longer than the embedder's window). Raises ValueError on an unknown ``mode``."""
+    if mode not in PROMPT_MODES:
+        raise ValueError(f"prompt mode must be one of {PROMPT_MODES}, got {mode!r}")
+    items = split_statements(statements)
+    if mode == "paper":
+        return [_sentence_head(i, paper_ordinal(i)) + "{" + s + "}." for i, s in enumerate(items)]
+    sentences = []
+    for s in items:
+        text = _WS.sub(" ", s).rstrip(" .;,")
+        if not text:
+            continue
+        sentences.append(_sentence_head(len(sentences), english_ordinal(len(sentences) + 1)) + text + ".")
+    return sentences
+
+
 def ordered_prompt(statements: Statements, mode: str = "paper") -> str:
     """Build the ordered prompt for one report.
 
@@ -107,18 +128,8 @@ def ordered_prompt(statements: Statements, mode: str = "paper") -> str:
     mode:
         ``"paper"`` (exact reference string) or ``"clean"`` (readable variant); see the module docstring.
     """
-    if mode not in PROMPT_MODES:
-        raise ValueError(f"prompt mode must be one of {PROMPT_MODES}, got {mode!r}")
-    items = split_statements(statements)
-    if mode == "paper":
-        return "".join(_sentence_head(i, paper_ordinal(i)) + "{" + s + "}." for i, s in enumerate(items))
-    sentences = []
-    for s in items:
-        text = _WS.sub(" ", s).rstrip(" .;,")
-        if not text:
-            continue
-        sentences.append(_sentence_head(len(sentences), english_ordinal(len(sentences) + 1)) + text + ".")
-    return " ".join(sentences)
+    sentences = prompt_sentences(statements, mode)  # validates mode
+    return PROMPT_SEPARATORS[mode].join(sentences)
 
 
 def ordered_prompts(reports: Iterable[Statements], mode: str = "paper") -> list[str]:

@@ -15,7 +15,7 @@ from torch import nn
 from ..data.store import SignalStore
 from ..text.cache import EmbeddingCache
 from ..text.embed import default_cache_dir, embed_texts, load_run_embeddings
-from ..text.embedders import make_embedder
+from ..text.embedders import embedder_from_identity
 from ..text.patient import encode_patient
 from ..text.standardize import text_standardizer
 from ..text.tokens import report_tokens, statement_rows
@@ -46,12 +46,7 @@ def conditioning_arrays(
         records["sex"].tolist(), records["age"].to_numpy(float), records["hr"].to_numpy(float), mode=patient_mode
     )
     if text_tokens:
-        embedder = make_embedder(
-            identity["backend"],
-            model=identity.get("model"),
-            base_url=identity.get("base_url"),
-            prompt_mode=identity.get("prompt_mode", "paper"),
-        )
+        embedder = embedder_from_identity(identity)
         cache = EmbeddingCache(default_cache_dir(run_dir), embedder.identity)
         text, stats = report_tokens(
             records["report"].tolist(),
