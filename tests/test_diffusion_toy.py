@@ -67,7 +67,7 @@ def test_sample_moments_match_data(x_T, name, sampler, steps, tol_mean, tol_std)
 
 
 def test_paper_clip_fits_paper_scale_latents_but_distorts_wider_data():
-    """DESIGN §6: the reference's [-1, 1] x0 clip is harmless for latents with std ~0.17 (paper scale)
+    """The reference's [-1, 1] x0 clip is harmless for latents with std ~0.17 (paper scale)
     but cuts real signal for wider data, which is why clipping is off by default."""
     shape = (256, 4, 16)
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(5))

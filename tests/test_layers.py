@@ -1,15 +1,18 @@
-"""The package's imports point one way (issue 14): base -> data -> text -> models -> diffusion -> train -> eval ->
+"""The package's imports point one way: base -> data -> text -> models -> diffusion -> train -> eval ->
 apps/viz -> config/book/cli.
 
 Every module of ``diffusets_core`` is parsed with :mod:`ast`; every import (module level AND inside functions,
 relative and absolute) is resolved to the package module it names and its layer compared with the importer's.
 A module may import its own layer and the layers left of it, never one to its right.
+
+The repository also stands alone: no tracked file cites documents that are not in it.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -210,3 +213,71 @@ def test_no_dynamic_imports_around_the_layer_check():
         if re.search(r"\bimport_module\(|\b__import__\(", line)
     ]
     assert not hits, hits
+
+
+# ------------------------------------------------------------------------------------ the repository stands alone
+REPO = ROOT.parent
+#: Citations of planning notes kept outside the repository (a reader cannot open them). Built by concatenation so
+#: that this file does not match itself.
+OUTSIDE_CITATIONS = ("REFERENCE" + ".md", "DESIGN" + ".md", "REFERENCE" + " §", "DESIGN" + " §", "../" + "shared")
+#: Folders searched when the tree is not a git checkout (e.g. an unpacked source archive).
+SEARCHED_DIRS = ("diffusets_core", "tests", "notebooks", "book", "benchmarks", "profiles")
+
+
+def tracked_files(repo: Path) -> list[Path]:
+    """Files git tracks under ``repo``; without git (or outside a checkout) every file of :data:`SEARCHED_DIRS`
+    and the top-level ``*.md`` files, skipping caches."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "ls-files", "-z"], capture_output=True, check=True, timeout=60
+        ).stdout
+        names = [n for n in out.decode("utf-8", "surrogateescape").split("\0") if n]
+    except (OSError, subprocess.SubprocessError):
+        names = []
+    if names:
+        return [repo / n for n in names if (repo / n).is_file()]
+    files = sorted(repo.glob("*.md"))
+    for d in SEARCHED_DIRS:
+        files += sorted(p for p in (repo / d).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return files
+
+
+def outside_citations(files: list[Path], root: Path) -> list[str]:
+    """``path:line: text`` for every line of ``files`` that cites one of :data:`OUTSIDE_CITATIONS`."""
+    hits = []
+    needles = [s.encode() for s in OUTSIDE_CITATIONS]
+    for path in files:
+        data = path.read_bytes()
+        if not any(n in data for n in needles):
+            continue
+        for i, line in enumerate(data.splitlines(), 1):
+            if any(n in line for n in needles):
+                hits.append(f"{path.relative_to(root)}:{i}: {line.decode('utf-8', 'replace').strip()[:160]}")
+    return hits
+
+
+def test_no_file_cites_documents_outside_the_repository():
+    """Code, tests, chapters and docs cite public sources (the paper, the authors' code, library docs), never
+    planning notes that exist only on a developer's machine."""
+    files = tracked_files(REPO)
+    assert any(p.name == "test_layers.py" for p in files)  # the search really covers the tests
+    hits = outside_citations(files, REPO)
+    assert not hits, "citations of documents not in the repository:\n" + "\n".join(hits)
+
+
+def test_the_citation_check_finds_each_form(tmp_path):
+    (tmp_path / "tests").mkdir()
+    for i, needle in enumerate(OUTSIDE_CITATIONS):
+        (tmp_path / "tests" / f"m{i}.py").write_text(f"x = 1\n# see {needle} 3\n", encoding="utf-8")
+    (tmp_path / "README.md").write_text("Cites the paper (Lai et al. 2025), Methods.\n", encoding="utf-8")
+    (tmp_path / "tests" / "__pycache__").mkdir()
+    (tmp_path / "tests" / "__pycache__" / "m0.pyc").write_text(OUTSIDE_CITATIONS[0], encoding="utf-8")
+    (tmp_path / "runs").mkdir()  # outputs, not sources
+    (tmp_path / "runs" / "notes.md").write_text(OUTSIDE_CITATIONS[0], encoding="utf-8")
+    files = tracked_files(tmp_path)  # not a git checkout: the folder walk
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in files) == ["README.md"] + [
+        f"tests/m{i}.py" for i in range(len(OUTSIDE_CITATIONS))
+    ]
+    hits = outside_citations(files, tmp_path)
+    assert sorted(h.split(":")[0] for h in hits) == sorted(f"tests/m{i}.py" for i in range(len(OUTSIDE_CITATIONS)))
+    assert all(":2: " in h for h in hits)

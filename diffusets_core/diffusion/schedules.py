@@ -1,12 +1,13 @@
 """Noise schedules for discrete-time (DDPM-style) diffusion.
 
-The paper (REFERENCE.md §3) uses diffusers' ``DDPMScheduler(num_train_timesteps=1000,
-beta_start=0.00085, beta_end=0.012)``: a *linear* beta schedule (not Stable Diffusion's
-``scaled_linear``). diffusers holds every constant in float32: ``torch.linspace(..., dtype=float32)``
-for the betas, ``1 - betas`` and a float32 ``torch.cumprod``. :class:`NoiseSchedule` computes them the
-same way, so ``betas`` and ``alphas_cumprod`` are bitwise equal to the reference's arrays (checked
-against ``tests/fixtures/reference/golden.npz``). The same constants evaluated entirely in float64 are
-available as ``alphas_cumprod_f64`` (they differ by at most ~1.5e-7 for the paper's schedule).
+The paper's model (the authors' ``DiffuSETS_train.py`` with ``config/all.json``) uses diffusers'
+``DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012)``: a *linear* beta
+schedule (not Stable Diffusion's ``scaled_linear``). diffusers holds every constant in float32:
+``torch.linspace(..., dtype=float32)`` for the betas, ``1 - betas`` and a float32 ``torch.cumprod``.
+:class:`NoiseSchedule` computes them the same way, so ``betas`` and ``alphas_cumprod`` are bitwise equal
+to the reference's arrays (checked against ``tests/fixtures/reference/golden.npz``). The same constants
+evaluated entirely in float64 are available as ``alphas_cumprod_f64`` (they differ by at most ~1.5e-7 for the
+paper's schedule).
 
 Conventions
 -----------
@@ -29,7 +30,7 @@ __all__ = ["BETA_SCHEDULES", "TIMESTEP_SAMPLING_MODES", "NoiseSchedule"]
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "cosine")
 #: ``uniform``: t ~ U{0, ..., T-1} (default). ``paper``: t ~ U{1, ..., T-2} = ``randint(1, T-1)``,
-#: as the reference trains (never 0 nor T-1; REFERENCE.md §10 bug 14 — sampling still visits both).
+#: as the reference trains (the authors' ``utils/train.py``: never 0 nor T-1, although sampling visits both).
 TIMESTEP_SAMPLING_MODES = ("uniform", "paper")
 
 _ALIASES = {"squaredcos_cap_v2": "cosine"}
@@ -246,7 +247,7 @@ class NoiseSchedule:
 
         ``mode="uniform"`` (default): uniform on ``{0, ..., T-1}``, every level the sampler visits is trained.
         ``mode="paper"``: ``randint(1, T-1)`` = uniform on ``{1, ..., T-2}`` as the reference trains
-        (never 0 nor T-1, although its sampler uses both; REFERENCE.md §10 bug 14).
+        (never 0 nor T-1, although its sampler uses both; the authors' ``utils/train.py``).
         Drawn on the generator's device (CPU when none is given), then moved to ``device``.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:

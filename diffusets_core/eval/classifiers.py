@@ -1,6 +1,6 @@
 """Diagnostic-level evaluation: a 12-lead multi-label ECG classifier and train-on-synthetic / test-on-real.
 
-Fixes relative to the paper's classification scripts (REFERENCE §6.8):
+Fixes relative to the paper's classification scripts (the authors' ``classification/classifier_train.py``):
 
 * multi-label sigmoid outputs trained with ``BCEWithLogitsLoss`` (the paper applied softmax and then
   ``CrossEntropyLoss`` — a double softmax);
@@ -9,7 +9,8 @@ Fixes relative to the paper's classification scripts (REFERENCE §6.8):
   macro AUROC (sklearn), a single-label confusion matrix.
 
 Labels come from report statements by substring matching (:func:`labels_from_reports`); the class -> pattern
-map is a parameter, :data:`PAPER_CLASSES` reproduces the paper's 15 disease categories (REFERENCE §6.3).
+map is a parameter, :data:`PAPER_CLASSES` reproduces the paper's 15 disease categories (the substrings of the
+authors' ``test_scripts/batch_disease_gen.py``).
 """
 
 from __future__ import annotations

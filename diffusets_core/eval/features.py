@@ -5,8 +5,9 @@ order, ``fs = 102.4`` Hz (10 s = 1024 samples) unless told otherwise.
 
 What is measured, per record (one row of :func:`measure_features`):
 
-* ``hr_xqrs`` — the paper's measurement (REFERENCE §6.5), for parity: ``wfdb.processing.XQRS`` at the native
-  rate on lead 0, 1, ... 11, first lead with more than one beat, ``HR = 60 / mean(RR)``.
+* ``hr_xqrs`` — the paper's measurement (the authors' ``test_scripts/batch_hr_test.py``), for parity:
+  ``wfdb.processing.XQRS`` at the native rate on lead 0, 1, ... 11, first lead with more than one beat,
+  ``HR = 60 / mean(RR)``.
 * ``hr_nk`` — neurokit2 R-peaks (``ecg_clean`` + ``ecg_peaks`` with a 0.18 s refractory period instead of the
   default 0.3 s, which halves every rate above 200 bpm) on the first lead of ``detect_leads`` that passes the
   beat-consistency gate, ``HR = 60 / mean(RR)``; kept only when

@@ -3,7 +3,7 @@
 Everything here works on feature matrices ``(N, d)`` (e.g. the 64-d ECG embeddings of
 :class:`~diffusets_core.eval.clip.ClipFeaturizer`). Deterministic for a given ``seed``.
 
-Differences from the paper's scripts (REFERENCE §6.2), on purpose:
+Differences from the paper's scripts (the authors' ``test_scripts/evaluation.py``), on purpose:
 
 * FID always compares sets of the SAME size ``n`` (the larger is subsampled, seeded): FID is biased upwards by
   O(d/n), so an FID between unequal or differently sized sets is not comparable with its floor.

@@ -1,6 +1,7 @@
 """Attention layers with the reference's parameter names, computed with ``scaled_dot_product_attention``.
 
-Checkpoint compatibility fixes the parameter *names* (REFERENCE.md "must-keep facts"):
+Checkpoint compatibility fixes the parameter *names* (those of the released ``unet_all.pth``, defined in
+the authors' ``unet/unet_conditional.py``):
 
 * :class:`MultiheadAttention` holds ``in_proj_weight`` (3E, E), ``in_proj_bias`` (3E) and ``out_proj``
   (Linear E->E) exactly like :class:`torch.nn.MultiheadAttention` (batch_first, separate q/k/v inputs),
@@ -107,7 +108,7 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """U-Net "cross-attention" to the condition vector ``[text, patient]`` (REFERENCE.md §3).
+    """U-Net "cross-attention" to the condition vector ``[text, patient]`` (the authors' ``unet/unet_conditional.py``).
 
     ``cond`` is (B, cond_in) (``cond_in = text_dim + n_patient``); ``value_combiner`` maps it to ``ch``; it
     is conceptually repeated over the L positions, layer-normed and used as keys and values.

@@ -1,4 +1,4 @@
-"""The paper's conditional 1-D U-Net (REFERENCE.md §3) with the reference's state-dict key names.
+"""The paper's conditional 1-D U-Net (the authors' ``unet/unet_conditional.py``) with its state-dict key names.
 
 ``ConditionalUNet1D(UNetConfig.paper())`` has exactly the 713 keys of the released ``unet_all.pth``
 (``downsampling_blocks``, ``upsampling_blocks``, ``bottelneck`` [sic], ``output_conv``, ...; checked key by

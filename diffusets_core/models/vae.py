@@ -1,4 +1,4 @@
-"""The paper's 1-D Stable-Diffusion-style VAE (REFERENCE.md §2): 12 x 1024 ECG <-> 4 x 128 latent.
+"""The paper's 1-D Stable-Diffusion-style VAE (the authors' ``vae/vae_model.py``): 12 x 1024 ECG <-> 4 x 128 latent.
 
 Layout and checkpoint compatibility
 -----------------------------------

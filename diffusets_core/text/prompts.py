@@ -1,4 +1,4 @@
-"""Ordered diagnosis prompts (REFERENCE.md §4).
+"""Ordered diagnosis prompts (as built by ``prompt_propcess`` in the authors' ``utils/text_to_emb.py``).
 
 A machine report is a list of statements in their original order (the manifest joins them with ``|``).
 The paper turns them into one "ordered prompt" that is embedded as a whole:

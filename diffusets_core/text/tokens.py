@@ -1,11 +1,11 @@
 """A report as tokens: the ordered prompt's vector, then each statement embedded on its own.
 
-The paper embeds a report as ONE ordered prompt (REFERENCE.md §4). Sentence embeddings of such prompts are
-nearly parallel (MiniLM: cosine 0.996 between the RBBB and LBBB prompts), so a network that reads one vector
-sees diagnoses that differ in a few words as almost the same condition. A U-Net with ``text_tokens = K > 0``
-(``models/film_unet.py``) also receives every statement's own embedding and attends to them, as latent
-diffusion does with a caption's token sequence (Rombach et al. 2022, §3.3); the prompt vector stays token 0, so
-the order the paper encodes ("most importantly, the 1st diagnosis is ...") is still there.
+The paper embeds a report as ONE ordered prompt (see :mod:`diffusets_core.text.prompts`). Sentence embeddings
+of such prompts are nearly parallel (MiniLM: cosine 0.996 between the RBBB and LBBB prompts), so a network that
+reads one vector sees diagnoses that differ in a few words as almost the same condition. A U-Net with
+``text_tokens = K > 0`` (``models/film_unet.py``) also receives every statement's own embedding and attends to
+them, as latent diffusion does with a caption's token sequence (Rombach et al. 2022, §3.3); the prompt vector
+stays token 0, so the order the paper encodes ("most importantly, the 1st diagnosis is ...") is still there.
 
 Layout (float32)::
 

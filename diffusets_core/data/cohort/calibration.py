@@ -21,9 +21,10 @@ Results (``main(n=20, seed=0)``, 2026-11-22):
 * normal records, median [min-max] ms - cohort median beat: QRS 82 [70-90], PR 160 [120-204],
   QT 349 [326-398]; neurokit2 ``dwt`` on lead II: QRS 146 [100-224], PR 127 [52-172], QT 392 [358-488];
   ``peak``: QRS (Q to S peak) 91 [64-155], PR 140 [102-184], QT 360 [330-410]; ``cwt``: QRS 108
-  [92-147], no usable P/T boundaries.  ``dwt`` is unusable on these signals (as DESIGN.md §4 found);
-  the multi-lead median beat is the only method whose normal values all sit in the normal range with
-  a small spread, so the interpreter uses it.
+  [92-147], no usable P/T boundaries.  ``dwt`` is unusable on these signals (an earlier survey of 20
+  normal ``deepfake-ecg`` records found the same: QRS 100-229 ms, median 172); the multi-lead median
+  beat is the only method whose normal values all sit in the normal range with a small spread, so the
+  interpreter uses it.
 * edit recovery, error mean ± sd [min, max]: HR -0.3 ± 0.9 bpm [-2.1, 1.5] (45, 75 and 140 bpm);
   QRS after a x1.6 stretch 0.0 ± 5.4 ms [-15.6, 6.0]; QT after a x1.4 ST-T stretch 2.1 ± 5.7 ms
   [-10.7, 14.6]; ΔPR for a +120 ms gap -3.7 ± 14.7 ms [-60, 14] (one record's P onset missed);

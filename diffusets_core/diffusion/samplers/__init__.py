@@ -16,9 +16,10 @@ guidance, conditioning and autocast belong to the caller's ``model_fn``.
 * :class:`DPMSolverMultistepSampler` — DPM-Solver++(2M) with data prediction (Lu et al. 2022,
   arXiv:2211.01095, Algorithm 2), final step to sigma = 0.
 
-x0 clipping (DESIGN.md §6) is a setting: ``clip_sample=None`` (default, off), a float ``c`` (clip the
-predicted x0 to ``[-c, c]``; the paper uses 1.0 — see :meth:`DDPMSampler.paper`), or a pair ``(lo, hi)``
-(a data-derived range). The reference's [-1, 1] clip is harmless only for latents with std ~0.17.
+x0 clipping is a setting: ``clip_sample=None`` (default, off), a float ``c`` (clip the predicted x0 to
+``[-c, c]``; the paper uses 1.0 — see :meth:`DDPMSampler.paper`), or a pair ``(lo, hi)`` (a data-derived
+range). The reference's [-1, 1] clip is harmless only for latents with std ~0.17; on unit-variance
+latents (our default scale) it would cut real signal, hence off by default.
 
 Randomness: pass ``seed`` (int, or one int per sample) or ``generator`` (a ``torch.Generator``, or a list
 with one generator per sample). With one generator/seed the whole batch is drawn at once (as diffusers),
