@@ -2,7 +2,7 @@
 
     python benchmarks/cohort_build.py --n 4000 --seed 0 --workers 2 --out benchmarks/out/cohort4000
 
-Targets (issue 2, 2-core machine): build <= 180 s for 4,000 records; preparation >= 150 records/s;
+Targets (2-core machine): build <= 180 s for 4,000 records; preparation >= 150 records/s;
 agreement >= 90 % for every class; measured HR spanning ~40-150 bpm.
 """
 

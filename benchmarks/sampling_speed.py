@@ -5,7 +5,7 @@
 Same model, same conditions (held-out test records), same batch, decoding included: DDPM-1000 (the
 paper), DDIM-50, DPM-Solver++-20, and DDIM-50 under bf16 autocast. For each: seconds per ECG, the
 speed-up over DDPM-1000, and the heart-rate error of the generated ECGs against the requested HR
-(neurokit2). Target (issue 4): the fast sampler >= 15x faster with HR error no worse than DDPM's + 1 bpm.
+(neurokit2). Target: the fast sampler >= 15x faster with HR error no worse than DDPM's + 1 bpm.
 """
 
 from __future__ import annotations

@@ -277,7 +277,7 @@ def make_tiny_run(
     return run_dir
 
 
-# ---- layouts and quirks of real-world WFDB data (issue 13) -------------------------------------------------------
+# ---- layouts and quirks of real-world WFDB data ------------------------------------------------------------------
 def beat_train(bpm: float, fs: float = 500, seconds: float = 10.0, seed: int = 0) -> np.ndarray:
     """(n, 12) mV: a narrow QRS (12 ms sigma) and a T wave every 60/bpm s, scaled per lead like synthetic_ecg.
 

@@ -88,7 +88,7 @@ def test_pipeline_shapes_seeds_and_conditions(run):
         seed=7,
     )
     np.testing.assert_array_equal(again.signals[:, 0, :5], out.signals[:, 0, :5])
-    # ... and they are the numbers the code gave before the issue-14 refactor (diffusers style: a deterministic
+    # ... and they are the numbers the code gave before the layering refactor (diffusers style: a deterministic
     # regression anywhere in prepare -> embed -> VAE -> latents -> U-Net -> DDIM -> decode changes them)
     np.testing.assert_allclose(out.signals[:, 0, :5], EXPECTED_E2E_SLICE, atol=1e-4, rtol=1e-4)
 
@@ -154,7 +154,7 @@ def test_cli_generate_rejects_missing_checkpoint(tmp_path, capsys):
 
 
 # ---- a tiny seeded model, no training: the sampler loop, the guidance mix and the decoder against stored numbers
-#: (sampler settings, latents[:, 0, :4], signals[:, 1, 100:104]) computed on main at 7fab87a (before the issue-14
+#: (sampler settings, latents[:, 0, :4], signals[:, 1, 100:104]) computed on main at 7fab87a (before the layering
 #: refactor) on CPU, for the model and conditions of _tiny_pipe / test_tiny_seeded_model_expected_slices
 TINY_EXPECTED = [
     (
