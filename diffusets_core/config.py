@@ -6,16 +6,22 @@ errors (a typo in a profile must not silently fall back to a default).
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
+import json
+import math
 import os
+import re
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from .data.subjects import SubjectRule
+from .layout import PROFILE_FILE
 from .models.unet import UNetConfig
 from .models.vae import VAEConfig
 from .train.loop import TrainConfig
@@ -144,68 +150,252 @@ class Profile:
         return dataclasses.asdict(self)
 
 
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if raw is None:
-        return cls()
-    if not isinstance(raw, dict):
-        raise ProfileError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
-    return cls(**raw)
+# ---- typed loading -------------------------------------------------------------------------------------------------
+# YAML 1.1, which PyYAML implements, reads a float only with a dot: ``2e-3`` and ``1e-4`` load as the *strings*
+# "2e-3" and "1e-4" (``2.0e-3`` is a float). YAML 1.2 and JSON read both as numbers. The profile loader adds the
+# YAML 1.2 exponent form, so a number in either notation is a number; a quoted value stays a string and is refused
+# where a number is expected (one rule for int and float: quoting makes a string).
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
 
 
-def load_profile(name_or_path: str | os.PathLike) -> Profile:
-    """Load ``profiles/<name>.yaml`` (or a path to a YAML file) into a validated :class:`Profile`."""
+class ProfileLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads exponent numbers without a dot (``2e-3``, ``1e3``) as floats, as YAML 1.2
+    and JSON do."""
+
+
+ProfileLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+_NONE_TYPE = type(None)
+
+
+def _describe(tp: Any) -> str:
+    """``tp`` as a user reads it in an error: ``int``, ``float or null``, ``a list of int``, ``one of 'a', 'b'``."""
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any or tp is object:
+        return "any value"
+    if tp is _NONE_TYPE or tp is None:
+        return "null"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        if args:
+            return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
+        return "a list"
+    if origin in (list, collections.abc.Sequence):
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    if origin in (dict, collections.abc.Mapping) or tp is dict or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _got(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+class TypedLoader:
+    """Checks values read from a profile file against the Python types that will receive them, before anything runs.
+
+    Every error is a :class:`ProfileError` ``"<where>: <key.path>: expected <type>, got <type> <value>"``.
+    Rules: ``bool`` only for ``bool`` (``true`` is not ``1``); ``int`` for ``int``, and a float with an integral
+    value (``1e3``) becomes that ``int``; ``int`` or ``float`` for ``float``; strings are never numbers (a quoted
+    ``"200"`` was made a string on purpose; the YAML 1.1 exponent gap is closed by :class:`ProfileLoader`); lists
+    and tuples are YAML lists (kept as lists, with each item checked; fixed-length tuples check the length);
+    ``dict[K, V]`` checks keys and values; ``Literal`` checks membership; ``X | None`` accepts ``null``; a
+    dataclass is a mapping whose unknown keys are refused.
+    """
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def error(self, path: str, message: str) -> ProfileError:
+        return ProfileError(f"{self.where}: {path}: {message}" if path else f"{self.where}: {message}")
+
+    def check(self, value: Any, tp: Any, path: str) -> Any:
+        """``value`` checked against ``tp`` (numbers converted as above). Raises :class:`ProfileError`."""
+        origin, args = get_origin(tp), get_args(tp)
+        if tp is Any or tp is object:
+            return value
+        if origin in (Union, types.UnionType):
+            if value is None and _NONE_TYPE in args:
+                return None
+            members = [a for a in args if a is not _NONE_TYPE]
+            if len(members) == 1:  # X | None: X's own (deeper) error is the useful one
+                if value is None:
+                    raise self.mismatch(value, tp, path)
+                return self.check(value, members[0], path)
+            for member in members:
+                try:
+                    return self.check(value, member, path)
+                except ProfileError:
+                    continue
+            raise self.mismatch(value, tp, path)
+        if tp is _NONE_TYPE or tp is None:
+            if value is not None:
+                raise self.mismatch(value, tp, path)
+            return None
+        if origin is Literal:
+            if not any(value == a and type(value) is type(a) for a in args):
+                raise self.mismatch(value, tp, path)
+            return value
+        if tp is bool:
+            if not isinstance(value, bool):
+                raise self.mismatch(value, tp, path)
+            return value
+        if tp is int:
+            if isinstance(value, float) and not isinstance(value, bool) and math.isfinite(value) and value.is_integer():
+                return int(value)  # 1e3 (a float in YAML and JSON) where a count is expected
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise self.mismatch(value, tp, path)
+            return value
+        if tp is float:
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise self.mismatch(value, tp, path)
+            return float(value)
+        if tp is str:
+            if not isinstance(value, str):
+                raise self.mismatch(value, tp, path)
+            return value
+        if origin in (list, tuple, collections.abc.Sequence) or tp in (list, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise self.mismatch(value, tp, path)
+            if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+                if len(value) != len(args):
+                    raise self.error(path, f"expected {_describe(tp)}, got {len(value)} item(s) {list(value)!r}")
+                return [self.check(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+            item = args[0] if args else Any
+            return [self.check(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        if origin in (dict, collections.abc.Mapping) or tp is dict:
+            if not isinstance(value, dict):
+                raise self.mismatch(value, tp, path)
+            key_tp, val_tp = args if args else (Any, Any)
+            out = {}
+            for k, v in value.items():
+                sub = f"{path}.{k}" if path else str(k)
+                out[self.check(k, key_tp, f"{sub} (key)")] = self.check(v, val_tp, sub)
+            return out
+        if dataclasses.is_dataclass(tp):
+            return self.build(tp, value, path)
+        raise TypeError(f"{path}: no profile rule for type {tp!r}")  # a programming error, not a user's
+
+    def mismatch(self, value: Any, tp: Any, path: str) -> ProfileError:
+        return self.error(path, f"expected {_describe(tp)}, got {_got(value)}")
+
+    def fields(self, raw: Any, hints: dict[str, Any], path: str) -> dict[str, Any]:
+        """A mapping whose keys must be in ``hints`` (name -> type), each value checked; returns the checked copy."""
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise self.error(path, f"expected a mapping, got {_got(raw)}")
+        unknown = sorted(str(k) for k in raw if k not in hints)
+        if unknown:
+            raise self.error(path, f"unknown key(s) {unknown}; allowed: {sorted(hints)}")
+        return {k: self.check(v, hints[k], f"{path}.{k}" if path else k) for k, v in raw.items()}
+
+    def build(self, cls: type, raw: Any, path: str) -> Any:
+        """An instance of the dataclass ``cls`` from the mapping ``raw`` (``None``: the defaults)."""
+        if raw is None:
+            return cls()
+        hints = get_type_hints(cls)
+        values = self.fields(raw, {f.name: hints[f.name] for f in dataclasses.fields(cls)}, path)
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise self.error(path, f"missing required key(s) {missing}")
+        return cls(**values)
+
+
+def _profile_path(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = PROFILES_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         available = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise ProfileError(f"profile not found: {path} (available: {available})")
+    return path
+
+
+def load_profile(name_or_path: str | os.PathLike) -> Profile:
+    """Load ``profiles/<name>.yaml`` (or a path to a YAML file) into a validated :class:`Profile`.
+
+    Every value is checked against the type of the field (or model/training/stage option) that receives it, with
+    the rules of :class:`TypedLoader`; exponent numbers without a dot (``2e-3``) are numbers
+    (:class:`ProfileLoader`). Relative data paths are resolved against the current directory.
+
+    Raises:
+        ProfileError: the file is missing or not YAML, or a key is unknown, mistyped or out of range; the message
+            names the file, the key path and what was expected.
+    """
+    path = _profile_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=ProfileLoader) or {}  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: expected a mapping at top level")
-    raw = dict(raw)
-    raw.setdefault("name", path.stem)
-    where = str(path)
-    data = _build(DataConfig, raw.pop("data", None), f"{where}: data")
-    text = _build(TextConfig, raw.pop("text", None), f"{where}: text")
-    stages = {k: _build(StageConfig, raw.pop(k, None), f"{where}: {k}") for k in ("vae", "unet")}
-    profile = _build(Profile, {**raw, "data": data, "text": text, **stages}, where)
-    _check_stages(profile, where)
-    data.resolve_paths()  # relative data paths: against the directory the command was run from
-    data.validate(where)
-    text.validate(where)
-    if not isinstance(profile.notebooks, list) or not profile.notebooks:
+    return profile_from_dict({"name": path.stem, **raw}, str(path))
+
+
+def profile_from_dict(raw: dict[str, Any], where: str) -> Profile:
+    """A validated :class:`Profile` from a mapping (a parsed YAML profile, or a run's recorded ``profile.json``);
+    ``where`` names the source in errors. Raises :class:`ProfileError` as :func:`load_profile`."""
+    loader = TypedLoader(where)
+    profile = loader.build(Profile, raw, "")
+    _check_stages(profile, loader)
+    profile.data.resolve_paths()  # relative data paths: against the directory the command was run from
+    profile.data.validate(where)
+    profile.text.validate(where)
+    if not profile.notebooks:
         raise ProfileError(f"{where}: notebooks must be a non-empty list")
     return profile
 
 
-def _check_stages(profile: Profile, where: str) -> None:
-    """Fail at load time, not an hour into training, on a bad model or training key."""
+def recorded_profile(run_dir: str | os.PathLike) -> Profile | None:
+    """The profile recorded in ``run_dir/profile.json`` (what ``diffusets book`` ran the run with), checked like a
+    profile file; ``None`` when the run has no record. Raises :class:`ProfileError` on an unreadable or invalid
+    record (the message names the file)."""
+    path = Path(run_dir) / PROFILE_FILE
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ProfileError(f"{path}: not a readable profile record: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: expected a JSON object")
+    return profile_from_dict(raw, str(path))
+
+
+def _check_stages(profile: Profile, loader: TypedLoader) -> None:
+    """Fail at load time, not an hour into training, on a bad model, training or stage key: each key must be a
+    field of the model's config class, of :class:`TrainConfig`, or a keyword option of the stage's training function,
+    with a value of that field's type; the model's own checks (``__post_init__``) then run on the values."""
     for name, cls in (("vae", VAEConfig), ("unet", UNetConfig)):
         stage: StageConfig = getattr(profile, name)
+        stage.model = loader.fields(stage.model, _field_types(cls), f"{name}.model")
+        stage.train = loader.fields(stage.train, _field_types(TrainConfig), f"{name}.train")
+        stage.extra = loader.fields(stage.extra, _stage_extra_types(name), f"{name}.extra")
         try:
             cls.from_dict(dict(stage.model))
         except (TypeError, ValueError) as exc:
-            raise ProfileError(f"{where}: {name}.model: {exc}") from None
-        allowed = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(stage.train) - allowed)
-        if unknown:
-            raise ProfileError(f"{where}: {name}.train: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-        allowed_extra = _stage_extra_keys(name)
-        unknown = sorted(set(stage.extra) - allowed_extra)
-        if unknown:
-            raise ProfileError(f"{where}: {name}.extra: unknown key(s) {unknown}; allowed: {sorted(allowed_extra)}")
+            raise loader.error(f"{name}.model", str(exc)) from None
 
 
-def _stage_extra_keys(name: str) -> set[str]:
-    """Keyword options of the stage's training function that a profile may set under ``extra``."""
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _stage_extra_types(name: str) -> dict[str, Any]:
+    """Keyword options of the stage's training function that a profile may set under ``extra``, with their types."""
     fn = train_vae if name == "vae" else train_unet
     fixed = {"run_dir", "model", "train", "seed", "resume"}
-    return {p for p in inspect.signature(fn).parameters if p not in fixed}
+    hints = get_type_hints(fn)
+    return {p: hints.get(p, Any) for p in inspect.signature(fn).parameters if p not in fixed}
