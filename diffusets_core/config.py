@@ -21,6 +21,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from .data.subjects import SubjectRule
+from .fileio import atomic_write_text
 from .layout import PROFILE_FILE
 from .models.unet import UNetConfig
 from .models.vae import VAEConfig
@@ -83,6 +84,8 @@ class DataConfig:
             raise ProfileError(f"{where}: data.data_dir is required for source {self.source!r}")
         if self.n is not None and self.n <= 0:
             raise ProfileError(f"{where}: data.n must be positive or null, got {self.n}")
+        if self.n is None and self.source == "cohort":
+            raise ProfileError(f"{where}: data.n: the cohort source builds n records; give a positive number, not null")
         if self.workers < 1:
             raise ProfileError(f"{where}: data.workers must be >= 1, got {self.workers}")
         if self.subject_id is not None:
@@ -373,6 +376,157 @@ def recorded_profile(run_dir: str | os.PathLike) -> Profile | None:
     return profile_from_dict(raw, str(path))
 
 
+# ---- the profile a run records ------------------------------------------------------------------------------------
+# Rule: a run directory records the profile it is run with in profile.json (written by `diffusets book` before it
+# executes a chapter, and by train-vae / train-unet after a model is trained). Without --profile a command uses the
+# recorded profile as recorded (else the default, cpu); --profile with the recorded name uses that file's current
+# settings and updates the record; --profile naming another profile is refused unless --reprofile is given, so a
+# run's models are never trained with two profiles by accident. A command records the profile only once everything
+# it was given has been checked.
+
+
+class ProfileMismatch(ProfileError):
+    """A run directory was to be run with another profile than the one it records (see :func:`check_run_profile`)."""
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def profile_changes(old: Profile, new: Profile) -> list[str]:
+    """``"key.path: old -> new"`` for each setting that differs between two profiles (JSON values compared, so a
+    tuple equals the list it is recorded as)."""
+    a = _flatten(json.loads(json.dumps(old.to_dict())))
+    b = _flatten(json.loads(json.dumps(new.to_dict())))
+    return [
+        f"{k}: {a.get(k, '(unset)')!r} -> {b.get(k, '(unset)')!r}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
+
+
+def mismatch_message(run_dir: Path, recorded: Profile, profile: Profile, what: str) -> str:
+    """Why ``run_dir`` (recorded with ``recorded``) is not run with ``profile``, and the two ways on."""
+    return (
+        f"{what}: the run {run_dir} was made with profile {recorded.name!r} (recorded in {run_dir / PROFILE_FILE}); "
+        f"run without --profile to continue it with {recorded.name!r}, or add --reprofile to switch the run to "
+        f"{profile.name!r}"
+    )
+
+
+def check_run_profile(
+    run_dir: str | os.PathLike, profile: Profile, *, reprofile: bool = False, what: str | None = None
+) -> Profile | None:
+    """The profile ``run_dir`` records (``None``: no record), after checking that ``profile`` may run it.
+
+    Raises:
+        ProfileMismatch: the run records a profile of another name and ``reprofile`` is false; ``what`` names the
+            input the profile came from in the message (default ``profile '<name>'``).
+        ProfileError: the record is unreadable or invalid (with ``reprofile`` it is replaced instead).
+    """
+    run_dir = Path(run_dir)
+    try:
+        recorded = recorded_profile(run_dir)
+    except ProfileError:
+        if reprofile:
+            return None
+        raise
+    if recorded is not None and recorded.name != profile.name and not reprofile:
+        raise ProfileMismatch(mismatch_message(run_dir, recorded, profile, what or f"profile {profile.name!r}"))
+    return recorded
+
+
+def write_profile_record(run_dir: str | os.PathLike, profile: Profile) -> Path:
+    """Record ``profile`` (every setting, as JSON) in ``run_dir/profile.json``, atomically; returns the path."""
+    path = Path(run_dir) / PROFILE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(profile.to_dict(), indent=2))
+    return path
+
+
+@dataclass
+class RunProfile:
+    """The profile a command runs a run directory with, and where it came from (:func:`run_profile`)."""
+
+    profile: Profile
+    run_dir: Path
+    recorded: Profile | None  # what run_dir/profile.json holds (None: nothing)
+    requested: str | None  # the --profile value, None when not given
+    record_error: str | None = None  # why run_dir/profile.json does not load (then ``recorded`` is None)
+
+    def mismatch(self, *, reprofile: bool) -> str | None:
+        """The refusal message when ``--profile`` names another profile than the recorded one, or the record does not
+        load (None: the profile may run the directory)."""
+        if reprofile:
+            return None
+        if self.record_error is not None:
+            return f"{self.record_error}\n  (add --reprofile to replace the record with profile {self.profile.name!r})"
+        if self.requested is None or self.recorded is None:
+            return None
+        if self.recorded.name == self.profile.name:
+            return None
+        return mismatch_message(self.run_dir, self.recorded, self.profile, f"--profile {self.requested}")
+
+    def changes(self) -> list[str]:
+        """Settings the record changes when this profile is recorded (all of them when the name changes)."""
+        return [] if self.recorded is None else profile_changes(self.recorded, self.profile)
+
+    def needs_record(self) -> bool:
+        """Whether ``run_dir/profile.json`` must be (re)written to say this profile."""
+        return self.recorded is None or bool(self.changes())
+
+    def note(self) -> str:
+        """One line for the user: which profile, where it came from, and what its record will say."""
+        record = self.run_dir / PROFILE_FILE
+        changes = self.changes()
+        shown = "; ".join(changes[:5]) + (f"; ... ({len(changes)} in all)" if len(changes) > 5 else "")
+        if self.recorded is None:
+            source = "--profile" if self.requested is not None else f"the default; {self.run_dir} records none"
+            return f"profile {self.profile.name!r} ({source}); to be recorded in {record}"
+        if self.recorded.name != self.profile.name:
+            return f"profile {self.profile.name!r} (--profile --reprofile) replaces {self.recorded.name!r} in {record}"
+        source = "--profile" if self.requested is not None else "the run's"
+        if changes:
+            return f"profile {self.profile.name!r} ({source}); updating its recorded settings in {record}: {shown}"
+        return f"profile {self.profile.name!r} ({source}), as recorded in {record}"
+
+
+def run_profile(
+    run_dir: str | os.PathLike | None, requested: str | os.PathLike | None, *, default: str = "cpu"
+) -> RunProfile:
+    """Which profile a command runs ``run_dir`` with (the rule above; nothing is written).
+
+    ``requested`` (``--profile``: a name or a YAML path) is loaded; without it the run's record is used, else
+    ``default``. ``run_dir`` ``None``: the profile's own run directory (``runs/<name>``). Whether a requested profile
+    may replace the record is :meth:`RunProfile.mismatch`'s answer. Raises :class:`ProfileError` for a profile or a
+    record that does not load.
+    """
+    if requested is not None:
+        profile = load_profile(requested)
+        path = profile.resolved_run_dir(run_dir)
+        try:
+            recorded = recorded_profile(path)
+        except ProfileError as exc:  # a broken record: replaced only with --reprofile
+            return RunProfile(profile, path, None, str(requested), record_error=str(exc))
+        return RunProfile(profile, path, recorded, str(requested))
+    if run_dir is None:
+        fallback = load_profile(default)
+        path = fallback.resolved_run_dir()
+    else:
+        fallback, path = None, Path(run_dir).resolve()
+    try:
+        recorded = recorded_profile(path)
+    except ProfileError as exc:
+        raise ProfileError(f"{exc}\n  (give --profile NAME --reprofile to replace the record)") from None
+    profile = recorded if recorded is not None else (fallback or load_profile(default))
+    return RunProfile(profile, path, recorded, None)
+
+
 def _check_stages(profile: Profile, loader: TypedLoader) -> None:
     """Fail at load time, not an hour into training, on a bad model, training or stage key: each key must be a
     field of the model's config class, of :class:`TrainConfig`, or a keyword option of the stage's training function,
@@ -386,6 +540,10 @@ def _check_stages(profile: Profile, loader: TypedLoader) -> None:
             cls.from_dict(dict(stage.model))
         except (TypeError, ValueError) as exc:
             raise loader.error(f"{name}.model", str(exc)) from None
+        try:
+            TrainConfig.from_overrides(dict(stage.train), profile.seed)  # its ranges (max_steps >= 1, lr > 0, ...)
+        except ValueError as exc:
+            raise loader.error(name, str(exc)) from None
 
 
 def _field_types(cls: type) -> dict[str, Any]:

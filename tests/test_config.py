@@ -119,7 +119,8 @@ def test_wrong_types_name_the_key_path_and_the_expected_type(tmp_path: Path, tex
 def test_ints_are_accepted_for_floats_and_nulls_for_optionals(tmp_path: Path):
     p = _profile(
         tmp_path,
-        "budget_minutes: 5\ndata:\n  n: null\nunet:\n  train: {lr: 1, grad_clip: null}\n  extra: {snr_gamma: 5}\n",
+        "budget_minutes: 5\ndata:\n  source: mimic\n  data_dir: m\n  n: null\n"
+        "unet:\n  train: {lr: 1, grad_clip: null}\n  extra: {snr_gamma: 5}\n",
     )
     prof = load_profile(p)
     assert prof.budget_minutes == 5.0 and prof.data.n is None
@@ -167,3 +168,10 @@ def test_book_refuses_a_mistyped_profile_before_anything_runs(tmp_path: Path, ca
     err = capsys.readouterr().err
     assert "data.n: expected int, got str '200'" in err and "Traceback" not in err
     assert not run.exists()
+
+
+def test_cohort_source_needs_a_count(tmp_path: Path):
+    """The cohort is built with n records: null ("all") used to fail inside chapter 01, after the run was written."""
+    p = _profile(tmp_path, "data:\n  source: cohort\n  n: null\n")
+    with pytest.raises(ProfileError, match=r"data\.n: the cohort source builds n records; give a positive number"):
+        load_profile(p)
