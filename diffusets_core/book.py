@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import logging
 import platform
 import re
@@ -37,8 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
-from .config import REPO_ROOT, Profile
-from .fileio import atomic_write_text
+from .config import REPO_ROOT, Profile, check_run_profile, profile_changes, write_profile_record
 from .layout import BOOK_SRC_DIR, EXECUTED_DIR, EXPLORER_DIR
 from .progress import ProgressFollower
 
@@ -110,6 +108,63 @@ def declared_parameters(nb_path: Path) -> set[str]:
                     names.add(node.id)
             return names
     raise ValueError(f"{nb_path}: no cell tagged 'parameters'")
+
+
+#: The chapter that reads the dataset (its data.* settings are checked before a book run starts).
+DATA_CHAPTER = "01_data"
+
+
+def select_chapters(profile: Profile, only: Sequence[str] | None = None) -> list[str]:
+    """The chapters a book run executes, in order: ``only`` (duplicates dropped) or the profile's ``notebooks``.
+
+    Raises:
+        ValueError: a name in ``only`` is not one of the profile's chapters (the message lists them; a notebook that
+            exists but that the profile leaves out is named as such), or a chapter to run has no notebook file.
+            The message does not say where the names came from: callers prefix it (``--only: ...``).
+    """
+    known = list(profile.notebooks)
+    if only:
+        chosen = list(dict.fromkeys(only))
+        unknown = [c for c in chosen if c not in known]
+        if unknown:
+            left_out = [c for c in unknown if (NOTEBOOKS_DIR / f"{c}.ipynb").is_file()]
+            typo = [c for c in unknown if c not in left_out]
+            parts = []
+            if typo:
+                names = ", ".join(repr(c) for c in typo)
+                parts.append(f"unknown chapter{'s' if len(typo) > 1 else ''} {names}")
+            if left_out:
+                names = ", ".join(repr(c) for c in left_out)
+                parts.append(f"{names} not among the chapters of profile {profile.name!r}")
+            raise ValueError("; ".join(parts) + f"; known: {', '.join(known)}")
+    else:
+        chosen = known
+    missing = [c for c in chosen if not (NOTEBOOKS_DIR / f"{c}.ipynb").is_file()]
+    if missing:
+        raise ValueError(
+            f"profile {profile.name!r} lists chapter(s) {missing} with no notebook in {NOTEBOOKS_DIR} "
+            f"(notebooks there: {sorted(p.stem for p in NOTEBOOKS_DIR.glob('*.ipynb'))})"
+        )
+    return chosen
+
+
+def check_data_inputs(profile: Profile, chapters: Sequence[str]) -> None:
+    """When the data chapter runs, refuse before anything runs a ``data.*`` path that does not exist (the dataset
+    folder of a real source, the code map, the exclusion list, a ``csv:`` subject table). Raises ValueError naming
+    the key and the absolute path."""
+    if DATA_CHAPTER not in chapters:
+        return
+    d = profile.data
+    problems = []
+    if d.source != "cohort" and d.data_dir and not Path(d.data_dir).is_dir():
+        problems.append(f"data.data_dir: no such folder {d.data_dir} (give the dataset with --data-dir)")
+    for key, value in (("code_map", d.code_map), ("exclude", d.exclude)):
+        if value and not Path(value).is_file():
+            problems.append(f"data.{key}: no such file {value}")
+    if d.subject_id and d.subject_id.startswith("csv:") and not Path(d.subject_id[4:]).is_file():
+        problems.append(f"data.subject_id: no such file {d.subject_id[4:]}")
+    if problems:
+        raise ValueError(f"profile {profile.name!r}: " + "; ".join(problems))
 
 
 def check_profile_parameters(profile: Profile, notebooks: Sequence[str]) -> None:
@@ -517,13 +572,34 @@ def run_book(
     only: Sequence[str] | None = None,
     build: bool = True,
     out_dir: Path | None = None,
+    reprofile: bool = False,
 ) -> dict:
-    """Execute the profile's notebooks in order, then build the book. Stops at the first failing notebook."""
+    """Execute the profile's notebooks in order (``only``: these chapters of it), then build the book. Stops at the
+    first failing notebook (:class:`NotebookFailed`).
+
+    Every input is checked before anything is written into ``run_dir``: the chapters (:func:`select_chapters`),
+    their ``notebook_params`` (:func:`check_profile_parameters`), the data paths when the data chapter runs
+    (:func:`check_data_inputs`), and the run's recorded profile (:func:`~diffusets_core.config.check_run_profile`:
+    a run recorded with a profile of another name is refused unless ``reprofile``). Only then is the profile recorded
+    in ``run_dir/profile.json`` (rewritten only when a setting changes) and the first chapter run.
+
+    Raises:
+        ValueError: a bad input, as above (``ProfileMismatch`` for the recorded profile); nothing was written.
+        NotebookFailed: a chapter raised.
+    """
     run_dir = profile.resolved_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "profile.json", json.dumps(profile.to_dict(), indent=2))
-    notebooks = list(only) if only else list(profile.notebooks)
+    try:
+        notebooks = select_chapters(profile, only)
+    except ValueError as exc:
+        raise ValueError(f"only: {exc}" if only else str(exc)) from None
     check_profile_parameters(profile, notebooks)
+    check_data_inputs(profile, notebooks)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run directory {run_dir} is a file, not a folder")
+    recorded = check_run_profile(run_dir, profile, reprofile=reprofile)
+    if recorded is None or profile_changes(recorded, profile):
+        write_profile_record(run_dir, profile)  # creates run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
     runs: list[NotebookRun] = []
     for nb in notebooks:
         print(f"[book] executing {nb} (profile {profile.name}) ...", flush=True)

@@ -14,12 +14,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .argtypes import device_spec, nonnegative_int, positive_int
 from .data.preprocess import MODEL_FS
 
 #: What ``diffusets --help`` tells a user (the module docstring is for contributors).
 DESCRIPTION = (
     "DiffuSETS: generate 12-lead ECGs from clinical text reports and patient information. One subcommand per "
     "stage: cohort, prepare, embed, train-vae, encode, train-unet, guidance-sweep, evaluate, generate, book."
+)
+
+#: --reprofile, for the commands that take --profile and a run directory (book, train-vae, train-unet).
+REPROFILE_HELP = (
+    "switch a run recorded with another profile to --profile's (its profile.json is rewritten; models already "
+    "trained keep the settings they were trained with)"
 )
 
 
@@ -70,32 +77,39 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stage_profile(args: argparse.Namespace):
-    """The profile whose vae/unet settings a stage uses: --profile, else the one recorded in RUN_DIR."""
-    from .config import load_profile
+def _run_profile(args: argparse.Namespace):
+    """The profile a command runs RUN_DIR with (config.run_profile): --profile, else the one RUN_DIR records, else cpu.
+    Nothing is written here; a --profile that the run's record refuses is the caller's to report."""
+    from .config import run_profile
 
-    if args.profile:
-        return load_profile(args.profile)
-    recorded = Path(args.run_dir) / "profile.json"
-    if recorded.is_file():
-        return load_profile(json.loads(recorded.read_text())["name"])
-    return load_profile("cpu")
+    if args.reprofile and args.profile is None:
+        raise ValueError("--reprofile: name the profile to switch the run to with --profile")
+    return run_profile(args.run_dir, args.profile)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    """train-vae / train-unet: the stage's model and training settings come from the profile."""
+    """train-vae / train-unet: the stage's model and training settings come from the run's profile; the profile is
+    recorded in RUN_DIR once the model is trained."""
+    from .config import ProfileMismatch, write_profile_record
     from .train.unet import train_text_only_unet, train_unet
     from .train.vae import train_vae
 
-    prof = _stage_profile(args)
+    choice = _run_profile(args)
+    problem = choice.mismatch(reprofile=args.reprofile)
+    if problem:
+        raise ProfileMismatch(problem)
+    prof = choice.profile
     cfg = getattr(prof, args.stage)
     train = train_vae if args.stage == "vae" else train_unet
     if getattr(args, "text_only", False):  # the paper's "noc" ablation, beside the main model
         train = train_text_only_unet
     model, extra = dict(cfg.model), dict(cfg.extra)
+    print(f"[{args.command}] {choice.note()}", file=sys.stderr, flush=True)
     summary = train(
         args.run_dir, model, {**cfg.train, **_train_overrides(args)}, seed=prof.seed, resume=not args.restart, **extra
     )
+    if summary and choice.needs_record():  # summary is {} on the other torchrun ranks: rank 0 records
+        write_profile_record(choice.run_dir, prof)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -175,14 +189,39 @@ def _cmd_generate_dataset(args: argparse.Namespace) -> int:
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
-    from .book import NotebookFailed, run_book
-    from .config import load_profile
+    """book: every input (profile, --only, --data-dir, the run's recorded profile) is checked, and every problem
+    reported, before anything is written into the run."""
+    from .book import NotebookFailed, run_book, select_chapters
 
-    profile = load_profile(args.profile)
-    if args.data_dir:  # relative to where the command was run, not to notebooks/
-        profile.data.data_dir = str(Path(args.data_dir).expanduser().resolve())
+    choice = _run_profile(args)
+    profile = choice.profile
+    problems = []
+    if args.only:
+        try:
+            select_chapters(profile, args.only)
+        except ValueError as exc:
+            problems.append(f"--only: {exc}")
+    if args.data_dir is not None:
+        data_dir = Path(args.data_dir).expanduser().resolve()  # relative to where the command was run
+        if profile.data.source == "cohort":
+            problems.append(
+                f"--data-dir: profile {profile.name!r} builds its own cohort (data.source: cohort) and would ignore "
+                f"{data_dir}; use a profile whose data.source is mimic, ptbxl or wfdb"
+            )
+        elif not data_dir.is_dir():
+            problems.append(f"--data-dir: no such folder {data_dir}")
+        else:
+            profile.data.data_dir = str(data_dir)
+    mismatch = choice.mismatch(reprofile=args.reprofile)
+    if mismatch:
+        problems.append(mismatch)
+    if problems:
+        raise ValueError("\nerror: ".join(problems))
+    print(f"[book] {choice.note()}", flush=True)
     try:
-        result = run_book(profile, run_dir=args.run_dir, only=args.only, build=not args.no_build)
+        result = run_book(
+            profile, run_dir=choice.run_dir, only=args.only, build=not args.no_build, reprofile=args.reprofile
+        )
     except NotebookFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -196,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("cohort", help="build the embedded synthetic cohort (WFDB, MIMIC-IV-ECG layout)")
-    c.add_argument("--n", type=int, default=4000, help="number of records (default 4000)")
+    c.add_argument("--n", type=positive_int, default=4000, help="number of records (default 4000)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--workers", type=int, default=2)
     c.add_argument("--out", required=True, type=Path, help="output folder")
@@ -207,9 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_dir", type=Path)
     c.add_argument("--source", required=True, choices=["cohort", "mimic", "ptbxl", "wfdb"])
     c.add_argument("--data-dir", required=True, type=Path)
-    c.add_argument("--n", type=int, default=None, help="first N records only")
+    c.add_argument("--n", type=positive_int, default=None, help="first N records only")
     c.add_argument("--seed", type=int, default=0, help="seed of the subject-level split")
-    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--workers", type=nonnegative_int, default=2, help="worker processes (0 or 1: in this process)")
     c.add_argument("--baseline-removal", action="store_true")
     c.add_argument(
         "--subject-id",
@@ -250,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", default=None)
     c.add_argument("--base-url", default=None, help="OpenAI-compatible server (the key is read from OPENAI_API_KEY)")
     c.add_argument("--prompt-mode", default="paper", choices=["paper", "clean"])
-    c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--batch-size", type=positive_int, default=64)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_embed)
 
@@ -261,10 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=hlp)
         c.add_argument("run_dir", type=Path)
         c.add_argument(
-            "--profile", default=None, help="settings from this profile (default: the one RUN_DIR was made with)"
+            "--profile",
+            default=None,
+            help="settings from this profile (default: the one RUN_DIR records in profile.json, else cpu); "
+            "a profile other than the recorded one needs --reprofile",
         )
-        c.add_argument("--max-steps", type=int, default=None)
-        c.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
+        c.add_argument("--reprofile", action="store_true", help=REPROFILE_HELP)
+        c.add_argument("--max-steps", type=positive_int, default=None)
+        c.add_argument("--device", type=device_spec, default=None, help="auto (default), cpu, cuda, cuda:1, ...")
         c.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
         if stage == "unet":
             c.add_argument(
@@ -276,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("encode", help="encode RUN_DIR's signals into VAE latents")
     c.add_argument("run_dir", type=Path)
-    c.add_argument("--device", default="auto")
+    c.add_argument("--device", type=device_spec, default="auto")
     c.set_defaults(func=_cmd_encode)
 
     c = sub.add_parser(
@@ -354,10 +397,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_guidance_parser(sub)
 
     c = sub.add_parser("book", help="execute the notebooks of a profile with papermill and build the book")
-    c.add_argument("--profile", default="cpu", help="profiles/<name>.yaml or a path (default: cpu)")
+    c.add_argument(
+        "--profile",
+        default=None,
+        help="profiles/<name>.yaml or a path (default: the profile the run directory records in profile.json, "
+        "else cpu); a profile other than the recorded one needs --reprofile",
+    )
+    c.add_argument("--reprofile", action="store_true", help=REPROFILE_HELP)
     c.add_argument("--run-dir", type=Path, default=None, help="override the profile's run directory")
-    c.add_argument("--data-dir", default=None, help="override the profile's data.data_dir")
-    c.add_argument("--only", nargs="+", default=None, help="run only these notebooks (e.g. 01_data)")
+    c.add_argument("--data-dir", default=None, help="override the profile's data.data_dir (an existing folder)")
+    c.add_argument("--only", nargs="+", default=None, help="run only these chapters of the profile (e.g. 01_data)")
     c.add_argument("--no-build", action="store_true", help="execute notebooks but skip jupyter-book build")
     c.set_defaults(func=_cmd_book)
     return p

@@ -6,16 +6,23 @@ errors (a typo in a profile must not silently fall back to a default).
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
+import json
+import math
 import os
+import re
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from .data.subjects import SubjectRule
+from .fileio import atomic_write_text
+from .layout import PROFILE_FILE
 from .models.unet import UNetConfig
 from .models.vae import VAEConfig
 from .train.loop import TrainConfig
@@ -77,6 +84,8 @@ class DataConfig:
             raise ProfileError(f"{where}: data.data_dir is required for source {self.source!r}")
         if self.n is not None and self.n <= 0:
             raise ProfileError(f"{where}: data.n must be positive or null, got {self.n}")
+        if self.n is None and self.source == "cohort":
+            raise ProfileError(f"{where}: data.n: the cohort source builds n records; give a positive number, not null")
         if self.workers < 1:
             raise ProfileError(f"{where}: data.workers must be >= 1, got {self.workers}")
         if self.subject_id is not None:
@@ -144,68 +153,407 @@ class Profile:
         return dataclasses.asdict(self)
 
 
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if raw is None:
-        return cls()
-    if not isinstance(raw, dict):
-        raise ProfileError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ProfileError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
-    return cls(**raw)
+# ---- typed loading -------------------------------------------------------------------------------------------------
+# YAML 1.1, which PyYAML implements, reads a float only with a dot: ``2e-3`` and ``1e-4`` load as the *strings*
+# "2e-3" and "1e-4" (``2.0e-3`` is a float). YAML 1.2 and JSON read both as numbers. The profile loader adds the
+# YAML 1.2 exponent form, so a number in either notation is a number; a quoted value stays a string and is refused
+# where a number is expected (one rule for int and float: quoting makes a string).
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
 
 
-def load_profile(name_or_path: str | os.PathLike) -> Profile:
-    """Load ``profiles/<name>.yaml`` (or a path to a YAML file) into a validated :class:`Profile`."""
+class ProfileLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads exponent numbers without a dot (``2e-3``, ``1e3``) as floats, as YAML 1.2
+    and JSON do."""
+
+
+ProfileLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+_NONE_TYPE = type(None)
+
+
+def _describe(tp: Any) -> str:
+    """``tp`` as a user reads it in an error: ``int``, ``float or null``, ``a list of int``, ``one of 'a', 'b'``."""
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any or tp is object:
+        return "any value"
+    if tp is _NONE_TYPE or tp is None:
+        return "null"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        if args:
+            return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
+        return "a list"
+    if origin in (list, collections.abc.Sequence):
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    if origin in (dict, collections.abc.Mapping) or tp is dict or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _got(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+class TypedLoader:
+    """Checks values read from a profile file against the Python types that will receive them, before anything runs.
+
+    Every error is a :class:`ProfileError` ``"<where>: <key.path>: expected <type>, got <type> <value>"``.
+    Rules: ``bool`` only for ``bool`` (``true`` is not ``1``); ``int`` for ``int``, and a float with an integral
+    value (``1e3``) becomes that ``int``; ``int`` or ``float`` for ``float``; strings are never numbers (a quoted
+    ``"200"`` was made a string on purpose; the YAML 1.1 exponent gap is closed by :class:`ProfileLoader`); lists
+    and tuples are YAML lists (kept as lists, with each item checked; fixed-length tuples check the length);
+    ``dict[K, V]`` checks keys and values; ``Literal`` checks membership; ``X | None`` accepts ``null``; a
+    dataclass is a mapping whose unknown keys are refused.
+    """
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def error(self, path: str, message: str) -> ProfileError:
+        return ProfileError(f"{self.where}: {path}: {message}" if path else f"{self.where}: {message}")
+
+    def check(self, value: Any, tp: Any, path: str) -> Any:
+        """``value`` checked against ``tp`` (numbers converted as above). Raises :class:`ProfileError`."""
+        origin, args = get_origin(tp), get_args(tp)
+        if tp is Any or tp is object:
+            return value
+        if origin in (Union, types.UnionType):
+            if value is None and _NONE_TYPE in args:
+                return None
+            members = [a for a in args if a is not _NONE_TYPE]
+            if len(members) == 1:  # X | None: X's own (deeper) error is the useful one
+                if value is None:
+                    raise self.mismatch(value, tp, path)
+                return self.check(value, members[0], path)
+            for member in members:
+                try:
+                    return self.check(value, member, path)
+                except ProfileError:
+                    continue
+            raise self.mismatch(value, tp, path)
+        if tp is _NONE_TYPE or tp is None:
+            if value is not None:
+                raise self.mismatch(value, tp, path)
+            return None
+        if origin is Literal:
+            if not any(value == a and type(value) is type(a) for a in args):
+                raise self.mismatch(value, tp, path)
+            return value
+        if tp is bool:
+            if not isinstance(value, bool):
+                raise self.mismatch(value, tp, path)
+            return value
+        if tp is int:
+            if isinstance(value, float) and not isinstance(value, bool) and math.isfinite(value) and value.is_integer():
+                return int(value)  # 1e3 (a float in YAML and JSON) where a count is expected
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise self.mismatch(value, tp, path)
+            return value
+        if tp is float:
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise self.mismatch(value, tp, path)
+            return float(value)
+        if tp is str:
+            if not isinstance(value, str):
+                raise self.mismatch(value, tp, path)
+            return value
+        if origin in (list, tuple, collections.abc.Sequence) or tp in (list, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise self.mismatch(value, tp, path)
+            if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+                if len(value) != len(args):
+                    raise self.error(path, f"expected {_describe(tp)}, got {len(value)} item(s) {list(value)!r}")
+                return [self.check(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+            item = args[0] if args else Any
+            return [self.check(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        if origin in (dict, collections.abc.Mapping) or tp is dict:
+            if not isinstance(value, dict):
+                raise self.mismatch(value, tp, path)
+            key_tp, val_tp = args if args else (Any, Any)
+            out = {}
+            for k, v in value.items():
+                sub = f"{path}.{k}" if path else str(k)
+                out[self.check(k, key_tp, f"{sub} (key)")] = self.check(v, val_tp, sub)
+            return out
+        if dataclasses.is_dataclass(tp):
+            return self.build(tp, value, path)
+        raise TypeError(f"{path}: no profile rule for type {tp!r}")  # a programming error, not a user's
+
+    def mismatch(self, value: Any, tp: Any, path: str) -> ProfileError:
+        return self.error(path, f"expected {_describe(tp)}, got {_got(value)}")
+
+    def fields(self, raw: Any, hints: dict[str, Any], path: str) -> dict[str, Any]:
+        """A mapping whose keys must be in ``hints`` (name -> type), each value checked; returns the checked copy."""
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise self.error(path, f"expected a mapping, got {_got(raw)}")
+        unknown = sorted(str(k) for k in raw if k not in hints)
+        if unknown:
+            raise self.error(path, f"unknown key(s) {unknown}; allowed: {sorted(hints)}")
+        return {k: self.check(v, hints[k], f"{path}.{k}" if path else k) for k, v in raw.items()}
+
+    def build(self, cls: type, raw: Any, path: str) -> Any:
+        """An instance of the dataclass ``cls`` from the mapping ``raw`` (``None``: the defaults)."""
+        if raw is None:
+            return cls()
+        hints = get_type_hints(cls)
+        values = self.fields(raw, {f.name: hints[f.name] for f in dataclasses.fields(cls)}, path)
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise self.error(path, f"missing required key(s) {missing}")
+        return cls(**values)
+
+
+def _profile_path(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = PROFILES_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         available = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise ProfileError(f"profile not found: {path} (available: {available})")
+    return path
+
+
+def load_profile(name_or_path: str | os.PathLike) -> Profile:
+    """Load ``profiles/<name>.yaml`` (or a path to a YAML file) into a validated :class:`Profile`.
+
+    Every value is checked against the type of the field (or model/training/stage option) that receives it, with
+    the rules of :class:`TypedLoader`; exponent numbers without a dot (``2e-3``) are numbers
+    (:class:`ProfileLoader`). Relative data paths are resolved against the current directory.
+
+    Raises:
+        ProfileError: the file is missing or not YAML, or a key is unknown, mistyped or out of range; the message
+            names the file, the key path and what was expected.
+    """
+    path = _profile_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=ProfileLoader) or {}  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: expected a mapping at top level")
-    raw = dict(raw)
-    raw.setdefault("name", path.stem)
-    where = str(path)
-    data = _build(DataConfig, raw.pop("data", None), f"{where}: data")
-    text = _build(TextConfig, raw.pop("text", None), f"{where}: text")
-    stages = {k: _build(StageConfig, raw.pop(k, None), f"{where}: {k}") for k in ("vae", "unet")}
-    profile = _build(Profile, {**raw, "data": data, "text": text, **stages}, where)
-    _check_stages(profile, where)
-    data.resolve_paths()  # relative data paths: against the directory the command was run from
-    data.validate(where)
-    text.validate(where)
-    if not isinstance(profile.notebooks, list) or not profile.notebooks:
+    return profile_from_dict({"name": path.stem, **raw}, str(path))
+
+
+def profile_from_dict(raw: dict[str, Any], where: str) -> Profile:
+    """A validated :class:`Profile` from a mapping (a parsed YAML profile, or a run's recorded ``profile.json``);
+    ``where`` names the source in errors. Raises :class:`ProfileError` as :func:`load_profile`."""
+    loader = TypedLoader(where)
+    profile = loader.build(Profile, raw, "")
+    _check_stages(profile, loader)
+    profile.data.resolve_paths()  # relative data paths: against the directory the command was run from
+    profile.data.validate(where)
+    profile.text.validate(where)
+    if not profile.notebooks:
         raise ProfileError(f"{where}: notebooks must be a non-empty list")
     return profile
 
 
-def _check_stages(profile: Profile, where: str) -> None:
-    """Fail at load time, not an hour into training, on a bad model or training key."""
+def recorded_profile(run_dir: str | os.PathLike) -> Profile | None:
+    """The profile recorded in ``run_dir/profile.json`` (what ``diffusets book`` ran the run with), checked like a
+    profile file; ``None`` when the run has no record. Raises :class:`ProfileError` on an unreadable or invalid
+    record (the message names the file)."""
+    path = Path(run_dir) / PROFILE_FILE
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ProfileError(f"{path}: not a readable profile record: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: expected a JSON object")
+    return profile_from_dict(raw, str(path))
+
+
+# ---- the profile a run records ------------------------------------------------------------------------------------
+# Rule: a run directory records the profile it is run with in profile.json (written by `diffusets book` before it
+# executes a chapter, and by train-vae / train-unet after a model is trained). Without --profile a command uses the
+# recorded profile as recorded (else the default, cpu); --profile with the recorded name uses that file's current
+# settings and updates the record; --profile naming another profile is refused unless --reprofile is given, so a
+# run's models are never trained with two profiles by accident. A command records the profile only once everything
+# it was given has been checked.
+
+
+class ProfileMismatch(ProfileError):
+    """A run directory was to be run with another profile than the one it records (see :func:`check_run_profile`)."""
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def profile_changes(old: Profile, new: Profile) -> list[str]:
+    """``"key.path: old -> new"`` for each setting that differs between two profiles (JSON values compared, so a
+    tuple equals the list it is recorded as)."""
+    a = _flatten(json.loads(json.dumps(old.to_dict())))
+    b = _flatten(json.loads(json.dumps(new.to_dict())))
+    return [
+        f"{k}: {a.get(k, '(unset)')!r} -> {b.get(k, '(unset)')!r}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
+
+
+def mismatch_message(run_dir: Path, recorded: Profile, profile: Profile, what: str) -> str:
+    """Why ``run_dir`` (recorded with ``recorded``) is not run with ``profile``, and the two ways on."""
+    return (
+        f"{what}: the run {run_dir} was made with profile {recorded.name!r} (recorded in {run_dir / PROFILE_FILE}); "
+        f"run without --profile to continue it with {recorded.name!r}, or add --reprofile to switch the run to "
+        f"{profile.name!r}"
+    )
+
+
+def check_run_profile(
+    run_dir: str | os.PathLike, profile: Profile, *, reprofile: bool = False, what: str | None = None
+) -> Profile | None:
+    """The profile ``run_dir`` records (``None``: no record), after checking that ``profile`` may run it.
+
+    Raises:
+        ProfileMismatch: the run records a profile of another name and ``reprofile`` is false; ``what`` names the
+            input the profile came from in the message (default ``profile '<name>'``).
+        ProfileError: the record is unreadable or invalid (with ``reprofile`` it is replaced instead).
+    """
+    run_dir = Path(run_dir)
+    try:
+        recorded = recorded_profile(run_dir)
+    except ProfileError:
+        if reprofile:
+            return None
+        raise
+    if recorded is not None and recorded.name != profile.name and not reprofile:
+        raise ProfileMismatch(mismatch_message(run_dir, recorded, profile, what or f"profile {profile.name!r}"))
+    return recorded
+
+
+def write_profile_record(run_dir: str | os.PathLike, profile: Profile) -> Path:
+    """Record ``profile`` (every setting, as JSON) in ``run_dir/profile.json``, atomically; returns the path."""
+    path = Path(run_dir) / PROFILE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(profile.to_dict(), indent=2))
+    return path
+
+
+@dataclass
+class RunProfile:
+    """The profile a command runs a run directory with, and where it came from (:func:`run_profile`)."""
+
+    profile: Profile
+    run_dir: Path
+    recorded: Profile | None  # what run_dir/profile.json holds (None: nothing)
+    requested: str | None  # the --profile value, None when not given
+    record_error: str | None = None  # why run_dir/profile.json does not load (then ``recorded`` is None)
+
+    def mismatch(self, *, reprofile: bool) -> str | None:
+        """The refusal message when ``--profile`` names another profile than the recorded one, or the record does not
+        load (None: the profile may run the directory)."""
+        if reprofile:
+            return None
+        if self.record_error is not None:
+            return f"{self.record_error}\n  (add --reprofile to replace the record with profile {self.profile.name!r})"
+        if self.requested is None or self.recorded is None:
+            return None
+        if self.recorded.name == self.profile.name:
+            return None
+        return mismatch_message(self.run_dir, self.recorded, self.profile, f"--profile {self.requested}")
+
+    def changes(self) -> list[str]:
+        """Settings the record changes when this profile is recorded (all of them when the name changes)."""
+        return [] if self.recorded is None else profile_changes(self.recorded, self.profile)
+
+    def needs_record(self) -> bool:
+        """Whether ``run_dir/profile.json`` must be (re)written to say this profile."""
+        return self.recorded is None or bool(self.changes())
+
+    def note(self) -> str:
+        """One line for the user: which profile, where it came from, and what its record will say."""
+        record = self.run_dir / PROFILE_FILE
+        changes = self.changes()
+        shown = "; ".join(changes[:5]) + (f"; ... ({len(changes)} in all)" if len(changes) > 5 else "")
+        if self.recorded is None:
+            source = "--profile" if self.requested is not None else f"the default; {self.run_dir} records none"
+            return f"profile {self.profile.name!r} ({source}); to be recorded in {record}"
+        if self.recorded.name != self.profile.name:
+            return f"profile {self.profile.name!r} (--profile --reprofile) replaces {self.recorded.name!r} in {record}"
+        source = "--profile" if self.requested is not None else "the run's"
+        if changes:
+            return f"profile {self.profile.name!r} ({source}); updating its recorded settings in {record}: {shown}"
+        return f"profile {self.profile.name!r} ({source}), as recorded in {record}"
+
+
+def run_profile(
+    run_dir: str | os.PathLike | None, requested: str | os.PathLike | None, *, default: str = "cpu"
+) -> RunProfile:
+    """Which profile a command runs ``run_dir`` with (the rule above; nothing is written).
+
+    ``requested`` (``--profile``: a name or a YAML path) is loaded; without it the run's record is used, else
+    ``default``. ``run_dir`` ``None``: the profile's own run directory (``runs/<name>``). Whether a requested profile
+    may replace the record is :meth:`RunProfile.mismatch`'s answer. Raises :class:`ProfileError` for a profile or a
+    record that does not load.
+    """
+    if requested is not None:
+        profile = load_profile(requested)
+        path = profile.resolved_run_dir(run_dir)
+        try:
+            recorded = recorded_profile(path)
+        except ProfileError as exc:  # a broken record: replaced only with --reprofile
+            return RunProfile(profile, path, None, str(requested), record_error=str(exc))
+        return RunProfile(profile, path, recorded, str(requested))
+    if run_dir is None:
+        fallback = load_profile(default)
+        path = fallback.resolved_run_dir()
+    else:
+        fallback, path = None, Path(run_dir).resolve()
+    try:
+        recorded = recorded_profile(path)
+    except ProfileError as exc:
+        raise ProfileError(f"{exc}\n  (give --profile NAME --reprofile to replace the record)") from None
+    profile = recorded if recorded is not None else (fallback or load_profile(default))
+    return RunProfile(profile, path, recorded, None)
+
+
+def _check_stages(profile: Profile, loader: TypedLoader) -> None:
+    """Fail at load time, not an hour into training, on a bad model, training or stage key: each key must be a
+    field of the model's config class, of :class:`TrainConfig`, or a keyword option of the stage's training function,
+    with a value of that field's type; the model's own checks (``__post_init__``) then run on the values."""
     for name, cls in (("vae", VAEConfig), ("unet", UNetConfig)):
         stage: StageConfig = getattr(profile, name)
+        stage.model = loader.fields(stage.model, _field_types(cls), f"{name}.model")
+        stage.train = loader.fields(stage.train, _field_types(TrainConfig), f"{name}.train")
+        stage.extra = loader.fields(stage.extra, _stage_extra_types(name), f"{name}.extra")
         try:
             cls.from_dict(dict(stage.model))
         except (TypeError, ValueError) as exc:
-            raise ProfileError(f"{where}: {name}.model: {exc}") from None
-        allowed = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(stage.train) - allowed)
-        if unknown:
-            raise ProfileError(f"{where}: {name}.train: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-        allowed_extra = _stage_extra_keys(name)
-        unknown = sorted(set(stage.extra) - allowed_extra)
-        if unknown:
-            raise ProfileError(f"{where}: {name}.extra: unknown key(s) {unknown}; allowed: {sorted(allowed_extra)}")
+            raise loader.error(f"{name}.model", str(exc)) from None
+        try:
+            TrainConfig.from_overrides(dict(stage.train), profile.seed)  # its ranges (max_steps >= 1, lr > 0, ...)
+        except ValueError as exc:
+            raise loader.error(name, str(exc)) from None
 
 
-def _stage_extra_keys(name: str) -> set[str]:
-    """Keyword options of the stage's training function that a profile may set under ``extra``."""
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _stage_extra_types(name: str) -> dict[str, Any]:
+    """Keyword options of the stage's training function that a profile may set under ``extra``, with their types."""
     fn = train_vae if name == "vae" else train_unet
     fixed = {"run_dir", "model", "train", "seed", "resume"}
-    return {p for p in inspect.signature(fn).parameters if p not in fixed}
+    hints = get_type_hints(fn)
+    return {p: hints.get(p, Any) for p in inspect.signature(fn).parameters if p not in fixed}

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "check_device"]
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -18,3 +18,27 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_device(spec: str) -> torch.device:
+    """``resolve_device(spec)``, refusing a device this machine does not have.
+
+    Raises:
+        ValueError: ``spec`` is not a torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ``auto``), or names
+            CUDA/MPS where it is not available, or a CUDA index beyond the visible devices. Checked before a
+            command writes anything, instead of failing when the first tensor moves.
+    """
+    try:
+        device = resolve_device(spec)
+    except RuntimeError:
+        raise ValueError(f"not a device: {spec!r} (auto, cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{spec!r}: CUDA is not available on this machine (use auto or cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"{spec!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"{spec!r}: MPS is not available on this machine (use auto or cpu)")
+    return device

@@ -50,6 +50,7 @@ __all__ = [
     "SIGNALS_DIR",
     "PREPARE_FILE",
     "EMBEDDING_CACHE_DIR",
+    "PROFILE_FILE",
     "data_dir",
     "embeddings_dir",
     "vae_dir",
@@ -83,6 +84,7 @@ MANIFEST_FILE = "manifest.csv"  #: in data/
 SIGNALS_DIR = "signals"  #: in data/: shard_NNNNN.npy
 PREPARE_FILE = "prepare.json"  #: in data/
 EMBEDDING_CACHE_DIR = "cache"  #: in embeddings/
+PROFILE_FILE = "profile.json"  #: the profile a run was made with (written by `diffusets book`; config.recorded_profile)
 MODEL_FILE = "model.pt"  #: a stage's final artifact (EMA weights + config + meta), in vae/ and unet/
 LAST_CHECKPOINT = "last.pt"  #: the trainer's resumable checkpoint
 BEST_CHECKPOINT = "best.pt"  #: the trainer's best-validation EMA weights

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "checkpoint": 0,
     "device": 0,
     "layout": 0,
+    "argtypes": 0,
     "data": 1,
     "text": 2,
     "models": 3,

@@ -8,6 +8,7 @@ import argparse
 
 import pandas as pd
 
+from ..argtypes import nonnegative_float, nonnegative_int, positive_int
 from ..diffusion.samplers import SAMPLERS
 from .guidance import MIN_COVERAGE_RATIO, choose_guidance, guidance_sweep, save_chosen_guidance
 from .report import evaluate_run
@@ -48,22 +49,22 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     """``diffusets evaluate RUN_DIR [...]``: add the sub-command to an argparse ``subparsers`` object."""
     c = subparsers.add_parser("evaluate", help="benchmark a trained run (signal/feature/diagnostic + baselines)")
     c.add_argument("run_dir")
-    c.add_argument("--n-eval", type=int, default=None, help="test conditions (default: all test records)")
-    c.add_argument("--n-per-class", type=int, default=None, help="stratify: up to N test records per class")
+    c.add_argument("--n-eval", type=positive_int, default=None, help="test conditions (default: all test records)")
+    c.add_argument("--n-per-class", type=positive_int, default=None, help="stratify: up to N test records per class")
     c.add_argument(
         "--min-per-class",
-        type=int,
+        type=nonnegative_int,
         default=0,
         help="repeat a class's conditions (new seeds) until every class has at least N (default 0)",
     )
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--clip-steps", type=int, default=300)
-    c.add_argument("--clf-steps", type=int, default=300)
+    c.add_argument("--clip-steps", type=positive_int, default=300)
+    c.add_argument("--clf-steps", type=positive_int, default=300)
     c.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
-    c.add_argument("--steps", type=int, default=50)
+    c.add_argument("--steps", type=positive_int, default=50)
     c.add_argument(
         "--guidance-scale",
-        type=float,
+        type=nonnegative_float,
         default=None,
         help="classifier-free guidance of every generated set (1.0: plain conditional sampling; default: "
         "the run's validated scale from `diffusets guidance-sweep --save`, else 1.0)",
@@ -81,12 +82,12 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
         help="comma-separated subset of nn,deepfake,ddpm,noc (noc: train it first with "
         "`diffusets train-unet RUN_DIR --text-only`)",
     )
-    c.add_argument("--n-ddpm", type=int, default=8)
-    c.add_argument("--ddpm-steps", type=int, default=1000)
-    c.add_argument("--n-tstr", type=int, default=0, help="training conditions generated for TSTR (0: skip)")
-    c.add_argument("--n-boot", type=int, default=100)
-    c.add_argument("--train-batch", type=int, default=64, help="CLIP / classifier training batch size")
-    c.add_argument("--workers", type=int, default=0)
+    c.add_argument("--n-ddpm", type=positive_int, default=8)
+    c.add_argument("--ddpm-steps", type=positive_int, default=1000)
+    c.add_argument("--n-tstr", type=nonnegative_int, default=0, help="training conditions generated for TSTR (0: skip)")
+    c.add_argument("--n-boot", type=positive_int, default=100)
+    c.add_argument("--train-batch", type=positive_int, default=64, help="CLIP / classifier training batch size")
+    c.add_argument("--workers", type=nonnegative_int, default=0)
     c.add_argument("--out-dir", default=None)
     c.set_defaults(func=_cmd_evaluate)
     return c
@@ -130,13 +131,13 @@ def add_guidance_parser(subparsers) -> argparse.ArgumentParser:
     c = subparsers.add_parser("guidance-sweep", help="classifier-free guidance scales compared on the validation split")
     c.add_argument("run_dir")
     c.add_argument("--scales", default="1,1.5,2,3", help="comma-separated guidance scales (default 1,1.5,2,3)")
-    c.add_argument("--n", type=int, default=100, help="validation conditions")
+    c.add_argument("--n", type=positive_int, default=100, help="validation conditions")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
-    c.add_argument("--steps", type=int, default=20)
-    c.add_argument("--clip-steps", type=int, default=200)
-    c.add_argument("--clf-steps", type=int, default=200)
-    c.add_argument("--workers", type=int, default=0)
+    c.add_argument("--steps", type=positive_int, default=20)
+    c.add_argument("--clip-steps", type=positive_int, default=200)
+    c.add_argument("--clf-steps", type=positive_int, default=200)
+    c.add_argument("--workers", type=nonnegative_int, default=0)
     c.add_argument("--out-dir", default=None)
     c.add_argument(
         "--guidance-on",

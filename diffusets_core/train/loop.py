@@ -59,6 +59,34 @@ class TrainConfig:
     num_threads: int | None = None
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        """Refuse settings no training can mean (``max_steps: 0`` used to write an untrained model), so a profile or
+        command line fails before anything is written. Raises ValueError naming the field."""
+        problems = []
+        for name in ("max_steps", "batch_size", "val_every", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            problems.append(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"train.lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            problems.append(f"train.weight_decay must be >= 0, got {self.weight_decay}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            problems.append(f"train.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            problems.append(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            problems.append(f"train.grad_clip must be >= 0 (0 or null: no clipping), got {self.grad_clip}")
+        if not 0 <= self.ema_decay <= 1:
+            problems.append(f"train.ema_decay must be in [0, 1], got {self.ema_decay}")
+        if self.amp not in ("auto", "bf16", "off"):
+            problems.append(f"train.amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
+        if self.num_threads is not None and self.num_threads < 1:
+            problems.append(f"train.num_threads must be >= 1 or null, got {self.num_threads}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any], seed: int) -> TrainConfig:
         """The defaults with a profile's ``train`` settings (``overrides``) applied; ``seed`` unless they set one."""
