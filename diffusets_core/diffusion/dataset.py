@@ -15,6 +15,7 @@ Output layout (``DIR``)::
     npy/shard_00000.npy                  float32 (b, 12, L) mV, canonical lead order, one shard per batch
     npy/index.csv                        record_id, shard, row (np.load(npy/shard_{shard:05d}.npy)[row])
     dataset.json                         conditions file hash, rate, sampler settings, model identity, counts
+    .lock, .lock.json                    the folder's lock while a command writes (holder pid, start, command)
     .parts/batch_000000.csv              per-batch commit markers (resume; merged into manifest.csv)
 
 Why it is shaped this way:
@@ -22,14 +23,18 @@ Why it is shaped this way:
 * **Every bad row before any ECG.** The whole file is checked in a streaming pass (sex, age/HR within the
   ranges :func:`~diffusets_core.text.patient.encode_patient` accepts, non-empty report and statements, ``n`` and
   ``seed`` integers, and every distinct prompt through the embedder, which also fills the embedding cache);
-  :class:`ConditionsError` lists each problem with its row, line and field, and nothing is written.
+  :class:`ConditionsError` lists each problem with its row, the file line the row starts on (a quoted report may
+  span lines) and field, and nothing is written. Counts, seed and sampler settings are checked first as well.
 * **Same ECG whatever the batch, rank or interruption.** ECG ``i`` (the file's rows expanded by ``n``, in
   order) always has the same seed and lands in global batch ``i // batch_size``; torchrun rank ``r`` of ``K``
   generates batches ``k % K == r``, so each batch is computed with the same contents under any number of
   processes (bitwise-equal signals on a fixed thread count).
 * **Resume.** A batch is written to ``.tmp/``, its files moved into place, and only then its part file is
   committed atomically; a rerun skips batches with a part file and redoes the others (same names, same
-  seeds), so nothing is duplicated or lost. A rerun with different settings is refused.
+  seeds), so nothing is duplicated or lost. A rerun with different settings (another conditions file content,
+  rate, batch size, seed, sampler settings or model) is refused, naming each field with its recorded and new
+  value; while a command writes, the folder is locked, and a second command fails at once naming the holder
+  (:mod:`~diffusets_core.diffusion.outputs`).
 * **Bounded memory.** The conditions file is read in chunks and one batch of signals is held at a time.
 """
 

@@ -1,7 +1,8 @@
 """Write generated ECGs as WFDB records, ``.npy`` arrays and PNG print-outs.
 
 WFDB headers carry the conditions, the seed and the model identity in their comment lines, so a record
-says how it was made wherever it is copied.
+says how it was made wherever it is copied. :func:`generate_to_disk` (``diffusets generate --report``) fills one
+output folder per request: the request is recorded in ``request.json`` and only the same request may resume it.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ from typing import Any
 
 from .. import fileio
 from ..fileio import atomic_write_json
+from .gaussian import GUIDANCE_TARGETS, GaussianDiffusion
+from .samplers import get_sampler
+from .samplers.base import check_num_steps
 
 __all__ = [
     "OutputDirError",
@@ -209,10 +212,6 @@ def resolve_sampling(
             timesteps, a guidance scale not finite or < 0, or guidance the U-Net was not trained for (when ``pipe``
             carries the model: :meth:`GaussianDiffusion.check_guidance`).
     """
-    from .gaussian import GUIDANCE_TARGETS, GaussianDiffusion
-    from .samplers import get_sampler
-    from .samplers.base import check_num_steps
-
     base = {"sampler": "ddim", "num_inference_steps": 50, "guidance_scale": 1.0, "guidance_on": "all"}
     base.update(getattr(pipe, "sampling", None) or {})
     for key, v in (
@@ -225,7 +224,10 @@ def resolve_sampling(
             base[key] = v
     schedule = getattr(pipe, "schedule", None)
     get_sampler(base["sampler"], schedule)  # ValueError naming the known samplers
-    steps = positive_int("num_inference_steps (--steps)", base["num_inference_steps"])
+    steps = base["num_inference_steps"]
+    if isinstance(steps, float) and steps.is_integer():  # 50.0 read back from a hand-edited sampling.json
+        steps = int(steps)
+    steps = positive_int("num_inference_steps (--steps)", steps)
     if schedule is not None:
         check_num_steps(steps, schedule.num_train_timesteps)
     try:
