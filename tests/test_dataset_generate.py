@@ -389,6 +389,8 @@ def test_counts_are_checked_by_the_library_too(run, tmp_path):
     for n in (0, -2, 1.5, True):
         with pytest.raises(ValueError, match="whole number >= 1"):
             pipe.conditions("Sinus rhythm", 50, "M", 70, n=n)
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1, got 0"):
+        pipe("Sinus rhythm", num_inference_steps=2, batch_size=0)
     cond = pipe.conditions("Sinus rhythm", 50, "M", 70, n=2)
     out = tmp_path / "out"
     for kw, match in (

@@ -38,6 +38,7 @@ from ..text.patient import encode_patient
 from ..text.prompts import ordered_prompt
 from ..text.tokens import report_tokens
 from .gaussian import GUIDANCE_TARGETS, GaussianDiffusion
+from .outputs import positive_int
 from .samplers import get_sampler
 from .schedules import NoiseSchedule
 
@@ -385,6 +386,7 @@ class DiffuSETSPipeline:
         "separate"``). ``bf16`` runs the U-Net under bfloat16 autocast (on CUDA, or on CPUs with fast bf16
         matrix units); the sampler's arithmetic stays float32.
         """
+        batch_size = positive_int("batch_size", batch_size)
         settings = self.sampling
         sampler = settings["sampler"] if sampler is None else sampler
         num_inference_steps = int(
