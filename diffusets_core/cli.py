@@ -130,18 +130,54 @@ def _train_overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+def _generate_command(args: argparse.Namespace) -> str:
+    """What the output folder's lock records about this command (shown to a concurrent one)."""
+    what = f"--conditions {args.conditions}" if args.conditions is not None else f"--report {args.report!r}"
+    return f"diffusets generate --run {args.run} {what} --out {args.out}"
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
+    try:
+        return _cmd_generate_checked(args)
+    except FileNotFoundError:
+        raise  # messages that already name the missing file
+    except OSError as exc:  # what the checks before writing could not foresee (disk full, a mount gone read-only)
+        raise RuntimeError(
+            f"{exc} (while generating into --out {args.out}: check that it is a folder you may write into and that "
+            "the disk has space; rerunning the same command resumes)"
+        ) from None
+
+
+def _cmd_generate_checked(args: argparse.Namespace) -> int:
     from .diffusion.export import generate_to_disk
     from .diffusion.pipeline import DiffuSETSPipeline
     from .viz.ecgplot import plot_12lead
 
     if args.conditions is not None:
+        given = [
+            f
+            for f, v in (
+                ("--report", args.report),
+                ("--age", args.age),
+                ("--sex", args.sex),
+                ("--hr", args.hr),
+                ("-n", args.n),
+            )
+            if v is not None
+        ]
+        if given:
+            raise ValueError(
+                f"generate: {', '.join(given)} cannot be combined with --conditions (the file gives each row's "
+                "report, age, sex, hr and n); give one or the other"
+            )
         return _cmd_generate_dataset(args)
     if args.report is None or args.age is None or args.sex is None or args.hr is None:
         raise ValueError("generate: give --report, --age, --sex and --hr, or --conditions FILE.csv")
-    pipe = DiffuSETSPipeline.from_pretrained(args.run, device=args.device or "auto")
-    cond = pipe.conditions(args.report, args.age, args.sex, args.hr, n=args.n)
+    if args.fs is not None:
+        raise ValueError("generate: --fs applies to --conditions datasets; --report writes the model's rate")
     formats = [f.strip() for f in (args.formats or "wfdb,npy,png").split(",") if f.strip()]
+    pipe = DiffuSETSPipeline.from_pretrained(args.run, device=args.device or "auto")
+    cond = pipe.conditions(args.report, args.age, args.sex, args.hr, n=1 if args.n is None else args.n)
     res = generate_to_disk(
         pipe,
         cond,
@@ -149,6 +185,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         formats=formats,
         progress=not args.quiet,
+        command=_generate_command(args),
         seed=args.seed,
         sampler=args.sampler,
         num_inference_steps=args.steps,
@@ -164,8 +201,10 @@ def _cmd_generate_dataset(args: argparse.Namespace) -> int:
     """generate --conditions: a WFDB/.npy dataset, sharded over torchrun ranks (diffusion.dataset)."""
     from .device import resolve_device
     from .diffusion.dataset import generate_dataset, init_ranks
+    from .diffusion.outputs import check_out_dir
     from .diffusion.pipeline import DiffuSETSPipeline
 
+    check_out_dir(args.out)  # a bad --out is said before the model loads
     device = resolve_device(args.device or "auto")
     init_ranks(device)
     pipe = DiffuSETSPipeline.from_pretrained(args.run, device=str(device))
@@ -173,7 +212,7 @@ def _cmd_generate_dataset(args: argparse.Namespace) -> int:
         pipe,
         args.conditions,
         args.out,
-        fs=args.fs,
+        fs=MODEL_FS if args.fs is None else args.fs,
         batch_size=args.batch_size,
         formats=(args.formats or "wfdb,npy").split(","),
         seed=args.seed,
@@ -182,6 +221,7 @@ def _cmd_generate_dataset(args: argparse.Namespace) -> int:
         num_inference_steps=args.steps,
         guidance_scale=args.guidance_scale,
         guidance_on=args.guidance_on,
+        command=_generate_command(args),
     )
     if res["rank"] == 0:
         print(json.dumps(res, indent=2))
@@ -227,6 +267,26 @@ def _cmd_book(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _whole(text: str, lo: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < lo:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """argparse type of counts (-n, --batch-size, --steps): a whole number >= 1."""
+    return _whole(text, 1, "a whole number >= 1")
+
+
+def _seed(text: str) -> int:
+    """argparse type of seeds: a whole number >= 0."""
+    return _whole(text, 0, "a whole number >= 0")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -349,11 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--fs",
         type=float,
-        default=MODEL_FS,
+        default=None,
         choices=[MODEL_FS, 100.0, 500.0],
-        help="with --conditions: output sampling rate in Hz (resampled with scipy resample_poly)",
+        help=f"with --conditions: output sampling rate in Hz (default {MODEL_FS:g}, the model's; others resampled "
+        "with scipy resample_poly)",
     )
-    c.add_argument("-n", type=int, default=1, help="number of ECGs")
+    c.add_argument("-n", type=_count, default=None, help="with --report: number of ECGs (default 1)")
     c.add_argument("--out", required=True, type=Path)
     c.add_argument(
         "--sampler",
@@ -363,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--steps",
-        type=int,
+        type=_count,
         default=None,
         help="sampling steps (ddpm: 1000 as the paper); default: the run's validated setting, else 50",
     )
@@ -379,8 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["all", "text"],
         help="guide the report and patient values together (all) or the report alone (text); default: the run's",
     )
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--batch-size", type=int, default=32)
+    c.add_argument("--seed", type=_seed, default=0, help="base seed, >= 0: ECG i gets seed + i (default 0)")
+    c.add_argument("--batch-size", type=_count, default=32, help="ECGs per sampler call (default 32)")
     c.add_argument(
         "--formats",
         "--format",

@@ -30,6 +30,7 @@ __all__ = [
     "atomic_save_npy",
     "atomic_writer",
     "atomic_save_with",
+    "writable_dir",
     "l2_normalize",
 ]
 
@@ -103,6 +104,19 @@ def atomic_save_with(path: str | os.PathLike[str], save: Callable[[BinaryIO], ob
     temporary file rather than held in memory (checkpoints and embedding segments can be large)."""
     with atomic_writer(path) as tmp, open(tmp, "wb") as fh:
         save(fh)
+
+
+def writable_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether files can be created at ``path``: the path, or (when it does not exist yet) its nearest existing
+    ancestor, is a directory this process may write into (``os.access`` with ``W_OK | X_OK``).
+
+    A query without side effects: nothing is created. ``os.access`` reports a read-only mount (``EROFS``) even
+    for root; a directory made read-only with ``chmod`` still counts as writable for root, which it is. Callers
+    call it as ``fileio.writable_dir`` so tests can replace it."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

@@ -3,7 +3,9 @@ resumption after a killed run, and torchrun sharding giving the same dataset as 
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -271,3 +273,291 @@ def test_torchrun_two_processes_give_the_same_dataset_as_one(run, tmp_path):
     assert all(a[k] == b[k] for k in a), [k for k in a if a[k] != b[k]]
     # each rank wrote its own batches (k % 2): the parts of batch 0 and 1 came from different processes
     assert len(list((two / ".parts").glob("*.csv"))) == 4
+
+
+# ---- one request per output folder, positive counts, file-system errors, a lock, file lines -----------------------
+def _main(argv: list[str], capsys) -> tuple[int, str, str]:
+    """The CLI in this process: (exit code, stdout, stderr); argparse's refusals exit with code 2."""
+    from diffusets_core.cli import main
+
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _report_cli(run: Path, out: Path, *extra: str, report: str = "Sinus bradycardia") -> list[str]:
+    return [
+        "generate",
+        "--run",
+        str(run),
+        "--report",
+        report,
+        "--age",
+        "60",
+        "--sex",
+        "M",
+        "--hr",
+        "50",
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--formats",
+        "wfdb,npy",
+        "--quiet",
+        *extra,
+    ]
+
+
+def _all_files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_report_out_reused_for_another_request_is_refused_naming_what_differs(run, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, stdout, err = _main(_report_cli(run, out), capsys)
+    assert rc == 0, err
+    kept = {k: v for k, v in _all_files(out).items() if k.startswith("ecg_")}
+    assert sorted(kept) == ["ecg_000000.dat", "ecg_000000.hea", "ecg_000000.npy"]
+    # a user asking for atrial fibrillation in the same folder must not receive the sinus bradycardia ECG
+    rc, stdout, err = _main(_report_cli(run, out, report="Atrial fibrillation"), capsys)
+    assert rc == 2 and "Traceback" not in err
+    assert "condition.report: 'Sinus bradycardia' recorded, 'Atrial fibrillation' now" in err
+    assert "Resuming is only for the same request" in err and str(out) in err
+    for extra, field in (
+        (["--steps", "3"], "sampling.num_inference_steps: 2 recorded, 3 now"),
+        (["--seed", "5"], "seed: 0 recorded, 5 now"),
+        (["-n", "2"], "ecgs: 1 recorded, 2 now"),
+        (["--sampler", "ddpm"], "sampling.sampler: 'ddim' recorded, 'ddpm' now"),
+    ):
+        rc, _, err = _main(_report_cli(run, out, *extra), capsys)
+        assert rc == 2 and field in err, (extra, err)
+    assert {k: v for k, v in _all_files(out).items() if k.startswith("ecg_")} == kept
+    # the same request resumes (nothing to do) and keeps the ECG
+    rc, stdout, err = _main(_report_cli(run, out), capsys)
+    assert rc == 0, err
+    assert '"generated": 0' in stdout and '"skipped_existing": 1' in stdout
+    assert {k: v for k, v in _all_files(out).items() if k.startswith("ecg_")} == kept
+    # a folder of generated ECGs with no record of their request is not resumed either
+    (out / "request.json").unlink()
+    rc, _, err = _main(_report_cli(run, out), capsys)
+    assert rc == 2 and "no request.json" in err
+
+
+def test_conditions_out_reused_for_another_request_is_refused_naming_what_differs(tmp_path):
+    out = tmp_path / "out"
+    generate_dataset(IdealPipe(), _csv(tmp_path / "a.csv", GOOD), out, batch_size=2, progress=False)
+    kept = _all_files(out)
+    other = _csv(tmp_path / "b.csv", [{**GOOD[0], "report": "Atrial fibrillation"}, *GOOD[1:]])
+    with pytest.raises(ValueError, match="conditions_sha256: '[0-9a-f]{64}' recorded, '[0-9a-f]{64}' now"):
+        generate_dataset(IdealPipe(), other, out, batch_size=2, progress=False)
+    with pytest.raises(ValueError, match="sampling.num_inference_steps: 2 recorded, 3 now") as err:
+        generate_dataset(IdealPipe(), tmp_path / "a.csv", out, batch_size=2, progress=False, num_inference_steps=3)
+    assert err.value.differences == ["sampling.num_inference_steps: 2 recorded, 3 now"]
+    with pytest.raises(ValueError) as err:
+        generate_dataset(IdealPipe(), tmp_path / "a.csv", out, batch_size=3, seed=4, progress=False)
+    assert {"batch_size: 2 recorded, 3 now", "base_seed: 0 recorded, 4 now"} <= set(err.value.differences)
+    assert _all_files(out) == kept
+    # the same request, from a copy of the file elsewhere, resumes
+    same = _csv(tmp_path / "copy.csv", GOOD)
+    res = generate_dataset(IdealPipe(), same, out, batch_size=2, progress=False)
+    assert res["generated"] == 0 and res["resumed"] == 5
+
+
+@pytest.mark.parametrize(
+    "extra", [["-n", "0"], ["-n", "-2"], ["--batch-size", "0"], ["--steps", "0"], ["--steps", "-1"], ["--seed", "-1"]]
+)
+def test_counts_must_be_positive_before_anything_is_written(run, tmp_path, capsys, extra):
+    out = tmp_path / "out"
+    rc, stdout, err = _main(_report_cli(run, out, *extra), capsys)
+    assert rc == 2 and "expected a whole number >=" in err and extra[0] in err, err
+    assert not out.exists()
+    if extra[0] != "-n":  # the same flags of a dataset
+        cond = _csv(tmp_path / "cond.csv", GOOD)
+        rc, _, err = _main(_cli(run, cond, out, *extra), capsys)
+        assert rc == 2 and "expected a whole number >=" in err and not out.exists()
+
+
+def test_counts_are_checked_by_the_library_too(run, tmp_path):
+    from diffusets_core.diffusion.export import generate_to_disk
+    from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+
+    pipe = DiffuSETSPipeline.from_pretrained(run, device="cpu")
+    for n in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="whole number >= 1"):
+            pipe.conditions("Sinus rhythm", 50, "M", 70, n=n)
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1, got 0"):
+        pipe("Sinus rhythm", num_inference_steps=2, batch_size=0)
+    cond = pipe.conditions("Sinus rhythm", 50, "M", 70, n=2)
+    out = tmp_path / "out"
+    for kw, match in (
+        ({"batch_size": 0}, "batch_size"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"num_inference_steps": 5000}, "cannot exceed"),
+        ({"seed": -1}, "seed"),
+        ({"guidance_scale": float("nan")}, "guidance_scale"),
+        ({"sampler": "euler"}, "unknown sampler"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            generate_to_disk(pipe, cond, out, progress=False, **kw)
+        with pytest.raises(ValueError, match=match):
+            generate_dataset(pipe, _csv(tmp_path / "c.csv", GOOD), out, progress=False, **kw)
+    with pytest.raises(ValueError, match="no rows"):
+        generate_to_disk(pipe, cond.iloc[:0], out, progress=False)
+    assert not out.exists()
+
+
+def test_conditions_cannot_be_mixed_with_report_flags(run, tmp_path, capsys):
+    cond = _csv(tmp_path / "cond.csv", GOOD)
+    rc, _, err = _main(_cli(run, cond, tmp_path / "out", "-n", "3"), capsys)
+    assert rc == 2 and "-n cannot be combined with --conditions" in err
+    rc, _, err = _main(_report_cli(run, tmp_path / "out", "--fs", "500"), capsys)
+    assert rc == 2 and "--fs applies to --conditions" in err
+    assert not (tmp_path / "out").exists()
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_generating_from_a_read_only_run_writes_nothing_into_it(run, tmp_path, capsys, monkeypatch, caplog):
+    from diffusets_core import fileio
+
+    ro = tmp_path / "shared_run"
+    shutil.copytree(run, ro)
+    monkeypatch.delenv("DIFFUSETS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    paths = [ro, *ro.rglob("*")]
+    for p in paths:
+        p.chmod(p.stat().st_mode & ~0o222)
+    try:
+        probe = ro / "probe"
+        try:
+            probe.write_text("x")  # root writes through chmod: say what a read-only mount would say
+            probe.unlink()
+            real = fileio.writable_dir
+            monkeypatch.setattr(
+                fileio,
+                "writable_dir",
+                lambda p: not Path(p).absolute().is_relative_to(ro.absolute()) and real(p),
+                raising=False,
+            )
+        except PermissionError:
+            pass
+        before = _tree(ro)
+        with caplog.at_level(logging.WARNING):
+            rc, stdout, err = _main(
+                _report_cli(ro, tmp_path / "one", report="A report never embedded|Read-only"), capsys
+            )
+        assert rc == 0, err
+        assert _tree(ro) == before  # nothing written, created or touched in the run
+        user_cache = tmp_path / "xdg" / "diffusets" / "embeddings"
+        assert f'"embedding_cache": "{user_cache}"' in stdout
+        assert f"is not writable: embeddings of new prompts are cached in {user_cache}" in caplog.text
+        cond = _csv(
+            tmp_path / "cond.csv", [{"report": "Another new report|Read-only", "age": 50, "sex": "F", "hr": 70}]
+        )
+        rc, stdout, err = _main(_cli(ro, cond, tmp_path / "two", "--steps", "2"), capsys)
+        assert rc == 0, err
+        assert _tree(ro) == before  # nothing written, created or touched in the run
+        assert any(user_cache.rglob("seg-*.npy"))
+        # nowhere writable at all: vectors are computed and kept in memory, generation still works
+        from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+
+        monkeypatch.setattr(fileio, "writable_dir", lambda p: False)
+        users = _tree(user_cache)
+        pipe = DiffuSETSPipeline.from_pretrained(ro, device="cpu")
+        assert pipe.cache_dir is None
+        assert pipe("Sinus rhythm|Nowhere to cache", num_inference_steps=2).signals.shape[0] == 1
+        assert _tree(ro) == before and _tree(user_cache) == users
+    finally:
+        for p in paths:
+            p.chmod(p.stat().st_mode | 0o200)
+
+
+@pytest.mark.parametrize("mode", ["report", "conditions"])
+def test_an_out_that_cannot_hold_the_files_is_one_clear_line(run, tmp_path, capsys, monkeypatch, mode):
+    from diffusets_core import fileio
+
+    def argv(out: Path) -> list[str]:
+        return _report_cli(run, out) if mode == "report" else _cli(run, _csv(tmp_path / "c.csv", GOOD), out)
+
+    taken = tmp_path / "taken.txt"
+    taken.write_text("a file the user already has")
+    for out, says in (
+        (taken, "is a file, not a folder"),
+        (taken / "sub", "is a file, so no folder can be made below it"),
+    ):
+        rc, _, err = _main(argv(out), capsys)
+        assert rc == 2 and says in err and str(out) in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(fileio, "writable_dir", lambda p: not Path(p).absolute().is_relative_to(locked))
+    rc, _, err = _main(argv(locked / "out"), capsys)
+    assert rc == 2 and f"cannot write into {locked}" in err and "give a folder you may write into" in err
+    assert taken.read_text() == "a file the user already has" and not (locked / "out").exists()
+
+
+def test_a_second_command_into_a_folder_being_written_fails_at_once(run, tmp_path, capsys):
+    rows = [
+        {"report": f"Sinus rhythm|Statement {i % 3}", "age": 30 + i, "sex": "MF"[i % 2], "hr": 60 + i}
+        for i in range(40)
+    ]
+    cond = _csv(tmp_path / "cond.csv", rows)
+    out = tmp_path / "out"
+    slow = ["--sampler", "ddpm", "--steps", "400"]  # about a minute of work: killed long before it ends
+    first = subprocess.Popen(
+        [sys.executable, "-m", "diffusets_core.cli", *_cli(run, cond, out, *slow)],
+        env=ENV,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and first.poll() is None and not (out / "dataset.json").is_file():
+            time.sleep(0.05)
+        assert first.poll() is None and (out / "dataset.json").is_file(), "the first command did not start writing"
+        t0 = time.perf_counter()
+        rc, _, err = _main(_cli(run, cond, out, *slow), capsys)
+        took = time.perf_counter() - t0
+        assert rc == 2 and "another diffusets process is writing into this folder" in err, err
+        assert first.poll() is None, "the first command ended before the second was refused: make it slower"
+        assert f"pid {first.pid}, started " in err and f"--conditions {cond}" in err
+        assert took < 20
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    from diffusets_core.diffusion.outputs import output_lock
+
+    with output_lock(out, "test"):  # the lock died with its holder: the folder is free again
+        assert not (out / "manifest.csv").exists()
+
+
+def test_a_bad_row_is_named_by_the_file_line_it_starts_on(tmp_path):
+    path = tmp_path / "cond.csv"
+    path.write_text(
+        "report,age,sex,hr\n"
+        '"Sinus rhythm|Normal\nECG",50,M,70\n'  # row 1: lines 2-3 (a quoted line break)
+        "\n"  # line 4: blank
+        "Sinus rhythm,50,X,70\n"  # row 2: line 5, bad sex
+        '"Sinus\r\nrhythm",500,M,70\n'  # row 3: lines 6-7, bad age
+    )
+    with pytest.raises(ConditionsError) as err:
+        validate_conditions(path)
+    assert {(r, ln, f) for r, ln, f, _ in err.value.problems} == {(2, 5, "sex"), (3, 6, "age")}
+    assert "row 2 (line 5), field 'sex'" in str(err.value) and "row 3 (line 6), field 'age'" in str(err.value)
+    with pytest.raises(ConditionsError):
+        generate_dataset(IdealPipe(), path, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    # a row with more fields than the header is one more bad row, named by its line, not a parser error
+    with open(path, "a") as fh:
+        fh.write("Sinus rhythm, Normal ECG,50,M,70\n")  # row 4: line 8, a comma in an unquoted report
+    with pytest.raises(ConditionsError) as err:
+        validate_conditions(path)
+    assert (4, 8, "columns") in {(r, ln, f) for r, ln, f, _ in err.value.problems}
+    assert "row 4 (line 8), field 'columns': 5 fields but the header has 4" in str(err.value)

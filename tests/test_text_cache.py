@@ -179,3 +179,42 @@ def test_concurrent_reader_process_writer(tmp_path):
         p.wait(60)
     assert p.returncode == 0
     assert len(EmbeddingCache(tmp_path, IDENT)) == 400
+
+
+def test_read_only_roots_are_read_and_never_written(tmp_path):
+    """A run others only read: its cache is read beside a writable one, new vectors go to the writable one."""
+    ro_root, rw_root = tmp_path / "run_cache", tmp_path / "user_cache"
+    old = fill(EmbeddingCache(ro_root, IDENT), 0, 3)
+    listing = sorted(p.name for p in (ro_root / IDENT.slug()).iterdir())
+    c = EmbeddingCache(rw_root, IDENT, read_only_roots=[ro_root])
+    assert len(c) == 3 and c.lookup(old)[1] == []
+    np.testing.assert_array_equal(c.get(old), HashEmbedder(dim=16).embed(old))
+    assert c.add(old, np.zeros((3, 16), np.float32)) == 0  # found in the read-only root: nothing written
+    new = fill(c, 3, 5)
+    assert sorted(p.name for p in (ro_root / IDENT.slug()).iterdir()) == listing
+    again = EmbeddingCache(rw_root, IDENT)
+    assert len(again) == 2 and again.lookup(new)[1] == []
+    memory = EmbeddingCache(ro_root, IDENT, persist=False)  # a process that may write nowhere
+    assert memory.add(texts(7, 9), HashEmbedder(dim=16).embed(texts(7, 9))) == 2 and "prompt 8" in memory
+    assert memory.consolidate() == 0
+    assert sorted(p.name for p in (ro_root / IDENT.slug()).iterdir()) == listing
+
+
+def test_inference_cache_moves_out_of_a_run_it_may_not_write(tmp_path, monkeypatch):
+    from diffusets_core import fileio
+    from diffusets_core.text.embed import inference_cache
+
+    monkeypatch.delenv("DIFFUSETS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    run = tmp_path / "run"
+    (run / "embeddings" / "cache").mkdir(parents=True)
+    place = inference_cache(run, IDENT)
+    assert place.root == run / "embeddings" / "cache" and place.read_only == () and place.note is None
+    user = tmp_path / "xdg" / "diffusets" / "embeddings"
+    monkeypatch.setattr(fileio, "writable_dir", lambda p: not str(p).startswith(str(run)))
+    place = inference_cache(run, IDENT)
+    assert place.root == user and place.read_only == (run / "embeddings" / "cache",)
+    assert f"is not writable: embeddings of new prompts are cached in {user}" in place.note
+    monkeypatch.setattr(fileio, "writable_dir", lambda p: False)
+    place = inference_cache(run, IDENT)
+    assert place.root is None and place.read_only == (run / "embeddings" / "cache",) and "not cached" in place.note

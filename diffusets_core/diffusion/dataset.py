@@ -15,6 +15,7 @@ Output layout (``DIR``)::
     npy/shard_00000.npy                  float32 (b, 12, L) mV, canonical lead order, one shard per batch
     npy/index.csv                        record_id, shard, row (np.load(npy/shard_{shard:05d}.npy)[row])
     dataset.json                         conditions file hash, rate, sampler settings, model identity, counts
+    .lock, .lock.json                    the folder's lock while a command writes (holder pid, start, command)
     .parts/batch_000000.csv              per-batch commit markers (resume; merged into manifest.csv)
 
 Why it is shaped this way:
@@ -22,23 +23,30 @@ Why it is shaped this way:
 * **Every bad row before any ECG.** The whole file is checked in a streaming pass (sex, age/HR within the
   ranges :func:`~diffusets_core.text.patient.encode_patient` accepts, non-empty report and statements, ``n`` and
   ``seed`` integers, and every distinct prompt through the embedder, which also fills the embedding cache);
-  :class:`ConditionsError` lists each problem with its row, line and field, and nothing is written.
+  :class:`ConditionsError` lists each problem with its row, the file line the row starts on (a quoted report may
+  span lines) and field, and nothing is written. Counts, seed and sampler settings are checked first as well.
 * **Same ECG whatever the batch, rank or interruption.** ECG ``i`` (the file's rows expanded by ``n``, in
   order) always has the same seed and lands in global batch ``i // batch_size``; torchrun rank ``r`` of ``K``
   generates batches ``k % K == r``, so each batch is computed with the same contents under any number of
   processes (bitwise-equal signals on a fixed thread count).
 * **Resume.** A batch is written to ``.tmp/``, its files moved into place, and only then its part file is
   committed atomically; a rerun skips batches with a part file and redoes the others (same names, same
-  seeds), so nothing is duplicated or lost. A rerun with different settings is refused.
+  seeds), so nothing is duplicated or lost. A rerun with different settings (another conditions file content,
+  rate, batch size, seed, sampler settings or model) is refused, naming each field with its recorded and new
+  value; while a command writes, the folder is locked, and a second command fails at once naming the holder
+  (:mod:`~diffusets_core.diffusion.outputs`).
 * **Bounded memory.** The conditions file is read in chunks and one batch of signals is held at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
 import json
 import logging
 import math
+import numbers
 import os
 import shutil
 import tempfile
@@ -63,6 +71,16 @@ from ..text.patient import AGE_RANGE, HR_RANGE
 from ..text.prompts import ordered_prompt
 from ..text.window import plan_prompts
 from .export import write_wfdb
+from .outputs import (
+    RequestMismatchError,
+    check_out_dir,
+    format_differences,
+    make_out_dir,
+    output_lock,
+    positive_int,
+    request_differences,
+    resolve_sampling,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +126,8 @@ _SEX = {"m": "M", "male": "M", "f": "F", "female": "F"}
 
 class ConditionsError(ValueError):
     """The conditions file has bad rows. ``problems`` holds ``(row, line, field, message)`` for each one
-    (``row`` 1-based among the data rows, ``line`` the file line, the header being line 1)."""
+    (``row`` 1-based among the data rows, ``line`` the file line the row starts on, the header being line 1;
+    a quoted field with a line break spans several lines)."""
 
     def __init__(self, path: str | os.PathLike, problems: list[tuple[int, int, str, str]], total: int | None = None):
         self.path, self.problems = str(path), problems
@@ -118,37 +137,74 @@ class ConditionsError(ValueError):
         super().__init__(f"{self.path}: {total} bad row(s); nothing was generated\n{shown}{more}")
 
 
-def _read_chunks(path: Path, chunksize: int) -> Iterator[pd.DataFrame]:
-    """The file in chunks of raw strings, with ``row`` (1-based) and ``line`` columns; ValueError names a
-    missing file or required column."""
+def _read_chunks(path: Path, chunksize: int) -> Iterator[list[dict[str, Any]]]:
+    """The file's data rows in chunks of ``chunksize``: dicts of raw strings by column name, plus ``row``
+    (1-based among the data rows) and ``line`` (the file line the row starts on, the header being line 1, so a
+    quoted field spanning lines shifts the rows after it as an editor shows them). Blank lines are skipped; a row
+    with more fields than the header carries a ``_fields`` message (one with fewer gets empty fields).
+
+    Raises FileNotFoundError (no such file) or ValueError naming the file: empty, missing or repeated columns,
+    not UTF-8 text, or a CSV syntax error (with its line)."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: conditions file not found")
     try:
-        reader = pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=chunksize, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise ValueError(
-            f"{path}: empty conditions file; expected a header with columns {', '.join(REQUIRED)}"
-        ) from None
-    start = 0
-    for chunk in reader:
-        if start == 0:
-            missing = [c for c in REQUIRED if c not in chunk.columns]
+        fh = open(path, newline="", encoding="utf-8-sig")  # utf-8-sig: a spreadsheet's BOM is not a column name
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the conditions file ({exc.strerror or exc})") from None
+    # the csv module, not pandas: its line_num says where a row with a quoted line break starts and ends
+    with fh:
+        reader = csv.reader(fh, skipinitialspace=True)
+        last = 0  # the line the previous record ended on
+        try:
+            header = None
+            for rec in reader:
+                last = reader.line_num
+                if rec and any(f.strip() for f in rec):
+                    header = [h.strip() for h in rec]
+                    break
+            if header is None:
+                raise ValueError(f"{path}: empty conditions file; expected a header with columns {', '.join(REQUIRED)}")
+            missing = [c for c in REQUIRED if c not in header]
             if missing:
                 raise ValueError(
                     f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(REQUIRED)} "
-                    f"and optionally {', '.join(OPTIONAL)} (got {', '.join(map(str, chunk.columns))})"
+                    f"and optionally {', '.join(OPTIONAL)} (got {', '.join(header)})"
                 )
-        chunk = chunk.reset_index(drop=True)
-        chunk["row"] = np.arange(start + 1, start + 1 + len(chunk))
-        chunk["line"] = chunk["row"] + 1  # no multi-line fields expected; the header is line 1
-        start += len(chunk)
-        yield chunk
+            repeated = sorted({h for h in header if header.count(h) > 1 and h in REQUIRED + OPTIONAL})
+            if repeated:
+                raise ValueError(f"{path}: column(s) {', '.join(repeated)} appear more than once in the header")
+            chunk: list[dict[str, Any]] = []
+            row = 0
+            for rec in reader:
+                line, last = last + 1, reader.line_num
+                if not rec or (len(rec) == 1 and not rec[0].strip()):
+                    continue  # a blank line
+                row += 1
+                d: dict[str, Any] = dict(zip(header, rec + [""] * (len(header) - len(rec))))
+                d["row"], d["line"] = row, line
+                if len(rec) > len(header):
+                    d["_fields"] = (
+                        f"{len(rec)} fields but the header has {len(header)} (a comma in an unquoted "
+                        'report? put the report in double quotes: "a, b|c")'
+                    )
+                chunk.append(d)
+                if len(chunk) == chunksize:
+                    yield chunk
+                    chunk = []
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text (line {last + 1}: {exc.reason}); save it as UTF-8") from None
+        except csv.Error as exc:
+            raise ValueError(f"{path}: line {reader.line_num}: not valid CSV ({exc})") from None
+        if chunk:
+            yield chunk
 
 
 def _row_problems(rec: dict) -> tuple[list[tuple[str, str]], dict]:
     """Problems ``(field, message)`` of one raw row, and its parsed values."""
     out: list[tuple[str, str]] = []
     val: dict[str, Any] = {}
+    if rec.get("_fields"):
+        out.append(("columns", rec["_fields"]))
     report = str(rec["report"]).strip()
     statements = [s.strip() for s in report.split("|")]
     if not report:
@@ -202,7 +258,11 @@ def _embedder_problems(pipe: Any, prompts: dict[str, tuple[int, int, str]]) -> l
     for i, exc in refused.items():
         problems.append((prompts[texts[i]][0], prompts[texts[i]][1], "report", str(exc)))
     plans = [p for p in plans if p is not None]
-    cache = EmbeddingCache(pipe.cache_dir, emb.identity) if pipe.cache_dir else None
+    make_cache = getattr(pipe, "embedding_cache", None)  # the pipeline's (it knows a read-only run's fallback)
+    if make_cache is not None:
+        cache = make_cache()
+    else:
+        cache = EmbeddingCache(pipe.cache_dir, emb.identity) if pipe.cache_dir else None
     step = 256
     for start in range(0, len(plans), step):
         part = plans[start : start + step]
@@ -249,7 +309,7 @@ def validate_conditions(path: str | os.PathLike, pipe: Any = None, *, chunksize:
     reports: set[str] = set()
     mode = getattr(getattr(pipe, "embedder", None), "prompt_mode", "paper")
     for chunk in _read_chunks(path, chunksize):
-        for rec in chunk.to_dict("records"):
+        for rec in chunk:
             rows += 1
             probs, val = _row_problems(rec)
             if not probs:
@@ -296,7 +356,7 @@ def iter_batches(
     buf: list[dict] = []
     k = index = 0
     for chunk in _read_chunks(Path(path), chunksize):
-        for rec in chunk.to_dict("records"):
+        for rec in chunk:
             _, val = _row_problems(rec)
             for j in range(val["n"]):
                 seed = val["seed"] + j if val["seed"] is not None else base_seed + index
@@ -488,71 +548,112 @@ def generate_dataset(
     guidance_scale: float | None = None,
     guidance_on: str | None = None,
     chunksize: int = 50_000,
+    command: str = "generate_dataset",
 ) -> dict:
     """Generate the dataset a conditions file asks for into ``out_dir`` (layout: module docstring).
 
     Under torchrun (process group initialised, see :func:`init_ranks`) rank ``r`` of ``K`` generates global
-    batches ``k % K == r``; rank 0 validates first, and after a barrier merges the manifest.
+    batches ``k % K == r``; rank 0 validates first, holds the folder's lock
+    (:func:`~diffusets_core.diffusion.outputs.output_lock`) until the end, and after a barrier merges the manifest.
 
     Args:
         pipe: a loaded pipeline; its validated sampling settings apply to arguments left at None.
         fs: output rate in Hz, one of :data:`OUTPUT_RATES`.
-        batch_size: ECGs per sampler call (and per ``.npy`` shard); fixed for an output folder.
+        batch_size: ECGs per sampler call (and per ``.npy`` shard), a whole number >= 1; fixed for an output folder.
         formats: ``wfdb`` and/or ``npy``.
-        seed: base seed for rows without a ``seed`` value (ECG ``index`` gets ``seed + index``).
+        seed: base seed (>= 0) for rows without a ``seed`` value (ECG ``index`` gets ``seed + index``).
+        command: recorded in the lock so a concurrent command is told what holds the folder.
 
-    Returns: ``{"ecgs", "generated", "resumed", "out_dir", "manifest", ...}`` (on every rank).
+    Returns: ``{"ecgs", "generated", "resumed", "out_dir", "manifest", "embedding_cache", ...}`` (on every rank).
 
     Raises:
-        ConditionsError: bad rows (nothing written). ValueError: bad rate/format/batch size, or ``out_dir``
-        holds a dataset made with other settings.
+        ConditionsError: bad rows (nothing written). ValueError: bad rate/format/batch size/seed/sampler settings
+        (nothing written), or ``out_dir`` holds a dataset made with other settings
+        (:class:`~diffusets_core.diffusion.outputs.RequestMismatchError`, naming each field with its recorded
+        and new value). OutputDirError: ``out_dir`` is a file, under a file, or not writable.
+        OutputBusyError: another process is writing into ``out_dir``.
     """
     out = Path(out_dir)
     formats = [f.strip() for f in formats if f.strip()]
     unknown = set(formats) - {"wfdb", "npy"}
     if unknown or not formats:
         raise ValueError(f"formats: expected wfdb and/or npy, got {','.join(formats) or 'nothing'}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = positive_int("batch_size (--batch-size)", batch_size)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
     fs = _rate_key(fs)
+    sampling = resolve_sampling(pipe, sampler, num_inference_steps, guidance_scale, guidance_on)
     group = _dist()
     rank, world = (group.get_rank(), group.get_world_size()) if group is not None else (0, 1)
-    sampling = {**pipe.sampling}
-    for key, v in (
-        ("sampler", sampler),
-        ("num_inference_steps", num_inference_steps),
-        ("guidance_scale", guidance_scale),
-        ("guidance_on", guidance_on),
-    ):
-        if v is not None:
-            sampling[key] = v
-    sampling = {k: sampling[k] for k in ("sampler", "num_inference_steps", "guidance_scale", "guidance_on")}
 
     err: str | None = None
     first: Exception | None = None
-    if rank == 0:
+    with contextlib.ExitStack() as held:
+        if rank == 0:
+            try:
+                check_out_dir(out)  # before the (long) validation; nothing is written yet
+                summary = validate_conditions(conditions, pipe, chunksize=chunksize)
+                settings = _settings(summary, pipe, fs, batch_size, formats, seed, sampling)
+                held.enter_context(output_lock(make_out_dir(out), command))
+                _claim_or_resume(out, settings)
+            except (ValueError, FileNotFoundError, RuntimeError) as exc:
+                first, err = exc, f"{type(exc).__name__}\0{exc}"
+        err = _first_error_everywhere(err)
+        if err is not None:
+            if first is not None:
+                raise first  # rank 0: the original exception, with its type and problem list
+            kind, msg = err.split("\0", 1)
+            raise (FileNotFoundError if kind == "FileNotFoundError" else ValueError)(msg)
+        return _generate(
+            pipe, conditions, out, batch_size, seed, sampling, fs, formats, chunksize, progress, rank, world
+        )
+
+
+def _claim_or_resume(out: Path, settings: dict) -> None:
+    """Record ``settings`` in a fresh folder, or check that the folder holds a dataset of the same settings.
+
+    Raises RequestMismatchError naming every differing field (recorded vs new value), or when the folder holds
+    generated files but no ``dataset.json``."""
+    meta = out / "dataset.json"
+    if meta.is_file():
         try:
-            summary = validate_conditions(conditions, pipe, chunksize=chunksize)
-            settings = _settings(summary, pipe, fs, batch_size, formats, seed, sampling)
-            meta = out / "dataset.json"
-            if meta.is_file():
-                old = json.loads(meta.read_text())
-                diff = sorted(k for k in settings if old.get(k) != settings[k] and k != "conditions")
-                if diff:
-                    raise ValueError(
-                        f"{out}: holds a dataset made with other settings ({', '.join(diff)} differ); "
-                        "use another --out, or delete it"
-                    )
-            else:
-                atomic_write_text(meta, json.dumps(settings, indent=2, default=str))
-        except (ValueError, FileNotFoundError) as exc:
-            first, err = exc, f"{type(exc).__name__}\0{exc}"
-    err = _first_error_everywhere(err)
-    if err is not None:
-        if first is not None:
-            raise first  # rank 0: the original exception, with its type and problem list
-        kind, msg = err.split("\0", 1)
-        raise (FileNotFoundError if kind == "FileNotFoundError" else ValueError)(msg)
+            old = json.loads(meta.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{meta}: not valid JSON ({exc}); use another --out, or delete {out}") from None
+        # the conditions file may move; its content (conditions_sha256) is what must not change
+        diffs = request_differences(old, settings, ignore=("conditions",))
+        if diffs:
+            raise RequestMismatchError(
+                f"{out}: holds a dataset made with other settings ({format_differences(diffs)}); nothing was "
+                f"written. Resuming is only for the same request: use another --out, or delete {out}",
+                diffs,
+            )
+        return
+    made = [p.name for p in (out / ".parts", out / "records", out / "manifest.csv") if p.exists()]
+    if made:
+        raise RequestMismatchError(
+            f"{out}: holds generated files ({', '.join(made)}) but no dataset.json saying which request made them, "
+            "so they cannot be resumed; use another --out, or delete them",
+            [],
+        )
+    atomic_write_text(meta, json.dumps(settings, indent=2, default=str))
+
+
+def _generate(
+    pipe: Any,
+    conditions: str | os.PathLike,
+    out: Path,
+    batch_size: int,
+    seed: int,
+    sampling: dict,
+    fs: float,
+    formats: list[str],
+    chunksize: int,
+    progress: bool,
+    rank: int,
+    world: int,
+) -> dict:
+    """The batches of this rank (the folder is validated, claimed and locked), then rank 0 merges the parts."""
     settings = json.loads((out / "dataset.json").read_text())
     n_batches, total = settings["batches"], settings["ecgs"]
     mine = [k for k in range(n_batches) if k % world == rank]
@@ -600,6 +701,7 @@ def generate_dataset(
         merge_parts(out, n_batches)
         shutil.rmtree(out / ".tmp", ignore_errors=True)
     _barrier()
+    cache = getattr(pipe, "cache_dir", None)
     return {
         "ecgs": total,
         "generated": generated,
@@ -610,4 +712,5 @@ def generate_dataset(
         "fs": fs,
         "out_dir": str(out),
         "manifest": str(out / "manifest.csv"),
+        "embedding_cache": str(cache) if cache is not None else None,
     }

@@ -1,13 +1,18 @@
 """Write generated ECGs as WFDB records, ``.npy`` arrays and PNG print-outs.
 
 WFDB headers carry the conditions, the seed and the model identity in their comment lines, so a record
-says how it was made wherever it is copied.
+says how it was made wherever it is copied. :func:`generate_to_disk` (``diffusets generate --report``) fills one
+output folder per request: the request is recorded in ``request.json`` and only the same request may resume it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import numbers
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -16,9 +21,27 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from .. import __version__
 from ..data.leads import CANONICAL_LEADS, reorder_leads
 from ..data.wfdb_io import encode_comment_value, header_comments
-from ..fileio import atomic_save_npy, atomic_writer
+from ..fileio import atomic_save_npy, atomic_write_json, atomic_write_text, atomic_writer
+from .outputs import (
+    RequestMismatchError,
+    check_out_dir,
+    format_differences,
+    make_out_dir,
+    output_lock,
+    positive_int,
+    request_differences,
+    resolve_sampling,
+)
+
+FORMATS = ("wfdb", "npy", "png")
+CONDITION_COLUMNS = ("report", "age", "sex", "hr")
+REQUEST_FILE = "request.json"  #: the request that fills a generate_to_disk folder
+INDEX_FILE = "conditions.csv"  #: one row per ECG written, with its record name
+PARTS_DIR, TMP_DIR = ".parts", ".tmp"  #: per-batch commit markers; batches being written
+MAX_CONDITIONS_RECORDED = 100  #: rows of a multi-condition request kept in request.json (a hash covers all)
 
 #: ``plot(signal (12, L) mV, fs, title=...) -> matplotlib Figure``: how :func:`export_batch` draws a PNG
 #: (``diffusets_core.viz.ecgplot.plot_12lead``, passed in by the caller: viz sits above this layer).
@@ -109,6 +132,70 @@ def export_batch(
     return names
 
 
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _request(
+    pipe: Any, table: pd.DataFrame, seed: int, batch_size: int, formats: list[str], sampling: dict, options: dict
+) -> dict:
+    """What makes the ECGs of a ``generate_to_disk`` call: a rerun into the same folder resumes only when all of
+    it is equal (:data:`REQUEST_FILE`)."""
+    canon = table.astype({"report": str, "sex": str, "age": float, "hr": float})
+    req: dict[str, Any] = {"kind": "diffusets.generate", "ecgs": len(canon)}
+    if len(canon.drop_duplicates()) == 1:  # the CLI's `--report ... -n N`: one condition, N ECGs
+        req["condition"] = canon.iloc[0].to_dict()
+    else:  # shown field by field when they differ; the hash covers the rest
+        req["conditions"] = {
+            f"row {i}": r for i, r in enumerate(canon.head(MAX_CONDITIONS_RECORDED).to_dict("records"))
+        }
+    req["conditions_sha256"] = _sha256_text(canon.to_csv(index=False))
+    req.update(
+        {
+            "seed": seed,
+            "batch_size": batch_size,
+            "formats": formats,
+            "sampling": sampling,
+            "options": options,
+            "model": dict(getattr(pipe, "identity", None) or {}),
+            "package_version": __version__,
+        }
+    )
+    return json.loads(json.dumps(req, default=str))
+
+
+def _claim_or_resume(out: Path, request: dict) -> None:
+    """Record ``request`` in a fresh folder, or check that the folder was filled by the same request.
+
+    Raises RequestMismatchError naming every differing field (old vs new value), or when the folder holds
+    generated files with no record of the request that made them."""
+    path = out / REQUEST_FILE
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc}); use another --out, or delete {out}") from None
+        diffs = request_differences(old, request)
+        if any(d.startswith("condition") and not d.startswith("conditions_sha256") for d in diffs):
+            diffs = [d for d in diffs if not d.startswith("conditions_sha256")]  # the fields say it better
+        if diffs:
+            raise RequestMismatchError(
+                f"{out}: holds ECGs of another request ({format_differences(diffs)}); nothing was written. "
+                f"Resuming is only for the same request: use another --out, or delete {out} to replace them",
+                diffs,
+            )
+        return
+    made = sorted(p.name for p in out.iterdir() if p.name.startswith("ecg_") or p.name == INDEX_FILE)
+    if made:
+        raise RequestMismatchError(
+            f"{out}: holds generated files ({', '.join(made[:3])}{', ...' if len(made) > 3 else ''}) but no "
+            f"{REQUEST_FILE} saying which request made them, so they cannot be resumed; use another --out, or "
+            "delete them",
+            [],
+        )
+    atomic_write_json(path, request)
+
+
 def generate_to_disk(
     pipe: Any,
     conditions: Any,
@@ -117,47 +204,123 @@ def generate_to_disk(
     batch_size: int = 32,
     formats: Iterable[str] = ("wfdb", "npy"),
     progress: bool = True,
+    command: str = "generate_to_disk",
     **generate_kwargs: Any,
 ) -> dict:
-    """Generate one ECG per row of ``conditions`` (columns report, age, sex, hr) in batches, writing each
-    batch before generating the next: memory stays bounded by one batch, and a rerun skips batches whose
-    files already exist (resume after interruption). ``generate_kwargs`` go to the pipeline, except ``plot`` (see
-    :func:`export_batch`)."""
-    plot = generate_kwargs.pop("plot", None)
+    """Generate one ECG per row of ``conditions`` (columns report, age, sex, hr) into ``out_dir`` in batches,
+    writing each batch before generating the next, so memory stays bounded by one batch.
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    conditions = pd.DataFrame(conditions).reset_index(drop=True)
-    seed = int(generate_kwargs.pop("seed", 0))
-    done = skipped = 0
-    rows = []
-    bar = tqdm(total=len(conditions), disable=not progress, unit="ecg")
-    for start in range(0, len(conditions), batch_size):
-        part = conditions.iloc[start : start + batch_size]
-        last = f"ecg_{start + len(part) - 1:06d}"
-        if (out_dir / f"{last}.npy").is_file() or (out_dir / f"{last}.hea").is_file():
-            skipped += len(part)
-            bar.update(len(part))
-            continue
-        out = pipe(
-            part["report"].tolist(),
-            age=part["age"].tolist(),
-            sex=part["sex"].tolist(),
-            hr=part["hr"].tolist(),
-            seed=seed + start,
-            batch_size=batch_size,
-            **generate_kwargs,
+    Layout: ``ecg_NNNNNN.{hea,dat,npy,png}`` (``formats``), ``conditions.csv`` (one row per ECG, ``record``
+    naming its files), ``request.json`` (the request: conditions, seed, batch size, formats, sampler settings,
+    model identity). A batch is written to ``.tmp/``, moved into place, then committed by ``.parts/batch_K.csv``.
+
+    A rerun of the **same** request into the same folder resumes: committed batches are skipped, the others
+    redone with the same seeds. Any other request is refused (nothing written) with the fields that differ;
+    while a call writes, the folder is locked (:func:`~diffusets_core.diffusion.outputs.output_lock`) and a
+    concurrent call fails at once naming the holder.
+
+    Args:
+        pipe: a pipeline (``__call__(reports, age=, sex=, hr=, seed=, batch_size=, sampler=, ...)``); its
+            ``sampling``, ``identity``, ``conditions()`` and ``cache_dir`` are used when present.
+        batch_size: ECGs per pipeline call, a whole number >= 1.
+        formats: ``wfdb``, ``npy`` and/or ``png`` (``png`` needs ``plot=``, see :func:`export_batch`).
+        command: recorded in the lock so a concurrent caller is told what holds the folder.
+        generate_kwargs: ``seed`` (int >= 0; ECG ``i`` gets ``seed + i``), ``plot``, the sampler settings
+            (``sampler``, ``num_inference_steps``, ``guidance_scale``, ``guidance_on``; None = the pipeline's),
+            and other pipeline options (part of the request).
+
+    Returns: ``{"ecgs", "generated", "skipped_existing", "out_dir", "conditions", "request", "embedding_cache"}``.
+
+    Raises:
+        ValueError: bad counts, formats, settings or conditions, before anything is written.
+        OutputDirError: ``out_dir`` is a file, under a file, or not writable (the message names the path).
+        RequestMismatchError: the folder holds ECGs of another request. OutputBusyError: another process holds it.
+    """
+    plot = generate_kwargs.pop("plot", None)
+    seed = generate_kwargs.pop("seed", 0)
+    batch_size = positive_int("batch_size (--batch-size)", batch_size)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
+    seed = int(seed)
+    formats = sorted({f.strip() for f in formats if f.strip()})
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"formats: expected one or more of {', '.join(FORMATS)}, got {','.join(formats) or 'nothing'}")
+    if "png" in formats and plot is None:
+        raise ValueError(
+            "generate_to_disk: formats include 'png' but no plot= function was given "
+            "(pass e.g. diffusets_core.viz.ecgplot.plot_12lead)"
         )
-        export_batch(out, out_dir, start_index=start, formats=formats, plot=plot)
-        rows.append(out.conditions.assign(record=[f"ecg_{start + i:06d}" for i in range(len(part))]))
-        done += len(part)
-        bar.update(len(part))
-    bar.close()
-    index_path = out_dir / "conditions.csv"
-    if rows:
-        new = pd.concat(rows)
-        old = pd.read_csv(index_path) if index_path.is_file() else None
-        table = pd.concat([old, new]).drop_duplicates("record", keep="last") if old is not None else new
-        with atomic_writer(index_path) as tmp:
-            table.sort_values("record").to_csv(tmp, index=False)
-    return {"generated": done, "skipped_existing": skipped, "out_dir": str(out_dir)}
+    sampling = resolve_sampling(
+        pipe,
+        generate_kwargs.pop("sampler", None),
+        generate_kwargs.pop("num_inference_steps", None),
+        generate_kwargs.pop("guidance_scale", None),
+        generate_kwargs.pop("guidance_on", None),
+    )
+    conditions = pd.DataFrame(conditions).reset_index(drop=True)
+    missing = [c for c in CONDITION_COLUMNS if c not in conditions.columns]
+    if missing:
+        raise ValueError(f"conditions: missing column(s) {', '.join(missing)}; expected {', '.join(CONDITION_COLUMNS)}")
+    if len(conditions) == 0:
+        raise ValueError("conditions: no rows, so no ECG to generate; ask for at least one")
+    check = getattr(pipe, "conditions", None)
+    if callable(check):  # every row checked (ranges, sex) before the first batch is written
+        c = conditions
+        conditions = check(c["report"].tolist(), c["age"].tolist(), c["sex"].tolist(), c["hr"].tolist(), n=len(c))
+    request = _request(
+        pipe, conditions[list(CONDITION_COLUMNS)], seed, batch_size, formats, sampling, dict(generate_kwargs)
+    )
+    out = make_out_dir(check_out_dir(out_dir))
+    done = skipped = 0
+    with output_lock(out, command):
+        _claim_or_resume(out, request)
+        bar = tqdm(total=len(conditions), disable=not progress, unit="ecg")
+        try:
+            for k, start in enumerate(range(0, len(conditions), batch_size)):
+                part = conditions.iloc[start : start + batch_size]
+                marker = out / PARTS_DIR / f"batch_{k:06d}.csv"
+                if marker.is_file():
+                    skipped += len(part)
+                    bar.update(len(part))
+                    continue
+                res = pipe(
+                    part["report"].tolist(),
+                    age=part["age"].tolist(),
+                    sex=part["sex"].tolist(),
+                    hr=part["hr"].tolist(),
+                    seed=seed + start,
+                    batch_size=batch_size,
+                    **sampling,
+                    **generate_kwargs,
+                )
+                # written aside, moved into place, then committed: a killed run never leaves a batch half-written
+                tmp = out / TMP_DIR / f"batch_{k:06d}"
+                shutil.rmtree(tmp, ignore_errors=True)
+                names = export_batch(res, tmp, start_index=start, formats=formats, plot=plot)
+                for f in sorted(tmp.iterdir()):
+                    os.replace(f, out / f.name)
+                table = res.conditions.assign(record=names)
+                atomic_write_text(marker, table.to_csv(index=False))
+                shutil.rmtree(tmp, ignore_errors=True)
+                done += len(part)
+                bar.update(len(part))
+        finally:
+            bar.close()
+        n_batches = math.ceil(len(conditions) / batch_size)
+        with atomic_writer(out / INDEX_FILE) as tmp_index, open(tmp_index, "w", newline="") as fh:
+            for k in range(n_batches):
+                pd.read_csv(out / PARTS_DIR / f"batch_{k:06d}.csv", keep_default_na=False).to_csv(
+                    fh, index=False, header=(k == 0)
+                )
+        shutil.rmtree(out / TMP_DIR, ignore_errors=True)
+    cache = getattr(pipe, "cache_dir", None)
+    return {
+        "ecgs": len(conditions),
+        "generated": done,
+        "skipped_existing": skipped,
+        "out_dir": str(out),
+        "conditions": str(out / INDEX_FILE),
+        "request": str(out / REQUEST_FILE),
+        "embedding_cache": str(cache) if cache is not None else None,
+    }

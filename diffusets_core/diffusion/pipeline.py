@@ -9,6 +9,7 @@ and decodes the latents to mV signals. Loading belongs to the models (``VAE.from
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -26,16 +27,17 @@ from ..data.preprocess import MODEL_FS
 from ..data.store import SignalStore
 from ..device import resolve_device
 from ..fileio import atomic_write_text
-from ..layout import SAMPLING_FILE, UNET_DIR, sampling_file, unet_model
+from ..layout import SAMPLING_FILE, UNET_DIR, sampling_file, unet_model, vae_model
 from ..models.reference import check_embedder_compat, load_reference_unet, load_reference_vae
 from ..models.unet import ConditionalUNet1D, unet_from_artifact
 from ..models.vae import VAE, load_vae
 from ..text.cache import EmbeddingCache
-from ..text.embed import default_cache_dir, embed_reports, embed_texts
+from ..text.embed import CachePlacement, embed_reports, embed_texts, inference_cache, user_cache_dir
 from ..text.embedders import embedder_from_identity, make_embedder
 from ..text.patient import encode_patient
 from ..text.tokens import report_tokens
 from .gaussian import GUIDANCE_TARGETS, GaussianDiffusion
+from .outputs import positive_int
 from .samplers import get_sampler
 from .schedules import NoiseSchedule
 
@@ -97,6 +99,15 @@ class GenerationOutput:
     model: dict[str, Any] = field(default_factory=dict)
 
 
+def _file_sha256(path: Path) -> str:
+    """First 16 hex digits of the SHA-256 of a file (streamed)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
 def _broadcast(name: str, value: Any, n: int) -> list:
     if isinstance(value, (str, int, float, np.integer, np.floating)) or value is None:
         return [value] * n
@@ -125,6 +136,7 @@ class DiffuSETSPipeline:
         identity: dict | None = None,
         clip_sample: Any = None,
         sampling: dict | None = None,
+        cache_read_only: Sequence[Path] = (),
     ):
         self.device = torch.device(device)
         self.unet = unet.to(self.device).eval()
@@ -133,7 +145,8 @@ class DiffuSETSPipeline:
         self.patient_mode = patient_mode
         self.schedule = schedule or NoiseSchedule.paper()
         self.fs = fs
-        self.cache_dir = cache_dir
+        self.cache_dir = cache_dir  # where new prompt vectors are appended (None: not cached)
+        self.cache_read_only = tuple(cache_read_only)  # caches read but never written (a read-only run's)
         self.identity = identity or {}
         self.clip_sample = clip_sample
         # what __call__ uses for arguments left at None: the run's validated settings, else the defaults
@@ -187,12 +200,19 @@ class DiffuSETSPipeline:
             "run_dir": str(run_dir.resolve()),
             "unet_dir": unet_dir,
             "unet_steps": meta.get("steps"),
+            # the weights themselves: a U-Net retrained to the same step count is another model
+            "unet_sha256": _file_sha256(unet_model(run_dir, unet_dir)),
+            "vae_sha256": _file_sha256(vae_model(run_dir)),
             "embedder": ident,
             "arch": cfg.arch,
             "sampling": sampling or "defaults (no validated settings saved)",
             "patient_mode": meta.get("patient_mode", "normalized"),
             "weights": "trained in this run",
         }
+        # generation never needs to write into the run: a run others only read caches new prompts elsewhere
+        place: CachePlacement = inference_cache(run_dir, embedder.identity)
+        if place.note:
+            log.warning("%s", place.note)
         return cls(
             unet,
             vae,
@@ -201,9 +221,10 @@ class DiffuSETSPipeline:
             schedule=schedule,
             fs=fs,
             device=dev,
-            cache_dir=default_cache_dir(run_dir),
+            cache_dir=place.root,
             identity=model_id,
             sampling=sampling,
+            cache_read_only=place.read_only,
         )
 
     @classmethod
@@ -245,9 +266,7 @@ class DiffuSETSPipeline:
         if getattr(embedder, "dim", None) is not None:
             check_embedder_compat(unet, embedder)
         cache = (
-            Path(cache_dir)
-            if cache_dir
-            else Path(os.environ.get("DIFFUSETS_CACHE", Path.home() / ".cache" / "diffusets" / "embeddings"))
+            Path(cache_dir) if cache_dir else Path(os.environ.get("DIFFUSETS_CACHE") or user_cache_dir() / "embeddings")
         )
         identity = {
             "weights": "authors' released DiffuSETS checkpoint (paper mode)",
@@ -271,6 +290,16 @@ class DiffuSETSPipeline:
         )
 
     # -- conditioning --------------------------------------------------------------------------------
+    def embedding_cache(self) -> EmbeddingCache | None:
+        """The cache prompts are embedded through: appends to :attr:`cache_dir`, also reads
+        :attr:`cache_read_only`; None when there is neither (vectors are then computed each time)."""
+        if self.cache_dir is None and not self.cache_read_only:
+            return None
+        if self.cache_dir is None:  # nothing writable: read what exists, append into memory only
+            first = self.cache_read_only[0]
+            return EmbeddingCache(first, self.embedder.identity, read_only_roots=self.cache_read_only, persist=False)
+        return EmbeddingCache(self.cache_dir, self.embedder.identity, read_only_roots=self.cache_read_only)
+
     def embed_reports(self, reports: Sequence[str]) -> np.ndarray:
         """The text condition of ``reports`` (``|``-joined statements), embedded through the run's cache: the
         ordered-prompt vectors (N, D) of :func:`~diffusets_core.text.embed.embed_reports` (a prompt longer than the
@@ -279,7 +308,7 @@ class DiffuSETSPipeline:
         Raises PromptTooLongError (a ValueError) for a statement longer than the window, with its token count and
         the limit."""
 
-        cache = EmbeddingCache(self.cache_dir, self.embedder.identity) if self.cache_dir else None
+        cache = self.embedding_cache()
         # the text layer's one rule for prompts longer than the embedder's window (split, or refused)
         vectors, _ = embed_reports(list(reports), self.embedder, cache)
         if vectors.shape[1] != self.unet.cfg.text_dim:
@@ -298,7 +327,10 @@ class DiffuSETSPipeline:
     def conditions(
         self, reports: str | Sequence[str], age: Any, sex: Any, hr: Any, n: int | None = None
     ) -> pd.DataFrame:
-        """Validated, broadcast conditions as a table (one row per ECG to generate)."""
+        """Validated, broadcast conditions as a table (one row per ECG to generate); ``n`` (a whole number >= 1)
+        ECGs, or as many as the longest of the given lists. ValueError names a bad field or count."""
+        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+            raise ValueError(f"n (number of ECGs) must be a whole number >= 1, got {n!r}")
         if isinstance(reports, str):
             reports = [reports]
         reports = list(reports)
@@ -352,6 +384,7 @@ class DiffuSETSPipeline:
         "separate"``). ``bf16`` runs the U-Net under bfloat16 autocast (on CUDA, or on CPUs with fast bf16
         matrix units); the sampler's arithmetic stays float32.
         """
+        batch_size = positive_int("batch_size", batch_size)
         settings = self.sampling
         sampler = settings["sampler"] if sampler is None else sampler
         num_inference_steps = int(

@@ -86,10 +86,24 @@ class EmbeddingCache:
     >>> cache.add([prompts[i] for i in missing], embedder.embed([...]))
     """
 
-    def __init__(self, root: str | os.PathLike, identity: EmbedderIdentity, mmap: bool = True):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        identity: EmbedderIdentity,
+        mmap: bool = True,
+        read_only_roots: Sequence[str | os.PathLike] = (),
+        persist: bool = True,
+    ):
+        """``root``: where vectors are read and appended. ``read_only_roots``: other cache roots whose segments
+        of the same identity are read too but never written or consolidated (e.g. the cache inside a run that
+        this process may not write into); a prompt found in several is taken from ``root`` first.
+        ``persist=False``: :meth:`add` keeps new vectors in memory only and nothing is ever written (for a
+        process that may write nowhere)."""
         self.root = Path(root)
         self.identity = identity
         self.dir = self.root / identity.slug()
+        self.read_only_dirs = [Path(r) / identity.slug() for r in read_only_roots if Path(r) != self.root]
+        self.persist = persist
         self.mmap = mmap
         self.dim: int | None = identity.dim
         self._index: dict[str, int] = {}
@@ -97,17 +111,21 @@ class EmbeddingCache:
         self._block_starts: list[int] = []
         self._n = 0
         self._loaded: set[str] = set()
+        self._loaded_read_only: dict[Path, set[str]] = {}
         self.refresh()
 
     # ------------------------------------------------------------------ reading
-    def segment_names(self) -> list[str]:
-        """Names (without suffix) of committed segments (those with a ``.keys`` file), sorted."""
-        if not self.dir.is_dir():
+    def segment_names(self, directory: Path | None = None) -> list[str]:
+        """Names (without suffix) of committed segments (those with a ``.keys`` file) of this cache's own
+        directory (or of ``directory``), sorted."""
+        directory = self.dir if directory is None else directory
+        if not directory.is_dir():
             return []
-        return sorted(p.name[:-5] for p in self.dir.glob("seg-*.keys"))
+        return sorted(p.name[:-5] for p in directory.glob("seg-*.keys"))
 
-    def _read_segment(self, name: str) -> tuple[list[str], np.ndarray] | None:
-        kpath, vpath = self.dir / f"{name}.keys", self.dir / f"{name}.npy"
+    def _read_segment(self, name: str, directory: Path | None = None) -> tuple[list[str], np.ndarray] | None:
+        directory = self.dir if directory is None else directory
+        kpath, vpath = directory / f"{name}.keys", directory / f"{name}.npy"
         try:
             text = kpath.read_text(encoding="ascii")
             lines = text.split("\n")
@@ -129,26 +147,33 @@ class EmbeddingCache:
         except FileNotFoundError:
             return None  # removed by a concurrent consolidate(); its content is in the merged segment
         except Exception as e:
-            log.warning("ignoring damaged cache segment %s: %s", self.dir / name, e)
+            log.warning("ignoring damaged cache segment %s: %s", directory / name, e)
             return None
         return keys, arr
 
     def refresh(self) -> int:
-        """Load segments committed since the last call; returns the number of new vectors indexed."""
+        """Load segments committed since the last call (own directory first, then the read-only ones); returns
+        the number of new vectors indexed."""
+        added = self._refresh_dir(self.dir, self._loaded)
+        for d in self.read_only_dirs:
+            added += self._refresh_dir(d, self._loaded_read_only.setdefault(d, set()))
+        return added
+
+    def _refresh_dir(self, directory: Path, loaded: set[str]) -> int:
         added = 0
         for _ in range(3):  # a concurrent consolidate() may remove segments while we list them
-            names = [n for n in self.segment_names() if n not in self._loaded]
+            names = [n for n in self.segment_names(directory) if n not in loaded]
             missing = False
             for name in names:
-                seg = self._read_segment(name)
+                seg = self._read_segment(name, directory)
                 if seg is None:
-                    if not (self.dir / f"{name}.keys").exists():
+                    if not (directory / f"{name}.keys").exists():
                         missing = True
                     else:
-                        self._loaded.add(name)  # damaged: skip for good
+                        loaded.add(name)  # damaged: skip for good
                     continue
                 keys, arr = seg
-                self._loaded.add(name)
+                loaded.add(name)
                 added += self._add_block(keys, arr)
             if not missing:
                 break
@@ -234,7 +259,7 @@ class EmbeddingCache:
 
     def add(self, texts: Sequence[str], vectors: np.ndarray) -> int:
         """Append one segment with ``texts`` -> ``vectors`` (already-cached texts are skipped).
-        Durable when this returns.  Returns the number of vectors written."""
+        Durable when this returns (in memory only with ``persist=False``).  Returns the number of vectors added."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(texts):
             raise ValueError(f"vectors shape {vectors.shape} does not match {len(texts)} texts")
@@ -252,6 +277,9 @@ class EmbeddingCache:
         vec = vectors[rows]
         if self.dim is None:
             self.dim = int(vec.shape[1])
+        if not self.persist:
+            self._add_block(keys, vec)
+            return len(keys)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._write_identity()
         name = self._write_segment(keys, vec)
@@ -262,7 +290,10 @@ class EmbeddingCache:
     def consolidate(self) -> int:
         """Merge all committed segments into one; delete the merged ones and any torn leftovers.
         Returns the number of segments removed.  Safe against concurrent readers (they either see the old
-        segments or the merged one; the merged one is committed before the old ones are deleted)."""
+        segments or the merged one; the merged one is committed before the old ones are deleted).
+        A cache with ``persist=False`` writes nothing and returns 0."""
+        if not self.persist:
+            return 0
         listed = self.segment_names()
         self.refresh()
         # only segments that are both listed now and indexed in memory are merged and deleted, so a

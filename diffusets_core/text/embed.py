@@ -26,6 +26,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .. import __version__
+from .. import __version__, fileio
 from ..fileio import atomic_save_with, atomic_write_text
 from ..layout import DATA_DIR, EMBEDDING_CACHE_DIR, EMBEDDINGS_DIR, MANIFEST_FILE
 from .cache import EmbeddingCache
-from .embedders import Embedder, EmbeddingError, PromptTooLongError, make_embedder, token_window
+from .embedders import Embedder, EmbedderIdentity, EmbeddingError, PromptTooLongError, make_embedder, token_window
 from .prompts import Statements
 from .window import STRATEGY, PromptPlan, combine_chunks, plan_prompts, plan_summary
 
@@ -51,6 +52,61 @@ def default_cache_dir(run_dir: str | os.PathLike) -> Path:
     """``$DIFFUSETS_CACHE`` if set (shared between runs), else ``run_dir/embeddings/cache``."""
     env = os.environ.get(CACHE_ENV)
     return Path(env) if env else Path(run_dir) / EMBEDDINGS_DIR / EMBEDDING_CACHE_DIR
+
+
+def user_cache_dir() -> Path:
+    """The user's cache folder for this package: ``platformdirs.user_cache_dir("diffusets")`` when platformdirs
+    is installed (``$XDG_CACHE_HOME/diffusets`` or ``~/.cache/diffusets`` on Linux, the platform's convention
+    elsewhere), else ``$XDG_CACHE_HOME/diffusets`` or ``~/.cache/diffusets``."""
+    try:
+        import platformdirs
+    except ImportError:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "diffusets"
+    return Path(platformdirs.user_cache_dir("diffusets", appauthor=False))
+
+
+@dataclass(frozen=True)
+class CachePlacement:
+    """Where an inference process keeps text embeddings (:func:`inference_cache`).
+
+    ``root``: the cache root new vectors are appended to (None: none is writable, vectors are computed and kept
+    in memory only); ``read_only``: roots read as well but never written; ``note``: a sentence for the user when
+    the cache is not where training put it (else None)."""
+
+    root: Path | None
+    read_only: tuple[Path, ...] = ()
+    note: str | None = None
+
+
+def inference_cache(run_dir: str | os.PathLike, identity: EmbedderIdentity | None = None) -> CachePlacement:
+    """Where generation from ``run_dir`` caches the embeddings of new prompts, without ever needing to write
+    into the run: :func:`default_cache_dir` when this process may write there (``fileio.writable_dir`` of the
+    identity's folder), else the user's cache (:func:`user_cache_dir` ``/embeddings``) with the run's cache still
+    read, else no persistent cache. A run on a read-only file system, or one owned by another user, is thus used
+    as it is."""
+    first = default_cache_dir(run_dir)
+    fallback = user_cache_dir() / "embeddings"
+
+    def ok(root: Path) -> bool:
+        return fileio.writable_dir(root / identity.slug() if identity is not None else root)
+
+    if ok(first):
+        return CachePlacement(first)
+    read = (first,) if first.is_dir() else ()
+    if ok(fallback):
+        return CachePlacement(
+            fallback,
+            read,
+            f"{first} is not writable: embeddings of new prompts are cached in {fallback} (set {CACHE_ENV} to "
+            "choose another folder); the vectors already cached there are still read",
+        )
+    return CachePlacement(
+        None,
+        read,
+        f"neither {first} nor {fallback} is writable: embeddings of new prompts are computed and not cached "
+        f"(set {CACHE_ENV} to a writable folder to keep them)",
+    )
 
 
 def _package_version() -> str:

@@ -1,0 +1,249 @@
+"""Output folders of the generation commands: checked before anything is written, locked while a process writes
+into them, and tied to the one request that fills them.
+
+* **Checked first.** :func:`check_out_dir` (no side effects) refuses an output path that is a file, lies under a
+  file, or sits where this process may not write, with :class:`OutputDirError` naming the path and what to do;
+  :func:`make_out_dir` creates the folder and probes it with a real temporary file (a read-only mount refuses it
+  even for root).
+* **One writer.** :func:`output_lock` holds an OS file lock (``filelock``: ``flock`` on POSIX, ``msvcrt`` on
+  Windows) on ``DIR/.lock`` for as long as a command writes into ``DIR``; the kernel releases it when the process
+  dies, so a killed run never leaves a stale lock. The holder's pid, start time and command are written beside it
+  (``DIR/.lock.json``), so a second command fails at once with :class:`OutputBusyError` saying who holds the folder.
+* **Resume the same request only.** A folder records the request that filled it (conditions, sampler settings,
+  seed, batch size, formats, model identity); :func:`request_differences` lists what another request changes, as
+  ``field: <recorded> recorded, <new> now``, so the caller refuses it instead of keeping ECGs of the old one.
+* **Counts are positive integers.** :func:`positive_int` and :func:`resolve_sampling` check every count and
+  sampler setting before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .. import fileio
+from ..fileio import atomic_write_json
+from .gaussian import GUIDANCE_TARGETS, GaussianDiffusion
+from .samplers import get_sampler
+from .samplers.base import check_num_steps
+
+__all__ = [
+    "OutputDirError",
+    "OutputBusyError",
+    "RequestMismatchError",
+    "LOCK_FILE",
+    "LOCK_INFO_FILE",
+    "check_out_dir",
+    "make_out_dir",
+    "output_lock",
+    "request_differences",
+    "positive_int",
+    "resolve_sampling",
+]
+
+LOCK_FILE = ".lock"  #: the OS-locked file in an output folder
+LOCK_INFO_FILE = ".lock.json"  #: who holds the lock: pid, started (UTC, ISO 8601), command
+MAX_DIFFS_SHOWN = 8
+
+
+class OutputDirError(ValueError):
+    """The output path cannot hold generated files (a file, under a file, not writable); the message names the
+    path and what to do."""
+
+
+class OutputBusyError(RuntimeError):
+    """Another process is writing into the output folder (it holds the folder's lock)."""
+
+
+class RequestMismatchError(ValueError):
+    """The output folder holds ECGs of another request; ``differences`` lists ``field: old recorded, new now``."""
+
+    def __init__(self, message: str, differences: list[str]):
+        super().__init__(message)
+        self.differences = differences
+
+
+def check_out_dir(out: str | os.PathLike, option: str = "--out") -> Path:
+    """Refuse, without writing anything, an output path that cannot become a folder of generated files.
+
+    Returns the path. Raises :class:`OutputDirError` when ``out`` is an existing file, when a part of its parent
+    path is a file, or when this process may not create files there (``fileio.writable_dir``)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputDirError(f"{option} {out}: is a file, not a folder; give a new or existing folder path")
+    up = out.absolute().parent
+    while not up.exists() and up != up.parent:
+        up = up.parent
+    if not up.is_dir():
+        raise OutputDirError(f"{option} {out}: {up} is a file, so no folder can be made below it; give a folder path")
+    if not fileio.writable_dir(out):
+        where = out if out.is_dir() else up
+        raise OutputDirError(
+            f"{option} {out}: cannot write into {where} (permission denied or a read-only file system); "
+            "give a folder you may write into"
+        )
+    return out
+
+
+def make_out_dir(out: str | os.PathLike, option: str = "--out") -> Path:
+    """:func:`check_out_dir`, then create the folder (and its parents) and prove it writable by creating and
+    removing a temporary file. Raises :class:`OutputDirError` naming the path on any OS error."""
+    out = check_out_dir(out, option)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=fileio.TMP_PREFIX + "probe.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputDirError(
+            f"{option} {out}: cannot write there ({exc.strerror or exc}); give a folder you may write into"
+        ) from None
+    return out
+
+
+def _holder(out: Path) -> str:
+    """'pid N, started T, command C' from the lock's info file, or a sentence saying it is unknown."""
+    try:
+        info = json.loads((out / LOCK_INFO_FILE).read_text())
+        return f"pid {info['pid']}, started {info['started']}, `{info.get('command', '?')}`"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that has not recorded its pid yet"
+
+
+@contextlib.contextmanager
+def output_lock(out: str | os.PathLike, command: str) -> Iterator[Path]:
+    """Hold ``out``'s lock while the block writes into it (``out`` must exist).
+
+    Fails at once, without waiting, with :class:`OutputBusyError` naming the holder (pid, start time, command)
+    when another process holds it. ``command`` is recorded for that message (e.g. ``diffusets generate ...``).
+    Yields the lock file's path."""
+    from filelock import FileLock, Timeout  # a dependency of torch; imported here to keep `import` light
+
+    out = Path(out)
+    path = out / LOCK_FILE
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise OutputBusyError(
+            f"{out}: another diffusets process is writing into this folder ({_holder(out)}); wait for it to "
+            "finish (then rerun to resume or check its output), or use another --out"
+        ) from None
+    except OSError as exc:
+        raise OutputDirError(
+            f"{out}: cannot lock it ({exc.strerror or exc}); give a folder you may write into"
+        ) from None
+    try:
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        atomic_write_json(out / LOCK_INFO_FILE, {"pid": os.getpid(), "started": now, "command": command})
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            (out / LOCK_INFO_FILE).unlink()  # before the release, so a new holder's info is never removed
+        lock.release()
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out if out or not prefix else {prefix: {}}
+    return {prefix: d}
+
+
+def _show(v: Any) -> str:
+    text = json.dumps(v, default=str) if not isinstance(v, str) else repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def request_differences(recorded: Mapping, new: Mapping, *, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Every field (dotted path into nested dicts) whose value differs, as ``field: <recorded> recorded, <new>
+    now``, in field order; a field absent on one side shows as ``(absent)``. Fields in ``ignore`` (or under
+    them) are skipped. Values are compared after a JSON round trip, so a tuple equals the list it was saved as."""
+    old = _flatten(json.loads(json.dumps(recorded, default=str)))
+    cur = _flatten(json.loads(json.dumps(new, default=str)))
+    diffs = []
+    for key in list(dict.fromkeys([*cur, *old])):
+        if any(key == i or key.startswith(i + ".") for i in ignore):
+            continue
+        if old.get(key, "(absent)") != cur.get(key, "(absent)"):
+            a = old.get(key, "(absent)")
+            b = cur.get(key, "(absent)")
+            diffs.append(f"{key}: {_show(a) if key in old else a} recorded, {_show(b) if key in cur else b} now")
+    return diffs
+
+
+def format_differences(diffs: list[str]) -> str:
+    """The first :data:`MAX_DIFFS_SHOWN` differences joined with ``; `` (and how many more)."""
+    more = f"; and {len(diffs) - MAX_DIFFS_SHOWN} more" if len(diffs) > MAX_DIFFS_SHOWN else ""
+    return "; ".join(diffs[:MAX_DIFFS_SHOWN]) + more
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as an int >= 1; ValueError naming ``name`` otherwise (bools, fractions and strings included)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def resolve_sampling(
+    pipe: Any,
+    sampler: str | None = None,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    guidance_on: str | None = None,
+) -> dict:
+    """The sampler settings a generation will use: each argument, or the pipeline's (``pipe.sampling``, the
+    run's validated settings) when None; checked before anything is generated or written.
+
+    Returns ``{"sampler", "num_inference_steps", "guidance_scale", "guidance_on"}``.
+
+    Raises:
+        ValueError: an unknown sampler or guidance target, steps not a whole number in 1..the schedule's training
+            timesteps, a guidance scale not finite or < 0, or guidance the U-Net was not trained for (when ``pipe``
+            carries the model: :meth:`GaussianDiffusion.check_guidance`).
+    """
+    base = {"sampler": "ddim", "num_inference_steps": 50, "guidance_scale": 1.0, "guidance_on": "all"}
+    base.update(getattr(pipe, "sampling", None) or {})
+    for key, v in (
+        ("sampler", sampler),
+        ("num_inference_steps", num_inference_steps),
+        ("guidance_scale", guidance_scale),
+        ("guidance_on", guidance_on),
+    ):
+        if v is not None:
+            base[key] = v
+    schedule = getattr(pipe, "schedule", None)
+    get_sampler(base["sampler"], schedule)  # ValueError naming the known samplers
+    steps = base["num_inference_steps"]
+    if isinstance(steps, float) and steps.is_integer():  # 50.0 read back from a hand-edited sampling.json
+        steps = int(steps)
+    steps = positive_int("num_inference_steps (--steps)", steps)
+    if schedule is not None:
+        check_num_steps(steps, schedule.num_train_timesteps)
+    try:
+        scale = float(base["guidance_scale"])
+    except (TypeError, ValueError):
+        scale = math.nan
+    if not (math.isfinite(scale) and scale >= 0):
+        raise ValueError(f"guidance_scale must be a finite number >= 0, got {base['guidance_scale']!r}")
+    if base["guidance_on"] not in GUIDANCE_TARGETS:
+        raise ValueError(f"guidance_on must be one of {GUIDANCE_TARGETS}, got {base['guidance_on']!r}")
+    unet_cfg = getattr(getattr(pipe, "unet", None), "cfg", None)
+    if unet_cfg is not None:
+        GaussianDiffusion.check_guidance(unet_cfg, scale, base["guidance_on"])
+    return {
+        "sampler": str(base["sampler"]),
+        "num_inference_steps": steps,
+        "guidance_scale": scale,
+        "guidance_on": str(base["guidance_on"]),
+    }
