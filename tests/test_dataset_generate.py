@@ -1,4 +1,4 @@
-"""Datasets from a conditions file : refusal of bad rows, the WFDB round trip through `prepare`,
+"""Datasets from a conditions file: refusal of bad rows, the WFDB round trip through `prepare`,
 resumption after a killed run, and torchrun sharding giving the same dataset as one process."""
 
 from __future__ import annotations
