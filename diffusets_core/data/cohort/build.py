@@ -4,6 +4,12 @@ Each record is a pure function of ``(seed, index)``: its GAN morphology, class, 
 and report. Records are built in worker processes in any order and files are written with their final
 names, then the tables are written sorted by index, so the output is byte-identical for a seed whatever
 the number of workers.
+
+Wording: by default (``wording="fixed"``) a report holds the interpreter's canonical statements. With
+``wording="bank"`` each statement is worded by the wording bank (:mod:`.wordings`, train part only) with a
+generator of its own, ``default_rng([seed, index, WORDING_STREAM])``, so signals, patients and times are those of
+the default build; ``cohort_labels.csv`` then gains a ``findings`` column (the finding ids of the statements, in
+report order) and ``COHORT.json`` a ``wording`` entry. The default build is unchanged byte for byte.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from .plan import CLASS_WEIGHTS, choose_class, make_edit, patient, subject_of
 log = logging.getLogger(__name__)
 
 COHORT_VERSION = "2"  # 2: batched GAN pass, T-end search to 0.72 RR, MIMIC fiducial columns
+WORDINGS = ("fixed", "bank")
+WORDING_STREAM = 23  # the third seed word of the wording generator: a stream the record's other draws never use
 DISK_ORDER = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
 
 MEASURE_COLS = [
@@ -60,11 +68,24 @@ def _gan_seed(seed: int, index: int) -> int:
     return int(np.random.default_rng([seed, index]).integers(0, 2**31 - 1))
 
 
-def make_record(seed: int, index: int, source: np.ndarray | None = None) -> dict[str, Any]:
+def _check_wording(wording: str) -> str:
+    if wording not in WORDINGS:
+        raise ValueError(f"wording must be one of {WORDINGS}, got {wording!r}")
+    return wording
+
+
+def make_record(seed: int, index: int, source: np.ndarray | None = None, wording: str = "fixed") -> dict[str, Any]:
     """Build one record (signal (12, 5000) mV canonical order, classes, report, patient).
 
     ``source`` optionally passes the record's first GAN draw, ``gan_record(_gan_seed(seed, index))``,
-    already computed in a batch (what :func:`build_cohort` does); the result is the same either way."""
+    already computed in a batch (what :func:`build_cohort` does); the result is the same either way.
+    ``wording="bank"`` words the statements with the bank's train wordings and adds ``findings`` (the finding ids
+    of the interpreter's statements); the signal and every other field are those of ``wording="fixed"``.
+
+    Raises:
+        ValueError: ``wording`` not in :data:`WORDINGS`.
+    """
+    _check_wording(wording)
     rng = np.random.default_rng([seed, index])
     subject = subject_of(index)
     age, sex = patient(seed, subject)
@@ -84,6 +105,16 @@ def make_record(seed: int, index: int, source: np.ndarray | None = None) -> dict
     sig = derive_12(sig8)
     interp = interpret(sig)
     when = _dt.datetime(2180, 1, 1) + _dt.timedelta(minutes=int(rng.integers(0, 60 * 24 * 365 * 10)))
+    statements = interp.statements
+    extra: dict[str, Any] = {}
+    if wording == "bank":
+        from .findings import finding_of_statement
+        from .wordings import word_statement
+
+        wrng = np.random.default_rng([seed, index, WORDING_STREAM])
+        # the interpreter decides what is said (its order is report order), the bank how
+        extra["findings"] = [finding_of_statement(s) for s in statements]
+        statements = [word_statement(s, wrng, "train") for s in statements]
     return {
         "index": index,
         "subject_id": subject,
@@ -93,9 +124,10 @@ def make_record(seed: int, index: int, source: np.ndarray | None = None) -> dict
         "target_hr": round(float(edit.hr), 1),
         "age": age,
         "sex": sex,
-        "statements": interp.statements,
+        "statements": statements,
         "measurements": interp.measurements,
         "when": when,
+        **extra,
     }
 
 
@@ -122,15 +154,15 @@ def _write_record(root: Path, rec: dict[str, Any]) -> None:
     )
 
 
-def _work(args: tuple[int, list[int], str]) -> list[dict[str, Any]]:
+def _work(args: tuple[int, list[int], str, str]) -> list[dict[str, Any]]:
     import torch
 
     torch.set_num_threads(1)
-    seed, indices, root = args
+    seed, indices, root, wording = args
     rows = []
     sources = gan_records([_gan_seed(seed, i) for i in indices])  # one batched GAN pass per chunk
     for i, src in zip(indices, sources):
-        rec = make_record(seed, i, source=src)
+        rec = make_record(seed, i, source=src, wording=wording)
         _write_record(Path(root), rec)
         rec.pop("signal")
         rows.append(rec)
@@ -216,19 +248,32 @@ def _generation_config() -> dict[str, Any]:
 
 
 def build_cohort(
-    out_dir: str | os.PathLike, n: int = 4000, seed: int = 0, workers: int = 2, progress: bool = True
+    out_dir: str | os.PathLike,
+    n: int = 4000,
+    seed: int = 0,
+    workers: int = 2,
+    progress: bool = True,
+    wording: str = "fixed",
 ) -> dict[str, Any]:
     """Build ``n`` records into ``out_dir`` (MIMIC-IV-ECG layout plus ``cohort_labels.csv`` and
-    ``COHORT.json``). Returns the summary that ``COHORT.json`` holds."""
+    ``COHORT.json``). Returns the summary that ``COHORT.json`` holds.
+
+    ``wording="bank"`` words the reports with the wording bank (see the module docstring); the default
+    ``"fixed"`` writes the interpreter's canonical statements.
+
+    Raises:
+        ValueError: ``n`` not positive, or ``wording`` not in :data:`WORDINGS`.
+    """
     from tqdm import tqdm
 
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
+    _check_wording(wording)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     chunk = 32  # two full GAN batches; chunks are fixed by index, so the output is independent of workers
-    jobs = [(seed, list(range(s, min(n, s + chunk))), str(root)) for s in range(0, n, chunk)]
+    jobs = [(seed, list(range(s, min(n, s + chunk))), str(root), wording) for s in range(0, n, chunk)]
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=n, disable=not progress, unit="ecg", desc="cohort")
     if workers and workers > 1:
@@ -290,6 +335,8 @@ def build_cohort(
             for r in rows
         ]
     )
+    if wording == "bank":
+        labels["findings"] = ["|".join(r["findings"]) for r in rows]  # what the report says, as finding ids
     for name, frame in (
         ("record_list.csv", rl),
         ("machine_measurements.csv", mm),
@@ -310,6 +357,17 @@ def build_cohort(
         "statements": CLASS_STATEMENT,
         "generation": _generation_config(),
     }
+    if wording == "bank":
+        import hashlib
+
+        from .wordings import BANK_FILE
+
+        summary["wording"] = {
+            "mode": "bank",
+            "part": "train",
+            "bank_sha256": hashlib.sha256(BANK_FILE.read_bytes()).hexdigest(),
+            "seed": f"numpy default_rng([seed, index, {WORDING_STREAM}])",
+        }
     atomic_write_text(root / "COHORT.json", json.dumps(summary, indent=2))  # written last: marks a complete cohort
     log.info("cohort: %d records in %.1f s", n, time.perf_counter() - t0)
     return summary
@@ -323,6 +381,11 @@ def agreement_table(out_dir: str | os.PathLike) -> pd.DataFrame:
     mm = pd.read_csv(root / "machine_measurements.csv")
     rep_cols = [c for c in mm.columns if c.startswith("report_")]
     reports = mm.set_index("study_id")[rep_cols].apply(lambda r: [s for s in r if isinstance(s, str)], axis=1)
+    if "findings" in labels.columns:  # a bank-worded cohort: what the report says is its findings column
+        from .findings import statement_of
+
+        said = labels.set_index("study_id")["findings"].fillna("").str.split("|")
+        reports = said.apply(lambda fs: [statement_of(f) for f in fs if f])
     rows = []
     for cls in CLASSES:
         mask = labels["intended"].str.split("|").apply(lambda xs: cls in xs)  # noqa: B023 (applied right here)
@@ -363,27 +426,40 @@ class CohortBuild:
         return f"built {self.summary['n']} records in {self.seconds:.1f} s into {self.data_dir}"
 
 
-def reusable_cohort(data_dir: str | os.PathLike, n: int, seed: int) -> dict[str, Any] | None:
-    """The ``COHORT.json`` summary of an existing build in ``data_dir`` with the same ``n``, ``seed`` and
-    :data:`COHORT_VERSION` (the build is deterministic for these, so it can be reused), else ``None``."""
+def _wording_of(summary: dict[str, Any]) -> str:
+    w = summary.get("wording")
+    return w.get("mode", "fixed") if isinstance(w, dict) else "fixed"
+
+
+def reusable_cohort(data_dir: str | os.PathLike, n: int, seed: int, wording: str = "fixed") -> dict[str, Any] | None:
+    """The ``COHORT.json`` summary of an existing build in ``data_dir`` with the same ``n``, ``seed``,
+    :data:`COHORT_VERSION` and ``wording`` (the build is deterministic for these, so it can be reused), else
+    ``None``."""
     meta_path = Path(data_dir) / "COHORT.json"
     previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    if previous.get("n") == n and previous.get("seed") == seed and previous.get("version") == COHORT_VERSION:
+    if (
+        previous.get("n") == n
+        and previous.get("seed") == seed
+        and previous.get("version") == COHORT_VERSION
+        and _wording_of(previous) == wording
+    ):
         return previous
     return None
 
 
 def ensure_cohort(
-    data_dir: str | os.PathLike, *, n: int, seed: int, workers: int = 2, progress: bool = False
+    data_dir: str | os.PathLike, *, n: int, seed: int, workers: int = 2, progress: bool = False, wording: str = "fixed"
 ) -> CohortBuild:
     """Reuse the cohort in ``data_dir`` when :func:`reusable_cohort` finds one, else build it with
     :func:`build_cohort` (the same policy for the data chapter and the CLI)."""
     data_dir = Path(data_dir)
-    previous = reusable_cohort(data_dir, n, seed)
+    previous = reusable_cohort(data_dir, n, seed, _check_wording(wording))
     if previous is not None:
         return CohortBuild(data_dir, previous, None)
     t0 = time.perf_counter()
-    summary = build_cohort(data_dir, n=n, seed=seed, workers=workers, progress=progress)
+    # the wording is passed only when it is not the default, so the call of a default build is unchanged
+    opt = {"wording": wording} if wording != "fixed" else {}
+    summary = build_cohort(data_dir, n=n, seed=seed, workers=workers, progress=progress, **opt)
     return CohortBuild(data_dir, summary, time.perf_counter() - t0)
 
 
