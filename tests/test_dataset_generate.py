@@ -561,3 +561,38 @@ def test_a_bad_row_is_named_by_the_file_line_it_starts_on(tmp_path):
         validate_conditions(path)
     assert (4, 8, "columns") in {(r, ln, f) for r, ln, f, _ in err.value.problems}
     assert "row 4 (line 8), field 'columns': 5 fields but the header has 4" in str(err.value)
+
+
+def test_report_and_conditions_never_take_each_others_folder(run, tmp_path, capsys):
+    # both kinds of folder mark finished batches as .parts/batch_NNNNNN.csv: neither may resume the other's
+    ds = tmp_path / "dataset"
+    cond = _csv(tmp_path / "c.csv", [{"report": "Sinus rhythm", "age": 50, "sex": "F", "hr": 70, "n": 2}])
+    rc, _, err = _main(_cli(run, cond, ds, "--steps", "2"), capsys)
+    assert rc == 0, err
+    before = _all_files(ds)
+    rc, stdout, err = _main(_report_cli(run, ds), capsys)
+    assert rc == 2 and "a dataset of `generate --conditions` (dataset.json)" in err and "Traceback" not in err
+    assert _all_files(ds) == before  # nothing overwritten, no request.json added
+    rep = tmp_path / "report"
+    rc, _, err = _main(_report_cli(run, rep), capsys)
+    assert rc == 0, err
+    before = _all_files(rep)
+    rc, _, err = _main(_cli(run, cond, rep, "--steps", "2"), capsys)
+    assert rc == 2 and "ECGs of a `generate --report` request (request.json)" in err
+    assert _all_files(rep) == before
+
+
+def test_a_refused_report_leaves_no_record_that_blocks_the_corrected_one(run, tmp_path):
+    from diffusets_core.diffusion.export import generate_to_disk
+    from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+    from diffusets_core.text.embedders import PromptTooLongError
+
+    pipe = DiffuSETSPipeline.from_pretrained(run, device="cpu", dim=32)
+    pipe.embedder = HashEmbedder(dim=32, max_tokens=40)  # a window the long statement below exceeds
+    out = tmp_path / "out"
+    row = {"age": 60, "sex": "M", "hr": 70}
+    with pytest.raises(PromptTooLongError, match="at most 40 tokens"):
+        generate_to_disk(pipe, [{"report": "Sinus rhythm|" + "word " * 50, **row}], out, progress=False)
+    assert not (out / "request.json").exists()
+    res = generate_to_disk(pipe, [{"report": "Sinus rhythm", **row}], out, progress=False, num_inference_steps=2)
+    assert res["generated"] == 1

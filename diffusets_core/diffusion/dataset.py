@@ -74,6 +74,7 @@ from .export import write_wfdb
 from .outputs import (
     RequestMismatchError,
     check_out_dir,
+    foreign_outputs,
     format_differences,
     make_out_dir,
     output_lock,
@@ -629,11 +630,11 @@ def _claim_or_resume(out: Path, settings: dict) -> None:
                 diffs,
             )
         return
-    made = [p.name for p in (out / ".parts", out / "records", out / "manifest.csv") if p.exists()]
-    if made:
+    other = foreign_outputs(out, "dataset.json")
+    if other:
         raise RequestMismatchError(
-            f"{out}: holds generated files ({', '.join(made)}) but no dataset.json saying which request made them, "
-            "so they cannot be resumed; use another --out, or delete them",
+            f"{out}: holds {other}, not a dataset of this request, so nothing was written and nothing can be "
+            "resumed; use another --out, or delete that folder",
             [],
         )
     atomic_write_text(meta, json.dumps(settings, indent=2, default=str))

@@ -25,9 +25,11 @@ from .. import __version__
 from ..data.leads import CANONICAL_LEADS, reorder_leads
 from ..data.wfdb_io import encode_comment_value, header_comments
 from ..fileio import atomic_save_npy, atomic_write_json, atomic_write_text, atomic_writer
+from ..text.window import plan_prompts
 from .outputs import (
     RequestMismatchError,
     check_out_dir,
+    foreign_outputs,
     format_differences,
     make_out_dir,
     output_lock,
@@ -185,12 +187,11 @@ def _claim_or_resume(out: Path, request: dict) -> None:
                 diffs,
             )
         return
-    made = sorted(p.name for p in out.iterdir() if p.name.startswith("ecg_") or p.name == INDEX_FILE)
-    if made:
+    other = foreign_outputs(out, REQUEST_FILE)
+    if other:
         raise RequestMismatchError(
-            f"{out}: holds generated files ({', '.join(made[:3])}{', ...' if len(made) > 3 else ''}) but no "
-            f"{REQUEST_FILE} saying which request made them, so they cannot be resumed; use another --out, or "
-            "delete them",
+            f"{out}: holds {other}, not ECGs of this request, so nothing was written and nothing can be resumed; "
+            "use another --out, or delete that folder",
             [],
         )
     atomic_write_json(path, request)
@@ -268,6 +269,11 @@ def generate_to_disk(
     if callable(check):  # every row checked (ranges, sex) before the first batch is written
         c = conditions
         conditions = check(c["report"].tolist(), c["age"].tolist(), c["sex"].tolist(), c["hr"].tolist(), n=len(c))
+    embedder = getattr(pipe, "embedder", None)
+    if embedder is not None and hasattr(embedder, "window"):
+        # the text layer's window rule (a statement longer than the embedder reads is refused), applied before
+        # --out is claimed: a refused request must leave no record that would block the corrected one
+        plan_prompts(conditions["report"].drop_duplicates().tolist(), embedder.window, embedder.prompt_mode)
     request = _request(
         pipe, conditions[list(CONDITION_COLUMNS)], seed, batch_size, formats, sampling, dict(generate_kwargs)
     )
