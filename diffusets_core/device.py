@@ -37,6 +37,8 @@ def check_device(spec: str) -> torch.device:
             raise ValueError(f"{spec!r}: CUDA is not available on this machine (use auto or cpu)")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"{spec!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "cpu" and device.index is not None:
+        raise ValueError(f"{spec!r}: the CPU has no device index (use cpu)")
     elif device.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():

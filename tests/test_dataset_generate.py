@@ -596,3 +596,8 @@ def test_a_refused_report_leaves_no_record_that_blocks_the_corrected_one(run, tm
     assert not (out / "request.json").exists()
     res = generate_to_disk(pipe, [{"report": "Sinus rhythm", **row}], out, progress=False, num_inference_steps=2)
     assert res["generated"] == 1
+
+
+def test_a_folder_given_as_conditions_is_named_as_a_folder(tmp_path):
+    with pytest.raises(ValueError, match="is a folder; --conditions takes a CSV file"):
+        validate_conditions(tmp_path)

@@ -220,6 +220,7 @@ def test_book_checks_data_paths_before_running(nbdir, tmp_path, capsys):
         (["train-unet", "{run}", "--max-steps", "-2"], "argument --max-steps: expected an integer >= 1, got '-2'"),
         (["train-vae", "{run}", "--device", "bogus"], "argument --device: not a device: 'bogus'"),
         (["encode", "{run}", "--device", "gpu0"], "argument --device: not a device: 'gpu0'"),
+        (["encode", "{run}", "--device", "cpu:0"], "argument --device: 'cpu:0': the CPU has no device index (use cpu)"),
         (["evaluate", "{run}", "--steps", "0"], "argument --steps: expected an integer >= 1, got '0'"),
         (["evaluate", "{run}", "--n-eval", "-3"], "argument --n-eval: expected an integer >= 1"),
         (["evaluate", "{run}", "--clip-steps", "0"], "argument --clip-steps: expected an integer >= 1"),

@@ -146,6 +146,8 @@ def _read_chunks(path: Path, chunksize: int) -> Iterator[list[dict[str, Any]]]:
 
     Raises FileNotFoundError (no such file) or ValueError naming the file: empty, missing or repeated columns,
     not UTF-8 text, or a CSV syntax error (with its line)."""
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; --conditions takes a CSV file (columns report, age, sex, hr)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: conditions file not found")
     try:
