@@ -286,3 +286,12 @@ def test_flat_run_and_gap_lengths_are_not_rounded_onto_their_limit(tmp_path):
     assert process_ref(ref, CFG).reason == (
         "missing_samples: lead aVL has a gap of 0.202 s (101 samples at 500 Hz) of missing samples (max 0.2 s)"
     )
+
+
+def test_an_unreadable_value_under_a_known_key_is_not_sent_to_header_field(tmp_path):
+    # the Challenge writes "Age: NaN" when the age is unknown: the key is read, so naming it again cannot help
+    root = tmp_path / "challenge"
+    write_folder_record(root, "A0001", seed=1, comments=["Age: NaN", "Sex: Female", "Dx: 426783006"])
+    (ref,) = read_folder(root)
+    assert ref.age is None and "--header-field" not in ref.extra["demographics_missing"]
+    assert "age unknown" in ref.extra["demographics_missing"]

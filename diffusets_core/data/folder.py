@@ -102,10 +102,9 @@ def _demographics_missing(meta: dict, field_map: Mapping[str, object]) -> str:
             parts.append(why[f])
         else:
             parts.append(f"no header comment gives {f} (keys read: {', '.join(repr(k + ':') for k in keys_read(f))})")
-    return (
-        f"{' and '.join(missing)} unknown ({'; '.join(parts)}); conditioning needs age and sex: name the header "
-        f"key with prepare --header-field {missing[0]}=KEY"
-    )
+    unnamed = [f for f in missing if f not in why]  # a key given with an unreadable value needs no map
+    advice = f": name the header key with prepare --header-field {unnamed[0]}=KEY" if unnamed else ""
+    return f"{' and '.join(missing)} unknown ({'; '.join(parts)}); conditioning needs age and sex{advice}"
 
 
 def read_folder(
