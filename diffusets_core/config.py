@@ -526,6 +526,15 @@ class RunProfile:
             return None
         return mismatch_message(self.run_dir, self.recorded, self.profile, f"--profile {self.requested}")
 
+    def source(self) -> str:
+        """Where the profile was read from, for messages: the ``--profile`` file, else the run's record, else the
+        default profile's file."""
+        if self.requested is not None:
+            return str(_profile_path(self.requested))
+        if self.recorded is not None:
+            return str(self.run_dir / PROFILE_FILE)
+        return str(_profile_path(self.profile.name))
+
     def changes(self) -> list[str]:
         """Settings the record changes when this profile is recorded (all of them when the name changes)."""
         return [] if self.recorded is None else profile_changes(self.recorded, self.profile)
