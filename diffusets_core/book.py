@@ -42,9 +42,9 @@ from .config import (
     Profile,
     ProfileError,
     TypedLoader,
-    _describe,
-    _got,
     check_run_profile,
+    describe_type,
+    describe_value,
     profile_changes,
     write_profile_record,
 )
@@ -268,7 +268,7 @@ def check_profile_parameters(profile: Profile, notebooks: Sequence[str], *, wher
             except ProfileError:
                 source = "declared in" if annotated else "the default in"
                 problems.append(
-                    f"notebook_params.{nb}.{key}: expected {_describe(tp)} ({source} {shown}), got {_got(value)}"
+                    f"notebook_params.{nb}.{key}: expected {describe_type(tp)} ({source} {shown}), got {describe_value(value)}"
                 )
         profile.notebook_params[nb] = checked
     if problems:

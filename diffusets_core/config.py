@@ -225,7 +225,7 @@ ProfileLoader.add_constructor(_INT_TAG, _construct_int_12)
 _NONE_TYPE = type(None)
 
 
-def _describe(tp: Any) -> str:
+def describe_type(tp: Any) -> str:
     """``tp`` as a user reads it in an error: ``int``, ``float or null``, ``a list of int``, ``one of 'a', 'b'``."""
     origin, args = get_origin(tp), get_args(tp)
     if tp is Any or tp is object:
@@ -233,23 +233,24 @@ def _describe(tp: Any) -> str:
     if tp is _NONE_TYPE or tp is None:
         return "null"
     if origin in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
+        return " or ".join(describe_type(a) for a in args)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0])}"
+            return f"a list of {describe_type(args[0])}"
         if args:
-            return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
+            return f"a list of {len(args)} ({', '.join(describe_type(a) for a in args)})"
         return "a list"
     if origin in (list, collections.abc.Sequence):
-        return f"a list of {_describe(args[0])}" if args else "a list"
+        return f"a list of {describe_type(args[0])}" if args else "a list"
     if origin in (dict, collections.abc.Mapping) or tp is dict or dataclasses.is_dataclass(tp):
         return "a mapping"
     return getattr(tp, "__name__", str(tp))
 
 
-def _got(value: Any) -> str:
+def describe_value(value: Any) -> str:
+    """``value`` as an error shows what was given: its type and (shortened) repr, ``str '200'``."""
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
@@ -322,7 +323,7 @@ class TypedLoader:
                 raise self.mismatch(value, tp, path)
             if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
                 if len(value) != len(args):
-                    raise self.error(path, f"expected {_describe(tp)}, got {len(value)} item(s) {list(value)!r}")
+                    raise self.error(path, f"expected {describe_type(tp)}, got {len(value)} item(s) {list(value)!r}")
                 return [self.check(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
             item = args[0] if args else Any
             return [self.check(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
@@ -340,14 +341,14 @@ class TypedLoader:
         raise TypeError(f"{path}: no profile rule for type {tp!r}")  # a programming error, not a user's
 
     def mismatch(self, value: Any, tp: Any, path: str) -> ProfileError:
-        return self.error(path, f"expected {_describe(tp)}, got {_got(value)}")
+        return self.error(path, f"expected {describe_type(tp)}, got {describe_value(value)}")
 
     def fields(self, raw: Any, hints: dict[str, Any], path: str) -> dict[str, Any]:
         """A mapping whose keys must be in ``hints`` (name -> type), each value checked; returns the checked copy."""
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            raise self.error(path, f"expected a mapping, got {_got(raw)}")
+            raise self.error(path, f"expected a mapping, got {describe_value(raw)}")
         unknown = sorted(str(k) for k in raw if k not in hints)
         if unknown:
             raise self.error(path, f"unknown key(s) {unknown}; allowed: {sorted(hints)}")
