@@ -34,9 +34,20 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import __version__
-from .config import REPO_ROOT, Profile, check_run_profile, profile_changes, write_profile_record
+from .config import (
+    REPO_ROOT,
+    Profile,
+    ProfileError,
+    TypedLoader,
+    check_run_profile,
+    describe_type,
+    describe_value,
+    profile_changes,
+    write_profile_record,
+)
 from .layout import BOOK_SRC_DIR, EXECUTED_DIR, EXPLORER_DIR
 from .progress import ProgressFollower
 
@@ -93,21 +104,70 @@ class NotebookRun:
     output: Path
 
 
-def declared_parameters(nb_path: Path) -> set[str]:
-    """Names assigned in the notebook's cell tagged ``parameters`` (what papermill can override)."""
-    import ast
-
+def _parameters_cell(nb_path: Path) -> str:
+    """The source of the notebook's cell tagged ``parameters``. Raises ValueError when it has none."""
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
-            names: set[str] = set()
-            for node in ast.walk(ast.parse(cell.source)):
-                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                    names.add(node.id)
-            return names
+            return cell.source
     raise ValueError(f"{nb_path}: no cell tagged 'parameters'")
+
+
+def declared_parameters(nb_path: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged ``parameters`` (what papermill can override)."""
+    import ast
+
+    return {
+        node.id
+        for node in ast.walk(ast.parse(_parameters_cell(nb_path)))
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)
+    }
+
+
+# Types an annotation in a parameters cell may name (``guidance_scale: float | str = "auto"``).
+_ANNOTATION_TYPES: dict[str, Any] = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
+
+
+def _annotation_type(node: Any) -> Any:
+    """The type an annotation's ``ast`` node names (built-in names, ``None`` and ``|``); None when it is another."""
+    import ast
+
+    if isinstance(node, ast.Constant) and node.value is None:
+        return type(None)
+    if isinstance(node, ast.Name):
+        return _ANNOTATION_TYPES.get(node.id)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        left, right = _annotation_type(node.left), _annotation_type(node.right)
+        return None if left is None or right is None else left | right
+    return None
+
+
+def parameter_types(nb_path: Path) -> dict[str, tuple[Any, bool]]:
+    """``name -> (type, annotated)`` for each top-level assignment of the notebook's ``parameters`` cell: the type a
+    profile's ``notebook_params`` value for it must have (:func:`check_profile_parameters`).
+
+    The type is the annotation where the cell gives one (``guidance_scale: float | str = "auto"``; ``annotated`` is
+    then true), else the type of the default: ``bool``, ``int``, ``float`` or ``str``. A default of ``None``, of
+    another type (a list, a dict) or that is not a literal says nothing about the values the chapter takes: such a
+    parameter accepts any value (``Any``). Raises ValueError when the notebook has no ``parameters`` cell.
+    """
+    import ast
+
+    out: dict[str, tuple[Any, bool]] = {}
+    for node in ast.parse(_parameters_cell(nb_path)).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            tp = _annotation_type(node.annotation)
+            out[node.target.id] = (tp, True) if tp is not None else (Any, False)
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                default = ast.literal_eval(node.value)
+            except ValueError:
+                default = None
+            tp = type(default) if type(default) in (bool, int, float, str) else Any
+            out[node.targets[0].id] = (tp, False)
+    return out
 
 
 #: The chapter that reads the dataset (its data.* settings are checked before a book run starts).
@@ -167,23 +227,52 @@ def check_data_inputs(profile: Profile, chapters: Sequence[str]) -> None:
         raise ValueError(f"profile {profile.name!r}: " + "; ".join(problems))
 
 
-def check_profile_parameters(profile: Profile, notebooks: Sequence[str]) -> None:
-    """Refuse, before anything runs, a profile whose ``notebook_params`` name a parameter a notebook does not
-    declare: papermill would inject it as an unused variable and the setting would silently do nothing."""
+def check_profile_parameters(profile: Profile, notebooks: Sequence[str], *, where: str | None = None) -> None:
+    """Refuse, before anything runs, a profile whose ``notebook_params`` for one of ``notebooks`` name a parameter
+    the notebook does not declare (papermill would inject it as an unused variable and the setting would silently
+    do nothing), or give a value of another type than the parameter's (:func:`parameter_types`: its annotation, else
+    the type of its default) with the rules of :class:`~diffusets_core.config.TypedLoader` (an int for an int: a
+    float with a whole value such as ``2e1`` becomes that int, a bool is never a number; an int or a float for a
+    float; a parameter whose default is ``None``, a list or a dict takes any value).
+
+    The checked values replace the profile's (``2e1`` is injected as ``20``). ``where`` names the profile's source in
+    the message (default ``profile '<name>'``).
+
+    Raises:
+        ProfileError: ``"<where>: notebook_params.<notebook>.<key>: expected <type> (the default in <notebook
+            file>), got <type> <value>"``, every problem in one message.
+    """
+    where = where or f"profile {profile.name!r}"
+    loader = TypedLoader(where)
     problems = []
     for nb in notebooks:
-        given = set(profile.notebook_params.get(nb, {}))
+        given = profile.notebook_params.get(nb, {})
         path = NOTEBOOKS_DIR / f"{nb}.ipynb"
         if not given or not path.is_file():
             continue
-        unknown = given - declared_parameters(path)
+        declared = declared_parameters(path)
+        unknown = set(given) - declared
         if unknown:
             problems.append(
                 f"notebook_params.{nb}: {sorted(unknown)} not declared in the parameters cell of {path} "
-                f"(declared: {sorted(declared_parameters(path))})"
+                f"(declared: {sorted(declared)})"
             )
+            continue
+        types = parameter_types(path)
+        shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+        checked = dict(given)
+        for key, value in given.items():
+            tp, annotated = types.get(key, (Any, False))
+            try:
+                checked[key] = loader.check(value, tp, f"notebook_params.{nb}.{key}")
+            except ProfileError:
+                source = "declared in" if annotated else "the default in"
+                problems.append(
+                    f"notebook_params.{nb}.{key}: expected {describe_type(tp)} ({source} {shown}), got {describe_value(value)}"
+                )
+        profile.notebook_params[nb] = checked
     if problems:
-        raise ValueError(f"profile {profile.name!r}: " + "; ".join(problems))
+        raise ProfileError(f"{where}: " + "; ".join(problems))
 
 
 def notebook_parameters(profile: Profile, notebook: str, run_dir: Path) -> dict:
@@ -405,27 +494,26 @@ class PathDisplay:
 
 
 def _assignments(source: str) -> list[tuple[str, int, int, str, str]]:
-    """``(name, first line, last line, value source, trailing comment)`` of each top-level ``name = value`` in
+    """``(name, first line, last line, value source, trailing comment)`` of each top-level ``name = value`` (or
+    ``name: type = value``) in
     ``source`` (lines 1-based; the comment, ``""`` when none, is what follows the value on its last line)."""
     import ast
 
     lines = source.splitlines()
     out = []
     for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            last = node.end_lineno or node.lineno
-            # ast column offsets count UTF-8 bytes, not characters
-            tail = lines[last - 1].encode()[node.end_col_offset :].decode() if node.end_col_offset is not None else ""
-            rest = tail.strip()
-            out.append(
-                (
-                    node.targets[0].id,
-                    node.lineno,
-                    last,
-                    ast.get_source_segment(source, node.value) or "",
-                    rest if rest.startswith("#") else "",
-                )
-            )
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            target, value = node.target, node.value  # an annotated parameter (``x: float | str = "auto"``)
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            target, value = node.targets[0], node.value
+        else:
+            continue
+        last = node.end_lineno or node.lineno
+        # ast column offsets count UTF-8 bytes, not characters
+        tail = lines[last - 1].encode()[node.end_col_offset :].decode() if node.end_col_offset is not None else ""
+        rest = tail.strip()
+        segment = ast.get_source_segment(source, value) or ""
+        out.append((target.id, node.lineno, last, segment, rest if rest.startswith("#") else ""))
     return out
 
 

@@ -231,16 +231,22 @@ def _cmd_generate_dataset(args: argparse.Namespace) -> int:
 def _cmd_book(args: argparse.Namespace) -> int:
     """book: every input (profile, --only, --data-dir, the run's recorded profile) is checked, and every problem
     reported, before anything is written into the run."""
-    from .book import NotebookFailed, run_book, select_chapters
+    from .book import NotebookFailed, check_profile_parameters, run_book, select_chapters
 
     choice = _run_profile(args)
     profile = choice.profile
     problems = []
-    if args.only:
-        try:
-            select_chapters(profile, args.only)
-        except ValueError as exc:
+    chapters = None
+    try:
+        chapters = select_chapters(profile, args.only)
+    except ValueError as exc:
+        if args.only:
             problems.append(f"--only: {exc}")
+    if chapters is not None:
+        try:  # named by the file the profile was read from
+            check_profile_parameters(profile, chapters, where=choice.source())
+        except ValueError as exc:
+            problems.append(str(exc))
     if args.data_dir is not None:
         data_dir = Path(args.data_dir).expanduser().resolve()  # relative to where the command was run
         if profile.data.source == "cohort":

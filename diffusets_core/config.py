@@ -154,24 +154,78 @@ class Profile:
 
 
 # ---- typed loading -------------------------------------------------------------------------------------------------
-# YAML 1.1, which PyYAML implements, reads a float only with a dot: ``2e-3`` and ``1e-4`` load as the *strings*
-# "2e-3" and "1e-4" (``2.0e-3`` is a float). YAML 1.2 and JSON read both as numbers. The profile loader adds the
-# YAML 1.2 exponent form, so a number in either notation is a number; a quoted value stays a string and is refused
-# where a number is expected (one rule for int and float: quoting makes a string).
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
+# PyYAML implements YAML 1.1, whose implicit numbers change values silently: ``2e-3`` is the *string* "2e-3" (a
+# float needs a dot), ``010`` is the octal 8, ``1:30`` the sexagesimal 90, ``1_000`` is 1000, and a key given twice
+# keeps its last value. The profile loader reads numbers as YAML 1.2 (core schema) and JSON do instead: ints are
+# decimal ``[-+]?[0-9]+``, ``0o`` octal or ``0x`` hex; floats have a dot or an exponent (``2e-3``, ``1.5``, ``.inf``);
+# anything else (``1:30``, ``1_000``) stays a string, which the type check refuses where a number is expected. A
+# decimal int with a leading zero (``010``) is refused: YAML 1.2 reads it as 10 but a YAML 1.1 reader as 8, so the
+# file means two things. A key repeated in one mapping is refused with both lines. A quoted value stays a string.
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_INT_12 = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT_12 = re.compile(
+    r"^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
 
 
 class ProfileLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads exponent numbers without a dot (``2e-3``, ``1e3``) as floats, as YAML 1.2
-    and JSON do."""
+    """``yaml.SafeLoader`` with YAML 1.2 numbers (see the rule above) that refuses a key repeated in a mapping.
+
+    Raises ``yaml.constructor.ConstructorError`` (a ``yaml.YAMLError``) naming the line for a leading-zero int or a
+    duplicate key.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue  # a merge (<<) may override keys on purpose; other keys are checked by PyYAML
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in first:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"duplicate key {key!r} on line {line} (first on line {first[key]}); give each key once",
+                        key_node.start_mark,
+                    )
+                first[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
-ProfileLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+def _construct_int_12(loader: ProfileLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    digits = text.lstrip("+-")
+    if digits.startswith(("0o", "0x")):
+        return int(text, 0)
+    if not digits.isdigit():  # an explicit !!int tag on something that is not a YAML 1.2 int
+        raise yaml.constructor.ConstructorError(None, None, f"not an int: {text!r}", node.start_mark)
+    if len(digits) > 1 and digits.startswith("0"):
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"{text}: an int with a leading zero is ambiguous (YAML 1.1 reads it as octal, YAML 1.2 as decimal); "
+            f"write {int(text, 10)} for the decimal or 0o{digits.lstrip('0') or '0'} for the octal",
+            node.start_mark,
+        )
+    return int(text, 10)
+
+
+ProfileLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ProfileLoader.add_implicit_resolver(_INT_TAG, _INT_12, list("-+0123456789"))
+ProfileLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT_12, list("-+0123456789."))
+ProfileLoader.add_constructor(_INT_TAG, _construct_int_12)
 
 _NONE_TYPE = type(None)
 
 
-def _describe(tp: Any) -> str:
+def describe_type(tp: Any) -> str:
     """``tp`` as a user reads it in an error: ``int``, ``float or null``, ``a list of int``, ``one of 'a', 'b'``."""
     origin, args = get_origin(tp), get_args(tp)
     if tp is Any or tp is object:
@@ -179,23 +233,24 @@ def _describe(tp: Any) -> str:
     if tp is _NONE_TYPE or tp is None:
         return "null"
     if origin in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
+        return " or ".join(describe_type(a) for a in args)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0])}"
+            return f"a list of {describe_type(args[0])}"
         if args:
-            return f"a list of {len(args)} ({', '.join(_describe(a) for a in args)})"
+            return f"a list of {len(args)} ({', '.join(describe_type(a) for a in args)})"
         return "a list"
     if origin in (list, collections.abc.Sequence):
-        return f"a list of {_describe(args[0])}" if args else "a list"
+        return f"a list of {describe_type(args[0])}" if args else "a list"
     if origin in (dict, collections.abc.Mapping) or tp is dict or dataclasses.is_dataclass(tp):
         return "a mapping"
     return getattr(tp, "__name__", str(tp))
 
 
-def _got(value: Any) -> str:
+def describe_value(value: Any) -> str:
+    """``value`` as an error shows what was given: its type and (shortened) repr, ``str '200'``."""
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
@@ -206,7 +261,7 @@ class TypedLoader:
     Every error is a :class:`ProfileError` ``"<where>: <key.path>: expected <type>, got <type> <value>"``.
     Rules: ``bool`` only for ``bool`` (``true`` is not ``1``); ``int`` for ``int``, and a float with an integral
     value (``1e3``) becomes that ``int``; ``int`` or ``float`` for ``float``; strings are never numbers (a quoted
-    ``"200"`` was made a string on purpose; the YAML 1.1 exponent gap is closed by :class:`ProfileLoader`); lists
+    ``"200"`` was made a string on purpose; numbers are read as YAML 1.2 reads them, by :class:`ProfileLoader`); lists
     and tuples are YAML lists (kept as lists, with each item checked; fixed-length tuples check the length);
     ``dict[K, V]`` checks keys and values; ``Literal`` checks membership; ``X | None`` accepts ``null``; a
     dataclass is a mapping whose unknown keys are refused.
@@ -268,7 +323,7 @@ class TypedLoader:
                 raise self.mismatch(value, tp, path)
             if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
                 if len(value) != len(args):
-                    raise self.error(path, f"expected {_describe(tp)}, got {len(value)} item(s) {list(value)!r}")
+                    raise self.error(path, f"expected {describe_type(tp)}, got {len(value)} item(s) {list(value)!r}")
                 return [self.check(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
             item = args[0] if args else Any
             return [self.check(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
@@ -286,14 +341,14 @@ class TypedLoader:
         raise TypeError(f"{path}: no profile rule for type {tp!r}")  # a programming error, not a user's
 
     def mismatch(self, value: Any, tp: Any, path: str) -> ProfileError:
-        return self.error(path, f"expected {_describe(tp)}, got {_got(value)}")
+        return self.error(path, f"expected {describe_type(tp)}, got {describe_value(value)}")
 
     def fields(self, raw: Any, hints: dict[str, Any], path: str) -> dict[str, Any]:
         """A mapping whose keys must be in ``hints`` (name -> type), each value checked; returns the checked copy."""
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            raise self.error(path, f"expected a mapping, got {_got(raw)}")
+            raise self.error(path, f"expected a mapping, got {describe_value(raw)}")
         unknown = sorted(str(k) for k in raw if k not in hints)
         if unknown:
             raise self.error(path, f"unknown key(s) {unknown}; allowed: {sorted(hints)}")
@@ -329,8 +384,8 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
     """Load ``profiles/<name>.yaml`` (or a path to a YAML file) into a validated :class:`Profile`.
 
     Every value is checked against the type of the field (or model/training/stage option) that receives it, with
-    the rules of :class:`TypedLoader`; exponent numbers without a dot (``2e-3``) are numbers
-    (:class:`ProfileLoader`). Relative data paths are resolved against the current directory.
+    the rules of :class:`TypedLoader`; numbers are read as YAML 1.2 reads them (``2e-3`` is a number, ``010`` and
+    ``1:30`` are not) and a key given twice is refused (:class:`ProfileLoader`). Relative data paths are resolved against the current directory.
 
     Raises:
         ProfileError: the file is missing or not YAML, or a key is unknown, mistyped or out of range; the message
@@ -471,6 +526,15 @@ class RunProfile:
         if self.recorded.name == self.profile.name:
             return None
         return mismatch_message(self.run_dir, self.recorded, self.profile, f"--profile {self.requested}")
+
+    def source(self) -> str:
+        """Where the profile was read from, for messages: the ``--profile`` file, else the run's record, else the
+        default profile's file."""
+        if self.requested is not None:
+            return str(_profile_path(self.requested))
+        if self.recorded is not None:
+            return str(self.run_dir / PROFILE_FILE)
+        return str(_profile_path(self.profile.name))
 
     def changes(self) -> list[str]:
         """Settings the record changes when this profile is recorded (all of them when the name changes)."""

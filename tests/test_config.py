@@ -1,6 +1,7 @@
 """Profiles load strictly: every shipped profile is valid, typos and bad values are clear errors."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +176,89 @@ def test_cohort_source_needs_a_count(tmp_path: Path):
     p = _profile(tmp_path, "data:\n  source: cohort\n  n: null\n")
     with pytest.raises(ProfileError, match=r"data\.n: the cohort source builds n records; give a positive number"):
         load_profile(p)
+
+
+def _chapter(nbdir: Path, name: str, parameters: str) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cell = new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    nbformat.write(new_notebook(cells=[cell, new_code_cell("pass")]), nbdir / f"{name}.ipynb")
+
+
+def test_notebook_params_are_checked_against_the_notebook_defaults(tmp_path: Path, monkeypatch, capsys):
+    """A notebook parameter's value has the type of its default in the notebook's parameters cell: "2" for an int
+    used to be injected as a string (a TypeError inside the chapter), 2e1 as the float 20.0."""
+    from diffusets_core import book, cli
+
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    monkeypatch.setattr(book, "NOTEBOOKS_DIR", nbdir)
+    _chapter(
+        nbdir,
+        "05_generation",
+        'run_dir = None\nprofile = None\nseed = 0\nn_per_condition = 2\nsteps = 20\nscale = 1.0\nsampler = "ddim"\n'
+        'flag = False\nhr_sweep = [50]\nn_eval = None\nguidance: float | str = "auto"\n',
+    )
+
+    def check(params: str) -> Any:
+        p = _profile(tmp_path, f"notebooks: [05_generation]\nnotebook_params:\n  05_generation: {params}\n")
+        prof = load_profile(p)
+        book.check_profile_parameters(prof, prof.notebooks, where=str(p))
+        return prof.notebook_params["05_generation"], p
+
+    where = str(tmp_path / "x.yaml")
+    shown = str(nbdir / "05_generation.ipynb")
+    for params, message in [
+        (
+            '{n_per_condition: "2"}',
+            f"notebook_params.05_generation.n_per_condition: expected int (the default in {shown}), got str '2'",
+        ),
+        ("{steps: 2.5}", "notebook_params.05_generation.steps: expected int (the default in"),
+        ("{steps: true}", "notebook_params.05_generation.steps: expected int (the default in"),
+        ("{scale: '1.5'}", "notebook_params.05_generation.scale: expected float (the default in"),
+        ("{sampler: 3}", "notebook_params.05_generation.sampler: expected str (the default in"),
+        ("{flag: 1}", "notebook_params.05_generation.flag: expected bool (the default in"),
+        ("{guidance: [1]}", f"notebook_params.05_generation.guidance: expected float or str (declared in {shown})"),
+        ("{stepz: 3}", "notebook_params.05_generation: ['stepz'] not declared"),
+    ]:
+        with pytest.raises(ProfileError) as exc:
+            check(params)
+        assert str(exc.value).startswith(f"{where}: ") and message in str(exc.value), (params, str(exc.value))
+    values, p = check("{steps: 2e1, scale: 2, flag: true, hr_sweep: [60, 70], n_eval: 5, guidance: 2.5}")
+    assert values == {"steps": 20, "scale": 2.0, "flag": True, "hr_sweep": [60, 70], "n_eval": 5, "guidance": 2.5}
+    assert type(values["steps"]) is int and type(values["scale"]) is float
+    prof = load_profile(p)
+    book.check_profile_parameters(prof, prof.notebooks)  # converts in place: what papermill injects
+    assert type(book.notebook_parameters(prof, "05_generation", tmp_path)["steps"]) is int
+
+    # the book command reports it before anything is written
+    p = _profile(tmp_path, 'notebooks: [05_generation]\nnotebook_params:\n  05_generation: {n_per_condition: "2"}\n')
+    run = tmp_path / "run"
+    assert cli.main(["book", "--profile", str(p), "--run-dir", str(run), "--no-build"]) == 2
+    err = capsys.readouterr().err
+    assert f"{p}: notebook_params.05_generation.n_per_condition: expected int" in err and "Traceback" not in err
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("seed: 010\n", r"(?s)010: an int with a leading zero is ambiguous.*write 10 .*line 1"),  # YAML 1.1: octal 8
+        ("seed: 1:30\n", r"seed: expected int, got str '1:30'$"),  # YAML 1.1: sexagesimal 90
+        ("budget_minutes: 1:30.5\n", r"budget_minutes: expected float, got str '1:30.5'$"),
+        ("seed: 1_000\n", r"seed: expected int, got str '1_000'$"),
+        ("seed: 1\ndescription: a\nseed: 2\n", r"duplicate key 'seed' on line 3 \(first on line 1\)"),
+        ("data:\n  n: 8\n  workers: 1\n  n: 9\n", r"duplicate key 'n' on line 4 \(first on line 2\)"),
+    ],
+)
+def test_yaml_1_1_number_forms_and_duplicate_keys_are_refused(tmp_path: Path, text: str, message: str):
+    """YAML 1.1 read 010 as 8 and 1:30 as 90, and kept the last of two equal keys, all silently."""
+    with pytest.raises(ProfileError, match=message):
+        load_profile(_profile(tmp_path, text))
+
+
+def test_yaml_1_2_numbers_load(tmp_path: Path):
+    prof = load_profile(_profile(tmp_path, "seed: 0x1f\nbudget_minutes: 1.5e1\ndata:\n  n: 0o17\n  workers: +3\n"))
+    assert (prof.seed, prof.budget_minutes, prof.data.n, prof.data.workers) == (31, 15.0, 15, 3)
