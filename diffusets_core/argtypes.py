@@ -2,7 +2,7 @@
 
 A count that cannot be meant (``--max-steps 0``, ``--steps -2``) is refused while the command line is parsed, so
 the command stops before it writes anything into a run; argparse names the option in its message
-(``argument --steps: expected an integer >= 1, got '0'``) and exits with status 2.
+(``argument --steps: expected a whole number >= 1, got '0'``) and exits with status 2.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ def int_at_least(low: int) -> Callable[[str], int]:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}") from None
         if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}")
         return value
 
-    parse.__name__ = f"integer >= {low}"  # what argparse prints for a value it cannot convert
+    parse.__name__ = f"whole number >= {low}"  # what argparse prints for a value it cannot convert
     return parse
 
 

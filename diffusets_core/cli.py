@@ -275,26 +275,6 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
-def _whole(text: str, lo: int, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if value < lo:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    """argparse type of counts (-n, --batch-size, --steps): a whole number >= 1."""
-    return _whole(text, 1, "a whole number >= 1")
-
-
-def _seed(text: str) -> int:
-    """argparse type of seeds: a whole number >= 0."""
-    return _whole(text, 0, "a whole number >= 0")
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diffusets", description=DESCRIPTION)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -420,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"with --conditions: output sampling rate in Hz (default {MODEL_FS:g}, the model's; others resampled "
         "with scipy resample_poly)",
     )
-    c.add_argument("-n", type=_count, default=None, help="with --report: number of ECGs (default 1)")
+    c.add_argument("-n", type=positive_int, default=None, help="with --report: number of ECGs (default 1)")
     c.add_argument("--out", required=True, type=Path)
     c.add_argument(
         "--sampler",
@@ -430,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument(
         "--steps",
-        type=_count,
+        type=positive_int,
         default=None,
         help="sampling steps (ddpm: 1000 as the paper); default: the run's validated setting, else 50",
     )
@@ -446,8 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["all", "text"],
         help="guide the report and patient values together (all) or the report alone (text); default: the run's",
     )
-    c.add_argument("--seed", type=_seed, default=0, help="base seed, >= 0: ECG i gets seed + i (default 0)")
-    c.add_argument("--batch-size", type=_count, default=32, help="ECGs per sampler call (default 32)")
+    c.add_argument("--seed", type=nonnegative_int, default=0, help="base seed, >= 0: ECG i gets seed + i (default 0)")
+    c.add_argument("--batch-size", type=positive_int, default=32, help="ECGs per sampler call (default 32)")
     c.add_argument(
         "--formats",
         "--format",
