@@ -295,3 +295,10 @@ def test_an_unreadable_value_under_a_known_key_is_not_sent_to_header_field(tmp_p
     (ref,) = read_folder(root)
     assert ref.age is None and "--header-field" not in ref.extra["demographics_missing"]
     assert "age unknown" in ref.extra["demographics_missing"]
+
+
+def test_an_empty_report_names_the_option_that_maps_the_report_key(tmp_path):
+    from diffusets_core.data.preprocess import PreprocessConfig, SkipRecord, check_report
+
+    with pytest.raises(SkipRecord, match=r"empty report .*--header-field report=KEY"):
+        check_report("  ", PreprocessConfig())

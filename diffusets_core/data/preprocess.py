@@ -333,7 +333,11 @@ def _read(ref: RecordRef, config: PreprocessConfig) -> ECGRecord:
 def check_report(report: str, config: PreprocessConfig) -> None:
     """SkipRecord for an empty report (when required) or a statement made only of numeric codes."""
     if config.require_report and not report.strip():
-        raise SkipRecord("no_report", "empty report (the model is conditioned on text)")
+        raise SkipRecord(
+            "no_report",
+            "empty report (the model is conditioned on text; for a WFDB folder whose headers keep the report under "
+            "another key: prepare --header-field report=KEY)",
+        )
     for statement in report.split("|"):
         if _CODE_STATEMENT.match(statement):
             raise SkipRecord(
