@@ -31,7 +31,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .records import normalise_sex
+from .records import float_or_none, normalise_sex
 from .wfdb_io import decode_comment_value
 
 __all__ = [
@@ -236,14 +236,6 @@ def _entries(comments: Sequence[str]) -> list[_Entry]:
     return out
 
 
-def _float_or_none(value: str) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
 def _parse_age(value: str) -> tuple[float | None, str]:
     """(age, note) from a header value; None when it is not a number of years."""
     text = value.strip()
@@ -251,7 +243,7 @@ def _parse_age(value: str) -> tuple[float | None, str]:
     if m:
         age = math.floor(float(m.group(1))) + 1.0
         return age, f"header gives age {text!r} (de-identified); set to {age:g}"
-    return _float_or_none(text), ""
+    return float_or_none(text), ""
 
 
 def _statements(entry: _Entry, decode: bool) -> tuple[list[str], list[str]]:
@@ -390,7 +382,7 @@ def parse_header_comments(comments: Sequence[str], field_map: Mapping[str, objec
         elif e.key in _SUBJECT_KEYS and e.value and "subject_id" not in out:
             out["subject_id"] = e.value
         elif e.key in _RR_KEYS:
-            out["rr_interval_ms"] = _float_or_none(e.value)
+            out["rr_interval_ms"] = float_or_none(e.value)
     for f in ("age", "sex"):
         if f in field_map and f not in out:
             why[f] = f"no '{field_map[f]}: ...' comment (header field map {f}={field_map[f]})"

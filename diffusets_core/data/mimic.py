@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .records import DatasetLayoutError, RecordRef, normalise_sex
+from .records import DatasetLayoutError, RecordRef, float_or_none, normalise_sex
 
 __all__ = ["read_mimic", "find_patients_table", "MIMIC_LAYOUT", "N_REPORT_COLUMNS"]
 
@@ -90,14 +90,6 @@ def _int_str(value: str) -> str | None:
     return str(int(f))
 
 
-def _float_or_none(value: str) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
 def read_mimic(root: str | Path, source: str = "mimic") -> list[RecordRef]:
     """All records of a MIMIC-IV-ECG style folder, ordered by (subject_id, study_id)."""
     root = Path(root)
@@ -139,7 +131,7 @@ def read_mimic(root: str | Path, source: str = "mimic") -> list[RecordRef]:
         for s, g, a in zip(pt["subject_id"], pt["gender"], pt["anchor_age"]):
             sid = _int_str(s)
             if sid is not None and sid not in demographics:
-                demographics[sid] = (_float_or_none(a), normalise_sex(g))
+                demographics[sid] = (float_or_none(a), normalise_sex(g))
         no_demo = f"subject not in {patients_path.relative_to(root)}"
     else:
         no_demo = (
@@ -172,7 +164,7 @@ def read_mimic(root: str | Path, source: str = "mimic") -> list[RecordRef]:
             refs.append(ref)
             continue
         ref.report = "|".join(s.strip() for s in report_values[row] if isinstance(s, str) and s.strip())
-        ref.rr_interval_ms = _float_or_none(rr_values[row])
+        ref.rr_interval_ms = float_or_none(rr_values[row])
         if subject in demographics:
             ref.age, ref.sex = demographics[subject]
         else:

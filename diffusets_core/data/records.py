@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RecordRef", "DatasetLayoutError", "normalise_sex"]
+__all__ = ["RecordRef", "DatasetLayoutError", "float_or_none", "normalise_sex"]
 
 
 class DatasetLayoutError(FileNotFoundError):
@@ -53,6 +54,15 @@ _SEX = {
     "w": "F",
     "weiblich": "F",
 }
+
+
+def float_or_none(value: Any) -> float | None:
+    """A metadata value (CSV cell, header comment) as a float; None when it is missing, not a number, or NaN."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
 
 
 def normalise_sex(value: Any) -> str | None:
