@@ -5,11 +5,16 @@ and report. Records are built in worker processes in any order and files are wri
 names, then the tables are written sorted by index, so the output is byte-identical for a seed whatever
 the number of workers.
 
-Wording: by default (``wording="fixed"``) a report holds the interpreter's canonical statements. With
-``wording="bank"`` each statement is worded by the wording bank (:mod:`.wordings`, train part only) with a
-generator of its own, ``default_rng([seed, index, WORDING_STREAM])``, so signals, patients and times are those of
-the default build; ``cohort_labels.csv`` then gains a ``findings`` column (the finding ids of the statements, in
-report order) and ``COHORT.json`` a ``wording`` entry. The default build is unchanged byte for byte.
+Findings: each record's findings are drawn by the planner (:func:`.plan.plan_record`: one rhythm and 0-3 further
+findings under the compatibility rules of :mod:`.findings`, never a held-out combination) and synthesised as one
+composed edit. The interpreter then reads the finished signal and decides what the report says.
+``cohort_labels.csv`` keeps both as structured labels beside the text: ``intended`` (the drawn findings) and
+``findings`` (the finding ids of the interpreter's statements, in report order: what the report says).
+
+Wording: by default (``wording="bank"``) each statement is worded by the wording bank (:mod:`.wordings`, train
+part only) with a generator of its own, ``default_rng([seed, index, WORDING_STREAM])``, so signals, patients and
+times do not depend on the wording. ``wording="fixed"`` writes the interpreter's canonical statements instead
+(the one-wording world of earlier versions), with everything else identical.
 """
 
 from __future__ import annotations
@@ -31,14 +36,17 @@ from ...fileio import atomic_write_text, atomic_writer
 from ...layout import COHORT_DIR
 from ..leads import CANONICAL_LEADS as CANON
 from . import interpreter as it
-from .conditions import CLASSES, add_noise, derive_12, synthesize
-from .interpreter import CLASS_STATEMENT, interpret, matches
+from .conditions import add_noise, derive_12, synthesize
+from .findings import EXTRA_FINDINGS_PROBS, FINDINGS, HELD_OUT_COMBINATIONS, RHYTHM_WEIGHTS, finding_of_statement
+from .interpreter import interpret
 from .morphology import FS, GAN_BATCH, gan_record, gan_records, make_template
-from .plan import CLASS_WEIGHTS, choose_class, make_edit, patient, subject_of
+from .plan import patient, plan_record, subject_of
 
 log = logging.getLogger(__name__)
 
-COHORT_VERSION = "2"  # 2: batched GAN pass, T-end search to 0.72 RR, MIMIC fiducial columns
+# 2: batched GAN pass, T-end search to 0.72 RR, MIMIC fiducial columns; 3: combinable findings drawn per family,
+# reports worded by the wording bank, intended and said findings as labels
+COHORT_VERSION = "3"
 WORDINGS = ("fixed", "bank")
 WORDING_STREAM = 23  # the third seed word of the wording generator: a stream the record's other draws never use
 DISK_ORDER = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -74,13 +82,15 @@ def _check_wording(wording: str) -> str:
     return wording
 
 
-def make_record(seed: int, index: int, source: np.ndarray | None = None, wording: str = "fixed") -> dict[str, Any]:
-    """Build one record (signal (12, 5000) mV canonical order, classes, report, patient).
+def make_record(seed: int, index: int, source: np.ndarray | None = None, wording: str = "bank") -> dict[str, Any]:
+    """Build one record: ``signal`` (12, 5000) mV canonical order, ``intended`` (the drawn finding ids),
+    ``findings`` (the finding ids of the interpreter's statements, report order), ``statements`` (the report),
+    patient, target heart rate and time.
 
     ``source`` optionally passes the record's first GAN draw, ``gan_record(_gan_seed(seed, index))``,
     already computed in a batch (what :func:`build_cohort` does); the result is the same either way.
-    ``wording="bank"`` words the statements with the bank's train wordings and adds ``findings`` (the finding ids
-    of the interpreter's statements); the signal and every other field are those of ``wording="fixed"``.
+    ``wording="bank"`` (default) words the statements with the bank's train wordings; ``"fixed"`` keeps the
+    canonical statements. Every other field does not depend on the wording.
 
     Raises:
         ValueError: ``wording`` not in :data:`WORDINGS`.
@@ -99,35 +109,31 @@ def make_record(seed: int, index: int, source: np.ndarray | None = None, wording
             continue
     else:
         raise RuntimeError(f"record {index}: no usable GAN morphology")
-    cls = choose_class(rng)
-    classes, edit = make_edit(cls, tpl, rng, age, sex)
+    intended, edit = plan_record(tpl, rng, age, sex)
     sig8 = add_noise(synthesize(tpl, edit, rng), edit, rng)
     sig = derive_12(sig8)
     interp = interpret(sig)
     when = _dt.datetime(2180, 1, 1) + _dt.timedelta(minutes=int(rng.integers(0, 60 * 24 * 365 * 10)))
     statements = interp.statements
-    extra: dict[str, Any] = {}
+    said = [finding_of_statement(s) for s in statements]  # the interpreter decides what is said ...
     if wording == "bank":
-        from .findings import finding_of_statement
         from .wordings import word_statement
 
         wrng = np.random.default_rng([seed, index, WORDING_STREAM])
-        # the interpreter decides what is said (its order is report order), the bank how
-        extra["findings"] = [finding_of_statement(s) for s in statements]
-        statements = [word_statement(s, wrng, "train") for s in statements]
+        statements = [word_statement(s, wrng, "train") for s in statements]  # ... the bank how
     return {
         "index": index,
         "subject_id": subject,
         "study_id": 40_000_000 + index,
         "signal": sig.astype(np.float32),
-        "classes": classes,
+        "intended": list(intended),
+        "findings": said,
         "target_hr": round(float(edit.hr), 1),
         "age": age,
         "sex": sex,
         "statements": statements,
         "measurements": interp.measurements,
         "when": when,
-        **extra,
     }
 
 
@@ -253,13 +259,13 @@ def build_cohort(
     seed: int = 0,
     workers: int = 2,
     progress: bool = True,
-    wording: str = "fixed",
+    wording: str = "bank",
 ) -> dict[str, Any]:
     """Build ``n`` records into ``out_dir`` (MIMIC-IV-ECG layout plus ``cohort_labels.csv`` and
     ``COHORT.json``). Returns the summary that ``COHORT.json`` holds.
 
-    ``wording="bank"`` words the reports with the wording bank (see the module docstring); the default
-    ``"fixed"`` writes the interpreter's canonical statements.
+    ``wording="bank"`` (default) words the reports with the wording bank (see the module docstring); ``"fixed"``
+    writes the interpreter's canonical statements.
 
     Raises:
         ValueError: ``n`` not positive, or ``wording`` not in :data:`WORDINGS`.
@@ -326,7 +332,8 @@ def build_cohort(
             {
                 "subject_id": r["subject_id"],
                 "study_id": r["study_id"],
-                "intended": "|".join(r["classes"]),
+                "intended": "|".join(r["intended"]),
+                "findings": "|".join(r["findings"]),
                 "target_hr": r["target_hr"],
                 "age": r["age"],
                 "sex": r["sex"],
@@ -335,8 +342,6 @@ def build_cohort(
             for r in rows
         ]
     )
-    if wording == "bank":
-        labels["findings"] = ["|".join(r["findings"]) for r in rows]  # what the report says, as finding ids
     for name, frame in (
         ("record_list.csv", rl),
         ("machine_measurements.csv", mm),
@@ -345,16 +350,23 @@ def build_cohort(
     ):
         with atomic_writer(root / name) as tmp:
             frame.to_csv(tmp, index=False)
-    counts = {c: int(sum(c in r["classes"] for r in rows)) for c in CLASSES}
+    drawn = [f.id for f in FINDINGS if f.drawn]
+    counts = {f: int(sum(f in r["intended"] for r in rows)) for f in drawn}
+    said_counts = {f.id: int(sum(f.id in r["findings"] for r in rows)) for f in FINDINGS}
     summary = {
         "n": n,
         "seed": seed,
         "version": COHORT_VERSION,
         "layout": "MIMIC-IV-ECG",
         "fs": FS,
-        "class_counts": counts,
-        "class_weights": CLASS_WEIGHTS,
-        "statements": CLASS_STATEMENT,
+        "finding_counts": counts,
+        "said_counts": said_counts,
+        "statements": {f.id: f.statement for f in FINDINGS},
+        "planner": {
+            "rhythm_weights": RHYTHM_WEIGHTS,
+            "extra_findings_probs": list(EXTRA_FINDINGS_PROBS),
+            "held_out_combinations": ["|".join(c) for c in HELD_OUT_COMBINATIONS],
+        },
         "generation": _generation_config(),
     }
     if wording == "bank":
@@ -368,41 +380,56 @@ def build_cohort(
             "bank_sha256": hashlib.sha256(BANK_FILE.read_bytes()).hexdigest(),
             "seed": f"numpy default_rng([seed, index, {WORDING_STREAM}])",
         }
+    else:
+        summary["wording"] = {"mode": "fixed"}
     atomic_write_text(root / "COHORT.json", json.dumps(summary, indent=2))  # written last: marks a complete cohort
     log.info("cohort: %d records in %.1f s", n, time.perf_counter() - t0)
     return summary
 
 
 def agreement_table(out_dir: str | os.PathLike) -> pd.DataFrame:
-    """Per intended class: records, the share whose measured report carries that class's statement
-    (``agreement``), and the share of the other records whose report carries it (``false_positive``)."""
-    root = Path(out_dir)
-    labels = pd.read_csv(root / "cohort_labels.csv")
-    mm = pd.read_csv(root / "machine_measurements.csv")
-    rep_cols = [c for c in mm.columns if c.startswith("report_")]
-    reports = mm.set_index("study_id")[rep_cols].apply(lambda r: [s for s in r if isinstance(s, str)], axis=1)
-    if "findings" in labels.columns:  # a bank-worded cohort: what the report says is its findings column
-        from .findings import statement_of
+    """Per finding: how often the report says what the record was built to show.
 
-        said = labels.set_index("study_id")["findings"].fillna("").str.split("|")
-        reports = said.apply(lambda fs: [statement_of(f) for f in fs if f])
+    Read from ``cohort_labels.csv`` (structured labels, never patterns on the text). Rows: every drawn finding
+    of the catalogue that some record intends, plus ``normal_ecg`` (intended = a record drawn as sinus rhythm
+    with nothing else). Columns: ``statement`` (canonical), ``family``, ``records`` (intending it),
+    ``agreement`` (share of those whose report says it) and ``false_positive`` (share of the other records whose
+    report says it anyway).
+
+    Raises:
+        FileNotFoundError: no ``cohort_labels.csv`` in ``out_dir``.
+        ValueError: a ``cohort_labels.csv`` without ``intended`` and ``findings`` columns (an older cohort).
+    """
+    from .findings import finding
+
+    path = Path(out_dir) / "cohort_labels.csv"
+    labels = pd.read_csv(path)
+    missing = {"intended", "findings"} - set(labels.columns)
+    if missing:
+        raise ValueError(f"{path}: columns {sorted(missing)} missing (a cohort of version < 3; rebuild it)")
+    intended = labels["intended"].fillna("").str.split("|").apply(set)
+    said = labels["findings"].fillna("").str.split("|").apply(set)
     rows = []
-    for cls in CLASSES:
-        mask = labels["intended"].str.split("|").apply(lambda xs: cls in xs)  # noqa: B023 (applied right here)
-        ids = labels.loc[mask, "study_id"]
-        hits = [matches(reports.loc[i], cls) for i in ids]
-        # the other side of agreement: records NOT built for this class whose report still carries its statement
-        others = [matches(reports.loc[i], cls) for i in labels.loc[~mask, "study_id"]]
+    ids = [f.id for f in FINDINGS if f.drawn] + ["normal_ecg"]
+    for fid in ids:
+        if fid == "normal_ecg":
+            mask = intended.apply(lambda xs: xs == {"sinus_rhythm"})
+        else:
+            mask = intended.apply(lambda xs: fid in xs)  # noqa: B023 (applied right here)
+        if not mask.any():
+            continue
+        hit = said.apply(lambda xs: fid in xs)  # noqa: B023
         rows.append(
             {
-                "class": cls,
-                "statement": CLASS_STATEMENT[cls],
+                "finding": fid,
+                "statement": finding(fid).statement,
+                "family": finding(fid).family,
                 "records": int(mask.sum()),
-                "agreement": float(np.mean(hits)) if hits else float("nan"),
-                "false_positive": float(np.mean(others)) if others else float("nan"),
+                "agreement": float(hit[mask].mean()),
+                "false_positive": float(hit[~mask].mean()) if (~mask).any() else float("nan"),
             }
         )
-    return pd.DataFrame(rows).set_index("class")
+    return pd.DataFrame(rows).set_index("finding")
 
 
 @dataclass
@@ -431,7 +458,7 @@ def _wording_of(summary: dict[str, Any]) -> str:
     return w.get("mode", "fixed") if isinstance(w, dict) else "fixed"
 
 
-def reusable_cohort(data_dir: str | os.PathLike, n: int, seed: int, wording: str = "fixed") -> dict[str, Any] | None:
+def reusable_cohort(data_dir: str | os.PathLike, n: int, seed: int, wording: str = "bank") -> dict[str, Any] | None:
     """The ``COHORT.json`` summary of an existing build in ``data_dir`` with the same ``n``, ``seed``,
     :data:`COHORT_VERSION` and ``wording`` (the build is deterministic for these, so it can be reused), else
     ``None``."""
@@ -448,7 +475,7 @@ def reusable_cohort(data_dir: str | os.PathLike, n: int, seed: int, wording: str
 
 
 def ensure_cohort(
-    data_dir: str | os.PathLike, *, n: int, seed: int, workers: int = 2, progress: bool = False, wording: str = "fixed"
+    data_dir: str | os.PathLike, *, n: int, seed: int, workers: int = 2, progress: bool = False, wording: str = "bank"
 ) -> CohortBuild:
     """Reuse the cohort in ``data_dir`` when :func:`reusable_cohort` finds one, else build it with
     :func:`build_cohort` (the same policy for the data chapter and the CLI)."""
@@ -457,9 +484,7 @@ def ensure_cohort(
     if previous is not None:
         return CohortBuild(data_dir, previous, None)
     t0 = time.perf_counter()
-    # the wording is passed only when it is not the default, so the call of a default build is unchanged
-    opt = {"wording": wording} if wording != "fixed" else {}
-    summary = build_cohort(data_dir, n=n, seed=seed, workers=workers, progress=progress, **opt)
+    summary = build_cohort(data_dir, n=n, seed=seed, workers=workers, progress=progress, wording=wording)
     return CohortBuild(data_dir, summary, time.perf_counter() - t0)
 
 

@@ -66,6 +66,26 @@ class Edit:
     n_pvc: int = 0
     low_voltage: float = 1.0
     amplitude: float = 1.0
+    # --- rhythm and AV conduction findings (neutral defaults leave a record unchanged)
+    flutter_rate: float = 0.0  # atrial flutter: atrial (F-wave) rate /min; used with rhythm == "flutter"
+    flutter_conduction: int = 0  # atrial flutter: fixed AV conduction ratio (2 -> 2:1, ...)
+    sinus_arrhythmia: float = 0.0  # relative depth of the phasic (respiratory) RR modulation, 0 = none
+    wenckebach: int = 0  # 2nd-degree AV block Mobitz I: P waves per group (4 -> 4:3 conduction), 0 = none
+    n_pac: int = 0  # premature atrial complexes in the record
+    pre_excitation_s: float = 0.0  # ventricular pre-excitation: delta-wave duration (s), 0 = none
+    # --- QRS axis, voltage and Q-wave findings
+    axis_target_deg: float | None = None  # frontal QRS axis the limb-lead QRS is rotated to, None = unchanged
+    lafb: bool = False  # left anterior fascicular block pattern (qR in aVL, rS in II/III/aVF)
+    lvh_gain: float = 1.0  # precordial/limb QRS voltage gain of left ventricular hypertrophy
+    lvh_strain: bool = False  # lateral ST depression with asymmetric T inversion (LVH with strain)
+    q_wave_group: str | None = None  # pathological Q waves: "inferior" | "anterior"
+    q_wave_mv: float = 0.0
+    q_wave_s: float = 0.0
+    # --- ST-T findings
+    std_group: str | None = None  # ST depression territory ("lateral")
+    std_mv: float = 0.0  # ST depression depth (positive number, mV)
+    t_flat: float = 1.0  # T-wave scale of "T flattening with U waves" (1 = unchanged)
+    u_wave_mv: float = 0.0  # U-wave amplitude after the T wave
     extra: dict = field(default_factory=dict)
 
 

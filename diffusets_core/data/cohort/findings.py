@@ -525,6 +525,13 @@ EXCLUDES: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
         "machine reports do not state (Rautaharju et al. 2009, part IV)",
     ),
     (
+        ("long_qt",),
+        ("sinus_tachycardia", *_ATRIAL),
+        "above 100 /min a QT past 480 ms (QTcF) runs into the next P wave, and in fibrillation or flutter QT "
+        "varies beat to beat: rate correction is unreliable there and machine reports do not call it "
+        "(Rautaharju et al. 2009, part IV)",
+    ),
+    (
         ("peaked_t",),
         (*_BBB, "pre_excitation"),
         "tall peaked T waves with a widened QRS are the pattern of moderate hyperkalaemia, kept out of "

@@ -1,38 +1,42 @@
-"""Who each cohort record is: its classes, heart rate, patient and the edit parameters.
+"""Who each cohort record is: its findings, heart rate, patient and the edit parameters.
 
-Class mix (weights, before normalisation) keeps every class at several hundred records in a
-4,000-record cohort: sinus rhythm with a normal ECG 22 %, every other class 5–8 %. A fifth of the
-records with a non-rhythm abnormality get a tachycardic rate and a tenth a bradycardic one (e.g. sinus
-tachycardia + ST elevation), so classes combine as they do in real reports.
+A record's findings are drawn by :func:`.findings.draw_findings`: exactly one rhythm, then 0-3 further findings
+under the catalogue's compatibility rules, never completing a held-out combination. :func:`plan_edit` turns
+that set into one :class:`~.conditions.Edit`: the rhythm sets the heart rate, then every finding's planner
+(:data:`FINDING_PLANNERS`) sets its own edit parameters, so edits compose (one beat carries all of them).
 
-Patients: age ~ Normal(58, 17) clipped to 18–95 years, 52 % men; one to two records per subject.
-Documented effects on the signal: voltage falls with age (×(1.15 − 0.005·(age − 20))); women have 10 %
+Heart rates per rhythm (bpm): sinus rhythm 62-95, sinus bradycardia 42-56, sinus tachycardia 106-150, atrial
+fibrillation 70-125 (mean ventricular rate), sinus arrhythmia 62-90; atrial flutter's ventricular rate is
+its F-wave rate over the conduction ratio. The rates stay a few bpm clear of the 60 and 100 bpm statement
+limits so that the report's rate statement is the intended one.
+
+Patients: age ~ Normal(58, 17) clipped to 18-95 years, 52 % men; one to two records per subject.
+Documented effects on the signal: voltage falls with age (x(1.15 - 0.005 (age - 20))); women have 10 %
 lower voltage and a 3 % longer QT.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
 import numpy as np
 
 from .conditions import Edit, derive_12
+from .findings import draw_findings, finding
 from .morphology import FS, Template
 
-CLASS_WEIGHTS = {
-    "normal": 0.22,
-    "sinus_bradycardia": 0.07,
-    "sinus_tachycardia": 0.07,
-    "atrial_fibrillation": 0.07,
-    "av_block_1": 0.065,
-    "rbbb": 0.05,
-    "lbbb": 0.05,
-    "st_elevation": 0.08,
-    "t_inversion": 0.065,
-    "peaked_t": 0.06,
-    "long_qt": 0.06,
-    "pvc": 0.065,
-    "low_voltage": 0.055,
+__all__ = ["RATE_RANGES", "FINDING_PLANNERS", "PlanContext", "subject_of", "patient", "plan_edit", "plan_record"]
+
+#: Heart rate range (bpm) of each rhythm whose rate is drawn directly.
+RATE_RANGES: dict[str, tuple[float, float]] = {
+    "sinus_rhythm": (62.0, 95.0),
+    "sinus_bradycardia": (42.0, 56.0),
+    "sinus_tachycardia": (106.0, 150.0),
+    "atrial_fibrillation": (70.0, 125.0),
+    "sinus_arrhythmia": (62.0, 90.0),
+    "atrial_flutter": (70.0, 110.0),  # replaced by the flutter planner (F-wave rate / conduction ratio)
 }
-RATE_FREE = ("st_elevation", "t_inversion", "peaked_t", "low_voltage", "rbbb", "lbbb", "pvc")
 
 
 def subject_of(index: int) -> int:
@@ -41,16 +45,22 @@ def subject_of(index: int) -> int:
 
 
 def patient(seed: int, subject: int) -> tuple[float, str]:
+    """Age (years) and sex ("M"/"F") of a subject, deterministic for ``(seed, subject)``."""
     rng = np.random.default_rng([seed, subject, 7])
     age = float(np.clip(np.round(rng.normal(58, 17)), 18, 95))
     sex = "M" if rng.random() < 0.52 else "F"
     return age, sex
 
 
-def choose_class(rng: np.random.Generator) -> str:
-    names = list(CLASS_WEIGHTS)
-    w = np.array([CLASS_WEIGHTS[n] for n in names])
-    return names[int(rng.choice(len(names), p=w / w.sum()))]
+@dataclass
+class PlanContext:
+    """What a finding's planner may read: the template, the record's generator, patient and all its findings."""
+
+    tpl: Template
+    rng: np.random.Generator
+    age: float
+    sex: str
+    findings: frozenset[str]
 
 
 def _t_amp(tpl: Template, lead: int) -> float:
@@ -58,64 +68,134 @@ def _t_amp(tpl: Template, lead: int) -> float:
     return float(np.abs(seg).max()) if len(seg) else 0.3
 
 
-def make_edit(cls: str, tpl: Template, rng: np.random.Generator, age: float, sex: str) -> tuple[list[str], Edit]:
-    """The intended classes and the edit parameters for one record."""
-    classes = [cls]
-    hr = rng.uniform(62, 95)
-    if cls == "sinus_bradycardia":
-        hr = rng.uniform(42, 56)
-    elif cls == "sinus_tachycardia":
-        hr = rng.uniform(106, 150)
-    elif cls == "atrial_fibrillation":
-        hr = rng.uniform(70, 125)
-    elif cls == "av_block_1":
-        hr = rng.uniform(50, 78)
-    elif cls in RATE_FREE:
-        u = rng.random()
-        if u < 0.2:
-            hr = rng.uniform(106, 135)
-            classes.append("sinus_tachycardia")
-        elif u < 0.3:
-            hr = rng.uniform(44, 56)
-            classes.append("sinus_bradycardia")
+def _qt_parts(tpl: Template) -> tuple[float, float]:
+    """(QT, QRS) of the template in seconds."""
+    return (tpl.t_end - tpl.qrs_on) / FS, (tpl.qrs_off - tpl.qrs_on) / FS
+
+
+# --- planners of the findings. Each sets only its own fields of the Edit; heart rate and amplitude are set first.
+
+
+def _af(e: Edit, c: PlanContext) -> None:
+    e.rhythm = "af"
+
+
+def _av_block_1(e: Edit, c: PlanContext) -> None:
+    e.pr_extra_s = c.rng.uniform(0.10, 0.15)
+    # a long PR at a fast rate puts the P wave into the previous T wave, where no reader finds it
+    e.hr = min(e.hr, 82.0)
+
+
+def _bbb(kind: str) -> Callable[[Edit, PlanContext], None]:
+    def plan(e: Edit, c: PlanContext) -> None:
+        qrs_ms = (c.tpl.qrs_off - c.tpl.qrs_on) * 1000 / FS
+        e.bbb = kind
+        e.qrs_stretch = c.rng.uniform(135, 165) / qrs_ms
+
+    return plan
+
+
+def _ste(group: str) -> Callable[[Edit, PlanContext], None]:
+    def plan(e: Edit, c: PlanContext) -> None:
+        e.ste_group = group
+        e.ste_mv = c.rng.uniform(0.35, 0.5) if group == "anterior" else c.rng.uniform(0.2, 0.35)
+
+    return plan
+
+
+def _twi(group: str) -> Callable[[Edit, PlanContext], None]:
+    def plan(e: Edit, c: PlanContext) -> None:
+        e.twi_group = group
+
+    return plan
+
+
+def _peaked_t(e: Edit, c: PlanContext) -> None:
+    # V3 T to 1.7-2.3 mV before filtering, at most 5x its normal height
+    e.peaked_gain = min(5.0, c.rng.uniform(1.7, 2.3) / max(0.15, e.amplitude * _t_amp(c.tpl, 4)))
+
+
+def _long_qt(e: Edit, c: PlanContext) -> None:
+    qt0, qrs = _qt_parts(c.tpl)
+    qtcf_target = c.rng.uniform(0.51, 0.57)
+    # the synthesiser scales ST-T by (RR/RR_template)^(1/3), so QTcF ~ (qrs + stt * m) / RR_template^(1/3)
+    e.qt_mult *= (qtcf_target * np.cbrt(c.tpl.rr_s) - qrs) / max(0.1, qt0 - qrs)
+
+
+def _pvc(e: Edit, c: PlanContext) -> None:
+    e.n_pvc = int(c.rng.integers(1, 3))
+
+
+def _low_voltage(e: Edit, c: PlanContext) -> None:
+    limb = derive_12(c.tpl.beat)[:6, c.tpl.qrs_on : c.tpl.qrs_off + 1]
+    e.low_voltage = c.rng.uniform(0.25, 0.4) / max(1e-3, e.amplitude * float(np.ptp(limb, axis=1).max()))
+
+
+def _rate_only(e: Edit, c: PlanContext) -> None:
+    """Sinus rhythm, bradycardia, tachycardia: the rate is the whole edit (set before the planners run)."""
+
+
+#: finding id -> planner. A finding without a planner here cannot be drawn (see :func:`plan_edit`).
+FINDING_PLANNERS: dict[str, Callable[[Edit, PlanContext], None]] = {
+    "sinus_rhythm": _rate_only,
+    "sinus_bradycardia": _rate_only,
+    "sinus_tachycardia": _rate_only,
+    "atrial_fibrillation": _af,
+    "av_block_1": _av_block_1,
+    "pvc": _pvc,
+    "rbbb": _bbb("rbbb"),
+    "lbbb": _bbb("lbbb"),
+    "low_voltage": _low_voltage,
+    "st_elevation_anterior": _ste("anterior"),
+    "st_elevation_inferior": _ste("inferior"),
+    "st_elevation_lateral": _ste("lateral"),
+    "t_inversion_lateral": _twi("lateral"),
+    "t_inversion_anterior": _twi("anterior"),
+    "peaked_t": _peaked_t,
+    "long_qt": _long_qt,
+}
+
+
+def plan_edit(findings: Iterable[str], tpl: Template, rng: np.random.Generator, age: float, sex: str) -> Edit:
+    """The edit parameters of a record with these findings (exactly one rhythm among them).
+
+    The rhythm's rate is drawn from :data:`RATE_RANGES`; the amplitude follows age and sex (module docstring) and,
+    unless the record has low voltage, keeps the limb-lead QRS clearly above the 0.5 mV low-voltage criterion; a
+    template whose QTcF exceeds 440 ms is shortened unless the record has a prolonged QT. Then each finding's
+    planner runs, in report order.
+
+    Raises:
+        ValueError: not exactly one rhythm finding, or a finding without a planner (not implemented).
+    """
+    fids = tuple(findings)
+    rhythms = [f for f in fids if finding(f).family == "rhythm"]
+    if len(rhythms) != 1:
+        raise ValueError(f"a record needs exactly one rhythm finding, got {rhythms} in {fids}")
+    missing = [f for f in fids if f not in FINDING_PLANNERS]
+    if missing:
+        raise ValueError(f"no synthesiser edit for {missing}: implemented findings are {sorted(FINDING_PLANNERS)}")
+    lo, hi = RATE_RANGES[rhythms[0]]
+    hr = rng.uniform(lo, hi)
     amp = (1.15 - 0.005 * (age - 20)) * (0.9 if sex == "F" else 1.0)
-    if cls != "low_voltage":
+    if "low_voltage" not in fids:
         # keep records that are not meant to be low-voltage clearly above the 0.5 mV limb-lead criterion
         limb = float(np.ptp(derive_12(tpl.beat)[:6, tpl.qrs_on : tpl.qrs_off + 1], axis=1).max())
         amp = max(amp, 0.7 / max(limb, 1e-3))
     e = Edit(hr=hr, amplitude=amp, qt_mult=1.03 if sex == "F" else 1.0)
-    qrs_ms = (tpl.qrs_off - tpl.qrs_on) * 1000 / FS
-    if cls == "atrial_fibrillation":
-        e.rhythm = "af"
-    elif cls == "av_block_1":
-        e.pr_extra_s = rng.uniform(0.10, 0.15)
-    elif cls in ("rbbb", "lbbb"):
-        e.bbb = cls
-        e.qrs_stretch = rng.uniform(135, 165) / qrs_ms
-    elif cls == "st_elevation":
-        e.ste_group = str(rng.choice(["anterior", "inferior", "lateral"]))
-        e.ste_mv = rng.uniform(0.35, 0.5) if e.ste_group == "anterior" else rng.uniform(0.2, 0.35)
-    elif cls == "t_inversion":
-        e.twi_group = str(rng.choice(["lateral", "anterior"]))
-    elif cls == "peaked_t":
-        # V3 T to 1.7-2.3 mV before filtering, at most 5x its normal height
-        e.peaked_gain = min(5.0, rng.uniform(1.7, 2.3) / max(0.15, amp * _t_amp(tpl, 4)))
-    elif cls == "long_qt":
-        qt0 = (tpl.t_end - tpl.qrs_on) / FS
-        qtcf_target = rng.uniform(0.51, 0.57)
-        # the synthesiser scales ST-T by (RR/RR_template)^(1/3), so QTcF ~ (qrs + stt * m) / RR_template^(1/3)
-        qrs = (tpl.qrs_off - tpl.qrs_on) / FS
-        e.qt_mult *= (qtcf_target * np.cbrt(tpl.rr_s) - qrs) / max(0.1, qt0 - qrs)
-    if cls != "long_qt":
-        # a GAN template with a long QT would make a "normal" record read as prolonged QT: cap QTcF at 440 ms
-        qt0 = (tpl.t_end - tpl.qrs_on) / FS
-        qrs = (tpl.qrs_off - tpl.qrs_on) / FS
-        cap = (0.44 * np.cbrt(tpl.rr_s) - qrs) / max(0.1, qt0 - qrs)
+    if "long_qt" not in fids:
+        # a GAN template with a long QT would make a record read as prolonged QT: cap QTcF at 440 ms
+        qt0, qrs = _qt_parts(tpl)
         if qt0 / np.cbrt(tpl.rr_s) > 0.44:
-            e.qt_mult *= cap
-    if cls == "pvc":
-        e.n_pvc = int(rng.integers(1, 3))
-    elif cls == "low_voltage":
-        limb = derive_12(tpl.beat)[:6, tpl.qrs_on : tpl.qrs_off + 1]
-        e.low_voltage = rng.uniform(0.25, 0.4) / max(1e-3, amp * float(np.ptp(limb, axis=1).max()))
-    return classes, e
+            e.qt_mult *= (0.44 * np.cbrt(tpl.rr_s) - qrs) / max(0.1, qt0 - qrs)
+    ctx = PlanContext(tpl, rng, age, sex, frozenset(fids))
+    for f in fids:
+        FINDING_PLANNERS[f](e, ctx)
+    return e
+
+
+def plan_record(tpl: Template, rng: np.random.Generator, age: float, sex: str) -> tuple[tuple[str, ...], Edit]:
+    """Draw a record's findings (:func:`.findings.draw_findings`, implemented findings only) and plan their edit.
+
+    Returns the intended findings (report order) and the :class:`~.conditions.Edit`."""
+    fids = draw_findings(rng)
+    return fids, plan_edit(fids, tpl, rng, age, sex)
