@@ -49,7 +49,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from diffusets_core.data.store import SignalStore, link_prepared
-    from diffusets_core.eval.classifiers import labels_from_reports, predict_proba
+    from diffusets_core.eval.classifiers import labels_for_reports, predict_proba
     from diffusets_core.eval.fit_judges import fit_classifier
     from diffusets_core.eval.reconstruction import reconstruct, reconstruction_metrics
     from diffusets_core.eval.taxonomy import EVAL_CLASSES
@@ -60,7 +60,7 @@ def main() -> None:
     split = {s: store.records(s) for s in ("train", "val", "test")}
     sigs = {s: np.asarray(store.signals(s), dtype=np.float32) for s in split}
     classes = list(EVAL_CLASSES)
-    labs = {s: labels_from_reports(split[s]["report"].tolist(), EVAL_CLASSES)[0] for s in split}
+    labs = {s: labels_for_reports(split[s]["report"].tolist(), split[s]["findings"].tolist())[0] for s in split}
     args.out.mkdir(parents=True, exist_ok=True)
     clf, th, valid = fit_classifier(
         args.run_dir, args.out, sigs, labs, classes, seed=args.seed, steps=args.clf_steps, train_batch=64

@@ -10,7 +10,7 @@ import wfdb
 
 from diffusets_core.data.cohort import agreement_table, build_cohort, make_record
 from diffusets_core.data.cohort.conditions import Edit, derive_12, synthesize
-from diffusets_core.data.cohort.interpreter import interpret, matches, measure
+from diffusets_core.data.cohort.interpreter import interpret, measure
 from diffusets_core.data.cohort.morphology import gan_record, make_template
 from diffusets_core.data.prepare import prepare_dataset
 
@@ -62,9 +62,18 @@ def test_mimic_layout_and_header(cohort):
 
 
 def test_real_reader_prepares_it(cohort, tmp_path):
+    from diffusets_core.data.store import SignalStore
+
     res = prepare_dataset("cohort", cohort, tmp_path / "run", workers=1, progress=False)
     assert res.n_ok == 36 and res.n_skipped == 0
     assert set(res.hr_sources) == {"rr_interval"}
+    # the structured labels travel into the manifest beside the (bank-worded) report
+    recs = SignalStore(tmp_path / "run").manifest.set_index("record_id")
+    labels = pd.read_csv(cohort / "cohort_labels.csv", dtype=str).set_index("study_id")
+    assert (recs.loc[labels.index, "findings"] == labels["findings"]).all()
+    # the same folder read as plain MIMIC-IV-ECG has no structured labels
+    res = prepare_dataset("mimic", cohort, tmp_path / "run_mimic", workers=1, progress=False)
+    assert (SignalStore(tmp_path / "run_mimic").manifest["findings"] == "").all()
 
 
 def test_report_agreement_on_a_small_build(cohort):
@@ -114,7 +123,7 @@ def test_interpreter_statements_for_known_edits(tpl):
     sig = derive_12(synthesize(tpl, Edit(hr=120, ste_group="anterior", ste_mv=0.45), rng))
     st = interpret(sig).statements
     assert st[0] == "Sinus tachycardia" and st[-1] == "Abnormal ECG"
-    assert matches(st, "st_elevation")
+    assert "ST elevation, consider anterior injury" in st
     normal = interpret(derive_12(synthesize(tpl, Edit(hr=72), np.random.default_rng(2)))).statements
     assert normal == ["Sinus rhythm", "Normal ECG"]
 
@@ -127,7 +136,7 @@ def test_flat_signal_is_unreadable_not_an_exception():
 def test_make_record_is_a_pure_function():
     a, b = make_record(5, 17), make_record(5, 17)
     np.testing.assert_array_equal(a["signal"], b["signal"])
-    assert a["statements"] == b["statements"] and a["classes"] == b["classes"]
+    assert a["statements"] == b["statements"] and a["intended"] == b["intended"] and a["findings"] == b["findings"]
 
 
 def test_machine_measurements_and_cohort_json(cohort):
@@ -144,7 +153,8 @@ def test_machine_measurements_and_cohort_json(cohort):
     assert ".0," not in text  # integer columns are written as integers, as in MIMIC
     meta = json.loads((cohort / "COHORT.json").read_text())
     assert meta["n"] == 36 and meta["seed"] == 3 and meta["version"]
-    assert sum(meta["class_counts"].values()) >= 36
+    assert sum(meta["finding_counts"].values()) >= 36 and meta["wording"]["mode"] == "bank"
+    assert meta["planner"]["held_out_combinations"]
     assert meta["generation"]["morphology"]["package"] == "deepfake-ecg"
     table = agreement_table(cohort)
     assert {"records", "agreement", "false_positive"} <= set(table.columns)
@@ -157,10 +167,10 @@ def test_ensure_cohort_reuses_a_build_with_the_same_size_seed_and_version(tmp_pa
 
     calls = []
 
-    def fake_build(out_dir, n, seed, workers, progress):
+    def fake_build(out_dir, n, seed, workers, progress, wording="bank"):
         calls.append((n, seed))
         (tmp_path / "c").mkdir(exist_ok=True)
-        summary = {"n": n, "seed": seed, "version": B.COHORT_VERSION}
+        summary = {"n": n, "seed": seed, "version": B.COHORT_VERSION, "wording": {"mode": wording}}
         (tmp_path / "c" / "COHORT.json").write_text(json.dumps(summary))
         return summary
 

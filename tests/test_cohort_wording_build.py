@@ -1,5 +1,6 @@
-"""The cohort build's opt-in wording: ``wording="bank"`` words each report through the wording bank and writes the
-findings beside it; the default build stays byte for byte what it was."""
+"""The cohort build's wording: by default (``wording="bank"``) each report is worded through the wording bank, with
+the findings written beside it as labels; ``wording="fixed"`` writes the canonical statements, everything else
+byte for byte the same."""
 
 import filecmp
 import json
@@ -27,10 +28,9 @@ def _files(root: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("wording")
-    out = {"default": base / "default", "fixed": base / "fixed", "bank": base / "bank", "bank1": base / "bank1"}
-    build_cohort(out["default"], n=N, seed=SEED, workers=1, progress=False)
-    build_cohort(out["fixed"], n=N, seed=SEED, workers=1, progress=False, wording="fixed")
-    build_cohort(out["bank"], n=N, seed=SEED, workers=2, progress=False, wording="bank")
+    out = {"default": base / "fixed", "bank": base / "bank", "bank1": base / "bank1"}
+    build_cohort(out["default"], n=N, seed=SEED, workers=1, progress=False, wording="fixed")
+    build_cohort(out["bank"], n=N, seed=SEED, workers=2, progress=False)
     build_cohort(out["bank1"], n=N, seed=SEED, workers=1, progress=False, wording="bank")
     return out
 
@@ -40,26 +40,23 @@ def _same_files(a: Path, b: Path) -> list[str]:
     return [f for f in _files(a) if not filecmp.cmp(a / f, b / f, shallow=False)]
 
 
-def test_default_build_is_unchanged(builds):
-    """wording="fixed" is the default build; the bank build has the same signals, records, patients and
-    measurements, and differs only in the report words, the added findings column and COHORT.json's wording."""
-    assert _same_files(builds["default"], builds["fixed"]) == []
+def test_fixed_wording_changes_only_the_words(builds):
+    """wording="fixed" has the same signals, records, patients, measurements and labels as the default bank build,
+    and differs only in the report words and COHORT.json's wording."""
     differ = _same_files(builds["default"], builds["bank"])
-    assert sorted(differ) == ["COHORT.json", "cohort_labels.csv", "machine_measurements.csv"]
+    assert sorted(differ) == ["COHORT.json", "machine_measurements.csv"]
     d_mm = pd.read_csv(builds["default"] / "machine_measurements.csv")
     b_mm = pd.read_csv(builds["bank"] / "machine_measurements.csv")
     other = [c for c in d_mm.columns if c not in REPORT_COLUMNS]
     pd.testing.assert_frame_equal(d_mm[other], b_mm[other])
-    d_lab = pd.read_csv(builds["default"] / "cohort_labels.csv")
-    b_lab = pd.read_csv(builds["bank"] / "cohort_labels.csv")
-    assert list(b_lab.columns) == [*d_lab.columns, "findings"] and "findings" not in d_lab.columns
-    pd.testing.assert_frame_equal(d_lab, b_lab[d_lab.columns])
     d_meta = json.loads((builds["default"] / "COHORT.json").read_text())
     b_meta = json.loads((builds["bank"] / "COHORT.json").read_text())
-    assert "wording" not in d_meta and b_meta.pop("wording")["mode"] == "bank" and b_meta == d_meta
-    # the default record carries canonical statements and no findings field
-    rec = make_record(SEED, 1)
-    assert "findings" not in rec and all(F.finding_of_statement(s) for s in rec["statements"])
+    assert d_meta.pop("wording") == {"mode": "fixed"} and b_meta.pop("wording")["mode"] == "bank"
+    assert b_meta == d_meta
+    # the fixed record carries canonical statements, the findings beside them either way
+    rec = make_record(SEED, 1, wording="fixed")
+    assert [F.finding_of_statement(s) for s in rec["statements"]] == rec["findings"]
+    assert make_record(SEED, 1)["findings"] == rec["findings"]
 
 
 def test_bank_build_is_deterministic_for_a_seed(builds):
@@ -93,7 +90,7 @@ def test_bank_reports_use_train_wordings_only_and_carry_their_findings(builds):
             assert W.normalise(s) in train and W.normalise(s) not in bad, s
         worded += said != canon
     assert worded >= N // 2  # most reports are worded otherwise than the canonical statements
-    # agreement with the intended classes reads the findings, so it is that of the default build
+    # agreement with the intended findings reads the labels, so it does not depend on the wording
     pd.testing.assert_frame_equal(agreement_table(builds["bank"]), agreement_table(builds["default"]))
 
 
@@ -119,13 +116,13 @@ def test_wording_option_is_checked_and_reuse_respects_it(tmp_path):
     assert not (tmp_path / "never").exists()
     with pytest.raises(ValueError, match="wording must be one of"):
         make_record(0, 0, wording="Bank")
-    # a cohort built with the bank is never reused for a default build, nor the other way round
-    summary = {"n": 8, "seed": 1, "version": B.COHORT_VERSION}
+    # a cohort built with the bank is never reused for a fixed-wording build, nor the other way round
+    summary = {"n": 8, "seed": 1, "version": B.COHORT_VERSION, "wording": {"mode": "fixed"}}
     (tmp_path / "fixed").mkdir()
     (tmp_path / "fixed" / "COHORT.json").write_text(json.dumps(summary))
     (tmp_path / "bank").mkdir()
     (tmp_path / "bank" / "COHORT.json").write_text(json.dumps({**summary, "wording": {"mode": "bank"}}))
-    assert B.reusable_cohort(tmp_path / "fixed", 8, 1) is not None
-    assert B.reusable_cohort(tmp_path / "fixed", 8, 1, "bank") is None
-    assert B.reusable_cohort(tmp_path / "bank", 8, 1) is None
-    assert B.reusable_cohort(tmp_path / "bank", 8, 1, "bank") is not None
+    assert B.reusable_cohort(tmp_path / "fixed", 8, 1, "fixed") is not None
+    assert B.reusable_cohort(tmp_path / "fixed", 8, 1) is None
+    assert B.reusable_cohort(tmp_path / "bank", 8, 1, "fixed") is None
+    assert B.reusable_cohort(tmp_path / "bank", 8, 1) is not None

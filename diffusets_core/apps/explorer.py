@@ -35,7 +35,7 @@ from ..data.preprocess import MODEL_FS
 from ..data.store import SignalStore
 from ..diffusion.export import export_batch
 from ..diffusion.pipeline import DiffuSETSPipeline
-from ..eval.classifiers import labels_from_reports
+from ..eval.classifiers import labels_for_reports
 from ..eval.features import measure_record
 from ..eval.taxonomy import EVAL_CLASSES
 from ..fileio import l2_normalize
@@ -234,7 +234,7 @@ def agreement(asked: Sequence[str], read: Sequence[str]) -> pd.DataFrame:
     """Per benchmark class (:data:`~diffusets_core.eval.taxonomy.EVAL_CLASSES`) named by the request or by the
     reading: ``class, asked, read, agree`` (bool columns)."""
 
-    lab, names = labels_from_reports([list(asked), list(read)], EVAL_CLASSES)
+    lab, names = labels_for_reports([list(asked), list(read)], None, EVAL_CLASSES)
     rows = [
         {"class": c, "asked": bool(lab[0, j]), "read": bool(lab[1, j])}
         for j, c in enumerate(names)

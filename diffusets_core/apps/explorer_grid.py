@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.cohort.interpreter import CLASS_STATEMENT
-from ..eval.classifiers import labels_from_reports
-from ..eval.taxonomy import EVAL_CLASSES
+from ..eval.classifiers import labels_for_reports
+from ..eval.taxonomy import EVAL_CLASSES, class_statement
 from ..fileio import atomic_write_text
 from ..viz.ecgplot import plot_12lead
 from .explorer import FAST_SAMPLER, FAST_STEPS, MEASUREMENTS, Explorer, agreement, measure_ecg, read_ecg
@@ -55,7 +54,8 @@ def grid_conditions(
     if records is None or not len(records):
         raise ValueError("grid_conditions: no records to take classes, reports and heart rates from")
     recs = records.reset_index(drop=True)
-    lab, names = labels_from_reports(recs["report"].astype(str).tolist(), EVAL_CLASSES)
+    findings = recs["findings"].tolist() if "findings" in recs.columns else None
+    lab, names = labels_for_reports(recs["report"].astype(str).tolist(), findings, EVAL_CLASSES)
     lab = np.nan_to_num(lab).astype(bool)
     order = np.argsort(-lab.sum(axis=0), kind="stable")
     rows = []
@@ -77,7 +77,7 @@ def grid_conditions(
                 rows.append(
                     {
                         "class": cls,
-                        "statement": CLASS_STATEMENT.get(cls, cls),
+                        "statement": class_statement(cls),
                         "report": report,
                         "hr": hr,
                         "sex": sex,

@@ -64,6 +64,7 @@ from .. import __version__
 from ..fileio import TMP_PREFIX, atomic_save_npy, atomic_write_text
 from ..layout import MANIFEST_FILE, PREPARE_FILE, SIGNALS_DIR
 from ..layout import data_dir as _data_dir
+from .cohort.labels import read_cohort
 from .folder import read_folder
 from .headers import parse_header_field_map
 from .leads import CANONICAL_LEADS
@@ -80,7 +81,7 @@ __all__ = ["prepare_dataset", "PrepareResult", "SOURCES", "list_records", "load_
 log = logging.getLogger(__name__)
 
 SOURCES: dict[str, Callable[[Path], list[RecordRef]]] = {
-    "cohort": lambda root: read_mimic(root, source="cohort"),
+    "cohort": read_cohort,
     "mimic": lambda root: read_mimic(root, source="mimic"),
     "ptbxl": read_ptbxl,
     "wfdb": lambda root: read_folder(root, source="wfdb"),
@@ -243,6 +244,7 @@ def _manifest_row(ref: RecordRef, res: ProcessedRecord, root: Path, shard: int |
         "record_id": ref.record_id,
         "subject_id": ref.subject_id,
         "report": ref.report,
+        "findings": ref.findings,
         "age": _fmt_float(age, "g"),
         "sex": sex or "",
         "hr": _fmt_float(res.hr, ".2f"),
@@ -280,6 +282,7 @@ def _inputs_digest(refs: Sequence[RecordRef]) -> str:
         h.update(
             repr(
                 (r.record_id, r.subject_id, r.path, r.report, r.age, r.sex, r.rr_interval_ms, r.source, r.skip_reason)
+                + ((r.findings,) if r.findings else ())
             ).encode()
         )
     return h.hexdigest()

@@ -35,6 +35,7 @@ class RecordRef:
     subject_id: str
     path: str  # WFDB record path without extension ("" if unknown)
     report: str = ""
+    findings: str = ""  # structured labels: finding ids joined with "|" (sources that have them: the cohort)
     age: float | None = None
     sex: str | None = None  # "M" / "F" / None
     rr_interval_ms: float | None = None

@@ -41,6 +41,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "subject_id",
     "split",
     "report",
+    "findings",
     "age",
     "sex",
     "hr",
@@ -58,6 +59,7 @@ _STRING_COLUMNS = (
     "subject_id",
     "split",
     "report",
+    "findings",
     "sex",
     "hr_source",
     "source",
@@ -80,8 +82,9 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
         keep_default_na=False,
         na_values={"age": [""], "hr": [""], "shard": [""], "row": [""]},
     )
-    if "notes" not in df.columns:  # manifests written before the notes column existed
-        df["notes"] = ""
+    for col in ("notes", "findings"):  # manifests written before these columns existed
+        if col not in df.columns:
+            df[col] = ""
     for col in ("age", "hr"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     for col in ("shard", "row"):

@@ -35,6 +35,7 @@ from .clip import CPU_NET1D, Net1D, as_float_tensor
 __all__ = [
     "PAPER_CLASSES",
     "labels_from_reports",
+    "labels_for_reports",
     "ClassifierConfig",
     "ECGClassifier",
     "train_classifier",
@@ -102,6 +103,51 @@ def labels_from_reports(
             else:
                 hit = any(p.lower() in text for p in pat)
             out[i, j] = float(hit)
+    return out, names
+
+
+def _findings_of_text(report: Any) -> list[str] | None:
+    """The finding ids of a report whose every statement is a wording of the bank (or a canonical statement), else
+    ``None``: the bank is the one place that maps a wording to its finding."""
+    from ..data.cohort import wordings as W
+
+    items = report if isinstance(report, (list, tuple)) else str(report).split("|")
+    items = [s for s in (str(x).strip() for x in items) if s]
+    if not items:
+        return None
+    try:
+        return [W.finding_of(s) for s in items]
+    except KeyError:
+        return None
+
+
+def labels_for_reports(
+    reports: Sequence[Any], findings: Sequence[Any] | None = None, classes: Mapping[str, Any] | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Multi-hot labels ``(N, C)`` float32 and the class names (:data:`.taxonomy.EVAL_CLASSES` by default).
+
+    Per row, in this order: the structured ``findings`` when given and non-empty (finding ids joined by ``|``, or a
+    list: the manifest's ``findings`` column); else the wording bank, when every statement of the report is a
+    bank wording (a requested report built from the bank, train or held-out part); else the class's substring
+    patterns on the report (:func:`labels_from_reports`: real machine statements). A class without a ``findings``
+    entry is always labelled by its patterns.
+    """
+    from .taxonomy import EVAL_CLASSES
+
+    classes = dict(EVAL_CLASSES if classes is None else classes)
+    names = list(classes)
+    out, _ = labels_from_reports(reports, classes)
+    for i, r in enumerate(reports):
+        f = findings[i] if findings is not None else None
+        if isinstance(f, str):
+            f = [x for x in f.split("|") if x]
+        fids = list(f) if f else _findings_of_text(r)
+        if not fids:
+            continue
+        for j, c in enumerate(names):
+            spec = classes[c]
+            if isinstance(spec, Mapping) and "findings" in spec:
+                out[i, j] = float(any(x in spec["findings"] for x in fids))
     return out, names
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from .classifiers import labels_from_reports, predict_proba, tstr_trtr
+from .classifiers import labels_for_reports, predict_proba, tstr_trtr
 from .conditions import EvaluatedConditions
 from .features import hr_error, measure_features
 from .fit_judges import judge_train_config
@@ -227,7 +227,7 @@ def unseen_combinations_table(
     frame = test.iloc[pick].reset_index(drop=True)
     frame["report"] = [c for c in combos for _ in range(per_combination)]
     x = generate(frame, sampler, steps, seed + 2 * 10**6)
-    labels = labels_from_reports(frame["report"].tolist(), EVAL_CLASSES)[0]
+    labels = labels_for_reports(frame["report"].tolist(), None, EVAL_CLASSES)[0]
     pred = predict_proba(model, x) >= th[None, :]
     hr = measure_features(x, fs=fs, workers=workers)["hr_nk"].to_numpy(float)
     for k, combo in enumerate(combos):

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..data.store import SignalStore
 from ..text.embed import load_run_embeddings
-from .classifiers import labels_from_reports
+from .classifiers import labels_for_reports
 from .taxonomy import EVAL_CLASSES
 
 __all__ = ["EvalSplits", "load_eval_splits"]
@@ -58,5 +58,8 @@ def load_eval_splits(
         )
     signals = {s: np.asarray(store.signals(s), dtype=np.float32) for s in records}
     vecs = {s: vectors[[pos[r] for r in records[s]["record_id"].astype(str)]].astype(np.float32) for s in records}
-    labels = {s: labels_from_reports(records[s]["report"].tolist(), EVAL_CLASSES)[0] for s in records}
+    labels = {
+        s: labels_for_reports(records[s]["report"].tolist(), records[s]["findings"].tolist(), EVAL_CLASSES)[0]
+        for s in records
+    }
     return EvalSplits(store, records, signals, vecs, labels, list(EVAL_CLASSES))

@@ -37,7 +37,14 @@ from ...layout import COHORT_DIR
 from ..leads import CANONICAL_LEADS as CANON
 from . import interpreter as it
 from .conditions import add_noise, derive_12, synthesize
-from .findings import EXTRA_FINDINGS_PROBS, FINDINGS, HELD_OUT_COMBINATIONS, RHYTHM_WEIGHTS, finding_of_statement
+from .findings import (
+    EXTRA_FINDINGS_PROBS,
+    FINDINGS,
+    HELD_OUT_COMBINATIONS,
+    RHYTHM_WEIGHTS,
+    finding_of_statement,
+    is_held_out,
+)
 from .interpreter import interpret
 from .morphology import FS, GAN_BATCH, gan_record, gan_records, make_template
 from .plan import patient, plan_record, subject_of
@@ -48,6 +55,7 @@ log = logging.getLogger(__name__)
 # reports worded by the wording bank, intended and said findings as labels
 COHORT_VERSION = "3"
 WORDINGS = ("fixed", "bank")
+MAX_REDRAWS = 20  # findings drawn again for a record whose report would state a held-out combination
 WORDING_STREAM = 23  # the third seed word of the wording generator: a stream the record's other draws never use
 DISK_ORDER = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
 
@@ -109,13 +117,19 @@ def make_record(seed: int, index: int, source: np.ndarray | None = None, wording
             continue
     else:
         raise RuntimeError(f"record {index}: no usable GAN morphology")
-    intended, edit = plan_record(tpl, rng, age, sex)
-    sig8 = add_noise(synthesize(tpl, edit, rng), edit, rng)
-    sig = derive_12(sig8)
-    interp = interpret(sig)
+    for _ in range(MAX_REDRAWS):
+        intended, edit = plan_record(tpl, rng, age, sex)
+        sig = derive_12(add_noise(synthesize(tpl, edit, rng), edit, rng))
+        interp = interpret(sig)
+        said = [finding_of_statement(s) for s in interp.statements]  # the interpreter decides what is said ...
+        # the planner never draws a held-out combination, but a report is what the interpreter reads: a record
+        # whose report would state one (a misread finding completing a pair) is drawn again, from the same stream
+        if not is_held_out(said):
+            break
+    else:
+        raise RuntimeError(f"record {index}: every draw's report states a held-out combination")
     when = _dt.datetime(2180, 1, 1) + _dt.timedelta(minutes=int(rng.integers(0, 60 * 24 * 365 * 10)))
     statements = interp.statements
-    said = [finding_of_statement(s) for s in statements]  # the interpreter decides what is said ...
     if wording == "bank":
         from .wordings import word_statement
 

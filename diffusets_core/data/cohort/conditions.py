@@ -61,6 +61,7 @@ class Edit:
     ste_group: str | None = None
     ste_mv: float = 0.0
     twi_group: str | None = None
+    twi_gain: float = 1.0  # depth of the inverted T relative to the upright one (1 = mirrored)
     peaked_gain: float = 1.0
     qt_mult: float = 1.0
     n_pvc: int = 0
@@ -118,7 +119,7 @@ def _edit_stt(stt: np.ndarray, t_end: int, e: Edit) -> np.ndarray:
     line, t = _t_component(stt, t_end)
     if e.twi_group:
         leads = GROUPS[e.twi_group]
-        stt[leads] -= 2.0 * t[leads]
+        stt[leads] -= (1.0 + e.twi_gain) * t[leads]
     if e.peaked_gain != 1.0:
         # tall, narrow T waves, most marked in the precordial leads
         for ld, g in ((V1, 0.3), (V2, 1.0), (V3, 1.0), (V4, 1.0), (V5, 0.3)):
@@ -163,6 +164,28 @@ def _bbb_forces(qrs: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndar
     return q
 
 
+#: log-normal sigma of AF's RR intervals (ratio to the mean). 0.24 gives a coefficient of variation ~0.24, so
+#: that even a record with 8-10 intervals between normal beats (fast rate, ectopic beats left out) stays
+#: clearly above the interpreter's 0.12 irregularity threshold.
+AF_RR_SIGMA = 0.24
+#: largest limb-lead QRS (peak to peak, mV) of a low-voltage record after every other QRS edit
+LOW_VOLTAGE_LIMB_MV = 0.42
+
+
+def _limit_limb_voltage(qrs: np.ndarray, limit: float) -> np.ndarray:
+    """Scale the limb-lead QRS (I and II, hence the derived limb leads) so no limb lead exceeds ``limit`` mV
+    peak to peak. Deviations are scaled around the straight line joining the QRS ends, so the joins to the P and
+    ST parts stay continuous. Terminal forces added after the low-voltage scaling (bundle branch block) would
+    otherwise lift a low-voltage record above the 0.5 mV criterion."""
+    p2p = float(np.ptp(derive_12(qrs)[:6], axis=1).max())
+    if p2p <= limit:
+        return qrs
+    q = qrs.copy()
+    line = np.linspace(q[:2, 0], q[:2, -1], q.shape[1]).T
+    q[:2] = line + (q[:2] - line) * (limit / p2p)
+    return q
+
+
 def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(P part, QRS, ST-T, T end within ST-T) after the morphology edits (not the timing)."""
     b = tpl.beat * e.amplitude
@@ -185,6 +208,10 @@ def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.nda
         for ld in leads:
             stt[ld] -= 1.6 * t[ld]
         qrs[:, -1] = stt[:, 0]
+    if e.low_voltage != 1.0:
+        # limb-lead ST elevation starts at the J point, which the measured QRS includes: leave room for it
+        limb_ste = e.ste_mv if e.ste_group in ("lateral", "inferior") else 0.0
+        qrs = _limit_limb_voltage(qrs, max(0.15, LOW_VOLTAGE_LIMB_MV - limb_ste))
     stt = _edit_stt(stt, t_end, e)
     if e.rhythm == "af":
         p[:] = p[:, -1:] * np.linspace(0, 1, p.shape[1])[None, :]  # no P wave: a ramp to the QRS start
@@ -206,7 +233,7 @@ def r_times(e: Edit, rng: np.random.Generator, tpl_rr: float) -> tuple[np.ndarra
         times.append(t)
         kinds.append(k in pvc_at)
         if e.rhythm == "af":
-            step = rr * float(np.clip(rng.lognormal(0.0, 0.2), 0.55, 1.8))
+            step = rr * float(np.clip(rng.lognormal(0.0, AF_RR_SIGMA), 0.55, 1.8))
         else:
             step = rr * (1 + rng.normal(0, 0.03))
         if k + 1 in pvc_at:

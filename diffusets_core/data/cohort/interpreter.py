@@ -27,22 +27,6 @@ ST_GROUPS = {
     "lateral": ("I", "aVL", "V5", "V6"),
 }
 
-CLASS_STATEMENT = {
-    "normal": "Normal ECG",
-    "sinus_bradycardia": "Sinus bradycardia",
-    "sinus_tachycardia": "Sinus tachycardia",
-    "atrial_fibrillation": "Atrial fibrillation",
-    "av_block_1": "1st degree A-V block",
-    "rbbb": "Right bundle branch block",
-    "lbbb": "Left bundle branch block",
-    "st_elevation": "ST elevation",
-    "t_inversion": "T wave inversion",
-    "peaked_t": "Peaked T waves",
-    "long_qt": "Prolonged QT interval",
-    "pvc": "Ventricular premature complex",
-    "low_voltage": "Low QRS voltages in limb leads",
-}
-
 # Decision thresholds (see the module docstring of conditions.py for the edits they separate)
 HR_BRADY, HR_TACHY = 60.0, 100.0
 AF_RR_CV = 0.12
@@ -212,7 +196,8 @@ def interpret(sig: np.ndarray) -> Interpretation:
     if "error" in m:
         return Interpretation(["Unreadable ECG", "Abnormal ECG"], m)
     out: list[str] = []
-    af = m["rr_cv"] > AF_RR_CV and abs(m["p_amp"]) < 1.4 * P_WAVE_MV
+    # irregular without an upright P wave in II (a negative deflection there is no sinus P: f waves or the previous T)
+    af = m["rr_cv"] > AF_RR_CV and m["p_amp"] < 1.4 * P_WAVE_MV
     if af:
         out.append("Atrial fibrillation")
     elif m["hr"] < HR_BRADY:
@@ -242,11 +227,14 @@ def interpret(sig: np.ndarray) -> Interpretation:
         if sum(m["st"][n] >= ST_ELEV_MV[group] for n in leads) >= 2:
             out.append(f"ST elevation, consider {group} injury")
             abnormal = True
-    if not bbb:
-        for group, leads in (("lateral", ("I", "aVL", "V5", "V6")), ("anterior", ("V2", "V3", "V4"))):
-            if sum(m["t_amp"][n] <= T_INV_MV for n in leads) >= 2:
-                out.append(f"T wave inversion in {group} leads")
-                abnormal = True
+    lbbb = bbb and m["v1_terminal"] <= RSR_V1_MV
+    for group, leads in (("lateral", ("I", "aVL", "V5", "V6")), ("anterior", ("V2", "V3", "V4"))):
+        # LBBB's secondary ST-T change is discordant in every lead; RBBB's only in the right precordial leads
+        if lbbb or (bbb and group == "anterior"):
+            continue
+        if sum(m["t_amp"][n] <= T_INV_MV for n in leads) >= 2:
+            out.append(f"T wave inversion in {group} leads")
+            abnormal = True
     if sum(m["t_amp"][n] >= T_PEAKED_MV for n in ("V2", "V3", "V4")) >= 2:
         out.append("Peaked T waves")
         abnormal = True
@@ -262,9 +250,3 @@ def interpret(sig: np.ndarray) -> Interpretation:
     else:
         out.append("Normal ECG")
     return Interpretation(out, m)
-
-
-def matches(statements: list[str], cls: str) -> bool:
-    """Does a report contain the statement of an intended class?"""
-    key = CLASS_STATEMENT[cls].lower()
-    return any(s.lower().startswith(key) for s in statements)

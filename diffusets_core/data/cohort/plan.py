@@ -68,6 +68,11 @@ def _t_amp(tpl: Template, lead: int) -> float:
     return float(np.abs(seg).max()) if len(seg) else 0.3
 
 
+def _stt_scale(e: Edit) -> float:
+    """The factor the synthesiser applies to the ST-T part before the T-wave edits (low voltage shrinks it)."""
+    return 0.5 + 0.5 * e.low_voltage if e.low_voltage != 1.0 else 1.0
+
+
 def _qt_parts(tpl: Template) -> tuple[float, float]:
     """(QT, QRS) of the template in seconds."""
     return (tpl.t_end - tpl.qrs_on) / FS, (tpl.qrs_off - tpl.qrs_on) / FS
@@ -82,8 +87,8 @@ def _af(e: Edit, c: PlanContext) -> None:
 
 def _av_block_1(e: Edit, c: PlanContext) -> None:
     e.pr_extra_s = c.rng.uniform(0.10, 0.15)
-    # a long PR at a fast rate puts the P wave into the previous T wave, where no reader finds it
-    e.hr = min(e.hr, 82.0)
+    # a long PR at a fast rate (or after a long QT) puts the P wave into the previous T wave, where no reader finds it
+    e.hr = min(e.hr, 68.0 if "long_qt" in c.findings else 82.0)
 
 
 def _bbb(kind: str) -> Callable[[Edit, PlanContext], None]:
@@ -104,15 +109,23 @@ def _ste(group: str) -> Callable[[Edit, PlanContext], None]:
 
 
 def _twi(group: str) -> Callable[[Edit, PlanContext], None]:
+    leads = {"lateral": (0, 6, 7), "anterior": (3, 4, 5)}[group]  # I, V5, V6 / V2, V3, V4 of the 8 leads
+
     def plan(e: Edit, c: PlanContext) -> None:
         e.twi_group = group
+        # an inverted T of 0.25-0.5 mV in the group's median lead: a flat template T would stay above -0.1 mV
+        t = float(np.median([_t_amp(c.tpl, ld) for ld in leads])) * e.amplitude * _stt_scale(e)
+        e.twi_gain = max(1.0, c.rng.uniform(0.25, 0.5) / max(t, 0.05))
 
     return plan
 
 
 def _peaked_t(e: Edit, c: PlanContext) -> None:
-    # V3 T to 1.7-2.3 mV before filtering, at most 5x its normal height
-    e.peaked_gain = min(5.0, c.rng.uniform(1.7, 2.3) / max(0.15, e.amplitude * _t_amp(c.tpl, 4)))
+    # V3 T to 1.7-2.3 mV before filtering (x1.15 above 100 bpm, where the narrower T loses more to the 40 Hz
+    # low-pass), at most 5x its normal height; low voltage shrinks the ST-T before the T is raised
+    target = c.rng.uniform(1.7, 2.3) * (1.15 if e.hr > 100 else 1.0)
+    scale = _stt_scale(e)
+    e.peaked_gain = min(5.0 / scale, target / max(0.15, e.amplitude * scale * _t_amp(c.tpl, 4)))
 
 
 def _long_qt(e: Edit, c: PlanContext) -> None:
@@ -128,7 +141,10 @@ def _pvc(e: Edit, c: PlanContext) -> None:
 
 def _low_voltage(e: Edit, c: PlanContext) -> None:
     limb = derive_12(c.tpl.beat)[:6, c.tpl.qrs_on : c.tpl.qrs_off + 1]
-    e.low_voltage = c.rng.uniform(0.25, 0.4) / max(1e-3, e.amplitude * float(np.ptp(limb, axis=1).max()))
+    # limb-lead ST elevation starts at the J point, inside the measured QRS: leave room for it
+    room = 0.1 if {"st_elevation_lateral", "st_elevation_inferior"} & c.findings else 0.0
+    target = c.rng.uniform(0.25, 0.4) - room
+    e.low_voltage = target / max(1e-3, e.amplitude * float(np.ptp(limb, axis=1).max()))
 
 
 def _rate_only(e: Edit, c: PlanContext) -> None:
