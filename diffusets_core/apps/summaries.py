@@ -29,6 +29,7 @@ __all__ = [
     "describe_reports",
     "skipped_view",
     "summarize_data",
+    "summarize_cohort_world",
     "summarize_text",
     "summarize_diffusion",
     "summarize_generation",
@@ -132,6 +133,48 @@ def summarize_data(
         f"- Heart rate {hr_lo:.0f}–{hr_hi:.0f} bpm (5th–95th percentile); age {records['age'].min():.0f}–{records['age'].max():.0f} years; "
         f"{(records['sex'] == 'F').mean():.0%} women.",
         f"- Preparation: {records_per_s:.0f} records/s with {workers} worker(s).",
+    ]
+    return "\n".join(lines)
+
+
+def summarize_cohort_world(world: Any, target: float = 0.90) -> str:
+    """The cohort's world in a few lines, from the data chapter's tables (a
+    :class:`~diffusets_core.data.cohort.overview.CohortWorld`): findings said, records with two or more morphology
+    findings, wordings, the held-out combinations' counts and the per-finding agreement against ``target``."""
+    split_counts, per_record, wording, held_out, agreement = (
+        world.counts,
+        world.per_record,
+        world.wording,
+        world.held_out,
+        world.agreement,
+    )
+    from ..data.cohort.findings import finding
+
+    drawn = [f for f in split_counts.index if finding(f).drawn]
+    multi = per_record.loc[["2", "3+"], "share (said)"].sum()
+    multi_i = per_record.loc[["2", "3+"], "share (intended)"].sum() if "share (intended)" in per_record else None
+    w = wording["value"]
+    absent = int(held_out.to_numpy().sum()) == 0
+    below = agreement[agreement["agreement"] < target]
+    lines = [
+        f"- {len(drawn)} findings are said in the reports ({len(split_counts)} statements with the overall "
+        "Normal / Borderline / Abnormal ones).",
+        f"- {multi:.0%} of records carry two or more morphology findings in their report"
+        + (f" ({multi_i:.0%} as drawn by the planner)." if multi_i is not None else "."),
+        f"- The wording bank words {int(w['canonical statements in the bank'])} statements with at least "
+        f"{int(w['bank wordings per statement, train part (min)'])} training and "
+        f"{int(w['bank wordings per statement, held-out part (min)'])} held-out wordings each; the reports use "
+        f"{int(w['distinct statement wordings used'])} distinct wordings in {int(w['distinct full reports'])} distinct "
+        f"reports, and {int(w['statements that are held-out wordings'])} held-out wordings.",
+        f"- Held-out combinations: {len(held_out)}, "
+        + ("absent from every split (said and intended)." if absent else "**present in the data** (see the table)."),
+        f"- Interpreter agreement with the intended findings: lowest {agreement['agreement'].min():.2f} "
+        f"({agreement['agreement'].idxmin()}); "
+        + (
+            f"every finding meets {target:.2f}."
+            if below.empty
+            else f"below {target:.2f}: " + ", ".join(f"{i} {v:.2f}" for i, v in below["agreement"].items()) + "."
+        ),
     ]
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from .ecgplot import plot_12lead
 
 __all__ = [
+    "plot_cooccurrence",
     "plot_pipeline",
     "plot_patients",
     "show_records",
@@ -102,6 +103,18 @@ def plot_patients(records: pd.DataFrame) -> Figure:
     axes[1].set(xlabel="age (years)", title="Age by sex")
     sns.countplot(records, x="split", hue="sex", order=["train", "val", "test"], ax=axes[2])
     axes[2].set(title="Sex by split")
+    fig.tight_layout()
+    return fig
+
+
+def plot_cooccurrence(co: pd.DataFrame) -> Figure:
+    """Heatmap of a symmetric finding co-occurrence table (counts; the diagonal: each finding's own count)."""
+    import seaborn as sns
+
+    n = len(co)
+    fig, ax = plt.subplots(figsize=(0.42 * n + 2, 0.38 * n + 1.5))
+    sns.heatmap(co, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax, annot_kws={"size": 7})
+    ax.set_title("reports saying both findings")
     fig.tight_layout()
     return fig
 

@@ -32,21 +32,6 @@ from .morphology import FS, N_SAMPLES, Template
 
 I, II, V1, V2, V3, V4, V5, V6 = range(8)
 GROUPS = {"anterior": [V1, V2, V3, V4], "inferior": [II], "lateral": [I, V5, V6]}
-CLASSES = (
-    "normal",
-    "sinus_bradycardia",
-    "sinus_tachycardia",
-    "atrial_fibrillation",
-    "av_block_1",
-    "rbbb",
-    "lbbb",
-    "st_elevation",
-    "t_inversion",
-    "peaked_t",
-    "long_qt",
-    "pvc",
-    "low_voltage",
-)
 
 
 @dataclass
