@@ -1,8 +1,8 @@
 """The cohort's finding catalogue, the rules that say which findings may share a record, the combinations held
 out of every split, and a planner that draws a record's findings under those rules.
 
-Everything here is data plus small pure functions; the cohort build does not use it yet (``plan.py`` draws one
-class per record). A *finding* is one canonical machine statement of the interpreter (``interpreter.py``), e.g.
+Everything here is data plus small pure functions; the cohort build draws each record's findings with
+:func:`draw_findings` and :mod:`.plan` turns them into one composed edit. A *finding* is one canonical machine statement of the interpreter (``interpreter.py``), e.g.
 ``"ST elevation, consider inferior injury"``; lead-group variants are separate findings (they are separate
 statements), and a statement with a grammatical variant (``"Ventricular premature complex"`` /
 ``"... complexes"``) keeps both forms under one finding.
@@ -12,8 +12,8 @@ conduction, voltage, ST-T, then the overall interpretation): rhythm; AV conducti
 conduction; axis; voltage; Q wave (old infarct); ST; T; QT; overall. The overall statements (Normal / Borderline
 / Abnormal / Unreadable ECG) are derived by the interpreter from the others and are never drawn.
 
-``implemented`` says whether the synthesiser has an edit for the finding *and* the interpreter reads it today;
-the new findings stay ``False`` until both exist. Each finding names the literature source of its interpreter
+``implemented`` says whether the synthesiser has an edit for the finding *and* the interpreter reads it; only
+implemented findings are drawn. Each finding names the literature source of its interpreter
 criterion (``source``); the criterion text of a new finding is the one the interpreter is to use.
 
 Sources of the criteria (facts only; the statements are the cohort's own):
@@ -98,13 +98,12 @@ class Finding:
     Attributes:
         id: stable identifier (never renamed; labels and held-out combinations refer to it).
         family: one of :data:`FAMILIES`.
-        statement: the canonical statement the interpreter writes (today's string for existing findings).
-        implemented: the synthesiser has an edit for it and the interpreter reads it today.
+        statement: the canonical statement the interpreter writes.
+        implemented: the synthesiser has an edit for it and the interpreter reads it (only these are drawn).
         criterion: the interpreter's criterion in words (the one to implement, for a new finding).
         source: the literature source of that criterion (see the module docstring for full references).
         variants: other machine forms of the same statement (e.g. a plural).
         rate: a sinus-rate statement (sinus rhythm / bradycardia / tachycardia), not a morphology finding.
-        cohort_class: the class of today's cohort plan (``plan.CLASS_WEIGHTS``) that produces it, if any.
         drawn: drawn by the planner (False for the overall statements, which the interpreter derives).
     """
 
@@ -116,7 +115,6 @@ class Finding:
     source: str
     variants: tuple[str, ...] = ()
     rate: bool = False
-    cohort_class: str | None = None
     drawn: bool = True
 
     @property
@@ -135,7 +133,7 @@ _BRADY = "2018 ACC/AHA/HRS bradycardia and conduction delay guideline (Kusumoto 
 _SVT = "2015 ACC/AHA/HRS supraventricular tachycardia guideline (Page et al.)"
 _AF = "2014 AHA/ACC/HRS atrial fibrillation guideline (January et al.)"
 
-# Report order: families in FAMILIES order, and within a family the interpreter's order of today.
+# Report order: families in FAMILIES order, and within a family the order the interpreter writes them.
 FINDINGS: tuple[Finding, ...] = (
     # rhythm
     Finding(
@@ -155,7 +153,6 @@ FINDINGS: tuple[Finding, ...] = (
         "sinus P waves, rate < 60 /min",
         _MASON,
         rate=True,
-        cohort_class="sinus_bradycardia",
     ),
     Finding(
         "sinus_tachycardia",
@@ -165,7 +162,6 @@ FINDINGS: tuple[Finding, ...] = (
         "sinus P waves, rate > 100 /min",
         _MASON,
         rate=True,
-        cohort_class="sinus_tachycardia",
     ),
     Finding(
         "atrial_fibrillation",
@@ -174,7 +170,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "irregularly irregular RR intervals (CV > 0.12) without distinct repeating P waves",
         _AF,
-        cohort_class="atrial_fibrillation",
     ),
     Finding(
         "atrial_flutter",
@@ -201,7 +196,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "PR interval > 200 ms (the cohort reads > 210 ms), every P wave conducted",
         _BRADY,
-        cohort_class="av_block_1",
     ),
     Finding(
         "av_block_2_mobitz1",
@@ -237,7 +231,6 @@ FINDINGS: tuple[Finding, ...] = (
         "a premature wide QRS without preceding P wave, discordant ST-T, compensatory pause",
         _MASON,
         variants=("Ventricular premature complexes",),
-        cohort_class="pvc",
     ),
     # intraventricular conduction
     Finding(
@@ -247,7 +240,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "QRS >= 120 ms with a terminal R' in V1 (rsr', rsR' or rSR') and a wide S wave in I and V6",
         _PART3,
-        cohort_class="rbbb",
     ),
     Finding(
         "lbbb",
@@ -256,7 +248,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "QRS >= 120 ms with broad notched or slurred R in I, aVL, V5-V6, no q in I/V5/V6, deep S in V1",
         _PART3,
-        cohort_class="lbbb",
     ),
     Finding(
         "lafb",
@@ -291,7 +282,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "QRS amplitude (peak to peak) < 0.5 mV in every limb lead",
         _MASON,
-        cohort_class="low_voltage",
     ),
     Finding(
         "lvh",
@@ -336,7 +326,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "ST at J+60 ms >= 0.25 mV in two of V1-V4 (above normal J-point elevation in V2-V3)",
         f"{_PART6}; {_UDMI}",
-        cohort_class="st_elevation",
     ),
     Finding(
         "st_elevation_inferior",
@@ -345,7 +334,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "ST at J+60 ms >= 0.1 mV in two of II, III, aVF",
         f"{_PART6}; {_UDMI}",
-        cohort_class="st_elevation",
     ),
     Finding(
         "st_elevation_lateral",
@@ -354,7 +342,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "ST at J+60 ms >= 0.1 mV in two of I, aVL, V5, V6",
         f"{_PART6}; {_UDMI}",
-        cohort_class="st_elevation",
     ),
     Finding(
         "st_depression_lateral",
@@ -372,7 +359,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "T wave <= -0.1 mV in two of I, aVL, V5, V6 (QRS < 120 ms)",
         f"{_PART4}; {_UDMI}",
-        cohort_class="t_inversion",
     ),
     Finding(
         "t_inversion_anterior",
@@ -381,7 +367,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "T wave <= -0.1 mV in two of V2, V3, V4 (QRS < 120 ms)",
         f"{_PART4}; {_UDMI}",
-        cohort_class="t_inversion",
     ),
     Finding(
         "peaked_t",
@@ -390,7 +375,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "T wave >= 1.0 mV in two of V2, V3, V4",
         _PART4,
-        cohort_class="peaked_t",
     ),
     Finding(
         "t_flat_u",
@@ -408,7 +392,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "QTc by Fridericia > 480 ms (QRS < 120 ms)",
         f"{_PART4}; Fridericia 1920",
-        cohort_class="long_qt",
     ),
     # overall interpretation (derived by the interpreter, never drawn)
     Finding(
@@ -418,7 +401,6 @@ FINDINGS: tuple[Finding, ...] = (
         True,
         "sinus rhythm at 60-100 /min and no other statement",
         _MASON,
-        cohort_class="normal",
         drawn=False,
     ),
     Finding(
