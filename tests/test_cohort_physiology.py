@@ -140,3 +140,27 @@ def test_calibration_edit_recovery_errors_are_small():
     assert worst["QRS ×1.6 (RBBB)"] < 20.0  # ms
     assert worst["QT with ST-T ×1.4"] < 30.0  # ms
     assert worst["ΔST II (+0.30 mV plateau)"] < 0.05  # mV
+
+
+COMPOSED = (
+    ("sinus_rhythm", "rbbb", "st_elevation_inferior", "pvc"),
+    ("atrial_fibrillation", "low_voltage", "st_elevation_inferior"),
+    ("sinus_bradycardia", "av_block_1", "t_inversion_lateral"),
+    ("sinus_rhythm", "lbbb", "pvc"),
+    ("sinus_rhythm", "peaked_t", "long_qt"),
+)
+
+
+@pytest.mark.parametrize("fids", COMPOSED, ids=lambda f: "+".join(f))
+def test_composed_edits_are_each_read(templates, fids):
+    """Several edits on one beat: the interpreter reads every one of them (each finding on >= 2 of 3 templates),
+    and the combinations are ones the planner may draw."""
+    from diffusets_core.data.cohort.findings import compatible, is_held_out
+
+    assert compatible(fids)[0] and not is_held_out(fids)
+    said = []
+    for k, tpl in enumerate(templates):
+        _, sig = _build(tpl, fids, 77 + k)
+        said.append({finding_of_statement(s) for s in interpret(sig).statements})
+    for f in fids:
+        assert sum(f in s for s in said) >= 2, (f, said)

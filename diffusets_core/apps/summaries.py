@@ -166,6 +166,9 @@ def summarize_cohort_world(world: Any, target: float = 0.90) -> str:
         f"{int(w['bank wordings per statement, held-out part (min)'])} held-out wordings each; the reports use "
         f"{int(w['distinct statement wordings used'])} distinct wordings in {int(w['distinct full reports'])} distinct "
         f"reports, and {int(w['statements that are held-out wordings'])} held-out wordings.",
+        f"- {world.pairs.loc['allowed pairs built (intended)', 'value']} of the "
+        f"{world.pairs.loc['allowed pairs', 'value']} pairs of morphology findings the rules allow in one record were "
+        "built into some record.",
         f"- Held-out combinations: {len(held_out)}, "
         + ("absent from every split (said and intended)." if absent else "**present in the data** (see the table)."),
         f"- Interpreter agreement with the intended findings: lowest {agreement['agreement'].min():.2f} "

@@ -146,22 +146,10 @@ FINDINGS: tuple[Finding, ...] = (
         rate=True,
     ),
     Finding(
-        "sinus_bradycardia",
-        "rhythm",
-        "Sinus bradycardia",
-        True,
-        "sinus P waves, rate < 60 /min",
-        _MASON,
-        rate=True,
+        "sinus_bradycardia", "rhythm", "Sinus bradycardia", True, "sinus P waves, rate < 60 /min", _MASON, rate=True
     ),
     Finding(
-        "sinus_tachycardia",
-        "rhythm",
-        "Sinus tachycardia",
-        True,
-        "sinus P waves, rate > 100 /min",
-        _MASON,
-        rate=True,
+        "sinus_tachycardia", "rhythm", "Sinus tachycardia", True, "sinus P waves, rate > 100 /min", _MASON, rate=True
     ),
     Finding(
         "atrial_fibrillation",
@@ -368,14 +356,7 @@ FINDINGS: tuple[Finding, ...] = (
         "T wave <= -0.1 mV in two of V2, V3, V4 (QRS < 120 ms)",
         f"{_PART4}; {_UDMI}",
     ),
-    Finding(
-        "peaked_t",
-        "t",
-        "Peaked T waves",
-        True,
-        "T wave >= 1.0 mV in two of V2, V3, V4",
-        _PART4,
-    ),
+    Finding("peaked_t", "t", "Peaked T waves", True, "T wave >= 1.0 mV in two of V2, V3, V4", _PART4),
     Finding(
         "t_flat_u",
         "t",

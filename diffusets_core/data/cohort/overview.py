@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..overview import SPLITS
 from . import wordings as W
-from .findings import FINDINGS, HELD_OUT_COMBINATIONS, finding
+from .findings import FINDINGS, HELD_OUT_COMBINATIONS, finding, reachable_pairs
 from .labels import LABELS_FILE
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "cooccurrence",
     "wording_summary",
     "held_out_check",
+    "pair_coverage",
     "agreement_view",
 ]
 
@@ -157,6 +158,28 @@ def held_out_check(records: pd.DataFrame, cohort_dir: str | os.PathLike | None =
     return pd.DataFrame(rows).set_index("combination")
 
 
+def pair_coverage(records: pd.DataFrame, cohort_dir: str | os.PathLike) -> pd.DataFrame:
+    """Pairs of morphology findings the compatibility rules allow in one record (:func:`.findings.reachable_pairs`,
+    held-out combinations left out): how many there are, how many some record was built with (intended) and how
+    many some report says; ``missing`` lists the allowed pairs no record was built with. One column ``value``."""
+    morph = set(morphology_ids())
+    reach = {p for p in reachable_pairs() if p <= morph}
+
+    def pairs(lists: pd.Series) -> set[frozenset[str]]:
+        return {frozenset(p) for xs in lists for p in combinations(sorted(set(xs) & morph), 2)}
+
+    built = pairs(_intended(records, cohort_dir))
+    said = pairs(finding_lists(records["findings"]))
+    missing = sorted(" + ".join(sorted(p)) for p in reach - built)
+    rows = {
+        "allowed pairs": len(reach),
+        "allowed pairs built (intended)": len(reach & built),
+        "allowed pairs said (reports)": len(reach & said),
+        "missing": "; ".join(missing) if missing else "none",
+    }
+    return pd.DataFrame({"value": rows})
+
+
 def agreement_view(cohort_dir: str | os.PathLike, target: float = 0.90, top: int = 3) -> pd.DataFrame:
     """The cohort's per-finding agreement (:func:`.build.agreement_table`) with ``meets target`` (agreement >=
     ``target``) and ``misread as``: on the records built with the finding whose report does not say it, the
@@ -189,6 +212,7 @@ class CohortWorld:
     cooccurrence: pd.DataFrame  # cooccurrence
     wording: pd.DataFrame  # wording_summary
     held_out: pd.DataFrame  # held_out_check (said per split, intended)
+    pairs: pd.DataFrame  # pair_coverage
     agreement: pd.DataFrame  # agreement_view
 
 
@@ -200,5 +224,6 @@ def cohort_world(records: pd.DataFrame, cohort_dir: str | os.PathLike) -> Cohort
         cooccurrence(records),
         wording_summary(records),
         held_out_check(records, cohort_dir),
+        pair_coverage(records, cohort_dir),
         agreement_view(cohort_dir),
     )
