@@ -362,6 +362,12 @@ def test_paraphrase_table_and_unseen_combinations():
     combos = unseen_combinations(["Atrial fibrillation|Right bundle branch block|Abnormal ECG"])
     assert "Atrial fibrillation|Right bundle branch block|Abnormal ECG" not in combos
     assert "Atrial fibrillation|Left bundle branch block|Abnormal ECG" in combos
+    # a training report worded by the wording bank holds the same findings in other words: seen all the same
+    from diffusets_core.data.cohort.wordings import word_report
+
+    worded = word_report(["atrial_fibrillation", "lbbb", "abnormal_ecg"], np.random.default_rng(3))
+    assert worded != "Atrial fibrillation|Left bundle branch block|Abnormal ECG"
+    assert "Atrial fibrillation|Left bundle branch block|Abnormal ECG" not in unseen_combinations([worded])
 
 
 def test_paraphrased_source_and_unseen_table(run):

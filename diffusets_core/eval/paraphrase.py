@@ -46,7 +46,17 @@ def paraphrase_report(report: str, rng: np.random.Generator, table: dict[str, li
     return "|".join(out)
 
 
+def _meaning(report: str) -> frozenset[str]:
+    """A report as a set: of finding ids when every statement is a wording of the wording bank (a cohort report is
+    worded many ways, so its strings cannot be compared), else of its statements."""
+    from .classifiers import _findings_of_text
+
+    fids = _findings_of_text(report)
+    return frozenset(fids) if fids is not None else frozenset(s.strip() for s in str(report).split("|"))
+
+
 def unseen_combinations(training_reports: Any) -> list[str]:
-    """The table's combinations that no training report holds exactly (as a set of statements)."""
-    seen = {frozenset(r.split("|")) for r in training_reports}
-    return [c for c in _load().get("unseen_combinations", []) if frozenset(c.split("|")) not in seen]
+    """The table's combinations that no training report holds exactly: compared as sets of findings where the
+    wording bank knows every statement (whatever their wording), else as sets of statements."""
+    seen = {_meaning(r) for r in training_reports}
+    return [c for c in _load().get("unseen_combinations", []) if _meaning(c) not in seen]
