@@ -3,7 +3,8 @@
     python benchmarks/cohort_build.py --n 4000 --seed 0 --workers 2 --out benchmarks/out/cohort4000
 
 Targets (2-core machine): build <= 180 s for 4,000 records; preparation >= 150 records/s;
-agreement >= 90 % for every class; measured HR spanning ~40-150 bpm.
+agreement >= 90 % for every finding; measured HR spanning ~40-150 bpm. The machine calibration
+(benchmarks/calibrate.py, s/step of a fixed U-Net workload) is printed beside the times; --no-calibrate skips it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/cohort"))
+    ap.add_argument("--no-calibrate", action="store_true")
     args = ap.parse_args()
 
     from diffusets_core.data.cohort import agreement_table, build_cohort
@@ -64,27 +66,34 @@ def main() -> None:
         f"build CPU time: {build_cpu:.1f} s ({1000 * build_cpu / args.n:.1f} ms/record; "
         f"{build_cpu / max(1, args.workers):.1f} s per worker = the wall time on {args.workers} idle cores)"
     )
-    print(f"class counts: {summary['class_counts']}")
+    print(f"finding counts (intended): {summary['finding_counts']}")
     print(
         f"preparation: {res.n_ok} ok / {res.n_skipped} skipped in {res.seconds:.1f} s = {res.records_per_s:.0f} records/s "
         f"(target >= 150: {'met' if res.records_per_s >= 150 else 'MISSED'})"
     )
-    print("report/label agreement per intended class (target >= 0.90 each):")
+    print("report/label agreement per intended finding (target >= 0.90 each):")
     print(table.to_string(float_format=lambda v: f"{v:.3f}"))
     worst = table["agreement"].min()
     print(f"lowest agreement {worst:.3f} ({table['agreement'].idxmin()}): {'met' if worst >= 0.9 else 'MISSED'}")
     print(f"measured HR percentiles (bpm): {pct}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+    calibration = None
+    if not args.no_calibrate:
+        from calibrate import calibrate
+
+        calibration = calibrate()
+        print(f"machine calibration: {calibration:.3f} s/step (benchmarks/calibrate.py)")
     out = {
         "n": args.n,
         "build_s": build_s,
         "build_cpu_s": build_cpu,
-        "class_counts": summary["class_counts"],
+        "finding_counts": summary["finding_counts"],
         "prepare_records_per_s": res.records_per_s,
         "agreement": table["agreement"].round(4).to_dict(),
         "false_positive": table["false_positive"].round(4).to_dict(),
         "records": table["records"].to_dict(),
         "hr": pct,
+        "calibration_s_per_step": calibration,
     }
     (args.out.parent / f"{args.out.name}_benchmark.json").write_text(json.dumps(out, indent=2))
 

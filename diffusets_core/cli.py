@@ -33,7 +33,9 @@ REPROFILE_HELP = (
 def _cmd_cohort(args: argparse.Namespace) -> int:
     from .data.cohort import build_cohort
 
-    summary = build_cohort(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=not args.quiet)
+    summary = build_cohort(
+        args.out, n=args.n, seed=args.seed, workers=args.workers, progress=not args.quiet, wording=args.wording
+    )
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -285,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--workers", type=int, default=2)
     c.add_argument("--out", required=True, type=Path, help="output folder")
+    c.add_argument(
+        "--wording",
+        choices=["bank", "fixed"],
+        default="bank",
+        help="bank: each statement worded by the wording bank (default); fixed: the canonical statements only",
+    )
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_cohort)
 
