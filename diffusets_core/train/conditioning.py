@@ -22,7 +22,7 @@ from ..text.tokens import report_tokens, statement_rows
 
 log = logging.getLogger(__name__)
 
-__all__ = ["conditioning_arrays", "fit_text_standardisation"]
+__all__ = ["conditioning_arrays", "fit_text_standardisation", "wording_variant_arrays", "variant_seed"]
 
 
 def conditioning_arrays(
@@ -63,6 +63,62 @@ def conditioning_arrays(
                 text_tokens,
             )
     return text.astype(np.float32), patient.astype(np.float32), identity
+
+
+def variant_seed(seed: int, record_id: str) -> list[int]:
+    """The seed words of a record's wording variants: ``[seed, crc32(record_id), 29]`` (29: a stream no other draw
+    of the package uses), so a record's variants do not depend on which other records are trained on."""
+    import zlib
+
+    return [int(seed), zlib.crc32(str(record_id).encode()), 29]
+
+
+def wording_variant_arrays(
+    run_dir: str | os.PathLike, record_ids: list[str], text: np.ndarray, k: int, seed: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The record's own text vector and ``k`` more: its findings worded again by the wording bank's **training**
+    part (:func:`~diffusets_core.data.cohort.wordings.word_report`; never a held-out wording), embedded with the
+    run's embedder through its persistent cache, each as the ordered prompt of the run's prompt mode.
+
+    ``text``: (N, D) the records' own vectors (row i for ``record_ids[i]``). Returns ``(variants (N, 1 + k, D)
+    float32, stats)``; column 0 is ``text``. A record without structured findings (a real dataset) keeps its own
+    vector in every column. ``stats``: records worded, distinct prompts, newly embedded prompts, seconds.
+    Deterministic for ``seed`` (:func:`variant_seed`).
+
+    Raises:
+        ValueError: ``k`` < 1.
+    """
+    import time
+
+    from ..data.cohort.wordings import word_report
+    from ..text.embed import embed_reports
+
+    if k < 1:
+        raise ValueError(f"wording variants: k must be >= 1, got {k}")
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    _, _, identity = load_run_embeddings(run_dir)
+    records = SignalStore(run_dir).records().set_index("record_id").loc[record_ids]
+    out = np.repeat(text[:, None, :].astype(np.float32), k + 1, axis=1)
+    reports, where = [], []
+    for i, (rid, fids) in enumerate(zip(record_ids, records["findings"].fillna("").astype(str))):
+        ids = [f for f in fids.split("|") if f]
+        if not ids:
+            continue
+        rng = np.random.default_rng(variant_seed(seed, rid))
+        for j in range(k):
+            reports.append(word_report(ids, rng, "train"))
+            where.append((i, j + 1))
+    stats: dict[str, Any] = {"k": k, "records_worded": len({i for i, _ in where}), "variant_reports": len(reports)}
+    if reports:
+        embedder = embedder_from_identity(identity)
+        cache = EmbeddingCache(default_cache_dir(run_dir), embedder.identity)
+        vecs, est = embed_reports(reports, embedder, cache, progress=False)
+        rows, cols = zip(*where)
+        out[list(rows), list(cols)] = vecs
+        stats.update(distinct_prompts=est["distinct_prompts"], newly_embedded=est["newly_embedded"])
+    stats["seconds"] = round(time.perf_counter() - t0, 1)
+    return out, stats
 
 
 def fit_text_standardisation(unet: nn.Module, text_train: np.ndarray) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from ..diffusion.schedules import NoiseSchedule
 from ..layout import LAST_CHECKPOINT, NOC_DIR, SAMPLING_FILE, UNET_DIR, latents_file, unet_dir, vae_model
 from ..models.unet import UNetConfig, build_unet
 from .artifacts import load_best_weights, write_stage_outputs
-from .conditioning import conditioning_arrays, fit_text_standardisation
+from .conditioning import conditioning_arrays, fit_text_standardisation, wording_variant_arrays
 from .datasets import load_latents
 from .latents import latents_fingerprint
 from .loop import TensorSource, TrainConfig, Trainer
@@ -57,8 +57,18 @@ class DiffusionLoss:
         inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
         drop_mask = inner.sample_drop_mask if model.training and inner.cfg.cond_dropout > 0 else None
         return self.diffusion.loss(
-            model, batch["z"], batch["text"], batch["patient"], generator=gen, drop_mask=drop_mask
+            model, batch["z"], self.text_of(batch, gen), batch["patient"], generator=gen, drop_mask=drop_mask
         )
+
+    @staticmethod
+    def text_of(batch: dict, gen: torch.Generator) -> torch.Tensor:
+        """The batch's text condition: ``text``, or with ``text_variants`` (B, V, D) one wording per sample, drawn
+        uniformly with the step's generator (so each step sees each record in one of its wordings)."""
+        if "text_variants" not in batch:
+            return batch["text"]
+        v = batch["text_variants"]
+        pick = torch.randint(v.shape[1], (v.shape[0],), generator=gen, device=gen.device).to(v.device)
+        return v[torch.arange(v.shape[0], device=v.device), pick]
 
 
 def train_unet(
@@ -71,12 +81,17 @@ def train_unet(
     timestep_mode: str = "uniform",
     loss_weighting: str = "uniform",
     snr_gamma: float = 5.0,
+    wording_variants: int = 0,
     out_name: str = UNET_DIR,
     resume: bool = True,
 ) -> dict:
     """Train the conditional U-Net on the training latents; write ``<out_name>/model.pt`` (default ``unet/``).
 
-    ``loss_weighting`` is ``"uniform"`` (the paper) or ``"min_snr"`` (see :class:`DiffusionLoss`). A model
+    ``loss_weighting`` is ``"uniform"`` (the paper) or ``"min_snr"`` (see :class:`DiffusionLoss`).
+    ``wording_variants = k > 0`` trains each record in its own wording and ``k`` more, drawn per sample at every
+    step (:func:`~.conditioning.wording_variant_arrays`: the record's findings worded by the wording bank's
+    training part; records without findings keep their own text); the text standardisation is fitted over all of
+    them. Not with statement tokens (``text_tokens``). A model
     with ``cond_dim: 0`` is the paper's text-only ablation ("noc"): it never sees sex, age or heart rate;
     train it into its own directory, e.g. ``out_name="unet_noc"`` (see :data:`NOC_DIR`).
 
@@ -103,7 +118,15 @@ def train_unet(
     torch.manual_seed(seed)
     unet = build_unet(cfg)
     unet.freeze_unused_parameters()  # no gradient ever reaches them; DDP needs them out of the reducer
-    text_stats = fit_text_standardisation(unet, text_train)
+    variants_stats = None
+    if wording_variants:
+        if cfg.text_tokens:
+            raise ValueError("unet.extra.wording_variants works on prompt vectors, not with unet.model.text_tokens")
+        text_train, variants_stats = wording_variant_arrays(run_dir, ids_train, text_train, wording_variants, seed)
+        log.info("wording variants: %s", variants_stats)
+    text_stats = fit_text_standardisation(
+        unet, text_train.reshape(-1, text_train.shape[-1]) if wording_variants else text_train
+    )
     schedule = NoiseSchedule.paper()
     vae_artifact = load_checkpoint(vae_model(run_dir))
     meta = {
@@ -117,6 +140,7 @@ def train_unet(
         "schedule": schedule.to_config(),
         "latent_scale": vae_artifact["latent_scale"],
         "text_standardisation": text_stats,
+        "wording_variants": variants_stats,
         "n_train": len(z_train),
         "n_val": len(z_val),
         "package_version": __version__,
@@ -124,7 +148,7 @@ def train_unet(
     source = TensorSource(
         {
             "z": torch.from_numpy(z_train),
-            "text": torch.from_numpy(text_train),
+            ("text_variants" if wording_variants else "text"): torch.from_numpy(text_train),
             "patient": torch.from_numpy(patient_train),
         }
     )
