@@ -1,0 +1,61 @@
+"""The data chapter's views of the cohort's world, on a small build: counts from the structured labels, the
+held-out checks (which must be able to fail), pair coverage, wordings and the per-finding agreement."""
+
+import pandas as pd
+import pytest
+
+from diffusets_core.apps.summaries import summarize_cohort_world
+from diffusets_core.data.cohort import build_cohort
+from diffusets_core.data.cohort import overview as O
+from diffusets_core.data.prepare import prepare_dataset
+from diffusets_core.data.store import SignalStore
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    build_cohort(root / "cohort", n=48, seed=11, workers=2, progress=False)
+    prepare_dataset("cohort", root / "cohort", root / "run", workers=1, progress=False, fractions=(0.6, 0.2, 0.2))
+    return root / "cohort", SignalStore(root / "run").records()
+
+
+def test_counts_come_from_the_structured_labels(world):
+    cohort, ok = world
+    counts = O.finding_split_table(ok)
+    labels = pd.read_csv(cohort / "cohort_labels.csv", dtype=str)
+    said = labels["findings"].str.split("|").explode().value_counts()
+    assert counts["all"].to_dict() == {f: int(said[f]) for f in counts.index}
+    assert (counts[["train", "val", "test"]].sum(axis=1) == counts["all"]).all()
+    per = O.findings_per_record(ok, cohort)
+    assert per["records (said)"].sum() == len(ok) == per["records (intended)"].sum()
+    co = O.cooccurrence(ok)
+    assert (co.to_numpy() == co.to_numpy().T).all()
+    assert all(co.loc[f, f] == counts.loc[f, "all"] for f in co.index)
+
+
+def test_held_out_checks_are_zero_and_can_fail(world, tmp_path):
+    cohort, ok = world
+    assert int(O.held_out_check(ok, cohort).to_numpy().sum()) == 0
+    # a record whose labels hold a held-out combination is counted (the check is not vacuous)
+    bad = ok.copy()
+    bad.loc[bad.index[0], "findings"] = "atrial_fibrillation|rbbb|abnormal_ecg"
+    table = O.held_out_check(bad, cohort)
+    split = bad.loc[bad.index[0], "split"]
+    assert table.loc["Atrial fibrillation + Right bundle branch block", f"said ({split})"] == 1
+    wording = O.wording_summary(ok)["value"]
+    assert wording["statements that are held-out wordings"] == 0
+    assert wording["statements that are train wordings of the bank"] == wording["statements in all reports"]
+    assert wording["bank wordings per statement, train part (min)"] >= 6
+
+
+def test_pairs_agreement_and_summary(world):
+    cohort, ok = world
+    pairs = O.pair_coverage(ok, cohort)["value"]
+    assert 0 < pairs["allowed pairs built (intended)"] <= pairs["allowed pairs"]
+    agreement = O.agreement_view(cohort)
+    assert {"agreement", "false_positive", "meets target", "misread as"} <= set(agreement.columns)
+    assert agreement["agreement"].between(0, 1).all()
+    w = O.cohort_world(ok, cohort)
+    text = summarize_cohort_world(w)
+    assert "findings are said in the reports" in text and "absent from every split" in text
+    assert f"lowest {agreement['agreement'].min():.2f}" in text
