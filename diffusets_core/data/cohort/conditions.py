@@ -75,10 +75,11 @@ class Edit:
     pre_excitation_s: float = 0.0  # ventricular pre-excitation: delta-wave duration (s), 0 = none
     # --- QRS axis, voltage and Q-wave findings
     axis_target_deg: float | None = None  # frontal QRS axis the limb-lead QRS is rotated to, None = unchanged
+    axis_range_deg: tuple[float, float] | None = None  # without a target: rotated into this range if outside it
     lafb: bool = False  # left anterior fascicular block pattern (qR in aVL, rS in II/III/aVF)
     lvh_gain: float = 1.0  # precordial/limb QRS voltage gain of left ventricular hypertrophy
     lvh_strain: bool = False  # lateral ST depression with asymmetric T inversion (LVH with strain)
-    q_wave_group: str | None = None  # pathological Q waves: "inferior" | "anterior"
+    q_wave_group: str | None = None  # pathological Q waves: "inferior" | "anterior" | "inferior+anterior"
     q_wave_mv: float = 0.0
     q_wave_s: float = 0.0
     # --- ST-T findings
@@ -163,6 +164,141 @@ def _bbb_forces(qrs: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndar
     return q
 
 
+# --- frontal QRS axis, left anterior fascicular block and pathological Q waves.
+# The limb-lead QRS is handled as a frontal-plane vector (Einthoven's triangle): x = I, y = (2 II - I) / sqrt(3),
+# so aVF = (sqrt(3) / 2) y; its axis is measured the way the interpreter measures it, atan2(net area of aVF,
+# net area of I).
+SQRT3 = float(np.sqrt(3.0))
+#: LAFB: the initial QRS vector (first ~25 ms) turns inferior and rightward, giving q in I/aVL and r in II/III/aVF
+#: before the superior main forces (Surawicz et al. 2009); direction (degrees) and size relative to the largest
+#: frontal QRS vector (at least LAFB_INITIAL_MIN_MV)
+LAFB_INITIAL_DEG, LAFB_INITIAL_FRAC, LAFB_INITIAL_MIN_MV, LAFB_INITIAL_S = 105.0, 0.25, 0.15, 0.026
+#: left axis deviation without fascicular block: initial forces kept leftward-inferior (no q in aVL, small r in
+#: II/III/aVF), so neither LAFB's qR/rS pattern nor inferior Q waves are read
+LAD_INITIAL_DEG, LAD_INITIAL_FRAC, LAD_INITIAL_MIN_MV, LAD_INITIAL_S = 30.0, 0.2, 0.1, 0.024
+#: pathological Q waves: the original initial forces fade out under the Q lobe up to half its length and are back
+#: at its end, so the infarct removes the initial forces (the Q wave) but keeps the later R
+Q_FADE = (0.5, 1.0)
+#: a Q wave is at least this fraction of the R that follows it in the edited lead (pathological Q waves are deeper
+#: than a quarter of R; normal septal q waves are shallower)
+Q_R_FRAC = 0.45
+
+
+def _lead_lobe(n: int, width: int, fade: tuple[float, float] = (0.6, 1.2)) -> tuple[np.ndarray, np.ndarray]:
+    """(lobe, keep) over a QRS of n samples: a half-sine lobe on the first ``width`` samples, and the weight that
+    fades the original initial forces out under it (0 up to ``fade[0]`` x width, back to 1 at ``fade[1]`` x
+    width)."""
+    t = np.arange(n, dtype=float)
+    lobe = np.where(t < width, np.sin(np.pi * np.clip(t / max(width, 1), 0, 1)), 0.0)
+    a, b = fade[0] * width, fade[1] * width
+    keep = np.clip((t - a) / max(b - a, 1.0), 0.0, 1.0)
+    return lobe, 0.5 - 0.5 * np.cos(np.pi * keep)
+
+
+def _frontal_edit(dev_i: np.ndarray, dev_ii: np.ndarray, theta: np.ndarray, e: Edit) -> tuple[np.ndarray, np.ndarray]:
+    """Leads I and II (k, n) of a QRS deviation (n,) rotated by each angle of ``theta`` (k,) (radians), with the
+    initial forces of the edit (LAFB or plain left axis deviation) and the inferior Q waves.
+
+    With an axis target the Q waves come after the rotation (they stay in II, III, aVF whatever the axis: an
+    inferior infarct with left or right axis deviation); without one they come first and turn with the whole QRS
+    (a heart whose position keeps its axis normal), since the superior pull of a Q wave cannot be undone by
+    rotating the rest of the QRS alone."""
+    inferior_q = bool(e.q_wave_group) and "inferior" in e.q_wave_group.split("+")
+    n = dev_i.shape[0]
+
+    def q_waves(ii: np.ndarray) -> np.ndarray:
+        # the infarcted inferior wall no longer pulls the initial forces down: lead II starts with a Q wave
+        return _q_lead(ii, e)
+
+    if inferior_q and e.axis_target_deg is None:
+        dev_ii = q_waves(dev_ii)
+    x, y = dev_i[None, :], (2 * dev_ii[None, :] - dev_i[None, :]) / SQRT3
+    c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
+    xr, yr = c * x - s * y, s * x + c * y
+    size = float(np.sqrt(x**2 + y**2).max())
+    init = None
+    if e.lafb:
+        init = (LAFB_INITIAL_DEG, max(LAFB_INITIAL_FRAC * size, LAFB_INITIAL_MIN_MV), LAFB_INITIAL_S)
+    elif e.axis_target_deg is not None and e.axis_target_deg < -30:
+        init = (LAD_INITIAL_DEG, max(LAD_INITIAL_FRAC * size, LAD_INITIAL_MIN_MV), LAD_INITIAL_S)
+    if init is not None:
+        lobe, keep = _lead_lobe(n, int(init[2] * FS))
+        a = np.radians(init[0])
+        xr = xr * keep + init[1] * np.cos(a) * lobe
+        yr = yr * keep + init[1] * np.sin(a) * lobe
+    ii = (xr + SQRT3 * yr) / 2
+    if inferior_q and e.axis_target_deg is not None:
+        ii = q_waves(ii)
+    return xr, ii
+
+
+def _q_lead(x: np.ndarray, e: Edit) -> np.ndarray:
+    """Lead(s) ``x`` (..., n) with a pathological Q wave: the initial forces faded out under a negative half-sine
+    lobe of ``e.q_wave_s``, at least ``e.q_wave_mv`` deep and at least Q_R_FRAC of the R left after it."""
+    lobe, keep = _lead_lobe(x.shape[-1], int(e.q_wave_s * FS), Q_FADE)
+    kept = x * keep
+    depth = np.maximum(e.q_wave_mv, Q_R_FRAC * kept.max(axis=-1, keepdims=True))
+    return kept - depth * lobe
+
+
+def _axis_of(i: np.ndarray, ii: np.ndarray, base: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Net-area frontal QRS axis (degrees) of leads I and II (..., n), as the interpreter measures it; ``base``
+    adds the net areas (I, II) of what lies under the deviations (the onset-to-J line above the onset level)."""
+    a_i, a_ii = i.sum(axis=-1) + base[0], ii.sum(axis=-1) + base[1]
+    return np.degrees(np.arctan2(a_ii - a_i / 2, a_i))
+
+
+def _frontal_qrs(qrs: np.ndarray, e: Edit, level: np.ndarray) -> np.ndarray:
+    """The QRS (8, n) with its limb leads rotated in the frontal plane and given the LAFB / LAD initial forces and
+    inferior Q waves of the edit. The rotation angle is solved (1 degree grid) so that the finished QRS has the
+    axis ``e.axis_target_deg``, or, without a target, lies within ``e.axis_range_deg`` (nearest bound when
+    outside, no rotation when inside). The QRS is rotated about the straight line from its onset to its J point,
+    so it still joins the P and ST-T parts. ``level`` (8,) is the baseline the interpreter measures the QRS
+    areas from: the mean of the 20-4 ms before QRS onset."""
+    n = qrs.shape[1]
+    line = qrs[:, :1] + (qrs[:, -1:] - qrs[:, :1]) * np.linspace(0, 1, n)[None, :]
+    dev = qrs - line
+    p2p0 = float(np.ptp(_limb6(dev[I], dev[II]), axis=1).max())
+    zero = np.zeros(1)
+    base = (float((line[I] - level[I]).sum()), float((line[II] - level[II]).sum()))
+    target = e.axis_target_deg
+    if target is None and e.axis_range_deg is not None:
+        now = float(_axis_of(*_frontal_edit(dev[I], dev[II], zero, e), base)[0])
+        lo, hi = e.axis_range_deg
+        if not lo <= now <= hi:
+            target = lo if abs((now - lo + 180) % 360 - 180) < abs((now - hi + 180) % 360 - 180) else hi
+    theta = zero
+    if target is not None:
+        grid = np.radians(np.arange(-180.0, 180.0, 1.0))
+        err = np.abs((_axis_of(*_frontal_edit(dev[I], dev[II], grid, e), base) - target + 180) % 360 - 180)
+        # the smallest rotation among the (near-)best fits
+        best = np.nonzero(err <= err.min() + 0.5)[0]
+        theta = grid[best[np.argmin(np.abs(grid[best]))]][None]
+    i, ii = _frontal_edit(dev[I], dev[II], theta, e)
+    i, ii = i[0], ii[0]
+    if e.low_voltage != 1.0:
+        # a rotation moves voltage between limb leads: keep the low-voltage record's largest limb QRS as it was
+        g = min(1.0, p2p0 / max(float(np.ptp(_limb6(i, ii), axis=1).max()), 1e-9))
+        i, ii = i * g, ii * g
+    out = qrs.copy()
+    out[I], out[II] = i + line[I], ii + line[II]
+    return out
+
+
+def _limb6(i: np.ndarray, ii: np.ndarray) -> np.ndarray:
+    """The six limb leads (6, n) of leads I and II (Einthoven / Goldberger)."""
+    return np.stack([i, ii, ii - i, -(i + ii) / 2, i - ii / 2, ii - i / 2])
+
+
+def _precordial_q(qrs: np.ndarray, e: Edit) -> np.ndarray:
+    """Anterior Q waves of an old infarct: the initial forces of V1-V4 replaced by a negative lobe
+    (QS complexes where the lead had only a small r; a Q wave before a smaller R in V4)."""
+    out = qrs.copy()
+    for ld in (V1, V2, V3, V4):
+        out[ld] = qrs[ld, 0] + _q_lead(qrs[ld] - qrs[ld, 0], e)
+    return out
+
+
 def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(P part, QRS, ST-T, T end within ST-T) after the morphology edits (not the timing)."""
     b = tpl.beat * e.amplitude
@@ -185,6 +321,12 @@ def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.nda
         for ld in leads:
             stt[ld] -= 1.6 * t[ld]
         qrs[:, -1] = stt[:, 0]
+    if e.axis_target_deg is not None or e.axis_range_deg is not None or e.lafb or e.q_wave_group:
+        # the level the interpreter measures QRS areas from (20-4 ms before onset; AF has no P wave: the onset)
+        level = qrs[:, 0] if e.rhythm == "af" else p[:, -int(0.02 * FS) : -int(0.004 * FS)].mean(axis=1)
+        qrs = _frontal_qrs(qrs, e, level)
+    if e.q_wave_group and "anterior" in e.q_wave_group.split("+"):
+        qrs = _precordial_q(qrs, e)
     stt = _edit_stt(stt, t_end, e)
     if e.rhythm == "af":
         p[:] = p[:, -1:] * np.linspace(0, 1, p.shape[1])[None, :]  # no P wave: a ramp to the QRS start
