@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .morphology import FS, N_SAMPLES, Template
+from .morphology import FS, N_SAMPLES, QRS_AREA_REACH_S, Template, qrs_bounds
 
 I, II, V1, V2, V3, V4, V5, V6 = range(8)
 GROUPS = {"anterior": [V1, V2, V3, V4], "inferior": [II], "lateral": [I, V5, V6]}
@@ -175,7 +175,9 @@ SQRT3 = float(np.sqrt(3.0))
 LAFB_INITIAL_DEG, LAFB_INITIAL_FRAC, LAFB_INITIAL_MIN_MV, LAFB_INITIAL_S = 105.0, 0.25, 0.15, 0.026
 #: left axis deviation without fascicular block: initial forces kept leftward-inferior (no q in aVL, small r in
 #: II/III/aVF), so neither LAFB's qR/rS pattern nor inferior Q waves are read
-LAD_INITIAL_DEG, LAD_INITIAL_FRAC, LAD_INITIAL_MIN_MV, LAD_INITIAL_S = 30.0, 0.2, 0.1, 0.024
+LAD_INITIAL_DEG, LAD_INITIAL_FRAC, LAD_INITIAL_MIN_MV, LAD_INITIAL_S = 45.0, 0.3, 0.15, 0.024
+#: the QRS of the axis, LAFB and Q-wave edits starts this long before the template's QRS onset
+QRS_LEAD_IN_S = 0.01
 #: pathological Q waves: the original initial forces fade out under the Q lobe up to half its length and are back
 #: at its end, so the infarct removes the initial forces (the Q wave) but keeps the later R
 Q_FADE = (0.5, 1.0)
@@ -185,11 +187,13 @@ Q_R_FRAC = 0.45
 
 
 def _lead_lobe(n: int, width: int, fade: tuple[float, float] = (0.6, 1.2)) -> tuple[np.ndarray, np.ndarray]:
-    """(lobe, keep) over a QRS of n samples: a half-sine lobe on the first ``width`` samples, and the weight that
-    fades the original initial forces out under it (0 up to ``fade[0]`` x width, back to 1 at ``fade[1]`` x
-    width)."""
+    """(lobe, keep) over a QRS of n samples: a triangular lobe of height 1 on the first ``width`` samples (apex at
+    45 %; a wave whose slope never flattens, so the interpreter's spatial-velocity QRS onset stays at its start), and
+    the weight that fades the original initial forces out under it (0 up to ``fade[0]`` x width, back to 1 at
+    ``fade[1]`` x width)."""
     t = np.arange(n, dtype=float)
-    lobe = np.where(t < width, np.sin(np.pi * np.clip(t / max(width, 1), 0, 1)), 0.0)
+    apex = 0.45 * max(width, 2)
+    lobe = np.clip(np.minimum(t / apex, (max(width, 2) - t) / (max(width, 2) - apex)), 0.0, 1.0)
     a, b = fade[0] * width, fade[1] * width
     keep = np.clip((t - a) / max(b - a, 1.0), 0.0, 1.0)
     return lobe, 0.5 - 0.5 * np.cos(np.pi * keep)
@@ -206,12 +210,14 @@ def _frontal_edit(dev_i: np.ndarray, dev_ii: np.ndarray, theta: np.ndarray, e: E
     inferior_q = bool(e.q_wave_group) and "inferior" in e.q_wave_group.split("+")
     n = dev_i.shape[0]
 
-    def q_waves(ii: np.ndarray) -> np.ndarray:
-        # the infarcted inferior wall no longer pulls the initial forces down: lead II starts with a Q wave
-        return _q_lead(ii, e)
+    def q_waves(i: np.ndarray, ii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # the infarcted inferior wall no longer pulls the initial forces down: they point up, lead I keeps none
+        # of its own and lead II (so III and aVF) starts with a Q wave
+        _, keep = _lead_lobe(n, int(e.q_wave_s * FS), Q_FADE)
+        return i * keep, _q_lead(ii, e)
 
     if inferior_q and e.axis_target_deg is None:
-        dev_ii = q_waves(dev_ii)
+        dev_i, dev_ii = q_waves(dev_i, dev_ii)
     x, y = dev_i[None, :], (2 * dev_ii[None, :] - dev_i[None, :]) / SQRT3
     c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
     xr, yr = c * x - s * y, s * x + c * y
@@ -228,7 +234,7 @@ def _frontal_edit(dev_i: np.ndarray, dev_ii: np.ndarray, theta: np.ndarray, e: E
         yr = yr * keep + init[1] * np.sin(a) * lobe
     ii = (xr + SQRT3 * yr) / 2
     if inferior_q and e.axis_target_deg is not None:
-        ii = q_waves(ii)
+        xr, ii = q_waves(xr, ii)
     return xr, ii
 
 
@@ -241,48 +247,79 @@ def _q_lead(x: np.ndarray, e: Edit) -> np.ndarray:
     return kept - depth * lobe
 
 
-def _axis_of(i: np.ndarray, ii: np.ndarray, base: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
-    """Net-area frontal QRS axis (degrees) of leads I and II (..., n), as the interpreter measures it; ``base``
-    adds the net areas (I, II) of what lies under the deviations (the onset-to-J line above the onset level)."""
-    a_i, a_ii = i.sum(axis=-1) + base[0], ii.sum(axis=-1) + base[1]
-    return np.degrees(np.arctan2(a_ii - a_i / 2, a_i))
-
-
-def _frontal_qrs(qrs: np.ndarray, e: Edit, level: np.ndarray) -> np.ndarray:
+def _frontal_qrs(p: np.ndarray, qrs: np.ndarray, stt: np.ndarray, e: Edit, r: int, stt_scale: float) -> np.ndarray:
     """The QRS (8, n) with its limb leads rotated in the frontal plane and given the LAFB / LAD initial forces and
-    inferior Q waves of the edit. The rotation angle is solved (1 degree grid) so that the finished QRS has the
-    axis ``e.axis_target_deg``, or, without a target, lies within ``e.axis_range_deg`` (nearest bound when
-    outside, no rotation when inside). The QRS is rotated about the straight line from its onset to its J point,
-    so it still joins the P and ST-T parts. ``level`` (8,) is the baseline the interpreter measures the QRS
-    areas from: the mean of the 20-4 ms before QRS onset."""
-    n = qrs.shape[1]
+    inferior Q waves of the edit; ``p`` and ``stt`` are the finished P and ST-T parts around it, ``r`` the R peak
+    within the QRS (where the records' beats are aligned, as the interpreter's median beat is) and ``stt_scale``
+    the time scale of the ST-T part at the record's mean rate (as :func:`synthesize` applies it).
+
+    The rotation angle is solved (1 degree grid) so that the finished beat has the QRS axis ``e.axis_target_deg``
+    as the interpreter measures it (net areas of I and aVF over its QRS, the onset searched QRS_AREA_REACH_S
+    further back, from the level 20-4 ms before the onset), or, without a target, an axis within ``e.axis_range_deg`` (nearest bound when
+    outside, no rotation when inside); the QRS limits are re-found on the edited beat until they settle. The QRS
+    is rotated about the straight line from its onset to its J point, so it still joins the P and ST-T parts."""
+    n, at = qrs.shape[1], p.shape[1]
     line = qrs[:, :1] + (qrs[:, -1:] - qrs[:, :1]) * np.linspace(0, 1, n)[None, :]
     dev = qrs - line
     p2p0 = float(np.ptp(_limb6(dev[I], dev[II]), axis=1).max())
-    zero = np.zeros(1)
-    base = (float((line[I] - level[I]).sum()), float((line[II] - level[II]).sum()))
-    target = e.axis_target_deg
-    if target is None and e.axis_range_deg is not None:
-        now = float(_axis_of(*_frontal_edit(dev[I], dev[II], zero, e), base)[0])
-        lo, hi = e.axis_range_deg
-        if not lo <= now <= hi:
-            target = lo if abs((now - lo + 180) % 360 - 180) < abs((now - hi + 180) % 360 - 180) else hi
+    rest = np.concatenate([p, np.zeros_like(qrs), _resample(stt, stt_scale)[:, 1:]], axis=1)  # the beat, no QRS
+    r = at + min(max(r, 0), n - 1)
+
+    def finished(i: np.ndarray, ii: np.ndarray) -> np.ndarray:
+        out = qrs.copy()
+        out[I], out[II] = i + line[I], ii + line[II]
+        return out
+
+    def window(q: np.ndarray) -> tuple[int, int, np.ndarray]:
+        beat = rest.copy()
+        beat[:, at : at + n] = q
+        on, off = qrs_bounds(beat, r, reach_s=QRS_AREA_REACH_S)[0], qrs_bounds(beat, r)[1]
+        return on, off, beat[:, max(0, on - int(0.02 * FS)) : max(1, on - int(0.004 * FS))].mean(axis=1)
+
+    gain = 1.0  # a low-voltage record's limb QRS is scaled back to its largest limb-lead amplitude
+
+    def axes(theta: np.ndarray, win: tuple[int, int, np.ndarray]) -> np.ndarray:
+        on, off, level = win
+        i, ii = _frontal_edit(dev[I], dev[II], theta, e)
+        a, b = max(on, at) - at, min(off, at + n - 1) - at + 1  # the part of the window in the QRS
+        outside = rest[:, on : off + 1].sum(axis=1) - (off - on + 1) * level
+        a_i = (gain * i[:, a:b] + line[I, a:b]).sum(axis=1) + outside[I]
+        a_ii = (gain * ii[:, a:b] + line[II, a:b]).sum(axis=1) + outside[II]
+        return np.degrees(np.arctan2(a_ii - a_i / 2, a_i))
+
+    def wrap(d: np.ndarray | float) -> np.ndarray:
+        return np.abs((np.asarray(d) + 180.0) % 360.0 - 180.0)
+
+    def edited(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        i, ii = _frontal_edit(dev[I], dev[II], theta, e)
+        return i[0], ii[0]
+
+    zero, grid = np.zeros(1), np.radians(np.arange(-180.0, 180.0, 1.0))
     theta = zero
-    if target is not None:
-        grid = np.radians(np.arange(-180.0, 180.0, 1.0))
-        err = np.abs((_axis_of(*_frontal_edit(dev[I], dev[II], grid, e), base) - target + 180) % 360 - 180)
-        # the smallest rotation among the (near-)best fits
-        best = np.nonzero(err <= err.min() + 0.5)[0]
-        theta = grid[best[np.argmin(np.abs(grid[best]))]][None]
-    i, ii = _frontal_edit(dev[I], dev[II], theta, e)
-    i, ii = i[0], ii[0]
-    if e.low_voltage != 1.0:
-        # a rotation moves voltage between limb leads: keep the low-voltage record's largest limb QRS as it was
-        g = min(1.0, p2p0 / max(float(np.ptp(_limb6(i, ii), axis=1).max()), 1e-9))
-        i, ii = i * g, ii * g
-    out = qrs.copy()
-    out[I], out[II] = i + line[I], ii + line[II]
-    return out
+    win = window(finished(*edited(zero)))
+    for _ in range(6):
+        target = e.axis_target_deg
+        if target is None and e.axis_range_deg is not None:
+            now = float(axes(zero, win)[0])
+            lo, hi = e.axis_range_deg
+            if not lo <= now <= hi:
+                target = lo if wrap(now - lo) < wrap(now - hi) else hi
+        theta = zero
+        if target is not None:
+            err = wrap(axes(grid, win) - target)
+            best = np.nonzero(err <= err.min() + 0.5)[0]  # the smallest rotation among the (near-)best fits
+            theta = grid[best[np.argmin(np.abs(grid[best]))]][None]
+        i, ii = edited(theta)
+        new_gain = gain
+        if e.low_voltage != 1.0:
+            # rotation and initial forces move voltage between limb leads: keep the largest limb QRS as it was
+            new_gain = min(1.0, p2p0 / max(float(np.ptp(_limb6(i, ii), axis=1).max()), 1e-9))
+        new = window(finished(new_gain * i, new_gain * ii))
+        if new[:2] == win[:2] and abs(new_gain - gain) < 1e-3:
+            break
+        gain, win = new_gain, new
+    i, ii = edited(theta)
+    return finished(gain * i, gain * ii)
 
 
 def _limb6(i: np.ndarray, ii: np.ndarray) -> np.ndarray:
@@ -321,15 +358,23 @@ def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.nda
         for ld in leads:
             stt[ld] -= 1.6 * t[ld]
         qrs[:, -1] = stt[:, 0]
-    if e.axis_target_deg is not None or e.axis_range_deg is not None or e.lafb or e.q_wave_group:
-        # the level the interpreter measures QRS areas from (20-4 ms before onset; AF has no P wave: the onset)
-        level = qrs[:, 0] if e.rhythm == "af" else p[:, -int(0.02 * FS) : -int(0.004 * FS)].mean(axis=1)
-        qrs = _frontal_qrs(qrs, e, level)
-    if e.q_wave_group and "anterior" in e.q_wave_group.split("+"):
-        qrs = _precordial_q(qrs, e)
     stt = _edit_stt(stt, t_end, e)
     if e.rhythm == "af":
         p[:] = p[:, -1:] * np.linspace(0, 1, p.shape[1])[None, :]  # no P wave: a ramp to the QRS start
+    # Q waves and the frontal axis last: the axis is solved on the finished beat. Their QRS starts QRS_LEAD_IN_S
+    # before the template's onset, which lies where the spatial velocity reaches 12 % of its peak: the initial
+    # forces before it belong to the QRS these edits replace (the returned QRS part then starts there)
+    frontal = e.axis_target_deg is not None or e.axis_range_deg is not None or e.lafb or e.q_wave_group
+    if frontal or (e.q_wave_group and "anterior" in e.q_wave_group.split("+")):
+        k = min(int(QRS_LEAD_IN_S * FS), p.shape[1] - int(0.03 * FS))
+        ext = np.concatenate([p[:, p.shape[1] - k :], qrs], axis=1)
+        if e.q_wave_group and "anterior" in e.q_wave_group.split("+"):
+            ext = _precordial_q(ext, e)
+        if frontal:
+            r = k + int(round((tpl.r - tpl.qrs_on) * (e.qrs_stretch if e.bbb else 1.0)))
+            stt_scale = (60.0 / e.hr / tpl.rr_s) ** (1 / 3) * e.qt_mult
+            ext = _frontal_qrs(p[:, : p.shape[1] - k], ext, stt, e, r, stt_scale)
+        p, qrs = p[:, : p.shape[1] - k], ext  # the lead-in moves into the QRS part (before any PR gap)
     return p, qrs, stt, t_end
 
 
@@ -367,6 +412,9 @@ def synthesize(tpl: Template, e: Edit, rng: np.random.Generator) -> np.ndarray:
     rs, pvc = r_times(e, rng, tpl.rr_s)
     out = np.zeros((8, N_SAMPLES))
     r_in_qrs = (tpl.r - tpl.qrs_on) * (e.qrs_stretch if e.bbb else 1.0)
+    # the QRS part may start before the template's onset (the axis and Q-wave edits take a lead-in from the P part)
+    n_tpl = tpl.qrs_off - tpl.qrs_on + 1
+    r_in_qrs += qrs.shape[1] - (max(2, int(round(n_tpl * e.qrs_stretch))) if e.bbb else n_tpl)
     gap = int(e.pr_extra_s * FS)
     for j, r in enumerate(rs):
         rr = (rs[j + 1] - r) / FS if j + 1 < len(rs) else (r - rs[j - 1]) / FS if j else 60 / e.hr

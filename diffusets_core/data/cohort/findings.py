@@ -561,6 +561,13 @@ EXCLUDES: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
         "deviation contradicts it",
     ),
     (
+        ("lafb",),
+        ("q_waves_inferior",),
+        "LAFB is read from its initial forces, q in aVL and r in II, III, aVF; inferior Q waves replace that r, so "
+        "the fascicular block cannot be read from the QRS (the old inferior infarct alone explains the left "
+        "axis)",
+    ),
+    (
         ("lvh_strain",),
         ("st_depression_lateral", "t_inversion_lateral", "t_flat_u"),
         "strain is lateral ST depression with T inversion: the LVH-with-repolarization statement already says "

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..leads import CANONICAL_LEADS as LEADS12
-from .morphology import FS, bandpass_sos, qrs_bounds, t_wave_end
+from .morphology import FS, QRS_AREA_REACH_S, bandpass_sos, qrs_bounds, t_wave_end
 
 IDX = {n: i for i, n in enumerate(LEADS12)}
 INDEPENDENT = [IDX[n] for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
@@ -110,7 +110,7 @@ def _filter(sig: np.ndarray) -> np.ndarray:
 
 def _initial_wave(x: np.ndarray, on: int, off: int) -> tuple[float, float]:
     """(duration ms, signed extreme mV) of the first QRS deflection of a baseline-corrected lead: the first lobe
-    reaching INITIAL_MV from 10 ms before the measured QRS onset, from where it leaves zero to where it returns.
+    reaching INITIAL_MV from 10 ms before QRS onset ``on``, from where it leaves zero to where it returns.
     Negative for a Q wave (a QS complex when it lasts the whole QRS), positive for an initial R; (0, 0) when no
     deflection reaches INITIAL_MV."""
     lo = max(0, on - int(0.01 * FS))
@@ -190,9 +190,14 @@ def measure(sig: np.ndarray) -> dict:
     m["t_amp"] = {n: float(ext[IDX[n]]) for n in LEADS12}
     qrs = b[:, on : off + 1]
     m["qrs_p2p"] = {n: float(np.ptp(qrs[IDX[n]])) for n in LEADS12}
+    # QRS areas and initial deflections from the onset searched further back (QRS_AREA_REACH_S), from the level
+    # before it
+    on_w, off_w = min(on, qrs_bounds(beat[INDEPENDENT], r, reach_s=QRS_AREA_REACH_S)[0]), off
+    bw = beat - beat[:, max(0, on_w - int(0.02 * FS)) : max(1, on_w - int(0.004 * FS))].mean(axis=1)[:, None]
+    qrs_w = bw[:, on_w : off_w + 1]
     # first QRS deflection (Q waves; LAFB's q in aVL and r in II, III, aVF): (duration ms, signed extreme mV)
-    m["initial"] = {n: _initial_wave(b[IDX[n]], on, off) for n in LEADS12}
-    m["r_amp"] = {n: float(max(0.0, qrs[IDX[n]].max())) for n in LEADS12}  # tallest positive QRS deflection
+    m["initial"] = {n: _initial_wave(bw[IDX[n]], on_w, off_w) for n in LEADS12}
+    m["r_amp"] = {n: float(max(0.0, qrs_w[IDX[n]].max())) for n in LEADS12}  # tallest positive QRS deflection
     # V1 terminal force: the last 40 % of the QRS
     tail = qrs[IDX["V1"], int(0.6 * qrs.shape[1]) :]
     m["v1_terminal"] = float(tail.max())  # a late positive wave (R') in V1 marks right bundle branch block
@@ -235,7 +240,7 @@ def measure(sig: np.ndarray) -> dict:
     def axis(x_i: float, x_avf: float) -> float:
         return float(np.degrees(np.arctan2(x_avf, x_i)))
 
-    m["qrs_axis"] = axis(qrs[IDX["I"]].sum(), qrs[IDX["aVF"]].sum())
+    m["qrs_axis"] = axis(qrs_w[IDX["I"]].sum(), qrs_w[IDX["aVF"]].sum())
     m["t_axis"] = axis(t_seg[IDX["I"]].sum(), t_seg[IDX["aVF"]].sum())
     m["p_axis"] = axis(b[IDX["I"], p_pk], b[IDX["aVF"], p_pk]) if m["p_present"] else None
     return m

@@ -112,12 +112,21 @@ def _energy(beat: np.ndarray) -> np.ndarray:
     return uniform_filter1d(np.r_[d, d[-1]], max(1, int(0.01 * FS)), mode="nearest")
 
 
-def qrs_bounds(beat: np.ndarray, r: int, frac: float = 0.12) -> tuple[int, int]:
+#: the interpreter sums the QRS areas (axis) and reads the initial deflections from a QRS onset searched this much
+#: further back than for the intervals: on a wide QRS whose detected R peak lies late (a bundle branch block's R'),
+#: the interval search stops 90 ms before R and would cut off the initial forces. The synthesiser solves the axis
+#: over the same limits.
+QRS_AREA_REACH_S = 0.06
+
+
+def qrs_bounds(beat: np.ndarray, r: int, frac: float = 0.12, reach_s: float = 0.0) -> tuple[int, int]:
     """QRS onset/offset on a multi-lead beat: where the smoothed spatial velocity falls below ``frac`` of
-    its QRS maximum, searching outwards from R."""
+    its QRS maximum (found from R - 90 ms to R + 100 ms), searching outwards from R; ``reach_s`` lets the search
+    run that much further on both sides (a wide QRS whose R peak lies late)."""
     e = _energy(beat)
     lo, hi = max(0, r - int(0.09 * FS)), min(len(e), r + int(0.10 * FS))
     peak = e[lo:hi].max()
+    lo, hi = max(0, lo - int(reach_s * FS)), min(len(e), hi + int(reach_s * FS))
     on = r
     while on > lo and e[on] > frac * peak:
         on -= 1
