@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .morphology import FS, N_SAMPLES, QRS_AREA_REACH_S, Template, qrs_bounds
+from .morphology import FS, N_SAMPLES, QRS_REACH_S, Template, qrs_bounds
 
 I, II, V1, V2, V3, V4, V5, V6 = range(8)
 GROUPS = {"anterior": [V1, V2, V3, V4], "inferior": [II], "lateral": [I, V5, V6]}
@@ -172,10 +172,10 @@ SQRT3 = float(np.sqrt(3.0))
 #: LAFB: the initial QRS vector (first ~25 ms) turns inferior and rightward, giving q in I/aVL and r in II/III/aVF
 #: before the superior main forces (Surawicz et al. 2009); direction (degrees) and size relative to the largest
 #: frontal QRS vector (at least LAFB_INITIAL_MIN_MV)
-LAFB_INITIAL_DEG, LAFB_INITIAL_FRAC, LAFB_INITIAL_MIN_MV, LAFB_INITIAL_S = 105.0, 0.25, 0.15, 0.026
+LAFB_INITIAL_DEG, LAFB_INITIAL_FRAC, LAFB_INITIAL_MIN_MV, LAFB_INITIAL_S = 105.0, 0.35, 0.12, 0.026
 #: left axis deviation without fascicular block: initial forces kept leftward-inferior (no q in aVL, small r in
 #: II/III/aVF), so neither LAFB's qR/rS pattern nor inferior Q waves are read
-LAD_INITIAL_DEG, LAD_INITIAL_FRAC, LAD_INITIAL_MIN_MV, LAD_INITIAL_S = 45.0, 0.3, 0.15, 0.024
+LAD_INITIAL_DEG, LAD_INITIAL_FRAC, LAD_INITIAL_MIN_MV, LAD_INITIAL_S = 30.0, 0.3, 0.2, 0.03
 #: the QRS of the axis, LAFB and Q-wave edits starts this long before the template's QRS onset
 QRS_LEAD_IN_S = 0.01
 #: pathological Q waves: the original initial forces fade out under the Q lobe up to half its length and are back
@@ -199,14 +199,15 @@ def _lead_lobe(n: int, width: int, fade: tuple[float, float] = (0.6, 1.2)) -> tu
     return lobe, 0.5 - 0.5 * np.cos(np.pi * keep)
 
 
-def _frontal_edit(dev_i: np.ndarray, dev_ii: np.ndarray, theta: np.ndarray, e: Edit) -> tuple[np.ndarray, np.ndarray]:
+def _frontal_edit(
+    dev_i: np.ndarray, dev_ii: np.ndarray, theta: np.ndarray, e: Edit, q_first: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Leads I and II (k, n) of a QRS deviation (n,) rotated by each angle of ``theta`` (k,) (radians), with the
     initial forces of the edit (LAFB or plain left axis deviation) and the inferior Q waves.
 
-    With an axis target the Q waves come after the rotation (they stay in II, III, aVF whatever the axis: an
-    inferior infarct with left or right axis deviation); without one they come first and turn with the whole QRS
-    (a heart whose position keeps its axis normal), since the superior pull of a Q wave cannot be undone by
-    rotating the rest of the QRS alone."""
+    The Q waves come after the rotation (they stay in II, III, aVF whatever the axis), or, with ``q_first``, before
+    it, turning with the whole QRS (for a record whose axis must stay normal when the superior pull of the Q waves
+    cannot be undone by rotating the rest of the QRS alone)."""
     inferior_q = bool(e.q_wave_group) and "inferior" in e.q_wave_group.split("+")
     n = dev_i.shape[0]
 
@@ -216,24 +217,26 @@ def _frontal_edit(dev_i: np.ndarray, dev_ii: np.ndarray, theta: np.ndarray, e: E
         _, keep = _lead_lobe(n, int(e.q_wave_s * FS), Q_FADE)
         return i * keep, _q_lead(ii, e)
 
-    if inferior_q and e.axis_target_deg is None:
+    if inferior_q and q_first:
         dev_i, dev_ii = q_waves(dev_i, dev_ii)
     x, y = dev_i[None, :], (2 * dev_ii[None, :] - dev_i[None, :]) / SQRT3
     c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
     xr, yr = c * x - s * y, s * x + c * y
     size = float(np.sqrt(x**2 + y**2).max())
     init = None
+    # (the floor in mV is at most half the QRS size, so a low-voltage QRS keeps its own proportions)
     if e.lafb:
-        init = (LAFB_INITIAL_DEG, max(LAFB_INITIAL_FRAC * size, LAFB_INITIAL_MIN_MV), LAFB_INITIAL_S)
+        amp = max(LAFB_INITIAL_FRAC * size, min(LAFB_INITIAL_MIN_MV, 0.5 * size))
+        init = (LAFB_INITIAL_DEG, amp, LAFB_INITIAL_S)
     elif e.axis_target_deg is not None and e.axis_target_deg < -30:
-        init = (LAD_INITIAL_DEG, max(LAD_INITIAL_FRAC * size, LAD_INITIAL_MIN_MV), LAD_INITIAL_S)
+        init = (LAD_INITIAL_DEG, max(LAD_INITIAL_FRAC * size, min(LAD_INITIAL_MIN_MV, 0.5 * size)), LAD_INITIAL_S)
     if init is not None:
         lobe, keep = _lead_lobe(n, int(init[2] * FS))
         a = np.radians(init[0])
         xr = xr * keep + init[1] * np.cos(a) * lobe
         yr = yr * keep + init[1] * np.sin(a) * lobe
     ii = (xr + SQRT3 * yr) / 2
-    if inferior_q and e.axis_target_deg is not None:
+    if inferior_q and not q_first:
         xr, ii = q_waves(xr, ii)
     return xr, ii
 
@@ -254,8 +257,8 @@ def _frontal_qrs(p: np.ndarray, qrs: np.ndarray, stt: np.ndarray, e: Edit, r: in
     the time scale of the ST-T part at the record's mean rate (as :func:`synthesize` applies it).
 
     The rotation angle is solved (1 degree grid) so that the finished beat has the QRS axis ``e.axis_target_deg``
-    as the interpreter measures it (net areas of I and aVF over its QRS, the onset searched QRS_AREA_REACH_S
-    further back, from the level 20-4 ms before the onset), or, without a target, an axis within ``e.axis_range_deg`` (nearest bound when
+    as the interpreter measures it (net areas of I and aVF between its QRS limits, searched QRS_REACH_S beyond the
+    template's, from the level 20-4 ms before the onset), or, without a target, an axis within ``e.axis_range_deg`` (nearest bound when
     outside, no rotation when inside); the QRS limits are re-found on the edited beat until they settle. The QRS
     is rotated about the straight line from its onset to its J point, so it still joins the P and ST-T parts."""
     n, at = qrs.shape[1], p.shape[1]
@@ -273,14 +276,15 @@ def _frontal_qrs(p: np.ndarray, qrs: np.ndarray, stt: np.ndarray, e: Edit, r: in
     def window(q: np.ndarray) -> tuple[int, int, np.ndarray]:
         beat = rest.copy()
         beat[:, at : at + n] = q
-        on, off = qrs_bounds(beat, r, reach_s=QRS_AREA_REACH_S)[0], qrs_bounds(beat, r)[1]
+        on, off = qrs_bounds(beat, r, reach_s=QRS_REACH_S)
         return on, off, beat[:, max(0, on - int(0.02 * FS)) : max(1, on - int(0.004 * FS))].mean(axis=1)
 
-    gain = 1.0  # a low-voltage record's limb QRS is scaled back to its largest limb-lead amplitude
+    gain = 1.0  # the limb QRS is scaled back to its largest limb-lead amplitude
+    q_first = False  # inferior Q waves turn with the QRS (only when the normal range is otherwise out of reach)
 
     def axes(theta: np.ndarray, win: tuple[int, int, np.ndarray]) -> np.ndarray:
         on, off, level = win
-        i, ii = _frontal_edit(dev[I], dev[II], theta, e)
+        i, ii = _frontal_edit(dev[I], dev[II], theta, e, q_first)
         a, b = max(on, at) - at, min(off, at + n - 1) - at + 1  # the part of the window in the QRS
         outside = rest[:, on : off + 1].sum(axis=1) - (off - on + 1) * level
         a_i = (gain * i[:, a:b] + line[I, a:b]).sum(axis=1) + outside[I]
@@ -291,7 +295,7 @@ def _frontal_qrs(p: np.ndarray, qrs: np.ndarray, stt: np.ndarray, e: Edit, r: in
         return np.abs((np.asarray(d) + 180.0) % 360.0 - 180.0)
 
     def edited(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        i, ii = _frontal_edit(dev[I], dev[II], theta, e)
+        i, ii = _frontal_edit(dev[I], dev[II], theta, e, q_first)
         return i[0], ii[0]
 
     zero, grid = np.zeros(1), np.radians(np.arange(-180.0, 180.0, 1.0))
@@ -307,13 +311,15 @@ def _frontal_qrs(p: np.ndarray, qrs: np.ndarray, stt: np.ndarray, e: Edit, r: in
         theta = zero
         if target is not None:
             err = wrap(axes(grid, win) - target)
+            if err.min() > 2.0 and e.axis_target_deg is None and e.q_wave_group and not q_first:
+                q_first = True
+                err = wrap(axes(grid, win) - target)
             best = np.nonzero(err <= err.min() + 0.5)[0]  # the smallest rotation among the (near-)best fits
             theta = grid[best[np.argmin(np.abs(grid[best]))]][None]
         i, ii = edited(theta)
-        new_gain = gain
-        if e.low_voltage != 1.0:
-            # rotation and initial forces move voltage between limb leads: keep the largest limb QRS as it was
-            new_gain = min(1.0, p2p0 / max(float(np.ptp(_limb6(i, ii), axis=1).max()), 1e-9))
+        # rotation, initial forces and Q waves move voltage between limb leads: the largest limb-lead QRS keeps
+        # its amplitude, so the voltage statement (low or not) stays the one planned
+        new_gain = float(np.clip(p2p0 / max(float(np.ptp(_limb6(i, ii), axis=1).max()), 1e-9), 0.5, 2.0))
         new = window(finished(new_gain * i, new_gain * ii))
         if new[:2] == win[:2] and abs(new_gain - gain) < 1e-3:
             break

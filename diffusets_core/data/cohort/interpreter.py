@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..leads import CANONICAL_LEADS as LEADS12
-from .morphology import FS, QRS_AREA_REACH_S, bandpass_sos, qrs_bounds, t_wave_end
+from .morphology import FS, QRS_REACH_S, bandpass_sos, qrs_bounds, t_wave_end
 
 IDX = {n: i for i, n in enumerate(LEADS12)}
 INDEPENDENT = [IDX[n] for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
@@ -60,10 +60,10 @@ P_SEARCH_S = 0.33
 #: frontal QRS axis limits (degrees, net QRS area in I and aVF): normal adult axis -30 to +90; left axis deviation
 #: -30 to -90, right axis deviation +90 to +180; LAFB needs -45 to -90 (Surawicz et al. 2009, part III)
 AXIS_LEFT_DEG, AXIS_RIGHT_DEG, AXIS_LAFB_DEG = -30.0, 90.0, -45.0
-#: a QRS deflection at onset counts from this size (the median beat's residual noise stays below it)
-INITIAL_MV = 0.05
-#: LAFB's q wave in aVL: at least this deep (and the r in II, III, aVF at least INITIAL_MV)
-LAFB_Q_AVL_MV = 0.05
+#: a QRS deflection at onset (LAFB's q in aVL and r in II, III, aVF; the start of a Q wave) counts from INITIAL_MV,
+#: or from INITIAL_FRAC of the lead's QRS amplitude when that is smaller (a low-voltage QRS); the median beat's
+#: residual noise stays well below both
+INITIAL_MV, INITIAL_FRAC = 0.05, 0.15
 #: pathological Q waves (fourth universal definition of MI, Thygesen et al. 2018): at least Q_WAVE_MV deep and
 #: Q_WAVE_MS long (a QS complex counts by its length), Q_WAVE_V2V3_MS in V2-V3; outside V2-V3 also at least
 #: Q_WAVE_R_FRAC of the lead's R (normal septal q waves are shorter than 30 ms and shallower than a quarter of R)
@@ -110,12 +110,12 @@ def _filter(sig: np.ndarray) -> np.ndarray:
 
 def _initial_wave(x: np.ndarray, on: int, off: int) -> tuple[float, float]:
     """(duration ms, signed extreme mV) of the first QRS deflection of a baseline-corrected lead: the first lobe
-    reaching INITIAL_MV from 10 ms before QRS onset ``on``, from where it leaves zero to where it returns.
-    Negative for a Q wave (a QS complex when it lasts the whole QRS), positive for an initial R; (0, 0) when no
-    deflection reaches INITIAL_MV."""
+    reaching INITIAL_MV (or INITIAL_FRAC of the QRS peak-to-peak amplitude, if smaller) from 10 ms before QRS
+    onset ``on``, from where it leaves zero to where it returns. Negative for a Q wave (a QS complex when it lasts
+    the whole QRS), positive for an initial R; (0, 0) when no deflection reaches the threshold."""
     lo = max(0, on - int(0.01 * FS))
     seg = x[lo : off + 1]
-    big = np.nonzero(np.abs(seg) >= INITIAL_MV)[0]
+    big = np.nonzero(np.abs(seg) >= min(INITIAL_MV, INITIAL_FRAC * float(np.ptp(x[on : off + 1]))))[0]
     if not len(big):
         return 0.0, 0.0
     k = int(big[0])
@@ -173,7 +173,9 @@ def measure(sig: np.ndarray) -> dict:
         return m
     beat = np.median(np.stack(beats), axis=0)
     r = pre
-    on, off = qrs_bounds(beat[INDEPENDENT], r)
+    # the search runs QRS_REACH_S further than the template's: a wide QRS whose detected R peak lies late (a
+    # bundle branch block's R') would otherwise be cut at R - 90 ms
+    on, off = qrs_bounds(beat[INDEPENDENT], r, reach_s=QRS_REACH_S)
     m["qrs_ms"] = (off - on) * 1000 / FS
     base = beat[:, max(0, on - int(0.02 * FS)) : max(1, on - int(0.004 * FS))].mean(axis=1)
     b = beat - base[:, None]
@@ -190,14 +192,9 @@ def measure(sig: np.ndarray) -> dict:
     m["t_amp"] = {n: float(ext[IDX[n]]) for n in LEADS12}
     qrs = b[:, on : off + 1]
     m["qrs_p2p"] = {n: float(np.ptp(qrs[IDX[n]])) for n in LEADS12}
-    # QRS areas and initial deflections from the onset searched further back (QRS_AREA_REACH_S), from the level
-    # before it
-    on_w, off_w = min(on, qrs_bounds(beat[INDEPENDENT], r, reach_s=QRS_AREA_REACH_S)[0]), off
-    bw = beat - beat[:, max(0, on_w - int(0.02 * FS)) : max(1, on_w - int(0.004 * FS))].mean(axis=1)[:, None]
-    qrs_w = bw[:, on_w : off_w + 1]
     # first QRS deflection (Q waves; LAFB's q in aVL and r in II, III, aVF): (duration ms, signed extreme mV)
-    m["initial"] = {n: _initial_wave(bw[IDX[n]], on_w, off_w) for n in LEADS12}
-    m["r_amp"] = {n: float(max(0.0, qrs_w[IDX[n]].max())) for n in LEADS12}  # tallest positive QRS deflection
+    m["initial"] = {n: _initial_wave(b[IDX[n]], on, off) for n in LEADS12}
+    m["r_amp"] = {n: float(max(0.0, qrs[IDX[n]].max())) for n in LEADS12}  # tallest positive QRS deflection
     # V1 terminal force: the last 40 % of the QRS
     tail = qrs[IDX["V1"], int(0.6 * qrs.shape[1]) :]
     m["v1_terminal"] = float(tail.max())  # a late positive wave (R') in V1 marks right bundle branch block
@@ -240,7 +237,7 @@ def measure(sig: np.ndarray) -> dict:
     def axis(x_i: float, x_avf: float) -> float:
         return float(np.degrees(np.arctan2(x_avf, x_i)))
 
-    m["qrs_axis"] = axis(qrs_w[IDX["I"]].sum(), qrs_w[IDX["aVF"]].sum())
+    m["qrs_axis"] = axis(qrs[IDX["I"]].sum(), qrs[IDX["aVF"]].sum())
     m["t_axis"] = axis(t_seg[IDX["I"]].sum(), t_seg[IDX["aVF"]].sum())
     m["p_axis"] = axis(b[IDX["I"], p_pk], b[IDX["aVF"], p_pk]) if m["p_present"] else None
     return m
@@ -279,7 +276,7 @@ def interpret(sig: np.ndarray) -> Interpretation:
     lafb = (
         not lbbb
         and -90.0 <= axis <= AXIS_LAFB_DEG
-        and init["aVL"][1] <= -LAFB_Q_AVL_MV
+        and init["aVL"][1] < 0
         and all(init[n][1] > 0 for n in ("II", "III", "aVF"))
     )
     if lafb:

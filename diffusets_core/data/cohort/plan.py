@@ -142,7 +142,7 @@ NORMAL_AXIS_DEG = (-15.0, 75.0)
 def _lafb(e: Edit, c: PlanContext) -> None:
     # well inside LAFB's -45..-90; the synthesiser adds the inferior-rightward initial forces (q in aVL, r in II)
     e.lafb = True
-    e.axis_target_deg = c.rng.uniform(-75.0, -52.0)
+    e.axis_target_deg = c.rng.uniform(-78.0, -55.0)
 
 
 def _axis(lo: float, hi: float) -> Callable[[Edit, PlanContext], None]:
@@ -156,10 +156,10 @@ def _q_waves(group: str) -> Callable[[Edit, PlanContext], None]:
     def plan(e: Edit, c: PlanContext) -> None:
         e.q_wave_group = group if not e.q_wave_group else f"{e.q_wave_group}+{group}"
         if not e.q_wave_mv:  # one depth and length for both groups of a record
-            e.q_wave_s = c.rng.uniform(0.04, 0.05)
+            e.q_wave_s = c.rng.uniform(0.045, 0.055)
             e.q_wave_mv = c.rng.uniform(0.2, 0.35) * e.amplitude
             if "low_voltage" in c.findings:
-                e.q_wave_mv = c.rng.uniform(0.16, 0.22)
+                e.q_wave_mv = c.rng.uniform(0.22, 0.28)
 
     return plan
 
@@ -187,8 +187,8 @@ FINDING_PLANNERS: dict[str, Callable[[Edit, PlanContext], None]] = {
     "peaked_t": _peaked_t,
     "long_qt": _long_qt,
     "lafb": _lafb,
-    "left_axis_deviation": _axis(-55.0, -35.0),
-    "right_axis_deviation": _axis(105.0, 150.0),
+    "left_axis_deviation": _axis(-60.0, -40.0),
+    "right_axis_deviation": _axis(110.0, 150.0),
     "q_waves_inferior": _q_waves("inferior"),
     "q_waves_anterior": _q_waves("anterior"),
 }
