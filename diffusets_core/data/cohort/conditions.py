@@ -19,7 +19,21 @@ R-peak times:
 * prolonged QT: ST-T stretched ×1.35–1.6 beyond the rate correction;
 * premature ventricular complexes: one or two early, wide beats without P wave, with discordant
   ST-T and a compensatory pause;
-* low voltage: all QRS complexes scaled so limb-lead amplitudes stay below 0.5 mV.
+* low voltage: all QRS complexes scaled so limb-lead amplitudes stay below 0.5 mV;
+* frontal QRS axis: the limb-lead QRS, as a frontal-plane vector (x = I, y = (2 II − I)/√3), rotated about the
+  straight line from its onset to its J point; the angle is solved (1° grid) so that the finished beat's axis,
+  measured as the interpreter does (net QRS areas of I and aVF between its QRS limits), is the target: left axis
+  deviation −40 to −60° (its first 30 ms turned to +30°: r in II and aVF, no q in aVL, so neither LAFB nor an
+  inferior infarct is read), right axis deviation +110 to +150°. A record without an axis finding is turned into
+  −15 to +75° only when it lies outside (a few GAN templates lie at −45° or +100°; BBB forces and Q waves move the
+  axis too). The largest limb-lead QRS keeps its amplitude through these edits;
+* left anterior fascicular block: axis −55 to −78° with the first 26 ms turned inferior and rightward (+105°,
+  a third of the QRS vector): q in I and aVL, r in II, III and aVF (Surawicz et al. 2009);
+* pathological Q waves of an old infarct: the initial forces faded out under a triangular Q lobe of 45–55 ms,
+  0.2–0.35 mV (0.22–0.28 mV with low voltage) and at least 45 % of the R that follows — inferior: in lead II, with
+  lead I's initial forces removed (the initial vector points up; III and aVF follow), applied after the rotation
+  (or, when the normal axis range is otherwise out of reach, before it); anterior: in V1–V4 (QS in V1–V3). These
+  edits start 10 ms before the template's QRS onset, where its initial forces begin.
 """
 
 from __future__ import annotations
@@ -180,10 +194,12 @@ LAD_INITIAL_DEG, LAD_INITIAL_FRAC, LAD_INITIAL_MIN_MV, LAD_INITIAL_S = 30.0, 0.3
 QRS_LEAD_IN_S = 0.01
 #: pathological Q waves: the original initial forces fade out under the Q lobe up to half its length and are back
 #: at its end, so the infarct removes the initial forces (the Q wave) but keeps the later R
-Q_FADE = (0.5, 1.0)
+Q_FADE = (0.4, 0.9)
 #: a Q wave is at least this fraction of the R that follows it in the edited lead (pathological Q waves are deeper
 #: than a quarter of R; normal septal q waves are shallower)
 Q_R_FRAC = 0.45
+#: the shallowest Q a record gets when its full Q would pull the axis out of the normal range (see _frontal_qrs)
+Q_MIN_MV, Q_R_FRAC_MIN = 0.14, 0.33
 
 
 def _lead_lobe(n: int, width: int, fade: tuple[float, float] = (0.6, 1.2)) -> tuple[np.ndarray, np.ndarray]:
@@ -200,14 +216,14 @@ def _lead_lobe(n: int, width: int, fade: tuple[float, float] = (0.6, 1.2)) -> tu
 
 
 def _frontal_edit(
-    dev_i: np.ndarray, dev_ii: np.ndarray, theta: np.ndarray, e: Edit, q_first: bool = False
+    dev_i: np.ndarray, dev_ii: np.ndarray, theta: np.ndarray, e: Edit, q_first: bool = False, q_scale: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Leads I and II (k, n) of a QRS deviation (n,) rotated by each angle of ``theta`` (k,) (radians), with the
     initial forces of the edit (LAFB or plain left axis deviation) and the inferior Q waves.
 
     The Q waves come after the rotation (they stay in II, III, aVF whatever the axis), or, with ``q_first``, before
     it, turning with the whole QRS (for a record whose axis must stay normal when the superior pull of the Q waves
-    cannot be undone by rotating the rest of the QRS alone)."""
+    cannot be undone by rotating the rest of the QRS alone); ``q_scale`` makes them shallower (:func:`_q_lead`)."""
     inferior_q = bool(e.q_wave_group) and "inferior" in e.q_wave_group.split("+")
     n = dev_i.shape[0]
 
@@ -215,7 +231,7 @@ def _frontal_edit(
         # the infarcted inferior wall no longer pulls the initial forces down: they point up, lead I keeps none
         # of its own and lead II (so III and aVF) starts with a Q wave
         _, keep = _lead_lobe(n, int(e.q_wave_s * FS), Q_FADE)
-        return i * keep, _q_lead(ii, e)
+        return i * keep, _q_lead(ii, e, q_scale)
 
     if inferior_q and q_first:
         dev_i, dev_ii = q_waves(dev_i, dev_ii)
@@ -241,12 +257,14 @@ def _frontal_edit(
     return xr, ii
 
 
-def _q_lead(x: np.ndarray, e: Edit) -> np.ndarray:
-    """Lead(s) ``x`` (..., n) with a pathological Q wave: the initial forces faded out under a negative half-sine
-    lobe of ``e.q_wave_s``, at least ``e.q_wave_mv`` deep and at least Q_R_FRAC of the R left after it."""
+def _q_lead(x: np.ndarray, e: Edit, scale: float = 1.0) -> np.ndarray:
+    """Lead(s) ``x`` (..., n) with a pathological Q wave: the initial forces faded out under a negative triangular
+    lobe of ``e.q_wave_s``, at least ``e.q_wave_mv`` deep and at least Q_R_FRAC of the R left after it; ``scale``
+    < 1 makes it shallower, down to Q_MIN_MV and Q_R_FRAC_MIN of R."""
     lobe, keep = _lead_lobe(x.shape[-1], int(e.q_wave_s * FS), Q_FADE)
     kept = x * keep
-    depth = np.maximum(e.q_wave_mv, Q_R_FRAC * kept.max(axis=-1, keepdims=True))
+    r = kept.max(axis=-1, keepdims=True)
+    depth = np.maximum(scale * np.maximum(e.q_wave_mv, Q_R_FRAC * r), np.maximum(Q_MIN_MV, Q_R_FRAC_MIN * r))
     return kept - depth * lobe
 
 
@@ -280,11 +298,14 @@ def _frontal_qrs(p: np.ndarray, qrs: np.ndarray, stt: np.ndarray, e: Edit, r: in
         return on, off, beat[:, max(0, on - int(0.02 * FS)) : max(1, on - int(0.004 * FS))].mean(axis=1)
 
     gain = 1.0  # the limb QRS is scaled back to its largest limb-lead amplitude
-    q_first = False  # inferior Q waves turn with the QRS (only when the normal range is otherwise out of reach)
+    # how the inferior Q waves are made: after the rotation at full depth, or, only when the normal axis range is
+    # otherwise out of reach, shallower, then turning with the QRS
+    q_modes = [(False, 1.0), (False, 0.6), (False, 0.0), (True, 1.0)] if e.q_wave_group else [(False, 1.0)]
+    q_first, q_scale = q_modes[0]
 
     def axes(theta: np.ndarray, win: tuple[int, int, np.ndarray]) -> np.ndarray:
         on, off, level = win
-        i, ii = _frontal_edit(dev[I], dev[II], theta, e, q_first)
+        i, ii = _frontal_edit(dev[I], dev[II], theta, e, q_first, q_scale)
         a, b = max(on, at) - at, min(off, at + n - 1) - at + 1  # the part of the window in the QRS
         outside = rest[:, on : off + 1].sum(axis=1) - (off - on + 1) * level
         a_i = (gain * i[:, a:b] + line[I, a:b]).sum(axis=1) + outside[I]
@@ -295,7 +316,7 @@ def _frontal_qrs(p: np.ndarray, qrs: np.ndarray, stt: np.ndarray, e: Edit, r: in
         return np.abs((np.asarray(d) + 180.0) % 360.0 - 180.0)
 
     def edited(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        i, ii = _frontal_edit(dev[I], dev[II], theta, e, q_first)
+        i, ii = _frontal_edit(dev[I], dev[II], theta, e, q_first, q_scale)
         return i[0], ii[0]
 
     zero, grid = np.zeros(1), np.radians(np.arange(-180.0, 180.0, 1.0))
@@ -311,8 +332,8 @@ def _frontal_qrs(p: np.ndarray, qrs: np.ndarray, stt: np.ndarray, e: Edit, r: in
         theta = zero
         if target is not None:
             err = wrap(axes(grid, win) - target)
-            if err.min() > 2.0 and e.axis_target_deg is None and e.q_wave_group and not q_first:
-                q_first = True
+            while err.min() > 2.0 and e.axis_target_deg is None and (q_first, q_scale) != q_modes[-1]:
+                q_first, q_scale = q_modes[q_modes.index((q_first, q_scale)) + 1]
                 err = wrap(axes(grid, win) - target)
             best = np.nonzero(err <= err.min() + 0.5)[0]  # the smallest rotation among the (near-)best fits
             theta = grid[best[np.argmin(np.abs(grid[best]))]][None]
@@ -367,19 +388,20 @@ def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.nda
     stt = _edit_stt(stt, t_end, e)
     if e.rhythm == "af":
         p[:] = p[:, -1:] * np.linspace(0, 1, p.shape[1])[None, :]  # no P wave: a ramp to the QRS start
-    # Q waves and the frontal axis last: the axis is solved on the finished beat. Their QRS starts QRS_LEAD_IN_S
-    # before the template's onset, which lies where the spatial velocity reaches 12 % of its peak: the initial
-    # forces before it belong to the QRS these edits replace (the returned QRS part then starts there)
+    # Q waves and the frontal axis last: the axis is solved on the finished beat. Edits that replace the initial
+    # forces (Q waves, LAFB, left axis deviation) start QRS_LEAD_IN_S before the template's onset, which lies where
+    # the spatial velocity reaches 12 % of its peak: the initial forces before it belong to the QRS they replace
+    # (the returned QRS part then starts there); a rotation alone keeps the template's split
     frontal = e.axis_target_deg is not None or e.axis_range_deg is not None or e.lafb or e.q_wave_group
-    if frontal or (e.q_wave_group and "anterior" in e.q_wave_group.split("+")):
-        k = min(int(QRS_LEAD_IN_S * FS), p.shape[1] - int(0.03 * FS))
+    if frontal:
+        initial = e.lafb or bool(e.q_wave_group) or (e.axis_target_deg is not None and e.axis_target_deg < -30)
+        k = min(int(QRS_LEAD_IN_S * FS), p.shape[1] - int(0.03 * FS)) if initial else 0
         ext = np.concatenate([p[:, p.shape[1] - k :], qrs], axis=1)
         if e.q_wave_group and "anterior" in e.q_wave_group.split("+"):
             ext = _precordial_q(ext, e)
-        if frontal:
-            r = k + int(round((tpl.r - tpl.qrs_on) * (e.qrs_stretch if e.bbb else 1.0)))
-            stt_scale = (60.0 / e.hr / tpl.rr_s) ** (1 / 3) * e.qt_mult
-            ext = _frontal_qrs(p[:, : p.shape[1] - k], ext, stt, e, r, stt_scale)
+        r = k + int(round((tpl.r - tpl.qrs_on) * (e.qrs_stretch if e.bbb else 1.0)))
+        stt_scale = (60.0 / e.hr / tpl.rr_s) ** (1 / 3) * e.qt_mult
+        ext = _frontal_qrs(p[:, : p.shape[1] - k], ext, stt, e, r, stt_scale)
         p, qrs = p[:, : p.shape[1] - k], ext  # the lead-in moves into the QRS part (before any PR gap)
     return p, qrs, stt, t_end
 

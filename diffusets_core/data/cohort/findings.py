@@ -263,7 +263,9 @@ FINDINGS: tuple[Finding, ...] = (
         "intraventricular_conduction",
         "Left anterior fascicular block",
         True,
-        "frontal QRS axis -45 to -90 degrees, qR in aVL, rS in II, III and aVF, QRS < 120 ms",
+        "frontal QRS axis -45 to -90 degrees (net QRS areas of I and aVF) with LAFB's initial forces: first QRS "
+        "deflection negative in aVL (q) and positive in II, III and aVF (r); not with LBBB (QRS < 120 ms, or with "
+        "RBBB: bifascicular block)",
         _PART3,
     ),
     # axis
@@ -272,7 +274,8 @@ FINDINGS: tuple[Finding, ...] = (
         "axis",
         "Left axis deviation",
         True,
-        "frontal QRS axis between -30 and -90 degrees (normal adult axis -30 to +90)",
+        "frontal QRS axis below -30 down to -90 degrees (net QRS areas of I and aVF; normal adult axis -30 to +90), "
+        "when LAFB's criterion is not met (an LAFB statement already says the axis)",
         _PART3,
     ),
     Finding(
@@ -280,7 +283,7 @@ FINDINGS: tuple[Finding, ...] = (
         "axis",
         "Right axis deviation",
         True,
-        "frontal QRS axis between +90 and +180 degrees",
+        "frontal QRS axis above +90 up to +180 degrees (net QRS areas of I and aVF)",
         _PART3,
     ),
     # voltage
@@ -316,7 +319,8 @@ FINDINGS: tuple[Finding, ...] = (
         "q_wave",
         "Inferior infarct, age undetermined",
         True,
-        "Q waves >= 30 ms and >= 0.1 mV deep in two of II, III, aVF, without ST elevation there",
+        "Q waves (or QS) >= 30 ms, >= 0.1 mV deep and >= 1/4 of the lead's R in two of II, III, aVF (shorter or "
+        "shallower q waves are normal septal ones), without ST elevation there and not with LBBB",
         _UDMI,
     ),
     Finding(
@@ -324,8 +328,8 @@ FINDINGS: tuple[Finding, ...] = (
         "q_wave",
         "Anterior infarct, age undetermined",
         True,
-        "Q waves >= 20 ms or QS complexes in V2-V3 (>= 30 ms in V4) in two contiguous leads, without ST "
-        "elevation there",
+        "Q waves or QS complexes >= 20 ms and >= 0.1 mV deep in V2 and V3, or in V3 and V4 (V4: >= 30 ms and >= "
+        "1/4 of R); a QS in V1 is normal and does not count; without ST elevation there and not with LBBB",
         _UDMI,
     ),
     # ST

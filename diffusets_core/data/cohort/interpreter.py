@@ -8,6 +8,15 @@ of neurokit2's wavelet delineation, which is unreliable on these signals.
 
 Statements follow MIMIC-IV-ECG's machine reports: rhythm first, then conduction, voltage, ST-T, then
 Normal / Borderline / Abnormal ECG.
+
+Frontal QRS axis, fascicular block and Q waves (criteria in the finding catalogue, ``findings.py``): the axis is
+atan2 of the net QRS areas of aVF and I (the QRS limits searched QRS_REACH_S further than the template's, so a wide
+QRS keeps its initial forces); left axis deviation below -30 degrees, right axis deviation above +90 (Surawicz et
+al. 2009); LAFB at -45 to -90 degrees with a first QRS deflection negative in aVL and positive in II, III and aVF,
+and then no separate axis statement; the first deflection of each lead (from INITIAL_MV, or INITIAL_FRAC of a small
+QRS) gives the Q waves of an old infarct (fourth universal definition of MI: >= 30 ms and >= 0.1 mV, here also
+>= 1/4 of R, in two of II, III, aVF; >= 20 ms in V2 and V3, or V3 and V4), not read with LBBB or under ST
+elevation in the same leads.
 """
 
 from __future__ import annotations
@@ -79,10 +88,15 @@ class Interpretation:
 def _r_peaks(sig: np.ndarray) -> np.ndarray:
     """R peaks (neurokit2) from the lead whose detections are most regular: a lead whose tall T or P
     waves get counted as extra beats gives a falsely irregular rhythm, so among several leads the most
-    regular plausible detection wins."""
+    regular plausible detection wins. A lead whose detections miss the QRS (its spatial velocity at the detected
+    peaks under half the best lead's: the T waves of a lead with a small or negative QRS, e.g. II with a left or
+    right axis deviation, are as regular as R waves) is not used."""
     import neurokit2 as nk
+    from scipy.ndimage import uniform_filter1d
 
-    best, best_cv = np.array([], dtype=int), np.inf
+    velocity = uniform_filter1d(np.abs(np.diff(sig[INDEPENDENT], axis=1)).sum(axis=0), int(0.01 * FS))
+    w = int(0.03 * FS)
+    found = []
     for lead in ("II", "V5", "I", "V6", "aVF", "V2"):
         try:
             # what nk.ecg_peaks calls (same peaks), without its per-call DataFrame
@@ -95,7 +109,13 @@ def _r_peaks(sig: np.ndarray) -> np.ndarray:
             continue
         rr = np.diff(pk) / FS
         cv = float(np.std(rr) / np.mean(rr))
-        if 0.25 <= np.median(rr) <= 2.0 and cv < best_cv - 0.02:
+        if 0.25 <= np.median(rr) <= 2.0:
+            on_qrs = float(np.median([velocity[max(0, p - w) : p + w].max() for p in pk]))
+            found.append((pk, cv, on_qrs))
+    best, best_cv = np.array([], dtype=int), np.inf
+    top = max((f[2] for f in found), default=0.0)
+    for pk, cv, on_qrs in found:
+        if on_qrs >= 0.5 * top and cv < best_cv - 0.02:
             best, best_cv = pk, cv
     return best
 

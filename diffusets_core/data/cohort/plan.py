@@ -10,6 +10,11 @@ fibrillation 70-125 (mean ventricular rate), sinus arrhythmia 62-90; atrial flut
 its F-wave rate over the conduction ratio. The rates stay a few bpm clear of the 60 and 100 bpm statement
 limits so that the report's rate statement is the intended one.
 
+QRS axis: a record with an axis finding (left or right axis deviation, LAFB) gets a target axis well inside
+its class; every other record keeps its axis within -15 to +75 degrees (:data:`NORMAL_AXIS_DEG`, 15 degrees inside
+the normal -30 to +90), turned there only when the template, its bundle branch block or its Q waves put it
+outside.
+
 Patients: age ~ Normal(58, 17) clipped to 18-95 years, 52 % men; one to two records per subject.
 Documented effects on the signal: voltage falls with age (x(1.15 - 0.005 (age - 20))); women have 10 %
 lower voltage and a 3 % longer QT.
@@ -137,6 +142,9 @@ AXIS_FINDINGS = ("lafb", "left_axis_deviation", "right_axis_deviation")
 #: neither deviation is read (a few GAN templates lie at -45 or +100 natively, and BBB forces or inferior Q waves
 #: move the axis further; the synthesiser rotates only a finished QRS outside this range, to its nearest bound)
 NORMAL_AXIS_DEG = (-15.0, 75.0)
+#: the lower bound for a record with inferior Q waves (an old inferior infarct turns the axis left; a template with a
+#: small QRS cannot be turned back to -15 degrees without turning its Q waves out of the inferior leads)
+NORMAL_AXIS_INFERIOR_Q_DEG = -22.0
 
 
 def _lafb(e: Edit, c: PlanContext) -> None:
@@ -226,7 +234,8 @@ def plan_edit(findings: Iterable[str], tpl: Template, rng: np.random.Generator, 
         if qt0 / np.cbrt(tpl.rr_s) > 0.44:
             e.qt_mult *= (0.44 * np.cbrt(tpl.rr_s) - qrs) / max(0.1, qt0 - qrs)
     if not set(fids) & set(AXIS_FINDINGS):
-        e.axis_range_deg = NORMAL_AXIS_DEG
+        lo = NORMAL_AXIS_INFERIOR_Q_DEG if "q_waves_inferior" in fids else NORMAL_AXIS_DEG[0]
+        e.axis_range_deg = (lo, NORMAL_AXIS_DEG[1])
     ctx = PlanContext(tpl, rng, age, sex, frozenset(fids))
     for f in fids:
         FINDING_PLANNERS[f](e, ctx)
