@@ -29,6 +29,8 @@ NEW = {
     "sinus_arrhythmia",
     "t_flat_u",
 }
+#: new findings whose edit and criterion exist
+DONE = {"lafb", "left_axis_deviation", "right_axis_deviation", "q_waves_inferior", "q_waves_anterior"}
 
 
 def _interpreter_statements() -> set[str]:
@@ -37,6 +39,8 @@ def _interpreter_statements() -> set[str]:
     out |= {"Sinus rhythm", "Ventricular premature complexes", "Borderline ECG", "Abnormal ECG", "Unreadable ECG"}
     out |= {f"ST elevation, consider {g} injury" for g in ST_GROUPS}
     out |= {f"T wave inversion in {g} leads" for g in ("lateral", "anterior")}
+    out |= {"Left anterior fascicular block", "Left axis deviation", "Right axis deviation"}
+    out |= {"Inferior infarct, age undetermined", "Anterior infarct, age undetermined"}
     return out
 
 
@@ -67,8 +71,9 @@ def test_catalogue_entries():
     assert fams == sorted(fams, key=F.FAMILIES.index)
     # every new finding is in, and not implemented until its edit and criterion exist
     assert NEW <= set(ids)
-    assert all(not F.finding(f).implemented for f in NEW)
-    assert {f.id for f in drawn if not f.implemented} == NEW
+    assert all(not F.finding(f).implemented for f in NEW - DONE)
+    assert all(F.finding(f).implemented for f in DONE)
+    assert {f.id for f in drawn if not f.implemented} == NEW - DONE
     assert F.finding("lvh").source.startswith("Sokolow & Lyon 1949; Casale et al. 1985 (Cornell)")
     assert "part III" in F.finding("lafb").source and "Mason et al. 2007" in F.finding("pac").source
 
@@ -144,6 +149,7 @@ def test_report_order_is_the_interpreters_order():
         (["st_elevation_inferior", "st_elevation_lateral"], "one ST elevation territory"),
         (["t_inversion_lateral", "t_inversion_anterior"], "one T inversion territory"),
         (["st_elevation_inferior", "q_waves_inferior"], "acute infarct"),
+        (["lafb", "q_waves_inferior"], "initial forces"),
         (["peaked_t", "t_inversion_anterior"], "cannot be both"),
         (["sinus_rhythm", "brugada"], "never enters training"),
         (["hyperkalaemia"], "never enters training"),

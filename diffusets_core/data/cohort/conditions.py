@@ -30,10 +30,12 @@ R-peak times:
 * left anterior fascicular block: axis −55 to −78° with the first 26 ms turned inferior and rightward (+105°,
   a third of the QRS vector): q in I and aVL, r in II, III and aVF (Surawicz et al. 2009);
 * pathological Q waves of an old infarct: the initial forces faded out under a triangular Q lobe of 45–55 ms,
-  0.2–0.35 mV (0.22–0.28 mV with low voltage) and at least 45 % of the R that follows — inferior: in lead II, with
-  lead I's initial forces removed (the initial vector points up; III and aVF follow), applied after the rotation
-  (or, when the normal axis range is otherwise out of reach, before it); anterior: in V1–V4 (QS in V1–V3). These
-  edits start 10 ms before the template's QRS onset, where its initial forces begin.
+  0.2–0.35 mV × the record's amplitude (0.22–0.28 mV with low voltage) and at least 45 % of the R that follows —
+  inferior: in lead II, with lead I's initial forces removed (the initial vector points up; III and aVF follow),
+  after the rotation (a record whose axis must stay normal gets a shallower Q, down to 0.14 mV, or as a last resort
+  its Q turned with the QRS, when the Q's pull cannot otherwise be undone); anterior: in V1–V4 (QS in V1–V3).
+  The edits that replace initial forces (LAFB, left axis deviation, Q waves) start 10 ms before the template's QRS
+  onset, where its initial forces begin.
 """
 
 from __future__ import annotations
@@ -187,13 +189,14 @@ SQRT3 = float(np.sqrt(3.0))
 #: before the superior main forces (Surawicz et al. 2009); direction (degrees) and size relative to the largest
 #: frontal QRS vector (at least LAFB_INITIAL_MIN_MV)
 LAFB_INITIAL_DEG, LAFB_INITIAL_FRAC, LAFB_INITIAL_MIN_MV, LAFB_INITIAL_S = 105.0, 0.35, 0.12, 0.026
-#: left axis deviation without fascicular block: initial forces kept leftward-inferior (no q in aVL, small r in
-#: II/III/aVF), so neither LAFB's qR/rS pattern nor inferior Q waves are read
+#: left axis deviation without fascicular block: the first 30 ms point leftward-inferior (+30 degrees: r in aVL, II and
+#: aVF), so neither LAFB's q in aVL nor inferior Q waves are read
 LAD_INITIAL_DEG, LAD_INITIAL_FRAC, LAD_INITIAL_MIN_MV, LAD_INITIAL_S = 30.0, 0.3, 0.2, 0.03
-#: the QRS of the axis, LAFB and Q-wave edits starts this long before the template's QRS onset
+#: the QRS of the edits that replace the initial forces (LAFB, left axis deviation, Q waves) starts this long
+#: before the template's QRS onset
 QRS_LEAD_IN_S = 0.01
-#: pathological Q waves: the original initial forces fade out under the Q lobe up to half its length and are back
-#: at its end, so the infarct removes the initial forces (the Q wave) but keeps the later R
+#: pathological Q waves: the original initial forces are gone under the first 40 % of the Q lobe and back at 90 % of
+#: its length, so the infarct removes the initial forces (the Q wave) but keeps the later R
 Q_FADE = (0.4, 0.9)
 #: a Q wave is at least this fraction of the R that follows it in the edited lead (pathological Q waves are deeper
 #: than a quarter of R; normal septal q waves are shallower)
@@ -275,10 +278,13 @@ def _frontal_qrs(p: np.ndarray, qrs: np.ndarray, stt: np.ndarray, e: Edit, r: in
     the time scale of the ST-T part at the record's mean rate (as :func:`synthesize` applies it).
 
     The rotation angle is solved (1 degree grid) so that the finished beat has the QRS axis ``e.axis_target_deg``
-    as the interpreter measures it (net areas of I and aVF between its QRS limits, searched QRS_REACH_S beyond the
-    template's, from the level 20-4 ms before the onset), or, without a target, an axis within ``e.axis_range_deg`` (nearest bound when
-    outside, no rotation when inside); the QRS limits are re-found on the edited beat until they settle. The QRS
-    is rotated about the straight line from its onset to its J point, so it still joins the P and ST-T parts."""
+    as the interpreter measures it (net areas of I and aVF between its QRS limits, searched QRS_REACH_S beyond
+    the template's, from the level 20-4 ms before the onset), or, without a target, an axis within
+    ``e.axis_range_deg`` (nearest bound when outside, no rotation when inside); the QRS limits are re-found on the
+    edited beat until they settle. The QRS is rotated about the straight line from its onset to its J point, so it
+    still joins the P and ST-T parts; the largest limb-lead QRS keeps its amplitude. When inferior Q waves keep the
+    axis out of the normal range, they are made shallower (down to Q_MIN_MV), and as a last resort turned with the
+    QRS."""
     n, at = qrs.shape[1], p.shape[1]
     line = qrs[:, :1] + (qrs[:, -1:] - qrs[:, :1]) * np.linspace(0, 1, n)[None, :]
     dev = qrs - line
