@@ -125,6 +125,7 @@ def test_report_order_is_the_interpreters_order():
         (["st_elevation_inferior", "st_elevation_lateral"], "one ST elevation territory"),
         (["t_inversion_lateral", "t_inversion_anterior"], "one T inversion territory"),
         (["st_elevation_inferior", "q_waves_inferior"], "acute infarct"),
+        (["lafb", "q_waves_inferior"], "initial forces"),
         (["peaked_t", "t_inversion_anterior"], "cannot be both"),
         (["sinus_rhythm", "brugada"], "never enters training"),
         (["hyperkalaemia"], "never enters training"),

@@ -246,6 +246,16 @@ def _generation_config() -> dict[str, Any]:
             "LOW_VOLT_MV",
             "RSR_V1_MV",
             "P_WAVE_MV",
+            "QRS_REACH_S",
+            "AXIS_LEFT_DEG",
+            "AXIS_RIGHT_DEG",
+            "AXIS_LAFB_DEG",
+            "INITIAL_MV",
+            "INITIAL_FRAC",
+            "Q_WAVE_MV",
+            "Q_WAVE_MS",
+            "Q_WAVE_V2V3_MS",
+            "Q_WAVE_R_FRAC",
         )
     }
     return {

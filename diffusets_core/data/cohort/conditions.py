@@ -19,7 +19,23 @@ R-peak times:
 * prolonged QT: ST-T stretched ×1.35–1.6 beyond the rate correction;
 * premature ventricular complexes: one or two early, wide beats without P wave, with discordant
   ST-T and a compensatory pause;
-* low voltage: all QRS complexes scaled so limb-lead amplitudes stay below 0.5 mV.
+* low voltage: all QRS complexes scaled so limb-lead amplitudes stay below 0.5 mV;
+* frontal QRS axis: the limb-lead QRS, as a frontal-plane vector (x = I, y = (2 II − I)/√3), rotated about the
+  straight line from its onset to its J point; the angle is solved (1° grid) so that the finished beat's axis,
+  measured as the interpreter does (net QRS areas of I and aVF between its QRS limits), is the target: left axis
+  deviation −40 to −60° (its first 30 ms turned to +30°: r in II and aVF, no q in aVL, so neither LAFB nor an
+  inferior infarct is read), right axis deviation +110 to +150°. A record without an axis finding is turned into
+  −15 to +75° only when it lies outside (a few GAN templates lie at −45° or +100°; BBB forces and Q waves move the
+  axis too). The largest limb-lead QRS keeps its amplitude through these edits;
+* left anterior fascicular block: axis −55 to −78° with the first 26 ms turned inferior and rightward (+105°,
+  a third of the QRS vector): q in I and aVL, r in II, III and aVF (Surawicz et al. 2009);
+* pathological Q waves of an old infarct: the initial forces faded out under a triangular Q lobe of 45–55 ms,
+  0.2–0.35 mV × the record's amplitude (0.22–0.28 mV with low voltage) and at least 45 % of the R that follows —
+  inferior: in lead II, with lead I's initial forces removed (the initial vector points up; III and aVF follow),
+  after the rotation (a record whose axis must stay normal gets a shallower Q, down to 0.14 mV, or as a last resort
+  its Q turned with the QRS, when the Q's pull cannot otherwise be undone); anterior: in V1–V4 (QS in V1–V3).
+  The edits that replace initial forces (LAFB, left axis deviation, Q waves) start 10 ms before the template's QRS
+  onset, where its initial forces begin.
 """
 
 from __future__ import annotations
@@ -28,7 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .morphology import FS, N_SAMPLES, Template
+from .morphology import FS, N_SAMPLES, QRS_REACH_S, Template, qrs_bounds
 
 I, II, V1, V2, V3, V4, V5, V6 = range(8)
 GROUPS = {"anterior": [V1, V2, V3, V4], "inferior": [II], "lateral": [I, V5, V6]}
@@ -61,10 +77,11 @@ class Edit:
     pre_excitation_s: float = 0.0  # ventricular pre-excitation: delta-wave duration (s), 0 = none
     # --- QRS axis, voltage and Q-wave findings
     axis_target_deg: float | None = None  # frontal QRS axis the limb-lead QRS is rotated to, None = unchanged
+    axis_range_deg: tuple[float, float] | None = None  # without a target: rotated into this range if outside it
     lafb: bool = False  # left anterior fascicular block pattern (qR in aVL, rS in II/III/aVF)
     lvh_gain: float = 1.0  # precordial/limb QRS voltage gain of left ventricular hypertrophy
     lvh_strain: bool = False  # lateral ST depression with asymmetric T inversion (LVH with strain)
-    q_wave_group: str | None = None  # pathological Q waves: "inferior" | "anterior"
+    q_wave_group: str | None = None  # pathological Q waves: "inferior" | "anterior" | "inferior+anterior"
     q_wave_mv: float = 0.0
     q_wave_s: float = 0.0
     # --- ST-T findings
@@ -171,6 +188,195 @@ def _limit_limb_voltage(qrs: np.ndarray, limit: float) -> np.ndarray:
     return q
 
 
+# --- frontal QRS axis, left anterior fascicular block and pathological Q waves.
+# The limb-lead QRS is handled as a frontal-plane vector (Einthoven's triangle): x = I, y = (2 II - I) / sqrt(3),
+# so aVF = (sqrt(3) / 2) y; its axis is measured the way the interpreter measures it, atan2(net area of aVF,
+# net area of I).
+SQRT3 = float(np.sqrt(3.0))
+#: LAFB: the initial QRS vector (first ~25 ms) turns inferior and rightward, giving q in I/aVL and r in II/III/aVF
+#: before the superior main forces (Surawicz et al. 2009); direction (degrees) and size relative to the largest
+#: frontal QRS vector (at least LAFB_INITIAL_MIN_MV)
+LAFB_INITIAL_DEG, LAFB_INITIAL_FRAC, LAFB_INITIAL_MIN_MV, LAFB_INITIAL_S = 105.0, 0.35, 0.12, 0.026
+#: left axis deviation without fascicular block: the first 30 ms point leftward-inferior (+30 degrees: r in aVL, II and
+#: aVF), so neither LAFB's q in aVL nor inferior Q waves are read
+LAD_INITIAL_DEG, LAD_INITIAL_FRAC, LAD_INITIAL_MIN_MV, LAD_INITIAL_S = 30.0, 0.3, 0.2, 0.03
+#: the QRS of the edits that replace the initial forces (LAFB, left axis deviation, Q waves) starts this long
+#: before the template's QRS onset
+QRS_LEAD_IN_S = 0.01
+#: pathological Q waves: the original initial forces are gone under the first 40 % of the Q lobe and back at 90 % of
+#: its length, so the infarct removes the initial forces (the Q wave) but keeps the later R
+Q_FADE = (0.4, 0.9)
+#: a Q wave is at least this fraction of the R that follows it in the edited lead (pathological Q waves are deeper
+#: than a quarter of R; normal septal q waves are shallower)
+Q_R_FRAC = 0.45
+#: the shallowest Q a record gets when its full Q would pull the axis out of the normal range (see _frontal_qrs)
+Q_MIN_MV, Q_R_FRAC_MIN = 0.14, 0.33
+
+
+def _lead_lobe(n: int, width: int, fade: tuple[float, float] = (0.6, 1.2)) -> tuple[np.ndarray, np.ndarray]:
+    """(lobe, keep) over a QRS of n samples: a triangular lobe of height 1 on the first ``width`` samples (apex at
+    45 %; a wave whose slope never flattens, so the interpreter's spatial-velocity QRS onset stays at its start), and
+    the weight that fades the original initial forces out under it (0 up to ``fade[0]`` x width, back to 1 at
+    ``fade[1]`` x width)."""
+    t = np.arange(n, dtype=float)
+    apex = 0.45 * max(width, 2)
+    lobe = np.clip(np.minimum(t / apex, (max(width, 2) - t) / (max(width, 2) - apex)), 0.0, 1.0)
+    a, b = fade[0] * width, fade[1] * width
+    keep = np.clip((t - a) / max(b - a, 1.0), 0.0, 1.0)
+    return lobe, 0.5 - 0.5 * np.cos(np.pi * keep)
+
+
+def _frontal_edit(
+    dev_i: np.ndarray, dev_ii: np.ndarray, theta: np.ndarray, e: Edit, q_first: bool = False, q_scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Leads I and II (k, n) of a QRS deviation (n,) rotated by each angle of ``theta`` (k,) (radians), with the
+    initial forces of the edit (LAFB or plain left axis deviation) and the inferior Q waves.
+
+    The Q waves come after the rotation (they stay in II, III, aVF whatever the axis), or, with ``q_first``, before
+    it, turning with the whole QRS (for a record whose axis must stay normal when the superior pull of the Q waves
+    cannot be undone by rotating the rest of the QRS alone); ``q_scale`` makes them shallower (:func:`_q_lead`)."""
+    inferior_q = bool(e.q_wave_group) and "inferior" in e.q_wave_group.split("+")
+    n = dev_i.shape[0]
+
+    def q_waves(i: np.ndarray, ii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # the infarcted inferior wall no longer pulls the initial forces down: they point up, lead I keeps none
+        # of its own and lead II (so III and aVF) starts with a Q wave
+        _, keep = _lead_lobe(n, int(e.q_wave_s * FS), Q_FADE)
+        return i * keep, _q_lead(ii, e, q_scale)
+
+    if inferior_q and q_first:
+        dev_i, dev_ii = q_waves(dev_i, dev_ii)
+    x, y = dev_i[None, :], (2 * dev_ii[None, :] - dev_i[None, :]) / SQRT3
+    c, s = np.cos(theta)[:, None], np.sin(theta)[:, None]
+    xr, yr = c * x - s * y, s * x + c * y
+    size = float(np.sqrt(x**2 + y**2).max())
+    init = None
+    # (the floor in mV is at most half the QRS size, so a low-voltage QRS keeps its own proportions)
+    if e.lafb:
+        amp = max(LAFB_INITIAL_FRAC * size, min(LAFB_INITIAL_MIN_MV, 0.5 * size))
+        init = (LAFB_INITIAL_DEG, amp, LAFB_INITIAL_S)
+    elif e.axis_target_deg is not None and e.axis_target_deg < -30:
+        init = (LAD_INITIAL_DEG, max(LAD_INITIAL_FRAC * size, min(LAD_INITIAL_MIN_MV, 0.5 * size)), LAD_INITIAL_S)
+    if init is not None:
+        lobe, keep = _lead_lobe(n, int(init[2] * FS))
+        a = np.radians(init[0])
+        xr = xr * keep + init[1] * np.cos(a) * lobe
+        yr = yr * keep + init[1] * np.sin(a) * lobe
+    ii = (xr + SQRT3 * yr) / 2
+    if inferior_q and not q_first:
+        xr, ii = q_waves(xr, ii)
+    return xr, ii
+
+
+def _q_lead(x: np.ndarray, e: Edit, scale: float = 1.0) -> np.ndarray:
+    """Lead(s) ``x`` (..., n) with a pathological Q wave: the initial forces faded out under a negative triangular
+    lobe of ``e.q_wave_s``, at least ``e.q_wave_mv`` deep and at least Q_R_FRAC of the R left after it; ``scale``
+    < 1 makes it shallower, down to Q_MIN_MV and Q_R_FRAC_MIN of R."""
+    lobe, keep = _lead_lobe(x.shape[-1], int(e.q_wave_s * FS), Q_FADE)
+    kept = x * keep
+    r = kept.max(axis=-1, keepdims=True)
+    depth = np.maximum(scale * np.maximum(e.q_wave_mv, Q_R_FRAC * r), np.maximum(Q_MIN_MV, Q_R_FRAC_MIN * r))
+    return kept - depth * lobe
+
+
+def _frontal_qrs(p: np.ndarray, qrs: np.ndarray, stt: np.ndarray, e: Edit, r: int, stt_scale: float) -> np.ndarray:
+    """The QRS (8, n) with its limb leads rotated in the frontal plane and given the LAFB / LAD initial forces and
+    inferior Q waves of the edit; ``p`` and ``stt`` are the finished P and ST-T parts around it, ``r`` the R peak
+    within the QRS (where the records' beats are aligned, as the interpreter's median beat is) and ``stt_scale``
+    the time scale of the ST-T part at the record's mean rate (as :func:`synthesize` applies it).
+
+    The rotation angle is solved (1 degree grid) so that the finished beat has the QRS axis ``e.axis_target_deg``
+    as the interpreter measures it (net areas of I and aVF between its QRS limits, searched QRS_REACH_S beyond
+    the template's, from the level 20-4 ms before the onset), or, without a target, an axis within
+    ``e.axis_range_deg`` (nearest bound when outside, no rotation when inside); the QRS limits are re-found on the
+    edited beat until they settle. The QRS is rotated about the straight line from its onset to its J point, so it
+    still joins the P and ST-T parts; the largest limb-lead QRS keeps its amplitude. When inferior Q waves keep the
+    axis out of the normal range, they are made shallower (down to Q_MIN_MV), and as a last resort turned with the
+    QRS."""
+    n, at = qrs.shape[1], p.shape[1]
+    line = qrs[:, :1] + (qrs[:, -1:] - qrs[:, :1]) * np.linspace(0, 1, n)[None, :]
+    dev = qrs - line
+    p2p0 = float(np.ptp(_limb6(dev[I], dev[II]), axis=1).max())
+    rest = np.concatenate([p, np.zeros_like(qrs), _resample(stt, stt_scale)[:, 1:]], axis=1)  # the beat, no QRS
+    r = at + min(max(r, 0), n - 1)
+
+    def finished(i: np.ndarray, ii: np.ndarray) -> np.ndarray:
+        out = qrs.copy()
+        out[I], out[II] = i + line[I], ii + line[II]
+        return out
+
+    def window(q: np.ndarray) -> tuple[int, int, np.ndarray]:
+        beat = rest.copy()
+        beat[:, at : at + n] = q
+        on, off = qrs_bounds(beat, r, reach_s=QRS_REACH_S)
+        return on, off, beat[:, max(0, on - int(0.02 * FS)) : max(1, on - int(0.004 * FS))].mean(axis=1)
+
+    gain = 1.0  # the limb QRS is scaled back to its largest limb-lead amplitude
+    # how the inferior Q waves are made: after the rotation at full depth, or, only when the normal axis range is
+    # otherwise out of reach, shallower, then turning with the QRS
+    q_modes = [(False, 1.0), (False, 0.6), (False, 0.0), (True, 1.0)] if e.q_wave_group else [(False, 1.0)]
+    q_first, q_scale = q_modes[0]
+
+    def axes(theta: np.ndarray, win: tuple[int, int, np.ndarray]) -> np.ndarray:
+        on, off, level = win
+        i, ii = _frontal_edit(dev[I], dev[II], theta, e, q_first, q_scale)
+        a, b = max(on, at) - at, min(off, at + n - 1) - at + 1  # the part of the window in the QRS
+        outside = rest[:, on : off + 1].sum(axis=1) - (off - on + 1) * level
+        a_i = (gain * i[:, a:b] + line[I, a:b]).sum(axis=1) + outside[I]
+        a_ii = (gain * ii[:, a:b] + line[II, a:b]).sum(axis=1) + outside[II]
+        return np.degrees(np.arctan2(a_ii - a_i / 2, a_i))
+
+    def wrap(d: np.ndarray | float) -> np.ndarray:
+        return np.abs((np.asarray(d) + 180.0) % 360.0 - 180.0)
+
+    def edited(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        i, ii = _frontal_edit(dev[I], dev[II], theta, e, q_first, q_scale)
+        return i[0], ii[0]
+
+    zero, grid = np.zeros(1), np.radians(np.arange(-180.0, 180.0, 1.0))
+    theta = zero
+    win = window(finished(*edited(zero)))
+    for _ in range(6):
+        target = e.axis_target_deg
+        if target is None and e.axis_range_deg is not None:
+            now = float(axes(zero, win)[0])
+            lo, hi = e.axis_range_deg
+            if not lo <= now <= hi:
+                target = lo if wrap(now - lo) < wrap(now - hi) else hi
+        theta = zero
+        if target is not None:
+            err = wrap(axes(grid, win) - target)
+            while err.min() > 2.0 and e.axis_target_deg is None and (q_first, q_scale) != q_modes[-1]:
+                q_first, q_scale = q_modes[q_modes.index((q_first, q_scale)) + 1]
+                err = wrap(axes(grid, win) - target)
+            best = np.nonzero(err <= err.min() + 0.5)[0]  # the smallest rotation among the (near-)best fits
+            theta = grid[best[np.argmin(np.abs(grid[best]))]][None]
+        i, ii = edited(theta)
+        # rotation, initial forces and Q waves move voltage between limb leads: the largest limb-lead QRS keeps
+        # its amplitude, so the voltage statement (low or not) stays the one planned
+        new_gain = float(np.clip(p2p0 / max(float(np.ptp(_limb6(i, ii), axis=1).max()), 1e-9), 0.5, 2.0))
+        new = window(finished(new_gain * i, new_gain * ii))
+        if new[:2] == win[:2] and abs(new_gain - gain) < 1e-3:
+            break
+        gain, win = new_gain, new
+    i, ii = edited(theta)
+    return finished(gain * i, gain * ii)
+
+
+def _limb6(i: np.ndarray, ii: np.ndarray) -> np.ndarray:
+    """The six limb leads (6, n) of leads I and II (Einthoven / Goldberger)."""
+    return np.stack([i, ii, ii - i, -(i + ii) / 2, i - ii / 2, ii - i / 2])
+
+
+def _precordial_q(qrs: np.ndarray, e: Edit) -> np.ndarray:
+    """Anterior Q waves of an old infarct: the initial forces of V1-V4 replaced by a negative lobe
+    (QS complexes where the lead had only a small r; a Q wave before a smaller R in V4)."""
+    out = qrs.copy()
+    for ld in (V1, V2, V3, V4):
+        out[ld] = qrs[ld, 0] + _q_lead(qrs[ld] - qrs[ld, 0], e)
+    return out
+
+
 def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(P part, QRS, ST-T, T end within ST-T) after the morphology edits (not the timing)."""
     b = tpl.beat * e.amplitude
@@ -200,6 +406,21 @@ def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.nda
     stt = _edit_stt(stt, t_end, e)
     if e.rhythm == "af":
         p[:] = p[:, -1:] * np.linspace(0, 1, p.shape[1])[None, :]  # no P wave: a ramp to the QRS start
+    # Q waves and the frontal axis last: the axis is solved on the finished beat. Edits that replace the initial
+    # forces (Q waves, LAFB, left axis deviation) start QRS_LEAD_IN_S before the template's onset, which lies where
+    # the spatial velocity reaches 12 % of its peak: the initial forces before it belong to the QRS they replace
+    # (the returned QRS part then starts there); a rotation alone keeps the template's split
+    frontal = e.axis_target_deg is not None or e.axis_range_deg is not None or e.lafb or e.q_wave_group
+    if frontal:
+        initial = e.lafb or bool(e.q_wave_group) or (e.axis_target_deg is not None and e.axis_target_deg < -30)
+        k = min(int(QRS_LEAD_IN_S * FS), p.shape[1] - int(0.03 * FS)) if initial else 0
+        ext = np.concatenate([p[:, p.shape[1] - k :], qrs], axis=1)
+        if e.q_wave_group and "anterior" in e.q_wave_group.split("+"):
+            ext = _precordial_q(ext, e)
+        r = k + int(round((tpl.r - tpl.qrs_on) * (e.qrs_stretch if e.bbb else 1.0)))
+        stt_scale = (60.0 / e.hr / tpl.rr_s) ** (1 / 3) * e.qt_mult
+        ext = _frontal_qrs(p[:, : p.shape[1] - k], ext, stt, e, r, stt_scale)
+        p, qrs = p[:, : p.shape[1] - k], ext  # the lead-in moves into the QRS part (before any PR gap)
     return p, qrs, stt, t_end
 
 
@@ -237,6 +458,9 @@ def synthesize(tpl: Template, e: Edit, rng: np.random.Generator) -> np.ndarray:
     rs, pvc = r_times(e, rng, tpl.rr_s)
     out = np.zeros((8, N_SAMPLES))
     r_in_qrs = (tpl.r - tpl.qrs_on) * (e.qrs_stretch if e.bbb else 1.0)
+    # the QRS part may start before the template's onset (the axis and Q-wave edits take a lead-in from the P part)
+    n_tpl = tpl.qrs_off - tpl.qrs_on + 1
+    r_in_qrs += qrs.shape[1] - (max(2, int(round(n_tpl * e.qrs_stretch))) if e.bbb else n_tpl)
     gap = int(e.pr_extra_s * FS)
     for j, r in enumerate(rs):
         rr = (rs[j + 1] - r) / FS if j + 1 < len(rs) else (r - rs[j - 1]) / FS if j else 60 / e.hr

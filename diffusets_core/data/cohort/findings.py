@@ -241,8 +241,10 @@ FINDINGS: tuple[Finding, ...] = (
         "lafb",
         "intraventricular_conduction",
         "Left anterior fascicular block",
-        False,
-        "frontal QRS axis -45 to -90 degrees, qR in aVL, rS in II, III and aVF, QRS < 120 ms",
+        True,
+        "frontal QRS axis -45 to -90 degrees (net QRS areas of I and aVF) with LAFB's initial forces: first QRS "
+        "deflection negative in aVL (q) and positive in II, III and aVF (r); not with LBBB (QRS < 120 ms, or with "
+        "RBBB: bifascicular block)",
         _PART3,
     ),
     # axis
@@ -250,16 +252,17 @@ FINDINGS: tuple[Finding, ...] = (
         "left_axis_deviation",
         "axis",
         "Left axis deviation",
-        False,
-        "frontal QRS axis between -30 and -90 degrees (normal adult axis -30 to +90)",
+        True,
+        "frontal QRS axis below -30 down to -90 degrees (net QRS areas of I and aVF; normal adult axis -30 to +90), "
+        "when LAFB's criterion is not met (an LAFB statement already says the axis)",
         _PART3,
     ),
     Finding(
         "right_axis_deviation",
         "axis",
         "Right axis deviation",
-        False,
-        "frontal QRS axis between +90 and +180 degrees",
+        True,
+        "frontal QRS axis above +90 up to +180 degrees (net QRS areas of I and aVF)",
         _PART3,
     ),
     # voltage
@@ -293,17 +296,18 @@ FINDINGS: tuple[Finding, ...] = (
         "q_waves_inferior",
         "q_wave",
         "Inferior infarct, age undetermined",
-        False,
-        "Q waves >= 30 ms and >= 0.1 mV deep in two of II, III, aVF, without ST elevation there",
+        True,
+        "Q waves (or QS) >= 30 ms, >= 0.1 mV deep and >= 1/4 of the lead's R in two of II, III, aVF (shorter or "
+        "shallower q waves are normal septal ones), without ST elevation there and not with LBBB",
         _UDMI,
     ),
     Finding(
         "q_waves_anterior",
         "q_wave",
         "Anterior infarct, age undetermined",
-        False,
-        "Q waves >= 20 ms or QS complexes in V2-V3 (>= 30 ms in V4) in two contiguous leads, without ST "
-        "elevation there",
+        True,
+        "Q waves or QS complexes >= 20 ms and >= 0.1 mV deep in V2 and V3, or in V3 and V4 (V4: >= 30 ms and >= "
+        "1/4 of R); a QS in V1 is normal and does not count; without ST elevation there and not with LBBB",
         _UDMI,
     ),
     # ST
@@ -522,6 +526,13 @@ EXCLUDES: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
         _IDS["axis"],
         "LAFB is defined by an axis of -45 to -90 degrees: left axis deviation repeats it, right axis "
         "deviation contradicts it",
+    ),
+    (
+        ("lafb",),
+        ("q_waves_inferior",),
+        "LAFB is read from its initial forces, q in aVL and r in II, III, aVF; inferior Q waves replace that r, so "
+        "the fascicular block cannot be read from the QRS (the old inferior infarct alone explains the left "
+        "axis)",
     ),
     (
         ("lvh_strain",),

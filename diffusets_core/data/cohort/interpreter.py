@@ -8,6 +8,15 @@ of neurokit2's wavelet delineation, which is unreliable on these signals.
 
 Statements follow MIMIC-IV-ECG's machine reports: rhythm first, then conduction, voltage, ST-T, then
 Normal / Borderline / Abnormal ECG.
+
+Frontal QRS axis, fascicular block and Q waves (criteria in the finding catalogue, ``findings.py``): the axis is
+atan2 of the net QRS areas of aVF and I (the QRS limits searched QRS_REACH_S further than the template's, so a wide
+QRS keeps its initial forces); left axis deviation below -30 degrees, right axis deviation above +90 (Surawicz et
+al. 2009); LAFB at -45 to -90 degrees with a first QRS deflection negative in aVL and positive in II, III and aVF,
+and then no separate axis statement; the first deflection of each lead (from INITIAL_MV, or INITIAL_FRAC of a small
+QRS) gives the Q waves of an old infarct (fourth universal definition of MI: >= 30 ms and >= 0.1 mV, here also
+>= 1/4 of R, in two of II, III, aVF; >= 20 ms in V2 and V3, or V3 and V4), not read with LBBB or under ST
+elevation in the same leads.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..leads import CANONICAL_LEADS as LEADS12
-from .morphology import FS, bandpass_sos, qrs_bounds, t_wave_end
+from .morphology import FS, QRS_REACH_S, bandpass_sos, qrs_bounds, t_wave_end
 
 IDX = {n: i for i, n in enumerate(LEADS12)}
 INDEPENDENT = [IDX[n] for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
@@ -41,6 +50,17 @@ RSR_V1_MV = 0.25
 P_WAVE_MV = 0.05
 #: P waves are searched up to this long before QRS onset (0.40 s was tried for long-PR records: no gain)
 P_SEARCH_S = 0.33
+#: frontal QRS axis limits (degrees, net QRS area in I and aVF): normal adult axis -30 to +90; left axis deviation
+#: -30 to -90, right axis deviation +90 to +180; LAFB needs -45 to -90 (Surawicz et al. 2009, part III)
+AXIS_LEFT_DEG, AXIS_RIGHT_DEG, AXIS_LAFB_DEG = -30.0, 90.0, -45.0
+#: a QRS deflection at onset (LAFB's q in aVL and r in II, III, aVF; the start of a Q wave) counts from INITIAL_MV,
+#: or from INITIAL_FRAC of the lead's QRS amplitude when that is smaller (a low-voltage QRS); the median beat's
+#: residual noise stays well below both
+INITIAL_MV, INITIAL_FRAC = 0.05, 0.15
+#: pathological Q waves (fourth universal definition of MI, Thygesen et al. 2018): at least Q_WAVE_MV deep and
+#: Q_WAVE_MS long (a QS complex counts by its length), Q_WAVE_V2V3_MS in V2-V3; outside V2-V3 also at least
+#: Q_WAVE_R_FRAC of the lead's R (normal septal q waves are shorter than 30 ms and shallower than a quarter of R)
+Q_WAVE_MV, Q_WAVE_MS, Q_WAVE_V2V3_MS, Q_WAVE_R_FRAC = 0.1, 30.0, 20.0, 0.25
 
 
 @dataclass
@@ -52,10 +72,15 @@ class Interpretation:
 def _r_peaks(sig: np.ndarray) -> np.ndarray:
     """R peaks (neurokit2) from the lead whose detections are most regular: a lead whose tall T or P
     waves get counted as extra beats gives a falsely irregular rhythm, so among several leads the most
-    regular plausible detection wins."""
+    regular plausible detection wins. A lead whose detections miss the QRS (its spatial velocity at the detected
+    peaks under half the best lead's: the T waves of a lead with a small or negative QRS, e.g. II with a left or
+    right axis deviation, are as regular as R waves) is not used."""
     import neurokit2 as nk
+    from scipy.ndimage import uniform_filter1d
 
-    best, best_cv = np.array([], dtype=int), np.inf
+    velocity = uniform_filter1d(np.abs(np.diff(sig[INDEPENDENT], axis=1)).sum(axis=0), int(0.01 * FS))
+    w = int(0.03 * FS)
+    found = []
     for lead in ("II", "V5", "I", "V6", "aVF", "V2"):
         try:
             # what nk.ecg_peaks calls (same peaks), without its per-call DataFrame
@@ -68,7 +93,13 @@ def _r_peaks(sig: np.ndarray) -> np.ndarray:
             continue
         rr = np.diff(pk) / FS
         cv = float(np.std(rr) / np.mean(rr))
-        if 0.25 <= np.median(rr) <= 2.0 and cv < best_cv - 0.02:
+        if 0.25 <= np.median(rr) <= 2.0:
+            on_qrs = float(np.median([velocity[max(0, p - w) : p + w].max() for p in pk]))
+            found.append((pk, cv, on_qrs))
+    best, best_cv = np.array([], dtype=int), np.inf
+    top = max((f[2] for f in found), default=0.0)
+    for pk, cv, on_qrs in found:
+        if on_qrs >= 0.5 * top and cv < best_cv - 0.02:
             best, best_cv = pk, cv
     return best
 
@@ -79,6 +110,27 @@ def _filter(sig: np.ndarray) -> np.ndarray:
     from scipy.signal import sosfiltfilt
 
     return sosfiltfilt(bandpass_sos(), sig, axis=1)
+
+
+def _initial_wave(x: np.ndarray, on: int, off: int) -> tuple[float, float]:
+    """(duration ms, signed extreme mV) of the first QRS deflection of a baseline-corrected lead: the first lobe
+    reaching INITIAL_MV (or INITIAL_FRAC of the QRS peak-to-peak amplitude, if smaller) from 10 ms before QRS
+    onset ``on``, from where it leaves zero to where it returns. Negative for a Q wave (a QS complex when it lasts
+    the whole QRS), positive for an initial R; (0, 0) when no deflection reaches the threshold."""
+    lo = max(0, on - int(0.01 * FS))
+    seg = x[lo : off + 1]
+    big = np.nonzero(np.abs(seg) >= min(INITIAL_MV, INITIAL_FRAC * float(np.ptp(x[on : off + 1]))))[0]
+    if not len(big):
+        return 0.0, 0.0
+    k = int(big[0])
+    sgn = 1.0 if seg[k] > 0 else -1.0
+    a = k
+    while a > 0 and seg[a - 1] * sgn > 0:
+        a -= 1
+    b = k
+    while b < len(seg) and seg[b] * sgn > 0:
+        b += 1
+    return (b - a) * 1000 / FS, sgn * float(np.abs(seg[a:b]).max())
 
 
 def measure(sig: np.ndarray) -> dict:
@@ -125,7 +177,9 @@ def measure(sig: np.ndarray) -> dict:
         return m
     beat = np.median(np.stack(beats), axis=0)
     r = pre
-    on, off = qrs_bounds(beat[INDEPENDENT], r)
+    # the search runs QRS_REACH_S further than the template's: a wide QRS whose detected R peak lies late (a
+    # bundle branch block's R') would otherwise be cut at R - 90 ms
+    on, off = qrs_bounds(beat[INDEPENDENT], r, reach_s=QRS_REACH_S)
     m["qrs_ms"] = (off - on) * 1000 / FS
     base = beat[:, max(0, on - int(0.02 * FS)) : max(1, on - int(0.004 * FS))].mean(axis=1)
     b = beat - base[:, None]
@@ -142,6 +196,9 @@ def measure(sig: np.ndarray) -> dict:
     m["t_amp"] = {n: float(ext[IDX[n]]) for n in LEADS12}
     qrs = b[:, on : off + 1]
     m["qrs_p2p"] = {n: float(np.ptp(qrs[IDX[n]])) for n in LEADS12}
+    # first QRS deflection (Q waves; LAFB's q in aVL and r in II, III, aVF): (duration ms, signed extreme mV)
+    m["initial"] = {n: _initial_wave(b[IDX[n]], on, off) for n in LEADS12}
+    m["r_amp"] = {n: float(max(0.0, qrs[IDX[n]].max())) for n in LEADS12}  # tallest positive QRS deflection
     # V1 terminal force: the last 40 % of the QRS
     tail = qrs[IDX["V1"], int(0.6 * qrs.shape[1]) :]
     m["v1_terminal"] = float(tail.max())  # a late positive wave (R') in V1 marks right bundle branch block
@@ -214,17 +271,56 @@ def interpret(sig: np.ndarray) -> Interpretation:
         out.append("Ventricular premature complex" + ("es" if m["n_pvc"] > 1 else ""))
         abnormal = True
     bbb = m["qrs_ms"] >= QRS_WIDE_MS
+    lbbb = bbb and m["v1_terminal"] <= RSR_V1_MV
     if bbb:
-        out.append("Right bundle branch block" if m["v1_terminal"] > RSR_V1_MV else "Left bundle branch block")
+        out.append("Left bundle branch block" if lbbb else "Right bundle branch block")
+        abnormal = True
+    # frontal axis; LAFB also needs its initial forces: q in aVL, r in II, III, aVF (read with RBBB as well,
+    # bifascicular block; not with LBBB, which blocks both fascicles)
+    axis, init = m["qrs_axis"], m["initial"]
+    lafb = (
+        not lbbb
+        and -90.0 <= axis <= AXIS_LAFB_DEG
+        and init["aVL"][1] < 0
+        and all(init[n][1] > 0 for n in ("II", "III", "aVF"))
+    )
+    if lafb:
+        out.append("Left anterior fascicular block")
+        abnormal = True
+    elif -90.0 <= axis < AXIS_LEFT_DEG:
+        out.append("Left axis deviation")
+        abnormal = True
+    elif AXIS_RIGHT_DEG < axis <= 180.0:
+        out.append("Right axis deviation")
         abnormal = True
     limb = [m["qrs_p2p"][n] for n in ("I", "II", "III", "aVR", "aVL", "aVF")]
     if max(limb) < LOW_VOLT_MV:
         out.append("Low QRS voltages in limb leads")
         abnormal = True
-    for group, leads in ST_GROUPS.items():
-        if group == "anterior" and bbb:
-            continue  # ST changes in V1-V3 are expected with a bundle branch block
-        if sum(m["st"][n] >= ST_ELEV_MV[group] for n in leads) >= 2:
+    # ST changes in V1-V3 are expected with a bundle branch block
+    st_up = {
+        g: not (g == "anterior" and bbb) and sum(m["st"][n] >= ST_ELEV_MV[g] for n in leads) >= 2
+        for g, leads in ST_GROUPS.items()
+    }
+
+    # Q waves of an old infarct (not with LBBB, which changes septal activation; not under ST elevation in the
+    # same leads, which makes them an acute infarct): two contiguous leads
+    def q_wave(n: str) -> bool:
+        ms, mv = init[n]
+        if n in ("V2", "V3"):
+            return mv <= -Q_WAVE_MV and ms >= Q_WAVE_V2V3_MS
+        return mv <= -Q_WAVE_MV and ms >= Q_WAVE_MS and -mv >= Q_WAVE_R_FRAC * m["r_amp"][n]
+
+    if not lbbb and not st_up["inferior"] and sum(q_wave(n) for n in ("II", "III", "aVF")) >= 2:
+        out.append("Inferior infarct, age undetermined")
+        abnormal = True
+    # V2-V3 or V3-V4 (a QS complex in V1 is normal, so V1 does not count)
+    ant = [q_wave(n) for n in ("V2", "V3", "V4")]
+    if not lbbb and not st_up["anterior"] and ((ant[0] and ant[1]) or (ant[1] and ant[2])):
+        out.append("Anterior infarct, age undetermined")
+        abnormal = True
+    for group in ST_GROUPS:
+        if st_up[group]:
             out.append(f"ST elevation, consider {group} injury")
             abnormal = True
     lbbb = bbb and m["v1_terminal"] <= RSR_V1_MV

@@ -112,12 +112,24 @@ def _energy(beat: np.ndarray) -> np.ndarray:
     return uniform_filter1d(np.r_[d, d[-1]], max(1, int(0.01 * FS)), mode="nearest")
 
 
-def qrs_bounds(beat: np.ndarray, r: int, frac: float = 0.12) -> tuple[int, int]:
+#: the interpreter searches the QRS limits of a record's median beat this much further from R than
+#: :func:`make_template` does: on a wide QRS whose detected R peak lies late (a bundle branch block's R') the search
+#: would stop 90 ms before R and cut off the initial forces. The synthesiser solves the QRS axis over the same
+#: limits.
+QRS_REACH_S = 0.06
+
+
+def qrs_bounds(beat: np.ndarray, r: int, frac: float = 0.12, reach_s: float = 0.0) -> tuple[int, int]:
     """QRS onset/offset on a multi-lead beat: where the smoothed spatial velocity falls below ``frac`` of
-    its QRS maximum, searching outwards from R."""
+    its QRS maximum (found from R - 90 ms to R + 100 ms), searching outwards from R; ``reach_s`` lets the search
+    run that much further on both sides (a wide QRS whose R peak lies late). When R itself lies outside the QRS
+    (a detector's "R" at the edge of a QS complex), the search starts from the steepest point instead."""
     e = _energy(beat)
     lo, hi = max(0, r - int(0.09 * FS)), min(len(e), r + int(0.10 * FS))
     peak = e[lo:hi].max()
+    if e[r] <= frac * peak:
+        r = lo + int(np.argmax(e[lo:hi]))
+    lo, hi = max(0, lo - int(reach_s * FS)), min(len(e), hi + int(reach_s * FS))
     on = r
     while on > lo and e[on] > frac * peak:
         on -= 1

@@ -10,6 +10,11 @@ fibrillation 70-125 (mean ventricular rate), sinus arrhythmia 62-90; atrial flut
 its F-wave rate over the conduction ratio. The rates stay a few bpm clear of the 60 and 100 bpm statement
 limits so that the report's rate statement is the intended one.
 
+QRS axis: a record with an axis finding (left or right axis deviation, LAFB) gets a target axis well inside
+its class; every other record keeps its axis within -15 to +75 degrees (:data:`NORMAL_AXIS_DEG`, 15 degrees inside
+the normal -30 to +90), turned there only when the template, its bundle branch block or its Q waves put it
+outside.
+
 Patients: age ~ Normal(58, 17) clipped to 18-95 years, 52 % men; one to two records per subject.
 Documented effects on the signal: voltage falls with age (x(1.15 - 0.005 (age - 20))); women have 10 %
 lower voltage and a 3 % longer QT.
@@ -147,6 +152,42 @@ def _low_voltage(e: Edit, c: PlanContext) -> None:
     e.low_voltage = target / max(1e-3, e.amplitude * float(np.ptp(limb, axis=1).max()))
 
 
+#: axis findings whose planner sets the frontal QRS axis; a record without one keeps its axis in NORMAL_AXIS_DEG
+AXIS_FINDINGS = ("lafb", "left_axis_deviation", "right_axis_deviation")
+#: frontal QRS axis (degrees) of a record without an axis finding: 15 degrees inside the normal -30..+90, so that
+#: neither deviation is read (a few GAN templates lie at -45 or +100 natively, and BBB forces or inferior Q waves
+#: move the axis further; the synthesiser rotates only a finished QRS outside this range, to its nearest bound)
+NORMAL_AXIS_DEG = (-15.0, 75.0)
+#: the lower bound for a record with inferior Q waves (an old inferior infarct turns the axis left; a template with a
+#: small QRS cannot be turned back to -15 degrees without turning its Q waves out of the inferior leads)
+NORMAL_AXIS_INFERIOR_Q_DEG = -22.0
+
+
+def _lafb(e: Edit, c: PlanContext) -> None:
+    # well inside LAFB's -45..-90; the synthesiser adds the inferior-rightward initial forces (q in aVL, r in II)
+    e.lafb = True
+    e.axis_target_deg = c.rng.uniform(-78.0, -55.0)
+
+
+def _axis(lo: float, hi: float) -> Callable[[Edit, PlanContext], None]:
+    def plan(e: Edit, c: PlanContext) -> None:
+        e.axis_target_deg = c.rng.uniform(lo, hi)
+
+    return plan
+
+
+def _q_waves(group: str) -> Callable[[Edit, PlanContext], None]:
+    def plan(e: Edit, c: PlanContext) -> None:
+        e.q_wave_group = group if not e.q_wave_group else f"{e.q_wave_group}+{group}"
+        if not e.q_wave_mv:  # one depth and length for both groups of a record
+            e.q_wave_s = c.rng.uniform(0.045, 0.055)
+            e.q_wave_mv = c.rng.uniform(0.2, 0.35) * e.amplitude
+            if "low_voltage" in c.findings:
+                e.q_wave_mv = c.rng.uniform(0.22, 0.28)
+
+    return plan
+
+
 def _rate_only(e: Edit, c: PlanContext) -> None:
     """Sinus rhythm, bradycardia, tachycardia: the rate is the whole edit (set before the planners run)."""
 
@@ -169,6 +210,11 @@ FINDING_PLANNERS: dict[str, Callable[[Edit, PlanContext], None]] = {
     "t_inversion_anterior": _twi("anterior"),
     "peaked_t": _peaked_t,
     "long_qt": _long_qt,
+    "lafb": _lafb,
+    "left_axis_deviation": _axis(-60.0, -40.0),
+    "right_axis_deviation": _axis(110.0, 150.0),
+    "q_waves_inferior": _q_waves("inferior"),
+    "q_waves_anterior": _q_waves("anterior"),
 }
 
 
@@ -203,6 +249,9 @@ def plan_edit(findings: Iterable[str], tpl: Template, rng: np.random.Generator, 
         qt0, qrs = _qt_parts(tpl)
         if qt0 / np.cbrt(tpl.rr_s) > 0.44:
             e.qt_mult *= (0.44 * np.cbrt(tpl.rr_s) - qrs) / max(0.1, qt0 - qrs)
+    if not set(fids) & set(AXIS_FINDINGS):
+        lo = NORMAL_AXIS_INFERIOR_Q_DEG if "q_waves_inferior" in fids else NORMAL_AXIS_DEG[0]
+        e.axis_range_deg = (lo, NORMAL_AXIS_DEG[1])
     ctx = PlanContext(tpl, rng, age, sex, frozenset(fids))
     for f in fids:
         FINDING_PLANNERS[f](e, ctx)
