@@ -112,7 +112,7 @@ def make_record(seed: int, index: int, source: np.ndarray | None = None, wording
     intended, edit = plan_record(tpl, rng, age, sex)
     sig8 = add_noise(synthesize(tpl, edit, rng), edit, rng)
     sig = derive_12(sig8)
-    interp = interpret(sig)
+    interp = interpret(sig, sex=sex)  # the sex selects the Cornell LVH limit
     when = _dt.datetime(2180, 1, 1) + _dt.timedelta(minutes=int(rng.integers(0, 60 * 24 * 365 * 10)))
     statements = interp.statements
     said = [finding_of_statement(s) for s in statements]  # the interpreter decides what is said ...
