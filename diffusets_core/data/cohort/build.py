@@ -232,6 +232,14 @@ def _generation_config() -> dict[str, Any]:
             "LOW_VOLT_MV",
             "RSR_V1_MV",
             "P_WAVE_MV",
+            "SOKOLOW_LVH_MV",
+            "CORNELL_LVH_MV",
+            "ST_DEPR_MV",
+            "T_FLAT_MV",
+            "U_WAVE_MV",
+            "U_PROMINENCE_MV",
+            "T_UPRIGHT_FRAC",
+            "R_PEAK_MIN_FRAC",
         )
     }
     return {

@@ -299,7 +299,8 @@ FINDINGS: tuple[Finding, ...] = (
         "Left ventricular hypertrophy",
         True,
         "Sokolow-Lyon S(V1) + max R(V5, V6) >= 3.5 mV, or Cornell R(aVL) + S(V3) > 2.8 mV (men) / 2.0 mV "
-        "(women); no lateral ST-T change",
+        "(women; the men's limit when the sex is not known), R and S from the QRS-onset level; not with LBBB; "
+        "without lateral ST depression or T inversion (else LVH with repolarization abnormality)",
         f"Sokolow & Lyon 1949; Casale et al. 1985 (Cornell); {_PART5}",
     ),
     Finding(
@@ -307,7 +308,9 @@ FINDINGS: tuple[Finding, ...] = (
         "voltage",
         "Left ventricular hypertrophy with repolarization abnormality",
         True,
-        "LVH voltage criteria (Sokolow-Lyon or Cornell) with ST depression and asymmetric T inversion in I, aVL, V5-V6",
+        "LVH voltage criteria (Sokolow-Lyon or Cornell) with a lateral repolarization abnormality: ST depression "
+        ">= 0.05 mV at J+60 ms or T wave <= -0.1 mV in two of I, aVL, V5, V6; the lateral ST depression and T "
+        "inversion statements are then not made",
         f"Sokolow & Lyon 1949; Casale et al. 1985 (Cornell); {_PART5}",
     ),
     # Q waves of an old infarct
@@ -361,7 +364,9 @@ FINDINGS: tuple[Finding, ...] = (
         "st",
         "ST depression in lateral leads",
         True,
-        "horizontal or downsloping ST depression >= 0.05 mV at J+60 ms in two of I, aVL, V5, V6",
+        "ST depression >= 0.05 mV below the PR level at J+60 ms in two of I, aVL, V5, V6 whose T wave is not "
+        "inverted (there the depressed ST is the inverted T's downslope); aVL not counted with inferior ST "
+        "elevation (its reciprocal lead); not with LBBB",
         f"{_PART6}; {_UDMI}",
     ),
     # T
@@ -397,7 +402,10 @@ FINDINGS: tuple[Finding, ...] = (
         "t",
         "T wave flattening with U waves",
         True,
-        "T wave < 0.1 mV (or < 10 % of R) in I, II and V4-V6 with a U wave >= 0.1 mV following it",
+        "on the mean of V2-V5 a U wave (a hump >= 120 ms after the T hump) >= 0.1 mV in two of V2-V4 and "
+        "taller than the T, with the T wave within 0.1 mV of the ST level (J+60 ms) from J+80 ms to 120 ms before "
+        "the U peak in I, II and V4-V6 (leads whose ST is shifted >= 0.1 mV not judged, two at least judged); "
+        "no QT statement is made with U waves",
         _PART4,
     ),
     # QT

@@ -67,8 +67,8 @@ ST_DEPR_MV = 0.05
 #: separate later U wave of at least U_WAVE_MV in two of V2-V4, taller than the T
 T_FLAT_MV = 0.1
 U_WAVE_MV = 0.1
-#: an inverted T wave dips at least this much (mV; and a quarter of its depth) below the ST-T at J + 80 ms
-T_TROUGH_MV = 0.05
+#: a T wave that follows a depressed ST segment is upright when it rises to this fraction of the depression's depth
+T_UPRIGHT_FRAC = 0.5
 #: a detected R peak whose QRS is smaller than this fraction of the median one is not a beat (see _r_peaks)
 R_PEAK_MIN_FRAC = 0.4
 #: a hump of the mean of V2-V5 counts as a T or U wave when it stands out by this much (mV) from its valleys
@@ -220,10 +220,10 @@ def measure(sig: np.ndarray) -> dict:
     t_lo = min(off + int(0.08 * FS), b.shape[1] - 2)
     t_seg = b[:, t_lo : max(t_end, t_lo + 1)]
     t_max, t_min = t_seg.max(axis=1), t_seg.min(axis=1)
-    # a negative extreme is an inverted T wave only if it is a trough below the segment's start: a depressed ST
-    # segment that rises from J + 80 ms into an upright T has its minimum at (or level with) the start
-    trough = t_seg[:, 0] - t_min >= np.maximum(T_TROUGH_MV, 0.25 * np.abs(t_min))
-    ext = np.where((np.abs(t_max) >= np.abs(t_min)) | ~trough, t_max, t_min)
+    # the larger extreme is the T wave, except that a depressed ST segment rising into an upright T (the maximum
+    # after the minimum, at least T_UPRIGHT_FRAC of its depth) has an upright T
+    upright = (t_seg.argmax(axis=1) > t_seg.argmin(axis=1)) & (t_max >= T_UPRIGHT_FRAC * np.abs(t_min))
+    ext = np.where((np.abs(t_max) >= np.abs(t_min)) | upright, t_max, t_min)
     m["t_amp"] = {n: float(ext[IDX[n]]) for n in LEADS12}
     # T and U waves, up to 60 ms before the next R (a U wave may reach into the next P wave)
     m.update(_t_u_waves(b, off, min(b.shape[1], r + int(np.mean(nn) * FS) - int(0.06 * FS))))

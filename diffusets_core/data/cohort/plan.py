@@ -10,6 +10,14 @@ fibrillation 70-125 (mean ventricular rate), sinus arrhythmia 62-90; atrial flut
 its F-wave rate over the conduction ratio. The rates stay a few bpm clear of the 60 and 100 bpm statement
 limits so that the report's rate statement is the intended one.
 
+Rate limits of a finding's planner: 1st degree AV block keeps the rate <= 82 /min (the long PR would put the P
+wave into the previous T wave); T flattening with U waves keeps it <= 85 /min (<= 68 /min with a 1st degree AV
+block), where the U wave ends before the next P wave.
+
+QRS voltage: a record without an LVH finding (or low voltage) has its precordial QRS scaled down where the GAN
+template (after the amplitude below) would come within :data:`LVH_CAP_MARGIN` of the Sokolow-Lyon or Cornell limit
+(about 5 % of templates); LVH records are planned for a Sokolow-Lyon voltage of 3.8-5.0 mV.
+
 Patients: age ~ Normal(58, 17) clipped to 18-95 years, 52 % men; one to two records per subject.
 Documented effects on the signal: voltage falls with age (x(1.15 - 0.005 (age - 20))); women have 10 %
 lower voltage and a 3 % longer QT.
@@ -27,11 +35,21 @@ from .findings import draw_findings, finding
 from .interpreter import CORNELL_LVH_MV, SOKOLOW_LVH_MV
 from .morphology import FS, Template
 
-__all__ = ["RATE_RANGES", "FINDING_PLANNERS", "PlanContext", "subject_of", "patient", "plan_edit", "plan_record"]
+__all__ = [
+    "RATE_RANGES",
+    "FINDING_PLANNERS",
+    "LVH_CAP_MARGIN",
+    "PlanContext",
+    "subject_of",
+    "patient",
+    "qrs_voltages",
+    "plan_edit",
+    "plan_record",
+]
 
 #: Margin (mV) by which a record without an LVH finding stays below the Sokolow-Lyon and Cornell limits
 #: (:func:`plan_edit` caps the precordial voltage of the few GAN templates that come closer).
-LVH_CAP_MARGIN = 0.5
+LVH_CAP_MARGIN = 0.3
 
 #: Heart rate range (bpm) of each rhythm whose rate is drawn directly.
 RATE_RANGES: dict[str, tuple[float, float]] = {
@@ -230,8 +248,9 @@ def plan_edit(findings: Iterable[str], tpl: Template, rng: np.random.Generator, 
 
     The rhythm's rate is drawn from :data:`RATE_RANGES`; the amplitude follows age and sex (module docstring) and,
     unless the record has low voltage, keeps the limb-lead QRS clearly above the 0.5 mV low-voltage criterion; a
-    template whose QTcF exceeds 440 ms is shortened unless the record has a prolonged QT. Then each finding's
-    planner runs, in report order.
+    template whose QTcF exceeds 440 ms is shortened unless the record has a prolonged QT; a template whose
+    precordial voltage comes within :data:`LVH_CAP_MARGIN` of an LVH voltage limit is scaled down unless the record
+    has LVH (or low voltage). Then each finding's planner runs, in report order.
 
     Raises:
         ValueError: not exactly one rhythm finding, or a finding without a planner (not implemented).
