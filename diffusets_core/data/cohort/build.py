@@ -239,6 +239,7 @@ def _generation_config() -> dict[str, Any]:
             "U_WAVE_MV",
             "U_PROMINENCE_MV",
             "T_UPRIGHT_FRAC",
+            "T_LEVEL_MV",
             "R_PEAK_MIN_FRAC",
         )
     }

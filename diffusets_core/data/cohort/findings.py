@@ -402,8 +402,8 @@ FINDINGS: tuple[Finding, ...] = (
         "t",
         "T wave flattening with U waves",
         True,
-        "on the mean of V2-V5 a U wave (a hump >= 120 ms after the T hump) >= 0.1 mV in two of V2-V4 and "
-        "taller than the T, with the T wave within 0.1 mV of the ST level (J+60 ms) from J+80 ms to 120 ms before "
+        "on the mean of V2-V5 a U wave (a hump >= 120 ms after the T hump) >= 0.1 mV in two of V2-V4, "
+        "taller than the T and not inverted in I, II, V4-V6, with the T wave within 0.1 mV of the ST level (J+60 ms) from J+80 ms to 120 ms before "
         "the U peak in I, II and V4-V6 (leads whose ST is shifted >= 0.1 mV not judged, two at least judged); "
         "no QT statement is made with U waves",
         _PART4,

@@ -67,8 +67,10 @@ ST_DEPR_MV = 0.05
 #: separate later U wave of at least U_WAVE_MV in two of V2-V4, taller than the T
 T_FLAT_MV = 0.1
 U_WAVE_MV = 0.1
-#: a T wave that follows a depressed ST segment is upright when it rises to this fraction of the depression's depth
+#: a T wave that follows a depressed ST segment (whose minimum lies within T_LEVEL_MV of its level at J + 80 ms) is
+#: upright when it rises to this fraction of the depression's depth
 T_UPRIGHT_FRAC = 0.5
+T_LEVEL_MV = 0.03
 #: a detected R peak whose QRS is smaller than this fraction of the median one is not a beat (see _r_peaks)
 R_PEAK_MIN_FRAC = 0.4
 #: a hump of the mean of V2-V5 counts as a T or U wave when it stands out by this much (mV) from its valleys
@@ -131,8 +133,8 @@ def _t_u_waves(b: np.ndarray, off: int, end: int) -> dict:
 
     Returns ``u_amp`` and ``t_before_u`` (mV per lead at the U and T peaks), ``t_region_max`` / ``t_region_min``
     (mV per lead, extremes from J + 80 ms to 120 ms before the U peak: the T wave) and ``u_end`` (the sample where
-    the mean falls below a fifth of the U peak), all ``None`` without such a pair of humps (one hump is a T wave,
-    whatever its timing: a long QT is not a U wave)."""
+    the U wave has fallen to half its height), all ``None`` without such a pair of humps (one hump is a T wave, whatever its timing: a long
+    QT is not a U wave)."""
     from scipy.signal import find_peaks
 
     none = {"u_amp": None, "t_before_u": None, "u_end": None, "t_region_max": None, "t_region_min": None}
@@ -146,20 +148,43 @@ def _t_u_waves(b: np.ndarray, off: int, end: int) -> dict:
         u = int(pk[i])
         earlier = pk[(pk >= int(0.04 * FS)) & (pk <= u - int(0.12 * FS))]
         if len(earlier):
-            best = (int(earlier[np.argmax(g[earlier])]), u)
+            # the U wave's end for the P-wave search: its half width at half height past its peak, where it has
+            # fallen to half (a P wave may ride on the rest of its downslope; a threshold on the mean would run
+            # into that P wave)
+            best = (int(earlier[np.argmax(g[earlier])]), u, float(props["right_ips"][i]))
             break
     if best is None:
         return none
-    t, u = best
-    below = np.nonzero(g[u:] < 0.2 * g[u])[0]
+    t, u, u_end = best
     t_region = b[:, lo : lo + u - int(0.12 * FS)]  # J + 80 ms to 120 ms before the U peak: the whole T wave
     return {
-        "u_end": lo + u + (int(below[0]) if len(below) else len(g) - 1 - u),
+        "u_end": lo + int(round(u_end)),
         "u_amp": {n: float(b[IDX[n], lo + u]) for n in LEADS12},
         "t_before_u": {n: float(b[IDX[n], lo + t]) for n in LEADS12},
         "t_region_max": {n: float(t_region[IDX[n]].max()) for n in LEADS12},
         "t_region_min": {n: float(t_region[IDX[n]].min()) for n in LEADS12},
     }
+
+
+def _flat_t_with_u(m: dict) -> bool:
+    """T flattening with U waves (Rautaharju et al. 2009, part IV) from :func:`_t_u_waves`' measurements and the ST
+    levels ``m["st"]``: a U wave >= U_WAVE_MV in two of V2-V4, taller (on the mean of U_LEADS) than the T wave and
+    not inverted (below -U_WAVE_MV / 2) in I, II or V4-V6, and
+    the T wave within T_FLAT_MV of the ST level (J + 60 ms) over its whole course in I, II and V4-V6. Leads whose ST
+    is shifted by an injury current (|ST| >= T_FLAT_MV) carry their T on it and are not judged; at least two leads
+    of the criterion must be."""
+    u = m["u_amp"]
+    if u is None:
+        return False
+    judged = [n for n in T_FLAT_LEADS if abs(m["st"][n]) < T_FLAT_MV]
+    flat = all(max(m["t_region_max"][n] - m["st"][n], m["st"][n] - m["t_region_min"][n]) < T_FLAT_MV for n in judged)
+    return bool(
+        len(judged) >= 2
+        and flat
+        and sum(u[n] >= U_WAVE_MV for n in ("V2", "V3", "V4")) >= 2
+        and all(u[n] > -U_WAVE_MV / 2 for n in T_FLAT_LEADS)  # inverted there, the late wave is a T wave
+        and np.mean([u[n] for n in U_LEADS]) > np.mean([m["t_before_u"][n] - m["st"][n] for n in U_LEADS])
+    )
 
 
 def measure(sig: np.ndarray) -> dict:
@@ -220,13 +245,19 @@ def measure(sig: np.ndarray) -> dict:
     t_lo = min(off + int(0.08 * FS), b.shape[1] - 2)
     t_seg = b[:, t_lo : max(t_end, t_lo + 1)]
     t_max, t_min = t_seg.max(axis=1), t_seg.min(axis=1)
-    # the larger extreme is the T wave, except that a depressed ST segment rising into an upright T (the maximum
-    # after the minimum, at least T_UPRIGHT_FRAC of its depth) has an upright T
-    upright = (t_seg.argmax(axis=1) > t_seg.argmin(axis=1)) & (t_max >= T_UPRIGHT_FRAC * np.abs(t_min))
+    # the larger extreme is the T wave, except that a depressed ST segment rising into an upright T has an upright
+    # T: its minimum is level with the segment's start (the depressed ST, not a trough of an inverted T), and the
+    # maximum follows it and reaches T_UPRIGHT_FRAC of its depth
+    upright = (
+        (t_seg[:, 0] - t_min < T_LEVEL_MV)
+        & (t_seg.argmax(axis=1) > t_seg.argmin(axis=1))
+        & (t_max >= T_UPRIGHT_FRAC * np.abs(t_min))
+    )
     ext = np.where((np.abs(t_max) >= np.abs(t_min)) | upright, t_max, t_min)
     m["t_amp"] = {n: float(ext[IDX[n]]) for n in LEADS12}
     # T and U waves, up to 60 ms before the next R (a U wave may reach into the next P wave)
     m.update(_t_u_waves(b, off, min(b.shape[1], r + int(np.mean(nn) * FS) - int(0.06 * FS))))
+    m["t_flat_u"] = _flat_t_with_u(m)
     qrs = b[:, on : off + 1]
     m["qrs_p2p"] = {n: float(np.ptp(qrs[IDX[n]])) for n in LEADS12}
     # R and S amplitudes from the QRS-onset level: the voltage criteria of LVH
@@ -240,8 +271,9 @@ def measure(sig: np.ndarray) -> dict:
     m["v1_terminal"] = float(tail.max())  # a late positive wave (R') in V1 marks right bundle branch block
     # P wave: the largest deflection of lead II in the 330 ms before QRS onset (and after the previous
     # beat's T wave), after removing the trend
-    # with a U wave (which the T-end rule may run past, into the P wave) repolarization ends at the U wave's end
-    rep_end = t_end if m["u_end"] is None else min(t_end, m["u_end"])
+    # with a U wave (which the T-end rule may run past, into the P wave) P waves are searched from the U wave's
+    # half-height point on: a P wave 300 ms before its QRS may ride on the U wave's downslope
+    rep_end = min(t_end, m["u_end"]) if m["t_flat_u"] else t_end
     prev_t_end = r - int(np.mean(nn) * FS) + (rep_end - r) + int(0.02 * FS)
     lo = max(0, on - int(P_SEARCH_S * FS), prev_t_end)
     seg = b[IDX["II"], lo : on - int(0.01 * FS)]
@@ -364,21 +396,7 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
     if sum(m["t_amp"][n] >= T_PEAKED_MV for n in ("V2", "V3", "V4")) >= 2:
         out.append("Peaked T waves")
         abnormal = True
-    # flat T waves (within T_FLAT_MV of the ST level over the whole T wave) and a later, taller U wave (Rautaharju
-    # et al. 2009, part IV). Leads whose ST is shifted by an injury current (|ST| >= T_FLAT_MV at J + 60 ms) carry
-    # their T on it and are not judged; at least two leads of the criterion must be
-    u = m["u_amp"]
-    t_flat_u = False
-    if u is not None:
-        judged = [n for n in T_FLAT_LEADS if abs(m["st"][n]) < T_FLAT_MV]
-        hi = {n: m["t_region_max"][n] - m["st"][n] for n in judged}
-        lo = {n: m["st"][n] - m["t_region_min"][n] for n in judged}
-        t_flat_u = (
-            len(judged) >= 2
-            and all(max(hi[n], lo[n]) < T_FLAT_MV for n in judged)
-            and sum(u[n] >= U_WAVE_MV for n in ("V2", "V3", "V4")) >= 2
-            and np.mean([u[n] for n in U_LEADS]) > np.mean([m["t_before_u"][n] - m["st"][n] for n in U_LEADS])
-        )
+    t_flat_u = m["t_flat_u"]  # flat T waves followed by U waves (see _flat_t_with_u)
     if t_flat_u:
         out.append("T wave flattening with U waves")
         abnormal = True
