@@ -27,8 +27,8 @@ R-peak times:
 * LVH with strain: in addition, the lateral ST-T replaced by a downsloping ST segment into an asymmetric inverted
   T (slow descent to a nadir of -0.25 to -0.4 mV at 70 % of the T wave, fast return), along a frontal ST-T vector
   pointing right (-165 degrees: I full, II ×0.75, so aVL carries 0.63 of I) and in V4 (×0.4), V5 (×0.9), V6;
-* lateral ST depression: a horizontal ST depression of 0.1-0.2 mV from the J point to J + 70 ms, returning to
-  the baseline by J + 140 ms (before the T peak, so the T wave stays upright), same lead weights as strain;
+* lateral ST depression: a horizontal ST depression of 0.1-0.2 mV from the J point to J + 90 ms, returning to
+  the baseline by J + 160 ms (before the T peak, so the T wave stays upright), same lead weights as strain;
 * T flattening with U waves: the T wave scaled to 0.05-0.08 mV in I, II and V4-V6 (all leads ×t_flat) and a
   U wave of 0.12-0.2 mV (V2-V4; V1, V5, V6 smaller, I and II a fifth) peaking 90 ms after the T end, 30 ms wide (sd).
 """
@@ -200,9 +200,9 @@ def _lateral_st_t(stt: np.ndarray, stt_in: np.ndarray, t_end: int, e: Edit, pr: 
             off = max(0.0, line[ld, j60] - pr[ld]) if ld in LATERAL_LEVEL_LEADS else 0.0
             stt[ld] += g * (-w * rise - t[ld]) - off * shape
     elif e.std_group == "lateral":
-        # horizontal ST depression from the J point to J + 70 ms, back to the baseline by J + 140 ms: the ST
+        # horizontal ST depression from the J point to J + 90 ms, back to the baseline by J + 160 ms: the ST
         # segment is depressed while the T wave that follows stays upright
-        ramp = np.clip((tau - 0.07) / 0.07, 0, 1)
+        ramp = np.clip((tau - 0.09) / 0.07, 0, 1)
         prof = rise * 0.5 * (1 + np.cos(np.pi * ramp))
         for ld, g in LATERAL_WEIGHTS.items():
             off = max(0.0, stt[ld, j60] - pr[ld]) if ld in LATERAL_LEVEL_LEADS else 0.0
