@@ -29,8 +29,9 @@ R-peak times:
   pointing right (-165 degrees: I full, II ×0.75, so aVL carries 0.63 of I) and in V4 (×0.4), V5 (×0.9), V6;
 * lateral ST depression: a horizontal ST depression of 0.1-0.2 mV from the J point to J + 90 ms, returning to
   the baseline by J + 160 ms (before the T peak, so the T wave stays upright), same lead weights as strain;
-* T flattening with U waves: the T wave scaled to 0.05-0.08 mV in I, II and V4-V6 (all leads ×t_flat) and a
-  U wave of 0.12-0.2 mV (V2-V4; V1, V5, V6 smaller, I and II a fifth) peaking 90 ms after the T end, 30 ms wide (sd).
+* T flattening with U waves: the ST-T (from J + 30 ms to T end, against the PR level) scaled by t_flat in every
+  lead, planned so that I, II and V4-V6 stay within 0.05-0.08 mV, and a U wave of 0.12-0.2 mV (V2-V4; V1, V5, V6
+  smaller, I and II a fifth), 30 ms wide (sd), peaking 90 ms after the T end and >= 190 ms after the T peak.
 """
 
 from __future__ import annotations
