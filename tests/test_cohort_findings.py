@@ -28,6 +28,8 @@ NEW = {
     "sinus_arrhythmia",
     "t_flat_u",
 }
+#: new findings whose edit and interpreter criterion exist (implemented)
+NEW_IMPLEMENTED = {"lvh", "lvh_strain", "st_depression_lateral", "t_flat_u"}
 
 
 def test_catalogue_entries():
@@ -122,6 +124,11 @@ def test_report_order_is_the_interpreters_order():
         (["lafb", "left_axis_deviation"], "axis"),
         (["lvh", "low_voltage"], "one voltage statement"),
         (["lvh_strain", "t_inversion_lateral"], "strain"),
+        (["lvh", "st_depression_lateral"], "repolarization abnormality"),
+        (["lvh", "t_inversion_lateral"], "repolarization abnormality"),
+        (["lvh_strain", "st_elevation_lateral"], "cannot be acutely raised"),
+        (["st_depression_lateral", "t_inversion_lateral"], "downslope"),
+        (["t_flat_u", "sinus_tachycardia"], "T-U-P fusion"),
         (["st_elevation_inferior", "st_elevation_lateral"], "one ST elevation territory"),
         (["t_inversion_lateral", "t_inversion_anterior"], "one T inversion territory"),
         (["st_elevation_inferior", "q_waves_inferior"], "acute infarct"),

@@ -120,7 +120,7 @@ def make_record(seed: int, index: int, source: np.ndarray | None = None, wording
     for _ in range(MAX_REDRAWS):
         intended, edit = plan_record(tpl, rng, age, sex)
         sig = derive_12(add_noise(synthesize(tpl, edit, rng), edit, rng))
-        interp = interpret(sig)
+        interp = interpret(sig, sex=sex)  # the sex selects the Cornell LVH limit
         said = [finding_of_statement(s) for s in interp.statements]  # the interpreter decides what is said ...
         # the planner never draws a held-out combination, but a report is what the interpreter reads: a record
         # whose report would state one (a misread finding completing a pair) is drawn again, from the same stream
@@ -256,6 +256,15 @@ def _generation_config() -> dict[str, Any]:
             "Q_WAVE_MS",
             "Q_WAVE_V2V3_MS",
             "Q_WAVE_R_FRAC",
+            "SOKOLOW_LVH_MV",
+            "CORNELL_LVH_MV",
+            "ST_DEPR_MV",
+            "T_FLAT_MV",
+            "U_WAVE_MV",
+            "U_PROMINENCE_MV",
+            "T_UPRIGHT_FRAC",
+            "T_LEVEL_MV",
+            "R_PEAK_MIN_FRAC",
         )
     }
     return {

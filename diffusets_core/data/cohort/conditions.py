@@ -36,6 +36,18 @@ R-peak times:
   its Q turned with the QRS, when the Q's pull cannot otherwise be undone); anterior: in V1–V4 (QS in V1–V3).
   The edits that replace initial forces (LAFB, left axis deviation, Q waves) start 10 ms before the template's QRS
   onset, where its initial forces begin.
+* left ventricular hypertrophy: the QRS scaled about its onset-to-offset baseline, precordial leads ×lvh_gain
+  (planned for a Sokolow-Lyon voltage of 3.8-5.0 mV, i.e. deeper S in V1-V2 and taller R in V5-V6), limb leads
+  ×lvh_limb_gain = 1 + (lvh_gain - 1)/2 (taller R in aVL); a gain below 1 on the precordial leads alone is the
+  plan's cap on a normal template whose voltage would cross an LVH criterion;
+* LVH with strain: in addition, the lateral ST-T replaced by a downsloping ST segment into an asymmetric inverted
+  T (slow descent to a nadir of -0.25 to -0.4 mV at 70 % of the T wave, fast return), along a frontal ST-T vector
+  pointing right (-165 degrees: I full, II ×0.75, so aVL carries 0.63 of I) and in V4 (×0.4), V5 (×0.9), V6;
+* lateral ST depression: a horizontal ST depression of 0.1-0.2 mV from the J point to J + 90 ms, returning to
+  the baseline by J + 160 ms (before the T peak, so the T wave stays upright), same lead weights as strain;
+* T flattening with U waves: the ST-T (from J + 30 ms to T end, against the PR level) scaled by t_flat in every
+  lead, planned so that I, II and V4-V6 stay within 0.05-0.08 mV, and a U wave of 0.12-0.2 mV (V2-V4; V1, V5, V6
+  smaller, I and II a fifth), 30 ms wide (sd), peaking 90 ms after the T end and >= 190 ms after the T peak.
 """
 
 from __future__ import annotations
@@ -79,8 +91,10 @@ class Edit:
     axis_target_deg: float | None = None  # frontal QRS axis the limb-lead QRS is rotated to, None = unchanged
     axis_range_deg: tuple[float, float] | None = None  # without a target: rotated into this range if outside it
     lafb: bool = False  # left anterior fascicular block pattern (qR in aVL, rS in II/III/aVF)
-    lvh_gain: float = 1.0  # precordial/limb QRS voltage gain of left ventricular hypertrophy
+    lvh_gain: float = 1.0  # precordial QRS voltage gain of left ventricular hypertrophy (< 1: the plan's voltage cap)
+    lvh_limb_gain: float = 1.0  # limb-lead (I, II) QRS voltage gain of left ventricular hypertrophy
     lvh_strain: bool = False  # lateral ST depression with asymmetric T inversion (LVH with strain)
+    lvh_strain_mv: float = 0.0  # strain: depth of the inverted T's nadir in I and V6 (positive number, mV)
     q_wave_group: str | None = None  # pathological Q waves: "inferior" | "anterior" | "inferior+anterior"
     q_wave_mv: float = 0.0
     q_wave_s: float = 0.0
@@ -142,6 +156,95 @@ def _edit_stt(stt: np.ndarray, t_end: int, e: Edit) -> np.ndarray:
             stt[ld] += e.ste_mv * prof
         if e.ste_group == "anterior":  # reciprocal depression in the inferior leads
             stt[II] -= 0.4 * e.ste_mv * prof
+    return stt
+
+
+#: lead weights of the lateral ST-T edits (ST depression, LVH strain): a frontal ST-T vector pointing right and a
+#: little up (-165 degrees, away from the leftward QRS) projects fully on I and 0.75 on II, so aVL = I - II/2
+#: carries 0.63 of I, aVF = II - I/2 a quarter and III = II - I a quarter of the opposite sign (no inferior ST
+#: elevation); the lateral precordial leads carry it, V4 partly
+LATERAL_WEIGHTS = {I: 1.0, II: 0.75, V4: 0.4, V5: 0.9, V6: 1.0}
+#: leads where a lateral ST edit sets the ST level against the PR level (a template's own J+60 ms elevation there
+#: is taken off first, so the depression is the one planned); II and V4 also carry other territories' edits
+LATERAL_LEVEL_LEADS = (I, V5, V6)
+
+
+def pr_level(p: np.ndarray) -> np.ndarray:
+    """Per-lead PR-segment level (mV) of a beat's P part: the mean of its last 20-4 ms, the reference against which
+    the interpreter measures ST and T amplitudes."""
+    return p[:, -int(0.02 * FS) : -int(0.004 * FS)].mean(axis=1)
+
+
+def _lateral_st_t(stt: np.ndarray, stt_in: np.ndarray, t_end: int, e: Edit, pr: np.ndarray) -> np.ndarray:
+    """Lateral ST depression (T kept upright) or LVH strain (downsloping ST into an asymmetric inverted T).
+
+    ``stt``: the ST-T after the other ST-T edits; ``stt_in``: before them (strain replaces its T wave, so the ST
+    shifts other edits add, e.g. an inferior injury current in II, are kept); ``pr``: the PR level of each lead
+    (:func:`pr_level`)."""
+    stt = stt.copy()
+    n = stt.shape[1]
+    tau = np.arange(n) / FS  # s after the J point (template time; the synthesiser rescales it with the rate)
+    rise = _smoothstep(n, int(0.02 * FS))  # joins the QRS end without a step
+    j60 = min(int(0.06 * FS), n - 1)
+    if e.lvh_strain:
+        # the T wave of the lateral leads replaced by a downsloping ST segment that runs into an asymmetric inverted
+        # T: slow descent to the nadir at 70 % of the T wave, fast return to the baseline at T end
+        te = max(t_end, int(0.2 * FS)) / FS
+        tn = 0.7 * te
+        a = e.lvh_strain_mv
+        dj = 0.35 * a  # depression at the J point
+        w = np.where(
+            tau <= tn,
+            dj + (a - dj) * np.clip(tau / tn, 0, 1) ** 1.3,
+            a * 0.5 * (1 + np.cos(np.pi * np.clip((tau - tn) / (te - tn), 0, 1))),
+        )
+        shape = rise * np.clip(w / a, 0, 1)  # 0 at J, 1 over the ST-T, 0 at T end: carries the level offset
+        line, t = _t_component(stt_in, t_end)  # the beat's own T wave, which strain replaces
+        for ld, g in LATERAL_WEIGHTS.items():
+            off = max(0.0, line[ld, j60] - pr[ld]) if ld in LATERAL_LEVEL_LEADS else 0.0
+            stt[ld] += g * (-w * rise - t[ld]) - off * shape
+    elif e.std_group == "lateral":
+        # horizontal ST depression from the J point to J + 90 ms, back to the baseline by J + 160 ms: the ST
+        # segment is depressed while the T wave that follows stays upright
+        ramp = np.clip((tau - 0.09) / 0.07, 0, 1)
+        prof = rise * 0.5 * (1 + np.cos(np.pi * ramp))
+        for ld, g in LATERAL_WEIGHTS.items():
+            off = max(0.0, stt[ld, j60] - pr[ld]) if ld in LATERAL_LEVEL_LEADS else 0.0
+            stt[ld] -= (g * e.std_mv + off) * prof
+    elif e.std_group:
+        raise ValueError(f"Edit.std_group must be 'lateral' or None, got {e.std_group!r}")
+    return stt
+
+
+#: U-wave amplitude per lead relative to Edit.u_wave_mv: U waves are tallest in V2-V3 (Rautaharju et al. 2009)
+U_WEIGHTS = {I: 0.2, II: 0.2, V1: 0.4, V2: 1.0, V3: 1.0, V4: 0.9, V5: 0.7, V6: 0.5}
+
+
+def _t_flat_u(stt: np.ndarray, stt_in: np.ndarray, t_end: int, e: Edit, pr: np.ndarray) -> np.ndarray:
+    """T waves flattened and a U wave after T end.
+
+    The ST-T of the unedited beat (``stt_in``), measured from the PR level ``pr``, is scaled by ``e.t_flat`` from
+    J + 30 ms to T end (blended in and out so the beat stays continuous; other edits made on ``stt`` are kept), so
+    the T wave keeps its shape at a flat height. The ST-T part is extended with its last value when the U wave
+    would run past the template's end."""
+    n = stt.shape[1]
+    w = _smoothstep(n, int(0.03 * FS))
+    k = min(n, t_end + int(0.06 * FS))
+    fade = max(1, k - t_end)
+    w[t_end:k] *= np.linspace(1, 0, fade)
+    w[k:] = 0.0
+    stt = stt - (1.0 - e.t_flat) * (stt_in - pr[:, None]) * w[None, :]
+    if e.u_wave_mv:
+        # the U wave peaks 90 ms after T end and at least 190 ms after the T peak of V2-V5, where it is tallest
+        _, t = _t_component(stt_in, t_end)
+        t_peak = int(np.argmax(np.abs(t[V2 : V5 + 1].mean(axis=0))))
+        centre, sd = max(t_end + int(0.09 * FS), t_peak + int(0.19 * FS)), 0.03 * FS
+        need = int(centre + 3 * sd) + 1
+        if need > n:
+            stt = np.concatenate([stt, np.repeat(stt[:, -1:], need - n, axis=1)], axis=1)
+        u = np.exp(-0.5 * ((np.arange(stt.shape[1]) - centre) / sd) ** 2)
+        for ld, g in U_WEIGHTS.items():
+            stt[ld] += g * e.u_wave_mv * u
     return stt
 
 
@@ -390,6 +493,12 @@ def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.nda
         p = p * (0.5 + 0.5 * e.low_voltage)
         qrs[:, -1:] = stt[:, :1]
         qrs[:, :1] = p[:, -1:]
+    if e.lvh_gain != 1.0 or e.lvh_limb_gain != 1.0:
+        # LVH voltage: every QRS deflection scaled about the straight line joining QRS onset and offset, so the
+        # beat stays continuous with its P and ST-T parts
+        base = qrs[:, :1] + (qrs[:, -1:] - qrs[:, :1]) * np.linspace(0, 1, qrs.shape[1])[None, :]
+        gain = np.array([e.lvh_limb_gain] * 2 + [e.lvh_gain] * 6)[:, None]
+        qrs = base + (qrs - base) * gain
     if e.bbb:
         qrs = _bbb_forces(_resample(qrs, e.qrs_stretch), e.bbb, rng)
         # secondary ST-T change: T opposite to the terminal QRS force in the leads that carry it
@@ -403,7 +512,14 @@ def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.nda
         # limb-lead ST elevation starts at the J point, which the measured QRS includes: leave room for it
         limb_ste = e.ste_mv if e.ste_group in ("lateral", "inferior") else 0.0
         qrs = _limit_limb_voltage(qrs, max(0.15, LOW_VOLTAGE_LIMB_MV - limb_ste))
+    stt_in = stt
     stt = _edit_stt(stt, t_end, e)
+    if e.std_group or e.lvh_strain or e.t_flat != 1.0 or e.u_wave_mv:
+        pr = pr_level(p)
+        if e.std_group or e.lvh_strain:
+            stt = _lateral_st_t(stt, stt_in, t_end, e, pr)
+        if e.t_flat != 1.0 or e.u_wave_mv:
+            stt = _t_flat_u(stt, stt_in, t_end, e, pr)
     if e.rhythm == "af":
         p[:] = p[:, -1:] * np.linspace(0, 1, p.shape[1])[None, :]  # no P wave: a ramp to the QRS start
     # Q waves and the frontal axis last: the axis is solved on the finished beat. Edits that replace the initial

@@ -278,17 +278,20 @@ FINDINGS: tuple[Finding, ...] = (
         "lvh",
         "voltage",
         "Left ventricular hypertrophy",
-        False,
+        True,
         "Sokolow-Lyon S(V1) + max R(V5, V6) >= 3.5 mV, or Cornell R(aVL) + S(V3) > 2.8 mV (men) / 2.0 mV "
-        "(women); no lateral ST-T change",
+        "(women; the men's limit when the sex is not known), R and S from the QRS-onset level; not with LBBB; "
+        "without lateral ST depression or T inversion (else LVH with repolarization abnormality)",
         f"Sokolow & Lyon 1949; Casale et al. 1985 (Cornell); {_PART5}",
     ),
     Finding(
         "lvh_strain",
         "voltage",
         "Left ventricular hypertrophy with repolarization abnormality",
-        False,
-        "LVH voltage criteria (Sokolow-Lyon or Cornell) with ST depression and asymmetric T inversion in I, aVL, V5-V6",
+        True,
+        "LVH voltage criteria (Sokolow-Lyon or Cornell) with a lateral repolarization abnormality: ST depression "
+        ">= 0.05 mV at J+60 ms or T wave <= -0.1 mV in two of I, aVL, V5, V6; the lateral ST depression and T "
+        "inversion statements are then not made",
         f"Sokolow & Lyon 1949; Casale et al. 1985 (Cornell); {_PART5}",
     ),
     # Q waves of an old infarct
@@ -339,8 +342,10 @@ FINDINGS: tuple[Finding, ...] = (
         "st_depression_lateral",
         "st",
         "ST depression in lateral leads",
-        False,
-        "horizontal or downsloping ST depression >= 0.05 mV at J+60 ms in two of I, aVL, V5, V6",
+        True,
+        "ST depression >= 0.05 mV below the PR level at J+60 ms in two of I, aVL, V5, V6 whose T wave is not "
+        "inverted (there the depressed ST is the inverted T's downslope); aVL not counted with inferior ST "
+        "elevation (its reciprocal lead); not with LBBB",
         f"{_PART6}; {_UDMI}",
     ),
     # T
@@ -365,8 +370,11 @@ FINDINGS: tuple[Finding, ...] = (
         "t_flat_u",
         "t",
         "T wave flattening with U waves",
-        False,
-        "T wave < 0.1 mV (or < 10 % of R) in I, II and V4-V6 with a U wave >= 0.1 mV following it",
+        True,
+        "on the mean of V2-V5 a U wave (a hump >= 120 ms after the T hump) >= 0.1 mV in two of V2-V4, "
+        "taller than the T and not inverted in I, II, V4-V6, with the T wave within 0.1 mV of the ST level (J+60 ms) from J+80 ms to 120 ms before "
+        "the U peak in I, II and V4-V6 (leads whose ST is shifted >= 0.1 mV not judged, two at least judged); "
+        "no QT statement is made with U waves",
         _PART4,
     ),
     # QT
@@ -541,6 +549,23 @@ EXCLUDES: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
         "it, and a flat T contradicts it",
     ),
     (
+        ("lvh",),
+        ("st_depression_lateral", "t_inversion_lateral"),
+        "lateral ST depression or T inversion with LVH voltage is read as LVH with repolarization abnormality "
+        "(strain), one statement, not as LVH plus a separate ST or T statement (Hancock et al. 2009, part V)",
+    ),
+    (
+        ("st_depression_lateral",),
+        ("t_inversion_lateral",),
+        "ST depression is read where an upright T wave follows it; where the lateral T is inverted the depressed ST "
+        "is the inverted T's downslope (one ST-T change), which the T-inversion statement reports",
+    ),
+    (
+        ("lvh_strain",),
+        ("st_elevation_lateral",),
+        "strain depresses the lateral ST segment: it cannot be acutely raised in the same leads",
+    ),
+    (
         ("st_elevation_lateral",),
         ("st_depression_lateral", "t_inversion_lateral"),
         "one ST segment cannot be raised and depressed; an inverted T where the ST is acutely raised marks a "
@@ -563,6 +588,12 @@ EXCLUDES: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
         "peaked T is read in V2-V4, where anterior inversion puts an inverted T: one T wave cannot be both",
     ),
     (("t_flat_u",), ("peaked_t", *_TWI), "a flat T wave is neither tall nor inverted"),
+    (
+        ("t_flat_u",),
+        ("sinus_tachycardia",),
+        "above 100 /min the U wave runs into the next P wave (T-U-P fusion): U waves cannot be told apart and "
+        "machine reports do not call them (Rautaharju et al. 2009, part IV)",
+    ),
     (
         ("t_flat_u",),
         ("st_depression_lateral", "long_qt"),

@@ -61,6 +61,24 @@ INITIAL_MV, INITIAL_FRAC = 0.05, 0.15
 #: Q_WAVE_MS long (a QS complex counts by its length), Q_WAVE_V2V3_MS in V2-V3; outside V2-V3 also at least
 #: Q_WAVE_R_FRAC of the lead's R (normal septal q waves are shorter than 30 ms and shallower than a quarter of R)
 Q_WAVE_MV, Q_WAVE_MS, Q_WAVE_V2V3_MS, Q_WAVE_R_FRAC = 0.1, 30.0, 20.0, 0.25
+#: LVH voltage: Sokolow-Lyon S(V1) + max R(V5, V6) >= 3.5 mV (Sokolow & Lyon 1949), or Cornell R(aVL) + S(V3)
+#: > 2.8 mV in men, > 2.0 mV in women (Casale et al. 1985; the men's limit when the sex is not given)
+SOKOLOW_LVH_MV = 3.5
+CORNELL_LVH_MV = {"M": 2.8, "F": 2.0}
+#: lateral ST depression at J + 60 ms (positive number, mV), in two of I, aVL, V5, V6 (Wagner et al. 2009, part VI)
+ST_DEPR_MV = 0.05
+#: T flattening with U waves (Rautaharju et al. 2009, part IV): T below T_FLAT_MV in I, II and V4-V6 and a
+#: separate later U wave of at least U_WAVE_MV in two of V2-V4, taller than the T
+T_FLAT_MV = 0.1
+U_WAVE_MV = 0.1
+#: a T wave that follows a depressed ST segment (whose minimum lies within T_LEVEL_MV of its level at J + 80 ms) is
+#: upright when it rises to this fraction of the depression's depth
+T_UPRIGHT_FRAC = 0.5
+T_LEVEL_MV = 0.03
+#: a detected R peak whose QRS is smaller than this fraction of the median one is not a beat (see _r_peaks)
+R_PEAK_MIN_FRAC = 0.4
+#: a hump of the mean of V2-V5 counts as a T or U wave when it stands out by this much (mV) from its valleys
+U_PROMINENCE_MV = 0.01
 
 
 @dataclass
@@ -89,6 +107,12 @@ def _r_peaks(sig: np.ndarray) -> np.ndarray:
             )
         except Exception:
             continue
+        if len(pk) >= 3:
+            # a broad low hump (a U wave after a flat T) can pass the detector's slope threshold: keep only peaks
+            # whose QRS (peak to peak within 40 ms) is at least R_PEAK_MIN_FRAC of the median one
+            w = int(0.04 * FS)
+            amp = np.array([np.ptp(sig[IDX[lead], max(0, p - w) : p + w + 1]) for p in pk])
+            pk = pk[amp >= R_PEAK_MIN_FRAC * np.median(amp)]
         if len(pk) < 4:
             continue
         rr = np.diff(pk) / FS
@@ -131,6 +155,72 @@ def _initial_wave(x: np.ndarray, on: int, off: int) -> tuple[float, float]:
     while b < len(seg) and seg[b] * sgn > 0:
         b += 1
     return (b - a) * 1000 / FS, sgn * float(np.abs(seg[a:b]).max())
+
+
+#: leads whose mean shows the T-U humps (U waves are tallest in V2-V3), and the leads of the T-flattening criterion
+U_LEADS = ("V2", "V3", "V4", "V5")
+T_FLAT_LEADS = ("I", "II", "V4", "V5", "V6")
+
+
+def _t_u_waves(b: np.ndarray, off: int, end: int) -> dict:
+    """T and U waves of a baseline-corrected median beat ``b`` (12, L) between J + 80 ms and ``end``: on the mean
+    of :data:`U_LEADS`, the U wave is the most prominent hump that has another hump (the T wave, the tallest such,
+    from J + 120 ms) at least 120 ms before it.
+
+    Returns ``u_amp`` and ``t_before_u`` (mV per lead at the U and T peaks), ``t_region_max`` / ``t_region_min``
+    (mV per lead, extremes from J + 80 ms to 120 ms before the U peak: the T wave) and ``u_end`` (the sample where
+    the U wave has fallen to half its height), all ``None`` without such a pair of humps (one hump is a T wave, whatever its timing: a long
+    QT is not a U wave)."""
+    from scipy.signal import find_peaks
+
+    none = {"u_amp": None, "t_before_u": None, "u_end": None, "t_region_max": None, "t_region_min": None}
+    lo = off + int(0.08 * FS)
+    if end - lo < int(0.2 * FS):
+        return none
+    g = b[[IDX[n] for n in U_LEADS], lo:end].mean(axis=0)
+    pk, props = find_peaks(g, prominence=U_PROMINENCE_MV, width=int(0.02 * FS))
+    best = None
+    for i in np.argsort(-props["prominences"]):
+        u = int(pk[i])
+        earlier = pk[(pk >= int(0.04 * FS)) & (pk <= u - int(0.12 * FS))]
+        if len(earlier):
+            # the U wave's end for the P-wave search: its half width at half height past its peak, where it has
+            # fallen to half (a P wave may ride on the rest of its downslope; a threshold on the mean would run
+            # into that P wave)
+            best = (int(earlier[np.argmax(g[earlier])]), u, float(props["right_ips"][i]))
+            break
+    if best is None:
+        return none
+    t, u, u_end = best
+    t_region = b[:, lo : lo + u - int(0.12 * FS)]  # J + 80 ms to 120 ms before the U peak: the whole T wave
+    return {
+        "u_end": lo + int(round(u_end)),
+        "u_amp": {n: float(b[IDX[n], lo + u]) for n in LEADS12},
+        "t_before_u": {n: float(b[IDX[n], lo + t]) for n in LEADS12},
+        "t_region_max": {n: float(t_region[IDX[n]].max()) for n in LEADS12},
+        "t_region_min": {n: float(t_region[IDX[n]].min()) for n in LEADS12},
+    }
+
+
+def _flat_t_with_u(m: dict) -> bool:
+    """T flattening with U waves (Rautaharju et al. 2009, part IV) from :func:`_t_u_waves`' measurements and the ST
+    levels ``m["st"]``: a U wave >= U_WAVE_MV in two of V2-V4, taller (on the mean of U_LEADS) than the T wave and
+    not inverted (below -U_WAVE_MV / 2) in I, II or V4-V6, and
+    the T wave within T_FLAT_MV of the ST level (J + 60 ms) over its whole course in I, II and V4-V6. Leads whose ST
+    is shifted by an injury current (|ST| >= T_FLAT_MV) carry their T on it and are not judged; at least two leads
+    of the criterion must be."""
+    u = m["u_amp"]
+    if u is None:
+        return False
+    judged = [n for n in T_FLAT_LEADS if abs(m["st"][n]) < T_FLAT_MV]
+    flat = all(max(m["t_region_max"][n] - m["st"][n], m["st"][n] - m["t_region_min"][n]) < T_FLAT_MV for n in judged)
+    return bool(
+        len(judged) >= 2
+        and flat
+        and sum(u[n] >= U_WAVE_MV for n in ("V2", "V3", "V4")) >= 2
+        and all(u[n] > -U_WAVE_MV / 2 for n in T_FLAT_LEADS)  # inverted there, the late wave is a T wave
+        and np.mean([u[n] for n in U_LEADS]) > np.mean([m["t_before_u"][n] - m["st"][n] for n in U_LEADS])
+    )
 
 
 def measure(sig: np.ndarray) -> dict:
@@ -192,19 +282,39 @@ def measure(sig: np.ndarray) -> dict:
     m["st"] = {n: float(b[IDX[n], j60]) for n in LEADS12}
     t_lo = min(off + int(0.08 * FS), b.shape[1] - 2)
     t_seg = b[:, t_lo : max(t_end, t_lo + 1)]
-    ext = np.where(np.abs(t_seg.max(axis=1)) >= np.abs(t_seg.min(axis=1)), t_seg.max(axis=1), t_seg.min(axis=1))
+    t_max, t_min = t_seg.max(axis=1), t_seg.min(axis=1)
+    # the larger extreme is the T wave, except that a depressed ST segment rising into an upright T has an upright
+    # T: its minimum is level with the segment's start (the depressed ST, not a trough of an inverted T), and the
+    # maximum follows it and reaches T_UPRIGHT_FRAC of its depth
+    upright = (
+        (t_seg[:, 0] - t_min < T_LEVEL_MV)
+        & (t_seg.argmax(axis=1) > t_seg.argmin(axis=1))
+        & (t_max >= T_UPRIGHT_FRAC * np.abs(t_min))
+    )
+    ext = np.where((np.abs(t_max) >= np.abs(t_min)) | upright, t_max, t_min)
     m["t_amp"] = {n: float(ext[IDX[n]]) for n in LEADS12}
+    # T and U waves, up to 60 ms before the next R (a U wave may reach into the next P wave)
+    m.update(_t_u_waves(b, off, min(b.shape[1], r + int(np.mean(nn) * FS) - int(0.06 * FS))))
+    m["t_flat_u"] = _flat_t_with_u(m)
     qrs = b[:, on : off + 1]
     m["qrs_p2p"] = {n: float(np.ptp(qrs[IDX[n]])) for n in LEADS12}
     # first QRS deflection (Q waves; LAFB's q in aVL and r in II, III, aVF): (duration ms, signed extreme mV)
     m["initial"] = {n: _initial_wave(b[IDX[n]], on, off) for n in LEADS12}
-    m["r_amp"] = {n: float(max(0.0, qrs[IDX[n]].max())) for n in LEADS12}  # tallest positive QRS deflection
+    # R and S amplitudes from the QRS-onset level: the voltage criteria of LVH
+    q0 = qrs - qrs[:, :1]
+    m["r_amp"] = {n: float(max(0.0, q0[IDX[n]].max())) for n in LEADS12}
+    m["s_amp"] = {n: float(max(0.0, -q0[IDX[n]].min())) for n in LEADS12}
+    m["sokolow_mv"] = m["s_amp"]["V1"] + max(m["r_amp"]["V5"], m["r_amp"]["V6"])
+    m["cornell_mv"] = m["r_amp"]["aVL"] + m["s_amp"]["V3"]
     # V1 terminal force: the last 40 % of the QRS
     tail = qrs[IDX["V1"], int(0.6 * qrs.shape[1]) :]
     m["v1_terminal"] = float(tail.max())  # a late positive wave (R') in V1 marks right bundle branch block
     # P wave: the largest deflection of lead II in the 330 ms before QRS onset (and after the previous
     # beat's T wave), after removing the trend
-    prev_t_end = r - int(np.mean(nn) * FS) + (t_end - r) + int(0.02 * FS)
+    # with a U wave (which the T-end rule may run past, into the P wave) P waves are searched from the U wave's
+    # half-height point on: a P wave 300 ms before its QRS may ride on the U wave's downslope
+    rep_end = min(t_end, m["u_end"]) if m["t_flat_u"] else t_end
+    prev_t_end = r - int(np.mean(nn) * FS) + (rep_end - r) + int(0.02 * FS)
     lo = max(0, on - int(P_SEARCH_S * FS), prev_t_end)
     seg = b[IDX["II"], lo : on - int(0.01 * FS)]
     if len(seg) > 10:
@@ -247,8 +357,17 @@ def measure(sig: np.ndarray) -> dict:
     return m
 
 
-def interpret(sig: np.ndarray) -> Interpretation:
-    """Measure a (12, N) 500 Hz mV record and write its statements."""
+def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
+    """Measure a (12, N) 500 Hz mV record and write its statements.
+
+    ``sex`` ("M" / "F") selects the Cornell voltage limit of LVH (:data:`CORNELL_LVH_MV`); without it the men's
+    (higher) limit is used.
+
+    Raises:
+        ValueError: ``sex`` is neither None, "M" nor "F".
+    """
+    if sex not in (None, "M", "F"):
+        raise ValueError(f"sex must be 'M', 'F' or None, got {sex!r}")
     m = measure(sig)
     if "error" in m:
         return Interpretation(["Unreadable ECG", "Abnormal ECG"], m)
@@ -297,6 +416,26 @@ def interpret(sig: np.ndarray) -> Interpretation:
     if max(limb) < LOW_VOLT_MV:
         out.append("Low QRS voltages in limb leads")
         abnormal = True
+    # LVH voltage (not with LBBB, whose QRS voltage criteria do not apply: Hancock et al. 2009, part V)
+    lvh = not lbbb and (
+        m["sokolow_mv"] >= SOKOLOW_LVH_MV or m["cornell_mv"] > CORNELL_LVH_MV["F" if sex == "F" else "M"]
+    )
+    # lateral repolarization (not with LBBB, whose lateral ST-T change is secondary; RBBB's is only in V1-V3):
+    # T inversion, and ST depression at J + 60 ms in leads whose T wave is not inverted (where it is, the depressed
+    # ST is the downslope of the inverted T, which the T statement reports); with an inferior injury current,
+    # aVL's depression is its reciprocal image and is not counted
+    inferior_ste = sum(m["st"][n] >= ST_ELEV_MV["inferior"] for n in ST_GROUPS["inferior"]) >= 2
+    lat = [n for n in ST_GROUPS["lateral"] if not (n == "aVL" and inferior_ste) and m["t_amp"][n] > T_INV_MV]
+    std_lateral = not lbbb and sum(m["st"][n] <= -ST_DEPR_MV for n in lat) >= 2
+    twi_lateral = not lbbb and sum(m["t_amp"][n] <= T_INV_MV for n in ST_GROUPS["lateral"]) >= 2
+    # LVH with lateral ST depression or T inversion is LVH with strain: that statement says both (Hancock et al.
+    # 2009, part V), so the lateral ST and T statements are not repeated
+    strain = lvh and (std_lateral or twi_lateral)
+    if lvh:
+        out.append(
+            "Left ventricular hypertrophy with repolarization abnormality" if strain else "Left ventricular hypertrophy"
+        )
+        abnormal = True
     # ST changes in V1-V3 are expected with a bundle branch block
     st_up = {
         g: not (g == "anterior" and bbb) and sum(m["st"][n] >= ST_ELEV_MV[g] for n in leads) >= 2
@@ -323,10 +462,13 @@ def interpret(sig: np.ndarray) -> Interpretation:
         if st_up[group]:
             out.append(f"ST elevation, consider {group} injury")
             abnormal = True
-    lbbb = bbb and m["v1_terminal"] <= RSR_V1_MV
+    if std_lateral and not strain:
+        out.append("ST depression in lateral leads")
+        abnormal = True
     for group, leads in (("lateral", ("I", "aVL", "V5", "V6")), ("anterior", ("V2", "V3", "V4"))):
-        # LBBB's secondary ST-T change is discordant in every lead; RBBB's only in the right precordial leads
-        if lbbb or (bbb and group == "anterior"):
+        # LBBB's secondary ST-T change is discordant in every lead; RBBB's only in the right precordial leads;
+        # with LVH strain the lateral inversion is part of that statement
+        if lbbb or (bbb and group == "anterior") or (group == "lateral" and strain):
             continue
         if sum(m["t_amp"][n] <= T_INV_MV for n in leads) >= 2:
             out.append(f"T wave inversion in {group} leads")
@@ -334,7 +476,12 @@ def interpret(sig: np.ndarray) -> Interpretation:
     if sum(m["t_amp"][n] >= T_PEAKED_MV for n in ("V2", "V3", "V4")) >= 2:
         out.append("Peaked T waves")
         abnormal = True
-    if not bbb and m["qtcf_ms"] > QTCF_LONG_MS:
+    t_flat_u = m["t_flat_u"]  # flat T waves followed by U waves (see _flat_t_with_u)
+    if t_flat_u:
+        out.append("T wave flattening with U waves")
+        abnormal = True
+    # with U waves the T end is unreliable (the U wave merges with T): no QT statement, as machine reports do
+    if not bbb and not t_flat_u and m["qtcf_ms"] > QTCF_LONG_MS:
         out.append("Prolonged QT interval")
         abnormal = True
     if af:

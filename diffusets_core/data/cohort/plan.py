@@ -15,6 +15,14 @@ its class; every other record keeps its axis within -15 to +75 degrees (:data:`N
 the normal -30 to +90), turned there only when the template, its bundle branch block or its Q waves put it
 outside.
 
+Rate limits of a finding's planner: 1st degree AV block keeps the rate <= 82 /min (the long PR would put the P
+wave into the previous T wave); T flattening with U waves keeps it <= 85 /min (<= 68 /min with a 1st degree AV
+block), where the U wave ends before the next P wave.
+
+QRS voltage: a record without an LVH finding (or low voltage) has its precordial QRS scaled down where the GAN
+template (after the amplitude below) would come within :data:`LVH_CAP_MARGIN` of the Sokolow-Lyon or Cornell limit
+(about 5 % of templates); LVH records are planned for a Sokolow-Lyon voltage of 3.8-5.0 mV.
+
 Patients: age ~ Normal(58, 17) clipped to 18-95 years, 52 % men; one to two records per subject.
 Documented effects on the signal: voltage falls with age (x(1.15 - 0.005 (age - 20))); women have 10 %
 lower voltage and a 3 % longer QT.
@@ -27,11 +35,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .conditions import Edit, derive_12
+from .conditions import Edit, derive_12, pr_level
 from .findings import draw_findings, finding
+from .interpreter import CORNELL_LVH_MV, SOKOLOW_LVH_MV
 from .morphology import FS, Template
 
-__all__ = ["RATE_RANGES", "FINDING_PLANNERS", "PlanContext", "subject_of", "patient", "plan_edit", "plan_record"]
+__all__ = [
+    "RATE_RANGES",
+    "FINDING_PLANNERS",
+    "LVH_CAP_MARGIN",
+    "PlanContext",
+    "subject_of",
+    "patient",
+    "qrs_voltages",
+    "plan_edit",
+    "plan_record",
+]
+
+#: Margin (mV) by which a record without an LVH finding stays below the Sokolow-Lyon and Cornell limits
+#: (:func:`plan_edit` caps the precordial voltage of the few GAN templates that come closer).
+LVH_CAP_MARGIN = 0.3
 
 #: Heart rate range (bpm) of each rhythm whose rate is drawn directly.
 RATE_RANGES: dict[str, tuple[float, float]] = {
@@ -188,6 +211,66 @@ def _q_waves(group: str) -> Callable[[Edit, PlanContext], None]:
     return plan
 
 
+def qrs_voltages(beat8: np.ndarray, qrs_on: int, qrs_off: int) -> tuple[float, float, float, float]:
+    """(Sokolow-Lyon, Cornell, R(aVL), S(V3)) in mV of an 8-lead beat's QRS (I, II, V1-V6; aVL derived):
+    Sokolow-Lyon = S(V1) + max(R(V5), R(V6)) (Sokolow & Lyon 1949), Cornell = R(aVL) + S(V3) (Casale et al.
+    1985), R and S measured from the QRS-onset level as the interpreter does."""
+    q = derive_12(beat8)[:, qrs_on : qrs_off + 1]
+    q = q - q[:, :1]
+    r_avl, s_v3 = float(q[4].max()), float(-q[8].min())
+    sokolow = float(-q[6].min()) + float(max(q[10].max(), q[11].max()))
+    return sokolow, r_avl + s_v3, r_avl, s_v3
+
+
+def _lvh_gains(e: Edit, c: PlanContext) -> None:
+    """LVH voltage: precordial gain for a Sokolow-Lyon voltage of 3.8-5.0 mV (clearly above 3.5 mV), the limb
+    leads raised by half as much (at most x1.6)."""
+    sok = qrs_voltages(c.tpl.beat * e.amplitude, c.tpl.qrs_on, c.tpl.qrs_off)[0]
+    e.lvh_gain = c.rng.uniform(3.8, 5.0) / max(sok, 0.5)
+    e.lvh_limb_gain = min(1.6, 1.0 + 0.5 * max(0.0, e.lvh_gain - 1.0))
+
+
+def _lvh(e: Edit, c: PlanContext) -> None:
+    _lvh_gains(e, c)
+
+
+def _lvh_strain(e: Edit, c: PlanContext) -> None:
+    _lvh_gains(e, c)
+    e.lvh_strain = True
+    e.lvh_strain_mv = c.rng.uniform(0.25, 0.4)
+
+
+def _st_depression(group: str) -> Callable[[Edit, PlanContext], None]:
+    def plan(e: Edit, c: PlanContext) -> None:
+        e.std_group = group
+        e.std_mv = c.rng.uniform(0.1, 0.2)
+
+    return plan
+
+
+#: T-U: the heart rate is capped here (bpm) in records with U waves; faster, the U wave runs into the next P wave
+#: (sinus) or the next QRS (the short cycles of fibrillation), where no reader separates it
+T_FLAT_U_MAX_HR = 85.0
+T_FLAT_U_MAX_HR_LONG_PR = 68.0  # with 1st degree AV block: the long PR puts the P wave on the U wave sooner
+#: T-U: the range of the ST-T scale of the flattening
+T_FLAT_RANGE = (0.03, 0.6)
+
+
+def _t_flat_u(e: Edit, c: PlanContext) -> None:
+    # the ST-T flattened so that in the leads of the criterion (I, II, V4-V6) it stays within 0.05-0.08 mV of the
+    # PR level from J + 80 ms to T end (flat, yet still a wave of its own before the U wave), then a U wave of
+    # 0.12-0.2 mV
+    tpl = c.tpl
+    beat = tpl.beat * e.amplitude
+    dev = beat[:, tpl.qrs_off + int(0.08 * FS) : max(tpl.t_end, tpl.qrs_off + int(0.08 * FS) + 1)]
+    dev = dev - pr_level(beat[:, : tpl.qrs_on])[:, None]
+    t_max = float(np.abs(dev[[0, 1, 5, 6, 7]]).max())
+    e.t_flat = float(np.clip(c.rng.uniform(0.05, 0.08) / max(t_max, 1e-3), *T_FLAT_RANGE))
+    e.u_wave_mv = c.rng.uniform(0.12, 0.2)
+    # a P wave 300 ms before its QRS sits on the U wave above ~70 /min
+    e.hr = min(e.hr, T_FLAT_U_MAX_HR_LONG_PR if "av_block_1" in c.findings else T_FLAT_U_MAX_HR)
+
+
 def _rate_only(e: Edit, c: PlanContext) -> None:
     """Sinus rhythm, bradycardia, tachycardia: the rate is the whole edit (set before the planners run)."""
 
@@ -215,6 +298,10 @@ FINDING_PLANNERS: dict[str, Callable[[Edit, PlanContext], None]] = {
     "right_axis_deviation": _axis(110.0, 150.0),
     "q_waves_inferior": _q_waves("inferior"),
     "q_waves_anterior": _q_waves("anterior"),
+    "lvh": _lvh,
+    "lvh_strain": _lvh_strain,
+    "st_depression_lateral": _st_depression("lateral"),
+    "t_flat_u": _t_flat_u,
 }
 
 
@@ -223,8 +310,9 @@ def plan_edit(findings: Iterable[str], tpl: Template, rng: np.random.Generator, 
 
     The rhythm's rate is drawn from :data:`RATE_RANGES`; the amplitude follows age and sex (module docstring) and,
     unless the record has low voltage, keeps the limb-lead QRS clearly above the 0.5 mV low-voltage criterion; a
-    template whose QTcF exceeds 440 ms is shortened unless the record has a prolonged QT. Then each finding's
-    planner runs, in report order.
+    template whose QTcF exceeds 440 ms is shortened unless the record has a prolonged QT; a template whose
+    precordial voltage comes within :data:`LVH_CAP_MARGIN` of an LVH voltage limit is scaled down unless the record
+    has LVH (or low voltage). Then each finding's planner runs, in report order.
 
     Raises:
         ValueError: not exactly one rhythm finding, or a finding without a planner (not implemented).
@@ -252,6 +340,16 @@ def plan_edit(findings: Iterable[str], tpl: Template, rng: np.random.Generator, 
     if not set(fids) & set(AXIS_FINDINGS):
         lo = NORMAL_AXIS_INFERIOR_Q_DEG if "q_waves_inferior" in fids else NORMAL_AXIS_DEG[0]
         e.axis_range_deg = (lo, NORMAL_AXIS_DEG[1])
+    if not {"low_voltage", "lvh", "lvh_strain"} & set(fids):
+        # a GAN template whose QRS voltage (after the amplitude above) would nearly meet an LVH criterion would make
+        # a record read as LVH: cap its precordial voltage at LVH_CAP_MARGIN below the Sokolow-Lyon and Cornell
+        # limits (the limb leads, which carry the low-voltage margin, stay as they are)
+        sok, _, r_avl, s_v3 = qrs_voltages(tpl.beat * amp, tpl.qrs_on, tpl.qrs_off)
+        cornell_cap = CORNELL_LVH_MV["F" if sex == "F" else "M"] - LVH_CAP_MARGIN
+        caps = [1.0, (SOKOLOW_LVH_MV - LVH_CAP_MARGIN) / max(sok, 1e-3)]
+        if r_avl + s_v3 > cornell_cap:
+            caps.append(max(0.0, cornell_cap - r_avl) / max(s_v3, 1e-3))
+        e.lvh_gain = max(0.5, min(caps))
     ctx = PlanContext(tpl, rng, age, sex, frozenset(fids))
     for f in fids:
         FINDING_PLANNERS[f](e, ctx)
