@@ -19,7 +19,25 @@ R-peak times:
 * prolonged QT: ST-T stretched ×1.35–1.6 beyond the rate correction;
 * premature ventricular complexes: one or two early, wide beats without P wave, with discordant
   ST-T and a compensatory pause;
-* low voltage: all QRS complexes scaled so limb-lead amplitudes stay below 0.5 mV.
+* low voltage: all QRS complexes scaled so limb-lead amplitudes stay below 0.5 mV;
+* atrial flutter: P waves removed; a sawtooth F wave (slow descent, fast return) at 250-320 /min,
+  0.12-0.2 mV peak to peak in II, negative in II/III/aVF and positive in V1 (counter-clockwise
+  cavotricuspid flutter), with fixed 2:1, 3:1 or 4:1 AV conduction: every R peak sits at the same phase
+  of the F-wave cycle and the ventricular rhythm is regular (no beat-to-beat variability);
+* sinus arrhythmia: RR (= PP) modulated by a respiratory sinusoid of 0.2-0.3 Hz, relative depth
+  0.08-0.14, set so the RR range is 150-200 ms (on top of the 3 % beat-to-beat variability);
+* 2nd-degree AV block, Mobitz I (Wenckebach): sinus P waves at a regular rate (2 % variability),
+  conducted in groups of 3-5 P waves: the PR grows beat by beat (+80-120 ms at the second beat, then half
+  and a quarter of that) until one P wave is not conducted (a lone P wave, no QRS), and the next group
+  starts again with the shortest PR;
+* premature atrial complexes: one or two early beats (coupling 62-75 % of the sinus cycle) with the
+  sinus QRS-T but an ectopic P wave (inverted in II, 50-90 % of the sinus P wave's size, smaller and
+  opposite in V1) and a PR 0-20 ms shorter; the sinus node is reset, so the pause that follows is not
+  compensatory (coupling + pause 1.65-1.9 sinus cycles);
+* ventricular pre-excitation (WPW pattern): the PR segment is removed (the QRS starts at the end of the
+  P wave) and a slurred delta wave of 40-60 ms (rising to 35-50 % of the main QRS deflection, in its
+  direction) precedes the QRS, which widens by the delta's duration; secondary ST-T change: T reduced
+  and inverted in the leads with the largest delta wave.
 """
 
 from __future__ import annotations
@@ -185,58 +203,235 @@ def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.nda
         for ld in leads:
             stt[ld] -= 1.6 * t[ld]
         qrs[:, -1] = stt[:, 0]
+    if e.pre_excitation_s:
+        p, qrs, stt = _pre_excite(p, qrs, stt, t_end, e, rng)
     stt = _edit_stt(stt, t_end, e)
-    if e.rhythm == "af":
+    if e.rhythm in ("af", "flutter"):
         p[:] = p[:, -1:] * np.linspace(0, 1, p.shape[1])[None, :]  # no P wave: a ramp to the QRS start
     return p, qrs, stt, t_end
 
 
+def _p_wave_end(p: np.ndarray) -> int:
+    """Index of the P wave's end in a P part (P wave + PR segment): the last sample where the multi-lead
+    deviation from the part's straight trend is above a quarter of its maximum."""
+    trend = p[:, :1] + (p[:, -1:] - p[:, :1]) * np.linspace(0, 1, p.shape[1])[None, :]
+    dev = np.abs(p - trend).sum(axis=0)
+    above = np.nonzero(dev > 0.25 * dev.max())[0]
+    return int(above[-1]) if len(above) else p.shape[1] - 1
+
+
+def _pre_excite(
+    p: np.ndarray, qrs: np.ndarray, stt: np.ndarray, t_end: int, e: Edit, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ventricular pre-excitation: the PR segment removed (the accessory pathway activates the ventricles as
+    soon as the atria), a slurred delta wave of ``e.pre_excitation_s`` before the QRS, and secondary ST-T change."""
+    cut = min(p.shape[1], _p_wave_end(p) + int(0.006 * FS))
+    p = p[:, :cut].copy()
+    n_d = max(2, int(round(e.pre_excitation_s * FS)))
+    # the delta wave points the way of each lead's main QRS deflection and rises to 35-50 % of it
+    dev = qrs - qrs[:, :1]
+    main = dev[np.arange(8), np.abs(dev).argmax(axis=1)]
+    v = rng.uniform(0.35, 0.5) * main
+    x = np.linspace(0, 1, n_d + 1)[1:]
+    delta = p[:, -1:] + (qrs[:, :1] + v[:, None] - p[:, -1:]) * x[None, :] ** 1.4  # slow, then faster: slurred
+    fade = np.zeros(qrs.shape[1])
+    k = max(2, int(0.5 * qrs.shape[1]))
+    fade[:k] = 0.5 + 0.5 * np.cos(np.linspace(0, np.pi, k))
+    qrs = np.concatenate([delta, qrs + v[:, None] * fade[None, :]], axis=1)
+    # secondary ST-T change: T reduced and inverted where the delta wave is largest
+    stt = stt.copy()
+    _, t = _t_component(stt, t_end)
+    for ld in np.nonzero(np.abs(v) >= 0.5 * np.abs(v).max())[0]:
+        stt[ld] -= 1.4 * t[ld]
+    qrs[:, -1] = stt[:, 0]
+    return p, qrs, stt
+
+
+def _ectopic_p(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The P part of a premature atrial complex: the sinus P wave replaced by an ectopic one (low atrial
+    focus: inverted in II, smaller, opposite in V1), on the same trend."""
+    trend = p[:, :1] + (p[:, -1:] - p[:, :1]) * np.linspace(0, 1, p.shape[1])[None, :]
+    size = rng.uniform(0.5, 0.9)
+    gain = size * np.array([0.5, -1.0, -0.6, -0.3, 0.3, 0.5, 0.6, 0.6])
+    return trend + gain[:, None] * (p - trend)
+
+
+@dataclass
+class Schedule:
+    """When each beat happens: R-peak sample indices ``r``, each beat's ``kind`` ("n" conducted sinus or
+    flutter beat, "pvc", "pac"), its extra PR ``gap_s`` (s, on top of the edit's fixed PR extension) and the
+    sample indices ``lone_p`` at which non-conducted P waves sit (the R time they would have had, with
+    no extra PR); in atrial flutter, ``f_cycles`` are the times (s) at which F-wave cycles start."""
+
+    r: np.ndarray
+    kind: np.ndarray
+    gap_s: np.ndarray
+    lone_p: np.ndarray
+    f_cycles: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
 def r_times(e: Edit, rng: np.random.Generator, tpl_rr: float) -> tuple[np.ndarray, np.ndarray]:
     """R-peak sample indices over the 10 s record, and a mask of premature ventricular beats."""
+    s = beat_schedule(e, rng, tpl_rr)
+    return s.r, s.kind == "pvc"
+
+
+def _respiration(e: Edit, rng: np.random.Generator):
+    """The sinus cycle's phasic factor ``t -> 1 + depth sin(2 pi f t + phase)`` (1 without sinus arrhythmia)."""
+    if not e.sinus_arrhythmia:
+        return lambda t: 1.0
+    f, ph = rng.uniform(0.2, 0.3), rng.uniform(0, 2 * np.pi)
+    return lambda t: 1.0 + e.sinus_arrhythmia * np.sin(2 * np.pi * f * t + ph)
+
+
+def _pick_beats(rng: np.random.Generator, cand: list[int], n: int, avoid: set[int]) -> set[int]:
+    """Up to ``n`` beat numbers from ``cand``, none in ``avoid`` or next to it or to each other."""
+    out: set[int] = set()
+    pool = [c for c in cand if not {c - 1, c, c + 1} & avoid]
+    while len(out) < n and pool:
+        c = int(pool[int(rng.integers(len(pool)))])
+        out.add(c)
+        pool = [x for x in pool if abs(x - c) > 1]
+    return out
+
+
+def beat_schedule(e: Edit, rng: np.random.Generator, tpl_rr: float) -> Schedule:
+    """Beat timing over the 10 s record (see :class:`Schedule`): sinus rhythm with 3 % variability (with
+    the respiratory modulation of sinus arrhythmia), fibrillation's irregular RR, flutter's RR fixed to the
+    F-wave cycle, or Wenckebach groups; premature ventricular beats with a compensatory pause, premature
+    atrial beats with a non-compensatory one."""
+    if e.wenckebach:
+        return _wenckebach_schedule(e, rng)
+    if e.rhythm == "flutter":
+        return _flutter_schedule(e, rng)
     rr = 60.0 / e.hr
     times, kinds = [], []
     t = rng.uniform(0.15, 0.15 + rr)
     pvc_at = set()
+    n_beats = int(10 / rr)
     if e.n_pvc:
-        n_beats = int(10 / rr)
         cand = list(range(2, max(3, n_beats - 2)))
         pvc_at = set(rng.choice(cand, size=min(e.n_pvc, len(cand)), replace=False).tolist())
+    pac_at = _pick_beats(rng, list(range(2, max(3, n_beats - 2))), e.n_pac, pvc_at) if e.n_pac else set()
+    resp = _respiration(e, rng)
     k = 0
     while t < N_SAMPLES / FS - 0.05:
         times.append(t)
-        kinds.append(k in pvc_at)
+        kinds.append("pvc" if k in pvc_at else "pac" if k in pac_at else "n")
+        rr_k = rr * resp(t)
         if e.rhythm == "af":
             step = rr * float(np.clip(rng.lognormal(0.0, 0.2), 0.55, 1.8))
         else:
-            step = rr * (1 + rng.normal(0, 0.03))
+            step = rr_k * (1 + rng.normal(0, 0.03))
         if k + 1 in pvc_at:
             step = rr * rng.uniform(0.55, 0.65)  # the ectopic beat comes early ...
         if k in pvc_at:
             prev = times[-2] if len(times) > 1 else times[-1] - rr
             step = 2 * rr - (times[-1] - prev)  # ... and the next sinus beat keeps the sinus rhythm: compensatory pause
+        if k + 1 in pac_at:
+            step = rr_k * rng.uniform(0.62, 0.75)  # the premature atrial beat ...
+        if k in pac_at:
+            step = rr_k * rng.uniform(1.03, 1.15)  # ... resets the sinus node: the pause is not compensatory
         t += step
         k += 1
-    return (np.asarray(times) * FS).astype(int), np.asarray(kinds, dtype=bool)
+    n = len(times)
+    return Schedule((np.asarray(times) * FS).astype(int), np.asarray(kinds), np.zeros(n), np.zeros(0, dtype=int))
+
+
+def _flutter_schedule(e: Edit, rng: np.random.Generator) -> Schedule:
+    """Atrial flutter with fixed conduction: F-wave cycles of 60 / ``e.flutter_rate`` s (0.5 % cycle-length
+    variability: a macro-reentrant circuit is nearly metronomic), every ``e.flutter_conduction``-th cycle
+    conducted with a fixed delay, so the ventricular rhythm is regular and locked to the F waves. A premature
+    ventricular beat is followed by the next-but-one conducted cycle (compensatory pause)."""
+    tf, cond = 60.0 / e.flutter_rate, e.flutter_conduction
+    cycles = np.cumsum(np.r_[-rng.uniform(0.5, 0.5 + tf), tf * (1 + 0.005 * rng.standard_normal(int(12 / tf) + 4))])
+    delay = rng.uniform(0.0, tf)  # where in the F-wave cycle the conducted QRS falls
+    end = N_SAMPLES / FS - 0.05
+    slots = [c + delay for c in cycles[::cond] if 0.15 <= c + delay < end]
+    pvc_at = _pick_beats(rng, list(range(2, max(3, len(slots) - 2))), e.n_pvc, set()) if e.n_pvc else set()
+    times, kinds = [], []
+    for k, t in enumerate(slots):
+        if k in pvc_at:  # the ectopic beat comes early and the F wave of this slot finds the AV node refractory
+            times.append(slots[k - 1] + (t - slots[k - 1]) * rng.uniform(0.55, 0.65))
+            kinds.append("pvc")
+            continue
+        times.append(t)
+        kinds.append("n")
+    n = len(times)
+    return Schedule(
+        (np.asarray(times) * FS).astype(int), np.asarray(kinds), np.zeros(n), np.zeros(0, dtype=int), cycles
+    )
+
+
+def _wenckebach_schedule(e: Edit, rng: np.random.Generator) -> Schedule:
+    """Sinus P waves at ``e.hr`` conducted in groups of ``e.wenckebach``: the PR grows by d (80-120 ms), d/2,
+    d/4 ... until the last P wave of the group is blocked. A premature ventricular beat blocks the next P wave
+    (it finds the AV node refractory) and a new group starts after it; a premature atrial beat (coupling
+    62-75 %) is conducted as the group's next beat and resets the sinus node."""
+    pp, n = 60.0 / e.hr, e.wenckebach
+    d = rng.uniform(0.08, 0.12)
+    gaps = np.cumsum([0.0] + [d * 0.5**i for i in range(n - 2)])  # extra PR of the n - 1 conducted beats
+    pos = int(rng.integers(n))  # where in its group the record starts
+    n_cond = int(10 / pp * (n - 1) / n)
+    cand = list(range(1, max(2, n_cond - 1)))
+    pvc_at = _pick_beats(rng, cand, e.n_pvc, set()) if e.n_pvc else set()
+    pac_at = _pick_beats(rng, cand, e.n_pac, pvc_at) if e.n_pac else set()
+    resp = _respiration(e, rng)
+    end = N_SAMPLES / FS - 0.05
+    times, kinds, gap_s, lone = [], [], [], []
+    a = rng.uniform(0.15, 0.15 + pp)
+    c = 0  # conducted beats so far
+    blocked_next = False
+    while a < end:
+        step = pp * resp(a) * (1 + rng.normal(0, 0.02))
+        if pos == n - 1 or blocked_next:
+            lone.append(a)
+            pos, blocked_next = 0, False
+            a += step
+            continue
+        r = a + gaps[pos]
+        if r >= end:
+            break
+        times.append(r)
+        kinds.append("n")
+        gap_s.append(gaps[pos])
+        pos += 1
+        if c in pvc_at:
+            times.append(r + pp * rng.uniform(0.55, 0.65))
+            kinds.append("pvc")
+            gap_s.append(0.0)
+            blocked_next = True
+        elif c in pac_at and pos < n - 1:
+            a_pac = a + pp * rng.uniform(0.62, 0.75)
+            times.append(a_pac + gaps[pos])
+            kinds.append("pac")
+            gap_s.append(gaps[pos])
+            pos += 1
+            a = a_pac
+            step = pp * resp(a) * rng.uniform(1.03, 1.15)
+        c += 1
+        a += step
+    keep = np.asarray(times) < end
+    return Schedule(
+        (np.asarray(times)[keep] * FS).astype(int),
+        np.asarray(kinds)[keep],
+        np.asarray(gap_s)[keep],
+        (np.asarray(lone) * FS).astype(int),
+    )
 
 
 def synthesize(tpl: Template, e: Edit, rng: np.random.Generator) -> np.ndarray:
     """The edited 8-lead record, (8, 5000) mV, before noise."""
     p, qrs, stt, t_end = beat_parts(tpl, e, rng)
-    rs, pvc = r_times(e, rng, tpl.rr_s)
+    sch = beat_schedule(e, rng, tpl.rr_s)
+    rs = sch.r
+    p_pac = _ectopic_p(p, rng) if (sch.kind == "pac").any() else p
     out = np.zeros((8, N_SAMPLES))
     r_in_qrs = (tpl.r - tpl.qrs_on) * (e.qrs_stretch if e.bbb else 1.0)
-    gap = int(e.pr_extra_s * FS)
-    for j, r in enumerate(rs):
-        rr = (rs[j + 1] - r) / FS if j + 1 < len(rs) else (r - rs[j - 1]) / FS if j else 60 / e.hr
-        if pvc[j]:
-            beat, r_pos = _pvc_beat(tpl, e, rng)
-        else:
-            s = (rr / tpl.rr_s) ** (1 / 3) * e.qt_mult
-            stt_k = _resample(stt, s)
-            ramp = np.linspace(p[:, -1], qrs[:, 0], gap + 2)[1:-1].T if gap else np.zeros((8, 0))
-            beat = np.concatenate([p, ramp, qrs, stt_k[:, 1:]], axis=1)
-            r_pos = p.shape[1] + gap + int(round(r_in_qrs))
-        start = r - r_pos
+    if e.pre_excitation_s:
+        r_in_qrs += qrs.shape[1] - (tpl.qrs_off - tpl.qrs_on + 1)  # the delta wave comes before the QRS
+
+    def place(beat: np.ndarray, start: int) -> None:
         lo, hi = max(0, start), min(N_SAMPLES, start + beat.shape[1])
         if hi > lo:
             seg = beat[:, lo - start : hi - start].copy()
@@ -246,7 +441,43 @@ def synthesize(tpl: Template, e: Edit, rng: np.random.Generator) -> np.ndarray:
                 seg[:, :k] *= np.linspace(0, 1, k)[None, :]
                 seg[:, -k:] *= np.linspace(1, 0, k)[None, :]
             out[:, lo:hi] += seg
+
+    for j, r in enumerate(rs):
+        rr = (rs[j + 1] - r) / FS if j + 1 < len(rs) else (r - rs[j - 1]) / FS if j else 60 / e.hr
+        if sch.kind[j] == "pvc":
+            beat, r_pos = _pvc_beat(tpl, e, rng)
+        else:
+            gap = int((e.pr_extra_s + sch.gap_s[j]) * FS)
+            s = (rr / tpl.rr_s) ** (1 / 3) * e.qt_mult
+            stt_k = _resample(stt, s)
+            pj = p_pac if sch.kind[j] == "pac" else p
+            ramp = np.linspace(pj[:, -1], qrs[:, 0], gap + 2)[1:-1].T if gap else np.zeros((8, 0))
+            beat = np.concatenate([pj, ramp, qrs, stt_k[:, 1:]], axis=1)
+            r_pos = pj.shape[1] + gap + int(round(r_in_qrs))
+        place(beat, r - r_pos)
+    if len(sch.lone_p):
+        # a blocked P wave: the P part alone, its trend removed so that it starts and ends on the baseline
+        lone = p - (p[:, :1] + (p[:, -1:] - p[:, :1]) * np.linspace(0, 1, p.shape[1])[None, :])
+        r_pos = p.shape[1] + int(e.pr_extra_s * FS) + int(round(r_in_qrs))
+        for a in sch.lone_p:
+            place(lone, int(a) - r_pos)
+    if e.rhythm == "flutter":
+        out += _flutter_waves(e, rng, sch.f_cycles)
     return out
+
+
+def _flutter_waves(e: Edit, rng: np.random.Generator, cycles: np.ndarray) -> np.ndarray:
+    """Sawtooth F waves over the F-wave ``cycles`` (start times, s): a slow descent over 65-80 % of each cycle
+    and a fast return, 0.2-0.3 mV peak to peak in II, negative in the inferior leads and positive in V1."""
+    t = np.arange(N_SAMPLES) / FS
+    i = np.clip(np.searchsorted(cycles, t, side="right") - 1, 0, len(cycles) - 2)
+    ph = (t - cycles[i]) / (cycles[i + 1] - cycles[i])
+    fall = rng.uniform(0.65, 0.8)
+    saw = np.where(ph < fall, 0.5 - ph / fall, -0.5 + (ph - fall) / (1 - fall))
+    k = int(0.012 * FS)
+    saw = np.convolve(saw, np.ones(k) / k, mode="same")  # round the corners
+    gain = np.array([0.12, 1.0, -0.7, -0.45, -0.2, 0.1, 0.2, 0.25]) * rng.uniform(0.2, 0.3)
+    return gain[:, None] * saw[None, :]
 
 
 def _pvc_beat(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.ndarray, int]:

@@ -131,6 +131,39 @@ def _low_voltage(e: Edit, c: PlanContext) -> None:
     e.low_voltage = c.rng.uniform(0.25, 0.4) / max(1e-3, e.amplitude * float(np.ptp(limb, axis=1).max()))
 
 
+def _flutter(e: Edit, c: PlanContext) -> None:
+    # typical flutter circuit 250-320 /min with fixed 2:1, 3:1 or 4:1 conduction; the ventricular rate follows
+    e.rhythm = "flutter"
+    e.flutter_rate = c.rng.uniform(250.0, 320.0)
+    e.flutter_conduction = int(c.rng.choice([2, 3, 4], p=[0.4, 0.25, 0.35]))
+    e.hr = e.flutter_rate / e.flutter_conduction
+
+
+def _sinus_arrhythmia(e: Edit, c: PlanContext) -> None:
+    # phasic RR range of 150-200 ms (clear of the 120 ms criterion); depth <= 0.14 keeps the RR variation of a
+    # sinus arrhythmia well below the irregularity of atrial fibrillation
+    rr = 60.0 / e.hr
+    e.sinus_arrhythmia = float(np.clip(c.rng.uniform(0.15, 0.2) / (2 * rr), 0.06, 0.14))
+
+
+def _wenckebach(e: Edit, c: PlanContext) -> None:
+    e.wenckebach = int(c.rng.integers(3, 6))  # 3:2 to 5:4 conduction
+    # the P wave after the longest PR must clear the T wave: atrial rate at most 85 /min
+    e.hr = min(e.hr, 85.0)
+
+
+def _pac(e: Edit, c: PlanContext) -> None:
+    e.n_pac = int(c.rng.integers(1, 3))
+    # a premature beat conducted with a normal QRS must come after the previous T wave: at most 120 /min
+    e.hr = min(e.hr, 120.0)
+
+
+def _pre_excitation(e: Edit, c: PlanContext) -> None:
+    qrs_ms = (c.tpl.qrs_off - c.tpl.qrs_on) * 1000 / FS
+    # a 40-60 ms delta wave, long enough that the pre-excited QRS lasts >= 125 ms
+    e.pre_excitation_s = max(c.rng.uniform(0.04, 0.06), (125.0 - qrs_ms) / 1000)
+
+
 def _rate_only(e: Edit, c: PlanContext) -> None:
     """Sinus rhythm, bradycardia, tachycardia: the rate is the whole edit (set before the planners run)."""
 
@@ -141,7 +174,12 @@ FINDING_PLANNERS: dict[str, Callable[[Edit, PlanContext], None]] = {
     "sinus_bradycardia": _rate_only,
     "sinus_tachycardia": _rate_only,
     "atrial_fibrillation": _af,
+    "atrial_flutter": _flutter,
+    "sinus_arrhythmia": _sinus_arrhythmia,
     "av_block_1": _av_block_1,
+    "av_block_2_mobitz1": _wenckebach,
+    "pre_excitation": _pre_excitation,
+    "pac": _pac,
     "pvc": _pvc,
     "rbbb": _bbb("rbbb"),
     "lbbb": _bbb("lbbb"),
