@@ -26,10 +26,10 @@ R-peak times:
   of the F-wave cycle and the ventricular rhythm is regular (no beat-to-beat variability);
 * sinus arrhythmia: RR (= PP) modulated by a respiratory sinusoid of 0.2-0.3 Hz, relative depth
   0.08-0.14, set so the RR range is 150-200 ms (on top of the 3 % beat-to-beat variability);
-* 2nd-degree AV block, Mobitz I (Wenckebach): sinus P waves at a regular rate (2 % variability),
-  conducted in groups of 3-5 P waves: the PR grows beat by beat (+80-120 ms at the second beat, then half
-  and a quarter of that) until one P wave is not conducted (a lone P wave, no QRS), and the next group
-  starts again with the shortest PR;
+* 2nd-degree AV block, Mobitz I (Wenckebach): sinus P waves at a regular rate (2 % variability, at most
+  75 /min), conducted in groups of 3-5 P waves: the PR grows beat by beat (+70-100 ms at the second beat,
+  then half and a quarter of that) until one P wave is not conducted (a lone P wave, no QRS), and the next
+  group starts again with the shortest PR; each ST-T follows its preceding cycle;
 * premature atrial complexes: one or two early beats (coupling 62-75 % of the sinus cycle) with the
   sinus QRS-T but an ectopic P wave (inverted in II, 50-90 % of the sinus P wave's size, smaller and
   opposite in V1) and a PR 0-20 ms shorter; the sinus node is reset, so the pause that follows is not
@@ -212,12 +212,13 @@ def beat_parts(tpl: Template, e: Edit, rng: np.random.Generator) -> tuple[np.nda
 
 
 def _p_wave_end(p: np.ndarray) -> int:
-    """Index of the P wave's end in a P part (P wave + PR segment): the last sample where the multi-lead
-    deviation from the part's straight trend is above a quarter of its maximum."""
-    trend = p[:, :1] + (p[:, -1:] - p[:, :1]) * np.linspace(0, 1, p.shape[1])[None, :]
-    dev = np.abs(p - trend).sum(axis=0)
-    above = np.nonzero(dev > 0.25 * dev.max())[0]
-    return int(above[-1]) if len(above) else p.shape[1] - 1
+    """Index of the P wave's end in a P part (TP baseline, P wave, PR segment): after the largest deviation of
+    lead II from the TP baseline (the last 40 ms, where the QRS onset may begin, left out), the first sample
+    where that deviation falls below a fifth of its peak."""
+    dev = np.abs(p[II] - np.median(p[II, : int(0.03 * FS)]))
+    k = int(np.argmax(dev[: max(1, p.shape[1] - int(0.04 * FS))]))
+    below = np.nonzero(dev[k:] < 0.2 * dev[k])[0]
+    return k + int(below[0]) if len(below) else p.shape[1] - 1
 
 
 def _pre_excite(
@@ -364,29 +365,31 @@ def _flutter_schedule(e: Edit, rng: np.random.Generator) -> Schedule:
 
 
 def _wenckebach_schedule(e: Edit, rng: np.random.Generator) -> Schedule:
-    """Sinus P waves at ``e.hr`` conducted in groups of ``e.wenckebach``: the PR grows by d (80-120 ms), d/2,
-    d/4 ... until the last P wave of the group is blocked. A premature ventricular beat blocks the next P wave
-    (it finds the AV node refractory) and a new group starts after it; a premature atrial beat (coupling
-    62-75 %) is conducted as the group's next beat and resets the sinus node."""
+    """Sinus P waves at ``e.hr`` conducted in groups of ``e.wenckebach``: the PR grows by d (70-100 ms), d/2,
+    d/4 ... until the last P wave of the group is blocked. Premature ventricular beats fall in the pauses, 0.3-0.45
+    s after the blocked P wave, early enough that the AV node has recovered when the next P wave comes (so they
+    leave the grouping, the pause's P wave and the next PR as they are)."""
     pp, n = 60.0 / e.hr, e.wenckebach
-    d = rng.uniform(0.08, 0.12)
+    d = rng.uniform(0.07, 0.1)
     gaps = np.cumsum([0.0] + [d * 0.5**i for i in range(n - 2)])  # extra PR of the n - 1 conducted beats
     pos = int(rng.integers(n))  # where in its group the record starts
-    n_cond = int(10 / pp * (n - 1) / n)
-    cand = list(range(1, max(2, n_cond - 1)))
-    pvc_at = _pick_beats(rng, cand, e.n_pvc, set()) if e.n_pvc else set()
-    pac_at = _pick_beats(rng, cand, e.n_pac, pvc_at) if e.n_pac else set()
+    n_pauses = max(1, int(10 / (n * pp)))
+    pvc_at = _pick_beats(rng, list(range(n_pauses)), e.n_pvc, set()) if e.n_pvc else set()
     resp = _respiration(e, rng)
     end = N_SAMPLES / FS - 0.05
     times, kinds, gap_s, lone = [], [], [], []
     a = rng.uniform(0.15, 0.15 + pp)
-    c = 0  # conducted beats so far
-    blocked_next = False
     while a < end:
         step = pp * resp(a) * (1 + rng.normal(0, 0.02))
-        if pos == n - 1 or blocked_next:
+        if pos == n - 1:
+            if len(lone) in pvc_at:
+                t = a + rng.uniform(0.3, 0.45)
+                if t < min(end, a + step - 0.3):
+                    times.append(t)
+                    kinds.append("pvc")
+                    gap_s.append(0.0)
             lone.append(a)
-            pos, blocked_next = 0, False
+            pos = 0
             a += step
             continue
         r = a + gaps[pos]
@@ -396,20 +399,6 @@ def _wenckebach_schedule(e: Edit, rng: np.random.Generator) -> Schedule:
         kinds.append("n")
         gap_s.append(gaps[pos])
         pos += 1
-        if c in pvc_at:
-            times.append(r + pp * rng.uniform(0.55, 0.65))
-            kinds.append("pvc")
-            gap_s.append(0.0)
-            blocked_next = True
-        elif c in pac_at and pos < n - 1:
-            a_pac = a + pp * rng.uniform(0.62, 0.75)
-            times.append(a_pac + gaps[pos])
-            kinds.append("pac")
-            gap_s.append(gaps[pos])
-            pos += 1
-            a = a_pac
-            step = pp * resp(a) * rng.uniform(1.03, 1.15)
-        c += 1
         a += step
     keep = np.asarray(times) < end
     return Schedule(
@@ -444,6 +433,8 @@ def synthesize(tpl: Template, e: Edit, rng: np.random.Generator) -> np.ndarray:
 
     for j, r in enumerate(rs):
         rr = (rs[j + 1] - r) / FS if j + 1 < len(rs) else (r - rs[j - 1]) / FS if j else 60 / e.hr
+        if len(sch.lone_p) and j:
+            rr = (r - rs[j - 1]) / FS  # QT follows the preceding cycle: the beat before a pause keeps its T
         if sch.kind[j] == "pvc":
             beat, r_pos = _pvc_beat(tpl, e, rng)
         else:

@@ -180,7 +180,7 @@ FINDINGS: tuple[Finding, ...] = (
         "atrial_flutter",
         "rhythm",
         "Atrial flutter",
-        False,
+        True,
         "regular sawtooth flutter waves at 240-340 /min, no isoelectric baseline in II/III/aVF, fixed or "
         "variable AV conduction",
         _SVT,
@@ -189,7 +189,7 @@ FINDINGS: tuple[Finding, ...] = (
         "sinus_arrhythmia",
         "rhythm",
         "Sinus arrhythmia",
-        False,
+        True,
         "sinus P waves, rate 60-100 /min, P-P intervals varying by more than 0.12 s (phasic, with respiration)",
         _MASON,
     ),
@@ -207,7 +207,7 @@ FINDINGS: tuple[Finding, ...] = (
         "av_block_2_mobitz1",
         "av_conduction",
         "2nd degree A-V block, Mobitz I (Wenckebach)",
-        False,
+        True,
         "PR lengthening beat by beat until a P wave is not conducted, then a shorter PR after the pause",
         _BRADY,
     ),
@@ -215,7 +215,7 @@ FINDINGS: tuple[Finding, ...] = (
         "pre_excitation",
         "av_conduction",
         "Ventricular pre-excitation",
-        False,
+        True,
         "PR < 120 ms with a delta wave (slurred QRS upstroke) and QRS > 120 ms in adults",
         _PART3,
     ),
@@ -224,7 +224,7 @@ FINDINGS: tuple[Finding, ...] = (
         "pac",
         "ectopy",
         "Atrial premature complex",
-        False,
+        True,
         "a premature beat with a P wave of different shape and a QRS like the sinus beats, non-compensatory pause",
         _MASON,
         variants=("Atrial premature complexes",),
@@ -494,6 +494,20 @@ EXCLUDES: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
         "progressive or short",
     ),
     (_ATRIAL, ("pac",), "a premature atrial complex is premature against an organised sinus P-wave rhythm"),
+    (
+        ("av_block_2_mobitz1",),
+        ("sinus_tachycardia",),
+        "above 100 /min the P waves of a Wenckebach sequence fall on the preceding T waves (P-P < 0.6 s against a "
+        "lengthening PR of 0.2-0.35 s and a QT near 0.3 s): the progressive PR and the blocked P wave cannot be "
+        "read, and AV nodal Mobitz I is a vagal, resting-rate phenomenon (Kusumoto et al. 2018)",
+    ),
+    (
+        ("av_block_2_mobitz1",),
+        ("pac",),
+        "a premature atrial beat inside a Wenckebach sequence resets the sinus node and meets a partly refractory "
+        "AV node (conducted with an unpredictable PR, or blocked); a blocked premature atrial beat is the classic "
+        "mimic of AV block, so neither the grouping nor the prematurity can be told apart on one record",
+    ),
     (
         ("lbbb",),
         ("lafb",),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..leads import CANONICAL_LEADS as LEADS12
-from .morphology import FS, bandpass_sos, qrs_bounds, t_wave_end
+from .morphology import FS, _energy, bandpass_sos, qrs_bounds, t_wave_end
 
 IDX = {n: i for i, n in enumerate(LEADS12)}
 INDEPENDENT = [IDX[n] for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
@@ -57,6 +57,40 @@ RSR_V1_MV = 0.25
 P_WAVE_MV = 0.05
 #: P waves are searched up to this long before QRS onset (0.40 s was tried for long-PR records: no gain)
 P_SEARCH_S = 0.33
+# Rhythm, AV conduction and ectopy criteria of the premature-atrial, flutter, Wenckebach, sinus-arrhythmia and
+# pre-excitation statements (sources in findings.py; the edits they read are in conditions.py's docstring)
+#: atrial fibrillation: RR CV above AF_RR_CV and P waves at a constant PR (+-20 ms) before fewer than this share
+#: of the normal beats (sinus rhythms: > 0.55; fibrillation's largest pre-QRS deflections fall anywhere)
+AF_P_CONSTANT = 0.5
+#: a beat this early (fraction of the median RR) is premature (the PVC rule's prematurity)
+EARLY_FRAC = 0.8
+#: an early beat whose QRS correlates this well with the median beat is supraventricular (the PVC rule's limit)
+PAC_QRS_CORR = 0.85
+#: ... and is an atrial premature complex when the sinus intervals around the early beats are regular (RR CV)
+PAC_SINUS_CV = 0.08
+#: atrial flutter with fixed conduction: a metronomic ventricular rhythm (RR CV between normal beats) ...
+FLUTTER_RR_CV = 0.012
+#: ... and continuous atrial activity: the best autocorrelation of II/III/aVF/V1 outside the QRS (3-20 Hz) at a
+#: lag of one F-wave cycle, for an atrial rate within FLUTTER_RATE (/min)
+FLUTTER_PERIODICITY = 0.6
+FLUTTER_RATE = (240.0, 340.0)
+#: sinus arrhythmia (Mason et al. 2007): P-P (here R-R between two sinus beats) range above this (ms) ...
+SA_RANGE_MS = 120.0
+#: ... that is phasic: a 0.1-0.5 Hz sinusoid fitted to the intervals has at least this peak-to-peak (ms)
+SA_PHASIC_MS = 100.0
+#: Wenckebach: after a pause holding a non-conducted P wave, the PR is at least this much shorter (ms)
+WENCKEBACH_PR_DROP_MS = 40.0
+#: a non-conducted P wave is at least this fraction of the conducted P waves' median size
+LONE_P_FRAC = 0.5
+#: ... and the P waves are regular: this share of the P-P intervals within 0.8-1.25 of their median
+ATRIAL_REGULAR_FRAC = 0.8
+#: ventricular pre-excitation (Surawicz et al. 2009): PR (P onset to delta-wave onset) below this (ms) ...
+PRE_EXC_PR_MS = 120.0
+#: ... QRS (delta onset to QRS end) at least this long (ms) ...
+PRE_EXC_QRS_MS = 110.0
+#: ... and a slurred initial QRS: from the delta onset, the spatial velocity takes this long (ms) to reach half
+#: its QRS maximum
+DELTA_MS = 40.0
 
 
 @dataclass
@@ -80,6 +114,7 @@ def _r_peaks(sig: np.ndarray) -> np.ndarray:
             )
         except Exception:
             continue
+        pk = _drop_without_qrs(sig, pk)
         if len(pk) < 4:
             continue
         rr = np.diff(pk) / FS
@@ -87,6 +122,29 @@ def _r_peaks(sig: np.ndarray) -> np.ndarray:
         if 0.25 <= np.median(rr) <= 2.0 and cv < best_cv - 0.02:
             best, best_cv = pk, cv
     return best
+
+
+#: a detection where the 12-lead spatial velocity (R +- 50 ms) stays below this fraction of the record's largest
+#: is not a QRS complex (a P wave or T wave counted as a beat: slow deflections; a wide ectopic QRS reaches ~0.5)
+QRS_MIN_FRAC = 0.2
+
+
+def _drop_without_qrs(sig: np.ndarray, pk: np.ndarray) -> np.ndarray:
+    """``pk`` without the detections that carry no QRS complex (see QRS_MIN_FRAC); a detection off its QRS (the
+    spatial velocity there below half its peak within 60 ms, e.g. a lead's peak on a P or Q wave) is moved to
+    that peak, so the median beat is centred on the QRS."""
+    if len(pk) < 2:
+        return pk
+    e = _energy(sig[INDEPENDENT])
+    w = int(0.06 * FS)
+    out = []
+    for p in pk:
+        lo = max(0, p - w)
+        k = lo + int(np.argmax(e[lo : p + w + 1]))
+        if e[k] < QRS_MIN_FRAC * e.max():
+            continue
+        out.append(k if e[p] < 0.5 * e[k] else p)
+    return np.unique(np.asarray(out, dtype=pk.dtype))
 
 
 def _filter(sig: np.ndarray) -> np.ndarray:
@@ -128,6 +186,21 @@ def measure(sig: np.ndarray) -> dict:
     # rhythm regularity on intervals between two normal beats only
     nn = [(b - a) / FS for a, b in zip(peaks[:-1], peaks[1:]) if a not in ectopic and b not in ectopic]
     nn = np.asarray(nn) if nn else rr
+    # early beats with a QRS like the others are atrial premature complexes when each is followed by a longer
+    # interval and the sinus intervals around them are regular (in fibrillation early beats are the rule)
+    early_sv = [p for p in normal if pidx[p] > 0 and (p - peaks[pidx[p] - 1]) / FS < EARLY_FRAC * med_rr]
+    pac = [p for p in early_sv if pidx[p] + 1 < len(peaks) and peaks[pidx[p] + 1] - p > p - peaks[pidx[p] - 1]]
+    skip = set(ectopic) | set(early_sv)
+    sinus = [(a / FS, (b - a) / FS) for a, b in zip(peaks[:-1], peaks[1:]) if a not in skip and b not in skip]
+    sinus_cv = float(np.std([x for _, x in sinus]) / np.mean([x for _, x in sinus])) if len(sinus) >= 3 else np.inf
+    m["sinus_rr_cv"] = sinus_cv
+    m["n_pac"] = len(pac) if pac and sinus_cv <= PAC_SINUS_CV else 0
+    if m["n_pac"]:
+        nn = np.asarray([x for _, x in sinus])  # the rate and regularity of the sinus beats
+    else:
+        sinus = [(a / FS, (b - a) / FS) for a, b in zip(peaks[:-1], peaks[1:]) if a not in ectopic and b not in ectopic]
+    m["sa_range_ms"], m["sa_phasic_ms"] = _phasic_variation(sinus)
+    m["flutter_periodicity"], m["atrial_rate"] = _atrial_periodicity(sig, peaks)
     m["rr_ms"] = float(np.mean(nn) * 1000)
     m["hr"] = 60.0 / float(np.mean(nn))
     m["rr_cv"] = float(np.std(nn) / np.mean(nn))
@@ -203,7 +276,222 @@ def measure(sig: np.ndarray) -> dict:
     m["qrs_axis"] = axis(qrs[IDX["I"]].sum(), qrs[IDX["aVF"]].sum())
     m["t_axis"] = axis(t_seg[IDX["I"]].sum(), t_seg[IDX["aVF"]].sum())
     m["p_axis"] = axis(b[IDX["I"], p_pk], b[IDX["aVF"], p_pk]) if m["p_present"] else None
+    m.update(_delta_wave(b, r, on, off, max(0, prev_t_end)))
+    # sinus P waves are upright in II; premature atrial beats carry another P wave
+    sinus_beats = [p for p in normal if not m["n_pac"] or p not in pac]
+    frame = (r, on, off, t_end)
+    m.update(_atrial_beats(sig[IDX["II"]], peaks, normal, sinus_beats, set(ectopic), beat[IDX["II"]], frame))
+    m["pp_range_ms"], m["pp_phasic_ms"] = _phasic_variation(m["pp"])
     return m
+
+
+def _phasic_variation(intervals: list[tuple[float, float]]) -> tuple[float, float]:
+    """(range, phasic peak-to-peak) in ms of a series of (time s, interval s) between sinus beats.
+
+    The phasic part is the largest peak-to-peak of a sinusoid of 0.1-0.5 Hz (respiration) fitted by least squares
+    to the intervals at their times: random beat-to-beat variability gives a small fit, a respiratory sinus
+    arrhythmia a large one. Fewer than 5 intervals give (0, 0)."""
+    if len(intervals) < 5:
+        return 0.0, 0.0
+    t = np.array([a for a, _ in intervals])
+    x = np.array([v for _, v in intervals]) * 1000
+    best = 0.0
+    # at least 2.5 intervals per cycle: faster sinusoids fit beat-to-beat noise
+    for f in np.arange(0.1, min(0.5, 0.4 / float(np.mean(x) / 1000)) + 1e-9, 0.01):
+        a = np.stack([np.ones_like(t), np.cos(2 * np.pi * f * t), np.sin(2 * np.pi * f * t)], axis=1)
+        coef = np.linalg.lstsq(a, x, rcond=None)[0]
+        best = max(best, 2 * float(np.hypot(coef[1], coef[2])))
+    return float(np.ptp(x)), min(best, float(np.ptp(x)))
+
+
+def _atrial_periodicity(sig: np.ndarray, peaks: np.ndarray) -> tuple[float, float]:
+    """(best autocorrelation, atrial rate /min) of continuous atrial activity: leads II, III, aVF and V1
+    band-passed to 3-20 Hz with the QRS complexes (R +- 80 ms) left out, autocorrelated at lags of one
+    flutter cycle (60/340 to 60/240 s). Flutter waves repeat every cycle; P and T waves do not."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(2, [3.0, 20.0], btype="bandpass", fs=FS, output="sos")
+    n = sig.shape[1]
+    mask = np.ones(n, dtype=bool)
+    w = int(0.08 * FS)
+    for p in peaks:
+        mask[max(0, p - w) : p + w] = False
+    mask[: int(0.1 * FS)] = mask[-int(0.1 * FS) :] = False
+    lags = np.arange(int(60 / FLUTTER_RATE[1] * FS), int(60 / FLUTTER_RATE[0] * FS) + 1)
+    best, rate = 0.0, 0.0
+    for lead in ("II", "III", "aVF", "V1"):
+        x = sosfiltfilt(sos, sig[IDX[lead]])
+        for lag in lags:
+            both = mask[:-lag] & mask[lag:]
+            if both.sum() < FS:
+                continue
+            a, c = x[:-lag][both], x[lag:][both]
+            a, c = a - a.mean(), c - c.mean()
+            r = float(np.sum(a * c) / np.sqrt(np.sum(a * a) * np.sum(c * c) + 1e-12))
+            if r > best:
+                best, rate = r, 60.0 * FS / lag
+    return best, rate
+
+
+def _p_in(x: np.ndarray, lo: int, hi: int, sign: float) -> tuple[int, float, int] | None:
+    """The P wave whose peak lies in ``x[lo:hi]`` (lead II): the most prominent bump of polarity ``sign`` at the
+    scale of a P wave, i.e. the largest ``min(x(t) - x(t - 45 ms), x(t) - x(t + 45 ms))`` (a T wave's slope
+    scores below zero, a wide T peak low). Returns (peak sample, score, onset sample: where the bump's rise
+    begins, at a quarter of its height) or None for a window under 20 ms."""
+    h = int(0.045 * FS)
+    lo, hi = max(lo, h), min(hi, len(x) - h)
+    if hi - lo < int(0.02 * FS):
+        return None
+    y = sign * x
+    t = np.arange(lo, hi)
+    score = np.minimum(y[t] - y[t - h], y[t] - y[t + h])
+    k = int(t[int(np.argmax(score))])
+    base = float(y[k - h : k].min())
+    onset = k
+    while onset > k - 2 * h and y[onset] > base + 0.25 * (y[k] - base):
+        onset -= 1
+    return k, float(score.max()), onset
+
+
+def _atrial_beats(
+    x: np.ndarray, peaks: np.ndarray, qrst: list, sinus: list, ectopic: set, templ: np.ndarray, frame: tuple
+) -> dict:
+    """Per-beat atrial activity in lead II ``x``: the P wave before each sinus beat (its PR) and P waves left
+    without a QRS in the pauses, for 2nd-degree AV block Mobitz I (Wenckebach).
+
+    The median beat ``templ`` (lead II; ``frame`` = its R, QRS onset, QRS end and T end samples) is first
+    subtracted from QRS onset to T end + 20 ms at every beat of ``qrst`` (beats with the normal QRS), its ST-T
+    stretched x0.85-1.2 to fit each beat (the ST-T follows the preceding cycle), so that P waves hidden in T
+    waves stand out (QRST cancellation). For each beat of ``sinus``, the P wave is the most
+    prominent upright bump (see :func:`_p_in`) from 20 ms before the previous beat's T end (40 ms after its QRS
+    when that leaves under 120 ms; 450 ms after a premature ventricular beat) or 450 ms before QRS onset, to 10
+    ms before QRS onset. A *pause* is an interval between two
+    sinus beats at least 1.3 times the shortest one; a non-conducted P wave in it is a bump of at least
+    LONE_P_FRAC of the conducted P waves' median size 0.7-1.3 P-P cycles (the median P-P of consecutive beats
+    outside pauses) after the last conducted P wave, from 40 ms after the QRS to 100 ms before the next P wave. Returns ``pr_beats_ms`` (list), ``p_constant_frac`` (share of the sinus beats whose PR is
+    within 20 ms of the median PR), ``n_lone_p``, ``pr_drop_ms`` (median PR shortening across the pauses with a
+    non-conducted P wave), ``pp_ms`` (median P-P interval, non-conducted P waves included), ``atrial_regular``
+    (ATRIAL_REGULAR_FRAC of the P-P intervals within 0.8-1.25 of that median) and ``pp`` (the (time s, P-P s)
+    series)."""
+    r0, on0, off0, tend0 = frame
+    res = x.copy()
+    part = templ[on0 : min(len(templ), tend0 + int(0.02 * FS))]
+    part = part - part[0]  # no step where the subtraction starts
+    n_qrs = off0 - on0
+    for p in qrst:
+        # the ST-T follows the heart rate: the template's is stretched to fit each beat best (x0.85-1.2)
+        a = int(p) - r0 + on0
+        best = None
+        for f in np.linspace(0.85, 1.2, 15):
+            stt = part[n_qrs:]
+            n = max(2, int(round(len(stt) * f)))
+            model = np.r_[part[:n_qrs], np.interp(np.linspace(0, len(stt) - 1, n), np.arange(len(stt)), stt)]
+            lo, hi = max(0, a), min(len(res), a + len(model))
+            if hi <= lo:
+                break
+            err = float(np.sum((x[lo:hi] - x[lo] + model[0] - model[lo - a : hi - a]) ** 2)) / (hi - lo)
+            if best is None or err < best[0]:
+                best = (err, model)
+        if best is not None:
+            model = best[1]
+            lo, hi = max(0, a), min(len(res), a + len(model))
+            res[lo:hi] -= model[lo - a : hi - a]
+    sinus = set(int(p) for p in sinus)
+    after_qrs, after_t = off0 - r0 + int(0.04 * FS), tend0 - r0 - int(0.02 * FS)
+
+    def start(prev: int, end: int) -> int:
+        """Where to look for a P wave after the beat at ``prev``: after its T wave (where the cancellation
+        leaves least of it), or after its QRS when that leaves under 120 ms before ``end``."""
+        if prev in ectopic:
+            return prev + int(0.45 * FS)
+        return prev + (after_t if end - (prev + after_t) >= int(0.12 * FS) else after_qrs)
+
+    beats = []  # (index in peaks, P peak, P size, PR samples)
+    for k in range(1, len(peaks)):
+        p = int(peaks[k])
+        if p not in sinus:
+            continue
+        on = p - (r0 - on0)
+        hi = on - int(0.01 * FS)
+        found = _p_in(res, max(start(int(peaks[k - 1]), hi), on - int(0.45 * FS)), hi, 1.0)
+        if found is not None:
+            beats.append((k, found[0], found[1], on - found[2]))
+    prs = np.array([b[3] * 1000 / FS for b in beats])
+    n_sinus = sum(1 for k in range(1, len(peaks)) if int(peaks[k]) in sinus)
+    out = {"pr_beats_ms": prs.tolist(), "n_lone_p": 0, "pr_drop_ms": 0.0}
+    # an organised atrial rhythm: P waves before most beats at a constant PR (in fibrillation the largest
+    # bump before each QRS falls anywhere)
+    out["p_constant_frac"] = float(np.sum(np.abs(prs - np.median(prs)) <= 20.0) / max(1, n_sinus)) if len(prs) else 0.0
+    out.update({"pp_ms": float("nan"), "atrial_regular": False, "pp": []})
+    if len(beats) < 3:
+        return out
+    size = float(np.median([b[2] for b in beats]))
+    nn = [peaks[k] - peaks[k - 1] for k, *_ in beats if int(peaks[k - 1]) in sinus]
+    shortest = min(nn) if nn else 0
+    pairs = [(b0, b1) for b0, b1 in zip(beats[:-1], beats[1:]) if b1[0] == b0[0] + 1]
+    pp0 = [b1[1] - b0[1] for b0, b1 in pairs if peaks[b1[0]] - peaks[b0[0]] < 1.3 * shortest]
+    # a premature ventricular beat may sit in a pause: the pause then spans it
+    pairs += [
+        (b0, b1) for b0, b1 in zip(beats[:-1], beats[1:]) if b1[0] == b0[0] + 2 and int(peaks[b0[0] + 1]) in ectopic
+    ]
+    p_times, drops = [b[1] for b in beats], []
+    for (k0, p0, _, pr0), (k1, p1, _, pr1) in pairs:
+        if peaks[k1] - peaks[k0] < 1.3 * shortest or not pp0:
+            continue
+        # a regular atrial rhythm puts the non-conducted P wave one P-P cycle after the last conducted one
+        cyc = float(np.median(pp0))
+        lo = max(int(peaks[k0]) + after_qrs, p0 + int(0.7 * cyc))
+        hi = min(p1 - int(0.1 * FS), p0 + int(1.3 * cyc))
+        if k1 == k0 + 2:
+            hi = min(hi, int(peaks[k0 + 1]) - int(0.12 * FS))  # before the ectopic QRS
+        lone = _p_in(res, lo, hi, 1.0)
+        if lone is not None and lone[1] >= LONE_P_FRAC * size and lone[1] > 0.5 * P_WAVE_MV:
+            out["n_lone_p"] += 1
+            p_times.append(lone[0])
+            drops.append((pr0 - pr1) * 1000 / FS)
+    p_times = np.sort(np.asarray(p_times))
+    pp = np.diff(p_times) / FS
+    # P-P across a missed P wave (a beat without a found P) spans two cycles: keep only single cycles
+    med = float(np.median(pp))
+    single = pp[pp < 1.5 * med]
+    if len(single) >= 2:
+        med = float(np.median(single))
+        out["pp_ms"] = med * 1000
+        ok = (single > 0.8 * med) & (single < 1.25 * med)
+        out["atrial_regular"] = bool(np.mean(ok) >= ATRIAL_REGULAR_FRAC)
+        out["pp"] = [(float(t) / FS, float(v)) for t, v in zip(p_times[:-1], pp) if v < 1.5 * med]
+    if drops:
+        out["pr_drop_ms"] = float(np.median(drops))
+    return out
+
+
+def _delta_wave(b: np.ndarray, r: int, on: int, off: int, lo: int) -> dict:
+    """Delta wave of ventricular pre-excitation on the baseline-corrected median beat ``b`` (12, L).
+
+    From the QRS onset ``on``, the onset is moved back over a slow initial deflection: while the spatial
+    velocity stays above half its value at ``on`` (a PR segment is flat, a delta wave is not). Returns the
+    moved onset ``delta_onset`` (sample), ``delta_ms`` (from it until the spatial velocity first reaches half its
+    QRS maximum: long for a slurred upstroke), ``qrs_x_ms`` (QRS duration from the moved onset) and ``pr_x_ms``
+    (P onset to the moved onset; the P wave is searched in lead II between ``lo`` and the moved onset)."""
+    e = _energy(b[INDEPENDENT])
+    peak = float(e[max(0, r - int(0.09 * FS)) : r + int(0.10 * FS)].max())
+    start = max(lo, on - int(0.08 * FS))
+    x = on
+    while x > start and e[x - 1] > 0.5 * e[on]:
+        x -= 1
+    half = x + int(np.argmax(e[x:] >= 0.5 * peak))
+    out = {"delta_onset": x, "delta_ms": (half - x) * 1000 / FS, "qrs_x_ms": (off - x) * 1000 / FS}
+    seg = b[IDX["II"], max(0, lo, x - int(P_SEARCH_S * FS)) : x - int(0.004 * FS)]
+    if len(seg) > 10:
+        d = seg - np.linspace(seg[0], seg[-1], len(seg))
+        k = int(np.argmax(np.abs(d)))
+        onset = k
+        while onset > 0 and abs(d[onset]) > 0.25 * abs(d[k]):
+            onset -= 1
+        out["pr_x_ms"] = (len(seg) + int(0.004 * FS) - onset) * 1000 / FS
+    else:
+        out["pr_x_ms"] = float("nan")
+    return out
 
 
 def interpret(sig: np.ndarray) -> Interpretation:
@@ -212,23 +500,66 @@ def interpret(sig: np.ndarray) -> Interpretation:
     if "error" in m:
         return Interpretation(["Unreadable ECG", "Abnormal ECG"], m)
     out: list[str] = []
-    af = m["rr_cv"] > AF_RR_CV and abs(m["p_amp"]) < 1.4 * P_WAVE_MV
+    # rhythm: Wenckebach (regular P waves, one left without a QRS, PR shorter after the pause) before fibrillation,
+    # whose irregular RR it shares; fibrillation (irregular RR without P waves at a constant PR); flutter (a
+    # metronomic ventricular rhythm with continuous atrial activity at 240-340 /min); then sinus rhythms
+    wenck = m["n_lone_p"] >= 1 and m["pr_drop_ms"] >= WENCKEBACH_PR_DROP_MS and m["atrial_regular"]
+    af = not wenck and m["rr_cv"] > AF_RR_CV and m["p_constant_frac"] < AF_P_CONSTANT
+    flutter = (
+        not wenck
+        and not af
+        and m["rr_cv"] < FLUTTER_RR_CV
+        and m["flutter_periodicity"] >= FLUTTER_PERIODICITY
+        and FLUTTER_RATE[0] <= m["atrial_rate"] <= FLUTTER_RATE[1]
+    )
+    atrial = af or flutter
+    # the sinus rate is the atrial rate: with non-conducted P waves it is read from the P-P intervals
+    rate = 60000.0 / m["pp_ms"] if wenck else m["hr"]
+    series = (m["pp_range_ms"], m["pp_phasic_ms"]) if wenck else (m["sa_range_ms"], m["sa_phasic_ms"])
+    sa = (
+        not atrial
+        and HR_BRADY <= rate <= HR_TACHY
+        and (m["p_constant_frac"] >= AF_P_CONSTANT or wenck)  # sinus P waves before the beats
+        and series[0] > SA_RANGE_MS
+        and series[1] >= SA_PHASIC_MS
+    )
     if af:
         out.append("Atrial fibrillation")
-    elif m["hr"] < HR_BRADY:
+    elif flutter:
+        out.append("Atrial flutter")
+    elif rate < HR_BRADY:
         out.append("Sinus bradycardia")
-    elif m["hr"] > HR_TACHY:
+    elif rate > HR_TACHY:
         out.append("Sinus tachycardia")
+    elif sa:
+        out.append("Sinus arrhythmia")
     else:
         out.append("Sinus rhythm")
-    abnormal = False
-    if not af and m["p_present"] and m["pr_ms"] > PR_LONG_MS:
+    abnormal = atrial
+    pre_exc = (
+        not atrial
+        and not wenck
+        and m["pr_x_ms"] < PRE_EXC_PR_MS
+        and m["qrs_x_ms"] >= PRE_EXC_QRS_MS
+        and m["delta_ms"] >= DELTA_MS
+    )
+    if not atrial and not wenck and not pre_exc and m["p_present"] and m["pr_ms"] > PR_LONG_MS:
         out.append("1st degree A-V block")
+        abnormal = True
+    if wenck:
+        out.append("2nd degree A-V block, Mobitz I (Wenckebach)")
+        abnormal = True
+    if pre_exc:
+        out.append("Ventricular pre-excitation")
+        abnormal = True
+    n_pac = 0 if atrial else m["n_pac"]
+    if n_pac:
+        out.append("Atrial premature complex" + ("es" if n_pac > 1 else ""))
         abnormal = True
     if m["n_pvc"]:
         out.append("Ventricular premature complex" + ("es" if m["n_pvc"] > 1 else ""))
         abnormal = True
-    bbb = m["qrs_ms"] >= QRS_WIDE_MS
+    bbb = m["qrs_ms"] >= QRS_WIDE_MS and not pre_exc  # the delta wave, not a blocked bundle, widens the QRS
     if bbb:
         out.append("Right bundle branch block" if m["v1_terminal"] > RSR_V1_MV else "Left bundle branch block")
         abnormal = True
@@ -237,23 +568,22 @@ def interpret(sig: np.ndarray) -> Interpretation:
         out.append("Low QRS voltages in limb leads")
         abnormal = True
     for group, leads in ST_GROUPS.items():
-        if group == "anterior" and bbb:
-            continue  # ST changes in V1-V3 are expected with a bundle branch block
+        if (group == "anterior" and bbb) or pre_exc:
+            continue  # ST changes in V1-V3 are expected with a bundle branch block, all ST-T with pre-excitation
         if sum(m["st"][n] >= ST_ELEV_MV[group] for n in leads) >= 2:
             out.append(f"ST elevation, consider {group} injury")
             abnormal = True
+    bbb = bbb or pre_exc  # secondary ST-T change of a wide QRS: no primary T or QT statement
     if not bbb:
         for group, leads in (("lateral", ("I", "aVL", "V5", "V6")), ("anterior", ("V2", "V3", "V4"))):
             if sum(m["t_amp"][n] <= T_INV_MV for n in leads) >= 2:
                 out.append(f"T wave inversion in {group} leads")
                 abnormal = True
-    if sum(m["t_amp"][n] >= T_PEAKED_MV for n in ("V2", "V3", "V4")) >= 2:
+    if not pre_exc and sum(m["t_amp"][n] >= T_PEAKED_MV for n in ("V2", "V3", "V4")) >= 2:
         out.append("Peaked T waves")
         abnormal = True
     if not bbb and m["qtcf_ms"] > QTCF_LONG_MS:
         out.append("Prolonged QT interval")
-        abnormal = True
-    if af:
         abnormal = True
     if abnormal:
         out.append("Abnormal ECG")

@@ -146,10 +146,31 @@ def _sinus_arrhythmia(e: Edit, c: PlanContext) -> None:
     e.sinus_arrhythmia = float(np.clip(c.rng.uniform(0.15, 0.2) / (2 * rr), 0.06, 0.14))
 
 
+def _template_pr(tpl: Template) -> float:
+    """PR of the template (s): QRS onset minus the onset of the lead-II P wave (where its deviation from the TP
+    baseline first reaches a fifth of its peak, the last 40 ms before the QRS left out)."""
+    p = tpl.beat[1, : tpl.qrs_on]
+    dev = np.abs(p - np.median(p[: int(0.03 * FS)]))
+    k = int(np.argmax(dev[: max(1, len(p) - int(0.04 * FS))]))
+    above = np.nonzero(dev[: k + 1] < 0.2 * dev[k])[0]
+    return (tpl.qrs_on - (int(above[-1]) if len(above) else 0)) / FS
+
+
 def _wenckebach(e: Edit, c: PlanContext) -> None:
-    e.wenckebach = int(c.rng.integers(3, 6))  # 3:2 to 5:4 conduction
-    # the P wave after the longest PR must clear the T wave: atrial rate at most 85 /min
-    e.hr = min(e.hr, 85.0)
+    # the blocked P wave comes one P-P cycle after the last conducted one, i.e. P-P minus the longest PR after that
+    # beat's R: it must clear the T wave. Longest PR = template PR + 175 ms (the synthesiser's largest growth);
+    # R to T end from the template, or from a QTcF of 570 ms when the record also has a prolonged QT
+    rt = (c.tpl.t_end - c.tpl.r) / FS * max(1.0, e.qt_mult)
+    if "long_qt" in c.findings:
+        rt = max(rt, 0.57 - (c.tpl.r - c.tpl.qrs_on) / FS)
+    pp_min = _template_pr(c.tpl) + 0.175 + rt + 0.06
+    e.hr = min(e.hr, 75.0, 60.0 / pp_min)
+    if "sinus_rhythm" in c.findings or "sinus_arrhythmia" in c.findings:
+        e.hr = max(e.hr, 62.0)  # the rate statement stays the intended one
+    else:
+        e.hr = max(e.hr, 48.0)  # 3:2 conduction of a slower sinus rhythm leaves a ventricular rate under 32 /min
+    # 3:2 to 5:4 conduction, with groups short enough that a 10 s record holds at least two blocked P waves
+    e.wenckebach = int(min(c.rng.integers(3, 6), max(3, int(5.0 * e.hr / 60))))
 
 
 def _pac(e: Edit, c: PlanContext) -> None:
