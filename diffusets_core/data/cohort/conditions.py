@@ -30,10 +30,10 @@ R-peak times:
   75 /min), conducted in groups of 3-5 P waves: the PR grows beat by beat (+70-100 ms at the second beat,
   then half and a quarter of that) until one P wave is not conducted (a lone P wave, no QRS), and the next
   group starts again with the shortest PR; each ST-T follows its preceding cycle;
-* premature atrial complexes: one or two early beats (coupling 62-75 % of the sinus cycle) with the
+* premature atrial complexes: one or two early beats (coupling 60-70 % of the sinus cycle) with the
   sinus QRS-T but an ectopic P wave (inverted in II, 50-90 % of the sinus P wave's size, smaller and
-  opposite in V1) and a PR 0-20 ms shorter; the sinus node is reset, so the pause that follows is not
-  compensatory (coupling + pause 1.65-1.9 sinus cycles);
+  opposite in V1); the sinus node is reset, so the pause that follows is not compensatory (coupling +
+  pause 1.63-1.85 sinus cycles);
 * ventricular pre-excitation (WPW pattern): the PR segment is removed (the QRS starts at the end of the
   P wave) and a slurred delta wave of 40-60 ms (rising to 35-50 % of the main QRS deflection, in its
   direction) precedes the QRS, which widens by the delta's duration; secondary ST-T change: T reduced
@@ -330,7 +330,7 @@ def beat_schedule(e: Edit, rng: np.random.Generator, tpl_rr: float) -> Schedule:
             prev = times[-2] if len(times) > 1 else times[-1] - rr
             step = 2 * rr - (times[-1] - prev)  # ... and the next sinus beat keeps the sinus rhythm: compensatory pause
         if k + 1 in pac_at:
-            step = rr_k * rng.uniform(0.62, 0.75)  # the premature atrial beat ...
+            step = rr_k * rng.uniform(0.6, 0.7)  # the premature atrial beat ...
         if k in pac_at:
             step = rr_k * rng.uniform(1.03, 1.15)  # ... resets the sinus node: the pause is not compensatory
         t += step
@@ -453,7 +453,7 @@ def synthesize(tpl: Template, e: Edit, rng: np.random.Generator) -> np.ndarray:
         for a in sch.lone_p:
             place(lone, int(a) - r_pos)
     if e.rhythm == "flutter":
-        out += _flutter_waves(e, rng, sch.f_cycles)
+        out += _flutter_waves(e, rng, sch.f_cycles) * (0.5 + 0.5 * e.low_voltage)  # attenuated like the P wave
     return out
 
 

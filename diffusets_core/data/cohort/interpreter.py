@@ -66,13 +66,19 @@ AF_P_CONSTANT = 0.5
 EARLY_FRAC = 0.8
 #: an early beat whose QRS correlates this well with the median beat is supraventricular (the PVC rule's limit)
 PAC_QRS_CORR = 0.85
-#: ... and is an atrial premature complex when the sinus intervals around the early beats are regular (RR CV)
-PAC_SINUS_CV = 0.08
+#: ... followed by an interval at least this much longer than its coupling interval (a smooth sinus arrhythmia
+#: changes by < 20 % from beat to beat) ...
+PAC_PAUSE = 1.25
+#: ... and is an atrial premature complex when the sinus intervals around the early beats change little from one
+#: to the next (median |successive difference| / mean; sinus jitter ~0.03, sinus arrhythmia <= 0.14, fibrillation
+#: ~0.16) and P waves at a constant PR precede the other beats (AF_P_CONSTANT)
+PAC_SINUS_VAR = 0.15
 #: atrial flutter with fixed conduction: a metronomic ventricular rhythm (RR CV between normal beats) ...
-FLUTTER_RR_CV = 0.012
+FLUTTER_RR_CV = 0.01
 #: ... and continuous atrial activity: the best autocorrelation of II/III/aVF/V1 outside the QRS (3-20 Hz) at a
-#: lag of one F-wave cycle, for an atrial rate within FLUTTER_RATE (/min)
-FLUTTER_PERIODICITY = 0.6
+#: lag of one F-wave cycle, for an atrial rate within FLUTTER_RATE (/min) (sinus rhythms: median 0.36; their
+#: RR variability keeps them out of the regularity criterion)
+FLUTTER_PERIODICITY = 0.4
 FLUTTER_RATE = (240.0, 340.0)
 #: sinus arrhythmia (Mason et al. 2007): P-P (here R-R between two sinus beats) range above this (ms) ...
 SA_RANGE_MS = 120.0
@@ -89,8 +95,8 @@ PRE_EXC_PR_MS = 120.0
 #: ... QRS (delta onset to QRS end) at least this long (ms) ...
 PRE_EXC_QRS_MS = 110.0
 #: ... and a slurred initial QRS: from the delta onset, the spatial velocity takes this long (ms) to reach half
-#: its QRS maximum
-DELTA_MS = 40.0
+#: its QRS maximum (normal QRS 12-36 ms; a bundle branch block's stretched QRS 20-50, rarely up to 70)
+DELTA_MS = 55.0
 
 
 @dataclass
@@ -186,21 +192,31 @@ def measure(sig: np.ndarray) -> dict:
     # rhythm regularity on intervals between two normal beats only
     nn = [(b - a) / FS for a, b in zip(peaks[:-1], peaks[1:]) if a not in ectopic and b not in ectopic]
     nn = np.asarray(nn) if nn else rr
-    # early beats with a QRS like the others are atrial premature complexes when each is followed by a longer
-    # interval and the sinus intervals around them are regular (in fibrillation early beats are the rule)
-    early_sv = [p for p in normal if pidx[p] > 0 and (p - peaks[pidx[p] - 1]) / FS < EARLY_FRAC * med_rr]
-    pac = [p for p in early_sv if pidx[p] + 1 < len(peaks) and peaks[pidx[p] + 1] - p > p - peaks[pidx[p] - 1]]
+
+    # premature atrial complex candidates: with a QRS like the others (the PVC rule took the different ones),
+    # early after a normal beat against the median interval or the interval before, followed by a pause
+    def before(i: int) -> float:
+        ok = i > 1 and peaks[i - 2] not in ectopic and peaks[i - 1] not in ectopic
+        return (peaks[i - 1] - peaks[i - 2]) / FS if ok else med_rr
+
+    early_sv = [
+        p
+        for p in normal
+        if pidx[p] > 0
+        and peaks[pidx[p] - 1] not in ectopic
+        and (p - peaks[pidx[p] - 1]) / FS < EARLY_FRAC * max(med_rr, before(pidx[p]))
+    ]
+    pac = [
+        p
+        for p in early_sv
+        if pidx[p] + 1 < len(peaks) and peaks[pidx[p] + 1] - p >= PAC_PAUSE * (p - peaks[pidx[p] - 1])
+    ]
     skip = set(ectopic) | set(early_sv)
-    sinus = [(a / FS, (b - a) / FS) for a, b in zip(peaks[:-1], peaks[1:]) if a not in skip and b not in skip]
-    sinus_cv = float(np.std([x for _, x in sinus]) / np.mean([x for _, x in sinus])) if len(sinus) >= 3 else np.inf
-    m["sinus_rr_cv"] = sinus_cv
-    m["n_pac"] = len(pac) if pac and sinus_cv <= PAC_SINUS_CV else 0
-    if m["n_pac"]:
-        nn = np.asarray([x for _, x in sinus])  # the rate and regularity of the sinus beats
-    else:
-        sinus = [(a / FS, (b - a) / FS) for a, b in zip(peaks[:-1], peaks[1:]) if a not in ectopic and b not in ectopic]
-    m["sa_range_ms"], m["sa_phasic_ms"] = _phasic_variation(sinus)
-    m["flutter_periodicity"], m["atrial_rate"] = _atrial_periodicity(sig, peaks)
+    pairs = list(zip(peaks[:-1], peaks[1:]))
+    sinus = [(a / FS, (b - a) / FS) for a, b in pairs if a not in skip and b not in skip]
+    # regularity of the sinus beats left: successive interval changes (a phasic sinus arrhythmia changes slowly)
+    steps = [abs(y[1] - x[1]) for x, y in zip(sinus[:-1], sinus[1:]) if abs(y[0] - x[0] - x[1]) < 1e-6]
+    m["sinus_rr_var"] = float(np.median(steps) / np.mean([x for _, x in sinus])) if steps else 0.0
     m["rr_ms"] = float(np.mean(nn) * 1000)
     m["hr"] = 60.0 / float(np.mean(nn))
     m["rr_cv"] = float(np.std(nn) / np.mean(nn))
@@ -277,11 +293,23 @@ def measure(sig: np.ndarray) -> dict:
     m["t_axis"] = axis(t_seg[IDX["I"]].sum(), t_seg[IDX["aVF"]].sum())
     m["p_axis"] = axis(b[IDX["I"], p_pk], b[IDX["aVF"], p_pk]) if m["p_present"] else None
     m.update(_delta_wave(b, r, on, off, max(0, prev_t_end)))
+    qrs_span = (r - on + int(0.01 * FS), off - r + int(0.01 * FS))
+    m["flutter_periodicity"], m["atrial_rate"] = _atrial_periodicity(sig, peaks, set(ectopic), qrs_span)
     # sinus P waves are upright in II; premature atrial beats carry another P wave
-    sinus_beats = [p for p in normal if not m["n_pac"] or p not in pac]
+    sinus_beats = [p for p in normal if p not in set(early_sv)]
     frame = (r, on, off, t_end)
     m.update(_atrial_beats(sig[IDX["II"]], peaks, normal, sinus_beats, set(ectopic), beat[IDX["II"]], frame))
     m["pp_range_ms"], m["pp_phasic_ms"] = _phasic_variation(m["pp"])
+    # the candidates are atrial premature complexes in an organised sinus rhythm: P waves at a constant PR before
+    # the other beats, whose intervals change little from one to the next (in fibrillation early beats are the rule)
+    organised = m["sinus_rr_var"] <= PAC_SINUS_VAR and m["p_constant_frac"] >= AF_P_CONSTANT
+    m["n_pac"] = len(pac) if pac and organised else 0
+    if m["n_pac"]:  # the rate of the sinus beats
+        nn = np.asarray([x for _, x in sinus])
+        m["rr_ms"], m["hr"] = float(np.mean(nn) * 1000), 60.0 / float(np.mean(nn))
+    else:
+        sinus = [(a / FS, (b - a) / FS) for a, b in pairs if a not in ectopic and b not in ectopic]
+    m["sa_range_ms"], m["sa_phasic_ms"] = _phasic_variation(sinus)
     return m
 
 
@@ -304,32 +332,39 @@ def _phasic_variation(intervals: list[tuple[float, float]]) -> tuple[float, floa
     return float(np.ptp(x)), min(best, float(np.ptp(x)))
 
 
-def _atrial_periodicity(sig: np.ndarray, peaks: np.ndarray) -> tuple[float, float]:
+def _atrial_periodicity(sig: np.ndarray, peaks: np.ndarray, ectopic: set, span: tuple) -> tuple[float, float]:
     """(best autocorrelation, atrial rate /min) of continuous atrial activity: leads II, III, aVF and V1
-    band-passed to 3-20 Hz with the QRS complexes (R +- 80 ms) left out, autocorrelated at lags of one
-    flutter cycle (60/340 to 60/240 s). Flutter waves repeat every cycle; P and T waves do not."""
+    band-passed to 3-20 Hz with the QRS complexes (``span`` = samples before and after R, from the median beat's
+    QRS onset and end + 10 ms; a premature ventricular beat from R - 100 ms to R + 500 ms) left out, autocorrelated at lags of one flutter cycle: the highest local maximum of the
+    autocorrelation at a lag of 60/340 to 60/240 s (0, 0 when there is none). Flutter waves repeat every cycle;
+    P and T waves do not."""
     from scipy.signal import butter, sosfiltfilt
 
     sos = butter(2, [3.0, 20.0], btype="bandpass", fs=FS, output="sos")
     n = sig.shape[1]
     mask = np.ones(n, dtype=bool)
-    w = int(0.08 * FS)
     for p in peaks:
-        mask[max(0, p - w) : p + w] = False
+        mask[max(0, p - span[0]) : p + span[1]] = False
+    for p in ectopic:
+        mask[max(0, p - int(0.1 * FS)) : p + int(0.5 * FS)] = False
     mask[: int(0.1 * FS)] = mask[-int(0.1 * FS) :] = False
-    lags = np.arange(int(60 / FLUTTER_RATE[1] * FS), int(60 / FLUTTER_RATE[0] * FS) + 1)
+    lags = np.arange(int(60 / (FLUTTER_RATE[1] + 20) * FS), int(60 / (FLUTTER_RATE[0] - 20) * FS) + 1)
     best, rate = 0.0, 0.0
     for lead in ("II", "III", "aVF", "V1"):
         x = sosfiltfilt(sos, sig[IDX[lead]])
-        for lag in lags:
+        r = np.zeros(len(lags))
+        for i, lag in enumerate(lags):
             both = mask[:-lag] & mask[lag:]
-            if both.sum() < FS:
+            if both.sum() < 0.3 * FS:
                 continue
             a, c = x[:-lag][both], x[lag:][both]
             a, c = a - a.mean(), c - c.mean()
-            r = float(np.sum(a * c) / np.sqrt(np.sum(a * a) * np.sum(c * c) + 1e-12))
-            if r > best:
-                best, rate = r, 60.0 * FS / lag
+            r[i] = float(np.sum(a * c) / np.sqrt(np.sum(a * a) * np.sum(c * c) + 1e-12))
+        # a repeating wave gives a peak of the autocorrelation at its cycle (a smooth signal only a falling edge)
+        for i in range(1, len(lags) - 1):
+            f_rate = 60.0 * FS / lags[i]
+            if r[i] >= r[i - 1] and r[i] >= r[i + 1] and FLUTTER_RATE[0] <= f_rate <= FLUTTER_RATE[1] and r[i] > best:
+                best, rate = float(r[i]), f_rate
     return best, rate
 
 
@@ -481,16 +516,10 @@ def _delta_wave(b: np.ndarray, r: int, on: int, off: int, lo: int) -> dict:
         x -= 1
     half = x + int(np.argmax(e[x:] >= 0.5 * peak))
     out = {"delta_onset": x, "delta_ms": (half - x) * 1000 / FS, "qrs_x_ms": (off - x) * 1000 / FS}
-    seg = b[IDX["II"], max(0, lo, x - int(P_SEARCH_S * FS)) : x - int(0.004 * FS)]
-    if len(seg) > 10:
-        d = seg - np.linspace(seg[0], seg[-1], len(seg))
-        k = int(np.argmax(np.abs(d)))
-        onset = k
-        while onset > 0 and abs(d[onset]) > 0.25 * abs(d[k]):
-            onset -= 1
-        out["pr_x_ms"] = (len(seg) + int(0.004 * FS) - onset) * 1000 / FS
-    else:
-        out["pr_x_ms"] = float("nan")
+    out["delta_shift_ms"] = (on - x) * 1000 / FS
+    # the P wave just before the moved onset (a P wave on the previous T wave still stands out as a bump)
+    found = _p_in(b[IDX["II"]], x - int(0.14 * FS), x - int(0.02 * FS), 1.0)
+    out["pr_x_ms"] = float("nan") if found is None else (x - found[2]) * 1000 / FS
     return out
 
 
@@ -500,18 +529,16 @@ def interpret(sig: np.ndarray) -> Interpretation:
     if "error" in m:
         return Interpretation(["Unreadable ECG", "Abnormal ECG"], m)
     out: list[str] = []
-    # rhythm: Wenckebach (regular P waves, one left without a QRS, PR shorter after the pause) before fibrillation,
-    # whose irregular RR it shares; fibrillation (irregular RR without P waves at a constant PR); flutter (a
-    # metronomic ventricular rhythm with continuous atrial activity at 240-340 /min); then sinus rhythms
-    wenck = m["n_lone_p"] >= 1 and m["pr_drop_ms"] >= WENCKEBACH_PR_DROP_MS and m["atrial_regular"]
-    af = not wenck and m["rr_cv"] > AF_RR_CV and m["p_constant_frac"] < AF_P_CONSTANT
+    # rhythm: flutter (a metronomic ventricular rhythm with continuous atrial activity at 240-340 /min); Wenckebach
+    # (regular P waves, one left without a QRS, PR shorter after the pause) before fibrillation, whose irregular
+    # RR it shares; fibrillation (irregular RR without P waves at a constant PR); then the sinus rhythms
     flutter = (
-        not wenck
-        and not af
-        and m["rr_cv"] < FLUTTER_RR_CV
+        m["rr_cv"] < FLUTTER_RR_CV
         and m["flutter_periodicity"] >= FLUTTER_PERIODICITY
         and FLUTTER_RATE[0] <= m["atrial_rate"] <= FLUTTER_RATE[1]
     )
+    wenck = not flutter and m["n_lone_p"] >= 1 and m["pr_drop_ms"] >= WENCKEBACH_PR_DROP_MS and m["atrial_regular"]
+    af = not flutter and not wenck and m["rr_cv"] > AF_RR_CV and m["p_constant_frac"] < AF_P_CONSTANT
     atrial = af or flutter
     # the sinus rate is the atrial rate: with non-conducted P waves it is read from the P-P intervals
     rate = 60000.0 / m["pp_ms"] if wenck else m["hr"]

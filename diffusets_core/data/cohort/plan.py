@@ -183,6 +183,8 @@ def _pre_excitation(e: Edit, c: PlanContext) -> None:
     qrs_ms = (c.tpl.qrs_off - c.tpl.qrs_on) * 1000 / FS
     # a 40-60 ms delta wave, long enough that the pre-excited QRS lasts >= 125 ms
     e.pre_excitation_s = max(c.rng.uniform(0.04, 0.06), (125.0 - qrs_ms) / 1000)
+    # the P wave right before the delta wave must come after the previous T wave: at most 120 /min
+    e.hr = min(e.hr, 120.0)
 
 
 def _rate_only(e: Edit, c: PlanContext) -> None:
