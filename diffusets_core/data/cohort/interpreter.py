@@ -97,6 +97,9 @@ PRE_EXC_QRS_MS = 110.0
 #: ... and a slurred initial QRS: from the delta onset, the spatial velocity takes this long (ms) to reach half
 #: its QRS maximum (normal QRS 12-36 ms; a bundle branch block's stretched QRS 20-50, rarely up to 70)
 DELTA_MS = 55.0
+#: ... that is an initial slur, not a uniformly slow QRS: DELTA_MS is at least this fraction of the QRS (a bundle
+#: branch block's stretched QRS: 0.13-0.42, median 0.25; pre-excitation 0.41-0.72, median 0.53)
+DELTA_FRAC = 0.4
 
 
 @dataclass
@@ -108,10 +111,13 @@ class Interpretation:
 def _r_peaks(sig: np.ndarray) -> np.ndarray:
     """R peaks (neurokit2) from the lead whose detections are most regular: a lead whose tall T or P
     waves get counted as extra beats gives a falsely irregular rhythm, so among several leads the most
-    regular plausible detection wins."""
+    regular plausible detection wins. Detections without a QRS are dropped first, and a lead whose detections
+    sit at varying places on their QRS (spread of the distance to the spatial-velocity peak over 12 ms) is not
+    used unless no other lead is."""
     import neurokit2 as nk
 
     best, best_cv = np.array([], dtype=int), np.inf
+    spare, spare_cv = best, best_cv  # the best of the leads with scattered detections, if no other is usable
     for lead in ("II", "V5", "I", "V6", "aVF", "V2"):
         try:
             # what nk.ecg_peaks calls (same peaks), without its per-call DataFrame
@@ -120,14 +126,19 @@ def _r_peaks(sig: np.ndarray) -> np.ndarray:
             )
         except Exception:
             continue
-        pk = _drop_without_qrs(sig, pk)
+        pk, spread = _drop_without_qrs(sig, pk)
         if len(pk) < 4:
             continue
         rr = np.diff(pk) / FS
         cv = float(np.std(rr) / np.mean(rr))
-        if 0.25 <= np.median(rr) <= 2.0 and cv < best_cv - 0.02:
+        if not 0.25 <= np.median(rr) <= 2.0:
+            continue
+        if spread > 0.012 * FS:
+            if cv < spare_cv - 0.02:
+                spare, spare_cv = pk, cv
+        elif cv < best_cv - 0.02:
             best, best_cv = pk, cv
-    return best
+    return best if len(best) else spare
 
 
 #: a detection where the 12-lead spatial velocity (R +- 50 ms) stays below this fraction of the record's largest
@@ -135,22 +146,24 @@ def _r_peaks(sig: np.ndarray) -> np.ndarray:
 QRS_MIN_FRAC = 0.2
 
 
-def _drop_without_qrs(sig: np.ndarray, pk: np.ndarray) -> np.ndarray:
-    """``pk`` without the detections that carry no QRS complex (see QRS_MIN_FRAC); a detection off its QRS (the
-    spatial velocity there below half its peak within 60 ms, e.g. a lead's peak on a P or Q wave) is moved to
-    that peak, so the median beat is centred on the QRS."""
+def _drop_without_qrs(sig: np.ndarray, pk: np.ndarray) -> tuple[np.ndarray, float]:
+    """``pk`` without the detections that carry no QRS complex (see QRS_MIN_FRAC), and the spread (samples; root
+    mean square about the median, the 20 % farthest left out) of the kept detections' distance to their
+    spatial-velocity peak (a lead whose detections jump between its P, Q and R waves scatters widely)."""
     if len(pk) < 2:
-        return pk
+        return pk, 0.0
     e = _energy(sig[INDEPENDENT])
     w = int(0.06 * FS)
-    out = []
-    for p in pk:
-        lo = max(0, p - w)
-        k = lo + int(np.argmax(e[lo : p + w + 1]))
-        if e[k] < QRS_MIN_FRAC * e.max():
-            continue
-        out.append(k if e[p] < 0.5 * e[k] else p)
-    return np.unique(np.asarray(out, dtype=pk.dtype))
+    at = np.array([max(0, p - w) + int(np.argmax(e[max(0, p - w) : p + w + 1])) for p in pk])
+    keep = e[at] >= QRS_MIN_FRAC * e.max()
+    pk, at = pk[keep], at[keep]
+    if not len(pk):
+        return pk, 0.0
+    shift = int(np.median(at - pk))
+    # spread without the 20 % most distant detections (premature ventricular beats peak elsewhere)
+    dev = np.sort(np.abs(at - pk - shift))
+    spread = float(np.sqrt(np.mean(dev[: max(1, int(np.ceil(0.8 * len(dev))))] ** 2)))
+    return pk, spread
 
 
 def _filter(sig: np.ndarray) -> np.ndarray:
@@ -295,10 +308,10 @@ def measure(sig: np.ndarray) -> dict:
     m.update(_delta_wave(b, r, on, off, max(0, prev_t_end)))
     qrs_span = (r - on + int(0.01 * FS), off - r + int(0.01 * FS))
     m["flutter_periodicity"], m["atrial_rate"] = _atrial_periodicity(sig, peaks, set(ectopic), qrs_span)
-    # sinus P waves are upright in II; premature atrial beats carry another P wave
-    sinus_beats = [p for p in normal if p not in set(early_sv)]
+    # sinus P waves are upright in II (a premature atrial beat's P wave is another, but a non-conducted P wave
+    # makes the next beat look premature too: all normal beats are analysed)
     frame = (r, on, off, t_end)
-    m.update(_atrial_beats(sig[IDX["II"]], peaks, normal, sinus_beats, set(ectopic), beat[IDX["II"]], frame))
+    m.update(_atrial_beats(sig[IDX["II"]], peaks, normal, normal, set(ectopic), beat[IDX["II"]], frame))
     m["pp_range_ms"], m["pp_phasic_ms"] = _phasic_variation(m["pp"])
     # the candidates are atrial premature complexes in an organised sinus rhythm: P waves at a constant PR before
     # the other beats, whose intervals change little from one to the next (in fibrillation early beats are the rule)
@@ -478,6 +491,8 @@ def _atrial_beats(
         lo = max(int(peaks[k0]) + after_qrs, p0 + int(0.7 * cyc))
         hi = min(p1 - int(0.1 * FS), p0 + int(1.3 * cyc))
         if k1 == k0 + 2:
+            if peaks[k1] - peaks[k0] >= 2 * cyc - 0.03 * FS:
+                continue  # a full compensatory pause: the ectopic beat, not the AV node, blocked that P wave
             hi = min(hi, int(peaks[k0 + 1]) - int(0.12 * FS))  # before the ectopic QRS
         lone = _p_in(res, lo, hi, 1.0)
         if lone is not None and lone[1] >= LONE_P_FRAC * size and lone[1] > 0.5 * P_WAVE_MV:
@@ -538,7 +553,8 @@ def interpret(sig: np.ndarray) -> Interpretation:
         and FLUTTER_RATE[0] <= m["atrial_rate"] <= FLUTTER_RATE[1]
     )
     wenck = not flutter and m["n_lone_p"] >= 1 and m["pr_drop_ms"] >= WENCKEBACH_PR_DROP_MS and m["atrial_regular"]
-    af = not flutter and not wenck and m["rr_cv"] > AF_RR_CV and m["p_constant_frac"] < AF_P_CONSTANT
+    no_p = m["p_constant_frac"] < AF_P_CONSTANT or abs(m["p_amp"]) < 1.4 * P_WAVE_MV
+    af = not flutter and not wenck and m["rr_cv"] > AF_RR_CV and no_p and not m["n_pac"]
     atrial = af or flutter
     # the sinus rate is the atrial rate: with non-conducted P waves it is read from the P-P intervals
     rate = 60000.0 / m["pp_ms"] if wenck else m["hr"]
@@ -569,6 +585,7 @@ def interpret(sig: np.ndarray) -> Interpretation:
         and m["pr_x_ms"] < PRE_EXC_PR_MS
         and m["qrs_x_ms"] >= PRE_EXC_QRS_MS
         and m["delta_ms"] >= DELTA_MS
+        and m["delta_ms"] >= DELTA_FRAC * m["qrs_x_ms"]
     )
     if not atrial and not wenck and not pre_exc and m["p_present"] and m["pr_ms"] > PR_LONG_MS:
         out.append("1st degree A-V block")
@@ -579,7 +596,7 @@ def interpret(sig: np.ndarray) -> Interpretation:
     if pre_exc:
         out.append("Ventricular pre-excitation")
         abnormal = True
-    n_pac = 0 if atrial else m["n_pac"]
+    n_pac = 0 if atrial or wenck else m["n_pac"]
     if n_pac:
         out.append("Atrial premature complex" + ("es" if n_pac > 1 else ""))
         abnormal = True
