@@ -336,21 +336,45 @@ def _phasic_variation(intervals: list[tuple[float, float]]) -> tuple[float, floa
         return 0.0, 0.0
     t = np.array([a for a, _ in intervals])
     x = np.array([v for _, v in intervals]) * 1000
-    best = 0.0
     # at least 2.5 intervals per cycle: faster sinusoids fit beat-to-beat noise
-    for f in np.arange(0.1, min(0.5, 0.4 / float(np.mean(x) / 1000)) + 1e-9, 0.01):
-        a = np.stack([np.ones_like(t), np.cos(2 * np.pi * f * t), np.sin(2 * np.pi * f * t)], axis=1)
-        coef = np.linalg.lstsq(a, x, rcond=None)[0]
-        best = max(best, 2 * float(np.hypot(coef[1], coef[2])))
+    f = np.arange(0.1, min(0.5, 0.4 / float(np.mean(x) / 1000)) + 1e-9, 0.01)
+    ph = 2 * np.pi * f[:, None] * t[None, :]
+    a = np.stack([np.ones_like(ph), np.cos(ph), np.sin(ph)], axis=2)  # (freq, interval, 3)
+    coef = np.linalg.solve(np.einsum("fij,fik->fjk", a, a) + 1e-9 * np.eye(3), np.einsum("fij,i->fj", a, x)[..., None])
+    coef = coef[..., 0]
+    best = float(2 * np.hypot(coef[:, 1], coef[:, 2]).max()) if len(f) else 0.0
     return float(np.ptp(x)), min(best, float(np.ptp(x)))
+
+
+def _lagged_corr(x: np.ndarray, mask: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``x[t]`` with ``x[t + lag]`` over the samples where ``mask`` holds at both, for each
+    lag (0 where fewer than 150 samples remain); the sums come from FFT cross-correlations."""
+    from scipy.fft import irfft, next_fast_len, rfft
+
+    size = next_fast_len(len(x) + int(lags.max()) + 1)
+    m = mask.astype(float)
+    xm = x * m
+    fm, fx, fxx = rfft(m, size), rfft(xm, size), rfft(xm * x, size)
+
+    def xc(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:  # sum_t a[t] b[t + lag] for lag >= 0
+        return irfft(np.conj(fa) * fb, size)[lags]
+
+    cnt = np.round(xc(fm, fm))
+    sa, sb = xc(fx, fm), xc(fm, fx)
+    saa, sbb, sab = xc(fxx, fm), xc(fm, fxx), xc(fx, fx)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sab - sa * sb / cnt
+        var = (saa - sa**2 / cnt) * (sbb - sb**2 / cnt)
+        r = cov / np.sqrt(np.maximum(var, 1e-24))
+    return np.where(cnt >= 0.3 * FS, np.nan_to_num(r), 0.0)
 
 
 def _atrial_periodicity(sig: np.ndarray, peaks: np.ndarray, ectopic: set, span: tuple) -> tuple[float, float]:
     """(best autocorrelation, atrial rate /min) of continuous atrial activity: leads II, III, aVF and V1
     band-passed to 3-20 Hz with the QRS complexes (``span`` = samples before and after R, from the median beat's
-    QRS onset and end + 10 ms; a premature ventricular beat from R - 100 ms to R + 500 ms) left out, autocorrelated at lags of one flutter cycle: the highest local maximum of the
-    autocorrelation at a lag of 60/340 to 60/240 s (0, 0 when there is none). Flutter waves repeat every cycle;
-    P and T waves do not."""
+    QRS onset and end + 10 ms; a premature ventricular beat from R - 100 ms to R + 500 ms) left out,
+    autocorrelated at lags of one flutter cycle: the highest local maximum of the autocorrelation at a lag of
+    60/340 to 60/240 s (0, 0 when there is none). Flutter waves repeat every cycle; P and T waves do not."""
     from scipy.signal import butter, sosfiltfilt
 
     sos = butter(2, [3.0, 20.0], btype="bandpass", fs=FS, output="sos")
@@ -364,15 +388,7 @@ def _atrial_periodicity(sig: np.ndarray, peaks: np.ndarray, ectopic: set, span: 
     lags = np.arange(int(60 / (FLUTTER_RATE[1] + 20) * FS), int(60 / (FLUTTER_RATE[0] - 20) * FS) + 1)
     best, rate = 0.0, 0.0
     for lead in ("II", "III", "aVF", "V1"):
-        x = sosfiltfilt(sos, sig[IDX[lead]])
-        r = np.zeros(len(lags))
-        for i, lag in enumerate(lags):
-            both = mask[:-lag] & mask[lag:]
-            if both.sum() < 0.3 * FS:
-                continue
-            a, c = x[:-lag][both], x[lag:][both]
-            a, c = a - a.mean(), c - c.mean()
-            r[i] = float(np.sum(a * c) / np.sqrt(np.sum(a * a) * np.sum(c * c) + 1e-12))
+        r = _lagged_corr(sosfiltfilt(sos, sig[IDX[lead]]), mask, lags)
         # a repeating wave gives a peak of the autocorrelation at its cycle (a smooth signal only a falling edge)
         for i in range(1, len(lags) - 1):
             f_rate = 60.0 * FS / lags[i]
@@ -425,15 +441,18 @@ def _atrial_beats(
     res = x.copy()
     part = templ[on0 : min(len(templ), tend0 + int(0.02 * FS))]
     part = part - part[0]  # no step where the subtraction starts
-    n_qrs = off0 - on0
+    n_qrs, stt = off0 - on0, part[off0 - on0 :]
+    # the ST-T follows the heart rate: the template's is stretched to fit each beat best (x0.85-1.2)
+    models = [
+        np.r_[
+            part[:n_qrs], np.interp(np.linspace(0, len(stt) - 1, max(2, round(len(stt) * f))), np.arange(len(stt)), stt)
+        ]
+        for f in np.linspace(0.85, 1.2, 15)
+    ]
     for p in qrst:
-        # the ST-T follows the heart rate: the template's is stretched to fit each beat best (x0.85-1.2)
         a = int(p) - r0 + on0
         best = None
-        for f in np.linspace(0.85, 1.2, 15):
-            stt = part[n_qrs:]
-            n = max(2, int(round(len(stt) * f)))
-            model = np.r_[part[:n_qrs], np.interp(np.linspace(0, len(stt) - 1, n), np.arange(len(stt)), stt)]
+        for model in models:
             lo, hi = max(0, a), min(len(res), a + len(model))
             if hi <= lo:
                 break
