@@ -8,6 +8,15 @@ of neurokit2's wavelet delineation, which is unreliable on these signals.
 
 Statements follow MIMIC-IV-ECG's machine reports: rhythm first, then conduction, voltage, ST-T, then
 Normal / Borderline / Abnormal ECG.
+
+Rhythm and AV conduction are also read beat by beat. R detections without a QRS (a P or T wave counted as a
+beat) are dropped. Lead II with the median QRS-T subtracted at every normal beat (its ST-T stretched to fit) shows
+the P waves, also those hidden in T waves: the P wave before each beat gives its PR, and a P wave left without a
+QRS in a pause marks a non-conducted beat (Wenckebach). Continuous atrial activity (flutter waves) is read from
+the autocorrelation of II/III/aVF/V1 outside the QRS complexes; the phasic variation of the sinus intervals (sinus
+arrhythmia) from a sinusoid fitted to them; a delta wave (pre-excitation) from the slow initial rise of the
+median beat's spatial velocity. The rhythm decision runs flutter, Wenckebach, fibrillation, then the sinus
+rhythms (rate, then sinus arrhythmia); criteria and sources are in findings.py.
 """
 
 from __future__ import annotations
@@ -194,10 +203,10 @@ def measure(sig: np.ndarray) -> dict:
     ectopic = []
     for j, p in enumerate(keep):
         i = pidx[p]
-        early = i > 0 and (p - peaks[i - 1]) / FS < 0.8 * med_rr
+        early = i > 0 and (p - peaks[i - 1]) / FS < EARLY_FRAC * med_rr
         # a clearly different QRS is ectopic whatever its timing (a wide beat's detected peak can sit late
         # enough to hide its prematurity); a moderately different one must also come early
-        if corr[j] < 0.6 or (early and corr[j] < 0.85):
+        if corr[j] < 0.6 or (early and corr[j] < PAC_QRS_CORR):
             ectopic.append(p)
     m["n_beats"] = int(len(peaks))
     m["n_pvc"] = len(ectopic)

@@ -8,7 +8,10 @@ that set into one :class:`~.conditions.Edit`: the rhythm sets the heart rate, th
 Heart rates per rhythm (bpm): sinus rhythm 62-95, sinus bradycardia 42-56, sinus tachycardia 106-150, atrial
 fibrillation 70-125 (mean ventricular rate), sinus arrhythmia 62-90; atrial flutter's ventricular rate is
 its F-wave rate over the conduction ratio. The rates stay a few bpm clear of the 60 and 100 bpm statement
-limits so that the report's rate statement is the intended one.
+limits so that the report's rate statement is the intended one. Some findings cap the rate so that their P
+waves stay readable: premature atrial complexes and pre-excitation at most 120 /min (the P wave must come after
+the previous T wave), Wenckebach at most 75 /min and low enough that the blocked P wave clears the T wave (at
+least 62 /min with sinus rhythm or sinus arrhythmia, 48 /min with bradycardia).
 
 Patients: age ~ Normal(58, 17) clipped to 18-95 years, 52 % men; one to two records per subject.
 Documented effects on the signal: voltage falls with age (x(1.15 - 0.005 (age - 20))); women have 10 %
