@@ -353,7 +353,10 @@ def _flutter_schedule(e: Edit, rng: np.random.Generator) -> Schedule:
     times, kinds = [], []
     for k, t in enumerate(slots):
         if k in pvc_at:  # the ectopic beat comes early and the F wave of this slot finds the AV node refractory
-            times.append(slots[k - 1] + (t - slots[k - 1]) * rng.uniform(0.55, 0.65))
+            # (at least 320-380 ms after the previous QRS: at 2:1 conduction 55-65 % of the cycle would fall into
+            # the ventricles' refractory period)
+            coupling = max((t - slots[k - 1]) * rng.uniform(0.55, 0.65), rng.uniform(0.32, 0.38))
+            times.append(slots[k - 1] + coupling)
             kinds.append("pvc")
             continue
         times.append(t)

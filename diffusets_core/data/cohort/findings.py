@@ -184,9 +184,9 @@ FINDINGS: tuple[Finding, ...] = (
         "Atrial flutter",
         True,
         "continuous regular atrial activity at 240-340 /min with fixed AV conduction: a metronomic ventricular rhythm "
-        "(RR coefficient of variation < 1 % between normal beats) and, in II, III, aVF or V1 band-passed to 3-20 Hz "
-        "with the QRS complexes left out, an autocorrelation peak >= 0.4 at one atrial cycle (sawtooth flutter "
-        "waves repeat every cycle; P and T waves do not)",
+        "(RR coefficient of variation < 1 % between normal beats) and, in II, III, aVF, V1, aVR or V2 band-passed "
+        "to 3-20 Hz with the QRS complexes left out, an autocorrelation peak >= 0.3 at one atrial cycle (sawtooth "
+        "flutter waves repeat every cycle; P and T waves do not)",
         _SVT,
     ),
     Finding(

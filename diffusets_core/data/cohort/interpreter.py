@@ -82,12 +82,13 @@ PAC_PAUSE = 1.25
 #: to the next (median |successive difference| / mean; sinus jitter ~0.03, sinus arrhythmia <= 0.14, fibrillation
 #: ~0.16) and P waves at a constant PR precede the other beats (AF_P_CONSTANT)
 PAC_SINUS_VAR = 0.15
-#: atrial flutter with fixed conduction: a metronomic ventricular rhythm (RR CV between normal beats) ...
+#: atrial flutter with fixed conduction: a metronomic ventricular rhythm (RR CV between normal beats; flutter
+#: 0.001-0.006, sinus rhythms 0.007 and up) ...
 FLUTTER_RR_CV = 0.01
-#: ... and continuous atrial activity: the best autocorrelation of II/III/aVF/V1 outside the QRS (3-20 Hz) at a
-#: lag of one F-wave cycle, for an atrial rate within FLUTTER_RATE (/min) (sinus rhythms: median 0.36; their
-#: RR variability keeps them out of the regularity criterion)
-FLUTTER_PERIODICITY = 0.4
+#: ... and continuous atrial activity: the best autocorrelation peak of II/III/aVF/V1/aVR/V2 outside the QRS
+#: (3-20 Hz) at a lag of one F-wave cycle, for an atrial rate within FLUTTER_RATE (/min) (flutter: median 0.9;
+#: sinus rhythms: median ~0.2, up to ~0.6, kept out by their RR variability)
+FLUTTER_PERIODICITY = 0.3
 FLUTTER_RATE = (240.0, 340.0)
 #: sinus arrhythmia (Mason et al. 2007): P-P (here R-R between two sinus beats) range above this (ms) ...
 SA_RANGE_MS = 120.0
@@ -379,8 +380,8 @@ def _lagged_corr(x: np.ndarray, mask: np.ndarray, lags: np.ndarray) -> np.ndarra
 
 
 def _atrial_periodicity(sig: np.ndarray, peaks: np.ndarray, ectopic: set, span: tuple) -> tuple[float, float]:
-    """(best autocorrelation, atrial rate /min) of continuous atrial activity: leads II, III, aVF and V1
-    band-passed to 3-20 Hz with the QRS complexes (``span`` = samples before and after R, from the median beat's
+    """(best autocorrelation, atrial rate /min) of continuous atrial activity: leads II, III, aVF, V1, aVR and V2
+    (where flutter waves are largest) band-passed to 3-20 Hz with the QRS complexes (``span`` = samples before and after R, from the median beat's
     QRS onset and end + 10 ms; a premature ventricular beat from R - 100 ms to R + 500 ms) left out,
     autocorrelated at lags of one flutter cycle: the highest local maximum of the autocorrelation at a lag of
     60/340 to 60/240 s (0, 0 when there is none). Flutter waves repeat every cycle; P and T waves do not."""
@@ -396,7 +397,7 @@ def _atrial_periodicity(sig: np.ndarray, peaks: np.ndarray, ectopic: set, span: 
     mask[: int(0.1 * FS)] = mask[-int(0.1 * FS) :] = False
     lags = np.arange(int(60 / (FLUTTER_RATE[1] + 20) * FS), int(60 / (FLUTTER_RATE[0] - 20) * FS) + 1)
     best, rate = 0.0, 0.0
-    for lead in ("II", "III", "aVF", "V1"):
+    for lead in ("II", "III", "aVF", "V1", "aVR", "V2"):
         r = _lagged_corr(sosfiltfilt(sos, sig[IDX[lead]]), mask, lags)
         # a repeating wave gives a peak of the autocorrelation at its cycle (a smooth signal only a falling edge)
         for i in range(1, len(lags) - 1):
