@@ -20,16 +20,19 @@ R-peak times:
 * premature ventricular complexes: one or two early, wide beats without P wave, with discordant
   ST-T and a compensatory pause;
 * low voltage: all QRS complexes scaled so limb-lead amplitudes stay below 0.5 mV;
-* atrial flutter: P waves removed; a sawtooth F wave (slow descent, fast return) at 250-320 /min,
-  0.12-0.2 mV peak to peak in II, negative in II/III/aVF and positive in V1 (counter-clockwise
-  cavotricuspid flutter), with fixed 2:1, 3:1 or 4:1 AV conduction: every R peak sits at the same phase
-  of the F-wave cycle and the ventricular rhythm is regular (no beat-to-beat variability);
+* atrial flutter: P waves removed; a sawtooth F wave (slow descent, fast return) at 250-320 /min
+  (0.5 % cycle-length variability), 0.2-0.3 mV peak to peak in II (attenuated like the P wave with low
+  voltage), negative in II/III/aVF and positive in V1 (counter-clockwise cavotricuspid flutter), with
+  fixed 2:1, 3:1 or 4:1 AV conduction: every R peak sits at the same phase of the F-wave cycle and the
+  ventricular rhythm is as regular as the circuit; a premature ventricular beat comes 320 ms or more after
+  the previous QRS and the next conducted cycle keeps the rhythm (compensatory pause);
 * sinus arrhythmia: RR (= PP) modulated by a respiratory sinusoid of 0.2-0.3 Hz, relative depth
-  0.08-0.14, set so the RR range is 150-200 ms (on top of the 3 % beat-to-beat variability);
+  0.06-0.14, set so the RR range is 150-200 ms (on top of the 3 % beat-to-beat variability);
 * 2nd-degree AV block, Mobitz I (Wenckebach): sinus P waves at a regular rate (2 % variability, at most
   75 /min), conducted in groups of 3-5 P waves: the PR grows beat by beat (+70-100 ms at the second beat,
   then half and a quarter of that) until one P wave is not conducted (a lone P wave, no QRS), and the next
-  group starts again with the shortest PR; each ST-T follows its preceding cycle;
+  group starts again with the shortest PR; each ST-T follows its preceding cycle; premature ventricular
+  beats fall in the pauses, 0.3-0.45 s after the blocked P wave;
 * premature atrial complexes: one or two early beats (coupling 60-70 % of the sinus cycle) with the
   sinus QRS-T but an ectopic P wave (inverted in II, 50-90 % of the sinus P wave's size, smaller and
   opposite in V1); the sinus node is reset, so the pause that follows is not compensatory (coupling +

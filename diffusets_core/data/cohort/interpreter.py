@@ -13,7 +13,7 @@ Rhythm and AV conduction are also read beat by beat. R detections without a QRS 
 beat) are dropped. Lead II with the median QRS-T subtracted at every normal beat (its ST-T stretched to fit) shows
 the P waves, also those hidden in T waves: the P wave before each beat gives its PR, and a P wave left without a
 QRS in a pause marks a non-conducted beat (Wenckebach). Continuous atrial activity (flutter waves) is read from
-the autocorrelation of II/III/aVF/V1 outside the QRS complexes; the phasic variation of the sinus intervals (sinus
+the autocorrelation of II/III/aVF/V1/aVR/V2 outside the QRS complexes; the phasic variation of the sinus intervals (sinus
 arrhythmia) from a sinusoid fitted to them; a delta wave (pre-excitation) from the slow initial rise of the
 median beat's spatial velocity. The rhythm decision runs flutter, Wenckebach, fibrillation, then the sinus
 rhythms (rate, then sinus arrhythmia); criteria and sources are in findings.py.
@@ -66,6 +66,9 @@ RSR_V1_MV = 0.25
 P_WAVE_MV = 0.05
 #: P waves are searched up to this long before QRS onset (0.40 s was tried for long-PR records: no gain)
 P_SEARCH_S = 0.33
+#: a detection where the 12-lead spatial velocity (R +- 50 ms) stays below this fraction of the record's largest
+#: is not a QRS complex (a P wave or T wave counted as a beat: slow deflections; a wide ectopic QRS reaches ~0.5)
+QRS_MIN_FRAC = 0.2
 # Rhythm, AV conduction and ectopy criteria of the premature-atrial, flutter, Wenckebach, sinus-arrhythmia and
 # pre-excitation statements (sources in findings.py; the edits they read are in conditions.py's docstring)
 #: atrial fibrillation: RR CV above AF_RR_CV and P waves at a constant PR (+-20 ms) before fewer than this share
@@ -149,11 +152,6 @@ def _r_peaks(sig: np.ndarray) -> np.ndarray:
         elif cv < best_cv - 0.02:
             best, best_cv = pk, cv
     return best if len(best) else spare
-
-
-#: a detection where the 12-lead spatial velocity (R +- 50 ms) stays below this fraction of the record's largest
-#: is not a QRS complex (a P wave or T wave counted as a beat: slow deflections; a wide ectopic QRS reaches ~0.5)
-QRS_MIN_FRAC = 0.2
 
 
 def _drop_without_qrs(sig: np.ndarray, pk: np.ndarray) -> tuple[np.ndarray, float]:
