@@ -250,6 +250,7 @@ def _generation_config() -> dict[str, Any]:
             "PRE_EXC_QRS_MS",
             "DELTA_MS",
             "DELTA_FRAC",
+            "PRE_EXC_V1_TERMINAL_MV",
         )
     }
     return {

@@ -374,27 +374,21 @@ def _wenckebach_schedule(e: Edit, rng: np.random.Generator) -> Schedule:
     """Sinus P waves at ``e.hr`` conducted in groups of ``e.wenckebach``: the PR grows by d (70-100 ms), d/2,
     d/4 ... until the last P wave of the group is blocked. Premature ventricular beats fall in the pauses, 0.3-0.45
     s after the blocked P wave, early enough that the AV node has recovered when the next P wave comes (so they
-    leave the grouping, the pause's P wave and the next PR as they are)."""
+    leave the grouping, the pause's P wave and the next PR as they are); the first pause keeps its P wave alone
+    when there are others to take them."""
     pp, n = 60.0 / e.hr, e.wenckebach
     d = rng.uniform(0.07, 0.1)
     gaps = np.cumsum([0.0] + [d * 0.5**i for i in range(n - 2)])  # extra PR of the n - 1 conducted beats
     pos = int(rng.integers(n))  # where in its group the record starts
-    n_pauses = max(1, int(10 / (n * pp)))
-    pvc_at = _pick_beats(rng, list(range(n_pauses)), e.n_pvc, set()) if e.n_pvc else set()
     resp = _respiration(e, rng)
     end = N_SAMPLES / FS - 0.05
-    times, kinds, gap_s, lone = [], [], [], []
+    times, gap_s, lone, room = [], [], [], []  # room: (earliest, latest) time of an ectopic beat in each pause
     a = rng.uniform(0.15, 0.15 + pp)
     while a < end:
         step = pp * resp(a) * (1 + rng.normal(0, 0.02))
         if pos == n - 1:
-            if len(lone) in pvc_at:
-                t = a + rng.uniform(0.3, 0.45)
-                if t < min(end, a + step - 0.3):
-                    times.append(t)
-                    kinds.append("pvc")
-                    gap_s.append(0.0)
             lone.append(a)
+            room.append((a + 0.3, min(end, a + step - 0.3)) if times else (end, end))
             pos = 0
             a += step
             continue
@@ -402,15 +396,22 @@ def _wenckebach_schedule(e: Edit, rng: np.random.Generator) -> Schedule:
         if r >= end:
             break
         times.append(r)
-        kinds.append("n")
         gap_s.append(gaps[pos])
         pos += 1
         a += step
-    keep = np.asarray(times) < end
+    kinds = ["n"] * len(times)
+    usable = [i for i, (lo, hi) in enumerate(room) if hi - lo > 0.15 and times and lo < times[-1]]
+    if e.n_pvc and usable:
+        for i in _pick_beats(rng, usable[1:] if len(usable) > 1 else usable, e.n_pvc, set()):
+            lo, hi = room[i]
+            times.append(rng.uniform(lo, min(hi, lo + 0.15)))
+            kinds.append("pvc")
+            gap_s.append(0.0)
+    order = np.argsort(times)
     return Schedule(
-        (np.asarray(times)[keep] * FS).astype(int),
-        np.asarray(kinds)[keep],
-        np.asarray(gap_s)[keep],
+        (np.asarray(times)[order] * FS).astype(int),
+        np.asarray(kinds)[order],
+        np.asarray(gap_s)[order],
         (np.asarray(lone) * FS).astype(int),
     )
 

@@ -226,8 +226,9 @@ FINDINGS: tuple[Finding, ...] = (
         "Ventricular pre-excitation",
         True,
         "PR < 120 ms with a delta wave (slurred QRS upstroke) and a wide QRS: from the delta-wave onset, PR < 120 "
-        "ms, QRS >= 110 ms, and the spatial velocity takes >= 55 ms and >= 40 % of the QRS to reach half its peak; "
-        "stated instead of a bundle branch block, with no primary ST, T or QT statement",
+        "ms, QRS >= 110 ms, and the spatial velocity takes >= 55 ms and >= 40 % of the QRS to reach half its peak, "
+        "without a tall terminal R' in V1 (< 0.65 mV, a right bundle branch block's late activation); stated "
+        "instead of a bundle branch block, with no primary ST, T or QT statement",
         _PART3,
     ),
     # ectopy

@@ -113,6 +113,10 @@ DELTA_MS = 55.0
 #: ... that is an initial slur, not a uniformly slow QRS: DELTA_MS is at least this fraction of the QRS (a bundle
 #: branch block's stretched QRS: 0.13-0.42, median 0.25; pre-excitation 0.41-0.72, median 0.53)
 DELTA_FRAC = 0.4
+#: ... and no tall terminal R' in V1 (mV): the late right-ventricular activation of a right bundle branch block
+#: (its records 0.3-1.1; those with low voltage, whose slow QRS mimics a delta wave, >= 0.68), not an initial
+#: delta wave (pre-excitation: 98 % below 0.45, at most ~0.6)
+PRE_EXC_V1_TERMINAL_MV = 0.65
 
 
 @dataclass
@@ -324,7 +328,7 @@ def measure(sig: np.ndarray) -> dict:
     # the candidates are atrial premature complexes in an organised sinus rhythm: P waves at a constant PR before
     # the other beats, whose intervals change little from one to the next (in fibrillation early beats are the rule)
     organised = m["sinus_rr_var"] <= PAC_SINUS_VAR and m["p_constant_frac"] >= AF_P_CONSTANT
-    m["n_pac"] = len(pac) if pac and organised else 0
+    m["n_pac"] = len(pac) if pac and organised and len(sinus) >= 2 else 0
     if m["n_pac"]:  # the rate of the sinus beats
         nn = np.asarray([x for _, x in sinus])
         m["rr_ms"], m["hr"] = float(np.mean(nn) * 1000), 60.0 / float(np.mean(nn))
@@ -441,7 +445,7 @@ def _atrial_beats(
     sinus beats at least 1.3 times the shortest one; a non-conducted P wave in it is a bump of at least
     LONE_P_FRAC of the conducted P waves' median size 0.7-1.3 P-P cycles (the median P-P of consecutive beats
     outside pauses) after the last conducted P wave, from 40 ms after the QRS to 100 ms before the next P wave. Returns ``pr_beats_ms`` (list), ``p_constant_frac`` (share of the sinus beats whose PR is
-    within 20 ms of the median PR), ``n_lone_p``, ``pr_drop_ms`` (median PR shortening across the pauses with a
+    within 20 ms of the median PR), ``n_lone_p`` (``n_lone_p_clean``: those in a pause without an ectopic beat), ``pr_drop_ms`` (median PR shortening across the pauses with a
     non-conducted P wave), ``pp_ms`` (median P-P interval, non-conducted P waves included), ``atrial_regular``
     (ATRIAL_REGULAR_FRAC of the P-P intervals within 0.8-1.25 of that median) and ``pp`` (the (time s, P-P s)
     series)."""
@@ -482,18 +486,19 @@ def _atrial_beats(
         return prev + (after_t if end - (prev + after_t) >= int(0.12 * FS) else after_qrs)
 
     beats = []  # (index in peaks, P peak, P size, PR samples)
-    for k in range(1, len(peaks)):
+    for k in range(len(peaks)):
         p = int(peaks[k])
         if p not in sinus:
             continue
         on = p - (r0 - on0)
         hi = on - int(0.01 * FS)
-        found = _p_in(res, max(start(int(peaks[k - 1]), hi), on - int(0.45 * FS)), hi, 1.0)
+        lo = on - int(0.45 * FS)
+        found = _p_in(res, max(start(int(peaks[k - 1]), hi), lo) if k else lo, hi, 1.0)
         if found is not None:
             beats.append((k, found[0], found[1], on - found[2]))
     prs = np.array([b[3] * 1000 / FS for b in beats])
-    n_sinus = sum(1 for k in range(1, len(peaks)) if int(peaks[k]) in sinus)
-    out = {"pr_beats_ms": prs.tolist(), "n_lone_p": 0, "pr_drop_ms": 0.0}
+    n_sinus = sum(1 for k in range(len(peaks)) if int(peaks[k]) in sinus)
+    out = {"pr_beats_ms": prs.tolist(), "n_lone_p": 0, "n_lone_p_clean": 0, "pr_drop_ms": 0.0}
     # an organised atrial rhythm: P waves before most beats at a constant PR (in fibrillation the largest
     # bump before each QRS falls anywhere)
     out["p_constant_frac"] = float(np.sum(np.abs(prs - np.median(prs)) <= 20.0) / max(1, n_sinus)) if len(prs) else 0.0
@@ -501,7 +506,7 @@ def _atrial_beats(
     if len(beats) < 3:
         return out
     size = float(np.median([b[2] for b in beats]))
-    nn = [peaks[k] - peaks[k - 1] for k, *_ in beats if int(peaks[k - 1]) in sinus]
+    nn = [peaks[k] - peaks[k - 1] for k, *_ in beats if k and int(peaks[k - 1]) in sinus]
     shortest = min(nn) if nn else 0
     pairs = [(b0, b1) for b0, b1 in zip(beats[:-1], beats[1:]) if b1[0] == b0[0] + 1]
     pp0 = [b1[1] - b0[1] for b0, b1 in pairs if peaks[b1[0]] - peaks[b0[0]] < 1.3 * shortest]
@@ -524,6 +529,7 @@ def _atrial_beats(
         lone = _p_in(res, lo, hi, 1.0)
         if lone is not None and lone[1] >= LONE_P_FRAC * size and lone[1] > 0.5 * P_WAVE_MV:
             out["n_lone_p"] += 1
+            out["n_lone_p_clean"] += k1 == k0 + 1
             p_times.append(lone[0])
             drops.append((pr0 - pr1) * 1000 / FS)
     p_times = np.sort(np.asarray(p_times))
@@ -579,7 +585,13 @@ def interpret(sig: np.ndarray) -> Interpretation:
         and m["flutter_periodicity"] >= FLUTTER_PERIODICITY
         and FLUTTER_RATE[0] <= m["atrial_rate"] <= FLUTTER_RATE[1]
     )
-    wenck = not flutter and m["n_lone_p"] >= 1 and m["pr_drop_ms"] >= WENCKEBACH_PR_DROP_MS and m["atrial_regular"]
+    wenck = (
+        not flutter
+        # a non-conducted P wave in a pause of its own, or two (a pause may also hold an ectopic beat)
+        and (m["n_lone_p_clean"] >= 1 or m["n_lone_p"] >= 2)
+        and m["pr_drop_ms"] >= WENCKEBACH_PR_DROP_MS
+        and m["atrial_regular"]
+    )
     no_p = m["p_constant_frac"] < AF_P_CONSTANT or abs(m["p_amp"]) < 1.4 * P_WAVE_MV
     af = not flutter and not wenck and m["rr_cv"] > AF_RR_CV and no_p and not m["n_pac"]
     atrial = af or flutter
@@ -613,6 +625,7 @@ def interpret(sig: np.ndarray) -> Interpretation:
         and m["qrs_x_ms"] >= PRE_EXC_QRS_MS
         and m["delta_ms"] >= DELTA_MS
         and m["delta_ms"] >= DELTA_FRAC * m["qrs_x_ms"]
+        and m["v1_terminal"] < PRE_EXC_V1_TERMINAL_MV
     )
     if not atrial and not wenck and not pre_exc and m["p_present"] and m["pr_ms"] > PR_LONG_MS:
         out.append("1st degree A-V block")

@@ -173,7 +173,7 @@ def _wenckebach(e: Edit, c: PlanContext) -> None:
     else:
         e.hr = max(e.hr, 48.0)  # 3:2 conduction of a slower sinus rhythm leaves a ventricular rate under 32 /min
     # 3:2 to 5:4 conduction, with groups short enough that a 10 s record holds at least two blocked P waves
-    e.wenckebach = int(min(c.rng.integers(3, 6), max(3, int(5.0 * e.hr / 60))))
+    e.wenckebach = int(min(c.rng.integers(3, 6), max(3, int(4.0 * e.hr / 60))))
 
 
 def _pac(e: Edit, c: PlanContext) -> None:
