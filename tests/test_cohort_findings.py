@@ -112,6 +112,8 @@ def test_report_order_is_the_interpreters_order():
         (["atrial_fibrillation", "av_block_1"], "no PR interval"),
         (["atrial_flutter", "pre_excitation"], "no PR interval"),
         (["atrial_fibrillation", "pac"], "organised sinus P-wave rhythm"),
+        (["sinus_tachycardia", "av_block_2_mobitz1"], "Wenckebach sequence fall on the preceding T waves"),
+        (["av_block_2_mobitz1", "pac"], "mimic of AV block"),
         (["lbbb", "st_elevation_inferior"], "secondary ST-T"),
         (["lbbb", "st_depression_lateral"], "secondary ST-T"),
         (["lbbb", "lvh"], "not valid with LBBB"),
@@ -155,6 +157,9 @@ def test_compatibility_rules_refuse_with_a_reason(findings, reason):
         ["sinus_rhythm", "st_elevation_inferior", "st_depression_lateral"],  # reciprocal depression
         ["sinus_bradycardia", "lvh_strain", "left_axis_deviation"],
         ["sinus_rhythm", "q_waves_inferior", "t_inversion_anterior", "long_qt"],
+        ["sinus_arrhythmia", "av_block_2_mobitz1", "pvc"],  # both vagal
+        ["sinus_tachycardia", "pac", "pvc"],
+        ["atrial_flutter", "pvc", "rbbb"],
     ],
 )
 def test_compatible_combinations(findings):

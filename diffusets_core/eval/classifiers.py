@@ -36,6 +36,7 @@ __all__ = [
     "PAPER_CLASSES",
     "labels_from_reports",
     "labels_for_reports",
+    "findings_of_text",
     "ClassifierConfig",
     "ECGClassifier",
     "train_classifier",
@@ -106,7 +107,7 @@ def labels_from_reports(
     return out, names
 
 
-def _findings_of_text(report: Any) -> list[str] | None:
+def findings_of_text(report: Any) -> list[str] | None:
     """The finding ids of a report whose every statement is a wording of the bank (or a canonical statement), else
     ``None``: the bank is the one place that maps a wording to its finding."""
     from ..data.cohort import wordings as W
@@ -141,7 +142,7 @@ def labels_for_reports(
         f = findings[i] if findings is not None else None
         if isinstance(f, str):
             f = [x for x in f.split("|") if x]
-        fids = list(f) if f else _findings_of_text(r)
+        fids = list(f) if f else findings_of_text(r)
         if not fids:
             continue
         for j, c in enumerate(names):

@@ -49,9 +49,9 @@ def paraphrase_report(report: str, rng: np.random.Generator, table: dict[str, li
 def _meaning(report: str) -> frozenset[str]:
     """A report as a set: of finding ids when every statement is a wording of the wording bank (a cohort report is
     worded many ways, so its strings cannot be compared), else of its statements."""
-    from .classifiers import _findings_of_text
+    from .classifiers import findings_of_text
 
-    fids = _findings_of_text(report)
+    fids = findings_of_text(report)
     return frozenset(fids) if fids is not None else frozenset(s.strip() for s in str(report).split("|"))
 
 

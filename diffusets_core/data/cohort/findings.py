@@ -156,24 +156,30 @@ FINDINGS: tuple[Finding, ...] = (
         "rhythm",
         "Atrial fibrillation",
         True,
-        "irregularly irregular RR intervals (CV > 0.12) without distinct repeating P waves",
+        "irregularly irregular RR intervals (CV > 0.12) without distinct repeating P waves: P waves at a constant PR "
+        "(+-20 ms) before fewer than half the beats, or no upright P wave in the median beat; not a regular sinus "
+        "rhythm interrupted by premature atrial complexes",
         _AF,
     ),
     Finding(
         "atrial_flutter",
         "rhythm",
         "Atrial flutter",
-        False,
-        "regular sawtooth flutter waves at 240-340 /min, no isoelectric baseline in II/III/aVF, fixed or "
-        "variable AV conduction",
+        True,
+        "continuous regular atrial activity at 240-340 /min with fixed AV conduction: a metronomic ventricular rhythm "
+        "(RR coefficient of variation < 1 % between normal beats) and, in II, III, aVF, V1, aVR or V2 band-passed "
+        "to 3-20 Hz with the QRS complexes left out, an autocorrelation peak >= 0.3 at one atrial cycle (sawtooth "
+        "flutter waves repeat every cycle; P and T waves do not)",
         _SVT,
     ),
     Finding(
         "sinus_arrhythmia",
         "rhythm",
         "Sinus arrhythmia",
-        False,
-        "sinus P waves, rate 60-100 /min, P-P intervals varying by more than 0.12 s (phasic, with respiration)",
+        True,
+        "sinus P waves (at a constant PR before at least half the beats), rate 60-100 /min, P-P intervals (R-R "
+        "between two sinus beats) ranging over more than 120 ms, phasically: a 0.1-0.5 Hz sinusoid fitted to them "
+        "has >= 100 ms peak to peak (respiration; random beat-to-beat jitter fits far less)",
         _MASON,
     ),
     # AV conduction
@@ -189,16 +195,22 @@ FINDINGS: tuple[Finding, ...] = (
         "av_block_2_mobitz1",
         "av_conduction",
         "2nd degree A-V block, Mobitz I (Wenckebach)",
-        False,
-        "PR lengthening beat by beat until a P wave is not conducted, then a shorter PR after the pause",
+        True,
+        "PR lengthening beat by beat until a P wave is not conducted, then a shorter PR after the pause: on lead II "
+        "with the QRS-T cancelled, a P wave one P-P cycle into a pause is left without a QRS, the PR after that pause "
+        "is >= 40 ms shorter than before it, and the P waves are regular (80 % of P-P within 0.8-1.25 of the median); "
+        "the sinus rate is read from the P-P intervals",
         _BRADY,
     ),
     Finding(
         "pre_excitation",
         "av_conduction",
         "Ventricular pre-excitation",
-        False,
-        "PR < 120 ms with a delta wave (slurred QRS upstroke) and QRS > 120 ms in adults",
+        True,
+        "PR < 120 ms with a delta wave (slurred QRS upstroke) and a wide QRS: from the delta-wave onset, PR < 120 "
+        "ms, QRS >= 110 ms, and the spatial velocity takes >= 55 ms and >= 40 % of the QRS to reach half its peak, "
+        "without a tall terminal R' in V1 (< 0.65 mV, a right bundle branch block's late activation); stated "
+        "instead of a bundle branch block, with no primary ST, T or QT statement",
         _PART3,
     ),
     # ectopy
@@ -206,8 +218,11 @@ FINDINGS: tuple[Finding, ...] = (
         "pac",
         "ectopy",
         "Atrial premature complex",
-        False,
-        "a premature beat with a P wave of different shape and a QRS like the sinus beats, non-compensatory pause",
+        True,
+        "a premature beat with a QRS like the sinus beats (correlation >= 0.85): after a normal beat, earlier than "
+        "80 % of the median or the preceding R-R, and followed by an R-R >= 1.25 times its coupling interval, in an "
+        "organised sinus rhythm (P waves at a constant PR before at least half the beats, successive sinus R-R "
+        "changes <= 15 %)",
         _MASON,
         variants=("Atrial premature complexes",),
     ),
@@ -392,7 +407,7 @@ FINDINGS: tuple[Finding, ...] = (
         "overall",
         "Normal ECG",
         True,
-        "sinus rhythm at 60-100 /min and no other statement",
+        "sinus rhythm or sinus arrhythmia (a normal, respiratory variant) at 60-100 /min and no other statement",
         _MASON,
         drawn=False,
     ),
@@ -406,7 +421,13 @@ FINDINGS: tuple[Finding, ...] = (
         drawn=False,
     ),
     Finding(
-        "abnormal_ecg", "overall", "Abnormal ECG", True, "any statement beyond rhythm and rate", _MASON, drawn=False
+        "abnormal_ecg",
+        "overall",
+        "Abnormal ECG",
+        True,
+        "atrial fibrillation or flutter, or any statement beyond rhythm and rate",
+        _MASON,
+        drawn=False,
     ),
     Finding(
         "unreadable_ecg",
@@ -469,6 +490,20 @@ EXCLUDES: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
         "progressive or short",
     ),
     (_ATRIAL, ("pac",), "a premature atrial complex is premature against an organised sinus P-wave rhythm"),
+    (
+        ("av_block_2_mobitz1",),
+        ("sinus_tachycardia",),
+        "above 100 /min the P waves of a Wenckebach sequence fall on the preceding T waves (P-P < 0.6 s against a "
+        "lengthening PR of 0.2-0.35 s and a QT near 0.3 s): the progressive PR and the blocked P wave cannot be "
+        "read, and AV nodal Mobitz I is a vagal, resting-rate phenomenon (Kusumoto et al. 2018)",
+    ),
+    (
+        ("av_block_2_mobitz1",),
+        ("pac",),
+        "a premature atrial beat inside a Wenckebach sequence resets the sinus node and meets a partly refractory "
+        "AV node (conducted with an unpredictable PR, or blocked); a blocked premature atrial beat is the classic "
+        "mimic of AV block, so neither the grouping nor the prematurity can be told apart on one record",
+    ),
     (
         ("lbbb",),
         ("lafb",),

@@ -17,6 +17,15 @@ and then no separate axis statement; the first deflection of each lead (from INI
 QRS) gives the Q waves of an old infarct (fourth universal definition of MI: >= 30 ms and >= 0.1 mV, here also
 >= 1/4 of R, in two of II, III, aVF; >= 20 ms in V2 and V3, or V3 and V4), not read with LBBB or under ST
 elevation in the same leads.
+
+Rhythm and AV conduction are also read beat by beat. R detections without a QRS (a P or T wave counted as a
+beat) are dropped. Lead II with the median QRS-T subtracted at every normal beat (its ST-T stretched to fit) shows
+the P waves, also those hidden in T waves: the P wave before each beat gives its PR, and a P wave left without a
+QRS in a pause marks a non-conducted beat (Wenckebach). Continuous atrial activity (flutter waves) is read from
+the autocorrelation of II/III/aVF/V1/aVR/V2 outside the QRS complexes; the phasic variation of the sinus intervals (sinus
+arrhythmia) from a sinusoid fitted to them; a delta wave (pre-excitation) from the slow initial rise of the
+median beat's spatial velocity. The rhythm decision runs flutter, Wenckebach, fibrillation, then the sinus
+rhythms (rate, then sinus arrhythmia); criteria and sources are in findings.py.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..leads import CANONICAL_LEADS as LEADS12
-from .morphology import FS, QRS_REACH_S, bandpass_sos, qrs_bounds, t_wave_end
+from .morphology import FS, QRS_REACH_S, bandpass_sos, qrs_bounds, spatial_velocity, t_wave_end
 
 IDX = {n: i for i, n in enumerate(LEADS12)}
 INDEPENDENT = [IDX[n] for n in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
@@ -79,6 +88,57 @@ T_LEVEL_MV = 0.03
 R_PEAK_MIN_FRAC = 0.4
 #: a hump of the mean of V2-V5 counts as a T or U wave when it stands out by this much (mV) from its valleys
 U_PROMINENCE_MV = 0.01
+#: a detection where the 12-lead spatial velocity (R +- 50 ms) stays below this fraction of the record's largest
+#: is not a QRS complex (a P wave or T wave counted as a beat: slow deflections; a wide ectopic QRS reaches ~0.5)
+QRS_MIN_FRAC = 0.2
+# Rhythm, AV conduction and ectopy criteria of the premature-atrial, flutter, Wenckebach, sinus-arrhythmia and
+# pre-excitation statements (sources in findings.py; the edits they read are in conditions.py's docstring)
+#: atrial fibrillation: RR CV above AF_RR_CV and P waves at a constant PR (+-20 ms) before fewer than this share
+#: of the normal beats (sinus rhythms: > 0.55; fibrillation's largest pre-QRS deflections fall anywhere)
+AF_P_CONSTANT = 0.5
+#: a beat this early (fraction of the median RR) is premature (the PVC rule's prematurity)
+EARLY_FRAC = 0.8
+#: an early beat whose QRS correlates this well with the median beat is supraventricular (the PVC rule's limit)
+PAC_QRS_CORR = 0.85
+#: ... followed by an interval at least this much longer than its coupling interval (a smooth sinus arrhythmia
+#: changes by < 20 % from beat to beat) ...
+PAC_PAUSE = 1.25
+#: ... and is an atrial premature complex when the sinus intervals around the early beats change little from one
+#: to the next (median |successive difference| / mean; sinus jitter ~0.03, sinus arrhythmia <= 0.14, fibrillation
+#: ~0.16) and P waves at a constant PR precede the other beats (AF_P_CONSTANT)
+PAC_SINUS_VAR = 0.15
+#: atrial flutter with fixed conduction: a metronomic ventricular rhythm (RR CV between normal beats; flutter
+#: 0.001-0.006, sinus rhythms 0.007 and up) ...
+FLUTTER_RR_CV = 0.01
+#: ... and continuous atrial activity: the best autocorrelation peak of II/III/aVF/V1/aVR/V2 outside the QRS
+#: (3-20 Hz) at a lag of one F-wave cycle, for an atrial rate within FLUTTER_RATE (/min) (flutter: median 0.9;
+#: sinus rhythms: median ~0.2, up to ~0.6, kept out by their RR variability)
+FLUTTER_PERIODICITY = 0.3
+FLUTTER_RATE = (240.0, 340.0)
+#: sinus arrhythmia (Mason et al. 2007): P-P (here R-R between two sinus beats) range above this (ms) ...
+SA_RANGE_MS = 120.0
+#: ... that is phasic: a 0.1-0.5 Hz sinusoid fitted to the intervals has at least this peak-to-peak (ms)
+SA_PHASIC_MS = 100.0
+#: Wenckebach: after a pause holding a non-conducted P wave, the PR is at least this much shorter (ms)
+WENCKEBACH_PR_DROP_MS = 40.0
+#: a non-conducted P wave is at least this fraction of the conducted P waves' median size
+LONE_P_FRAC = 0.5
+#: ... and the P waves are regular: this share of the P-P intervals within 0.8-1.25 of their median
+ATRIAL_REGULAR_FRAC = 0.8
+#: ventricular pre-excitation (Surawicz et al. 2009): PR (P onset to delta-wave onset) below this (ms) ...
+PRE_EXC_PR_MS = 120.0
+#: ... QRS (delta onset to QRS end) at least this long (ms) ...
+PRE_EXC_QRS_MS = 110.0
+#: ... and a slurred initial QRS: from the delta onset, the spatial velocity takes this long (ms) to reach half
+#: its QRS maximum (normal QRS 12-36 ms; a bundle branch block's stretched QRS 20-50, rarely up to 70)
+DELTA_MS = 55.0
+#: ... that is an initial slur, not a uniformly slow QRS: DELTA_MS is at least this fraction of the QRS (a bundle
+#: branch block's stretched QRS: 0.13-0.42, median 0.25; pre-excitation 0.41-0.72, median 0.53)
+DELTA_FRAC = 0.4
+#: ... and no tall terminal R' in V1 (mV): the late right-ventricular activation of a right bundle branch block
+#: (its records 0.3-1.1; those with low voltage, whose slow QRS mimics a delta wave, >= 0.68), not an initial
+#: delta wave (pre-excitation: 98 % below 0.45, at most ~0.6)
+PRE_EXC_V1_TERMINAL_MV = 0.65
 
 
 @dataclass
@@ -90,9 +150,12 @@ class Interpretation:
 def _r_peaks(sig: np.ndarray) -> np.ndarray:
     """R peaks (neurokit2) from the lead whose detections are most regular: a lead whose tall T or P
     waves get counted as extra beats gives a falsely irregular rhythm, so among several leads the most
-    regular plausible detection wins. A lead whose detections miss the QRS (its spatial velocity at the detected
-    peaks under half the best lead's: the T waves of a lead with a small or negative QRS, e.g. II with a left or
-    right axis deviation, are as regular as R waves) is not used."""
+    regular plausible detection wins. Per lead, detections on a broad low hump (a U wave after a flat T: QRS under
+    R_PEAK_MIN_FRAC of the median one) and detections without a QRS (:func:`_drop_without_qrs`) are dropped first.
+    A lead whose detections miss the QRS (its spatial velocity at the detected peaks under half the best lead's:
+    the T waves of a lead with a small or negative QRS, e.g. II with a left or right axis deviation, are as
+    regular as R waves) is not used, and one whose detections sit at varying places on their QRS (spread of the
+    distance to the spatial-velocity peak over 12 ms) only when no other lead is usable."""
     import neurokit2 as nk
     from scipy.ndimage import uniform_filter1d
 
@@ -108,24 +171,50 @@ def _r_peaks(sig: np.ndarray) -> np.ndarray:
         except Exception:
             continue
         if len(pk) >= 3:
-            # a broad low hump (a U wave after a flat T) can pass the detector's slope threshold: keep only peaks
-            # whose QRS (peak to peak within 40 ms) is at least R_PEAK_MIN_FRAC of the median one
-            w = int(0.04 * FS)
-            amp = np.array([np.ptp(sig[IDX[lead], max(0, p - w) : p + w + 1]) for p in pk])
+            w4 = int(0.04 * FS)
+            amp = np.array([np.ptp(sig[IDX[lead], max(0, p - w4) : p + w4 + 1]) for p in pk])
             pk = pk[amp >= R_PEAK_MIN_FRAC * np.median(amp)]
+        pk, spread = _drop_without_qrs(sig, pk)
         if len(pk) < 4:
             continue
         rr = np.diff(pk) / FS
         cv = float(np.std(rr) / np.mean(rr))
-        if 0.25 <= np.median(rr) <= 2.0:
-            on_qrs = float(np.median([velocity[max(0, p - w) : p + w].max() for p in pk]))
-            found.append((pk, cv, on_qrs))
+        if not 0.25 <= np.median(rr) <= 2.0:
+            continue
+        on_qrs = float(np.median([velocity[max(0, p - w) : p + w].max() for p in pk]))
+        found.append((pk, cv, on_qrs, spread))
     best, best_cv = np.array([], dtype=int), np.inf
+    spare, spare_cv = best, best_cv  # the best of the leads with scattered detections, if no other is usable
     top = max((f[2] for f in found), default=0.0)
-    for pk, cv, on_qrs in found:
-        if on_qrs >= 0.5 * top and cv < best_cv - 0.02:
+    for pk, cv, on_qrs, spread in found:
+        if on_qrs < 0.5 * top:
+            continue
+        if spread > 0.012 * FS:
+            if cv < spare_cv - 0.02:
+                spare, spare_cv = pk, cv
+        elif cv < best_cv - 0.02:
             best, best_cv = pk, cv
-    return best
+    return best if len(best) else spare
+
+
+def _drop_without_qrs(sig: np.ndarray, pk: np.ndarray) -> tuple[np.ndarray, float]:
+    """``pk`` without the detections that carry no QRS complex (see QRS_MIN_FRAC), and the spread (samples; root
+    mean square about the median, the 20 % farthest left out) of the kept detections' distance to their
+    spatial-velocity peak (a lead whose detections jump between its P, Q and R waves scatters widely)."""
+    if len(pk) < 2:
+        return pk, 0.0
+    e = spatial_velocity(sig[INDEPENDENT])
+    w = int(0.06 * FS)
+    at = np.array([max(0, p - w) + int(np.argmax(e[max(0, p - w) : p + w + 1])) for p in pk])
+    keep = e[at] >= QRS_MIN_FRAC * e.max()
+    pk, at = pk[keep], at[keep]
+    if not len(pk):
+        return pk, 0.0
+    shift = int(np.median(at - pk))
+    # spread without the 20 % most distant detections (premature ventricular beats peak elsewhere)
+    dev = np.sort(np.abs(at - pk - shift))
+    spread = float(np.sqrt(np.mean(dev[: max(1, int(np.ceil(0.8 * len(dev))))] ** 2)))
+    return pk, spread
 
 
 def _filter(sig: np.ndarray) -> np.ndarray:
@@ -243,10 +332,10 @@ def measure(sig: np.ndarray) -> dict:
     ectopic = []
     for j, p in enumerate(keep):
         i = pidx[p]
-        early = i > 0 and (p - peaks[i - 1]) / FS < 0.8 * med_rr
+        early = i > 0 and (p - peaks[i - 1]) / FS < EARLY_FRAC * med_rr
         # a clearly different QRS is ectopic whatever its timing (a wide beat's detected peak can sit late
         # enough to hide its prematurity); a moderately different one must also come early
-        if corr[j] < 0.6 or (early and corr[j] < 0.85):
+        if corr[j] < 0.6 or (early and corr[j] < PAC_QRS_CORR):
             ectopic.append(p)
     m["n_beats"] = int(len(peaks))
     m["n_pvc"] = len(ectopic)
@@ -254,6 +343,31 @@ def measure(sig: np.ndarray) -> dict:
     # rhythm regularity on intervals between two normal beats only
     nn = [(b - a) / FS for a, b in zip(peaks[:-1], peaks[1:]) if a not in ectopic and b not in ectopic]
     nn = np.asarray(nn) if nn else rr
+
+    # premature atrial complex candidates: with a QRS like the others (the PVC rule took the different ones),
+    # early after a normal beat against the median interval or the interval before, followed by a pause
+    def before(i: int) -> float:
+        ok = i > 1 and peaks[i - 2] not in ectopic and peaks[i - 1] not in ectopic
+        return (peaks[i - 1] - peaks[i - 2]) / FS if ok else med_rr
+
+    early_sv = [
+        p
+        for p in normal
+        if pidx[p] > 0
+        and peaks[pidx[p] - 1] not in ectopic
+        and (p - peaks[pidx[p] - 1]) / FS < EARLY_FRAC * max(med_rr, before(pidx[p]))
+    ]
+    pac = [
+        p
+        for p in early_sv
+        if pidx[p] + 1 < len(peaks) and peaks[pidx[p] + 1] - p >= PAC_PAUSE * (p - peaks[pidx[p] - 1])
+    ]
+    skip = set(ectopic) | set(early_sv)
+    pairs = list(zip(peaks[:-1], peaks[1:]))
+    sinus = [(a / FS, (b - a) / FS) for a, b in pairs if a not in skip and b not in skip]
+    # regularity of the sinus beats left: successive interval changes (a phasic sinus arrhythmia changes slowly)
+    steps = [abs(y[1] - x[1]) for x, y in zip(sinus[:-1], sinus[1:]) if abs(y[0] - x[0] - x[1]) < 1e-6]
+    m["sinus_rr_var"] = float(np.median(steps) / np.mean([x for _, x in sinus])) if steps else 0.0
     m["rr_ms"] = float(np.mean(nn) * 1000)
     m["hr"] = 60.0 / float(np.mean(nn))
     m["rr_cv"] = float(np.std(nn) / np.mean(nn))
@@ -354,7 +468,261 @@ def measure(sig: np.ndarray) -> dict:
     m["qrs_axis"] = axis(qrs[IDX["I"]].sum(), qrs[IDX["aVF"]].sum())
     m["t_axis"] = axis(t_seg[IDX["I"]].sum(), t_seg[IDX["aVF"]].sum())
     m["p_axis"] = axis(b[IDX["I"], p_pk], b[IDX["aVF"], p_pk]) if m["p_present"] else None
+    m.update(_delta_wave(b, r, on, off, max(0, prev_t_end)))
+    qrs_span = (r - on + int(0.01 * FS), off - r + int(0.01 * FS))
+    m["flutter_periodicity"], m["atrial_rate"] = _atrial_periodicity(sig, peaks, set(ectopic), qrs_span)
+    # sinus P waves are upright in II (a premature atrial beat's P wave is another, but a non-conducted P wave
+    # makes the next beat look premature too: all normal beats are analysed)
+    frame = (r, on, off, t_end)
+    m.update(_atrial_beats(sig[IDX["II"]], peaks, normal, normal, set(ectopic), beat[IDX["II"]], frame))
+    m["pp_range_ms"], m["pp_phasic_ms"] = _phasic_variation(m["pp"])
+    # the candidates are atrial premature complexes in an organised sinus rhythm: P waves at a constant PR before
+    # the other beats, whose intervals change little from one to the next (in fibrillation early beats are the rule)
+    # (and no inverted P wave on the median beat: fibrillatory waves can line up before some beats by chance)
+    organised = m["sinus_rr_var"] <= PAC_SINUS_VAR and m["p_constant_frac"] >= AF_P_CONSTANT
+    m["n_pac"] = len(pac) if pac and organised and len(sinus) >= 2 else 0
+    m["sinus_rr_cv"] = None
+    if m["n_pac"]:  # the rate of the sinus beats, and their regularity without the premature beats' intervals
+        nn = np.asarray([x for _, x in sinus])
+        m["rr_ms"], m["hr"] = float(np.mean(nn) * 1000), 60.0 / float(np.mean(nn))
+        m["sinus_rr_cv"] = float(np.std(nn) / np.mean(nn))
+    else:
+        sinus = [(a / FS, (b - a) / FS) for a, b in pairs if a not in ectopic and b not in ectopic]
+    m["sa_range_ms"], m["sa_phasic_ms"] = _phasic_variation(sinus)
     return m
+
+
+def _phasic_variation(intervals: list[tuple[float, float]]) -> tuple[float, float]:
+    """(range, phasic peak-to-peak) in ms of a series of (time s, interval s) between sinus beats.
+
+    The phasic part is the largest peak-to-peak of a sinusoid of 0.1-0.5 Hz (respiration) fitted by least squares
+    to the intervals at their times: random beat-to-beat variability gives a small fit, a respiratory sinus
+    arrhythmia a large one. Fewer than 5 intervals give (0, 0)."""
+    if len(intervals) < 5:
+        return 0.0, 0.0
+    t = np.array([a for a, _ in intervals])
+    x = np.array([v for _, v in intervals]) * 1000
+    # at least 2.5 intervals per cycle: faster sinusoids fit beat-to-beat noise
+    f = np.arange(0.1, min(0.5, 0.4 / float(np.mean(x) / 1000)) + 1e-9, 0.01)
+    ph = 2 * np.pi * f[:, None] * t[None, :]
+    a = np.stack([np.ones_like(ph), np.cos(ph), np.sin(ph)], axis=2)  # (freq, interval, 3)
+    coef = np.linalg.solve(np.einsum("fij,fik->fjk", a, a) + 1e-9 * np.eye(3), np.einsum("fij,i->fj", a, x)[..., None])
+    coef = coef[..., 0]
+    best = float(2 * np.hypot(coef[:, 1], coef[:, 2]).max()) if len(f) else 0.0
+    return float(np.ptp(x)), min(best, float(np.ptp(x)))
+
+
+def _lagged_corr(x: np.ndarray, mask: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``x[t]`` with ``x[t + lag]`` over the samples where ``mask`` holds at both, for each
+    lag (0 where fewer than 150 samples remain); the sums come from FFT cross-correlations."""
+    from scipy.fft import irfft, next_fast_len, rfft
+
+    size = next_fast_len(len(x) + int(lags.max()) + 1)
+    m = mask.astype(float)
+    xm = x * m
+    fm, fx, fxx = rfft(m, size), rfft(xm, size), rfft(xm * x, size)
+
+    def xc(fa: np.ndarray, fb: np.ndarray) -> np.ndarray:  # sum_t a[t] b[t + lag] for lag >= 0
+        return irfft(np.conj(fa) * fb, size)[lags]
+
+    cnt = np.round(xc(fm, fm))
+    sa, sb = xc(fx, fm), xc(fm, fx)
+    saa, sbb, sab = xc(fxx, fm), xc(fm, fxx), xc(fx, fx)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sab - sa * sb / cnt
+        var = (saa - sa**2 / cnt) * (sbb - sb**2 / cnt)
+        r = cov / np.sqrt(np.maximum(var, 1e-24))
+    return np.where(cnt >= 0.3 * FS, np.nan_to_num(r), 0.0)
+
+
+def _atrial_periodicity(sig: np.ndarray, peaks: np.ndarray, ectopic: set, span: tuple) -> tuple[float, float]:
+    """(best autocorrelation, atrial rate /min) of continuous atrial activity: leads II, III, aVF, V1, aVR and V2
+    (where flutter waves are largest) band-passed to 3-20 Hz with the QRS complexes (``span`` = samples before and after R, from the median beat's
+    QRS onset and end + 10 ms; a premature ventricular beat from R - 100 ms to R + 500 ms) left out,
+    autocorrelated at lags of one flutter cycle: the highest local maximum of the autocorrelation at a lag of
+    60/340 to 60/240 s (0, 0 when there is none). Flutter waves repeat every cycle; P and T waves do not."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(2, [3.0, 20.0], btype="bandpass", fs=FS, output="sos")
+    n = sig.shape[1]
+    mask = np.ones(n, dtype=bool)
+    for p in peaks:
+        mask[max(0, p - span[0]) : p + span[1]] = False
+    for p in ectopic:
+        mask[max(0, p - int(0.1 * FS)) : p + int(0.5 * FS)] = False
+    mask[: int(0.1 * FS)] = mask[-int(0.1 * FS) :] = False
+    lags = np.arange(int(60 / (FLUTTER_RATE[1] + 20) * FS), int(60 / (FLUTTER_RATE[0] - 20) * FS) + 1)
+    best, rate = 0.0, 0.0
+    for lead in ("II", "III", "aVF", "V1", "aVR", "V2"):
+        r = _lagged_corr(sosfiltfilt(sos, sig[IDX[lead]]), mask, lags)
+        # a repeating wave gives a peak of the autocorrelation at its cycle (a smooth signal only a falling edge)
+        for i in range(1, len(lags) - 1):
+            f_rate = 60.0 * FS / lags[i]
+            if r[i] >= r[i - 1] and r[i] >= r[i + 1] and FLUTTER_RATE[0] <= f_rate <= FLUTTER_RATE[1] and r[i] > best:
+                best, rate = float(r[i]), f_rate
+    return best, rate
+
+
+def _p_in(x: np.ndarray, lo: int, hi: int, sign: float) -> tuple[int, float, int] | None:
+    """The P wave whose peak lies in ``x[lo:hi]`` (lead II): the most prominent bump of polarity ``sign`` at the
+    scale of a P wave, i.e. the largest ``min(x(t) - x(t - 45 ms), x(t) - x(t + 45 ms))`` (a T wave's slope
+    scores below zero, a wide T peak low). Returns (peak sample, score, onset sample: where the bump's rise
+    begins, at a quarter of its height) or None for a window under 20 ms."""
+    h = int(0.045 * FS)
+    lo, hi = max(lo, h), min(hi, len(x) - h)
+    if hi - lo < int(0.02 * FS):
+        return None
+    y = sign * x
+    t = np.arange(lo, hi)
+    score = np.minimum(y[t] - y[t - h], y[t] - y[t + h])
+    k = int(t[int(np.argmax(score))])
+    base = float(y[k - h : k].min())
+    onset = k
+    while onset > k - 2 * h and y[onset] > base + 0.25 * (y[k] - base):
+        onset -= 1
+    return k, float(score.max()), onset
+
+
+def _atrial_beats(
+    x: np.ndarray, peaks: np.ndarray, qrst: list, sinus: list, ectopic: set, templ: np.ndarray, frame: tuple
+) -> dict:
+    """Per-beat atrial activity in lead II ``x``: the P wave before each sinus beat (its PR) and P waves left
+    without a QRS in the pauses, for 2nd-degree AV block Mobitz I (Wenckebach).
+
+    The median beat ``templ`` (lead II; ``frame`` = its R, QRS onset, QRS end and T end samples) is first
+    subtracted from QRS onset to T end + 20 ms at every beat of ``qrst`` (beats with the normal QRS), its ST-T
+    stretched x0.85-1.2 to fit each beat (the ST-T follows the preceding cycle), so that P waves hidden in T
+    waves stand out (QRST cancellation). For each beat of ``sinus``, the P wave is the most
+    prominent upright bump (see :func:`_p_in`) from 20 ms before the previous beat's T end (40 ms after its QRS
+    when that leaves under 120 ms; 450 ms after a premature ventricular beat) or 450 ms before QRS onset, to 10
+    ms before QRS onset. A *pause* is an interval between two
+    sinus beats at least 1.3 times the shortest one; a non-conducted P wave in it is a bump of at least
+    LONE_P_FRAC of the conducted P waves' median size 0.7-1.3 P-P cycles (the median P-P of consecutive beats
+    outside pauses) after the last conducted P wave, from 40 ms after the QRS to 100 ms before the next P wave. Returns ``pr_beats_ms`` (list), ``p_constant_frac`` (share of the sinus beats whose PR is
+    within 20 ms of the median PR), ``n_lone_p`` (``n_lone_p_clean``: those in a pause without an ectopic beat), ``pr_drop_ms`` (median PR shortening across the pauses with a
+    non-conducted P wave), ``pp_ms`` (median P-P interval, non-conducted P waves included), ``atrial_regular``
+    (ATRIAL_REGULAR_FRAC of the P-P intervals within 0.8-1.25 of that median) and ``pp`` (the (time s, P-P s)
+    series)."""
+    r0, on0, off0, tend0 = frame
+    res = x.copy()
+    part = templ[on0 : min(len(templ), tend0 + int(0.02 * FS))]
+    part = part - part[0]  # no step where the subtraction starts
+    n_qrs, stt = off0 - on0, part[off0 - on0 :]
+    # the ST-T follows the heart rate: the template's is stretched to fit each beat best (x0.85-1.2)
+    models = [
+        np.r_[
+            part[:n_qrs], np.interp(np.linspace(0, len(stt) - 1, max(2, round(len(stt) * f))), np.arange(len(stt)), stt)
+        ]
+        for f in np.linspace(0.85, 1.2, 15)
+    ]
+    for p in qrst:
+        a = int(p) - r0 + on0
+        best = None
+        for model in models:
+            lo, hi = max(0, a), min(len(res), a + len(model))
+            if hi <= lo:
+                break
+            err = float(np.sum((x[lo:hi] - x[lo] + model[0] - model[lo - a : hi - a]) ** 2)) / (hi - lo)
+            if best is None or err < best[0]:
+                best = (err, model)
+        if best is not None:
+            model = best[1]
+            lo, hi = max(0, a), min(len(res), a + len(model))
+            res[lo:hi] -= model[lo - a : hi - a]
+    sinus = set(int(p) for p in sinus)
+    after_qrs, after_t = off0 - r0 + int(0.04 * FS), tend0 - r0 - int(0.02 * FS)
+
+    def start(prev: int, end: int) -> int:
+        """Where to look for a P wave after the beat at ``prev``: after its T wave (where the cancellation
+        leaves least of it), or after its QRS when that leaves under 120 ms before ``end``."""
+        if prev in ectopic:
+            return prev + int(0.45 * FS)
+        return prev + (after_t if end - (prev + after_t) >= int(0.12 * FS) else after_qrs)
+
+    beats = []  # (index in peaks, P peak, P size, PR samples)
+    for k in range(len(peaks)):
+        p = int(peaks[k])
+        if p not in sinus:
+            continue
+        on = p - (r0 - on0)
+        hi = on - int(0.01 * FS)
+        lo = on - int(0.45 * FS)
+        found = _p_in(res, max(start(int(peaks[k - 1]), hi), lo) if k else lo, hi, 1.0)
+        if found is not None:
+            beats.append((k, found[0], found[1], on - found[2]))
+    prs = np.array([b[3] * 1000 / FS for b in beats])
+    n_sinus = sum(1 for k in range(len(peaks)) if int(peaks[k]) in sinus)
+    out = {"pr_beats_ms": prs.tolist(), "n_lone_p": 0, "n_lone_p_clean": 0, "pr_drop_ms": 0.0}
+    # an organised atrial rhythm: P waves before most beats at a constant PR (in fibrillation the largest
+    # bump before each QRS falls anywhere)
+    out["p_constant_frac"] = float(np.sum(np.abs(prs - np.median(prs)) <= 20.0) / max(1, n_sinus)) if len(prs) else 0.0
+    out.update({"pp_ms": float("nan"), "atrial_regular": False, "pp": []})
+    if len(beats) < 3:
+        return out
+    size = float(np.median([b[2] for b in beats]))
+    nn = [peaks[k] - peaks[k - 1] for k, *_ in beats if k and int(peaks[k - 1]) in sinus]
+    shortest = min(nn) if nn else 0
+    pairs = [(b0, b1) for b0, b1 in zip(beats[:-1], beats[1:]) if b1[0] == b0[0] + 1]
+    pp0 = [b1[1] - b0[1] for b0, b1 in pairs if peaks[b1[0]] - peaks[b0[0]] < 1.3 * shortest]
+    # a premature ventricular beat may sit in a pause: the pause then spans it
+    pairs += [
+        (b0, b1) for b0, b1 in zip(beats[:-1], beats[1:]) if b1[0] == b0[0] + 2 and int(peaks[b0[0] + 1]) in ectopic
+    ]
+    p_times, drops = [b[1] for b in beats], []
+    for (k0, p0, _, pr0), (k1, p1, _, pr1) in pairs:
+        if peaks[k1] - peaks[k0] < 1.3 * shortest or not pp0:
+            continue
+        # a regular atrial rhythm puts the non-conducted P wave one P-P cycle after the last conducted one
+        cyc = float(np.median(pp0))
+        lo = max(int(peaks[k0]) + after_qrs, p0 + int(0.7 * cyc))
+        hi = min(p1 - int(0.1 * FS), p0 + int(1.3 * cyc))
+        if k1 == k0 + 2:
+            if peaks[k1] - peaks[k0] >= 2 * cyc - 0.03 * FS:
+                continue  # a full compensatory pause: the ectopic beat, not the AV node, blocked that P wave
+            hi = min(hi, int(peaks[k0 + 1]) - int(0.12 * FS))  # before the ectopic QRS
+        lone = _p_in(res, lo, hi, 1.0)
+        if lone is not None and lone[1] >= LONE_P_FRAC * size and lone[1] > 0.5 * P_WAVE_MV:
+            out["n_lone_p"] += 1
+            out["n_lone_p_clean"] += k1 == k0 + 1
+            p_times.append(lone[0])
+            drops.append((pr0 - pr1) * 1000 / FS)
+    p_times = np.sort(np.asarray(p_times))
+    pp = np.diff(p_times) / FS
+    # P-P across a missed P wave (a beat without a found P) spans two cycles: keep only single cycles
+    med = float(np.median(pp))
+    single = pp[pp < 1.5 * med]
+    if len(single) >= 2:
+        med = float(np.median(single))
+        out["pp_ms"] = med * 1000
+        ok = (single > 0.8 * med) & (single < 1.25 * med)
+        out["atrial_regular"] = bool(np.mean(ok) >= ATRIAL_REGULAR_FRAC)
+        out["pp"] = [(float(t) / FS, float(v)) for t, v in zip(p_times[:-1], pp) if v < 1.5 * med]
+    if drops:
+        out["pr_drop_ms"] = float(np.median(drops))
+    return out
+
+
+def _delta_wave(b: np.ndarray, r: int, on: int, off: int, lo: int) -> dict:
+    """Delta wave of ventricular pre-excitation on the baseline-corrected median beat ``b`` (12, L).
+
+    From the QRS onset ``on``, the onset is moved back over a slow initial deflection: while the spatial
+    velocity stays above half its value at ``on`` (a PR segment is flat, a delta wave is not). Returns the
+    moved onset ``delta_onset`` (sample), ``delta_ms`` (from it until the spatial velocity first reaches half its
+    QRS maximum: long for a slurred upstroke), ``qrs_x_ms`` (QRS duration from the moved onset) and ``pr_x_ms``
+    (P onset to the moved onset; the P wave is searched in lead II between ``lo`` and the moved onset)."""
+    e = spatial_velocity(b[INDEPENDENT])
+    peak = float(e[max(0, r - int(0.09 * FS)) : r + int(0.10 * FS)].max())
+    start = max(lo, on - int(0.08 * FS))
+    x = on
+    while x > start and e[x - 1] > 0.5 * e[on]:
+        x -= 1
+    half = x + int(np.argmax(e[x:] >= 0.5 * peak))
+    out = {"delta_onset": x, "delta_ms": (half - x) * 1000 / FS, "qrs_x_ms": (off - x) * 1000 / FS}
+    out["delta_shift_ms"] = (on - x) * 1000 / FS
+    # the P wave just before the moved onset (a P wave on the previous T wave still stands out as a bump)
+    found = _p_in(b[IDX["II"]], x - int(0.14 * FS), x - int(0.02 * FS), 1.0)
+    out["pr_x_ms"] = float("nan") if found is None else (x - found[2]) * 1000 / FS
+    return out
 
 
 def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
@@ -372,24 +740,76 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
     if "error" in m:
         return Interpretation(["Unreadable ECG", "Abnormal ECG"], m)
     out: list[str] = []
-    # irregular without an upright P wave in II (a negative deflection there is no sinus P: f waves or the previous T)
-    af = m["rr_cv"] > AF_RR_CV and m["p_amp"] < 1.4 * P_WAVE_MV
+    # rhythm: flutter (a metronomic ventricular rhythm with continuous atrial activity at 240-340 /min); Wenckebach
+    # (regular P waves, one left without a QRS, PR shorter after the pause) before fibrillation, whose irregular
+    # RR it shares; fibrillation (irregular RR without P waves at a constant PR); then the sinus rhythms
+    flutter = (
+        m["rr_cv"] < FLUTTER_RR_CV
+        and m["flutter_periodicity"] >= FLUTTER_PERIODICITY
+        and FLUTTER_RATE[0] <= m["atrial_rate"] <= FLUTTER_RATE[1]
+    )
+    wenck = (
+        not flutter
+        # a non-conducted P wave in a pause of its own, or two (a pause may also hold an ectopic beat)
+        and (m["n_lone_p_clean"] >= 1 or m["n_lone_p"] >= 2)
+        and m["pr_drop_ms"] >= WENCKEBACH_PR_DROP_MS
+        and m["atrial_regular"]
+    )
+    no_p = m["p_constant_frac"] < AF_P_CONSTANT or abs(m["p_amp"]) < 1.4 * P_WAVE_MV
+    # early beats in an irregular rhythm are fibrillation's, not premature atrial complexes, when the intervals
+    # without them stay irregular
+    irregular = m["rr_cv"] > AF_RR_CV and (not m["n_pac"] or m["sinus_rr_cv"] > AF_RR_CV)
+    af = not flutter and not wenck and irregular and no_p
+    atrial = af or flutter
+    # the sinus rate is the atrial rate: with non-conducted P waves it is read from the P-P intervals
+    rate = 60000.0 / m["pp_ms"] if wenck else m["hr"]
+    series = (m["pp_range_ms"], m["pp_phasic_ms"]) if wenck else (m["sa_range_ms"], m["sa_phasic_ms"])
+    sa = (
+        not atrial
+        and HR_BRADY <= rate <= HR_TACHY
+        and (m["p_constant_frac"] >= AF_P_CONSTANT or wenck)  # sinus P waves before the beats
+        and series[0] > SA_RANGE_MS
+        and series[1] >= SA_PHASIC_MS
+    )
     if af:
         out.append("Atrial fibrillation")
-    elif m["hr"] < HR_BRADY:
+    elif flutter:
+        out.append("Atrial flutter")
+    elif rate < HR_BRADY:
         out.append("Sinus bradycardia")
-    elif m["hr"] > HR_TACHY:
+    elif rate > HR_TACHY:
         out.append("Sinus tachycardia")
+    elif sa:
+        out.append("Sinus arrhythmia")
     else:
         out.append("Sinus rhythm")
-    abnormal = False
-    if not af and m["p_present"] and m["pr_ms"] > PR_LONG_MS:
+    abnormal = atrial
+    pre_exc = (
+        not atrial
+        and not wenck
+        and m["pr_x_ms"] < PRE_EXC_PR_MS
+        and m["qrs_x_ms"] >= PRE_EXC_QRS_MS
+        and m["delta_ms"] >= DELTA_MS
+        and m["delta_ms"] >= DELTA_FRAC * m["qrs_x_ms"]
+        and m["v1_terminal"] < PRE_EXC_V1_TERMINAL_MV
+    )
+    if not atrial and not wenck and not pre_exc and m["p_present"] and m["pr_ms"] > PR_LONG_MS:
         out.append("1st degree A-V block")
+        abnormal = True
+    if wenck:
+        out.append("2nd degree A-V block, Mobitz I (Wenckebach)")
+        abnormal = True
+    if pre_exc:
+        out.append("Ventricular pre-excitation")
+        abnormal = True
+    n_pac = 0 if atrial or wenck else m["n_pac"]
+    if n_pac:
+        out.append("Atrial premature complex" + ("es" if n_pac > 1 else ""))
         abnormal = True
     if m["n_pvc"]:
         out.append("Ventricular premature complex" + ("es" if m["n_pvc"] > 1 else ""))
         abnormal = True
-    bbb = m["qrs_ms"] >= QRS_WIDE_MS
+    bbb = m["qrs_ms"] >= QRS_WIDE_MS and not pre_exc  # the delta wave, not a blocked bundle, widens the QRS
     lbbb = bbb and m["v1_terminal"] <= RSR_V1_MV
     if bbb:
         out.append("Left bundle branch block" if lbbb else "Right bundle branch block")
@@ -399,6 +819,7 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
     axis, init = m["qrs_axis"], m["initial"]
     lafb = (
         not lbbb
+        and not pre_exc
         and -90.0 <= axis <= AXIS_LAFB_DEG
         and init["aVL"][1] < 0
         and all(init[n][1] > 0 for n in ("II", "III", "aVF"))
@@ -406,6 +827,8 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
     if lafb:
         out.append("Left anterior fascicular block")
         abnormal = True
+    elif pre_exc:
+        pass  # the delta wave shifts the QRS axis: no axis statement (Surawicz et al. 2009)
     elif -90.0 <= axis < AXIS_LEFT_DEG:
         out.append("Left axis deviation")
         abnormal = True
@@ -417,8 +840,10 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
         out.append("Low QRS voltages in limb leads")
         abnormal = True
     # LVH voltage (not with LBBB, whose QRS voltage criteria do not apply: Hancock et al. 2009, part V)
-    lvh = not lbbb and (
-        m["sokolow_mv"] >= SOKOLOW_LVH_MV or m["cornell_mv"] > CORNELL_LVH_MV["F" if sex == "F" else "M"]
+    lvh = (
+        not lbbb
+        and not pre_exc
+        and (m["sokolow_mv"] >= SOKOLOW_LVH_MV or m["cornell_mv"] > CORNELL_LVH_MV["F" if sex == "F" else "M"])
     )
     # lateral repolarization (not with LBBB, whose lateral ST-T change is secondary; RBBB's is only in V1-V3):
     # T inversion, and ST depression at J + 60 ms in leads whose T wave is not inverted (where it is, the depressed
@@ -426,8 +851,8 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
     # aVL's depression is its reciprocal image and is not counted
     inferior_ste = sum(m["st"][n] >= ST_ELEV_MV["inferior"] for n in ST_GROUPS["inferior"]) >= 2
     lat = [n for n in ST_GROUPS["lateral"] if not (n == "aVL" and inferior_ste) and m["t_amp"][n] > T_INV_MV]
-    std_lateral = not lbbb and sum(m["st"][n] <= -ST_DEPR_MV for n in lat) >= 2
-    twi_lateral = not lbbb and sum(m["t_amp"][n] <= T_INV_MV for n in ST_GROUPS["lateral"]) >= 2
+    std_lateral = not lbbb and not pre_exc and sum(m["st"][n] <= -ST_DEPR_MV for n in lat) >= 2
+    twi_lateral = not lbbb and not pre_exc and sum(m["t_amp"][n] <= T_INV_MV for n in ST_GROUPS["lateral"]) >= 2
     # LVH with lateral ST depression or T inversion is LVH with strain: that statement says both (Hancock et al.
     # 2009, part V), so the lateral ST and T statements are not repeated
     strain = lvh and (std_lateral or twi_lateral)
@@ -436,9 +861,9 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
             "Left ventricular hypertrophy with repolarization abnormality" if strain else "Left ventricular hypertrophy"
         )
         abnormal = True
-    # ST changes in V1-V3 are expected with a bundle branch block
+    # ST changes in V1-V3 are expected with a bundle branch block, all ST-T changes with pre-excitation
     st_up = {
-        g: not (g == "anterior" and bbb) and sum(m["st"][n] >= ST_ELEV_MV[g] for n in leads) >= 2
+        g: not (g == "anterior" and bbb) and not pre_exc and sum(m["st"][n] >= ST_ELEV_MV[g] for n in leads) >= 2
         for g, leads in ST_GROUPS.items()
     }
 
@@ -450,12 +875,12 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
             return mv <= -Q_WAVE_MV and ms >= Q_WAVE_V2V3_MS
         return mv <= -Q_WAVE_MV and ms >= Q_WAVE_MS and -mv >= Q_WAVE_R_FRAC * m["r_amp"][n]
 
-    if not lbbb and not st_up["inferior"] and sum(q_wave(n) for n in ("II", "III", "aVF")) >= 2:
+    if not lbbb and not pre_exc and not st_up["inferior"] and sum(q_wave(n) for n in ("II", "III", "aVF")) >= 2:
         out.append("Inferior infarct, age undetermined")
         abnormal = True
     # V2-V3 or V3-V4 (a QS complex in V1 is normal, so V1 does not count)
     ant = [q_wave(n) for n in ("V2", "V3", "V4")]
-    if not lbbb and not st_up["anterior"] and ((ant[0] and ant[1]) or (ant[1] and ant[2])):
+    if not lbbb and not pre_exc and not st_up["anterior"] and ((ant[0] and ant[1]) or (ant[1] and ant[2])):
         out.append("Anterior infarct, age undetermined")
         abnormal = True
     for group in ST_GROUPS:
@@ -468,12 +893,13 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
     for group, leads in (("lateral", ("I", "aVL", "V5", "V6")), ("anterior", ("V2", "V3", "V4"))):
         # LBBB's secondary ST-T change is discordant in every lead; RBBB's only in the right precordial leads;
         # with LVH strain the lateral inversion is part of that statement
-        if lbbb or (bbb and group == "anterior") or (group == "lateral" and strain):
+        if lbbb or pre_exc or (bbb and group == "anterior") or (group == "lateral" and strain):
             continue
         if sum(m["t_amp"][n] <= T_INV_MV for n in leads) >= 2:
             out.append(f"T wave inversion in {group} leads")
             abnormal = True
-    if sum(m["t_amp"][n] >= T_PEAKED_MV for n in ("V2", "V3", "V4")) >= 2:
+    bbb = bbb or pre_exc  # secondary ST-T change of a wide QRS: no primary QT statement
+    if not pre_exc and sum(m["t_amp"][n] >= T_PEAKED_MV for n in ("V2", "V3", "V4")) >= 2:
         out.append("Peaked T waves")
         abnormal = True
     t_flat_u = m["t_flat_u"]  # flat T waves followed by U waves (see _flat_t_with_u)
@@ -483,8 +909,6 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
     # with U waves the T end is unreliable (the U wave merges with T): no QT statement, as machine reports do
     if not bbb and not t_flat_u and m["qtcf_ms"] > QTCF_LONG_MS:
         out.append("Prolonged QT interval")
-        abnormal = True
-    if af:
         abnormal = True
     if abnormal:
         out.append("Abnormal ECG")

@@ -105,7 +105,9 @@ class Template:
     rr_s: float
 
 
-def _energy(beat: np.ndarray) -> np.ndarray:
+def spatial_velocity(beat: np.ndarray) -> np.ndarray:
+    """Smoothed spatial velocity of a multi-lead beat (L,): the sum over leads of |first difference|, averaged over
+    10 ms (what the QRS limits and the R-peak checks read)."""
     from scipy.ndimage import uniform_filter1d
 
     d = np.abs(np.diff(beat, axis=1)).sum(axis=0)
@@ -124,7 +126,7 @@ def qrs_bounds(beat: np.ndarray, r: int, frac: float = 0.12, reach_s: float = 0.
     its QRS maximum (found from R - 90 ms to R + 100 ms), searching outwards from R; ``reach_s`` lets the search
     run that much further on both sides (a wide QRS whose R peak lies late). When R itself lies outside the QRS
     (a detector's "R" at the edge of a QS complex), the search starts from the steepest point instead."""
-    e = _energy(beat)
+    e = spatial_velocity(beat)
     lo, hi = max(0, r - int(0.09 * FS)), min(len(e), r + int(0.10 * FS))
     peak = e[lo:hi].max()
     if e[r] <= frac * peak:

@@ -8,7 +8,10 @@ that set into one :class:`~.conditions.Edit`: the rhythm sets the heart rate, th
 Heart rates per rhythm (bpm): sinus rhythm 62-95, sinus bradycardia 42-56, sinus tachycardia 106-150, atrial
 fibrillation 70-125 (mean ventricular rate), sinus arrhythmia 62-90; atrial flutter's ventricular rate is
 its F-wave rate over the conduction ratio. The rates stay a few bpm clear of the 60 and 100 bpm statement
-limits so that the report's rate statement is the intended one.
+limits so that the report's rate statement is the intended one. Some findings cap the rate so that their P
+waves stay readable: premature atrial complexes and pre-excitation at most 120 /min (the P wave must come after
+the previous T wave), Wenckebach at most 75 /min and low enough that the blocked P wave clears the T wave (at
+least 62 /min with sinus rhythm or sinus arrhythmia, 48 /min with bradycardia).
 
 QRS axis: a record with an axis finding (left or right axis deviation, LAFB) gets a target axis well inside
 its class; every other record keeps its axis within -15 to +75 degrees (:data:`NORMAL_AXIS_DEG`, 15 degrees inside
@@ -271,6 +274,62 @@ def _t_flat_u(e: Edit, c: PlanContext) -> None:
     e.hr = min(e.hr, T_FLAT_U_MAX_HR_LONG_PR if "av_block_1" in c.findings else T_FLAT_U_MAX_HR)
 
 
+def _flutter(e: Edit, c: PlanContext) -> None:
+    # typical flutter circuit 250-320 /min with fixed 2:1, 3:1 or 4:1 conduction; the ventricular rate follows
+    e.rhythm = "flutter"
+    e.flutter_rate = c.rng.uniform(250.0, 320.0)
+    e.flutter_conduction = int(c.rng.choice([2, 3, 4], p=[0.4, 0.25, 0.35]))
+    e.hr = e.flutter_rate / e.flutter_conduction
+
+
+def _sinus_arrhythmia(e: Edit, c: PlanContext) -> None:
+    # phasic RR range of 150-200 ms (clear of the 120 ms criterion); depth <= 0.14 keeps the RR variation of a
+    # sinus arrhythmia well below the irregularity of atrial fibrillation
+    rr = 60.0 / e.hr
+    e.sinus_arrhythmia = float(np.clip(c.rng.uniform(0.15, 0.2) / (2 * rr), 0.06, 0.14))
+
+
+def _template_pr(tpl: Template) -> float:
+    """PR of the template (s): QRS onset minus the onset of the lead-II P wave (where its deviation from the TP
+    baseline first reaches a fifth of its peak, the last 40 ms before the QRS left out)."""
+    p = tpl.beat[1, : tpl.qrs_on]
+    dev = np.abs(p - np.median(p[: int(0.03 * FS)]))
+    k = int(np.argmax(dev[: max(1, len(p) - int(0.04 * FS))]))
+    above = np.nonzero(dev[: k + 1] < 0.2 * dev[k])[0]
+    return (tpl.qrs_on - (int(above[-1]) if len(above) else 0)) / FS
+
+
+def _wenckebach(e: Edit, c: PlanContext) -> None:
+    # the blocked P wave comes one P-P cycle after the last conducted one, i.e. P-P minus the longest PR after that
+    # beat's R: it must clear the T wave. Longest PR = template PR + 175 ms (the synthesiser's largest growth);
+    # R to T end from the template, or from a QTcF of 570 ms when the record also has a prolonged QT
+    rt = (c.tpl.t_end - c.tpl.r) / FS * max(1.0, e.qt_mult)
+    if "long_qt" in c.findings:
+        rt = max(rt, 0.57 - (c.tpl.r - c.tpl.qrs_on) / FS)
+    pp_min = _template_pr(c.tpl) + 0.175 + rt + 0.06
+    e.hr = min(e.hr, 75.0, 60.0 / pp_min)
+    if "sinus_rhythm" in c.findings or "sinus_arrhythmia" in c.findings:
+        e.hr = max(e.hr, 62.0)  # the rate statement stays the intended one
+    else:
+        e.hr = max(e.hr, 48.0)  # 3:2 conduction of a slower sinus rhythm leaves a ventricular rate under 32 /min
+    # 3:2 to 5:4 conduction, with groups short enough that a 10 s record holds at least two blocked P waves
+    e.wenckebach = int(min(c.rng.integers(3, 6), max(3, int(4.0 * e.hr / 60))))
+
+
+def _pac(e: Edit, c: PlanContext) -> None:
+    e.n_pac = int(c.rng.integers(1, 3))
+    # a premature beat conducted with a normal QRS must come after the previous T wave: at most 120 /min
+    e.hr = min(e.hr, 120.0)
+
+
+def _pre_excitation(e: Edit, c: PlanContext) -> None:
+    qrs_ms = (c.tpl.qrs_off - c.tpl.qrs_on) * 1000 / FS
+    # a 40-60 ms delta wave, long enough that the pre-excited QRS lasts >= 125 ms
+    e.pre_excitation_s = max(c.rng.uniform(0.04, 0.06), (125.0 - qrs_ms) / 1000)
+    # the P wave right before the delta wave must come after the previous T wave: at most 120 /min
+    e.hr = min(e.hr, 120.0)
+
+
 def _rate_only(e: Edit, c: PlanContext) -> None:
     """Sinus rhythm, bradycardia, tachycardia: the rate is the whole edit (set before the planners run)."""
 
@@ -281,7 +340,12 @@ FINDING_PLANNERS: dict[str, Callable[[Edit, PlanContext], None]] = {
     "sinus_bradycardia": _rate_only,
     "sinus_tachycardia": _rate_only,
     "atrial_fibrillation": _af,
+    "atrial_flutter": _flutter,
+    "sinus_arrhythmia": _sinus_arrhythmia,
     "av_block_1": _av_block_1,
+    "av_block_2_mobitz1": _wenckebach,
+    "pre_excitation": _pre_excitation,
+    "pac": _pac,
     "pvc": _pvc,
     "rbbb": _bbb("rbbb"),
     "lbbb": _bbb("lbbb"),
