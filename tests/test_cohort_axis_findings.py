@@ -8,22 +8,15 @@ import pytest
 from diffusets_core.data.cohort import findings as F
 from diffusets_core.data.cohort.conditions import add_noise, derive_12, synthesize
 from diffusets_core.data.cohort.interpreter import AXIS_LAFB_DEG, AXIS_LEFT_DEG, AXIS_RIGHT_DEG, interpret
-from diffusets_core.data.cohort.morphology import gan_records, make_template
 from diffusets_core.data.cohort.plan import NORMAL_AXIS_DEG, plan_edit
+from tests.helpers.cohort import gan_templates
 
 MINE = ("lafb", "left_axis_deviation", "right_axis_deviation", "q_waves_inferior", "q_waves_anterior")
 
 
 @pytest.fixture(scope="module")
 def templates():
-    out = []
-    for raw in gan_records(list(range(300, 316))):
-        try:
-            out.append(make_template(raw))
-        except ValueError:
-            pass
-    assert len(out) >= 12
-    return out
+    return gan_templates(range(300, 316), 12)
 
 
 def _records(templates, fids, n, seed=0):

@@ -13,8 +13,8 @@ import pytest
 from diffusets_core.data.cohort import findings as F
 from diffusets_core.data.cohort import interpreter as it
 from diffusets_core.data.cohort.conditions import add_noise, derive_12, synthesize
-from diffusets_core.data.cohort.morphology import gan_records, make_template
 from diffusets_core.data.cohort.plan import FINDING_PLANNERS, LVH_CAP_MARGIN, plan_edit, qrs_voltages
+from tests.helpers.cohort import gan_templates
 
 LVH = "Left ventricular hypertrophy"
 STRAIN = "Left ventricular hypertrophy with repolarization abnormality"
@@ -28,14 +28,7 @@ N = 16  # records per finding
 
 @pytest.fixture(scope="module")
 def templates():
-    out = []
-    for raw in gan_records(list(range(500, 532))):
-        try:
-            out.append(make_template(raw))
-        except ValueError:
-            continue
-    assert len(out) >= N
-    return out[:N]
+    return gan_templates(range(500, 532), N)[:N]
 
 
 def _record(fids, tpl, seed, sex="M", age=55.0):

@@ -10,8 +10,9 @@ import pytest
 from diffusets_core.data.cohort import findings as F
 from diffusets_core.data.cohort.conditions import Edit, add_noise, beat_schedule, derive_12, r_times, synthesize
 from diffusets_core.data.cohort.interpreter import interpret
-from diffusets_core.data.cohort.morphology import FS, gan_records, make_template
+from diffusets_core.data.cohort.morphology import FS
 from diffusets_core.data.cohort.plan import plan_edit
+from tests.helpers.cohort import gan_templates
 
 N = 16  # records per read-back check
 RHYTHM_STATEMENTS = {
@@ -25,14 +26,7 @@ RHYTHM_STATEMENTS = {
 
 @pytest.fixture(scope="module")
 def templates():
-    out = []
-    for raw in gan_records(list(range(200, 216))):
-        try:
-            out.append(make_template(raw))
-        except ValueError:
-            pass
-    assert len(out) >= 12
-    return out
+    return gan_templates(range(200, 216), 12)
 
 
 def _record(tpl, fids, seed: int, age: float = 55.0, sex: str = "M"):
