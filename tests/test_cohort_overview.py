@@ -59,3 +59,38 @@ def test_pairs_agreement_and_summary(world):
     text = summarize_cohort_world(w)
     assert "findings are said in the reports" in text and "absent from every split" in text
     assert f"lowest {agreement['agreement'].min():.2f}" in text
+
+
+def test_bad_inputs_are_named(world, tmp_path):
+    """An older cohort without structured labels, a labels table without study ids, and a finding set without
+    one rhythm or with an unbuilt finding are refused with messages that name the file or the findings."""
+    import numpy as np
+
+    from diffusets_core.data.cohort import agreement_table
+    from diffusets_core.data.cohort.labels import read_cohort
+    from diffusets_core.data.cohort.morphology import gan_record, make_template
+    from diffusets_core.data.cohort.plan import plan_edit
+
+    cohort, _ = world
+    old = tmp_path / "old"
+    old.mkdir()
+    pd.read_csv(cohort / "cohort_labels.csv").drop(columns=["intended", "findings"]).to_csv(
+        old / "cohort_labels.csv", index=False
+    )
+    with pytest.raises(ValueError, match=r"cohort_labels\.csv: columns \['findings', 'intended'\] missing"):
+        agreement_table(old)
+    bad = tmp_path / "bad"
+    (bad / "files").mkdir(parents=True)  # the layout check only; no signal is read
+    for name in ("record_list.csv", "machine_measurements.csv", "patients.csv"):
+        (bad / name).write_bytes((cohort / name).read_bytes())
+    pd.read_csv(cohort / "cohort_labels.csv").drop(columns=["study_id"]).to_csv(bad / "cohort_labels.csv", index=False)
+    with pytest.raises(ValueError, match=r"cohort_labels\.csv: a findings column without a study_id"):
+        read_cohort(bad)
+    tpl = make_template(gan_record(11))
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="exactly one rhythm"):
+        plan_edit(("rbbb",), tpl, rng, 50.0, "M")
+    with pytest.raises(ValueError, match="exactly one rhythm"):
+        plan_edit(("sinus_rhythm", "atrial_fibrillation"), tpl, rng, 50.0, "M")
+    with pytest.raises(ValueError, match=r"no synthesiser edit for \['normal_ecg'\]"):
+        plan_edit(("sinus_rhythm", "normal_ecg"), tpl, rng, 50.0, "M")
