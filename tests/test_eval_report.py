@@ -370,20 +370,42 @@ def test_paraphrase_table_and_unseen_combinations():
     assert "Atrial fibrillation|Left bundle branch block|Abnormal ECG" not in unseen_combinations([worded])
 
 
-def test_paraphrased_source_and_unseen_table(run):
+def test_four_kinds_of_request_side_by_side(run):
     t = evaluate_run(
         run, out_dir=run / "eval_para", paraphrase=True, per_combination=2, **{**SIZES, "n_tstr": 0, "baselines": ()}
     )
-    assert "paraphrased" in set(t["signal"]["source"]) and "paraphrased" in set(t["diagnostic_summary"]["source"])
+    for source in ("reworded", "paraphrased"):
+        assert source in set(t["signal"]["source"]) and source in set(t["diagnostic_summary"]["source"])
     cond = t["conditions"]
-    assert (cond["paraphrased_report"] != cond["report"]).all()
-    un = t["unseen_combinations"]
-    assert len(un) >= 1 and (un["n"] == 2).all() and {"hr_mae", "recall_all_requested"} <= set(un.columns)
-    assert {"paraphrase_hr_mae_50_150", "paraphrase_morphology_gap"} <= set(t["targets"]["target"])
+    assert (cond["reworded_report"] != cond["report"]).all()
+    assert (cond["paraphrased_report"] != cond["report"]).any()
+    summ = t["requests_summary"].set_index("kind")
+    assert list(summ.index) == ["seen", "reworded", "combinations", "paraphrased"]
+    assert summ.loc["reworded", "share_reworded"] == 1.0 and summ.loc["seen", "share_reworded"] == 0.0
+    # (a) is the model's own diagnostic row, read again per kind
+    a = t["diagnostic_summary"].set_index("source").loc["model", "macro_recall"]
+    assert np.isfinite(a) and summ.loc["seen", "macro_recall"] == pytest.approx(a)
+    req = t["requests"]
+    assert set(req["kind"]) <= set(summ.index) and (req["support"] > 0).all()
+    assert ((req["recall_lo"] <= req["recall"]) & (req["recall"] <= req["recall_hi"])).all()
+    combos = t["combinations"]
+    assert len(combos) == 13 and (combos["n"] <= 2).all()
+    from diffusets_core.eval.taxonomy import EVAL_CLASSES
+
+    for _, r in combos[combos["n"] > 0].iterrows():  # only classes of the combination's own findings (trained ones)
+        fids = r["combination"].split(" + ")
+        assert all(
+            set(EVAL_CLASSES[c]["findings"]) & set(fids) for c in filter(None, r["requested_classes"].split("|"))
+        )
+        assert r["references_built"].endswith("of 2")
+    assert int(combos["n"].sum()) == int(summ.loc["combinations", "n"])
+    assert {"reworded_morphology_gap", "paraphrase_morphology_gap", "combinations_all_requested"} <= set(
+        t["targets"]["target"]
+    )
     from diffusets_core.eval.summaries import summarize_benchmark
 
     text = "\n".join(summarize_benchmark(t, profile="smoke", sampler="ddim", steps=2, guidance="1 on all"))
-    assert "reworded" in text and "never pairs" in text and "VAE ceiling" in text
+    assert "Four kinds of request" in text and "(c) held-out combinations" in text and "VAE ceiling" in text
 
 
 def test_benchmark_judge_scores_sets_for_its_conditions(run, tmp_path):

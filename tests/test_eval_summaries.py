@@ -22,14 +22,14 @@ from diffusets_core.eval.summaries import (
     summarize_noc_training,
     summarize_vae,
 )
-from diffusets_core.eval.targets import PARAPHRASE_TARGETS, TARGETS
+from diffusets_core.eval.targets import REQUEST_TARGETS, TARGETS
 from diffusets_core.eval.taxonomy import KEY_CLASSES
-from diffusets_core.eval.views import feature_views, paraphrase_views, recall_table, signal_view
+from diffusets_core.eval.views import feature_views, recall_table, request_views, signal_view
 
 
 def _tables(paraphrased: bool = False, noc: bool = False, targets: dict | None = None) -> dict[str, pd.DataFrame]:
     sources = ["real", "vae", "model", "nn"] + (["paraphrased"] if paraphrased else []) + (["noc"] if noc else [])
-    targets = {**TARGETS, **(PARAPHRASE_TARGETS if paraphrased else {})} if targets is None else targets
+    targets = {**TARGETS, **(REQUEST_TARGETS if paraphrased else {})} if targets is None else targets
     targets = pd.DataFrame(
         [
             {"target": k, "value": 0.5, "vae_ceiling": np.nan, "threshold": thr, "direction": op, "met": False}
@@ -68,7 +68,38 @@ def _tables(paraphrased: bool = False, noc: bool = False, targets: dict | None =
         ]
     )
     conditions = pd.DataFrame({"report": ["a"] * 10})
+    extra = {}
+    if paraphrased:
+        kinds = ["seen", "reworded", "combinations", "paraphrased"]
+        extra["requests_summary"] = pd.DataFrame(
+            {
+                "kind": kinds,
+                "request": [f"({k}) request" for k in kinds],
+                "n": 10,
+                "macro_recall_morphology": [0.5, 0.45, 0.3, 0.4],
+                "macro_recall": 0.6,
+                "all_requested": [0.7, 0.6, 0.2, 0.5],
+                "hr_mae_50_150": 4.0,
+                "reference_macro_recall_morphology": 0.85,
+                "reference_all_requested": [0.9, 0.9, 0.65, 0.9],
+            }
+        )
+        extra["requests"] = pd.DataFrame(
+            {
+                "kind": kinds,
+                "class": "rbbb",
+                "morphology": True,
+                "support": 5,
+                "recall": [0.5, 0.45, 0.3, 0.4],
+                "recall_lo": 0.1,
+                "recall_hi": 0.9,
+                "reference_recall": 0.95,
+                "vae_recall": 0.8,
+            }
+        )
+        extra["combinations"] = pd.DataFrame({"combination": ["rbbb + lafb"], "n": [5]})
     return {
+        **extra,
         "targets": targets,
         "diagnostic_summary": summary,
         "signal": signal,
@@ -107,10 +138,17 @@ def test_summarize_benchmark_optional_lines():
     ]
 
 
-def test_summarize_benchmark_paraphrase_line():
-    (line,) = [s for s in summarize_benchmark(_tables(paraphrased=True)) if "reworded" in s]
-    assert "HR MAE ≤ 5 bpm **missed** (value 0.50; needed <= 5.00)" in line
-    assert "0.40 against 0.50 in distribution, gap ≤ 0.1 **missed**" in line
+def test_summarize_benchmark_request_lines():
+    lines = summarize_benchmark(_tables(paraphrased=True))
+    (kinds,) = [s for s in lines if s.startswith("- Four kinds")]
+    assert kinds == (
+        "- Four kinds of request, morphology macro recall: (a) training wordings 0.50, (b) held-out wordings 0.45, "
+        "(c) held-out combinations 0.30, (d) paraphrases.yaml 0.40."
+    )
+    (gap,) = [s for s in lines if "(a) minus (d)" in s]
+    assert "**missed** (value 0.50; needed <= 0.10)" in gap
+    (ceiling,) = [s for s in lines if "own reference ECGs" in s]
+    assert "every requested class found in 0.65, morphology macro recall 0.85" in ceiling
 
 
 def test_summarize_benchmark_thresholds_come_from_the_targets():
@@ -122,7 +160,7 @@ def test_summarize_benchmark_thresholds_come_from_the_targets():
         changed[key] = (desc, thr, op)
     changed["af_rr_cv_vs_sinus"] = (changed["af_rr_cv_vs_sinus"][0], 4.0, "<=")
     changed.update({f"recall_{c}": ("", 0.5, ">=") for c in KEY_CLASSES})
-    changed.update(PARAPHRASE_TARGETS)
+    changed.update(REQUEST_TARGETS)
     changed["paraphrase_morphology_gap"] = ("", 0.05, "<=")
     text = "\n".join(summarize_benchmark(_tables(paraphrased=True, targets=changed)))
     for old, new in (
@@ -132,7 +170,7 @@ def test_summarize_benchmark_thresholds_come_from_the_targets():
         ("- rFID ≤ 2:", "- rFID ≤ 3:"),
         ("precision ≥ 0.7:", "precision ≥ 0.65:"),
         ("atrial fibrillation ≥ 3 × generated", "atrial fibrillation ≤ 4 × generated"),
-        ("gap ≤ 0.1 ", "gap ≤ 0.05 "),
+        ("paraphrases.yaml ≤ 0.10:", "paraphrases.yaml ≤ 0.05:"),
     ):
         assert old in default and old not in text and new in text, (old, new)
     assert "recall ≥ 0.7:" in text  # an unchanged target reads as before
@@ -250,7 +288,7 @@ def test_views():
     )
     v = feature_views(t)
     assert v["mae"].loc["model", "qrs_ms"] == 9.0 and v["hr_mae_per_class"].loc["rbbb", "model"] == 6.0
-    assert paraphrase_views(t) == []
+    assert request_views(t) == []
     t["diagnostic"] = pd.DataFrame(
         [
             {
@@ -268,14 +306,16 @@ def test_views():
     assert r.loc["rbbb", "model"] == "0.50 [0.25, 0.75] (n=4)" and bool(r.loc["rbbb", "morphology"])
 
 
-def test_paraphrase_views():
+def test_request_views():
     t = _tables(paraphrased=True)
-    t["conditions"] = pd.DataFrame({"report": ["Sinus rhythm"], "paraphrased_report": ["SR"]})
-    t["unseen_combinations"] = pd.DataFrame({"report": ["x"]})
-    t["features"]["class"] = "all"
-    comparison, examples, unseen = paraphrase_views(t)
-    assert comparison.loc["paraphrased", "morphology macro recall"] == 0.4
-    assert comparison.loc["model", "HR MAE 50-150 (bpm)"] == 3.25 and len(examples) == 1 and len(unseen) == 1
+    t["conditions"] = pd.DataFrame(
+        {"report": ["Sinus rhythm"], "reworded_report": ["SR"], "paraphrased_report": ["NSR"]}
+    )
+    summary, per_class, examples, combos = request_views(t)
+    assert summary.loc["(combinations) request", "all_requested"] == 0.2 and "kind" not in summary.columns
+    assert per_class.loc["rbbb", "reworded"] == "0.45 [0.10, 0.90] (n=5)"
+    assert per_class.loc["rbbb", "combinations ceiling"] == "0.95" and per_class.loc["rbbb", "seen vae"] == "0.80"
+    assert list(examples.columns) == ["report", "reworded_report", "paraphrased_report"] and len(combos) == 1
 
 
 def test_describe_ablation(tmp_path):

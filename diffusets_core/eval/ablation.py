@@ -34,12 +34,18 @@ ABLATION_COLUMNS = (
     "hr_mae_50_150",
     "para_hr_mae_50_150",
     "para_macro_recall_morphology",
+    "all_requested",
+    "b_macro_recall_morphology",
+    "b_hr_mae_50_150",
+    "c_macro_recall_morphology",
+    "c_all_requested",
+    "d_macro_recall_morphology",
     "identity_uv_median",
     "rr_cv_sinus",
     "rr_cv_atrial_fibrillation",
 )
 
-REFERENCE_PREFIXES = ("real test ECGs", "VAE ceiling")
+REFERENCE_PREFIXES = ("real test ECGs", "real val ECGs", "VAE ceiling")
 
 
 def _fmt(v: float) -> str:
@@ -82,6 +88,11 @@ def summarize_ablation(table: pd.DataFrame) -> list[str]:
         for col, label, asc in (
             ("para_hr_mae_50_150", "HR MAE on paraphrased reports (bpm)", True),
             ("para_macro_recall_morphology", "morphology recall on paraphrased reports", False),
+            ("b_macro_recall_morphology", "morphology recall on (b) held-out wordings", False),
+            ("b_hr_mae_50_150", "HR MAE on (b) held-out wordings (bpm)", True),
+            ("c_macro_recall_morphology", "morphology recall on (c) held-out combinations", False),
+            ("c_all_requested", "share showing every requested class on (c) held-out combinations", False),
+            ("d_macro_recall_morphology", "morphology recall on (d) paraphrases.yaml", False),
             ("hr_mae_50_150", "HR MAE (bpm)", True),
             ("rfid", "rFID", True),
         ):

@@ -38,6 +38,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         guidance_on=args.guidance_on,
         out_dir=args.out_dir,
         paraphrase=args.paraphrase,
+        per_combination=args.per_combination,
     )
     with pd.option_context("display.width", 160, "display.max_columns", 12):
         print(tables["signal"][["source", "n", "fid", "floor", "rfid", "precision", "recall", "coverage"]])
@@ -73,8 +74,12 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     c.add_argument(
         "--paraphrase",
         action="store_true",
-        help="also reworded reports (source 'paraphrased') and "
-        "statement combinations the training set never pairs (table unseen_combinations)",
+        help="also the other kinds of request: held-out wordings of the wording bank (source 'reworded'), "
+        "paraphrases.yaml (source 'paraphrased') and the held-out combinations of findings (tables requests, "
+        "requests_summary, combinations)",
+    )
+    c.add_argument(
+        "--per-combination", type=positive_int, default=8, help="with --paraphrase: requests per held-out combination"
     )
     c.add_argument(
         "--baselines",

@@ -4,7 +4,7 @@ gathered with their real ECGs, report vectors, labels and sampling seeds (:func:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -75,6 +75,7 @@ class EvaluatedConditions:
     labels: np.ndarray  # (M, len(classes)) their requested classes
     classes: list[str]
     table: pd.DataFrame  # the ``conditions`` table: record_id, report, age, sex, hr, seed, classes
+    reworded_shares: dict = field(default_factory=dict)  # request kind -> share of statements reworded
 
     @property
     def requested_hr(self) -> np.ndarray:

@@ -21,6 +21,7 @@ from .features import measure_features
 from .fit_judges import fit_classifier, fit_clip
 from .metrics import signal_metrics
 from .reconstruction import physical_consistency
+from .request_level import all_requested
 from .signal_level import MIN_SET
 from .splits import load_eval_splits
 
@@ -99,7 +100,8 @@ class BenchmarkJudge:
     ) -> dict[str, Any]:
         """Metrics of a generated set ``x`` (N, 12, L) mV for :attr:`conditions` (row i for condition i), or for
         other conditions given as ``labels`` (N, n_classes) and ``requested_hr`` (N,) bpm:
-        HR MAE (requested 50-150 bpm), macro recall (all classes / morphology classes) and per-class recall,
+        HR MAE (requested 50-150 bpm), macro recall (all classes / morphology classes) and per-class recall, the
+        share showing every requested class (``all_requested``),
         FID / rFID / precision / recall / coverage of CLIP features against the real ECGs of the split, the
         frontal-lead identity error and the share beyond ±10 mV, and the median RR variability of sinus and AF
         requests. ``set_metrics=False`` skips the CLIP set metrics (for sets that are not drawn like the real ones)."""
@@ -114,13 +116,15 @@ class BenchmarkJudge:
             for r in feature_rows("x", meas, None, req_hr, labels, self.classes)
             if r["class"] == "all" and r["metric"] == "hr_50_150"
         )
-        rows = diagnostic_rows("x", predict_proba(self._clf, x), self._th, labels, self.classes, self._valid)
+        proba = predict_proba(self._clf, x)
+        rows = diagnostic_rows("x", proba, self._th, labels, self.classes, self._valid)
         summary = diagnostic_summary_row("x", rows, len(x))
         out: dict[str, Any] = {
             "n": len(x),
             "hr_mae_50_150": hr["mae"],
             "macro_recall": summary["macro_recall"],
             "macro_recall_morphology": summary["macro_recall_morphology"],
+            "all_requested": float(all_requested(proba, self._th, labels, self._valid).mean()),
         }
         out.update({f"recall_{r['class']}": r["recall"] for r in rows if r["trained"]})
         f = self._feat.ecg_features(x)

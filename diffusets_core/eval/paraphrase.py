@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-__all__ = ["load_paraphrases", "paraphrase_report", "unseen_combinations"]
+__all__ = ["load_paraphrases", "remaining_paraphrases", "paraphrase_report", "unseen_combinations"]
 
 _TABLE = Path(__file__).with_name("paraphrases.yaml")
 
@@ -33,6 +33,21 @@ def _load() -> dict:
 def load_paraphrases() -> dict[str, list[str]]:
     """Statement -> its paraphrases (from ``paraphrases.yaml``)."""
     return {k: list(v) for k, v in _load()["paraphrases"].items()}
+
+
+def remaining_paraphrases() -> dict[str, list[str]]:
+    """:func:`load_paraphrases` without every paraphrase that is a **training** wording of the cohort's wording bank
+    (compared by :func:`~diffusets_core.data.cohort.wordings.normalise`): what of the table a model trained on the
+    cohort has never seen. Statements left without a paraphrase are dropped."""
+    from ..data.cohort import wordings as W
+
+    trained = {W.normalise(w) for s in W.statements() for w in W.wordings(s, "train")}
+    out = {}
+    for statement, options in load_paraphrases().items():
+        keep = [p for p in options if W.normalise(p) not in trained]
+        if keep:
+            out[statement] = keep
+    return out
 
 
 def paraphrase_report(report: str, rng: np.random.Generator, table: dict[str, list[str]] | None = None) -> str:

@@ -48,12 +48,16 @@ import torch
 
 from ..diffusion.pipeline import DiffuSETSPipeline
 from ..layout import EVAL_DIR, NOC_DIR
+from .classifiers import predict_proba
 from .conditions import select_conditions
-from .diagnostic_level import TSTR_COLUMNS, diagnostic_tables, tstr_table, unseen_combinations_table
+from .diagnostic_level import TSTR_COLUMNS, diagnostic_tables, tstr_table
 from .feature_level import feature_tables, rhythm_table
 from .figures import write_figures
 from .fit_judges import fit_classifier, fit_clip
 from .output import write_json, write_table
+from .reconstruction import reconstruct
+from .request_level import combination_table, request_reads, request_tables
+from .requests import combination_set
 from .sets import SetGenerator, generate_sets
 from .signal_level import clip_reference, physical_table, retrieval_table, signal_table
 from .splits import load_eval_splits
@@ -128,9 +132,11 @@ def evaluate_run(
     None = the run's validated setting, chosen on validation by :func:`~.guidance.guidance_sweep`), and
     ``guidance_on`` what it guides (``all`` / ``text``, None = the run's). ``vae_ceiling`` adds the source
     ``vae``: the real test ECGs through the run's VAE (posterior mean, then decode), what any generator on this
-    autoencoder can reach at best. ``paraphrase`` adds the source ``paraphrased`` (the model's conditions with
-    every statement reworded by :mod:`.paraphrase`, same seeds) and the table ``unseen_combinations`` (statement
-    combinations absent from the training reports, ``per_combination`` ECGs each, read by the same classifier). ``embedder_kwargs`` go to
+    autoencoder can reach at best. ``paraphrase`` adds the four kinds of request of :mod:`.requests` side by side:
+    the sources ``reworded`` (held-out wordings of the bank) and ``paraphrased`` (``paraphrases.yaml``) for the
+    same conditions and seeds, and ``per_combination`` requests for each held-out combination of findings with
+    their reference ECGs; tables ``requests`` (per kind and class, with the judge's recall on the references and
+    their reconstructions), ``requests_summary`` and ``combinations``. ``embedder_kwargs`` go to
     ``DiffuSETSPipeline.from_pretrained`` (e.g. ``{"dim": 32}`` for the hash embedder of the tests).
 
     Tables: ``conditions``, ``signal``, ``retrieval``, ``features``, ``hr_pairs``, ``diagnostic`` (per-class
@@ -188,24 +194,13 @@ def evaluate_run(
     )
     diagnostic, diagnostic_summary, confusion = diagnostic_tables(sets, cond, model, th, valid, n_subset=n_ddpm_used)
     timer.lap("classifier", len(data.signals["train"]))
-    unseen = pd.DataFrame()
+    requests = requests_summary = combinations = pd.DataFrame()
     if paraphrase:
-        unseen = unseen_combinations_table(
-            generate,
-            data.records["train"]["report"],
-            cond.records,
-            model,
-            th,
-            data.classes,
-            valid,
-            seed=seed,
-            per_combination=per_combination,
-            sampler=sampler,
-            steps=steps,
-            fs=pipe.fs,
-            workers=workers,
-        )
-        timer.lap("unseen_combinations", len(unseen))
+        requests, requests_summary, combinations = _request_tables(
+            generate, sets, cond, features, model, th, valid, data, timer,
+            out=out, per_combination=per_combination, seed=seed, sampler=sampler, steps=steps,
+            vae_ceiling=vae_ceiling, fs=pipe.fs, workers=workers,
+        )  # fmt: skip
     tstr = pd.DataFrame([], columns=TSTR_COLUMNS)
     if n_tstr is None or n_tstr > 0:
         tstr, n_train = tstr_table(
@@ -234,7 +229,9 @@ def evaluate_run(
         "physical": physical_table(sets, cond, pipe.fs),
         "rhythm": rhythm_table(meas, cond),
         "tstr": tstr,
-        "unseen_combinations": unseen,
+        "requests": requests,
+        "requests_summary": requests_summary,
+        "combinations": combinations,
     }
     tables["targets"] = targets_table(tables)
     tables["timings"] = timer.table()
@@ -265,3 +262,28 @@ def evaluate_run(
     }
     write_json(out / "benchmark.json", params)
     return tables
+
+
+def _request_tables(generate, sets, cond, features, model, th, valid, data, timer, *, out, per_combination, seed,
+                    sampler, steps, vae_ceiling, fs, workers):  # fmt: skip
+    """The held-out combinations generated and every kind of request read by the classifier (tables
+    ``requests``, ``requests_summary``, ``combinations``)."""
+    from .features import measure_features
+
+    combos = combination_set(
+        per_combination, seed, preprocess=data.store.info.get("preprocess"), workers=workers,
+        cache_dir=out / "combinations",
+    )  # fmt: skip
+    timer.lap("combination_references", len(combos.conditions))
+    x_c = generate(combos.conditions, sampler, steps, seed + 2 * 10**6)
+    timer.lap("generate_combinations", len(x_c))
+    vae_c = reconstruct(generate.pipe.vae, combos.signals, batch=generate.batch_size) if vae_ceiling else None
+    hr_c = measure_features(x_c, fs=fs, workers=workers)["hr_nk"].to_numpy(float)
+    reads = request_reads(
+        sets, cond, features, lambda x: predict_proba(model, x), combinations=combos, combination_x=x_c,
+        combination_vae=vae_c, combination_hr=hr_c, shares=cond.reworded_shares,
+    )  # fmt: skip
+    requests, summary = request_tables(reads, th, valid, data.classes)
+    combinations = combination_table(combos, reads["combinations"], th, valid, data.classes)
+    timer.lap("requests", sum(len(r.proba) for r in reads.values()))
+    return requests, summary, combinations

@@ -2,7 +2,8 @@
 evaluated test conditions (row i of each set for condition i):
 
 * ``real`` — the real test ECGs; ``vae`` — the same through the run's autoencoder (posterior mean, decode);
-* ``model`` — the run's pipeline; ``paraphrased`` — the same with every report statement reworded;
+* ``model`` — the run's pipeline; ``reworded`` — the same with every statement in a held-out wording of the
+  cohort's wording bank; ``paraphrased`` — with the paraphrases of ``paraphrases.yaml`` (:mod:`.requests`);
 * ``nn`` — nearest-neighbour retrieval of a TRAINING ECG (:func:`.baselines.nearest_neighbour`);
 * ``deepfake`` — deepfake-ecg, an external unconditional generator (:func:`.baselines.deepfake_generate`);
 * ``ddpm`` — the paper's DDPM sampler on the first ``n_ddpm`` conditions;
@@ -22,8 +23,8 @@ from ..diffusion.pipeline import DiffuSETSPipeline
 from ..layout import NOC_DIR
 from . import baselines as bl
 from .conditions import EvaluatedConditions
-from .paraphrase import paraphrase_report
 from .reconstruction import reconstruct
+from .requests import paraphrased_records, reworded_records
 from .splits import EvalSplits
 from .timing import StageTimer
 
@@ -65,10 +66,9 @@ class SetGenerator:
 
 
 def paraphrase_conditions(records: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """``records`` with every report statement reworded (:func:`.paraphrase.paraphrase_report`, one
-    ``numpy.random.default_rng(seed)`` drawn through the records in order)."""
-    rng = np.random.default_rng(seed)
-    return records.assign(report=[paraphrase_report(r, rng) for r in records["report"]])
+    """``records`` with every report statement reworded by the remaining paraphrases of ``paraphrases.yaml``
+    (:func:`.requests.paraphrased_records`)."""
+    return paraphrased_records(records, seed)
 
 
 def nearest_neighbour_set(conditions: EvaluatedConditions, data: EvalSplits) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +100,13 @@ def text_only_set(
     )(records, sampler, steps, seed)
 
 
+def _reworded_or_none(records: pd.DataFrame, seed: int) -> pd.DataFrame | None:
+    try:
+        return reworded_records(records, seed)
+    except ValueError:
+        return None
+
+
 def generate_sets(
     generate: SetGenerator,
     conditions: EvaluatedConditions,
@@ -117,11 +124,13 @@ def generate_sets(
     ddpm_steps: int,
     embedder_kwargs: dict | None = None,
 ) -> tuple[dict[str, np.ndarray], int]:
-    """Every set the evaluation compares, in table order (real, vae, model, paraphrased, nn, deepfake, ddpm, noc),
-    each timed by ``timer``. The model and its variants sample with ``sampler`` / ``steps`` from seed ``seed``
-    (condition i: ``seed + i``). Adds the columns ``paraphrased_report`` and ``nn_record_id`` to
-    ``conditions.table`` when those sets are made. Returns ``(sets, n_ddpm_used)``, the ``ddpm`` set covering
-    the first ``n_ddpm_used`` conditions (0: not made)."""
+    """Every set the evaluation compares, in table order (real, vae, model, reworded, paraphrased, nn, deepfake,
+        ddpm, noc),
+        each timed by ``timer``. The model and its variants sample with ``sampler`` / ``steps`` from seed ``seed``
+        (condition i: ``seed + i``). Adds the columns ``paraphrased_report`` and ``nn_record_id`` to
+        ``conditions.table`` when those sets are made (and ``reworded_report``; the share of statements reworded per
+    kind goes to ``conditions.reworded_shares``). Returns ``(sets, n_ddpm_used)``, the ``ddpm`` set covering
+        the first ``n_ddpm_used`` conditions (0: not made)."""
     test, table = conditions.records, conditions.table
     sets: dict[str, np.ndarray] = {"real": conditions.signals}
     if vae_ceiling:
@@ -130,10 +139,19 @@ def generate_sets(
     sets["model"] = generate(test, sampler, steps, seed)
     timer.lap("generate_model", len(test))
     if paraphrase:
+        shares = {}
+        reworded = _reworded_or_none(test, seed)
+        if reworded is not None:  # a real dataset's statements are not in the wording bank: no held-out wordings
+            table["reworded_report"] = reworded["report"].to_numpy()
+            shares["reworded"] = float(reworded["reworded_share"].mean())
+            sets["reworded"] = generate(reworded, sampler, steps, seed)
+            timer.lap("generate_reworded", len(test))
         para = paraphrase_conditions(test, seed)
         table["paraphrased_report"] = para["report"].to_numpy()
+        shares["paraphrased"] = float(para["reworded_share"].mean())
         sets["paraphrased"] = generate(para, sampler, steps, seed)
         timer.lap("generate_paraphrased", len(test))
+        conditions.reworded_shares = shares
     if "nn" in baselines:
         sets["nn"], table["nn_record_id"] = nearest_neighbour_set(conditions, data)
         timer.lap("nn", len(test))

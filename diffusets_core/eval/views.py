@@ -10,7 +10,7 @@ import pandas as pd
 from .summaries import format_number
 from .taxonomy import MORPHOLOGY_CLASSES
 
-__all__ = ["SIGNAL_VIEW_COLUMNS", "signal_view", "feature_views", "recall_table", "paraphrase_views"]
+__all__ = ["SIGNAL_VIEW_COLUMNS", "signal_view", "feature_views", "recall_table", "request_views"]
 
 SIGNAL_VIEW_COLUMNS = (
     "source",
@@ -69,24 +69,34 @@ def recall_table(tables: dict[str, pd.DataFrame], sources: Sequence[str] = ("rea
     return out
 
 
-def paraphrase_views(tables: dict[str, pd.DataFrame], n_examples: int = 5) -> list[pd.DataFrame]:
-    """When the evaluation ran the paraphrase set: the model against the paraphrased reports (HR MAE 50-150,
-    morphology and all-class macro recall), ``n_examples`` reports beside their rewording, and the unseen
-    statement combinations; an empty list otherwise."""
-    sd = tables["diagnostic_summary"].set_index("source")
-    if "paraphrased" not in sd.index:
+def request_views(tables: dict[str, pd.DataFrame], n_examples: int = 5) -> list[pd.DataFrame]:
+    """When the evaluation ran the kinds of request (:mod:`.requests`): the summary per kind (macro recall, the share
+    showing every requested class, HR MAE, the judge's ceilings), the per-class recall of each kind with its 95 %
+    Wilson interval and support beside the judge's recall on the references (``ceiling``) and their reconstructions
+    (``vae``), ``n_examples`` reports beside their rewordings, and the held-out combinations; an empty list
+    otherwise."""
+    summ = tables.get("requests_summary")
+    if summ is None or not len(summ):
         return []
-    hr = tables["features"].query("`class` == 'all' and metric == 'hr_50_150'").set_index("source")
-    both = ["model", "paraphrased"]
-    comparison = pd.DataFrame(
-        {
-            "HR MAE 50-150 (bpm)": hr.loc[both, "mae"],
-            "morphology macro recall": sd.loc[both, "macro_recall_morphology"],
-            "macro recall": sd.loc[both, "macro_recall"],
-        }
+    summary = summ.set_index("request").drop(columns=["kind"])
+    req = tables["requests"]
+    cell = req.apply(
+        lambda r: (
+            f"{format_number(r['recall'])} [{format_number(r['recall_lo'])}, "
+            f"{format_number(r['recall_hi'])}] (n={int(r['support'])})"
+        ),
+        axis=1,
     )
-    return [
-        comparison,
-        tables["conditions"][["report", "paraphrased_report"]].head(n_examples),
-        tables["unseen_combinations"],
-    ]
+    kinds = list(summ["kind"])
+    per_class = req.assign(cell=cell).pivot_table(
+        index="class", columns="kind", values="cell", aggfunc="first", sort=False
+    )[[k for k in kinds if k in set(req["kind"])]]
+    ceiling = req.pivot_table(index="class", columns="kind", values="reference_recall", aggfunc="first", sort=False)
+    for k in ("seen", "combinations"):
+        if k in ceiling.columns:
+            per_class[f"{k} ceiling"] = ceiling[k].map(format_number)
+    vae = req[req["kind"] == "seen"].set_index("class")["vae_recall"]
+    per_class["seen vae"] = vae.reindex(per_class.index).map(format_number)
+    per_class.insert(0, "morphology", [c in MORPHOLOGY_CLASSES for c in per_class.index])
+    cols = [c for c in ("report", "reworded_report", "paraphrased_report") if c in tables["conditions"]]
+    return [summary, per_class, tables["conditions"][cols].head(n_examples), tables["combinations"]]

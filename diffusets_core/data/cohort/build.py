@@ -90,6 +90,72 @@ def _check_wording(wording: str) -> str:
     return wording
 
 
+def _template(rng: np.random.Generator, source: np.ndarray | None, what: str):
+    """A morphology template from the GAN: ``source`` (the first draw, when given) else drawn with the seed taken
+    from ``rng``; a rare GAN record with too few clean beats for a template is replaced by another draw."""
+    gan_seed = int(rng.integers(0, 2**31 - 1))
+    for attempt in range(5):
+        try:
+            raw = source if (attempt == 0 and source is not None) else gan_record(gan_seed + attempt * 7919)
+            return make_template(raw)
+        except ValueError:
+            continue
+    raise RuntimeError(f"{what}: no usable GAN morphology")
+
+
+#: Seed word of the held-out combination records (:func:`make_combination_record`): a stream no cohort record uses.
+COMBINATION_STREAM = 31
+
+
+def make_combination_record(seed: int, index: int, findings: tuple[str, ...], wording: str = "bank") -> dict[str, Any]:
+    """One record with a requested set of findings that the cohort never builds (a held-out combination, as the
+    benchmark requests it): the same synthesiser, interpreter and wording as :func:`make_record`, with the findings
+    given instead of drawn. A rhythm is added when ``findings`` has none (sinus rhythm). The edit is drawn again
+    (up to :data:`MAX_REDRAWS` times) until the interpreter says every requested finding; ``complete`` tells
+    whether it did. Keys as :func:`make_record` plus ``requested`` and ``complete``.
+
+    Raises:
+        ValueError: unknown or unbuildable findings, or ``wording`` not in :data:`WORDINGS`.
+    """
+    from .findings import finding as _finding
+    from .plan import plan_edit
+
+    _check_wording(wording)
+    requested = tuple(findings)
+    fids = list(requested)
+    if not any(_finding(f).family == "rhythm" for f in fids):
+        fids.append("sinus_rhythm")
+    rng = np.random.default_rng([seed, COMBINATION_STREAM, index])
+    age, sex = patient(seed, 90_000_000 + index)
+    tpl = _template(rng, None, f"combination record {index}")
+    for _ in range(MAX_REDRAWS):
+        edit = plan_edit(fids, tpl, rng, age, sex)
+        sig = derive_12(add_noise(synthesize(tpl, edit, rng), edit, rng))
+        interp = interpret(sig, sex=sex)
+        said = [finding_of_statement(s) for s in interp.statements]
+        if set(requested) <= set(said):
+            break
+    statements = interp.statements
+    if wording == "bank":
+        from .wordings import word_statement
+
+        wrng = np.random.default_rng([seed, COMBINATION_STREAM, index, WORDING_STREAM])
+        statements = [word_statement(s, wrng, "train") for s in statements]
+    return {
+        "index": index,
+        "signal": sig.astype(np.float32),
+        "requested": list(requested),
+        "intended": fids,
+        "findings": said,
+        "complete": set(requested) <= set(said),
+        "target_hr": round(float(edit.hr), 1),
+        "age": age,
+        "sex": sex,
+        "statements": statements,
+        "measurements": interp.measurements,
+    }
+
+
 def make_record(seed: int, index: int, source: np.ndarray | None = None, wording: str = "bank") -> dict[str, Any]:
     """Build one record: ``signal`` (12, 5000) mV canonical order, ``intended`` (the drawn finding ids),
     ``findings`` (the finding ids of the interpreter's statements, report order), ``statements`` (the report),
@@ -107,16 +173,7 @@ def make_record(seed: int, index: int, source: np.ndarray | None = None, wording
     rng = np.random.default_rng([seed, index])
     subject = subject_of(index)
     age, sex = patient(seed, subject)
-    gan_seed = int(rng.integers(0, 2**31 - 1))
-    for attempt in range(5):  # a rare GAN record has too few clean beats for a template: draw another
-        try:
-            raw = source if (attempt == 0 and source is not None) else gan_record(gan_seed + attempt * 7919)
-            tpl = make_template(raw)
-            break
-        except ValueError:
-            continue
-    else:
-        raise RuntimeError(f"record {index}: no usable GAN morphology")
+    tpl = _template(rng, source, f"record {index}")
     for _ in range(MAX_REDRAWS):
         intended, edit = plan_record(tpl, rng, age, sex)
         sig = derive_12(add_noise(synthesize(tpl, edit, rng), edit, rng))
