@@ -143,10 +143,9 @@ def main() -> None:
     rows = [{"variant": f"real {args.split} ECGs", **judge.score_real()}]
     para = None
     if args.paraphrase:
-        from diffusets_core.eval.paraphrase import paraphrase_report
+        from diffusets_core.eval.requests import paraphrased_records
 
-        prng = np.random.default_rng(args.seed)  # the same rewording evaluate_run(paraphrase=True) draws
-        para = cond.assign(report=[paraphrase_report(r, prng) for r in cond["report"]])
+        para = paraphrased_records(cond, args.seed)  # the same rewording evaluate_run(paraphrase=True) draws
     kinds: dict[str, tuple] = {}
     if args.requests:
         from diffusets_core.data.store import SignalStore
@@ -236,9 +235,6 @@ def main() -> None:
                 for sub, src in (("data", args.run_dir / "data"), ("vae", run / "vae"), ("latents", run / "latents")):
                     if not (trun / sub).exists():
                         (trun / sub).symlink_to(src.resolve(), target_is_directory=True)
-                for sub in ():
-                    if not (trun / sub).exists():
-                        (trun / sub).symlink_to((run / sub).resolve(), target_is_directory=True)
                 if not (trun / "embeddings" / "vectors.npy").is_file():
                     t0 = time.perf_counter()
                     embed_run(trun, progress=False, **v["text"])

@@ -19,13 +19,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from .classifiers import labels_for_reports, predict_proba, tstr_trtr
+from .classifiers import predict_proba, tstr_trtr
 from .conditions import EvaluatedConditions
-from .features import hr_error, measure_features
 from .fit_judges import judge_train_config
-from .paraphrase import unseen_combinations
 from .splits import EvalSplits
-from .taxonomy import EVAL_CLASSES, MORPHOLOGY_CLASSES
+from .taxonomy import MORPHOLOGY_CLASSES
 
 __all__ = [
     "wilson_interval",
@@ -35,7 +33,6 @@ __all__ = [
     "diagnostic_tables",
     "TSTR_COLUMNS",
     "tstr_table",
-    "unseen_combinations_table",
 ]
 
 #: ``generate(frame, sampler, steps, first_seed)`` -> (len(frame), 12, L) mV: ECGs for the conditions (report,
@@ -197,51 +194,3 @@ def tstr_table(
         {"setting": "tstr_over_trtr", "macro_auroc": res["tstr_over_trtr"], "n_train": k, "n_test": res["n_test"]}
     )
     return pd.DataFrame(rows, columns=TSTR_COLUMNS), k
-
-
-def unseen_combinations_table(
-    generate: Generate,
-    train_reports,
-    test: pd.DataFrame,
-    model: Any,
-    th: np.ndarray,
-    classes: list[str],
-    valid: np.ndarray,
-    *,
-    seed: int,
-    per_combination: int,
-    sampler: str,
-    steps: int,
-    fs: float,
-    workers: int,
-) -> pd.DataFrame:
-    """Per unseen statement combination (:func:`.paraphrase.unseen_combinations` of ``train_reports``):
-    ``per_combination`` ECGs generated for it with the age, sex and HR of random ``test`` records (seeded with
-    ``seed + 2``; sampling seeds from ``seed + 2 * 10**6``), their HR MAE (bpm) and the recall of each requested
-    class. Empty when the training reports leave no combination unseen."""
-    combos = unseen_combinations(train_reports)
-    rows = []
-    if not combos:
-        return pd.DataFrame(rows)
-    pick = np.random.default_rng(seed + 2).integers(0, len(test), len(combos) * per_combination)
-    frame = test.iloc[pick].reset_index(drop=True)
-    frame["report"] = [c for c in combos for _ in range(per_combination)]
-    x = generate(frame, sampler, steps, seed + 2 * 10**6)
-    labels = labels_for_reports(frame["report"].tolist(), None, EVAL_CLASSES)[0]
-    pred = predict_proba(model, x) >= th[None, :]
-    hr = measure_features(x, fs=fs, workers=workers)["hr_nk"].to_numpy(float)
-    for k, combo in enumerate(combos):
-        m = slice(k * per_combination, (k + 1) * per_combination)
-        req = [j for j, c in enumerate(classes) if labels[m][0, j] == 1 and valid[j]]
-        e = hr_error(hr[m], frame["hr"].to_numpy(float)[m])
-        rows.append(
-            {
-                "report": combo,
-                "n": per_combination,
-                "hr_mae": e["mae"],
-                "requested_classes": "|".join(classes[j] for j in req),
-                "recall_each": "; ".join(f"{classes[j]} {pred[m, j].mean():.2f}" for j in req),
-                "recall_all_requested": float(pred[m][:, req].all(axis=1).mean()) if req else math.nan,
-            }
-        )
-    return pd.DataFrame(rows)

@@ -140,17 +140,6 @@ def request_tables(
     return pd.DataFrame(rows, columns=REQUEST_COLUMNS), pd.DataFrame(summary, columns=REQUEST_SUMMARY_COLUMNS)
 
 
-def request_macro(requests: pd.DataFrame, kind: str, morphology: bool = True) -> float:
-    """Macro recall of one kind over its rows of the ``requests`` table (morphology classes only by default)."""
-    t = requests[(requests["kind"] == kind) & (requests["morphology"] | (not morphology))]
-    return float(t["recall"].mean()) if len(t) else math.nan
-
-
-def as_dict(summary: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """The ``requests_summary`` table as ``{kind: {column: value}}``."""
-    return {r["kind"]: dict(r) for r in summary.to_dict("records")}
-
-
 def hr_mae_50_150(measured: np.ndarray, requested: np.ndarray) -> float:
     """HR MAE (bpm) over requests of 50-150 bpm with a measured HR (:func:`.features.hr_error`)."""
     from .features import hr_error

@@ -55,6 +55,18 @@ def _canonical(statement: str) -> str | None:
         return None
 
 
+def _reword(records: pd.DataFrame, choose) -> pd.DataFrame:
+    """``records`` with each statement replaced by ``choose(statement, canonical)`` (None keeps it); adds
+    ``original_report`` and ``reworded_share`` (the share of the record's statements replaced)."""
+    reports, shares = [], []
+    for r in records["report"].astype(str):
+        items = [s.strip() for s in r.split("|") if s.strip()]
+        out = [choose(s, _canonical(s)) for s in items]
+        reports.append("|".join(o if o is not None else s for o, s in zip(out, items)))
+        shares.append(sum(o is not None for o in out) / max(1, len(items)))
+    return records.assign(original_report=records["report"].to_numpy(), report=reports, reworded_share=shares)
+
+
 def reworded_records(records: pd.DataFrame, seed: int) -> pd.DataFrame:
     """``records`` (column ``report``: statements joined by ``|``) with every statement that is a wording of the
     bank replaced by one of its canonical statement's **held-out** wordings, drawn with one
@@ -64,22 +76,10 @@ def reworded_records(records: pd.DataFrame, seed: int) -> pd.DataFrame:
     Raises ValueError when no statement of any record is a bank wording (nothing would be reworded: a real
     dataset's machine statements are not in the bank)."""
     rng = np.random.default_rng([seed, 41])
-    reports, shares = [], []
-    for r in records["report"].astype(str):
-        items = [s.strip() for s in r.split("|") if s.strip()]
-        out, changed = [], 0
-        for s in items:
-            canon = _canonical(s)
-            if canon is None:
-                out.append(s)
-                continue
-            out.append(W.word_statement(canon, rng, "held_out"))
-            changed += 1
-        reports.append("|".join(out))
-        shares.append(changed / max(1, len(items)))
-    if len(records) and not any(shares):
+    out = _reword(records, lambda s, canon: W.word_statement(canon, rng, "held_out") if canon else None)
+    if len(records) and not out["reworded_share"].any():
         raise ValueError("reworded_records: no statement of these reports is a wording of the wording bank")
-    return records.assign(original_report=records["report"].to_numpy(), report=reports, reworded_share=shares)
+    return out
 
 
 def paraphrased_records(records: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -89,20 +89,12 @@ def paraphrased_records(records: pd.DataFrame, seed: int) -> pd.DataFrame:
     wording. Adds ``original_report`` and ``reworded_share``."""
     table = remaining_paraphrases()
     rng = np.random.default_rng(seed)
-    reports, shares = [], []
-    for r in records["report"].astype(str):
-        items = [s.strip() for s in r.split("|") if s.strip()]
-        out, changed = [], 0
-        for s in items:
-            options = table.get(_canonical(s) or s)
-            if options:
-                out.append(options[int(rng.integers(len(options)))])
-                changed += 1
-            else:
-                out.append(s)
-        reports.append("|".join(out))
-        shares.append(changed / max(1, len(items)))
-    return records.assign(original_report=records["report"].to_numpy(), report=reports, reworded_share=shares)
+
+    def choose(statement: str, canon: str | None) -> str | None:
+        options = table.get(canon or statement)
+        return options[int(rng.integers(len(options)))] if options else None
+
+    return _reword(records, choose)
 
 
 @dataclass
