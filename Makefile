@@ -5,7 +5,7 @@ PROFILE ?= cpu
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test test-all lint venv clean browser
+.PHONY: book test test-all lint venv clean browser sync-notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(STAMP) browser lint
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
+
+# After changing _config.yml's repository.url: rewrite every chapter's first (install) cell with the new address.
+sync-notebooks: $(STAMP)
+	$(BIN)/python -c "from diffusets_core.publish import sync_setup_cells; print(*sync_setup_cells(), sep='\\n')"
 
 clean:
 	rm -rf _build runs

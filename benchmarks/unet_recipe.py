@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_MODEL = {"levels": 7, "attn_heads": 8, "cond_dropout": 0.1}
+DEFAULT_MODEL = {"arch": "paper", "levels": 7, "attn_heads": 8, "cond_dropout": 0.1}
 DEFAULT_TRAIN = {"batch_size": 64, "lr": 1e-3}
 
 

@@ -72,7 +72,7 @@ def main() -> None:
         # the previous cpu model: paper U-Net on 4-channel latents (its widths scale with the latent channels)
         (
             "previous cpu U-Net (paper, 4 latent ch)",
-            {"levels": 7, "attn_heads": 8, "cond_dropout": 0.1},
+            {"arch": "paper", "levels": 7, "attn_heads": 8, "cond_dropout": 0.1},
             bs,
             2,
             False,

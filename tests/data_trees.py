@@ -252,7 +252,7 @@ def write_ptbxl_tree(root: Path, rows: list[dict], *, raw_extra_lines: list[str]
 
 
 TINY_VAE = {"channels": [32, 32, 32], "norm_groups": 8}
-TINY_UNET = {"levels": 4, "attn_heads": 2, "cond_dropout": 0.2}
+TINY_UNET = {"arch": "paper", "levels": 4, "attn_heads": 2, "cond_dropout": 0.2}
 
 
 def make_tiny_run(

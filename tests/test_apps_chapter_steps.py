@@ -216,13 +216,3 @@ def test_explorer_helpers():
     per = per_class_table(table)
     assert per.index.tolist() == ["b", "a"] and per.loc["a", "requested_HR"] == "60, 90"
     assert per.loc["a", "read_as_requested"] == 0.5
-
-
-def test_ensure_trained(tmp_path):
-    from diffusets_core.apps.explorer import ensure_trained
-
-    with pytest.raises(FileNotFoundError, match="has no trained U-Net"):
-        ensure_trained(tmp_path, "smoke", train_if_missing=False)
-    (tmp_path / "unet").mkdir()
-    (tmp_path / "unet" / "model.pt").write_bytes(b"")
-    assert ensure_trained(tmp_path, "smoke") is False

@@ -14,6 +14,7 @@ import pytest
 
 from diffusets_core.book import run_book
 from diffusets_core.config import load_profile
+from diffusets_core.publish import colab_url, repository_settings
 
 PROFILE = os.environ.get("DIFFUSETS_TEST_PROFILE", "smoke")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -77,6 +78,21 @@ def test_chapters_show_one_folded_parameters_cell(built):
         assert "injected-parameters" not in text, nb_name
         params = re.findall(r'class="cell[^"]*tag_parameters[^"]*"', text)
         assert len(params) == 1 and "tag_hide-input" in params[0], (nb_name, params)
+
+
+def test_chapters_show_repository_and_launch_buttons(built):
+    """_config.yml's repository and launch buttons on every chapter page; the install cell stays out of the page."""
+    prof, _, html = built
+    repo = repository_settings()
+    home = (html / "index.html").read_text()
+    assert f'href="{repo.url}"' in home and f"{repo.url}/issues" in home
+    for nb_name in prof.notebooks:
+        text = (html / "notebooks" / f"{nb_name}.html").read_text()
+        assert colab_url(f"notebooks/{nb_name}.ipynb") in text, nb_name
+        assert re.search(
+            rf"https://mybinder\.org/v2/gh/{re.escape(repo.github_path)}/{repo.branch}\?[^\"]*{nb_name}", text
+        )
+        assert "REPOSITORY_URL" not in text, f"{nb_name}: the setup cell must not be rendered"
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):

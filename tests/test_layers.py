@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "viz": 7,
     "config": 8,
     "book": 8,
+    "publish": 8,
     "cli": 8,
 }
 LAYER_NAMES = {

@@ -71,7 +71,7 @@ def inputs():
 
 def test_build_unet_dispatches_on_arch():
     assert isinstance(build_unet(film_cfg()), FiLMUNet1D)
-    assert isinstance(build_unet(UNetConfig(levels=3, text_dim=16)), ConditionalUNet1D)
+    assert isinstance(build_unet(UNetConfig(arch="paper", levels=3, text_dim=16)), ConditionalUNet1D)
     with pytest.raises(ValueError, match="arch"):
         UNetConfig(arch="transformer")
     with pytest.raises(ValueError, match="attn_levels"):
@@ -148,7 +148,7 @@ def test_separate_drop_masks():
 
 def test_paper_network_accepts_two_column_masks():
     torch.manual_seed(0)
-    m = ConditionalUNet1D(UNetConfig(levels=3, text_dim=16, cond_dropout=0.1, cond_dropout_mode="separate"))
+    m = ConditionalUNet1D(UNetConfig(arch="paper", levels=3, text_dim=16, cond_dropout=0.1, cond_dropout_mode="separate"))
     with torch.no_grad():
         m.null_text.fill_(0.3)
         m.null_patient.fill_(-2.0)
@@ -171,5 +171,14 @@ def test_describe_unet_follows_the_config():
     assert (
         film[2]["length"] == 16 and "self-attention" in film[2]["detail"] and "self-attention" not in film[1]["detail"]
     )
-    paper = describe_unet(UNetConfig(levels=4, text_dim=16), 128)
+    paper = describe_unet(UNetConfig(arch="paper", levels=4, text_dim=16), 128)
     assert paper[0]["channels in → out"] == "4 → 8" and paper[3]["stage"] == "bottleneck" and paper[3]["length"] == 16
+
+
+def test_the_default_network_is_the_film_unet():
+    """"Default" means the profiles' network everywhere: ``UNetConfig()`` is the FiLM U-Net; the paper's network is
+    asked for by name (``arch="paper"``, ``UNetConfig.paper()``)."""
+    assert UNetConfig().arch == "film" and isinstance(build_unet(UNetConfig(text_dim=16)), FiLMUNet1D)
+    assert UNetConfig.paper().arch == "paper" and ConditionalUNet1D().cfg.arch == "paper"
+    with pytest.raises(ValueError, match="build_unet"):
+        ConditionalUNet1D(UNetConfig())

@@ -9,7 +9,7 @@ from diffusets_core.models import ConditionalUNet1D, UNetConfig
 
 
 def tiny_cfg(**kw) -> UNetConfig:
-    base = dict(levels=4, text_dim=384, cond_dropout=0.1)
+    base = dict(arch="paper", levels=4, text_dim=384, cond_dropout=0.1)
     base.update(kw)
     return UNetConfig(**base)
 
@@ -41,7 +41,7 @@ def test_tiny_shapes_and_text_layouts(tiny):
 
 def test_channel_plan_follows_reference_arithmetic():
     assert UNetConfig.paper().channels == [4, 8, 16, 32, 64, 128, 256]
-    assert UNetConfig(width_mult=2).channels == [4, 16, 32, 64, 128, 256, 512]
+    assert UNetConfig(arch="paper", width_mult=2).channels == [4, 16, 32, 64, 128, 256, 512]
     assert UNetConfig.paper(in_channels=12).channels[-1] == 768  # the no-VAE ablation
     m = ConditionalUNet1D(tiny_cfg(width_mult=2, in_channels=12, levels=3, kernel_size=5))
     x = torch.randn(2, 12, 16)
@@ -53,7 +53,7 @@ def test_paper_state_dict_has_no_null_condition():
     names = set(paper.state_dict())
     assert "null_text" not in names and "null_patient" not in names
     assert any(".block.down." in n for n in names)
-    ours = ConditionalUNet1D(UNetConfig(levels=3, text_dim=16))
+    ours = ConditionalUNet1D(UNetConfig(arch="paper", levels=3, text_dim=16))
     names = set(ours.state_dict())
     assert {"null_text", "null_patient"} <= names
     assert not any(".block.down." in n for n in names)

@@ -67,7 +67,7 @@ def _tiny_pipe(embedder, text_dim: int) -> DiffuSETSPipeline:
     torch.manual_seed(0)
     unet = build_unet(
         UNetConfig.from_dict(
-            {"levels": 4, "attn_heads": 2, "cond_dropout": 0.2, "text_dim": text_dim, "in_channels": 4}
+            {"arch": "paper", "levels": 4, "attn_heads": 2, "cond_dropout": 0.2, "text_dim": text_dim, "in_channels": 4}
         )
     )
     vae = VAE(VAEConfig.from_dict({"channels": [32, 32, 32], "norm_groups": 8}))

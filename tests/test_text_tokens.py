@@ -130,7 +130,7 @@ def test_token_model_shapes_slice_and_statements_matter():
     with pytest.raises(ValueError, match=r"\(B, 4, 16\)"):
         m(x, t, text[:, 0], patient)
     with pytest.raises(ValueError, match="text_tokens"):
-        UNetConfig(levels=3, text_dim=16, text_tokens=2)
+        UNetConfig(arch="paper", levels=3, text_dim=16, text_tokens=2)
 
 
 def test_dropped_report_ignores_every_statement():

@@ -39,7 +39,6 @@ from ..eval.classifiers import labels_for_reports
 from ..eval.features import measure_record
 from ..eval.taxonomy import EVAL_CLASSES
 from ..fileio import l2_normalize
-from ..layout import unet_model
 from ..text.embed import load_run_embeddings
 from ..text.patient import encode_patient
 from ..viz.ecgplot import plot_12lead
@@ -513,34 +512,3 @@ def bad_input_messages(
         except ExplorerInputError as exc:
             messages.append({"input": what, "message": str(exc)})
     return pd.DataFrame(messages)
-
-
-#: The chapters that prepare the data and train the models the explorer needs.
-TRAINING_CHAPTERS = ("01_data", "02_text", "03_vae", "04_diffusion")
-
-
-def ensure_trained(run_dir: str | os.PathLike, profile: str, train_if_missing: bool = False) -> bool:
-    """Make sure ``run_dir`` holds a trained U-Net. Returns ``False`` when it already does; otherwise, when
-    ``train_if_missing`` (or running in Colab), runs chapters 01-04 of ``profile`` there with ``diffusets book``
-    and returns ``True``. Raises ``FileNotFoundError`` (saying what to run) when neither holds."""
-    import subprocess
-    import sys
-
-    run_dir = Path(run_dir)
-    if unet_model(run_dir).is_file():
-        return False
-    if not (train_if_missing or "google.colab" in sys.modules):
-        raise FileNotFoundError(
-            f"{run_dir} has no trained U-Net; run chapters 01-04 (`diffusets book --profile "
-            f"{profile} --run-dir {run_dir} --only {' '.join(TRAINING_CHAPTERS)} --no-build`) "
-            "or set train_if_missing = True"
-        )
-    # the CLI of this interpreter's environment: a kernel started from .venv may not have it on PATH
-    cli = Path(sys.executable).with_name("diffusets")
-    subprocess.run(
-        [str(cli) if cli.exists() else "diffusets", "book", "--profile", profile, "--run-dir", str(run_dir), "--only"]
-        + list(TRAINING_CHAPTERS)
-        + ["--no-build"],
-        check=True,
-    )
-    return True

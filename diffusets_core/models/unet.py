@@ -23,10 +23,13 @@ cross-attention(condition) -> LayerNorm; Conv(k) -> GN(1) -> Mish; + 1x1-conv(x)
 The condition vector is ``cat([text (D), patient (3: sex 1=M/0=F, age, HR)])``; in paper mode the patient
 values are fed raw (normalising them is the caller's business, see ``diffusets_core.text``).
 
-Our default vs paper mode (``UNetConfig()`` vs ``UNetConfig.paper()``)
--------------------------------------------------------------------------
+The paper's network with our settings vs paper mode (``UNetConfig(arch="paper")`` vs ``UNetConfig.paper()``)
+---------------------------------------------------------------------------------------------------------
+
+(The default network, ``UNetConfig()``, is the FiLM U-Net of :mod:`~.film_unet`, the one the profiles train.)
+
 ============================  ===================  ===========================================
-setting                       paper                default
+setting                       paper                ours
 ============================  ===================  ===========================================
 ``text_dim``                  1536 (ada-002)       384 (local MiniLM)
 ``cond_dropout``              0 (no null params)   0.1 (learned ``null_text``/``null_patient``)
@@ -93,7 +96,10 @@ COND_DROPOUT_MODES = ("joint", "separate")
 
 @dataclass
 class UNetConfig:
-    """U-Net hyper-parameters. ``UNetConfig.paper()`` is the released 1536-d model."""
+    """U-Net hyper-parameters. ``UNetConfig()`` is the default network, the FiLM U-Net the profiles train
+    (:class:`~.film_unet.FiLMUNet1D`); ``UNetConfig(arch="paper", ...)`` is the paper's network
+    (:class:`ConditionalUNet1D`) and ``UNetConfig.paper()`` the released 1536-d model. Fields marked "paper" are read
+    by the paper's network only, "film" by the FiLM network only; the rest by both."""
 
     in_channels: int = 4
     levels: int = 7
@@ -116,7 +122,7 @@ class UNetConfig:
     # "joint": text and patient dropped together (the paper's null condition); "separate": independently, so
     # guidance can act on the report alone (see DiffuSETSPipeline, guidance_on="text")
     cond_dropout_mode: str = "joint"
-    arch: str = "paper"
+    arch: str = "film"
     # arch="film" only (models/film_unet.py)
     base_channels: int = 64
     channel_mults: tuple[int, ...] = (1, 2, 2, 4)
@@ -169,7 +175,7 @@ class UNetConfig:
     @classmethod
     def paper(cls, text_dim: int = 1536, **overrides: Any) -> UNetConfig:
         """The reference ``ECGConditional(1000, kernel_size=7, num_levels=7, n_channels=4, text_dim)``."""
-        kw: dict[str, Any] = dict(text_dim=text_dim, keep_dead_params=True, cond_dropout=0.0)
+        kw: dict[str, Any] = dict(arch="paper", text_dim=text_dim, keep_dead_params=True, cond_dropout=0.0)
         kw.update(overrides)
         return cls(**kw)
 
@@ -325,7 +331,11 @@ class ConditionalUNet1D(nn.Module):
 
     def __init__(self, cfg: UNetConfig | None = None):
         super().__init__()
-        self.cfg = cfg = cfg if cfg is not None else UNetConfig()
+        self.cfg = cfg = cfg if cfg is not None else UNetConfig(arch="paper")
+        if cfg.arch != "paper":
+            raise ValueError(
+                f"ConditionalUNet1D is the paper's network; a config with arch={cfg.arch!r} is built by build_unet(cfg)"
+            )
         c = cfg.channels
         n = cfg.levels
         self.downsampling_blocks = nn.ModuleList(_DownStage(c[i], c[i + 1], cfg) for i in range(n - 1))
