@@ -5,7 +5,7 @@ PROFILE ?= cpu
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test test-all lint venv clean browser
+.PHONY: book test lint venv clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,9 +34,6 @@ lint: $(STAMP)
 
 test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q
-
-test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m ''
 
 clean:
 	rm -rf _build runs
