@@ -35,6 +35,7 @@ lint: $(STAMP)
 test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q
 
+# the slow tests too (today: the chapters' install cell run in a new virtual environment, about 2 min)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 

@@ -1,4 +1,4 @@
-"""Issue 13: real ECG data as people have it. Each quirk on a small input written here, the right value asserted."""
+"""Real ECG data as people have it. Each quirk on a small input written here, the right value asserted."""
 
 from __future__ import annotations
 

@@ -94,7 +94,8 @@ def test_paper_timesteps():
     s = DDPMSampler.paper()
     assert s.clip_sample == 1.0 and s.timestep_spacing == "leading" and s.default_num_inference_steps == 1000
     assert torch.equal(s.timesteps(), torch.arange(999, -1, -1))
-    # the authors sample their no-VAE ablation with 200 steps; diffusers' "leading" spacing: 995, 990, ..., 0
+    # the authors sample their no-VAE ablation with 200 steps, diffusers' "leading" spacing: 995, 990, ..., 0
+    # (book/reference_implementation.md#noise-schedule-training-and-samplers)
     assert torch.equal(s.timesteps(200), torch.arange(995, -1, -5))
     assert s.prev_timesteps(s.timesteps(200))[-2:].tolist() == [0, -1]
 

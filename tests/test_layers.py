@@ -283,3 +283,172 @@ def test_the_citation_check_finds_each_form(tmp_path):
     hits = outside_citations(files, tmp_path)
     assert sorted(h.split(":")[0] for h in hits) == sorted(f"tests/m{i}.py" for i in range(len(OUTSIDE_CITATIONS)))
     assert all(":2: " in h for h in hits)
+
+
+# ------------------------------------------------------------------------------ no issue tracker outside the repository
+#: Words that name an entry of an issue tracker; built from parts so that this file does not match itself.
+_TRACKER_WORDS = ("iss" + "ue", "tick" + "et")
+#: A reference to an issue tracker the repository does not contain: one of those words followed by a number (with or
+#: without a "#"), "PR"/"GH"/"pull request" with "#" and a number, a "#" and a number alone in parentheses, or one of
+#: the words followed by a colon in parentheses (a tracker entry named by its title).
+TRACKER_REFERENCE = re.compile(
+    rf"\b(?:{'|'.join(_TRACKER_WORDS)})s?\s*(?:#\s*)?\d+\b"
+    r"|\b(?:pr|gh|pull request)\s*#\s*\d+\b"
+    r"|\(\s*#\d+\s*\)"
+    rf"|\(\s*(?:{'|'.join(_TRACKER_WORDS)})s?\s*:",
+    re.IGNORECASE,
+)
+
+
+def tracker_references(files: list[Path], root: Path) -> list[str]:
+    """``path:line: text`` for every line of the text files among ``files`` that cites an issue-tracker entry."""
+    hits = []
+    for path in files:
+        data = path.read_bytes()
+        if b"\0" in data:  # binary
+            continue
+        text = data.decode("utf-8", "replace")
+        if not TRACKER_REFERENCE.search(text):
+            continue
+        for i, line in enumerate(text.splitlines(), 1):
+            if TRACKER_REFERENCE.search(line):
+                hits.append(f"{path.relative_to(root)}:{i}: {line.strip()[:160]}")
+    return hits
+
+
+def test_no_file_cites_an_issue_tracker():
+    """Comments and docstrings describe behaviour; they never point at tracker entries a reader cannot open."""
+    hits = tracker_references(tracked_files(REPO), REPO)
+    assert not hits, "references to an issue tracker that is not in the repository:\n" + "\n".join(hits)
+
+
+def test_the_tracker_check_finds_each_form(tmp_path):
+    word, other = _TRACKER_WORDS
+    planted = [
+        f"# see {word} #12",
+        f'"""{word.capitalize()} 13: real data."""',
+        f"x = 1  # ({word}: load released checkpoints)",
+        f"# {other} 7 asked for it",
+        "# fixed in PR " + "#31",
+        "# (" + "#5)",
+    ]
+    (tmp_path / "tests").mkdir()
+    for i, line in enumerate(planted):
+        (tmp_path / "tests" / f"m{i}.py").write_text(f"x = 1\n{line}\n", encoding="utf-8")
+    fine = [
+        f"use_{word}s_button: false",
+        f"privacy {word}s in medicine",
+        "color: #222;",
+        f"an {word} with 12 leads is not a number reference",
+    ]
+    (tmp_path / "README.md").write_text("\n".join(fine) + "\n", encoding="utf-8")
+    (tmp_path / "tests" / "blob.npy").write_bytes(b"\0\0" + f"{word} 12".encode())
+    hits = tracker_references(tracked_files(tmp_path), tmp_path)
+    assert sorted(h.split(":")[0] for h in hits) == sorted(f"tests/m{i}.py" for i in range(len(planted)))
+    assert all(":2: " in h for h in hits)
+
+
+# ------------------------------------------------------------------------------ citations of the reference page
+#: The book page that describes the authors' code; the package cites its sections as ``PAGE#anchor``.
+PAGE = "book/reference_implementation.md"
+SECTION_CITATION = re.compile(r"reference_implementation\.md#([A-Za-z0-9_-]+)")
+#: "the authors' ``path``": a file of the authors' code (or of their released files) named in a citation.
+AUTHORS_FILE = re.compile(r"authors['’]\s+`{1,2}([A-Za-z0-9_./-]+\.[A-Za-z0-9]+)`{1,2}")
+_HEADING = re.compile(r"^(#{2,6})\s+(.+?)\s*$")
+_LABEL = re.compile(r"^\(([A-Za-z0-9_-]+)\)=\s*$")
+
+
+def page_sections(text: str) -> dict[str, str]:
+    """Anchor -> heading of every section of a MyST page below its title: the explicit label ``(anchor)=`` on the
+    line before the heading, and the id that docutils (hence the built HTML) gives the heading's title."""
+    from docutils.nodes import make_id
+
+    sections: dict[str, str] = {}
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = _HEADING.match(line)
+        if not m:
+            continue
+        title = re.sub(r"[`*_]", "", m.group(2))
+        sections[make_id(title)] = title
+        j = i - 1
+        while j >= 0 and not lines[j].strip():
+            j -= 1
+        label = _LABEL.match(lines[j]) if j >= 0 else None
+        if label:
+            sections[label.group(1)] = title
+    return sections
+
+
+def section_citations(files: list[Path], root: Path) -> list[tuple[str, str]]:
+    """``(path:line, anchor)`` for every citation of a section of the reference page in ``files``."""
+    found = []
+    for path in files:
+        data = path.read_bytes()
+        if b"\0" in data or b"reference_implementation.md#" not in data:
+            continue
+        for i, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+            for m in SECTION_CITATION.finditer(line):
+                found.append((f"{path.relative_to(root)}:{i}", m.group(1)))
+    return found
+
+
+def missing_sections(files: list[Path], root: Path, page: Path) -> list[str]:
+    sections = page_sections(page.read_text(encoding="utf-8"))
+    return [f"{where}: #{anchor}" for where, anchor in section_citations(files, root) if anchor not in sections]
+
+
+def test_every_cited_section_of_the_reference_page_exists():
+    files = tracked_files(REPO)
+    page = REPO / PAGE
+    assert page in files
+    cited = section_citations(files, REPO)
+    assert len({where.split(":")[0] for where, _ in cited}) >= 10  # the package, tests and docs cite the page
+    missing = missing_sections(files, REPO, page)
+    assert not missing, f"citations of sections that {PAGE} does not have:\n" + "\n".join(missing)
+
+
+def test_the_reference_page_labels_every_section_as_its_heading_id():
+    """Each section's explicit label equals the id of its heading, so ``[](#anchor)`` links inside the page, the
+    citations in the package and the anchors of the built HTML are one name; every in-page link resolves."""
+    from docutils.nodes import make_id
+
+    text = (REPO / PAGE).read_text(encoding="utf-8")
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = _HEADING.match(line)
+        if m:
+            label = _LABEL.match(lines[i - 2]) if i >= 2 and not lines[i - 1].strip() else _LABEL.match(lines[i - 1])
+            assert label, f"{PAGE}:{i + 1}: heading {m.group(2)!r} has no (label)= line before it"
+            assert label.group(1) == make_id(re.sub(r"[`*_]", "", m.group(2))), f"{PAGE}:{i + 1}: label != heading id"
+    labels = [_LABEL.match(line).group(1) for line in lines if _LABEL.match(line)]
+    assert len(labels) == len(set(labels))
+    links = re.findall(r"\]\(#([A-Za-z0-9_-]+)\)", text)
+    assert links and not set(links) - set(labels)
+
+
+def test_every_authors_file_the_package_cites_is_on_the_reference_page():
+    """A docstring citing "the authors' ``path``" relies on the page to say what that file does."""
+    page = (REPO / PAGE).read_text(encoding="utf-8")
+    cited: dict[str, str] = {}
+    for path in tracked_files(REPO):
+        data = path.read_bytes()
+        if b"\0" in data or b"authors" not in data:
+            continue
+        for m in AUTHORS_FILE.finditer(data.decode("utf-8", "replace")):
+            cited.setdefault(m.group(1), str(path.relative_to(REPO)))
+    assert "unet/unet_conditional.py" in cited
+    absent = [f"{name} (cited in {where})" for name, where in sorted(cited.items()) if name not in page]
+    assert not absent, f"authors' files cited but not described in {PAGE}:\n" + "\n".join(absent)
+
+
+def test_the_section_check_finds_a_missing_section(tmp_path):
+    (tmp_path / "book").mkdir()
+    page = tmp_path / "book" / "reference_implementation.md"
+    page.write_text("# Title\n\n(the-vae)=\n## The VAE\n\n### Blocks and `attention`\n", encoding="utf-8")
+    (tmp_path / "tests").mkdir()
+    cite = "reference_implementation" + ".md#"
+    (tmp_path / "tests" / "a.py").write_text(f'"""x ({cite}the-vae)."""\n# {cite}blocks-and-attention\n')
+    (tmp_path / "tests" / "b.py").write_text(f"x = 1\n# see book/{cite}the-unet and {cite}the-vae\n")
+    assert set(page_sections(page.read_text())) == {"the-vae", "blocks-and-attention"}
+    assert missing_sections(tracked_files(tmp_path), tmp_path, page) == ["tests/b.py:2: #the-unet"]

@@ -1,7 +1,7 @@
 """Chapters stay thin: a code cell is parameters, imports, calls into the package and displays.
 
-Issue 14 (d2l style): what a chapter needs and the CLI also needs lives once in the package, so a chapter cell is
-a few lines that call one function. This test reads every notebook's code cells with ``ast`` and counts, per
+As in d2l, what a chapter needs and the CLI also needs lives once in the package, so a chapter cell is a few
+lines that call one function. This test reads every notebook's code cells with ``ast`` and counts, per
 cell, the *logic lines*: lines inside compound statements (``if``/``for``/``while``/``try``/``with``/``def``/
 ``class``/``match``) and lines of simple statements that assemble text or data themselves (f-strings,
 comprehensions, lambdas, conditional expressions, string concatenation with ``+``). Imports, plain assignments,

@@ -1,4 +1,4 @@
-"""Lead order at the boundaries of the authors' released models.
+"""Lead order at the boundaries of the authors' released models (book/reference_implementation.md#lead-order).
 
 The released VAE was trained on MIMIC-IV-ECG's WFDB files as stored, whose limb leads are I, II, III, aVR, aVF, aVL
 (aVF before aVL), so its network reads and writes that order. Everything the package returns or writes is in

@@ -44,7 +44,8 @@ def test_text_width_8192_is_read_from_state_dict():
     assert sd["bottelneck.cross_attention.value_combiner.weight"].shape == (256, 8195)
     model = load_reference_unet(sd)
     assert model.cfg.text_dim == 8192
-    assert model.num_parameters()["total"] == pytest.approx(21.74e6, rel=1e-3)  # the authors' 8192-d web-demo U-Net
+    # the authors' 8192-d web-demo U-Net (book/reference_implementation.md#text-embedders)
+    assert model.num_parameters()["total"] == pytest.approx(21.74e6, rel=1e-3)
     assert check_embedder_compat(model, 8192) is True
     for wrong in (384, 1536):
         with pytest.raises(EmbedderMismatchError, match=rf"{wrong}-d vectors .* 8192-d"):

@@ -1,4 +1,6 @@
-"""The authors' released model through our pipeline (issue: load released checkpoints), on fixture weights."""
+"""The authors' released model (book/reference_implementation.md#released-files) through our pipeline, on fixture
+weights: files laid out like the released checkpoints generate in paper mode, and an embedder that does not fit
+is refused before anything is generated."""
 
 import numpy as np
 import pytest

@@ -52,7 +52,7 @@ def nbdir(tmp_path, monkeypatch):
     return d
 
 
-# ---- the example of the issue ----------------------------------------------------------------------------------
+# ---- a mistyped chapter name on a run made with another profile -------------------------------------------------
 def test_book_with_a_mistyped_chapter_leaves_the_run_and_names_only(tmp_path, capsys):
     """`book --profile smoke --run-dir <cpu run> --only 00_method` used to rewrite profile.json to smoke before
     failing (the next `train-unet RUN` then trained with smoke's 80 steps) and blamed the profile for the name."""

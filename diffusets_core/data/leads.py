@@ -4,7 +4,8 @@ Every array in the package carries its leads in :data:`CANONICAL_LEADS` order.
 Readers never trust a file's channel order: MIMIC-IV-ECG stores aVF before aVL,
 PTB Diagnostic uses lower-case names and adds Frank leads (vx, vy, vz). So leads are
 always located by *name*, via :func:`map_leads` (or :func:`lead_indices`). A model that works in another
-order (the authors' released VAE: :data:`MIMIC_FILE_LEADS`) converts at its boundary with :func:`reorder_leads`.
+order (the authors' released VAE: :data:`MIMIC_FILE_LEADS`; book/reference_implementation.md#lead-order) converts
+at its boundary with :func:`reorder_leads`.
 
 How a label is read (:func:`parse_lead_label`), in this order:
 
@@ -58,7 +59,8 @@ CANONICAL_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1",
 
 #: The channel order of MIMIC-IV-ECG's WFDB files (``sig_name`` of every record): aVF *before* aVL. Our readers
 #: map by name and never depend on it; it matters for models trained by code that used the file order as is
-#: (the authors' released DiffuSETS checkpoints, :data:`~diffusets_core.models.reference.REFERENCE_LEAD_ORDER`).
+#: (the authors' released DiffuSETS checkpoints, :data:`~diffusets_core.models.reference.REFERENCE_LEAD_ORDER`;
+#: book/reference_implementation.md#lead-order).
 MIMIC_FILE_LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")
 
 # Normalised spelling -> canonical name (keys lower-case, without spaces, underscores, dots).

@@ -238,7 +238,8 @@ class DiffuSETSPipeline:
         cache_dir: str | os.PathLike | None = None,
         **embedder_kwargs: Any,
     ) -> DiffuSETSPipeline:
-        """The authors' released model (``unet_all.pth`` + ``vae_model.pth``) in paper mode.
+        """The authors' released model (``unet_all.pth`` + ``vae_model.pth``) in paper mode
+        (book/reference_implementation.md#released-files).
 
         Paper mode: ordered prompts in the reference's exact template, raw patient values (sex 1 = M,
         age in years, HR in bpm), latent constant 0.18215, predicted x0 clipped to [-1, 1]. The released

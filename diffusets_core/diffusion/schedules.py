@@ -1,6 +1,7 @@
 """Noise schedules for discrete-time (DDPM-style) diffusion.
 
-The paper's model (the authors' ``DiffuSETS_train.py`` with ``config/all.json``) uses diffusers'
+The paper's model (the authors' ``DiffuSETS_train.py`` with ``config/all.json``;
+book/reference_implementation.md#noise-schedule-training-and-samplers) uses diffusers'
 ``DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012)``: a *linear* beta
 schedule (not Stable Diffusion's ``scaled_linear``). diffusers holds every constant in float32:
 ``torch.linspace(..., dtype=float32)`` for the betas, ``1 - betas`` and a float32 ``torch.cumprod``.
@@ -30,7 +31,8 @@ __all__ = ["BETA_SCHEDULES", "TIMESTEP_SAMPLING_MODES", "NoiseSchedule"]
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "cosine")
 #: ``uniform``: t ~ U{0, ..., T-1} (default). ``paper``: t ~ U{1, ..., T-2} = ``randint(1, T-1)``,
-#: as the reference trains (the authors' ``utils/train.py``: never 0 nor T-1, although sampling visits both).
+#: as the reference trains (the authors' ``utils/train.py``: never 0 nor T-1, although sampling visits both;
+#: book/reference_implementation.md#noise-schedule-training-and-samplers).
 TIMESTEP_SAMPLING_MODES = ("uniform", "paper")
 
 _ALIASES = {"squaredcos_cap_v2": "cosine"}
@@ -247,7 +249,8 @@ class NoiseSchedule:
 
         ``mode="uniform"`` (default): uniform on ``{0, ..., T-1}``, every level the sampler visits is trained.
         ``mode="paper"``: ``randint(1, T-1)`` = uniform on ``{1, ..., T-2}`` as the reference trains
-        (never 0 nor T-1, although its sampler uses both; the authors' ``utils/train.py``).
+        (never 0 nor T-1, although its sampler uses both; the authors' ``utils/train.py``,
+        book/reference_implementation.md#noise-schedule-training-and-samplers).
         Drawn on the generator's device (CPU when none is given), then moved to ``device``.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:

@@ -1,6 +1,7 @@
 """Diagnostic-level evaluation: a 12-lead multi-label ECG classifier and train-on-synthetic / test-on-real.
 
-Fixes relative to the paper's classification scripts (the authors' ``classification/classifier_train.py``):
+Fixes relative to the paper's classification scripts (the authors' ``classification/classifier_train.py``;
+book/reference_implementation.md#classifiers-and-augmentation):
 
 * multi-label sigmoid outputs trained with ``BCEWithLogitsLoss`` (the paper applied softmax and then
   ``CrossEntropyLoss`` — a double softmax);
@@ -10,7 +11,7 @@ Fixes relative to the paper's classification scripts (the authors' ``classificat
 
 Labels come from report statements by substring matching (:func:`labels_from_reports`); the class -> pattern
 map is a parameter, :data:`PAPER_CLASSES` reproduces the paper's 15 disease categories (the substrings of the
-authors' ``test_scripts/batch_disease_gen.py``).
+authors' ``test_scripts/batch_disease_gen.py``; book/reference_implementation.md#disease-categories).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The paper's "CLIP" feature extractor: an ECG–text contrastive model (the authors' ``clip/clip_model.py``,
-adapted from METS).
+adapted from METS; book/reference_implementation.md#the-clip-model).
 
 * :class:`Net1D` — 1-D ResNeXt with squeeze-excitation (Hong et al.), the paper's ECG encoder. Paper size
   (:data:`PAPER_NET1D`): filters [64,128,128,256,256,512,1024], blocks [2,2,2,3,3,4,4], kernel 16, group

@@ -5,7 +5,8 @@ order, ``fs = 102.4`` Hz (10 s = 1024 samples) unless told otherwise.
 
 What is measured, per record (one row of :func:`measure_features`):
 
-* ``hr_xqrs`` — the paper's measurement (the authors' ``test_scripts/batch_hr_test.py``), for parity:
+* ``hr_xqrs`` — the paper's measurement (the authors' ``test_scripts/batch_hr_test.py``;
+  book/reference_implementation.md#heart-rate-and-heart-age), for parity:
   ``wfdb.processing.XQRS`` at the native rate on lead 0, 1, ... 11, first lead with more than one beat,
   ``HR = 60 / mean(RR)``.
 * ``hr_nk`` — neurokit2 R-peaks (``ecg_clean`` + ``ecg_peaks`` with a 0.18 s refractory period instead of the

@@ -3,7 +3,8 @@
 Everything here works on feature matrices ``(N, d)`` (e.g. the 64-d ECG embeddings of
 :class:`~diffusets_core.eval.clip.ClipFeaturizer`). Deterministic for a given ``seed``.
 
-Differences from the paper's scripts (the authors' ``test_scripts/evaluation.py``), on purpose:
+Differences from the paper's scripts (the authors' ``test_scripts/evaluation.py``;
+book/reference_implementation.md#clip-score-fid-precision-and-recall), on purpose:
 
 * FID always compares sets of the SAME size ``n`` (the larger is subsampled, seeded): FID is biased upwards by
   O(d/n), so an FID between unequal or differently sized sets is not comparable with its floor.

@@ -5,7 +5,8 @@
 * :mod:`.unet` -- :class:`UNetConfig`, :class:`ConditionalUNet1D`.
 * :mod:`.attention` -- SDPA-based attention layers with ``nn.MultiheadAttention`` parameter names.
 * :mod:`.embeddings` -- the reference's sinusoidal time table.
-* :mod:`.reference` -- loading the authors' ``unet_all.pth`` / ``vae_model.pth`` (paper mode); :class:`ReferenceVAE`
+* :mod:`.reference` -- loading the authors' ``unet_all.pth`` / ``vae_model.pth`` (paper mode;
+  book/reference_implementation.md#released-files); :class:`ReferenceVAE`
   converts between canonical lead order and the released network's :data:`REFERENCE_LEAD_ORDER`.
 """
 

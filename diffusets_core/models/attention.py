@@ -1,7 +1,7 @@
 """Attention layers with the reference's parameter names, computed with ``scaled_dot_product_attention``.
 
 Checkpoint compatibility fixes the parameter *names* (those of the released ``unet_all.pth``, defined in
-the authors' ``unet/unet_conditional.py``):
+the authors' ``unet/unet_conditional.py``; book/reference_implementation.md#blocks-and-attention):
 
 * :class:`MultiheadAttention` holds ``in_proj_weight`` (3E, E), ``in_proj_bias`` (3E) and ``out_proj``
   (Linear E->E) exactly like :class:`torch.nn.MultiheadAttention` (batch_first, separate q/k/v inputs),
@@ -108,7 +108,8 @@ class SelfAttention(nn.Module):
 
 
 class CrossAttention(nn.Module):
-    """U-Net "cross-attention" to the condition vector ``[text, patient]`` (the authors' ``unet/unet_conditional.py``).
+    """U-Net "cross-attention" to the condition vector ``[text, patient]`` (the authors' ``unet/unet_conditional.py``;
+    book/reference_implementation.md#u-net-conditioning).
 
     ``cond`` is (B, cond_in) (``cond_in = text_dim + n_patient``); ``value_combiner`` maps it to ``ch``; it
     is conceptually repeated over the L positions, layer-normed and used as keys and values.

@@ -1,8 +1,8 @@
 """Embedding helpers shared by the models.
 
 The diffusion U-Net of DiffuSETS uses a fixed sinusoidal *table* of timestep embeddings (class
-``TimeEmbedding`` in the authors' ``unet/unet_conditional.py``). It differs from the usual transformer/DDPM
-embedding in two ways that a checkpoint-compatible model must keep:
+``TimeEmbedding`` in the authors' ``unet/unet_conditional.py``; book/reference_implementation.md#time-embedding).
+It differs from the usual transformer/DDPM embedding in two ways that a checkpoint-compatible model must keep:
 
 * frequencies ``w_k = exp(-k * 10 / (half - 1))`` for ``k = 0 .. half-1`` (``half = 32``), i.e. the
   log-base is ``10`` and not ``log(10000) = 9.21``; the frequencies span ``1 .. e^-10``;

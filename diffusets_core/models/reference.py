@@ -1,4 +1,5 @@
-"""Loading the authors' released checkpoints (``unet_all.pth``, ``vae_model.pth``) into our models.
+"""Loading the authors' released checkpoints (``unet_all.pth``, ``vae_model.pth``) into our models
+(book/reference_implementation.md#released-files).
 
 * :func:`load_reference_unet` -> :class:`~diffusets_core.models.unet.ConditionalUNet1D` in paper mode. The
   architecture (latent channels, kernel, levels, width, number of timesteps, text width) is read from the
@@ -10,7 +11,8 @@
   ``vae.decode(z, layout="BLC")`` take/return (B, 1024, 12); our default layout is (B, 12, 1024).
 * Lead order. The released models were trained on MIMIC-IV-ECG's WFDB files read as stored, so the released
   VAE's network reads and writes its 12 channels in the files' order, :data:`REFERENCE_LEAD_ORDER` = I, II,
-  III, aVR, **aVF, aVL**, V1..V6 (the authors' code never reorders leads). Everything else in the package uses
+  III, aVR, **aVF, aVL**, V1..V6 (the authors' code never reorders leads:
+  book/reference_implementation.md#lead-order). Everything else in the package uses
   :data:`~diffusets_core.data.leads.CANONICAL_LEADS` (aVL before aVF). :class:`ReferenceVAE` converts at its
   boundary, in one place: ``encode``/``moments``/``loss`` take canonical signals and feed the encoder the
   native order; ``decode`` returns canonical signals. Its ``encoder``/``decoder`` submodules, called
@@ -203,8 +205,8 @@ def load_reference_unet(
 
     ``cond_dim``: number of patient values concatenated after the text (3 = sex, age, HR; 0 for the
     text-only variant). The text width is read from the state dict (``model.cfg.text_dim``: 1536 for the
-    released ``unet_all.pth``, 8192 for the authors' web-demo model); check it against your embedder with
-    :func:`check_embedder_compat`.
+    released ``unet_all.pth``, 8192 for the authors' web-demo model; book/reference_implementation.md#text-embedders);
+    check it against your embedder with :func:`check_embedder_compat`.
     """
     what = str(path_or_state_dict) if isinstance(path_or_state_dict, (str, os.PathLike)) else "U-Net state dict"
     sd = _as_state_dict(_load_source(path_or_state_dict, what), what)

@@ -1,5 +1,7 @@
 """The paper's conditional 1-D U-Net (the authors' ``unet/unet_conditional.py``) with its state-dict key names.
 
+What the authors' U-Net does, with its sources: book/reference_implementation.md#the-u-net.
+
 ``ConditionalUNet1D(UNetConfig.paper())`` has exactly the 713 keys of the released ``unet_all.pth``
 (``downsampling_blocks``, ``upsampling_blocks``, ``bottelneck`` [sic], ``output_conv``, ...; checked key by
 key and shape by shape against tests/fixtures/reference/unet_keys.json) and computes the reference's

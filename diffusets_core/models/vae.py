@@ -1,5 +1,7 @@
 """The paper's 1-D Stable-Diffusion-style VAE (the authors' ``vae/vae_model.py``): 12 x 1024 ECG <-> 4 x 128 latent.
 
+What the authors' VAE does, with its sources: book/reference_implementation.md#the-vae.
+
 Layout and checkpoint compatibility
 -----------------------------------
 :class:`VAEEncoder` and :class:`VAEDecoder` are ``nn.Sequential`` subclasses whose indices reproduce the

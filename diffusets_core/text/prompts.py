@@ -1,4 +1,5 @@
-"""Ordered diagnosis prompts (as built by ``prompt_propcess`` in the authors' ``utils/text_to_emb.py``).
+"""Ordered diagnosis prompts (as built by ``prompt_propcess`` in the authors' ``utils/text_to_emb.py``;
+book/reference_implementation.md#the-ordered-prompt).
 
 A machine report is a list of statements in their original order (the manifest joins them with ``|``).
 The paper turns them into one "ordered prompt" that is embedded as a whole:
