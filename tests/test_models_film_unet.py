@@ -148,7 +148,9 @@ def test_separate_drop_masks():
 
 def test_paper_network_accepts_two_column_masks():
     torch.manual_seed(0)
-    m = ConditionalUNet1D(UNetConfig(arch="paper", levels=3, text_dim=16, cond_dropout=0.1, cond_dropout_mode="separate"))
+    m = ConditionalUNet1D(
+        UNetConfig(arch="paper", levels=3, text_dim=16, cond_dropout=0.1, cond_dropout_mode="separate")
+    )
     with torch.no_grad():
         m.null_text.fill_(0.3)
         m.null_patient.fill_(-2.0)
@@ -176,7 +178,7 @@ def test_describe_unet_follows_the_config():
 
 
 def test_the_default_network_is_the_film_unet():
-    """"Default" means the profiles' network everywhere: ``UNetConfig()`` is the FiLM U-Net; the paper's network is
+    """ "Default" means the profiles' network everywhere: ``UNetConfig()`` is the FiLM U-Net; the paper's network is
     asked for by name (``arch="paper"``, ``UNetConfig.paper()``)."""
     assert UNetConfig().arch == "film" and isinstance(build_unet(UNetConfig(text_dim=16)), FiLMUNet1D)
     assert UNetConfig.paper().arch == "paper" and ConditionalUNet1D().cfg.arch == "paper"

@@ -221,7 +221,9 @@ def _tiny_pipe() -> DiffuSETSPipeline:
 
     torch.manual_seed(0)
     unet = build_unet(
-        UNetConfig.from_dict({"arch": "paper", "levels": 4, "attn_heads": 2, "cond_dropout": 0.2, "text_dim": 32, "in_channels": 4})
+        UNetConfig.from_dict(
+            {"arch": "paper", "levels": 4, "attn_heads": 2, "cond_dropout": 0.2, "text_dim": 32, "in_channels": 4}
+        )
     )
     vae = VAE(VAEConfig.from_dict({"channels": [32, 32, 32], "norm_groups": 8}))
     return DiffuSETSPipeline(unet, vae, HashEmbedder(dim=32), device="cpu")
