@@ -84,8 +84,8 @@ def test_chapters_show_repository_and_launch_buttons(built):
     """_config.yml's repository and launch buttons on every chapter page; the install cell stays out of the page."""
     prof, _, html = built
     repo = repository_settings()
-    home = (html / "index.html").read_text()
-    assert f'href="{repo.url}"' in home and f"{repo.url}/issues" in home
+    home = (html / "book" / "intro.html").read_text()  # index.html only redirects here
+    assert f'href="{repo.url}"' in home and f"{repo.url}/issues/new" in home
     for nb_name in prof.notebooks:
         text = (html / "notebooks" / f"{nb_name}.html").read_text()
         assert colab_url(f"notebooks/{nb_name}.ipynb") in text, nb_name
