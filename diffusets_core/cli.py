@@ -20,7 +20,7 @@ from .data.preprocess import MODEL_FS
 #: What ``diffusets --help`` tells a user (the module docstring is for contributors).
 DESCRIPTION = (
     "DiffuSETS: generate 12-lead ECGs from clinical text reports and patient information. One subcommand per "
-    "stage: cohort, prepare, embed, train-vae, encode, train-unet, guidance-sweep, evaluate, generate, book."
+    "stage: cohort, prepare, embed, train-vae, encode, train-unet, guidance-sweep, evaluate, generate, export, book."
 )
 
 #: --reprofile, for the commands that take --profile and a run directory (book, train-vae, train-unet).
@@ -135,7 +135,31 @@ def _train_overrides(args: argparse.Namespace) -> dict:
 def _generate_command(args: argparse.Namespace) -> str:
     """What the output folder's lock records about this command (shown to a concurrent one)."""
     what = f"--conditions {args.conditions}" if args.conditions is not None else f"--report {args.report!r}"
-    return f"diffusets generate --run {args.run} {what} --out {args.out}"
+    model = f"--model {args.model}" if args.model is not None else f"--run {args.run}"
+    return f"diffusets generate {model} {what} --out {args.out}"
+
+
+def _generate_source(args: argparse.Namespace) -> Path:
+    """The model ``generate`` loads: --run (a run directory, or a model folder) or --model (a model folder).
+    Raises ValueError for both or neither, CheckpointError (a ValueError) for a --model without its index."""
+    from .diffusion.model_folder import read_index
+
+    if (args.run is None) == (args.model is None):
+        raise ValueError("generate: give the model with --run RUN_DIR or --model FOLDER (one of them)")
+    if args.model is None:
+        return args.run
+    read_index(args.model)  # names the missing or unreadable model_index.json
+    return args.model
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .diffusion.pipeline import export_model
+
+    out = export_model(
+        args.run_dir, args.out, unet_dir=args.unet_dir, overwrite=args.overwrite, text_cache=args.text_cache
+    )
+    print(json.dumps({"model_folder": str(out), "load_with": f"diffusets generate --model {out} ..."}, indent=2))
+    return 0
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -178,7 +202,7 @@ def _cmd_generate_checked(args: argparse.Namespace) -> int:
     if args.fs is not None:
         raise ValueError("generate: --fs applies to --conditions datasets; --report writes the model's rate")
     formats = [f.strip() for f in (args.formats or "wfdb,npy,png").split(",") if f.strip()]
-    pipe = DiffuSETSPipeline.from_pretrained(args.run, device=args.device or "auto")
+    pipe = DiffuSETSPipeline.from_pretrained(_generate_source(args), device=args.device or "auto")
     cond = pipe.conditions(args.report, args.age, args.sex, args.hr, n=1 if args.n is None else args.n)
     res = generate_to_disk(
         pipe,
@@ -207,9 +231,10 @@ def _cmd_generate_dataset(args: argparse.Namespace) -> int:
     from .diffusion.pipeline import DiffuSETSPipeline
 
     check_out_dir(args.out)  # a bad --out is said before the model loads
+    source = _generate_source(args)
     device = resolve_device(args.device or "auto")
     init_ranks(device)
-    pipe = DiffuSETSPipeline.from_pretrained(args.run, device=str(device))
+    pipe = DiffuSETSPipeline.from_pretrained(source, device=str(device))
     res = generate_dataset(
         pipe,
         args.conditions,
@@ -384,9 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--run",
         "--run-dir",
         dest="run",
-        required=True,
+        default=None,
         type=Path,
         help="a run directory with trained vae/ and unet/ (spell it --run-dir under torchrun)",
+    )
+    c.add_argument(
+        "--model",
+        default=None,
+        type=Path,
+        help="instead of --run: a model folder written by `diffusets export` (no run directory needed)",
     )
     c.add_argument("--report", default=None, help='statements joined with "|", e.g. "Sinus tachycardia|ST elevation"')
     c.add_argument("--age", type=float, default=None)
@@ -445,6 +476,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default=None)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_generate)
+
+    c = sub.add_parser(
+        "export",
+        help="write a run's model as a self-contained folder to share (safetensors, configs, index, model card)",
+    )
+    c.add_argument("run_dir", type=Path, help="the run directory (or a model folder, to copy it)")
+    c.add_argument("--out", required=True, type=Path, help="the model folder to write")
+    c.add_argument(
+        "--unet-dir", default="unet", help="which U-Net of the run: unet (default) or unet_noc (the text-only ablation)"
+    )
+    c.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty folder that is not a previous export (a previous export is always replaced)",
+    )
+    c.add_argument(
+        "--text-cache",
+        action="store_true",
+        help="also ship the run's cached prompt vectors (text_cache/), to reproduce its samples bit for bit with "
+        "an embedder whose vectors depend on their batch (the local MiniLM)",
+    )
+    c.set_defaults(func=_cmd_export)
 
     from .eval.commands import add_evaluate_parser, add_guidance_parser
 

@@ -22,21 +22,34 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import fileio
 from ..data.leads import CANONICAL_LEADS
 from ..data.preprocess import MODEL_FS
 from ..data.store import SignalStore
 from ..device import resolve_device
 from ..fileio import atomic_write_text
 from ..layout import SAMPLING_FILE, UNET_DIR, sampling_file, unet_model, vae_model
+from ..models.folder import WEIGHTS_FILE
 from ..models.reference import check_embedder_compat, load_reference_unet, load_reference_vae
 from ..models.unet import ConditionalUNet1D, unet_from_artifact
 from ..models.vae import VAE, load_vae
 from ..text.cache import EmbeddingCache
-from ..text.embed import CachePlacement, embed_reports, embed_texts, inference_cache, user_cache_dir
+from ..text.embed import CACHE_ENV, CachePlacement, embed_reports, embed_texts, inference_cache, user_cache_dir
 from ..text.embedders import embedder_from_identity, make_embedder
 from ..text.patient import encode_patient
 from ..text.tokens import report_tokens
 from .gaussian import GUIDANCE_TARGETS, GaussianDiffusion
+from .model_folder import (
+    UNET_SUBDIR,
+    VAE_SUBDIR,
+    ModelParts,
+    identity_from_dict,
+    is_model_folder,
+    read_model_folder,
+    reference_provenance,
+    run_provenance,
+    write_model_folder,
+)
 from .outputs import positive_int
 from .samplers import get_sampler
 from .schedules import NoiseSchedule
@@ -51,6 +64,7 @@ __all__ = [
     "SAMPLING_FILE",
     "DiffuSETSPipeline",
     "GenerationOutput",
+    "export_model",
     "load_sampling_settings",
     "save_sampling_settings",
 ]
@@ -87,6 +101,94 @@ def load_sampling_settings(run_dir: str | os.PathLike, *, unet_dir: str = UNET_D
         ) from None
 
 
+def _effective_sampling(unet_cfg: Any, saved: dict | None) -> dict:
+    """What a pipeline generates with for arguments left at None: ``saved`` (a run's validated settings) over the
+    defaults; guidance acts on the report alone by default for a U-Net trained with separate condition dropout."""
+    separate = getattr(unet_cfg, "cond_dropout_mode", "joint") == "separate"
+    return {**DEFAULT_SAMPLING, "guidance_on": "text" if separate else "all", **(saved or {})}
+
+
+def _user_cache(identity: Any) -> CachePlacement:
+    """Where a pipeline that has no run caches new prompt vectors: ``$DIFFUSETS_CACHE``, else the user's cache
+    folder (:func:`~diffusets_core.text.embed.user_cache_dir` ``/embeddings``), when this process may write there;
+    else nowhere (vectors kept in memory)."""
+    root = Path(os.environ.get(CACHE_ENV) or user_cache_dir() / "embeddings")
+    if fileio.writable_dir(root / identity.slug()):
+        return CachePlacement(root)
+    return CachePlacement(
+        None, (), f"{root} is not writable: embeddings of new prompts are computed and not cached (set {CACHE_ENV})"
+    )
+
+
+def _run_parts(run_dir: Path, unet_dir: str, device: Any) -> tuple[ModelParts, dict, dict]:
+    """The parts of a run's model (``run/<unet_dir>/model.pt``, ``run/vae/model.pt``, ``sampling.json``, the
+    prepared data's rate, the run's provenance), the U-Net artifact's ``meta`` and the short SHA-256 of both
+    artifacts (``{"unet": ..., "vae": ...}``). Raises CheckpointError for a missing or mismatched artifact."""
+    unet, meta = unet_from_artifact(unet_model(run_dir, unet_dir), map_location=device)
+    vae = load_vae(run_dir, device)
+    schedule = NoiseSchedule.from_config(meta["schedule"]) if "schedule" in meta else NoiseSchedule.paper()
+    fs = MODEL_FS
+    try:
+        fs = SignalStore(run_dir).fs
+    except FileNotFoundError:
+        pass
+    saved = load_sampling_settings(run_dir, unet_dir=unet_dir)
+    sha = {"unet": _file_sha256(unet_model(run_dir, unet_dir)), "vae": _file_sha256(vae_model(run_dir))}
+    parts = ModelParts(
+        unet=unet,
+        vae=vae,
+        embedder=dict(meta["embedder"]),
+        patient_mode=meta.get("patient_mode", "normalized"),
+        schedule=schedule,
+        fs=fs,
+        sampling_saved=saved,
+        sampling=_effective_sampling(unet.cfg, saved),
+        provenance=run_provenance(run_dir, unet_dir, meta, sha["unet"]),
+    )
+    return parts, meta, sha
+
+
+def export_model(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    unet_dir: str = UNET_DIR,
+    overwrite: bool = False,
+    text_cache: bool = False,
+) -> Path:
+    """Write the model of ``source`` (a run directory, or a model folder) as a self-contained model folder at
+    ``out`` (:mod:`~diffusets_core.diffusion.model_folder`), without building its text embedder (no API key or
+    embedder weights needed): what ``diffusets export`` calls. :meth:`DiffuSETSPipeline.save_pretrained` writes the
+    same folder from a loaded pipeline.
+
+    ``unet_dir``: which U-Net of a run (``"unet"``, or ``layout.NOC_DIR`` for the text-only ablation).
+    ``overwrite``: write into a non-empty folder that is not a previous export. ``text_cache``: ship the prompt
+    vectors cached for the run's embedder in the caches its pipeline reads (``text_cache/``; needed only to
+    reproduce the run's samples bit for bit with an embedder whose vectors depend on the batch they were computed
+    in, such as the local MiniLM; holds sha256 keys of prompts, not their text).
+
+    Returns ``out``.
+
+    Raises:
+        CheckpointError: a missing, unreadable or mismatched artifact of ``source`` (the message names the file).
+        ValueError: ``out`` is refused (see :func:`~.model_folder.write_model_folder`), or ``unet_dir`` is given for
+            a model folder.
+    """
+    source = Path(source)
+    if is_model_folder(source):
+        if unet_dir != UNET_DIR:
+            raise ValueError(f"unet_dir applies to run directories; the model folder {source} holds one U-Net")
+        parts = read_model_folder(source)
+        roots = [parts.text_cache] if parts.text_cache is not None else []
+    else:
+        parts, _, _ = _run_parts(source, unet_dir, torch.device("cpu"))
+        place = inference_cache(source, identity_from_dict(parts.embedder))  # the caches the run's pipeline reads
+        roots = [r for r in (place.root, *place.read_only) if r is not None]
+    return write_model_folder(
+        out, parts, overwrite=overwrite, text_cache_roots=roots if text_cache else None, sources=[source]
+    )
+
+
 @dataclass
 class GenerationOutput:
     """Generated signals ``(B, 12, L)`` in mV with their sampling rate, lead names and conditions."""
@@ -120,7 +222,8 @@ def _broadcast(name: str, value: Any, n: int) -> list:
 
 
 class DiffuSETSPipeline:
-    """Text + patient conditioned ECG generation. Build with :meth:`from_pretrained` (a run directory)."""
+    """Text + patient conditioned ECG generation. Build with :meth:`from_pretrained` (a run directory or an exported
+    model folder) or :meth:`from_reference`; :meth:`save_pretrained` writes a model folder to share."""
 
     def __init__(
         self,
@@ -137,6 +240,8 @@ class DiffuSETSPipeline:
         clip_sample: Any = None,
         sampling: dict | None = None,
         cache_read_only: Sequence[Path] = (),
+        provenance: dict | None = None,
+        cache_read_only_first: bool = False,
     ):
         self.device = torch.device(device)
         self.unet = unet.to(self.device).eval()
@@ -147,11 +252,15 @@ class DiffuSETSPipeline:
         self.fs = fs
         self.cache_dir = cache_dir  # where new prompt vectors are appended (None: not cached)
         self.cache_read_only = tuple(cache_read_only)  # caches read but never written (a read-only run's)
+        # a model folder's shipped vectors win over the user's cache (they are the ones the run generated with)
+        self.cache_read_only_first = cache_read_only_first
         self.identity = identity or {}
         self.clip_sample = clip_sample
         # what __call__ uses for arguments left at None: the run's validated settings, else the defaults
-        separate = getattr(unet.cfg, "cond_dropout_mode", "joint") == "separate"
-        self.sampling = {**DEFAULT_SAMPLING, "guidance_on": "text" if separate else "all", **(sampling or {})}
+        self.sampling_saved = dict(sampling or {})  # the settings saved with the model ({}: none)
+        self.sampling = _effective_sampling(unet.cfg, sampling)
+        # where the weights come from (data, profile, training, evaluation): what save_pretrained's model card says
+        self.provenance = provenance
         dim = getattr(embedder, "dim", None)
         if dim is not None and int(dim) != unet.cfg.text_dim:
             raise ValueError(
@@ -175,38 +284,47 @@ class DiffuSETSPipeline:
         unet_dir: str = UNET_DIR,
         **embedder_kwargs: Any,
     ) -> DiffuSETSPipeline:
-        """Load ``run_dir/<unet_dir>/model.pt`` and ``run_dir/vae/model.pt`` and the embedder they were trained
-        with. ``unet_dir=layout.NOC_DIR`` (``"unet_noc"``) loads the text-only ablation trained beside the main model.
+        """Load a trained model with the embedder it was trained with (``embedder_kwargs`` go to
+        :func:`~diffusets_core.text.embedders.embedder_from_identity`; ``embedder`` replaces it, and must give
+        vectors of the U-Net's text width).
+
+        ``run_dir`` is either a run directory (``run_dir/<unet_dir>/model.pt`` and ``run_dir/vae/model.pt``;
+        ``unet_dir=layout.NOC_DIR`` (``"unet_noc"``) loads the text-only ablation trained beside the main model), or
+        a model folder written by :meth:`save_pretrained` / ``diffusets export`` (recognised by its
+        ``model_index.json``; every file is checked against the SHA-256 the index records). Loading a folder needs
+        nothing of the run and imports no training code; new prompt vectors are cached in ``$DIFFUSETS_CACHE`` or
+        the user's cache folder, never in the model folder (its optional ``text_cache/`` is only read).
 
         Raises:
-            CheckpointError: a missing, unreadable or mismatched artifact (the message names the file).
+            CheckpointError: a missing, unreadable or mismatched artifact: a file of the folder missing or changed
+                (SHA-256), weights that do not fit their config, an embedder identity whose width is not the
+                U-Net's, an unknown folder format version (the message names the file).
+            ValueError: an ``embedder`` whose vectors do not have the U-Net's text width; ``unet_dir`` given for a
+                model folder.
         """
         run_dir = Path(run_dir)
         dev = resolve_device(device)
-        unet, meta = unet_from_artifact(unet_model(run_dir, unet_dir), map_location=dev)
-        cfg = unet.cfg
+        if is_model_folder(run_dir):
+            if unet_dir != UNET_DIR:
+                raise ValueError(f"unet_dir applies to run directories; the model folder {run_dir} holds one U-Net")
+            return cls._from_folder(run_dir, dev, embedder, embedder_kwargs)
+        if not unet_model(run_dir, unet_dir).exists() and (run_dir / UNET_SUBDIR / WEIGHTS_FILE).exists():
+            read_model_folder(run_dir)  # a model folder without its index: CheckpointError names the missing file
+        parts, meta, sha = _run_parts(run_dir, unet_dir, dev)
         ident = meta["embedder"]
         if embedder is None:  # with the window the training text was embedded with (same prompts split)
             embedder = embedder_from_identity(ident, **embedder_kwargs)
-        vae = load_vae(run_dir, dev)
-        schedule = NoiseSchedule.from_config(meta["schedule"]) if "schedule" in meta else NoiseSchedule.paper()
-        fs = MODEL_FS
-        try:
-            fs = SignalStore(run_dir).fs
-        except FileNotFoundError:
-            pass
-        sampling = load_sampling_settings(run_dir, unet_dir=unet_dir)
         model_id = {
             "run_dir": str(run_dir.resolve()),
             "unet_dir": unet_dir,
             "unet_steps": meta.get("steps"),
             # the weights themselves: a U-Net retrained to the same step count is another model
-            "unet_sha256": _file_sha256(unet_model(run_dir, unet_dir)),
-            "vae_sha256": _file_sha256(vae_model(run_dir)),
+            "unet_sha256": sha["unet"],
+            "vae_sha256": sha["vae"],
             "embedder": ident,
-            "arch": cfg.arch,
-            "sampling": sampling or "defaults (no validated settings saved)",
-            "patient_mode": meta.get("patient_mode", "normalized"),
+            "arch": parts.unet.cfg.arch,
+            "sampling": parts.sampling_saved or "defaults (no validated settings saved)",
+            "patient_mode": parts.patient_mode,
             "weights": "trained in this run",
         }
         # generation never needs to write into the run: a run others only read caches new prompts elsewhere
@@ -214,17 +332,105 @@ class DiffuSETSPipeline:
         if place.note:
             log.warning("%s", place.note)
         return cls(
-            unet,
-            vae,
+            parts.unet,
+            parts.vae,
             embedder,
-            patient_mode=meta.get("patient_mode", "normalized"),
-            schedule=schedule,
-            fs=fs,
+            patient_mode=parts.patient_mode,
+            schedule=parts.schedule,
+            fs=parts.fs,
             device=dev,
             cache_dir=place.root,
             identity=model_id,
-            sampling=sampling,
+            sampling=parts.sampling_saved,
             cache_read_only=place.read_only,
+            provenance=parts.provenance,
+        )
+
+    @classmethod
+    def _from_folder(
+        cls, folder: Path, dev: torch.device, embedder: Any, embedder_kwargs: dict[str, Any]
+    ) -> DiffuSETSPipeline:
+        """:meth:`from_pretrained` of an exported model folder (:func:`~.model_folder.read_model_folder`)."""
+        parts = read_model_folder(folder, dev)
+        if embedder is None:
+            embedder = embedder_from_identity(parts.embedder, **embedder_kwargs)
+        place = _user_cache(embedder.identity)
+        if place.note:
+            log.warning("%s", place.note)
+        model_id = {
+            "model_dir": str(folder.resolve()),
+            "unet_steps": (parts.provenance.get("training") or {}).get("steps"),
+            "unet_sha256": parts.files[f"{UNET_SUBDIR}/{WEIGHTS_FILE}"][:16],
+            "vae_sha256": parts.files[f"{VAE_SUBDIR}/{WEIGHTS_FILE}"][:16],
+            "embedder": parts.embedder,
+            "arch": parts.unet.cfg.arch,
+            "sampling": parts.sampling_saved or "defaults (no validated settings saved)",
+            "patient_mode": parts.patient_mode,
+            "weights": "exported model folder",
+        }
+        return cls(
+            parts.unet,
+            parts.vae,
+            embedder,
+            patient_mode=parts.patient_mode,
+            schedule=parts.schedule,
+            fs=parts.fs,
+            device=dev,
+            cache_dir=place.root,
+            identity=model_id,
+            clip_sample=parts.clip_sample,
+            sampling=parts.sampling_saved,
+            cache_read_only=(parts.text_cache,) if parts.text_cache is not None else (),
+            provenance=parts.provenance,
+            cache_read_only_first=True,
+        )
+
+    def save_pretrained(self, out: str | os.PathLike, *, overwrite: bool = False, text_cache: bool = False) -> Path:
+        """Write this pipeline's model as a self-contained model folder at ``out``, which
+        :meth:`from_pretrained` loads without the run (layout: :mod:`~diffusets_core.diffusion.model_folder`): both
+        networks as safetensors with their JSON configs, ``model_index.json`` (embedder identity, patient mode,
+        schedule, fs, leads, sampling settings, SHA-256 of every file, provenance) and a model card ``README.md``
+        (data, profile, the run's benchmark table or "not evaluated", intended use, limitations, licence). Works for
+        a pipeline loaded from a run, from a model folder (a copy with the same weights and card) or with
+        :meth:`from_reference`.
+
+        ``overwrite``: write into a non-empty folder that is not a previous export (a previous export is always
+        replaced). ``text_cache``: also ship the prompt vectors cached for this embedder (``text_cache/``, read-only
+        at load), so the run's samples are reproduced bit for bit even for prompts whose cached vectors were
+        computed in other batches (the local MiniLM's vectors differ in the last bits between batches).
+
+        Returns ``out``.
+
+        Raises:
+            ValueError: ``out`` is a file, a run directory, the folder this pipeline was loaded from, or a
+                non-empty folder other than an export (without ``overwrite``); invalid sampling settings.
+        """
+        provenance = self.provenance
+        if provenance is None:
+            provenance = {
+                "source": "unknown",
+                "git_commit": None,
+                "evaluation": {
+                    "status": "not evaluated",
+                    "reason": "the pipeline was assembled in memory; nothing records how its weights were made",
+                },
+            }
+        parts = ModelParts(
+            unet=self.unet,
+            vae=self.vae,
+            embedder=dict(self.identity.get("embedder") or self.embedder.identity.to_dict()),
+            patient_mode=self.patient_mode,
+            schedule=self.schedule,
+            fs=self.fs,
+            sampling_saved=self.sampling_saved,
+            sampling=self.sampling,
+            provenance=provenance,
+            clip_sample=self.clip_sample,
+        )
+        roots = [r for r in (self.cache_dir, *self.cache_read_only) if r is not None]
+        sources = [Path(self.identity[k]) for k in ("run_dir", "model_dir") if self.identity.get(k)]
+        return write_model_folder(
+            out, parts, overwrite=overwrite, text_cache_roots=roots if text_cache else None, sources=sources
         )
 
     @classmethod
@@ -288,6 +494,7 @@ class DiffuSETSPipeline:
             cache_dir=cache,
             identity=identity,
             clip_sample=1.0,
+            provenance=reference_provenance(identity),
         )
 
     # -- conditioning --------------------------------------------------------------------------------
@@ -299,7 +506,12 @@ class DiffuSETSPipeline:
         if self.cache_dir is None:  # nothing writable: read what exists, append into memory only
             first = self.cache_read_only[0]
             return EmbeddingCache(first, self.embedder.identity, read_only_roots=self.cache_read_only, persist=False)
-        return EmbeddingCache(self.cache_dir, self.embedder.identity, read_only_roots=self.cache_read_only)
+        return EmbeddingCache(
+            self.cache_dir,
+            self.embedder.identity,
+            read_only_roots=self.cache_read_only,
+            read_only_first=self.cache_read_only_first,
+        )
 
     def embed_reports(self, reports: Sequence[str]) -> np.ndarray:
         """The text condition of ``reports`` (``|``-joined statements), embedded through the run's cache: the

@@ -10,13 +10,15 @@ import pandas as pd
 
 from ..argtypes import nonnegative_float, nonnegative_int, positive_int
 from ..diffusion.samplers import SAMPLERS
-from .guidance import MIN_COVERAGE_RATIO, choose_guidance, guidance_sweep, save_chosen_guidance
-from .report import evaluate_run
 
 __all__ = ["add_evaluate_parser", "add_guidance_parser"]
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    # per-subcommand import, as in the CLI: building the parser must not load the benchmark (and the training loop
+    # its judges use) for every other command, `diffusets generate` included
+    from .report import evaluate_run
+
     tables = evaluate_run(
         args.run_dir,
         n_eval=args.n_eval,
@@ -99,6 +101,8 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _cmd_guidance_sweep(args: argparse.Namespace) -> int:
+    from .guidance import MIN_COVERAGE_RATIO, choose_guidance, guidance_sweep, save_chosen_guidance  # see above
+
     try:
         scales = [float(s) for s in args.scales.split(",") if s.strip()]
     except ValueError:

@@ -93,10 +93,12 @@ class EmbeddingCache:
         mmap: bool = True,
         read_only_roots: Sequence[str | os.PathLike] = (),
         persist: bool = True,
+        read_only_first: bool = False,
     ):
         """``root``: where vectors are read and appended. ``read_only_roots``: other cache roots whose segments
         of the same identity are read too but never written or consolidated (e.g. the cache inside a run that
-        this process may not write into); a prompt found in several is taken from ``root`` first.
+        this process may not write into); a prompt found in several is taken from ``root`` first, or with
+        ``read_only_first`` from the read-only roots first (a model folder's shipped vectors over the user's cache).
         ``persist=False``: :meth:`add` keeps new vectors in memory only and nothing is ever written (for a
         process that may write nowhere)."""
         self.root = Path(root)
@@ -104,6 +106,7 @@ class EmbeddingCache:
         self.dir = self.root / identity.slug()
         self.read_only_dirs = [Path(r) / identity.slug() for r in read_only_roots if Path(r) != self.root]
         self.persist = persist
+        self.read_only_first = read_only_first
         self.mmap = mmap
         self.dim: int | None = identity.dim
         self._index: dict[str, int] = {}
@@ -152,11 +155,13 @@ class EmbeddingCache:
         return keys, arr
 
     def refresh(self) -> int:
-        """Load segments committed since the last call (own directory first, then the read-only ones); returns
-        the number of new vectors indexed."""
-        added = self._refresh_dir(self.dir, self._loaded)
+        """Load segments committed since the last call (own directory first, then the read-only ones; the other
+        way round with ``read_only_first``); returns the number of new vectors indexed."""
+        added = 0 if self.read_only_first else self._refresh_dir(self.dir, self._loaded)
         for d in self.read_only_dirs:
             added += self._refresh_dir(d, self._loaded_read_only.setdefault(d, set()))
+        if self.read_only_first:
+            added += self._refresh_dir(self.dir, self._loaded)
         return added
 
     def _refresh_dir(self, directory: Path, loaded: set[str]) -> int:

@@ -738,12 +738,16 @@ def make_embedder(
 def embedder_from_identity(identity: dict, **kwargs: Any) -> Embedder:
     """The embedder that wrote ``identity`` (a run's ``embeddings/identity.json`` or a model's ``meta["embedder"]``),
     with the window it used (``identity["window"]["window"]``, recorded since long prompts are split), so that
-    generation splits the same prompts as training did. ``kwargs`` go to :func:`make_embedder` and win."""
+    generation splits the same prompts as training did; the test-only ``hash`` backend also gets the recorded
+    ``dim`` (its vectors' width is a setting, not a property of a model). ``kwargs`` go to :func:`make_embedder` and
+    win."""
     recorded = identity.get("window")
     window = recorded.get("window") if isinstance(recorded, dict) else None
     backend = identity["backend"]
     if window is not None:
         kwargs.setdefault("max_length" if backend == "local" else "max_tokens", int(window))
+    if backend == "hash" and identity.get("dim") is not None:
+        kwargs.setdefault("dim", int(identity["dim"]))
     return make_embedder(
         backend,
         model=identity.get("model"),
