@@ -254,3 +254,18 @@ def test_default_parameters_are_the_smoke_profile(notebook):
         and namespace.get(key, "<not declared>") != (str(value) if key == "run_dir" else value)
     }
     assert drift == {}, f"{notebook}: parameter -> (notebook default, profiles/smoke.yaml): {drift}"
+
+
+@pytest.mark.parametrize("name", ["cpu", "paper"])
+def test_other_profiles_never_inherit_a_smoke_setting(name):
+    """The chapters' defaults are the smoke profile's, so a setting the smoke profile injects and another profile
+    leaves to the default would silently give that profile the smoke value (e.g. the text-only ablation or a smaller
+    explorer grid): every such key must be set by the profile itself."""
+    smoke, prof = load_profile("smoke"), load_profile(name)
+    inherited = {
+        (nb, key)
+        for nb in prof.notebooks
+        for key in book.notebook_parameters(smoke, nb, Path("r"))
+        if key not in book.notebook_parameters(prof, nb, Path("r")) and (nb, key) not in BOOK_ONLY
+    }
+    assert inherited == set(), f"profiles/{name}.yaml takes these from the smoke defaults: {sorted(inherited)}"
