@@ -45,10 +45,12 @@ from .config import (
     check_run_profile,
     describe_type,
     describe_value,
+    load_profile,
     profile_changes,
     write_profile_record,
 )
 from .layout import BOOK_SRC_DIR, EXECUTED_DIR, EXPLORER_DIR
+from .measured import GPU_PAGE_FILE, gpu_measurements_page
 from .progress import ProgressFollower
 
 log = logging.getLogger(__name__)
@@ -370,6 +372,19 @@ def _build_info(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) ->
         for r in runs
     )
     total = sum(r.seconds for r in runs if r.seconds == r.seconds)
+    changed = ""
+    try:  # settings that differ from the profile's file (`diffusets book --set ...`, or a file edited since)
+        changes = profile_changes(load_profile(profile.name), profile)
+    except ProfileError:
+        changes = []
+    # paths of the build machine stay out of the book: a changed path setting is named, not shown
+    path_keys = ("run_dir:", "data.data_dir:", "data.code_map:", "data.exclude:", "data.subject_id:")
+    changes = [c.split(":")[0] + " (a path)" if c.startswith(path_keys) else c for c in changes]
+    if changes:
+        shown = "; ".join(f"`{c}`" for c in changes[:12]) + (
+            f"; ... ({len(changes)} in all)" if len(changes) > 12 else ""
+        )
+        changed = f"| settings changed from `profiles/{profile.name}.yaml` | {shown} |\n"
     return f"""# About this build
 
 This book was built by `diffusets book --profile {profile.name}` on {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC.
@@ -378,7 +393,7 @@ Every figure and number in it comes from the notebooks executed for this build; 
 | | |
 |---|---|
 | profile | `{profile.name}`: {profile.description} |
-| seed | {profile.seed} |
+{changed}| seed | {profile.seed} |
 | data source | `{profile.data.source}` (n = {profile.data.n}) |
 | text embedder | `{profile.text.backend}` / prompt mode `{profile.text.prompt_mode}` |
 | diffusets_core | {__version__} |
@@ -408,6 +423,14 @@ def stage_book(profile: Profile, run_dir: Path, runs: Sequence[NotebookRun]) -> 
             page.write_text(filter_profile_text(page.read_text(), profile.name))
         except ValueError as exc:
             raise ValueError(f"{page.relative_to(stage)}: {exc}") from None
+    # the GPU figures: tables from the results files under book/measured/, else "not yet measured on a GPU"
+    try:
+        gpu_budget = load_profile("gpu").budget_minutes
+    except ProfileError:
+        gpu_budget = None
+    measured = stage / "book" / "measured"
+    measured.mkdir(parents=True, exist_ok=True)
+    (measured / GPU_PAGE_FILE).write_text(gpu_measurements_page(measured, budget_minutes=gpu_budget))
     (stage / "notebooks").mkdir()
     paths = PathDisplay.for_run(profile, run_dir)
     for r in runs:

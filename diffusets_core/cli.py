@@ -86,7 +86,27 @@ def _run_profile(args: argparse.Namespace):
 
     if args.reprofile and args.profile is None:
         raise ValueError("--reprofile: name the profile to switch the run to with --profile")
-    return run_profile(args.run_dir, args.profile)
+    overrides = dict(getattr(args, "set", None) or [])
+    return run_profile(args.run_dir, args.profile, overrides=overrides)
+
+
+def _override(text: str) -> tuple[str, object]:
+    """argparse type of ``--set KEY=VALUE`` (config.parse_override); the key is checked with the profile."""
+    from .config import parse_override
+
+    try:
+        return parse_override(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+#: --set, for the commands that take --profile (book, train-vae, train-unet).
+SET_HELP = (
+    "change one setting of the profile for this run, KEY=VALUE with KEY the dotted path of a profile file "
+    "(unet.train.max_steps=2, data.n=120, vae.model.channels=[32,64,64], notebook_params.04_diffusion.ddpm_steps=4); "
+    "repeatable; the value is read as in a profile file, the result checked as a whole; the run records the changed "
+    "profile"
+)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -385,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
             "a profile other than the recorded one needs --reprofile",
         )
         c.add_argument("--reprofile", action="store_true", help=REPROFILE_HELP)
+        c.add_argument("--set", action="append", type=_override, default=None, metavar="KEY=VALUE", help=SET_HELP)
         c.add_argument("--max-steps", type=positive_int, default=None)
         c.add_argument("--device", type=device_spec, default=None, help="auto (default), cpu, cuda, cuda:1, ...")
         c.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
@@ -512,6 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
         "else cpu); a profile other than the recorded one needs --reprofile",
     )
     c.add_argument("--reprofile", action="store_true", help=REPROFILE_HELP)
+    c.add_argument("--set", action="append", type=_override, default=None, metavar="KEY=VALUE", help=SET_HELP)
     c.add_argument("--run-dir", type=Path, default=None, help="override the profile's run directory")
     c.add_argument("--data-dir", default=None, help="override the profile's data.data_dir (an existing folder)")
     c.add_argument("--only", nargs="+", default=None, help="run only these chapters of the profile (e.g. 01_data)")

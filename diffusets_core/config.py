@@ -380,16 +380,21 @@ def _profile_path(name_or_path: str | os.PathLike) -> Path:
     return path
 
 
-def load_profile(name_or_path: str | os.PathLike) -> Profile:
+def load_profile(
+    name_or_path: str | os.PathLike, overrides: collections.abc.Mapping[str, Any] | None = None
+) -> Profile:
     """Load ``profiles/<name>.yaml`` (or a path to a YAML file) into a validated :class:`Profile`.
 
     Every value is checked against the type of the field (or model/training/stage option) that receives it, with
     the rules of :class:`TypedLoader`; numbers are read as YAML 1.2 reads them (``2e-3`` is a number, ``010`` and
     ``1:30`` are not) and a key given twice is refused (:class:`ProfileLoader`). Relative data paths are resolved against the current directory.
 
+    ``overrides`` (dotted key path -> value, e.g. ``{"unet.train.max_steps": 2, "data.n": 120}``) replace settings
+    of the file before anything is checked, with the rules of :func:`with_overrides`.
+
     Raises:
-        ProfileError: the file is missing or not YAML, or a key is unknown, mistyped or out of range; the message
-            names the file, the key path and what was expected.
+        ProfileError: the file is missing or not YAML, or a key is unknown, mistyped or out of range (an override's
+            too); the message names the file, the key path and what was expected.
     """
     path = _profile_path(name_or_path)
     try:
@@ -398,7 +403,130 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
         raise ProfileError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ProfileError(f"{path}: expected a mapping at top level")
-    return profile_from_dict({"name": path.stem, **raw}, str(path))
+    raw = {"name": path.stem, **raw}
+    if overrides:
+        raw = _apply_overrides(raw, overrides, str(path))
+        return profile_from_dict(raw, _overridden_where(str(path), overrides))
+    return profile_from_dict(raw, str(path))
+
+
+# ---- overrides: one setting changed for one run ----------------------------------------------------------------
+# `diffusets book --profile gpu --set unet.train.max_steps=2 --set data.n=120` runs the gpu profile with those two
+# settings changed (CI's 2-step build of a profile sized for a GPU; a quick trial of a setting). A key is the dotted
+# path of the setting as the profile file nests it; the value is read as a profile file's value is (YAML 1.2 numbers,
+# `[1, 2]` a list, `null`), then the whole profile is checked as a file is. The run records the changed profile in
+# its profile.json like any other, so use --run-dir for a scaled-down trial of a profile whose full run you keep.
+
+
+def _override_schema(top: str) -> dict[str, Any] | None:
+    """The keys allowed one level below ``top`` (name -> a nested schema dict, or ``None`` for a leaf)."""
+    if top in ("data", "text"):
+        cls = DataConfig if top == "data" else TextConfig
+        return {f.name: None for f in dataclasses.fields(cls)}
+    if top in ("vae", "unet"):
+        model_cls = VAEConfig if top == "vae" else UNetConfig
+        return {
+            "model": {k: None for k in _field_types(model_cls)},
+            "train": {k: None for k in _field_types(TrainConfig)},
+            "extra": {k: None for k in _stage_extra_types(top)},
+        }
+    return None
+
+
+def _check_override_key(key: str, where: str) -> list[str]:
+    """``key`` split into its parts, after checking that it names a setting a profile has; raises ProfileError
+    naming the first part that does not exist (and what exists there)."""
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ProfileError(f"{where}: override {key!r}: expected a dotted key such as unet.train.max_steps")
+    settable = [f.name for f in dataclasses.fields(Profile) if f.name != "name"]
+    top = parts[0]
+    if top not in settable:
+        raise ProfileError(f"{where}: override {key}: unknown key {top!r}; allowed: {sorted(settable)}")
+    if top == "notebook_params":
+        if len(parts) != 3:
+            raise ProfileError(
+                f"{where}: override {key}: expected notebook_params.<notebook>.<parameter>, "
+                "e.g. notebook_params.04_diffusion.ddpm_steps"
+            )
+        notebooks_dir = REPO_ROOT / "notebooks"
+        if not (notebooks_dir / f"{parts[1]}.ipynb").is_file():
+            known = sorted(p.stem for p in notebooks_dir.glob("*.ipynb"))
+            raise ProfileError(f"{where}: override {key}: no notebook {parts[1]!r}; notebooks: {known}")
+        return parts  # the parameter is checked against the notebook's parameters cell (book.check_profile_parameters)
+    schema: dict[str, Any] | None = _override_schema(top)
+    for depth, part in enumerate(parts[1:], start=1):
+        if schema is None:
+            leaf = ".".join(parts[:depth])
+            raise ProfileError(f"{where}: override {key}: {leaf} is a value, not a section (set {leaf} itself)")
+        if part not in schema:
+            section = ".".join(parts[:depth])
+            raise ProfileError(f"{where}: override {key}: unknown key {part!r} in {section}; allowed: {sorted(schema)}")
+        schema = schema[part]
+    if schema is not None:
+        raise ProfileError(
+            f"{where}: override {key}: {key} is a section; set one of its keys ({', '.join(sorted(schema))})"
+        )
+    return parts
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: collections.abc.Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A deep copy of the profile mapping ``raw`` with each override's value put at its key path."""
+    out = json.loads(json.dumps(raw, default=list))  # a deep copy; tuples become the lists a profile file gives
+    for key, value in overrides.items():
+        parts = _check_override_key(str(key), where)
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ProfileError(
+                    f"{where}: override {key}: {'.'.join(parts[: i + 1])} holds {describe_value(child)}, not a mapping"
+                )
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _overridden_where(where: str, overrides: collections.abc.Mapping[str, Any]) -> str:
+    return f"{where} with override(s) {', '.join(str(k) for k in overrides)}"
+
+
+def with_overrides(
+    profile: Profile, overrides: collections.abc.Mapping[str, Any], *, where: str | None = None
+) -> Profile:
+    """A new, fully checked :class:`Profile`: ``profile`` with each ``key path -> value`` of ``overrides`` replaced.
+
+    Keys are the dotted paths of a profile file (``data.n``, ``unet.train.max_steps``, ``vae.model.channels``,
+    ``notebook_params.06_benchmark.n_boot``); a key may name a setting the file leaves at its default. A whole value
+    is replaced (a list by a list). ``name`` cannot be overridden. The result is checked as a profile file is
+    (:func:`profile_from_dict`); ``profile`` is not changed.
+
+    Raises:
+        ProfileError: a key that names no setting (the message names the key, the first unknown part and the keys
+            allowed there), or a value of the wrong type or range (named as a file's would be).
+    """
+    where = where or f"profile {profile.name!r}"
+    if not overrides:
+        return profile
+    raw = _apply_overrides(profile.to_dict(), overrides, where)
+    return profile_from_dict(raw, _overridden_where(where, overrides))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"KEY=VALUE"`` (a command line's ``--set``) -> ``(KEY, value)``, the value read as a profile file's value
+    is (:class:`ProfileLoader`: ``2e-3`` a number, ``[1, 2]`` a list, ``null`` None, ``"200"`` a string). The key is
+    checked when the override is applied (:func:`with_overrides`). Raises ValueError without ``=`` or a key."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"expected KEY=VALUE (e.g. unet.train.max_steps=2), got {text!r}")
+    try:
+        parsed = yaml.load(value, Loader=ProfileLoader) if value.strip() else None  # noqa: S506 (SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{key}: the value {value!r} is not a YAML value: {exc}") from None
+    return key, parsed
 
 
 def profile_from_dict(raw: dict[str, Any], where: str) -> Profile:
@@ -561,17 +689,22 @@ class RunProfile:
 
 
 def run_profile(
-    run_dir: str | os.PathLike | None, requested: str | os.PathLike | None, *, default: str = "cpu"
+    run_dir: str | os.PathLike | None,
+    requested: str | os.PathLike | None,
+    *,
+    default: str = "cpu",
+    overrides: collections.abc.Mapping[str, Any] | None = None,
 ) -> RunProfile:
     """Which profile a command runs ``run_dir`` with (the rule above; nothing is written).
 
     ``requested`` (``--profile``: a name or a YAML path) is loaded; without it the run's record is used, else
     ``default``. ``run_dir`` ``None``: the profile's own run directory (``runs/<name>``). Whether a requested profile
-    may replace the record is :meth:`RunProfile.mismatch`'s answer. Raises :class:`ProfileError` for a profile or a
-    record that does not load.
+    may replace the record is :meth:`RunProfile.mismatch`'s answer. ``overrides`` (``--set``) change settings of the
+    profile chosen so (:func:`with_overrides`). Raises :class:`ProfileError` for a profile or a record that does not
+    load, or an override that does not apply.
     """
     if requested is not None:
-        profile = load_profile(requested)
+        profile = load_profile(requested, overrides)
         path = profile.resolved_run_dir(run_dir)
         try:
             recorded = recorded_profile(path)
@@ -588,6 +721,9 @@ def run_profile(
     except ProfileError as exc:
         raise ProfileError(f"{exc}\n  (give --profile NAME --reprofile to replace the record)") from None
     profile = recorded if recorded is not None else (fallback or load_profile(default))
+    if overrides:
+        source = str(path / PROFILE_FILE) if recorded is not None else str(_profile_path(profile.name))
+        profile = with_overrides(profile, overrides, where=source)
     return RunProfile(profile, path, recorded, None)
 
 

@@ -6,7 +6,7 @@ import os
 
 import torch
 
-__all__ = ["resolve_device", "check_device"]
+__all__ = ["resolve_device", "check_device", "device_name"]
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -44,3 +44,11 @@ def check_device(spec: str) -> torch.device:
         if mps is None or not mps.is_available():
             raise ValueError(f"{spec!r}: MPS is not available on this machine (use auto or cpu)")
     return device
+
+
+def device_name(device: torch.device) -> str:
+    """What a stage records about the device it ran on: ``cuda:0 (NVIDIA H100 80GB HBM3)``, ``cpu``, ``mps``."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)

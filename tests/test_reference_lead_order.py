@@ -187,3 +187,117 @@ def test_reorder_leads_numpy_and_torch_any_axis():
         reorder_leads(x, NATIVE, NATIVE[:-1] + ("V5",))
     with pytest.raises(ValueError, match="holds 3 channels"):
         reorder_leads(x, NATIVE, CANONICAL_LEADS, axis=-1)
+
+
+# ---- the golden fixtures through every output path, by lead name ---------------------------------------------------
+def test_golden_latent_is_written_under_canonical_names_in_canonical_order(ckpts, tmp_path):
+    """The golden decoder input through the released-model pipeline's VAE, then exported to WFDB, npy and PNG: every
+    output names its leads canonically, in canonical order, and the channel named X holds what the reference decoder
+    emitted for X (the golden output is in the network's native order, aVF before aVL)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from test_reference_weights import golden
+
+    from diffusets_core.viz.ecgplot import plot_12lead
+
+    g = golden()
+    expected_native = g["vae_dec_out"].transpose(0, 2, 1)  # (B, 12, L) in NATIVE order
+    tol = 1e-4 * max(1.0, float(np.abs(expected_native).max()))
+    pipe = DiffuSETSPipeline.from_reference(
+        *ckpts, embedder=HashEmbedder(dim=1536), device="cpu", cache_dir=tmp_path / "cache"
+    )
+    assert pipe.vae.native_leads == NATIVE  # the package's REFERENCE_LEAD_ORDER is MIMIC-IV-ECG's file order
+    with torch.no_grad():
+        decoded = pipe.vae.decode(torch.from_numpy(g["vae_dec_z"].copy())).numpy()
+    generated = pipe("Sinus rhythm|Normal ECG.", age=50, sex="M", hr=80, sampler="ddim", num_inference_steps=2, seed=0)
+    assert tuple(generated.leads) == CANONICAL_LEADS
+    for name in CANONICAL_LEADS:
+        np.testing.assert_allclose(
+            decoded[:, CANONICAL_LEADS.index(name)], expected_native[:, NATIVE.index(name)], atol=tol
+        )
+
+    n = len(decoded)
+    cond = pd.DataFrame(
+        {"report": ["Sinus rhythm"] * n, "sex": ["M"] * n, "age": [50] * n, "hr": [80] * n, "seed": range(n)}
+    )
+    out = SimpleNamespace(
+        conditions=cond, signals=decoded, fs=generated.fs, model=generated.model, leads=generated.leads
+    )
+    drawn = []
+
+    def spy_plot(sig, fs, **kw):
+        drawn.append(np.array(sig))
+        return plot_12lead(sig, fs, **kw)
+
+    names = export_batch(out, tmp_path / "out", formats=("wfdb", "npy", "png"), plot=spy_plot, png_limit=1)
+    for i, name in enumerate(names):
+        rec = wfdb.rdrecord(str(tmp_path / "out" / name))
+        assert rec.sig_name == list(CANONICAL_LEADS)
+        npy = np.load(tmp_path / "out" / f"{name}.npy")
+        for lead in ("I", "III", "aVR", "aVL", "aVF", "V1", "V6"):
+            want = expected_native[i, NATIVE.index(lead)]
+            np.testing.assert_allclose(rec.p_signal[:, rec.sig_name.index(lead)], want, atol=1e-3 + tol)  # 1 µV ADC
+            np.testing.assert_allclose(npy[CANONICAL_LEADS.index(lead)], want, atol=tol)
+    assert (tmp_path / "out" / f"{names[0]}.png").is_file() and len(drawn) == 1
+    np.testing.assert_array_equal(drawn[0], decoded[0])  # drawn with plot_12lead's canonical labels, in that order
+
+
+def test_released_pipeline_output_is_its_native_decoder_output_reordered_by_name(ckpts, tmp_path):
+    """Generation with the golden-rule weights: ``out.signals`` equals the plain (native-order) network's decoding of
+    the same latents, channel by lead name."""
+    pipe = DiffuSETSPipeline.from_reference(
+        *ckpts, embedder=HashEmbedder(dim=1536), device="cpu", cache_dir=tmp_path / "cache"
+    )
+    out = pipe(
+        ["Sinus rhythm|Normal ECG.", "Atrial fibrillation"],
+        age=[50, 71],
+        sex=["M", "F"],
+        hr=[80, 110],
+        sampler="ddim",
+        num_inference_steps=2,
+        seed=0,
+        return_latents=True,
+    )
+    plain = VAE(VAEConfig.paper())
+    plain.load_state_dict(pipe.vae.state_dict())
+    plain.eval()
+    with torch.no_grad():
+        native = plain.decode(torch.from_numpy(out.latents)).numpy()
+    assert tuple(out.leads) == CANONICAL_LEADS
+    for name in CANONICAL_LEADS:
+        np.testing.assert_allclose(
+            out.signals[:, CANONICAL_LEADS.index(name)], native[:, NATIVE.index(name)], atol=1e-5
+        )
+
+
+class _NativeOrderPipe:
+    """A stand-in model for dataset generation that returns :func:`native_ecg` and declares the native order."""
+
+    def __init__(self):
+        self.embedder, self.cache_dir = HashEmbedder(dim=32), None
+        self.sampling = {"sampler": "ddim", "num_inference_steps": 2, "guidance_scale": 1.0, "guidance_on": "all"}
+        self.identity = {"weights": "native-order test stand-in"}
+
+    def __call__(self, reports, *, age, sex, hr, seed, **kw):
+        from diffusets_core.diffusion.pipeline import GenerationOutput
+
+        sig = np.repeat(native_ecg()[None], len(reports), axis=0)
+        cond = pd.DataFrame({"report": reports, "sex": sex, "age": age, "hr": hr, "seed": seed})
+        return GenerationOutput(sig, 102.4, NATIVE, cond, None, dict(self.identity))
+
+
+def test_dataset_generation_writes_a_native_order_model_in_canonical_order(tmp_path):
+    from diffusets_core.diffusion.dataset import generate_dataset
+
+    path = tmp_path / "cond.csv"
+    pd.DataFrame([{"report": "Sinus rhythm", "age": 50, "sex": "M", "hr": 70, "n": 2}]).to_csv(path, index=False)
+    generate_dataset(_NativeOrderPipe(), path, tmp_path / "ds", progress=False)
+    heads = sorted((tmp_path / "ds").rglob("*.hea"))
+    assert len(heads) == 2
+    native = native_ecg()
+    for head in heads:
+        rec = wfdb.rdrecord(str(head.with_suffix("")))
+        assert rec.sig_name == list(CANONICAL_LEADS)
+        for lead in ("aVL", "aVF", "III"):
+            np.testing.assert_allclose(rec.p_signal[:, rec.sig_name.index(lead)], native[NATIVE.index(lead)], atol=1e-3)

@@ -61,7 +61,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from .. import __version__
-from ..data.leads import CANONICAL_LEADS
+from ..data.leads import CANONICAL_LEADS, reorder_leads
 from ..data.preprocess import MODEL_FS
 from ..data.wfdb_io import encode_comment_value, header_comments
 from ..fileio import atomic_save_npy, atomic_write_text, atomic_writer
@@ -687,7 +687,10 @@ def _generate(
                 guidance_scale=sampling["guidance_scale"],
                 guidance_on=sampling["guidance_on"],
             )
-            sig, how = resample(res.signals, fs)
+            # by name into canonical order (a model that declares another channel order, e.g. a released network's
+            # native one, is written with canonical names in canonical order; an unknown lead raises before writing)
+            declared = tuple(getattr(res, "leads", None) or CANONICAL_LEADS)
+            sig, how = resample(reorder_leads(np.asarray(res.signals), declared, CANONICAL_LEADS, axis=-2), fs)
             batch = batch.assign(
                 sampler=sampling["sampler"],
                 steps=int(sampling["num_inference_steps"]),

@@ -12,6 +12,7 @@ from torch import nn
 
 from .. import __version__
 from ..checkpoint import load_checkpoint
+from ..device import device_name
 from ..diffusion.gaussian import LOSS_WEIGHTINGS, GaussianDiffusion
 from ..diffusion.schedules import NoiseSchedule
 from ..layout import LAST_CHECKPOINT, NOC_DIR, SAMPLING_FILE, UNET_DIR, latents_file, unet_dir, vae_model
@@ -196,7 +197,13 @@ def train_unet(
     }
     # sampling settings validated for an earlier model do not carry over to this one
     return write_stage_outputs(
-        out, artifact, result, stale=[out / SAMPLING_FILE], params=best.num_parameters()["total"], text_dim=cfg.text_dim
+        out,
+        artifact,
+        result,
+        stale=[out / SAMPLING_FILE],
+        params=best.num_parameters()["total"],
+        text_dim=cfg.text_dim,
+        device=device_name(trainer.device),
     )
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from .. import __version__
 from ..data.store import SignalStore
+from ..device import device_name
 from ..layout import vae_dir
 from ..models.vae import VAE, VAEConfig, estimate_scale_factor
 from .artifacts import load_best_weights, write_stage_outputs
@@ -131,7 +132,13 @@ def train_vae(
         "meta": {**meta, "steps": result.steps, "val_mse": recon_val, "train_seconds": result.seconds},
     }
     return write_stage_outputs(
-        out, artifact, result, val_mse=recon_val, latent_scale=scale, params=best.num_parameters()["total"]
+        out,
+        artifact,
+        result,
+        val_mse=recon_val,
+        latent_scale=scale,
+        params=best.num_parameters()["total"],
+        device=device_name(trainer.device),
     )
 
 
