@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "device": 0,
     "layout": 0,
     "argtypes": 0,
+    "measured": 0,  # the schemas of the measured-results files (stdlib only: runs on a machine with PyTorch alone)
     "data": 1,
     "text": 2,
     "models": 3,

@@ -256,7 +256,7 @@ def test_default_parameters_are_the_smoke_profile(notebook):
     assert drift == {}, f"{notebook}: parameter -> (notebook default, profiles/smoke.yaml): {drift}"
 
 
-@pytest.mark.parametrize("name", ["cpu", "paper"])
+@pytest.mark.parametrize("name", ["cpu", "gpu", "paper"])
 def test_other_profiles_never_inherit_a_smoke_setting(name):
     """The chapters' defaults are the smoke profile's, so a setting the smoke profile injects and another profile
     leaves to the default would silently give that profile the smoke value (e.g. the text-only ablation or a smaller
