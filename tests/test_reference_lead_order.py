@@ -22,8 +22,8 @@ from torch import nn
 
 from diffusets_core.data.leads import CANONICAL_LEADS, reorder_leads
 from diffusets_core.data.limb_leads import limb_identity_error
-from diffusets_core.diffusion.export import export_batch
 from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+from diffusets_core.generate.writer import export_batch
 from diffusets_core.models import VAE, VAEConfig, load_reference_vae
 from diffusets_core.models.reference import CheckpointError
 from diffusets_core.text.embedders import HashEmbedder

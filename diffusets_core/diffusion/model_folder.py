@@ -25,6 +25,13 @@ file present with its SHA-256, tensors that fit the configs, embedder width = U-
 parts. :func:`run_provenance` collects what a run records about itself (data, profile, training, evaluation);
 :func:`render_model_card` writes the card from the index alone, so a folder exported again from a folder gets the
 same card. Errors are :class:`~diffusets_core.checkpoint.CheckpointError` naming the file.
+
+Why it lives in ``diffusion``, beside the pipeline, and not in :mod:`diffusets_core.generate`: it is the pipeline's
+own I/O (diffusers' ``save_pretrained`` / ``from_pretrained``): ``DiffuSETSPipeline.from_pretrained`` reads a folder
+and ``save_pretrained`` writes one, and no module may import a layer above its own. The provenance stays here too:
+:func:`run_provenance` runs when the pipeline loads a run, so a pipeline loaded from a run saves a card with that
+run's data, profile and benchmark. It reads only files the run has recorded (``data/prepare.json``,
+``profile.json``, ``eval/targets.csv``, ``eval/benchmark.json``) and imports neither training nor evaluation.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ from ..models.folder import CONFIG_FILE, WEIGHTS_FILE, load_unet_dir, load_vae_d
 from ..models.vae import VAE
 from ..text.cache import EmbeddingCache
 from ..text.embedders import EmbedderIdentity
-from .outputs import resolve_sampling
+from .sampling import resolve_sampling
 from .schedules import NoiseSchedule
 
 log = logging.getLogger(__name__)
@@ -378,7 +385,7 @@ def write_model_folder(
 
     Raises:
         ValueError: ``out`` is a file, a run directory, or a non-empty folder other than an export (without
-            ``overwrite``); sampling settings that do not validate (:func:`~.outputs.resolve_sampling`).
+            ``overwrite``); sampling settings that do not validate (:func:`~.sampling.resolve_sampling`).
     """
     out = Path(out)
     _check_out(out, overwrite, [Path(s) for s in sources])
