@@ -30,8 +30,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from diffusets_core.data.store import SignalStore
-    from diffusets_core.diffusion.export import generate_to_disk
     from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+    from diffusets_core.generate.to_disk import generate_to_disk
 
     # the first batch alone goes to its own folder: an output folder holds one request (resumed only as itself)
     first_dir = args.out.with_name(args.out.name + "_first_batch")

@@ -195,8 +195,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate_checked(args: argparse.Namespace) -> int:
-    from .diffusion.export import generate_to_disk
     from .diffusion.pipeline import DiffuSETSPipeline
+    from .generate.to_disk import generate_to_disk
     from .viz.ecgplot import plot_12lead
 
     if args.conditions is not None:
@@ -244,11 +244,12 @@ def _cmd_generate_checked(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate_dataset(args: argparse.Namespace) -> int:
-    """generate --conditions: a WFDB/.npy dataset, sharded over torchrun ranks (diffusion.dataset)."""
+    """generate --conditions: a WFDB/.npy dataset, sharded over torchrun ranks (generate.dataset)."""
     from .device import resolve_device
-    from .diffusion.dataset import generate_dataset, init_ranks
-    from .diffusion.outputs import check_out_dir
     from .diffusion.pipeline import DiffuSETSPipeline
+    from .generate.dataset import generate_dataset
+    from .generate.outputs import check_out_dir
+    from .generate.sharding import init_ranks
 
     check_out_dir(args.out)  # a bad --out is said before the model loads
     source = _generate_source(args)

@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 import wfdb
 
-from diffusets_core.diffusion.dataset import ConditionsError, generate_dataset, validate_conditions
 from diffusets_core.diffusion.pipeline import GenerationOutput
+from diffusets_core.generate.conditions import ConditionsError, validate_conditions
+from diffusets_core.generate.dataset import generate_dataset
 from diffusets_core.text.embedders import EmbeddingError, HashEmbedder
 from tests.data_trees import make_tiny_run, simple_mimic_records
 
@@ -382,8 +383,8 @@ def test_counts_must_be_positive_before_anything_is_written(run, tmp_path, capsy
 
 
 def test_counts_are_checked_by_the_library_too(run, tmp_path):
-    from diffusets_core.diffusion.export import generate_to_disk
     from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+    from diffusets_core.generate.to_disk import generate_to_disk
 
     pipe = DiffuSETSPipeline.from_pretrained(run, device="cpu")
     for n in (0, -2, 1.5, True):
@@ -532,7 +533,7 @@ def test_a_second_command_into_a_folder_being_written_fails_at_once(run, tmp_pat
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    from diffusets_core.diffusion.outputs import output_lock
+    from diffusets_core.generate.outputs import output_lock
 
     with output_lock(out, "test"):  # the lock died with its holder: the folder is free again
         assert not (out / "manifest.csv").exists()
@@ -583,8 +584,8 @@ def test_report_and_conditions_never_take_each_others_folder(run, tmp_path, caps
 
 
 def test_a_refused_report_leaves_no_record_that_blocks_the_corrected_one(run, tmp_path):
-    from diffusets_core.diffusion.export import generate_to_disk
     from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+    from diffusets_core.generate.to_disk import generate_to_disk
     from diffusets_core.text.embedders import PromptTooLongError
 
     pipe = DiffuSETSPipeline.from_pretrained(run, device="cpu", dim=32)

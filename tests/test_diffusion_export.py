@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffusets_core.diffusion.export import export_batch
+from diffusets_core.generate.writer import export_batch
 
 
 def _output(n=2):

@@ -7,8 +7,8 @@ import pytest
 import torch
 import wfdb
 
-from diffusets_core.diffusion.export import generate_to_disk
 from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+from diffusets_core.generate.to_disk import generate_to_disk
 from diffusets_core.text.embedders import HashEmbedder
 from tests.data_trees import make_tiny_run, simple_mimic_records
 

@@ -22,8 +22,8 @@ from torch import nn
 
 from diffusets_core.data.leads import CANONICAL_LEADS, reorder_leads
 from diffusets_core.data.limb_leads import limb_identity_error
-from diffusets_core.diffusion.export import export_batch
 from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+from diffusets_core.generate.writer import export_batch
 from diffusets_core.models import VAE, VAEConfig, load_reference_vae
 from diffusets_core.models.reference import CheckpointError
 from diffusets_core.text.embedders import HashEmbedder
@@ -288,7 +288,7 @@ class _NativeOrderPipe:
 
 
 def test_dataset_generation_writes_a_native_order_model_in_canonical_order(tmp_path):
-    from diffusets_core.diffusion.dataset import generate_dataset
+    from diffusets_core.generate.dataset import generate_dataset
 
     path = tmp_path / "cond.csv"
     pd.DataFrame([{"report": "Sinus rhythm", "age": 50, "sex": "M", "hr": 70, "n": 2}]).to_csv(path, index=False)

@@ -17,8 +17,8 @@ import torch
 from diffusets_core.apps.explorer import Explorer, ExplorerInputError
 from diffusets_core.apps.summaries import summarize_text
 from diffusets_core.cli import main
-from diffusets_core.diffusion.dataset import ConditionsError, validate_conditions
 from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+from diffusets_core.generate.conditions import ConditionsError, validate_conditions
 from diffusets_core.text.cache import EmbeddingCache
 from diffusets_core.text.embed import embed_reports, embed_run, embed_texts, load_run_embeddings
 from diffusets_core.text.embedders import (

@@ -33,12 +33,12 @@ from ..data.cohort.interpreter import interpret, measure
 from ..data.cohort.morphology import FS as COHORT_FS
 from ..data.preprocess import MODEL_FS
 from ..data.store import SignalStore
-from ..diffusion.export import export_batch
 from ..diffusion.pipeline import DiffuSETSPipeline
 from ..eval.classifiers import labels_for_reports
 from ..eval.features import measure_record
 from ..eval.taxonomy import EVAL_CLASSES
 from ..fileio import l2_normalize
+from ..generate.writer import export_batch
 from ..text.embed import load_run_embeddings
 from ..text.patient import encode_patient
 from ..viz.ecgplot import plot_12lead
@@ -335,7 +335,7 @@ class ExplorerResult:
         )
 
     def save(self, out_dir: str | os.PathLike, formats: Sequence[str] = ("wfdb", "png")) -> list[Path]:
-        """Write the ECG with :func:`diffusets_core.diffusion.export.export_batch` (WFDB header comments carry the
+        """Write the ECG with :func:`diffusets_core.generate.writer.export_batch` (WFDB header comments carry the
         conditions, seed and model) into ``out_dir/<report-slug>_<sex><age>_hr<hr>_seed<seed>/``; returns the files."""
 
         if self.output is None:

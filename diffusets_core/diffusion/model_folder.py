@@ -25,6 +25,13 @@ file present with its SHA-256, tensors that fit the configs, embedder width = U-
 parts. :func:`run_provenance` collects what a run records about itself (data, profile, training, evaluation);
 :func:`render_model_card` writes the card from the index alone, so a folder exported again from a folder gets the
 same card. Errors are :class:`~diffusets_core.checkpoint.CheckpointError` naming the file.
+
+Why it lives in ``diffusion``, beside the pipeline, and not in :mod:`diffusets_core.generate`: it is the pipeline's
+own I/O (diffusers' ``save_pretrained`` / ``from_pretrained``): ``DiffuSETSPipeline.from_pretrained`` reads a folder
+and ``save_pretrained`` writes one, and no module may import a layer above its own. The provenance stays here too:
+:func:`run_provenance` runs when the pipeline loads a run, so a pipeline loaded from a run saves a card with that
+run's data, profile and benchmark. It reads only files the run has recorded (``data/prepare.json``,
+``profile.json``, ``eval/targets.csv``, ``eval/benchmark.json``) and imports neither training nor evaluation.
 """
 
 from __future__ import annotations
@@ -56,7 +63,7 @@ from ..models.folder import CONFIG_FILE, WEIGHTS_FILE, load_unet_dir, load_vae_d
 from ..models.vae import VAE
 from ..text.cache import EmbeddingCache
 from ..text.embedders import EmbedderIdentity
-from .outputs import resolve_sampling
+from .sampling import resolve_sampling
 from .schedules import NoiseSchedule
 
 log = logging.getLogger(__name__)
@@ -378,7 +385,7 @@ def write_model_folder(
 
     Raises:
         ValueError: ``out`` is a file, a run directory, or a non-empty folder other than an export (without
-            ``overwrite``); sampling settings that do not validate (:func:`~.outputs.resolve_sampling`).
+            ``overwrite``); sampling settings that do not validate (:func:`~.sampling.resolve_sampling`).
     """
     out = Path(out)
     _check_out(out, overwrite, [Path(s) for s in sources])
@@ -621,32 +628,43 @@ def _embedder_sentence(emb: dict[str, Any]) -> str:
     return what + (f"; {need}" if need else "")
 
 
-def render_model_card(index: dict[str, Any]) -> str:
-    """The model card (Hugging Face ``README.md`` with YAML front matter) of a model folder, from its index alone:
-    what the model does and how to load it, the training data, profile and commit, the evaluation (the run's
-    benchmark table, or "not evaluated" with the reason), intended use, limitations, licence and files."""
-    prov = index.get("provenance") or {}
-    reference = prov.get("source") == "reference"
-    lic_id, lic_text = _licence()
-    if reference:
-        lic_id = "unknown"
-    data = prov.get("data") or {}
+#: Front-matter tags of the card (what the Hugging Face hub files the model under).
+_CARD_TAGS = ("ecg", "electrocardiogram", "12-lead-ecg", "latent-diffusion", "text-to-signal", "synthetic-data")
+
+_INTENDED_USE = [
+    "## Intended use",
+    "",
+    "Research and teaching: studying text- and patient-conditioned ECG generation, reproducing and extending "
+    "the DiffuSETS benchmark, making synthetic ECGs to test software, illustrating ECG findings. **Not for "
+    "diagnosis** or any clinical decision: a generated ECG is not a recording of a patient, and nothing it "
+    "shows is evidence about one.",
+]
+
+
+def _data_source(prov: dict[str, Any]) -> Any:
+    """The ``diffusets prepare`` source of the training data (``cohort``, ``mimic``, ...), or None."""
+    return (prov.get("data") or {}).get("source")
+
+
+def _front_matter(lic_id: str) -> list[str]:
+    return [
+        "---",
+        f"license: {lic_id}",
+        "library_name: diffusets-core",
+        "tags:",
+        *[f"- {t}" for t in _CARD_TAGS],
+        "---",
+    ]
+
+
+def _title_section(index: dict[str, Any], prov: dict[str, Any]) -> list[str]:
+    """The title (which run and profile, or the released checkpoint) and what the model does."""
     profile = prov.get("profile") or {}
-    training = prov.get("training") or {}
-    source = data.get("source")
+    reference = prov.get("source") == "reference"
     title = "the authors' released checkpoint" if reference else f"run `{prov.get('run_name', 'unknown')}`"
     if profile.get("name"):
         title += f", profile `{profile['name']}`"
-    smp = index.get("sampling", {})
-    st = smp.get("settings", {})
-    saved = smp.get("saved") if isinstance(smp.get("saved"), dict) else {}
-    if smp.get("source") == "sampling.json":
-        how = "the run's sampling.json" + (f", chosen by {saved['chosen_by']}" if saved.get("chosen_by") else "")
-    else:
-        how = "the package's defaults: no validated settings were saved with the model"
-    tags = ["ecg", "electrocardiogram", "12-lead-ecg", "latent-diffusion", "text-to-signal", "synthetic-data"]
-    lines = ["---", f"license: {lic_id}", "library_name: diffusets-core", "tags:", *[f"- {t}" for t in tags], "---", ""]
-    lines += [
+    return [
         f"# DiffuSETS ECG generator ({title})",
         "",
         "A latent diffusion model that generates 10-second 12-lead ECGs (12 × 1024 samples at "
@@ -654,7 +672,19 @@ def render_model_card(index: dict[str, Any]) -> str:
         "(statements joined with `|`) and the patient's sex, age and heart rate: an implementation of DiffuSETS "
         f"(Lai et al., arXiv 2501.05932) by the `diffusets-core` package. Exported with diffusets-core "
         f"{index.get('package_version')} (folder format {index.get('format_version')}).",
-        "",
+    ]
+
+
+def _usage_section(index: dict[str, Any]) -> list[str]:
+    """How to load and call the model, and what its inputs and sampling defaults are."""
+    smp = index.get("sampling", {})
+    st = smp.get("settings", {})
+    saved = smp.get("saved") if isinstance(smp.get("saved"), dict) else {}
+    if smp.get("source") == "sampling.json":
+        how = "the run's sampling.json" + (f", chosen by {saved['chosen_by']}" if saved.get("chosen_by") else "")
+    else:
+        how = "the package's defaults: no validated settings were saved with the model"
+    return [
         "## How to use",
         "",
         "```python",
@@ -683,19 +713,26 @@ def render_model_card(index: dict[str, Any]) -> str:
         ),
         f"- Sampling defaults: {st.get('sampler')}, {st.get('num_inference_steps')} steps, guidance scale "
         f"{_fmt(st.get('guidance_scale'))} on `{st.get('guidance_on')}` ({how}); every call can override them.",
-        "",
-        "## Training",
-        "",
     ]
+
+
+def _training_section(prov: dict[str, Any]) -> list[str]:
+    """Where the weights come from: the run's data, records, training and profile, the released checkpoint, or
+    unknown; and the git commit."""
+    lines = ["## Training", ""]
     if prov.get("source") == "unknown":
         lines.append("- Unknown: the pipeline was assembled in memory; nothing records how its weights were trained.")
-    elif reference:
+    elif prov.get("source") == "reference":
         lines += [
             f"- Weights: {prov.get('weights')} (`{prov.get('unet_file')}`, `{prov.get('vae_file')}`), trained by the "
             "authors of DiffuSETS on MIMIC-IV-ECG according to the paper; loaded in paper mode (raw patient values, "
             "latent scale 0.18215, predicted x0 clipped to [-1, 1])."
         ]
     else:
+        data = prov.get("data") or {}
+        profile = prov.get("profile") or {}
+        training = prov.get("training") or {}
+        source = _data_source(prov)
         splits = data.get("splits") or {}
         lines += [
             f"- Data: {_DATASETS.get(str(source), f'source {source!r}') if source else 'unknown (the run records no data/prepare.json)'}.",
@@ -713,23 +750,17 @@ def render_model_card(index: dict[str, Any]) -> str:
             ),
         ]  # fmt: skip
     commit = prov.get("git_commit")
-    lines += [
-        f"- Git commit: {commit if commit else 'unknown (the run does not record the commit it was built at)'}.",
-        "",
-        "## Evaluation",
-        "",
-        *_evaluation_section(prov.get("evaluation") or {}),
-        "",
-        "## Intended use",
-        "",
-        "Research and teaching: studying text- and patient-conditioned ECG generation, reproducing and extending "
-        "the DiffuSETS benchmark, making synthetic ECGs to test software, illustrating ECG findings. **Not for "
-        "diagnosis** or any clinical decision: a generated ECG is not a recording of a patient, and nothing it "
-        "shows is evidence about one.",
-        "",
-        "## Limitations",
-        "",
-    ]
+    lines.append(
+        f"- Git commit: {commit if commit else 'unknown (the run does not record the commit it was built at)'}."
+    )
+    return lines
+
+
+def _limitations_section(index: dict[str, Any], prov: dict[str, Any]) -> list[str]:
+    """What the model cannot do: its training data (synthetic or recorded), the text it understands, the ranges,
+    rate and length it was trained on, and its determinism."""
+    lines = ["## Limitations", ""]
+    source = _data_source(prov)
     if source == "cohort":
         lines.append(
             "- Trained on a synthetic cohort: the model learnt the synthesiser's beats and the interpreter's "
@@ -750,23 +781,54 @@ def render_model_card(index: dict[str, Any]) -> str:
         "(`generate --conditions --fs`) is resampled, not generated at that rate.",
         "- Outputs depend on the seed; the same seed, settings and software give the same ECG on the same kind of "
         "processor, but other hardware or library versions can change the last digits.",
-        "",
-        "## Licence",
-        "",
     ]
-    if reference:
+    return lines
+
+
+def _licence_section(prov: dict[str, Any], lic_text: str) -> list[str]:
+    """The package's licence (``lic_text``), the authors' for released weights, and the dataset's terms for weights
+    trained on recorded ECGs."""
+    lines = ["## Licence", ""]
+    if prov.get("source") == "reference":
         lines.append(
             "The weights are the authors' released checkpoint; their licence is the authors' and is not recorded "
             f"here. The code that loads them: {lic_text}"
         )
     else:
         lines.append(lic_text)
-        if source in ("mimic", "ptbxl", "wfdb"):
+        if _data_source(prov) in ("mimic", "ptbxl", "wfdb"):
             lines.append(
                 "\nThe weights were trained on that dataset: its licence and data use terms apply to sharing them "
                 "as well."
             )
-    lines += ["", "## Files", "", "| file | SHA-256 |", "|---|---|"]
+    return lines
+
+
+def _files_section(index: dict[str, Any]) -> list[str]:
+    lines = ["## Files", "", "| file | SHA-256 |", "|---|---|"]
     lines += [f"| `{rel}` | `{sha}` |" for rel, sha in sorted(index.get("files", {}).items())]
     lines += ["", f"`{INDEX_FILE}` lists them with everything else generation needs (embedder, schedule, sampling)."]
+    return lines
+
+
+def render_model_card(index: dict[str, Any]) -> str:
+    """The model card (Hugging Face ``README.md`` with YAML front matter) of a model folder, from its index alone:
+    what the model does and how to load it, the training data, profile and commit, the evaluation (the run's
+    benchmark table, or "not evaluated" with the reason), intended use, limitations, licence and files."""
+    prov = index.get("provenance") or {}
+    lic_id, lic_text = _licence()
+    sections = [
+        _front_matter("unknown" if prov.get("source") == "reference" else lic_id),
+        _title_section(index, prov),
+        _usage_section(index),
+        _training_section(prov),
+        ["## Evaluation", "", *_evaluation_section(prov.get("evaluation") or {})],
+        _INTENDED_USE,
+        _limitations_section(index, prov),
+        _licence_section(prov, lic_text),
+        _files_section(index),
+    ]
+    lines: list[str] = []
+    for k, section in enumerate(sections):
+        lines += ([""] if k else []) + section  # one blank line between sections
     return "\n".join(lines) + "\n"

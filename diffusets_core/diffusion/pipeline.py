@@ -50,8 +50,8 @@ from .model_folder import (
     run_provenance,
     write_model_folder,
 )
-from .outputs import positive_int
 from .samplers import get_sampler
+from .sampling import positive_int
 from .schedules import NoiseSchedule
 
 log = logging.getLogger(__name__)

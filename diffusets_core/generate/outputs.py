@@ -12,8 +12,6 @@ into them, and tied to the one request that fills them.
 * **Resume the same request only.** A folder records the request that filled it (conditions, sampler settings,
   seed, batch size, formats, model identity); :func:`request_differences` lists what another request changes, as
   ``field: <recorded> recorded, <new> now``, so the caller refuses it instead of keeping ECGs of the old one.
-* **Counts are positive integers.** :func:`positive_int` and :func:`resolve_sampling` check every count and
-  sampler setting before anything is written.
 """
 
 from __future__ import annotations
@@ -21,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import math
-import numbers
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -31,9 +27,6 @@ from typing import Any
 
 from .. import fileio
 from ..fileio import atomic_write_json
-from .gaussian import GUIDANCE_TARGETS, GaussianDiffusion
-from .samplers import get_sampler
-from .samplers.base import check_num_steps
 
 __all__ = [
     "foreign_outputs",
@@ -46,8 +39,8 @@ __all__ = [
     "make_out_dir",
     "output_lock",
     "request_differences",
-    "positive_int",
-    "resolve_sampling",
+    "format_differences",
+    "REQUEST_RECORDS",
 ]
 
 LOCK_FILE = ".lock"  #: the OS-locked file in an output folder
@@ -210,64 +203,3 @@ def format_differences(diffs: list[str]) -> str:
     """The first :data:`MAX_DIFFS_SHOWN` differences joined with ``; `` (and how many more)."""
     more = f"; and {len(diffs) - MAX_DIFFS_SHOWN} more" if len(diffs) > MAX_DIFFS_SHOWN else ""
     return "; ".join(diffs[:MAX_DIFFS_SHOWN]) + more
-
-
-def positive_int(name: str, value: Any) -> int:
-    """``value`` as an int >= 1; ValueError naming ``name`` otherwise (bools, fractions and strings included)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-    return int(value)
-
-
-def resolve_sampling(
-    pipe: Any,
-    sampler: str | None = None,
-    num_inference_steps: int | None = None,
-    guidance_scale: float | None = None,
-    guidance_on: str | None = None,
-) -> dict:
-    """The sampler settings a generation will use: each argument, or the pipeline's (``pipe.sampling``, the
-    run's validated settings) when None; checked before anything is generated or written.
-
-    Returns ``{"sampler", "num_inference_steps", "guidance_scale", "guidance_on"}``.
-
-    Raises:
-        ValueError: an unknown sampler or guidance target, steps not a whole number in 1..the schedule's training
-            timesteps, a guidance scale not finite or < 0, or guidance the U-Net was not trained for (when ``pipe``
-            carries the model: :meth:`GaussianDiffusion.check_guidance`).
-    """
-    base = {"sampler": "ddim", "num_inference_steps": 50, "guidance_scale": 1.0, "guidance_on": "all"}
-    base.update(getattr(pipe, "sampling", None) or {})
-    for key, v in (
-        ("sampler", sampler),
-        ("num_inference_steps", num_inference_steps),
-        ("guidance_scale", guidance_scale),
-        ("guidance_on", guidance_on),
-    ):
-        if v is not None:
-            base[key] = v
-    schedule = getattr(pipe, "schedule", None)
-    get_sampler(base["sampler"], schedule)  # ValueError naming the known samplers
-    steps = base["num_inference_steps"]
-    if isinstance(steps, float) and steps.is_integer():  # 50.0 read back from a hand-edited sampling.json
-        steps = int(steps)
-    steps = positive_int("num_inference_steps (--steps)", steps)
-    if schedule is not None:
-        check_num_steps(steps, schedule.num_train_timesteps)
-    try:
-        scale = float(base["guidance_scale"])
-    except (TypeError, ValueError):
-        scale = math.nan
-    if not (math.isfinite(scale) and scale >= 0):
-        raise ValueError(f"guidance_scale must be a finite number >= 0, got {base['guidance_scale']!r}")
-    if base["guidance_on"] not in GUIDANCE_TARGETS:
-        raise ValueError(f"guidance_on must be one of {GUIDANCE_TARGETS}, got {base['guidance_on']!r}")
-    unet_cfg = getattr(getattr(pipe, "unet", None), "cfg", None)
-    if unet_cfg is not None:
-        GaussianDiffusion.check_guidance(unet_cfg, scale, base["guidance_on"])
-    return {
-        "sampler": str(base["sampler"]),
-        "num_inference_steps": steps,
-        "guidance_scale": scale,
-        "guidance_on": str(base["guidance_on"]),
-    }
