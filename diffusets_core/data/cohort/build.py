@@ -362,31 +362,11 @@ def _generation_config() -> dict[str, Any]:
     }
 
 
-def build_cohort(
-    out_dir: str | os.PathLike,
-    n: int = 4000,
-    seed: int = 0,
-    workers: int = 2,
-    progress: bool = True,
-    wording: str = "bank",
-) -> dict[str, Any]:
-    """Build ``n`` records into ``out_dir`` (MIMIC-IV-ECG layout plus ``cohort_labels.csv`` and
-    ``COHORT.json``). Returns the summary that ``COHORT.json`` holds.
-
-    ``wording="bank"`` (default) words the reports with the wording bank (see the module docstring); ``"fixed"``
-    writes the interpreter's canonical statements.
-
-    Raises:
-        ValueError: ``n`` not positive, or ``wording`` not in :data:`WORDINGS`.
-    """
+def _build_rows(root: Path, n: int, seed: int, workers: int, progress: bool, wording: str) -> list[dict[str, Any]]:
+    """Build and write records 0..n-1 into ``root`` in chunks of 32 (:func:`_work`; in ``workers`` forked
+    processes when more than one) and return their rows (:func:`make_record` without the signal), sorted by index."""
     from tqdm import tqdm
 
-    if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
-    _check_wording(wording)
-    root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
     chunk = 32  # two full GAN batches; chunks are fixed by index, so the output is independent of workers
     jobs = [(seed, list(range(s, min(n, s + chunk))), str(root), wording) for s in range(0, n, chunk)]
     rows: list[dict[str, Any]] = []
@@ -405,7 +385,12 @@ def build_cohort(
             bar.update(len(part))
     bar.close()
     rows.sort(key=lambda r: r["index"])
-    rl = pd.DataFrame(
+    return rows
+
+
+def _record_list(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``record_list.csv``: subject, study, file name, ECG time and record path of each row (MIMIC-IV-ECG)."""
+    return pd.DataFrame(
         [
             {
                 "subject_id": r["subject_id"],
@@ -417,13 +402,23 @@ def build_cohort(
             for r in rows
         ]
     )
+
+
+def _machine_measurements(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``machine_measurements.csv``: the report and measurements of each row (:func:`_measure_row`), MIMIC-IV-ECG
+    columns, integer measurements as nullable integers."""
     mm = pd.DataFrame([_measure_row(r) for r in rows])
     for col in ("rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end", "t_end", "p_axis", "qrs_axis", "t_axis"):
         mm[col] = mm[col].astype("Int64")  # integers, empty where missing (as in MIMIC's CSV)
+    return mm
+
+
+def _patients(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``patients.csv``: one row per subject (its first record's age and sex), sorted by subject (MIMIC-IV)."""
     subjects = {}
     for r in rows:
         subjects.setdefault(r["subject_id"], (r["age"], r["sex"]))
-    pts = pd.DataFrame(
+    return pd.DataFrame(
         [
             {
                 "subject_id": s,
@@ -436,7 +431,12 @@ def build_cohort(
             for s, (age, sex) in sorted(subjects.items())
         ]
     )
-    labels = pd.DataFrame(
+
+
+def _cohort_labels(rows: list[dict[str, Any]], seed: int) -> pd.DataFrame:
+    """``cohort_labels.csv``: the structured labels of each row (intended and said findings, ``|``-joined), target
+    heart rate, patient and build seed."""
+    return pd.DataFrame(
         [
             {
                 "subject_id": r["subject_id"],
@@ -451,14 +451,11 @@ def build_cohort(
             for r in rows
         ]
     )
-    for name, frame in (
-        ("record_list.csv", rl),
-        ("machine_measurements.csv", mm),
-        ("patients.csv", pts),
-        ("cohort_labels.csv", labels),
-    ):
-        with atomic_writer(root / name) as tmp:
-            frame.to_csv(tmp, index=False)
+
+
+def _summary(rows: list[dict[str, Any]], n: int, seed: int, wording: str) -> dict[str, Any]:
+    """The ``COHORT.json`` summary of a build: size, seed, version, finding counts (intended and said), the
+    planner's settings, :func:`_generation_config` and the wording (the bank's hash and seed for ``"bank"``)."""
     drawn = [f.id for f in FINDINGS if f.drawn]
     counts = {f: int(sum(f in r["intended"] for r in rows)) for f in drawn}
     said_counts = {f.id: int(sum(f.id in r["findings"] for r in rows)) for f in FINDINGS}
@@ -491,6 +488,42 @@ def build_cohort(
         }
     else:
         summary["wording"] = {"mode": "fixed"}
+    return summary
+
+
+def build_cohort(
+    out_dir: str | os.PathLike,
+    n: int = 4000,
+    seed: int = 0,
+    workers: int = 2,
+    progress: bool = True,
+    wording: str = "bank",
+) -> dict[str, Any]:
+    """Build ``n`` records into ``out_dir`` (MIMIC-IV-ECG layout plus ``cohort_labels.csv`` and
+    ``COHORT.json``). Returns the summary that ``COHORT.json`` holds.
+
+    ``wording="bank"`` (default) words the reports with the wording bank (see the module docstring); ``"fixed"``
+    writes the interpreter's canonical statements.
+
+    Raises:
+        ValueError: ``n`` not positive, or ``wording`` not in :data:`WORDINGS`.
+    """
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    _check_wording(wording)
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    rows = _build_rows(root, n, seed, workers, progress, wording)
+    for name, frame in (
+        ("record_list.csv", _record_list(rows)),
+        ("machine_measurements.csv", _machine_measurements(rows)),
+        ("patients.csv", _patients(rows)),
+        ("cohort_labels.csv", _cohort_labels(rows, seed)),
+    ):
+        with atomic_writer(root / name) as tmp:
+            frame.to_csv(tmp, index=False)
+    summary = _summary(rows, n, seed, wording)
     atomic_write_text(root / "COHORT.json", json.dumps(summary, indent=2))  # written last: marks a complete cohort
     log.info("cohort: %d records in %.1f s", n, time.perf_counter() - t0)
     return summary

@@ -31,6 +31,7 @@ rhythms (rate, then sinus arrhythmia); criteria and sources are in findings.py.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -312,16 +313,10 @@ def _flat_t_with_u(m: dict) -> bool:
     )
 
 
-def measure(sig: np.ndarray) -> dict:
-    """Measurements of a (12, N) 500 Hz mV signal."""
-    m: dict = {}
-    sig = _filter(np.asarray(sig, dtype=np.float64))
-    peaks = _r_peaks(sig)
-    if len(peaks) < 3:
-        m["error"] = "fewer than 3 beats detected"
-        return m
-    rr = np.diff(peaks) / FS
-    med_rr = float(np.median(rr))
+def _ectopic_beats(sig: np.ndarray, peaks: np.ndarray, med_rr: float) -> tuple[list, list]:
+    """(ectopic, normal) R peaks of the filtered (12, N) ``sig``, by the PVC rule (EARLY_FRAC, PAC_QRS_CORR;
+    Mason et al. 2007): the QRS shape of II, V1 and V5 (R +- 80 ms) against the median one; beats closer than 80 ms
+    to either end of the record are in neither list."""
     # beat morphology around R (leads II, V1, V5), to separate ectopic beats from normal ones
     w = int(0.08 * FS)
     keep = [p for p in peaks if p - w >= 0 and p + w < sig.shape[1]]
@@ -337,12 +332,24 @@ def measure(sig: np.ndarray) -> dict:
         # enough to hide its prematurity); a moderately different one must also come early
         if corr[j] < 0.6 or (early and corr[j] < PAC_QRS_CORR):
             ectopic.append(p)
-    m["n_beats"] = int(len(peaks))
-    m["n_pvc"] = len(ectopic)
     normal = [p for p in keep if p not in ectopic]
+    return ectopic, normal
+
+
+def _normal_intervals(peaks: np.ndarray, ectopic: list, rr: np.ndarray) -> np.ndarray:
+    """R-R intervals (s) between two normal beats (no ectopic beat at either end); all of ``rr`` when none."""
     # rhythm regularity on intervals between two normal beats only
     nn = [(b - a) / FS for a, b in zip(peaks[:-1], peaks[1:]) if a not in ectopic and b not in ectopic]
-    nn = np.asarray(nn) if nn else rr
+    return np.asarray(nn) if nn else rr
+
+
+def _premature_atrial_candidates(
+    peaks: np.ndarray, ectopic: list, normal: list, med_rr: float
+) -> tuple[list, list[tuple[float, float]]]:
+    """(candidate premature atrial complexes, the (time s, R-R s) series of the intervals between two beats that
+    are neither ectopic nor early): the PAC rule's prematurity and pause (EARLY_FRAC, PAC_PAUSE; Mason et al.
+    2007), before its organised-rhythm test (:func:`_premature_atrial`)."""
+    pidx = {p: i for i, p in enumerate(peaks)}
 
     # premature atrial complex candidates: with a QRS like the others (the PVC rule took the different ones),
     # early after a normal beat against the median interval or the interval before, followed by a pause
@@ -365,35 +372,64 @@ def measure(sig: np.ndarray) -> dict:
     skip = set(ectopic) | set(early_sv)
     pairs = list(zip(peaks[:-1], peaks[1:]))
     sinus = [(a / FS, (b - a) / FS) for a, b in pairs if a not in skip and b not in skip]
+    return pac, sinus
+
+
+def _sinus_rr_var(sinus: list[tuple[float, float]]) -> float:
+    """Median |successive change| of the consecutive sinus R-R intervals over their mean (PAC_SINUS_VAR's
+    measure); 0 without two consecutive intervals."""
     # regularity of the sinus beats left: successive interval changes (a phasic sinus arrhythmia changes slowly)
     steps = [abs(y[1] - x[1]) for x, y in zip(sinus[:-1], sinus[1:]) if abs(y[0] - x[0] - x[1]) < 1e-6]
-    m["sinus_rr_var"] = float(np.median(steps) / np.mean([x for _, x in sinus])) if steps else 0.0
-    m["rr_ms"] = float(np.mean(nn) * 1000)
-    m["hr"] = 60.0 / float(np.mean(nn))
-    m["rr_cv"] = float(np.std(nn) / np.mean(nn))
+    return float(np.median(steps) / np.mean([x for _, x in sinus])) if steps else 0.0
+
+
+class _MedianBeat(NamedTuple):
+    """The median beat of the normal beats and its fiducial samples (see :func:`_median_beat`)."""
+
+    raw: np.ndarray  #: (12, L) median beat, mV
+    b: np.ndarray  #: the same, baseline-corrected: the mean of QRS onset - 20 ms to - 4 ms is 0
+    r: int  #: R peak
+    on: int  #: QRS onset
+    off: int  #: QRS end
+    t_end: int  #: T end
+
+
+def _median_beat(sig: np.ndarray, normal: list, med_rr: float, nn: np.ndarray) -> _MedianBeat | None:
+    """The median beat of the normal beats of the filtered (12, N) ``sig``, from R - 450 ms (R - 300 ms when fewer
+    than two beats fit) to R + min(700 ms, 0.95 median RR), with its QRS limits (:func:`.morphology.qrs_bounds`,
+    searched QRS_REACH_S further) and T end (:func:`.morphology.t_wave_end` at the mean normal R-R ``nn``); None
+    when no normal beat fits in the record."""
     pre, post = int(0.45 * FS), int(min(0.7, 0.95 * med_rr) * FS)
     beats = [sig[:, p - pre : p + post] for p in normal if p - pre >= 0 and p + post <= sig.shape[1]]
     if len(beats) < 2:
         pre = int(0.3 * FS)
         beats = [sig[:, p - pre : p + post] for p in normal if p - pre >= 0 and p + post <= sig.shape[1]]
     if not beats:
-        m["error"] = "no complete normal beat"
-        return m
+        return None
     beat = np.median(np.stack(beats), axis=0)
     r = pre
     # the search runs QRS_REACH_S further than the template's: a wide QRS whose detected R peak lies late (a
     # bundle branch block's R') would otherwise be cut at R - 90 ms
     on, off = qrs_bounds(beat[INDEPENDENT], r, reach_s=QRS_REACH_S)
-    m["qrs_ms"] = (off - on) * 1000 / FS
     base = beat[:, max(0, on - int(0.02 * FS)) : max(1, on - int(0.004 * FS))].mean(axis=1)
     b = beat - base[:, None]
     t_end = t_wave_end(b[INDEPENDENT], off, r, float(np.mean(nn)))
+    return _MedianBeat(beat, b, r, on, off, t_end)
+
+
+def _qt(on: int, t_end: int, nn: np.ndarray) -> dict:
+    """``qt_ms`` (QRS onset to T end) and its heart-rate corrections ``qtcb_ms`` (Bazett) and ``qtcf_ms``
+    (Fridericia 1920) from the normal R-R intervals ``nn`` (s)."""
     qt = (t_end - on) * 1000 / FS
-    m["qt_ms"] = qt
-    m["qtcb_ms"] = qt / np.sqrt(np.mean(nn))
-    m["qtcf_ms"] = qt / np.cbrt(np.mean(nn))
+    return {"qt_ms": qt, "qtcb_ms": qt / np.sqrt(np.mean(nn)), "qtcf_ms": qt / np.cbrt(np.mean(nn))}
+
+
+def _st_and_t(b: np.ndarray, off: int, t_end: int) -> tuple[dict, np.ndarray]:
+    """({``st``: mV per lead at J + 60 ms, ``t_amp``: mV per lead, the T wave's signed extreme}, the T segment
+    (12, L) from J + 80 ms to T end) of a baseline-corrected median beat ``b`` (12, L); ST at J + 60 ms as in
+    Wagner et al. 2009, part VI."""
     j60 = min(off + int(0.06 * FS), b.shape[1] - 1)
-    m["st"] = {n: float(b[IDX[n], j60]) for n in LEADS12}
+    st = {n: float(b[IDX[n], j60]) for n in LEADS12}
     t_lo = min(off + int(0.08 * FS), b.shape[1] - 2)
     t_seg = b[:, t_lo : max(t_end, t_lo + 1)]
     t_max, t_min = t_seg.max(axis=1), t_seg.min(axis=1)
@@ -406,12 +442,16 @@ def measure(sig: np.ndarray) -> dict:
         & (t_max >= T_UPRIGHT_FRAC * np.abs(t_min))
     )
     ext = np.where((np.abs(t_max) >= np.abs(t_min)) | upright, t_max, t_min)
-    m["t_amp"] = {n: float(ext[IDX[n]]) for n in LEADS12}
-    # T and U waves, up to 60 ms before the next R (a U wave may reach into the next P wave)
-    m.update(_t_u_waves(b, off, min(b.shape[1], r + int(np.mean(nn) * FS) - int(0.06 * FS))))
-    m["t_flat_u"] = _flat_t_with_u(m)
+    return {"st": st, "t_amp": {n: float(ext[IDX[n]]) for n in LEADS12}}, t_seg
+
+
+def _qrs_amplitudes(b: np.ndarray, on: int, off: int) -> dict:
+    """QRS measures of a baseline-corrected median beat ``b`` (12, L): ``qrs_p2p`` and ``initial`` (first
+    deflection, :func:`_initial_wave`) per lead, R and S amplitudes from the QRS-onset level (``r_amp``,
+    ``s_amp``, mV per lead) with the LVH voltages ``sokolow_mv`` (Sokolow & Lyon 1949) and ``cornell_mv`` (Casale
+    et al. 1985), and ``v1_terminal`` (mV, the largest value of V1's last 40 % of the QRS)."""
     qrs = b[:, on : off + 1]
-    m["qrs_p2p"] = {n: float(np.ptp(qrs[IDX[n]])) for n in LEADS12}
+    m = {"qrs_p2p": {n: float(np.ptp(qrs[IDX[n]])) for n in LEADS12}}
     # first QRS deflection (Q waves; LAFB's q in aVL and r in II, III, aVF): (duration ms, signed extreme mV)
     m["initial"] = {n: _initial_wave(b[IDX[n]], on, off) for n in LEADS12}
     # R and S amplitudes from the QRS-onset level: the voltage criteria of LVH
@@ -423,59 +463,88 @@ def measure(sig: np.ndarray) -> dict:
     # V1 terminal force: the last 40 % of the QRS
     tail = qrs[IDX["V1"], int(0.6 * qrs.shape[1]) :]
     m["v1_terminal"] = float(tail.max())  # a late positive wave (R') in V1 marks right bundle branch block
+    return m
+
+
+def _p_wave(b: np.ndarray, on: int, prev_t_end: int) -> tuple[dict, tuple[int, int, int] | None]:
+    """({``p_amp`` (mV, signed), ``pr_ms`` (P onset to QRS onset ``on``)}, (P onset, end, peak samples)) of lead
+    II of a baseline-corrected median beat ``b`` (12, L): the largest deflection from the trend in the P_SEARCH_S
+    before QRS onset, after ``prev_t_end`` and up to 10 ms before ``on``; its onset and end where it falls to a
+    quarter of its size. A window of 10 samples or fewer gives ({``p_amp``: 0, ``pr_ms``: NaN}, None)."""
     # P wave: the largest deflection of lead II in the 330 ms before QRS onset (and after the previous
     # beat's T wave), after removing the trend
-    # with a U wave (which the T-end rule may run past, into the P wave) P waves are searched from the U wave's
-    # half-height point on: a P wave 300 ms before its QRS may ride on the U wave's downslope
-    rep_end = min(t_end, m["u_end"]) if m["t_flat_u"] else t_end
-    prev_t_end = r - int(np.mean(nn) * FS) + (rep_end - r) + int(0.02 * FS)
     lo = max(0, on - int(P_SEARCH_S * FS), prev_t_end)
     seg = b[IDX["II"], lo : on - int(0.01 * FS)]
-    if len(seg) > 10:
-        trend = np.linspace(seg[0], seg[-1], len(seg))
-        d = seg - trend
-        k = int(np.argmax(np.abs(d)))
-        amp = float(d[k])
-        m["p_amp"] = amp
-        thr = 0.25 * abs(amp)
-        onset = k
-        while onset > 0 and abs(d[onset]) > thr:
-            onset -= 1
-        m["pr_ms"] = (len(seg) + int(0.01 * FS) - onset) * 1000 / FS
-        end = k
-        while end < len(d) - 1 and abs(d[end]) > thr:
-            end += 1
-        p_on, p_end, p_pk = lo + onset, lo + end, lo + k
-    else:
-        m["p_amp"], m["pr_ms"] = 0.0, float("nan")
-        p_on = p_end = p_pk = None
-    m["p_present"] = bool(m["p_amp"] > P_WAVE_MV)  # sinus P waves are upright in lead II
+    if len(seg) <= 10:
+        return {"p_amp": 0.0, "pr_ms": float("nan")}, None
+    trend = np.linspace(seg[0], seg[-1], len(seg))
+    d = seg - trend
+    k = int(np.argmax(np.abs(d)))
+    amp = float(d[k])
+    thr = 0.25 * abs(amp)
+    onset = k
+    while onset > 0 and abs(d[onset]) > thr:
+        onset -= 1
+    pr_ms = (len(seg) + int(0.01 * FS) - onset) * 1000 / FS
+    end = k
+    while end < len(d) - 1 and abs(d[end]) > thr:
+        end += 1
+    return {"p_amp": amp, "pr_ms": pr_ms}, (lo + onset, lo + end, lo + k)
+
+
+def _axis(x_i: float, x_avf: float) -> float:
+    """Frontal-plane axis (degrees, -180..180) of the values ``x_i`` in lead I and ``x_avf`` in aVF."""
+    return float(np.degrees(np.arctan2(x_avf, x_i)))
+
+
+def _frame_and_axes(mb: _MedianBeat, t_seg: np.ndarray, p: tuple[int, int, int] | None) -> dict:
+    """``frame`` (MIMIC-IV-ECG fiducial times, ms from the start of the median beat ``mb``), ``qrs_axis``,
+    ``t_axis`` and ``p_axis`` (degrees, :func:`_axis`; the QRS axis of Surawicz et al. 2009) of the QRS, of the T
+    segment ``t_seg`` and of the P wave's (onset, end, peak) samples ``p`` (None when no P wave is present: no P
+    times or axis)."""
     # MIMIC-IV-ECG style fiducial times: ms from the start of the median-beat frame (R - pre); P times
     # only where a P wave was found. Axes (degrees, -180..180) from leads I and aVF: net QRS area,
     # P deflection at the P peak, and net T area (J + 80 ms to T end).
     to_ms = 1000.0 / FS
-    m["frame"] = {
-        "p_onset": None if not m["p_present"] else p_on * to_ms,
-        "p_end": None if not m["p_present"] else p_end * to_ms,
-        "qrs_onset": on * to_ms,
-        "qrs_end": off * to_ms,
-        "t_end": t_end * to_ms,
+    m = {
+        "frame": {
+            "p_onset": None if p is None else p[0] * to_ms,
+            "p_end": None if p is None else p[1] * to_ms,
+            "qrs_onset": mb.on * to_ms,
+            "qrs_end": mb.off * to_ms,
+            "t_end": mb.t_end * to_ms,
+        }
     }
+    qrs = mb.b[:, mb.on : mb.off + 1]
+    m["qrs_axis"] = _axis(qrs[IDX["I"]].sum(), qrs[IDX["aVF"]].sum())
+    m["t_axis"] = _axis(t_seg[IDX["I"]].sum(), t_seg[IDX["aVF"]].sum())
+    m["p_axis"] = None if p is None else _axis(mb.b[IDX["I"], p[2]], mb.b[IDX["aVF"], p[2]])
+    return m
 
-    def axis(x_i: float, x_avf: float) -> float:
-        return float(np.degrees(np.arctan2(x_avf, x_i)))
 
-    m["qrs_axis"] = axis(qrs[IDX["I"]].sum(), qrs[IDX["aVF"]].sum())
-    m["t_axis"] = axis(t_seg[IDX["I"]].sum(), t_seg[IDX["aVF"]].sum())
-    m["p_axis"] = axis(b[IDX["I"], p_pk], b[IDX["aVF"], p_pk]) if m["p_present"] else None
-    m.update(_delta_wave(b, r, on, off, max(0, prev_t_end)))
+def _atrial_rhythm(
+    m: dict, sig: np.ndarray, peaks: np.ndarray, ectopic: list, normal: list, mb: _MedianBeat, prev_t_end: int
+) -> None:
+    """Adds to ``m`` the rhythm and AV-conduction measures of the filtered (12, N) ``sig``: the delta wave
+    (:func:`_delta_wave`, its P wave searched after ``prev_t_end``), flutter periodicity and atrial rate
+    (:func:`_atrial_periodicity`), the per-beat P waves (:func:`_atrial_beats`) and the phasic variation of their
+    P-P intervals (``pp_range_ms``, ``pp_phasic_ms``); criteria and sources of the rhythm findings in findings.py."""
+    r, on, off = mb.r, mb.on, mb.off
+    m.update(_delta_wave(mb.b, r, on, off, max(0, prev_t_end)))
     qrs_span = (r - on + int(0.01 * FS), off - r + int(0.01 * FS))
     m["flutter_periodicity"], m["atrial_rate"] = _atrial_periodicity(sig, peaks, set(ectopic), qrs_span)
     # sinus P waves are upright in II (a premature atrial beat's P wave is another, but a non-conducted P wave
     # makes the next beat look premature too: all normal beats are analysed)
-    frame = (r, on, off, t_end)
-    m.update(_atrial_beats(sig[IDX["II"]], peaks, normal, normal, set(ectopic), beat[IDX["II"]], frame))
+    frame = (r, on, off, mb.t_end)
+    m.update(_atrial_beats(sig[IDX["II"]], peaks, normal, normal, set(ectopic), mb.raw[IDX["II"]], frame))
     m["pp_range_ms"], m["pp_phasic_ms"] = _phasic_variation(m["pp"])
+
+
+def _premature_atrial(m: dict, pac: list, sinus: list[tuple[float, float]], peaks: np.ndarray, ectopic: list) -> None:
+    """Adds to ``m`` ``n_pac`` (the candidates ``pac`` that are atrial premature complexes: in an organised sinus
+    rhythm, PAC_SINUS_VAR and AF_P_CONSTANT; Mason et al. 2007), ``sinus_rr_cv`` and the sinus-arrhythmia measures
+    ``sa_range_ms`` and ``sa_phasic_ms`` (:func:`_phasic_variation`); with premature atrial complexes, ``rr_ms``
+    and ``hr`` become the sinus beats' (criteria and sources of the rhythm findings in findings.py)."""
     # the candidates are atrial premature complexes in an organised sinus rhythm: P waves at a constant PR before
     # the other beats, whose intervals change little from one to the next (in fibrillation early beats are the rule)
     # (and no inverted P wave on the median beat: fibrillatory waves can line up before some beats by chance)
@@ -487,8 +556,63 @@ def measure(sig: np.ndarray) -> dict:
         m["rr_ms"], m["hr"] = float(np.mean(nn) * 1000), 60.0 / float(np.mean(nn))
         m["sinus_rr_cv"] = float(np.std(nn) / np.mean(nn))
     else:
+        pairs = list(zip(peaks[:-1], peaks[1:]))
         sinus = [(a / FS, (b - a) / FS) for a, b in pairs if a not in ectopic and b not in ectopic]
     m["sa_range_ms"], m["sa_phasic_ms"] = _phasic_variation(sinus)
+
+
+def measure(sig: np.ndarray) -> dict:
+    """Measurements of a (12, N) 500 Hz mV signal, band-passed first (:func:`_filter`).
+
+    Steps: R peaks (:func:`_r_peaks`); ectopic beats (:func:`_ectopic_beats`), rate and regularity of the normal
+    beats, candidate premature atrial complexes (:func:`_premature_atrial_candidates`); the median beat and its QRS
+    and T limits (:func:`_median_beat`); QT (:func:`_qt`), ST and T (:func:`_st_and_t`), T and U waves
+    (:func:`_t_u_waves`, :func:`_flat_t_with_u`), QRS amplitudes and voltage criteria (:func:`_qrs_amplitudes`), the
+    P wave (:func:`_p_wave`), fiducial frame and axes (:func:`_frame_and_axes`), atrial analysis
+    (:func:`_atrial_rhythm`, :func:`_premature_atrial`). Returns a dict in that order (keys in the order written);
+    on a record without 3 beats or without a complete normal beat it holds ``error`` (after the measures made
+    until then) instead of raising.
+    """
+    m: dict = {}
+    sig = _filter(np.asarray(sig, dtype=np.float64))
+    peaks = _r_peaks(sig)
+    if len(peaks) < 3:
+        m["error"] = "fewer than 3 beats detected"
+        return m
+    rr = np.diff(peaks) / FS
+    med_rr = float(np.median(rr))
+    ectopic, normal = _ectopic_beats(sig, peaks, med_rr)
+    m["n_beats"] = int(len(peaks))
+    m["n_pvc"] = len(ectopic)
+    nn = _normal_intervals(peaks, ectopic, rr)
+    pac, sinus = _premature_atrial_candidates(peaks, ectopic, normal, med_rr)
+    m["sinus_rr_var"] = _sinus_rr_var(sinus)
+    m["rr_ms"] = float(np.mean(nn) * 1000)
+    m["hr"] = 60.0 / float(np.mean(nn))
+    m["rr_cv"] = float(np.std(nn) / np.mean(nn))
+    mb = _median_beat(sig, normal, med_rr, nn)
+    if mb is None:
+        m["error"] = "no complete normal beat"
+        return m
+    b, r = mb.b, mb.r
+    m["qrs_ms"] = (mb.off - mb.on) * 1000 / FS
+    m.update(_qt(mb.on, mb.t_end, nn))
+    st_t, t_seg = _st_and_t(b, mb.off, mb.t_end)
+    m.update(st_t)
+    # T and U waves, up to 60 ms before the next R (a U wave may reach into the next P wave)
+    m.update(_t_u_waves(b, mb.off, min(b.shape[1], r + int(np.mean(nn) * FS) - int(0.06 * FS))))
+    m["t_flat_u"] = _flat_t_with_u(m)
+    m.update(_qrs_amplitudes(b, mb.on, mb.off))
+    # with a U wave (which the T-end rule may run past, into the P wave) P waves are searched from the U wave's
+    # half-height point on: a P wave 300 ms before its QRS may ride on the U wave's downslope
+    rep_end = min(mb.t_end, m["u_end"]) if m["t_flat_u"] else mb.t_end
+    prev_t_end = r - int(np.mean(nn) * FS) + (rep_end - r) + int(0.02 * FS)
+    p_wave, p = _p_wave(b, mb.on, prev_t_end)
+    m.update(p_wave)
+    m["p_present"] = bool(m["p_amp"] > P_WAVE_MV)  # sinus P waves are upright in lead II
+    m.update(_frame_and_axes(mb, t_seg, p if m["p_present"] else None))
+    _atrial_rhythm(m, sig, peaks, ectopic, normal, mb, prev_t_end)
+    _premature_atrial(m, pac, sinus, peaks, ectopic)
     return m
 
 
@@ -725,21 +849,18 @@ def _delta_wave(b: np.ndarray, r: int, on: int, off: int, lo: int) -> dict:
     return out
 
 
-def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
-    """Measure a (12, N) 500 Hz mV record and write its statements.
+class _Rhythm(NamedTuple):
+    """The rhythm read from the measurements (see :func:`_read_rhythm`)."""
 
-    ``sex`` ("M" / "F") selects the Cornell voltage limit of LVH (:data:`CORNELL_LVH_MV`); without it the men's
-    (higher) limit is used.
+    statement: str  #: the rhythm statement
+    atrial: bool  #: atrial fibrillation or flutter
+    wenck: bool  #: 2nd-degree A-V block, Mobitz I (Wenckebach)
 
-    Raises:
-        ValueError: ``sex`` is neither None, "M" nor "F".
-    """
-    if sex not in (None, "M", "F"):
-        raise ValueError(f"sex must be 'M', 'F' or None, got {sex!r}")
-    m = measure(sig)
-    if "error" in m:
-        return Interpretation(["Unreadable ECG", "Abnormal ECG"], m)
-    out: list[str] = []
+
+def _read_rhythm(m: dict) -> _Rhythm:
+    """The rhythm of the measurements ``m`` (:func:`measure`): flutter, Wenckebach, fibrillation, then the sinus
+    rhythms by rate and sinus arrhythmia (criteria and sources in findings.py: Page et al. 2015, Kusumoto et al.
+    2018, January et al. 2014, Mason et al. 2007)."""
     # rhythm: flutter (a metronomic ventricular rhythm with continuous atrial activity at 240-340 /min); Wenckebach
     # (regular P waves, one left without a QRS, PR shorter after the pause) before fibrillation, whose irregular
     # RR it shares; fibrillation (irregular RR without P waves at a constant PR); then the sinus rhythms
@@ -772,18 +893,26 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
         and series[1] >= SA_PHASIC_MS
     )
     if af:
-        out.append("Atrial fibrillation")
+        statement = "Atrial fibrillation"
     elif flutter:
-        out.append("Atrial flutter")
+        statement = "Atrial flutter"
     elif rate < HR_BRADY:
-        out.append("Sinus bradycardia")
+        statement = "Sinus bradycardia"
     elif rate > HR_TACHY:
-        out.append("Sinus tachycardia")
+        statement = "Sinus tachycardia"
     elif sa:
-        out.append("Sinus arrhythmia")
+        statement = "Sinus arrhythmia"
     else:
-        out.append("Sinus rhythm")
-    abnormal = atrial
+        statement = "Sinus rhythm"
+    return _Rhythm(statement, atrial, wenck)
+
+
+def _read_conduction(m: dict, rhythm: _Rhythm) -> tuple[list[str], bool, bool, bool]:
+    """(statements, pre-excitation, bundle branch block, left bundle branch block) of the measurements ``m``: AV
+    conduction (1st-degree block, Wenckebach, ventricular pre-excitation; Kusumoto et al. 2018, Surawicz et al.
+    2009), premature complexes (Mason et al. 2007) and bundle branch block (Surawicz et al. 2009, part III)."""
+    atrial, wenck = rhythm.atrial, rhythm.wenck
+    out: list[str] = []
     pre_exc = (
         not atrial
         and not wenck
@@ -795,25 +924,25 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
     )
     if not atrial and not wenck and not pre_exc and m["p_present"] and m["pr_ms"] > PR_LONG_MS:
         out.append("1st degree A-V block")
-        abnormal = True
     if wenck:
         out.append("2nd degree A-V block, Mobitz I (Wenckebach)")
-        abnormal = True
     if pre_exc:
         out.append("Ventricular pre-excitation")
-        abnormal = True
     n_pac = 0 if atrial or wenck else m["n_pac"]
     if n_pac:
         out.append("Atrial premature complex" + ("es" if n_pac > 1 else ""))
-        abnormal = True
     if m["n_pvc"]:
         out.append("Ventricular premature complex" + ("es" if m["n_pvc"] > 1 else ""))
-        abnormal = True
     bbb = m["qrs_ms"] >= QRS_WIDE_MS and not pre_exc  # the delta wave, not a blocked bundle, widens the QRS
     lbbb = bbb and m["v1_terminal"] <= RSR_V1_MV
     if bbb:
         out.append("Left bundle branch block" if lbbb else "Right bundle branch block")
-        abnormal = True
+    return out, pre_exc, bbb, lbbb
+
+
+def _read_axis(m: dict, lbbb: bool, pre_exc: bool) -> list[str]:
+    """The fascicular block or axis statement of the measurements ``m``: LAFB, else left or right axis deviation
+    (Surawicz et al. 2009, part III); none with pre-excitation."""
     # frontal axis; LAFB also needs its initial forces: q in aVL, r in II, III, aVF (read with RBBB as well,
     # bifascicular block; not with LBBB, which blocks both fascicles)
     axis, init = m["qrs_axis"], m["initial"]
@@ -825,26 +954,19 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
         and all(init[n][1] > 0 for n in ("II", "III", "aVF"))
     )
     if lafb:
-        out.append("Left anterior fascicular block")
-        abnormal = True
-    elif pre_exc:
-        pass  # the delta wave shifts the QRS axis: no axis statement (Surawicz et al. 2009)
-    elif -90.0 <= axis < AXIS_LEFT_DEG:
-        out.append("Left axis deviation")
-        abnormal = True
-    elif AXIS_RIGHT_DEG < axis <= 180.0:
-        out.append("Right axis deviation")
-        abnormal = True
-    limb = [m["qrs_p2p"][n] for n in ("I", "II", "III", "aVR", "aVL", "aVF")]
-    if max(limb) < LOW_VOLT_MV:
-        out.append("Low QRS voltages in limb leads")
-        abnormal = True
-    # LVH voltage (not with LBBB, whose QRS voltage criteria do not apply: Hancock et al. 2009, part V)
-    lvh = (
-        not lbbb
-        and not pre_exc
-        and (m["sokolow_mv"] >= SOKOLOW_LVH_MV or m["cornell_mv"] > CORNELL_LVH_MV["F" if sex == "F" else "M"])
-    )
+        return ["Left anterior fascicular block"]
+    if pre_exc:
+        return []  # the delta wave shifts the QRS axis: no axis statement (Surawicz et al. 2009)
+    if -90.0 <= axis < AXIS_LEFT_DEG:
+        return ["Left axis deviation"]
+    if AXIS_RIGHT_DEG < axis <= 180.0:
+        return ["Right axis deviation"]
+    return []
+
+
+def _lateral_repolarization(m: dict, lbbb: bool, pre_exc: bool) -> tuple[bool, bool]:
+    """(ST depression, T inversion) in two of the lateral leads of the measurements ``m`` (Wagner et al. 2009,
+    part VI; Rautaharju et al. 2009, part IV); neither with LBBB or pre-excitation."""
     # lateral repolarization (not with LBBB, whose lateral ST-T change is secondary; RBBB's is only in V1-V3):
     # T inversion, and ST depression at J + 60 ms in leads whose T wave is not inverted (where it is, the depressed
     # ST is the downslope of the inverted T, which the T statement reports); with an inferior injury current,
@@ -853,43 +975,83 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
     lat = [n for n in ST_GROUPS["lateral"] if not (n == "aVL" and inferior_ste) and m["t_amp"][n] > T_INV_MV]
     std_lateral = not lbbb and not pre_exc and sum(m["st"][n] <= -ST_DEPR_MV for n in lat) >= 2
     twi_lateral = not lbbb and not pre_exc and sum(m["t_amp"][n] <= T_INV_MV for n in ST_GROUPS["lateral"]) >= 2
+    return std_lateral, twi_lateral
+
+
+def _read_voltage(
+    m: dict, sex: str | None, lbbb: bool, pre_exc: bool, lateral_repolarization: bool
+) -> tuple[list[str], bool]:
+    """(statements, LVH with strain) of the measurements ``m``: low limb-lead QRS voltage (Mason et al. 2007) and
+    LVH voltage (Sokolow & Lyon 1949; Casale et al. 1985), with a repolarization abnormality when
+    ``lateral_repolarization`` (Hancock et al. 2009, part V)."""
+    out: list[str] = []
+    limb = [m["qrs_p2p"][n] for n in ("I", "II", "III", "aVR", "aVL", "aVF")]
+    if max(limb) < LOW_VOLT_MV:
+        out.append("Low QRS voltages in limb leads")
+    # LVH voltage (not with LBBB, whose QRS voltage criteria do not apply: Hancock et al. 2009, part V)
+    lvh = (
+        not lbbb
+        and not pre_exc
+        and (m["sokolow_mv"] >= SOKOLOW_LVH_MV or m["cornell_mv"] > CORNELL_LVH_MV["F" if sex == "F" else "M"])
+    )
     # LVH with lateral ST depression or T inversion is LVH with strain: that statement says both (Hancock et al.
     # 2009, part V), so the lateral ST and T statements are not repeated
-    strain = lvh and (std_lateral or twi_lateral)
+    strain = lvh and lateral_repolarization
     if lvh:
         out.append(
             "Left ventricular hypertrophy with repolarization abnormality" if strain else "Left ventricular hypertrophy"
         )
-        abnormal = True
+    return out, strain
+
+
+def _st_elevation(m: dict, bbb: bool, pre_exc: bool) -> dict[str, bool]:
+    """Per group of :data:`ST_GROUPS`: ST at J + 60 ms at least ST_ELEV_MV in two of its leads (Wagner et al.
+    2009, part VI; Thygesen et al. 2018); not read in V1-V4 with a bundle branch block, nor with pre-excitation."""
     # ST changes in V1-V3 are expected with a bundle branch block, all ST-T changes with pre-excitation
-    st_up = {
+    return {
         g: not (g == "anterior" and bbb) and not pre_exc and sum(m["st"][n] >= ST_ELEV_MV[g] for n in leads) >= 2
         for g, leads in ST_GROUPS.items()
     }
 
+
+def _q_wave(m: dict, n: str) -> bool:
+    """Whether lead ``n`` of the measurements ``m`` has a pathological Q wave (Thygesen et al. 2018): Q_WAVE_MV
+    deep and Q_WAVE_V2V3_MS long in V2-V3, elsewhere Q_WAVE_MS long and Q_WAVE_R_FRAC of the lead's R."""
+    ms, mv = m["initial"][n]
+    if n in ("V2", "V3"):
+        return mv <= -Q_WAVE_MV and ms >= Q_WAVE_V2V3_MS
+    return mv <= -Q_WAVE_MV and ms >= Q_WAVE_MS and -mv >= Q_WAVE_R_FRAC * m["r_amp"][n]
+
+
+def _read_q_waves(m: dict, lbbb: bool, pre_exc: bool, st_up: dict[str, bool]) -> list[str]:
+    """The old-infarct statements of the measurements ``m``: Q waves (:func:`_q_wave`) in two of II, III and aVF,
+    or in V2-V3 or V3-V4 (Thygesen et al. 2018)."""
+    out: list[str] = []
     # Q waves of an old infarct (not with LBBB, which changes septal activation; not under ST elevation in the
     # same leads, which makes them an acute infarct): two contiguous leads
-    def q_wave(n: str) -> bool:
-        ms, mv = init[n]
-        if n in ("V2", "V3"):
-            return mv <= -Q_WAVE_MV and ms >= Q_WAVE_V2V3_MS
-        return mv <= -Q_WAVE_MV and ms >= Q_WAVE_MS and -mv >= Q_WAVE_R_FRAC * m["r_amp"][n]
-
-    if not lbbb and not pre_exc and not st_up["inferior"] and sum(q_wave(n) for n in ("II", "III", "aVF")) >= 2:
+    if not lbbb and not pre_exc and not st_up["inferior"] and sum(_q_wave(m, n) for n in ("II", "III", "aVF")) >= 2:
         out.append("Inferior infarct, age undetermined")
-        abnormal = True
     # V2-V3 or V3-V4 (a QS complex in V1 is normal, so V1 does not count)
-    ant = [q_wave(n) for n in ("V2", "V3", "V4")]
+    ant = [_q_wave(m, n) for n in ("V2", "V3", "V4")]
     if not lbbb and not pre_exc and not st_up["anterior"] and ((ant[0] and ant[1]) or (ant[1] and ant[2])):
         out.append("Anterior infarct, age undetermined")
-        abnormal = True
-    for group in ST_GROUPS:
-        if st_up[group]:
-            out.append(f"ST elevation, consider {group} injury")
-            abnormal = True
-    if std_lateral and not strain:
+    return out
+
+
+def _read_st(st_up: dict[str, bool], std_lateral: bool) -> list[str]:
+    """The ST statements: elevation per group of ``st_up`` (:func:`_st_elevation`), then lateral depression
+    ``std_lateral`` (Wagner et al. 2009, part VI)."""
+    out = [f"ST elevation, consider {group} injury" for group in ST_GROUPS if st_up[group]]
+    if std_lateral:
         out.append("ST depression in lateral leads")
-        abnormal = True
+    return out
+
+
+def _read_t_qt(m: dict, bbb: bool, lbbb: bool, pre_exc: bool, strain: bool) -> list[str]:
+    """The T-wave and QT statements of the measurements ``m``: lateral and anterior T inversion, peaked T, T
+    flattening with U waves (Rautaharju et al. 2009, part IV) and QT prolongation by Fridericia's QTc (Rautaharju
+    et al. 2009, part IV; Fridericia 1920)."""
+    out: list[str] = []
     for group, leads in (("lateral", ("I", "aVL", "V5", "V6")), ("anterior", ("V2", "V3", "V4"))):
         # LBBB's secondary ST-T change is discordant in every lead; RBBB's only in the right precordial leads;
         # with LVH strain the lateral inversion is part of that statement
@@ -897,23 +1059,55 @@ def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
             continue
         if sum(m["t_amp"][n] <= T_INV_MV for n in leads) >= 2:
             out.append(f"T wave inversion in {group} leads")
-            abnormal = True
-    bbb = bbb or pre_exc  # secondary ST-T change of a wide QRS: no primary QT statement
+    wide = bbb or pre_exc  # secondary ST-T change of a wide QRS: no primary QT statement
     if not pre_exc and sum(m["t_amp"][n] >= T_PEAKED_MV for n in ("V2", "V3", "V4")) >= 2:
         out.append("Peaked T waves")
-        abnormal = True
     t_flat_u = m["t_flat_u"]  # flat T waves followed by U waves (see _flat_t_with_u)
     if t_flat_u:
         out.append("T wave flattening with U waves")
-        abnormal = True
     # with U waves the T end is unreliable (the U wave merges with T): no QT statement, as machine reports do
-    if not bbb and not t_flat_u and m["qtcf_ms"] > QTCF_LONG_MS:
+    if not wide and not t_flat_u and m["qtcf_ms"] > QTCF_LONG_MS:
         out.append("Prolonged QT interval")
-        abnormal = True
+    return out
+
+
+def _overall(rhythm: str, abnormal: bool) -> str:
+    """The closing statement (Mason et al. 2007): Abnormal ECG with an abnormal finding, else Borderline ECG for
+    sinus bradycardia or tachycardia, else Normal ECG."""
     if abnormal:
-        out.append("Abnormal ECG")
-    elif out[0] in ("Sinus bradycardia", "Sinus tachycardia"):
-        out.append("Borderline ECG")
-    else:
-        out.append("Normal ECG")
-    return Interpretation(out, m)
+        return "Abnormal ECG"
+    if rhythm in ("Sinus bradycardia", "Sinus tachycardia"):
+        return "Borderline ECG"
+    return "Normal ECG"
+
+
+def interpret(sig: np.ndarray, sex: str | None = None) -> Interpretation:
+    """Measure a (12, N) 500 Hz mV record (:func:`measure`) and write its statements.
+
+    ``sex`` ("M" / "F") selects the Cornell voltage limit of LVH (:data:`CORNELL_LVH_MV`); without it the men's
+    (higher) limit is used. Statements in report order: the rhythm (:func:`_read_rhythm`), AV and intraventricular
+    conduction and ectopy (:func:`_read_conduction`), axis (:func:`_read_axis`), voltage (:func:`_read_voltage`),
+    Q waves (:func:`_read_q_waves`), ST (:func:`_read_st`), T and QT (:func:`_read_t_qt`), then Normal / Borderline /
+    Abnormal ECG (:func:`_overall`). A record :func:`measure` cannot read is "Unreadable ECG", "Abnormal ECG".
+
+    Raises:
+        ValueError: ``sex`` is neither None, "M" nor "F".
+    """
+    if sex not in (None, "M", "F"):
+        raise ValueError(f"sex must be 'M', 'F' or None, got {sex!r}")
+    m = measure(sig)
+    if "error" in m:
+        return Interpretation(["Unreadable ECG", "Abnormal ECG"], m)
+    rhythm = _read_rhythm(m)
+    found, pre_exc, bbb, lbbb = _read_conduction(m, rhythm)
+    found += _read_axis(m, lbbb, pre_exc)
+    std_lateral, twi_lateral = _lateral_repolarization(m, lbbb, pre_exc)
+    voltage, strain = _read_voltage(m, sex, lbbb, pre_exc, std_lateral or twi_lateral)
+    found += voltage
+    st_up = _st_elevation(m, bbb, pre_exc)
+    found += _read_q_waves(m, lbbb, pre_exc, st_up)
+    found += _read_st(st_up, std_lateral and not strain)
+    found += _read_t_qt(m, bbb, lbbb, pre_exc, strain)
+    # atrial fibrillation or flutter, and every statement after the rhythm, make an abnormal ECG
+    abnormal = rhythm.atrial or bool(found)
+    return Interpretation([rhythm.statement, *found, _overall(rhythm.statement, abnormal)], m)
