@@ -30,8 +30,9 @@ from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_auc_sc
 from torch import nn
 
 from ..checkpoint import load_trained
-from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
+from ..train.loop import TensorSource, Trainer, build_seeded
 from .clip import CPU_NET1D, Net1D, as_float_tensor
+from .judge_training import judge_train_config
 
 __all__ = [
     "PAPER_CLASSES",
@@ -218,17 +219,7 @@ def train_classifier(
         pw = ((len(ytr) - pos) / pos).clamp(max=50.0)
     elif pos_weight is not None:
         pw = torch.as_tensor(pos_weight, dtype=torch.float32)
-    train_cfg = train_cfg or TrainConfig(
-        max_steps=300,
-        batch_size=64,
-        lr=1e-3,
-        weight_decay=3e-4,
-        warmup_steps=20,
-        ema_decay=0.99,
-        val_every=50,
-        checkpoint_every=100000,
-        progress=False,
-    )
+    train_cfg = train_cfg or judge_train_config(weight_decay=3e-4)
     model = build_seeded(lambda: ECGClassifier(cfg), train_cfg.seed)
     src = TensorSource({"x": as_float_tensor(signals_train), "y": ytr})
     vsrc = TensorSource({"x": as_float_tensor(signals_val), "y": yva})
