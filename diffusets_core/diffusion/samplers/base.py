@@ -273,13 +273,13 @@ class Sampler:
         if model_output.shape != x_t.shape:
             raise ValueError(f"model_output {tuple(model_output.shape)} and x_t {tuple(x_t.shape)} differ")
         clip = self.clip_sample if clip_sample is UNSET else validate_clip(clip_sample)
-        tt = as_timestep(t)
-        pt = tt - 1 if prev_t is None else as_timestep(prev_t, "prev_t")
-        if same_shape and pt.shape != tt.shape and pt.ndim and tt.ndim:
+        t_idx = as_timestep(t)
+        prev_idx = t_idx - 1 if prev_t is None else as_timestep(prev_t, "prev_t")
+        if same_shape and prev_idx.shape != t_idx.shape and prev_idx.ndim and t_idx.ndim:
             raise ValueError("t and prev_t must have the same shape")
-        if bool(torch.any(pt >= tt)):
-            raise ValueError(f"prev_t must be smaller than t (got t={tt.tolist()}, prev_t={pt.tolist()})")
-        return clip, tt, pt
+        if bool(torch.any(prev_idx >= t_idx)):
+            raise ValueError(f"prev_t must be smaller than t (got t={t_idx.tolist()}, prev_t={prev_idx.tolist()})")
+        return clip, t_idx, prev_idx
 
     def _eps_to_x0(
         self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prev_t: torch.Tensor, clip: ClipSample

@@ -62,8 +62,8 @@ class DDIMSampler(Sampler):
         state: Any = None,
     ) -> StepOutput:
         """One DDIM step from ``t`` to ``prev_t`` (default ``t - 1``; :meth:`sample` passes the schedule's)."""
-        clip, tt, pt = self._begin_step(model_output, t, x_t, prev_t, clip_sample)
-        alpha_prod_t, alpha_prod_t_prev, pred_x0 = self._eps_to_x0(model_output, x_t, tt, pt, clip)
+        clip, t_idx, prev_idx = self._begin_step(model_output, t, x_t, prev_t, clip_sample)
+        alpha_prod_t, alpha_prod_t_prev, pred_x0 = self._eps_to_x0(model_output, x_t, t_idx, prev_idx, clip)
         beta_prod_t = 1 - alpha_prod_t
         beta_prod_t_prev = 1 - alpha_prod_t_prev
         pred_eps = model_output

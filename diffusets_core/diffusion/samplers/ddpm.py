@@ -56,8 +56,8 @@ class DDPMSampler(Sampler):
         ``t``/``prev_t``: ints, or (B,) integer tensors (one timestep per sample). ``noise``: the variance
         noise z (same shape as x_t); drawn from ``generator`` when not given, and only if some t > 0.
         """
-        clip, tt, pt = self._begin_step(model_output, t, x_t, prev_t, clip_sample, same_shape=True)
-        alpha_prod_t, alpha_prod_t_prev, pred_x0 = self._eps_to_x0(model_output, x_t, tt, pt, clip)
+        clip, t_idx, prev_idx = self._begin_step(model_output, t, x_t, prev_t, clip_sample, same_shape=True)
+        alpha_prod_t, alpha_prod_t_prev, pred_x0 = self._eps_to_x0(model_output, x_t, t_idx, prev_idx, clip)
         beta_prod_t = 1 - alpha_prod_t
         beta_prod_t_prev = 1 - alpha_prod_t_prev
         current_alpha_t = alpha_prod_t / alpha_prod_t_prev
@@ -67,12 +67,12 @@ class DDPMSampler(Sampler):
         xt_coeff = current_alpha_t ** (0.5) * beta_prod_t_prev / beta_prod_t
         prev_sample = x0_coeff * pred_x0 + xt_coeff * x_t
 
-        add_noise = tt > 0
+        add_noise = t_idx > 0
         if bool(torch.any(add_noise)):
             noise = self._variance_noise(noise, generator, x_t)
             variance = torch.clamp((1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * current_beta_t, min=1e-20)
             noisy = prev_sample + (variance ** (0.5)) * noise
-            if tt.ndim == 0:
+            if t_idx.ndim == 0:
                 prev_sample = noisy
             else:
                 prev_sample = torch.where(self._batched_mask(add_noise, x_t), noisy, prev_sample)

@@ -103,17 +103,17 @@ class DPMSolverMultistepSampler(Sampler):
         """One DPM-Solver++ step from ``t`` to ``prev_t`` (-1 = sigma 0). Pass the returned ``state`` to the
         next call; ``state=None`` (first step) or ``lower_order=True`` gives the first-order update.
         ``noise``/``generator`` are accepted for interface symmetry and ignored (deterministic)."""
-        clip, tt, pt = self._begin_step(model_output, t, x_t, prev_t, clip_sample)
-        if bool(torch.any(tt < 0)):
+        clip, t_idx, prev_idx = self._begin_step(model_output, t, x_t, prev_t, clip_sample)
+        if bool(torch.any(t_idx < 0)):
             raise ValueError("t must be >= 0")
 
         dev, dt = x_t.device, x_t.dtype
-        a_s = self._coef(self._alpha, tt, x_t, 1.0)
-        s_s = self._coef(self._sigma, tt, x_t, 0.0)
-        lam_s = self._coef(self._lambda, tt, x_t, math.inf)
-        a_t = self._coef(self._alpha, pt, x_t, 1.0)
-        s_t = self._coef(self._sigma, pt, x_t, 0.0)
-        lam_t = self._coef(self._lambda, pt, x_t, math.inf)
+        a_s = self._coef(self._alpha, t_idx, x_t, 1.0)
+        s_s = self._coef(self._sigma, t_idx, x_t, 0.0)
+        lam_s = self._coef(self._lambda, t_idx, x_t, math.inf)
+        a_t = self._coef(self._alpha, prev_idx, x_t, 1.0)
+        s_t = self._coef(self._sigma, prev_idx, x_t, 0.0)
+        lam_t = self._coef(self._lambda, prev_idx, x_t, math.inf)
 
         x0 = (x_t - s_s.to(dev, dt) * model_output) / a_s.to(dev, dt)
         x0 = clip_x0(x0, clip)
@@ -121,7 +121,7 @@ class DPMSolverMultistepSampler(Sampler):
         h = lam_t - lam_s  # +inf when going to sigma = 0
         ratio = s_t / s_s  # 0 when going to sigma = 0
         phi = -a_t * torch.expm1(-h)  # alpha_t (1 - exp(-h)); -> 1 at sigma = 0
-        final = pt < 0
+        final = prev_idx < 0
         if bool(torch.any(final)) and not bool(torch.all(final)):
             raise ValueError("a batch mixing final (prev_t=-1) and non-final steps is not supported")
         if state is None or lower_order or bool(torch.all(final)):
