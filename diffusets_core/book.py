@@ -52,6 +52,7 @@ from .config import (
 from .layout import BOOK_SRC_DIR, EXECUTED_DIR, EXPLORER_DIR
 from .measured import GPU_PAGE_FILE, gpu_measurements_page
 from .progress import ProgressFollower
+from .text.embedders import known_text_dim
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,12 @@ class NotebookFailed(RuntimeError):
 
 # What each chapter takes from the profile, beyond run_dir/profile/seed. Secrets never go here.
 STAGE_PARAMETERS = {
+    # the chapter draws the networks at the profile's text width; when the embedder's width is known only after a
+    # first call (another server), the chapter's own default stands
     "00_methods": lambda p: {
         "vae_model": p.vae.model,
         "unet_model": p.unet.model,
-        "text_dim": 384 if p.text.backend == "local" else 1536,
+        **({"text_dim": dim} if (dim := known_text_dim(p.text.backend, p.text.model, p.text.base_url)) else {}),
     },
     "01_data": lambda p: {
         "source": p.data.source,

@@ -127,8 +127,8 @@ def read_mimic(root: str | Path, source: str = "mimic") -> list[RecordRef]:
     demographics: dict[str, tuple[float | None, str | None]] = {}
     patients_path = find_patients_table(root)
     if patients_path is not None:
-        pt, _ = _read_table(patients_path, ["subject_id", "gender", "anchor_age"])
-        for s, g, a in zip(pt["subject_id"], pt["gender"], pt["anchor_age"]):
+        patients, _ = _read_table(patients_path, ["subject_id", "gender", "anchor_age"])
+        for s, g, a in zip(patients["subject_id"], patients["gender"], patients["anchor_age"]):
             sid = _int_str(s)
             if sid is not None and sid not in demographics:
                 demographics[sid] = (float_or_none(a), normalise_sex(g))

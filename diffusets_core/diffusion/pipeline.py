@@ -24,7 +24,7 @@ import torch
 
 from .. import fileio
 from ..data.leads import CANONICAL_LEADS
-from ..data.preprocess import MODEL_FS
+from ..data.preprocess import MODEL_FS, PreprocessConfig
 from ..data.store import SignalStore
 from ..device import resolve_device
 from ..fileio import atomic_write_text
@@ -624,7 +624,7 @@ class DiffuSETSPipeline:
         ).to(self.device)
         patient = patient[:, : self.unet.cfg.cond_dim]  # a text-only model (cond_dim 0) ignores the patient
         diffusion_sampler = diffusion.sampler(sampler)
-        length = 1024 // self.vae.cfg.downsample_factor
+        length = PreprocessConfig.out_len // self.vae.cfg.downsample_factor  # the models' 10 s at 102.4 Hz
         signals, latents = [], []
         for start in range(0, len(cond), batch_size):
             rows = slice(start, min(start + batch_size, len(cond)))

@@ -30,8 +30,9 @@ from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_auc_sc
 from torch import nn
 
 from ..checkpoint import load_trained
-from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
+from ..train.loop import TensorSource, Trainer, build_seeded
 from .clip import CPU_NET1D, Net1D, as_float_tensor
+from .judge_training import judge_train_config
 
 __all__ = [
     "PAPER_CLASSES",
@@ -218,17 +219,7 @@ def train_classifier(
         pw = ((len(ytr) - pos) / pos).clamp(max=50.0)
     elif pos_weight is not None:
         pw = torch.as_tensor(pos_weight, dtype=torch.float32)
-    train_cfg = train_cfg or TrainConfig(
-        max_steps=300,
-        batch_size=64,
-        lr=1e-3,
-        weight_decay=3e-4,
-        warmup_steps=20,
-        ema_decay=0.99,
-        val_every=50,
-        checkpoint_every=100000,
-        progress=False,
-    )
+    train_cfg = train_cfg or judge_train_config(weight_decay=3e-4)
     model = build_seeded(lambda: ECGClassifier(cfg), train_cfg.seed)
     src = TensorSource({"x": as_float_tensor(signals_train), "y": ytr})
     vsrc = TensorSource({"x": as_float_tensor(signals_val), "y": yva})
@@ -266,7 +257,7 @@ def choose_thresholds(y_val: Any, p_val: Any, method: str = "youden") -> np.ndar
     y, p = np.atleast_2d(np.asarray(y_val)), np.atleast_2d(np.asarray(p_val))
     if y.shape[0] == 1 and p.shape[0] != 1:
         y, p = y.T, p.T
-    th = np.full(y.shape[1], 0.5)
+    thresholds = np.full(y.shape[1], 0.5)
     for c in range(y.shape[1]):
         yc = y[:, c]
         if len(np.unique(yc[np.isfinite(yc)])) < 2:
@@ -274,14 +265,14 @@ def choose_thresholds(y_val: Any, p_val: Any, method: str = "youden") -> np.ndar
         if method == "youden":
             fpr, tpr, t = roc_curve(yc, p[:, c])
             k = int(np.argmax(tpr - fpr))
-            th[c] = float(min(t[k], 1.0))
+            thresholds[c] = float(min(t[k], 1.0))
         elif method == "f1":
             pr, rc, t = precision_recall_curve(yc, p[:, c])
             f1 = 2 * pr[:-1] * rc[:-1] / np.maximum(pr[:-1] + rc[:-1], 1e-12)
-            th[c] = float(t[int(np.argmax(f1))])
+            thresholds[c] = float(t[int(np.argmax(f1))])
         else:
             raise ValueError(f"unknown method {method!r}")
-    return th
+    return thresholds
 
 
 def classification_metrics(
@@ -295,11 +286,11 @@ def classification_metrics(
         y, p = y[:, None], p[:, None] if p.ndim == 1 else p
     C = y.shape[1]
     classes = list(classes) if classes else [str(i) for i in range(C)]
-    th = np.full(C, 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    thresholds = np.full(C, 0.5) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     rows = []
     for c in range(C):
         yc, pc = y[:, c], p[:, c]
-        pred = pc >= th[c]
+        pred = pc >= thresholds[c]
         pos, neg = yc == 1, yc == 0
         auroc = float(roc_auc_score(yc, pc)) if pos.any() and neg.any() else np.nan
         rows.append(
@@ -307,7 +298,7 @@ def classification_metrics(
                 "class": classes[c],
                 "support": int(pos.sum()),
                 "auroc": auroc,
-                "threshold": float(th[c]),
+                "threshold": float(thresholds[c]),
                 "recall": float(pred[pos].mean()) if pos.any() else np.nan,
                 "specificity": float((~pred[neg]).mean()) if neg.any() else np.nan,
                 "precision": float(pos[pred].mean()) if pred.any() else np.nan,

@@ -35,7 +35,8 @@ from torch import nn
 
 from ..checkpoint import load_trained
 from ..fileio import l2_normalize
-from ..train.loop import TensorSource, TrainConfig, Trainer, build_seeded
+from ..train.loop import TensorSource, Trainer, build_seeded
+from .judge_training import judge_train_config
 
 __all__ = [
     "PAPER_NET1D",
@@ -219,25 +220,15 @@ def train_clip(
 
     ``signals_train`` ``(N, 12, L)`` mV, ``text_train`` ``(N, D)`` text vectors; ``val = (signals, text)`` from
     the validation split selects ``best.pt`` (lowest validation InfoNCE). ``train_cfg`` is a
-    :class:`~diffusets_core.train.loop.TrainConfig` (default: 300 steps, batch 64, lr 1e-3, wd 1e-3 — the
-    paper's optimiser; its batch of 256 per contrastive chunk is too slow for the CPU profile).
+    :class:`~diffusets_core.train.loop.TrainConfig` (default: :func:`.judge_training.judge_train_config` with
+    weight decay 1e-3, the paper's optimiser).
     Returns the Trainer's ``TrainResult``; load with :meth:`ClipFeaturizer.from_checkpoint`.
     """
     text_train = as_float_tensor(text_train)
     cfg = cfg or ClipConfig(text_dim=int(text_train.shape[1]))
     if cfg.text_dim != text_train.shape[1]:
         raise ValueError(f"ClipConfig.text_dim={cfg.text_dim} but text vectors are {text_train.shape[1]}-d")
-    train_cfg = train_cfg or TrainConfig(
-        max_steps=300,
-        batch_size=64,
-        lr=1e-3,
-        weight_decay=1e-3,
-        warmup_steps=20,
-        ema_decay=0.99,
-        val_every=50,
-        checkpoint_every=100000,
-        progress=False,
-    )
+    train_cfg = train_cfg or judge_train_config(weight_decay=1e-3)
     model = build_seeded(lambda: ECGTextCLIP(cfg), train_cfg.seed)
     src = TensorSource({"x": as_float_tensor(signals_train), "text": text_train})
     vsrc = TensorSource({"x": as_float_tensor(val[0]), "text": as_float_tensor(val[1])}) if val is not None else None

@@ -52,12 +52,12 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
 
 
 def diagnostic_rows(
-    source: str, proba: np.ndarray, th: np.ndarray, labels: np.ndarray, classes: list[str], valid: np.ndarray
+    source: str, proba: np.ndarray, thresholds: np.ndarray, labels: np.ndarray, classes: list[str], valid: np.ndarray
 ) -> list[dict]:
     """Per class: the share of the ECGs requested with it (``labels`` (N, C) == 1) whose probability ``proba``
-    (N, C) reaches the class threshold ``th`` (C,), with its Wilson interval, support, whether the class is a
+    (N, C) reaches the class threshold ``thresholds`` (C,), with its Wilson interval, support, whether the class is a
     morphology class and trained (``valid`` (C,) bool), and how often the class is predicted at all."""
-    pred = proba >= th[None, :]
+    pred = proba >= thresholds[None, :]
     rows = []
     for j, c in enumerate(classes):
         m = labels[:, j] == 1
@@ -123,12 +123,12 @@ def diagnostic_tables(
     sets: dict[str, np.ndarray],
     conditions: EvaluatedConditions,
     model: Any,
-    th: np.ndarray,
+    thresholds: np.ndarray,
     valid: np.ndarray,
     *,
     n_subset: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The classifier ``model`` (thresholds ``th``, trained classes ``valid``) reads every set (row i generated for
+    """The classifier ``model`` (thresholds ``thresholds``, trained classes ``valid``) reads every set (row i generated for
     condition i; the real-ECG sets count each real ECG once) and, when ``n_subset`` > 0, the model's first
     ``n_subset`` ECGs as ``model_subset``. Returns the ``diagnostic``, ``diagnostic_summary`` and ``confusion``
     tables."""
@@ -140,7 +140,7 @@ def diagnostic_tables(
         if conditions.is_real(src):  # one row per real ECG: a repeated condition is not a new real sample
             x, y = x[conditions.first], conditions.labels[conditions.first]
         proba = predict_proba(model, x)
-        source_rows = diagnostic_rows(src, proba, th, y, classes, valid)
+        source_rows = diagnostic_rows(src, proba, thresholds, y, classes, valid)
         rows += source_rows
         confusion.append(confusion_table(src, proba, y, classes, valid))
         summary.append(diagnostic_summary_row(src, source_rows, len(x)))

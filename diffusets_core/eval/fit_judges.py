@@ -83,6 +83,6 @@ def fit_classifier(
         classes=classes,
         meta={"run_dir": str(run_dir), "seed": seed},
     )
-    th = choose_thresholds(labs["val"], predict_proba(model, sigs["val"]))
+    thresholds = choose_thresholds(labs["val"], predict_proba(model, sigs["val"]))
     valid = (labs["train"].sum(0) > 0) & (labs["train"].sum(0) < len(labs["train"]))
-    return model, th, valid
+    return model, thresholds, valid

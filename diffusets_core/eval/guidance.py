@@ -185,7 +185,7 @@ def guidance_sweep(
     f_ref = feat.ecg_features(
         sigs["train"][np.random.default_rng(seed + 1).permutation(len(sigs["train"]))[: len(f_val_real)]]
     )
-    model, th, valid = fit_classifier(
+    model, thresholds, valid = fit_classifier(
         run_dir, out, sigs, labs, data.classes, seed=seed, steps=clf_steps, train_batch=train_batch
     )
 
@@ -199,7 +199,7 @@ def guidance_sweep(
         f_val_real,
         f_ref,
         model,
-        th,
+        thresholds,
         valid,
         sampler=sampler,
         steps=steps,

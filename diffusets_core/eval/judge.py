@@ -66,7 +66,7 @@ class BenchmarkJudge:
         data = load_eval_splits(run_dir)
         recs, sigs, labs, classes = data.records, data.signals, data.labels, data.classes
         feat = fit_clip(run_dir, out, sigs, data.vectors, seed=seed, steps=clip_steps, train_batch=train_batch)
-        clf, th, valid = fit_classifier(
+        clf, thresholds, valid = fit_classifier(
             run_dir, out, sigs, labs, classes, seed=seed, steps=clf_steps, train_batch=train_batch
         )
         sel = np.arange(len(recs[split]))
@@ -82,7 +82,7 @@ class BenchmarkJudge:
             classes,
             seed=seed,
         )
-        j._feat, j._clf, j._th, j._valid = feat, clf, th, valid
+        j._feat, j._clf, j._th, j._valid = feat, clf, thresholds, valid
         j._f_real = feat.ecg_features(sigs[split])
         j._f_ref = feat.ecg_features(
             sigs[ref_split][np.random.default_rng(seed + 1).permutation(len(sigs[ref_split]))[: len(sigs[split])]]

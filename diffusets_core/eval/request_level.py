@@ -75,10 +75,10 @@ class RequestRead:
     share_reworded: float = math.nan
 
 
-def all_requested(proba: np.ndarray, th: np.ndarray, labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def all_requested(proba: np.ndarray, thresholds: np.ndarray, labels: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """(N,) bool: every requested class (``labels`` == 1) that the classifier was trained on (``valid``) reaches its
     threshold. A request with no such class counts as False (nothing to show)."""
-    pred = proba >= th[None, :]
+    pred = proba >= thresholds[None, :]
     req = (labels == 1) & valid[None, :]
     return req.any(axis=1) & ~(req & ~pred).any(axis=1)
 
@@ -89,7 +89,7 @@ def _macro(rows: list[dict], morphology: bool) -> float:
 
 
 def request_tables(
-    reads: Mapping[str, RequestRead], th: np.ndarray, valid: np.ndarray, classes: list[str]
+    reads: Mapping[str, RequestRead], thresholds: np.ndarray, valid: np.ndarray, classes: list[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(requests, requests_summary)``: per kind and requested, trained class (rows with support > 0) the recall of
     the generated ECGs with its 95 % Wilson interval, the reference and VAE recall; per kind the morphology and
@@ -99,9 +99,11 @@ def request_tables(
 
     rows, summary = [], []
     for kind, r in reads.items():
-        gen = diagnostic_rows(kind, r.proba, th, r.labels, classes, valid)
-        ref = diagnostic_rows(kind, r.reference, th, r.reference_labels, classes, valid)
-        vae = diagnostic_rows(kind, r.vae, th, r.reference_labels, classes, valid) if r.vae is not None else None
+        gen = diagnostic_rows(kind, r.proba, thresholds, r.labels, classes, valid)
+        ref = diagnostic_rows(kind, r.reference, thresholds, r.reference_labels, classes, valid)
+        vae = (
+            diagnostic_rows(kind, r.vae, thresholds, r.reference_labels, classes, valid) if r.vae is not None else None
+        )
         for j, g in enumerate(gen):
             if not (g["trained"] and g["support"]):
                 continue
@@ -118,7 +120,7 @@ def request_tables(
                     "vae_recall": vae[j]["recall"] if vae is not None else math.nan,
                 }
             )
-        every = all_requested(r.proba, th, r.labels, valid)
+        every = all_requested(r.proba, thresholds, r.labels, valid)
         lo, hi = wilson_interval(int(every.sum()), len(every))
         summary.append(
             {
@@ -132,7 +134,9 @@ def request_tables(
                 "all_requested_hi": hi,
                 "hr_mae_50_150": r.hr_mae,
                 "reference_macro_recall_morphology": _macro(ref, True),
-                "reference_all_requested": float(all_requested(r.reference, th, r.reference_labels, valid).mean()),
+                "reference_all_requested": float(
+                    all_requested(r.reference, thresholds, r.reference_labels, valid).mean()
+                ),
                 "vae_macro_recall_morphology": _macro(vae, True) if vae is not None else math.nan,
                 "share_reworded": r.share_reworded,
             }
@@ -208,15 +212,15 @@ def request_reads(
 
 
 def combination_table(
-    combinations: Any, read: RequestRead, th: np.ndarray, valid: np.ndarray, classes: list[str]
+    combinations: Any, read: RequestRead, thresholds: np.ndarray, valid: np.ndarray, classes: list[str]
 ) -> pd.DataFrame:
     """Per held-out combination: requests, how many of the records attempted the interpreter read as the whole
     combination (``references_built``; only those are requested), the recall of each requested class and the share showing every requested class,
     generated and on the references (the judge's ceiling)."""
     c, built = combinations.conditions, combinations.built.set_index("combination")
-    pred = read.proba >= th[None, :]
-    every = all_requested(read.proba, th, read.labels, valid)
-    every_ref = all_requested(read.reference, th, read.reference_labels, valid)
+    pred = read.proba >= thresholds[None, :]
+    every = all_requested(read.proba, thresholds, read.labels, valid)
+    every_ref = all_requested(read.reference, thresholds, read.reference_labels, valid)
     rows = []
     groups = c.groupby("combination", sort=False).indices
     for combo in built.index:

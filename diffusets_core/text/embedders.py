@@ -296,17 +296,24 @@ class HashEmbedder(Embedder):
 # local MiniLM
 
 
-def resolve_device(device: str | None = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` if available, else ``"mps"`` if available, else ``"cpu"``."""
-    import torch  # the text layer imports torch only for the local backend (see the module docstring)
+#: Widths of OpenAI's embedding models (OpenAI's embeddings guide); a model behind another server is known only after
+#: its first answer.
+OPENAI_DIMS = {"text-embedding-ada-002": 1536, "text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
 
-    if device in (None, "auto"):
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    return str(device)
+
+def known_text_dim(backend: str, model: str | None = None, base_url: str | None = None) -> int | None:
+    """The width of the vectors ``backend``/``model`` gives, known without loading weights or calling an API: the
+    local model's ``config.json`` ``hidden_size`` (384 for the default all-MiniLM-L6-v2), OpenAI's documented width
+    (:data:`OPENAI_DIMS`; ``base_url`` another server: unknown); ``None`` when it is not known in advance.
+
+    Raises:
+        EmbeddingError: a local model that is neither the default nor a folder (see :class:`LocalEmbedder`).
+    """
+    if backend == "local":
+        return LocalEmbedder(model).dim  # reads config.json only; the weights load on the first embed
+    if backend == "openai" and base_url is None:
+        return OPENAI_DIMS.get(model or DEFAULT_MODELS["openai"])
+    return None
 
 
 def minilm_path() -> str:
@@ -401,9 +408,11 @@ class LocalEmbedder(Embedder):
             import torch
             from transformers import AutoModel
 
+            from ..device import resolve_device  # base layer; imports torch, as this branch does anyway
+
             if self.num_threads:
                 torch.set_num_threads(int(self.num_threads))
-            self.device = resolve_device(self._device_request)
+            self.device = str(resolve_device(self._device_request or "auto"))
             self.load_tokenizer()
             self._net = AutoModel.from_pretrained(self.path, local_files_only=True).to(self.device).eval()
             if int(self._net.config.hidden_size) != self._dim:  # pragma: no cover

@@ -119,7 +119,8 @@ class Sampler:
     """
 
     name: str = "base"
-    default_num_inference_steps: int = 50
+    #: steps when none are asked for; None means every training timestep
+    default_num_inference_steps: int | None = 50
     default_spacing: str = "leading"
 
     def __init__(
@@ -144,6 +145,8 @@ class Sampler:
         self.clip_sample: ClipSample = validate_clip(clip_sample)
         if num_inference_steps is not None:
             self.default_num_inference_steps = check_num_steps(num_inference_steps, self.schedule.num_train_timesteps)
+        elif self.default_num_inference_steps is None:  # a class default of None: every training timestep (DDPM)
+            self.default_num_inference_steps = self.schedule.num_train_timesteps
 
     # ------------------------------------------------------------------ config
     def to_config(self) -> dict[str, Any]:
@@ -270,13 +273,24 @@ class Sampler:
         if model_output.shape != x_t.shape:
             raise ValueError(f"model_output {tuple(model_output.shape)} and x_t {tuple(x_t.shape)} differ")
         clip = self.clip_sample if clip_sample is UNSET else validate_clip(clip_sample)
-        tt = as_timestep(t)
-        pt = tt - 1 if prev_t is None else as_timestep(prev_t, "prev_t")
-        if same_shape and pt.shape != tt.shape and pt.ndim and tt.ndim:
+        t_idx = as_timestep(t)
+        prev_idx = t_idx - 1 if prev_t is None else as_timestep(prev_t, "prev_t")
+        if same_shape and prev_idx.shape != t_idx.shape and prev_idx.ndim and t_idx.ndim:
             raise ValueError("t and prev_t must have the same shape")
-        if bool(torch.any(pt >= tt)):
-            raise ValueError(f"prev_t must be smaller than t (got t={tt.tolist()}, prev_t={pt.tolist()})")
-        return clip, tt, pt
+        if bool(torch.any(prev_idx >= t_idx)):
+            raise ValueError(f"prev_t must be smaller than t (got t={t_idx.tolist()}, prev_t={prev_idx.tolist()})")
+        return clip, t_idx, prev_idx
+
+    def _eps_to_x0(
+        self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, prev_t: torch.Tensor, clip: ClipSample
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The opening of an epsilon-prediction step on the float32 schedule (DDPM, DDIM; diffusers' arithmetic
+        order): ``(alpha_bar[t], alpha_bar[prev_t], x0)`` with ``x0 = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)``,
+        clipped when ``clip`` is set (:func:`clip_x0`)."""
+        alpha_prod_t = self._alpha_bar(t, x_t)
+        alpha_prod_t_prev = self._alpha_bar(prev_t, x_t)
+        pred_x0 = (x_t - (1 - alpha_prod_t) ** (0.5) * model_output) / alpha_prod_t ** (0.5)
+        return alpha_prod_t, alpha_prod_t_prev, clip_x0(pred_x0, clip)
 
     @staticmethod
     def _variance_noise(noise: torch.Tensor | None, generator: GeneratorLike, x_t: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..schedules import NoiseSchedule
-from .base import UNSET, ClipSample, Sampler, StepOutput, clip_x0
+from .base import UNSET, ClipSample, Sampler, StepOutput
 from .rng import GeneratorLike
 
 
@@ -34,19 +34,12 @@ class DDIMSampler(Sampler):
         schedule: NoiseSchedule | None = None,
         *,
         eta: float = 0.0,
-        timestep_spacing: str | None = None,
-        steps_offset: int = 0,
-        clip_sample: ClipSample = None,
         use_clipped_model_output: bool = False,
-        num_inference_steps: int | None = None,
+        **common: Any,
     ) -> None:
-        super().__init__(
-            schedule,
-            timestep_spacing=timestep_spacing,
-            steps_offset=steps_offset,
-            clip_sample=clip_sample,
-            num_inference_steps=num_inference_steps,
-        )
+        """``eta``: the noise of each step (0: deterministic DDIM; 1: DDPM-like); ``common``: the base sampler's
+        settings (``timestep_spacing``, ``steps_offset``, ``clip_sample``, ``num_inference_steps``)."""
+        super().__init__(schedule, **common)
         eta = float(eta)
         if not (eta >= 0 and math.isfinite(eta)):
             raise ValueError(f"eta must be a finite float >= 0, got {eta}")
@@ -69,16 +62,11 @@ class DDIMSampler(Sampler):
         state: Any = None,
     ) -> StepOutput:
         """One DDIM step from ``t`` to ``prev_t`` (default ``t - 1``; :meth:`sample` passes the schedule's)."""
-        clip, tt, pt = self._begin_step(model_output, t, x_t, prev_t, clip_sample)
-
-        alpha_prod_t = self._alpha_bar(tt, x_t)
-        alpha_prod_t_prev = self._alpha_bar(pt, x_t)
+        clip, t_idx, prev_idx = self._begin_step(model_output, t, x_t, prev_t, clip_sample)
+        alpha_prod_t, alpha_prod_t_prev, pred_x0 = self._eps_to_x0(model_output, x_t, t_idx, prev_idx, clip)
         beta_prod_t = 1 - alpha_prod_t
         beta_prod_t_prev = 1 - alpha_prod_t_prev
-
-        pred_x0 = (x_t - beta_prod_t ** (0.5) * model_output) / alpha_prod_t ** (0.5)
         pred_eps = model_output
-        pred_x0 = clip_x0(pred_x0, clip)
 
         variance = (beta_prod_t_prev / beta_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev)
         std_dev_t = self.eta * variance ** (0.5)

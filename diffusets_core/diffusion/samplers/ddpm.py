@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..schedules import NoiseSchedule
-from .base import UNSET, ClipSample, Sampler, StepOutput, clip_x0
+from .base import UNSET, ClipSample, Sampler, StepOutput
 from .rng import GeneratorLike
 
 
@@ -27,25 +27,7 @@ class DDPMSampler(Sampler):
 
     name = "ddpm"
     default_spacing = "leading"
-
-    def __init__(
-        self,
-        schedule: NoiseSchedule | None = None,
-        *,
-        timestep_spacing: str | None = None,
-        steps_offset: int = 0,
-        clip_sample: ClipSample = None,
-        num_inference_steps: int | None = None,
-    ) -> None:
-        super().__init__(
-            schedule,
-            timestep_spacing=timestep_spacing,
-            steps_offset=steps_offset,
-            clip_sample=clip_sample,
-            num_inference_steps=num_inference_steps,
-        )
-        if num_inference_steps is None:
-            self.default_num_inference_steps = self.schedule.num_train_timesteps
+    default_num_inference_steps = None  # the paper's sampler visits every training timestep
 
     @classmethod
     def paper(cls, schedule: NoiseSchedule | None = None) -> DDPMSampler:
@@ -74,28 +56,23 @@ class DDPMSampler(Sampler):
         ``t``/``prev_t``: ints, or (B,) integer tensors (one timestep per sample). ``noise``: the variance
         noise z (same shape as x_t); drawn from ``generator`` when not given, and only if some t > 0.
         """
-        clip, tt, pt = self._begin_step(model_output, t, x_t, prev_t, clip_sample, same_shape=True)
-
-        alpha_prod_t = self._alpha_bar(tt, x_t)
-        alpha_prod_t_prev = self._alpha_bar(pt, x_t)
+        clip, t_idx, prev_idx = self._begin_step(model_output, t, x_t, prev_t, clip_sample, same_shape=True)
+        alpha_prod_t, alpha_prod_t_prev, pred_x0 = self._eps_to_x0(model_output, x_t, t_idx, prev_idx, clip)
         beta_prod_t = 1 - alpha_prod_t
         beta_prod_t_prev = 1 - alpha_prod_t_prev
         current_alpha_t = alpha_prod_t / alpha_prod_t_prev
         current_beta_t = 1 - current_alpha_t
 
-        pred_x0 = (x_t - beta_prod_t ** (0.5) * model_output) / alpha_prod_t ** (0.5)
-        pred_x0 = clip_x0(pred_x0, clip)
-
         x0_coeff = (alpha_prod_t_prev ** (0.5) * current_beta_t) / beta_prod_t
         xt_coeff = current_alpha_t ** (0.5) * beta_prod_t_prev / beta_prod_t
         prev_sample = x0_coeff * pred_x0 + xt_coeff * x_t
 
-        add_noise = tt > 0
+        add_noise = t_idx > 0
         if bool(torch.any(add_noise)):
             noise = self._variance_noise(noise, generator, x_t)
             variance = torch.clamp((1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * current_beta_t, min=1e-20)
             noisy = prev_sample + (variance ** (0.5)) * noise
-            if tt.ndim == 0:
+            if t_idx.ndim == 0:
                 prev_sample = noisy
             else:
                 prev_sample = torch.where(self._batched_mask(add_noise, x_t), noisy, prev_sample)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..schedules import NoiseSchedule
 from .base import UNSET, ClipSample, Sampler, StepOutput, check_num_steps, clip_x0
 from .rng import GeneratorLike
 
@@ -47,26 +47,20 @@ class DPMSolverMultistepSampler(Sampler):
     default_num_inference_steps = 20
     default_spacing = "logsnr"
 
-    def __init__(
-        self,
-        schedule: NoiseSchedule | None = None,
-        *,
-        timestep_spacing: str | None = None,
-        steps_offset: int = 0,
-        clip_sample: ClipSample = None,
-        num_inference_steps: int | None = None,
-    ) -> None:
-        super().__init__(
-            schedule,
-            timestep_spacing=timestep_spacing,
-            steps_offset=steps_offset,
-            clip_sample=clip_sample,
-            num_inference_steps=num_inference_steps,
-        )
-        ab = self.schedule.alphas_cumprod.double()
-        self._alpha = ab.sqrt()
-        self._sigma = (1 - ab).sqrt()
-        self._lambda = self._alpha.log() - self._sigma.log()
+    @functools.cached_property
+    def _alpha(self) -> torch.Tensor:
+        """``sqrt(alpha_bar)`` per training timestep, float64."""
+        return self.schedule.alphas_cumprod.double().sqrt()
+
+    @functools.cached_property
+    def _sigma(self) -> torch.Tensor:
+        """``sqrt(1 - alpha_bar)`` per training timestep, float64."""
+        return (1 - self.schedule.alphas_cumprod.double()).sqrt()
+
+    @functools.cached_property
+    def _lambda(self) -> torch.Tensor:
+        """``lambda = log(alpha / sigma)`` (half the log-SNR) per training timestep, float64."""
+        return self._alpha.log() - self._sigma.log()
 
     def timesteps(self, num_inference_steps: int | None = None) -> torch.Tensor:
         """diffusers' DPM-Solver spacing: ``n + 1`` points of which the last (t = 0 side) is dropped,
@@ -109,17 +103,17 @@ class DPMSolverMultistepSampler(Sampler):
         """One DPM-Solver++ step from ``t`` to ``prev_t`` (-1 = sigma 0). Pass the returned ``state`` to the
         next call; ``state=None`` (first step) or ``lower_order=True`` gives the first-order update.
         ``noise``/``generator`` are accepted for interface symmetry and ignored (deterministic)."""
-        clip, tt, pt = self._begin_step(model_output, t, x_t, prev_t, clip_sample)
-        if bool(torch.any(tt < 0)):
+        clip, t_idx, prev_idx = self._begin_step(model_output, t, x_t, prev_t, clip_sample)
+        if bool(torch.any(t_idx < 0)):
             raise ValueError("t must be >= 0")
 
         dev, dt = x_t.device, x_t.dtype
-        a_s = self._coef(self._alpha, tt, x_t, 1.0)
-        s_s = self._coef(self._sigma, tt, x_t, 0.0)
-        lam_s = self._coef(self._lambda, tt, x_t, math.inf)
-        a_t = self._coef(self._alpha, pt, x_t, 1.0)
-        s_t = self._coef(self._sigma, pt, x_t, 0.0)
-        lam_t = self._coef(self._lambda, pt, x_t, math.inf)
+        a_s = self._coef(self._alpha, t_idx, x_t, 1.0)
+        s_s = self._coef(self._sigma, t_idx, x_t, 0.0)
+        lam_s = self._coef(self._lambda, t_idx, x_t, math.inf)
+        a_t = self._coef(self._alpha, prev_idx, x_t, 1.0)
+        s_t = self._coef(self._sigma, prev_idx, x_t, 0.0)
+        lam_t = self._coef(self._lambda, prev_idx, x_t, math.inf)
 
         x0 = (x_t - s_s.to(dev, dt) * model_output) / a_s.to(dev, dt)
         x0 = clip_x0(x0, clip)
@@ -127,7 +121,7 @@ class DPMSolverMultistepSampler(Sampler):
         h = lam_t - lam_s  # +inf when going to sigma = 0
         ratio = s_t / s_s  # 0 when going to sigma = 0
         phi = -a_t * torch.expm1(-h)  # alpha_t (1 - exp(-h)); -> 1 at sigma = 0
-        final = pt < 0
+        final = prev_idx < 0
         if bool(torch.any(final)) and not bool(torch.all(final)):
             raise ValueError("a batch mixing final (prev_t=-1) and non-final steps is not supported")
         if state is None or lower_order or bool(torch.all(final)):
