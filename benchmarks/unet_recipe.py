@@ -38,12 +38,12 @@ def _run_recipe(name: str, recipe: dict, args: argparse.Namespace, queue) -> Non
 
     torch.set_num_threads(1)
     from diffusets_core.data.store import SignalStore
-    from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+    from diffusets_core.diffusion.pipeline import DiffuSETSPipeline, PipelineConfig
     from diffusets_core.diffusion.schedules import NoiseSchedule
     from diffusets_core.eval.features import hr_error, measure_features
     from diffusets_core.models.unet import ConditionalUNet1D, UNetConfig
     from diffusets_core.models.vae import load_vae
-    from diffusets_core.text.embed import default_cache_dir, load_run_embeddings
+    from diffusets_core.text.embed import CachePlacement, default_cache_dir, load_run_embeddings
     from diffusets_core.text.embedders import make_embedder
     from diffusets_core.train.conditioning import conditioning_arrays
     from diffusets_core.train.datasets import load_latents
@@ -100,7 +100,11 @@ def _run_recipe(name: str, recipe: dict, args: argparse.Namespace, queue) -> Non
         trainer.fit(stop_at=stop)
         train_s += time.perf_counter() - t0
         pipe = DiffuSETSPipeline(
-            copy.deepcopy(trainer.ema.shadow), vae, emb, schedule=schedule, cache_dir=default_cache_dir(run)
+            copy.deepcopy(trainer.ema.shadow),
+            vae,
+            emb,
+            PipelineConfig(schedule=schedule),
+            text_cache=CachePlacement(default_cache_dir(run)),
         )
         out = pipe(
             test["report"].tolist(),

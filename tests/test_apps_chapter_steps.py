@@ -99,7 +99,7 @@ def test_guidance_step_without_scales_and_setup_lines():
         sampling.training_setup({"arch": "film", "emb_dim": 64}, {"loss_weighting": "min_snr"})
         == "loss weighting: min_snr (gamma 5.0)\narchitecture: film {'emb_dim': 64}"
     )
-    assert sampling.training_setup({}, {}) == "loss weighting: uniform (paper) \narchitecture: paper {}"
+    assert sampling.training_setup({}, {}) == "loss weighting: uniform (paper) \narchitecture: film {}"
     assert sampling.training_setup({}, {"loss_weighting": "min_snr", "snr_gamma": 2.0}).startswith(
         "loss weighting: min_snr (gamma 2.0)\n"
     )

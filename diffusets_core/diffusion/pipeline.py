@@ -63,6 +63,7 @@ __all__ = [
     "GUIDANCE_TARGETS",
     "SAMPLING_FILE",
     "DiffuSETSPipeline",
+    "PipelineConfig",
     "GenerationOutput",
     "export_model",
     "load_sampling_settings",
@@ -201,6 +202,23 @@ class GenerationOutput:
     model: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class PipelineConfig:
+    """How a pipeline's models condition and decode: what they were trained with, read from the run or model folder.
+
+    ``patient_mode``: ``"normalized"`` (sex +-1, (age - 50) / 20, (HR - 75) / 25) or ``"paper"`` (raw values, the
+    released model; :func:`~diffusets_core.text.patient.encode_patient`); ``schedule``: the training noise schedule
+    (None: the paper's); ``fs``: the signals' sampling rate in Hz; ``clip_sample``: the predicted x0's clipping
+    (None: none; the released model 1.0); ``sampling``: the validated sampling settings saved with the model
+    (``sampling.json``; None: :data:`DEFAULT_SAMPLING`)."""
+
+    patient_mode: str = "normalized"
+    schedule: NoiseSchedule | None = None
+    fs: float = MODEL_FS
+    clip_sample: Any = None
+    sampling: dict | None = None
+
+
 def _file_sha256(path: Path) -> str:
     """First 16 hex digits of the SHA-256 of a file (streamed)."""
     h = hashlib.sha256()
@@ -230,35 +248,40 @@ class DiffuSETSPipeline:
         unet: ConditionalUNet1D,
         vae: VAE,
         embedder: Any,
+        config: PipelineConfig | None = None,
         *,
-        patient_mode: str = "normalized",
-        schedule: NoiseSchedule | None = None,
-        fs: float = MODEL_FS,
         device: str | torch.device = "cpu",
-        cache_dir: Path | None = None,
+        text_cache: CachePlacement | None = None,
         identity: dict | None = None,
-        clip_sample: Any = None,
-        sampling: dict | None = None,
-        cache_read_only: Sequence[Path] = (),
         provenance: dict | None = None,
-        cache_read_only_first: bool = False,
     ):
+        """``config``: how the models condition and decode (:class:`PipelineConfig`; default: normalised patient
+        values, the paper's schedule, 102.4 Hz, no clipping, the default sampling settings). ``text_cache``: where
+        prompt vectors are read and appended (None: computed each time). ``identity``: what the pipeline reports as
+        its model (``GenerationOutput.model``); ``provenance``: where the weights come from (data, profile,
+        training, evaluation), what :meth:`save_pretrained`'s model card says.
+
+        Raises:
+            ValueError: the embedder's width is not the U-Net's ``text_dim``.
+        """
+        config = config or PipelineConfig()
+        text_cache = text_cache or CachePlacement(None)
         self.device = torch.device(device)
         self.unet = unet.to(self.device).eval()
         self.vae = vae.to(self.device).eval()
         self.embedder = embedder
-        self.patient_mode = patient_mode
-        self.schedule = schedule or NoiseSchedule.paper()
-        self.fs = fs
-        self.cache_dir = cache_dir  # where new prompt vectors are appended (None: not cached)
-        self.cache_read_only = tuple(cache_read_only)  # caches read but never written (a read-only run's)
+        self.patient_mode = config.patient_mode
+        self.schedule = config.schedule or NoiseSchedule.paper()
+        self.fs = config.fs
+        self.cache_dir = text_cache.root  # where new prompt vectors are appended (None: not cached)
+        self.cache_read_only = tuple(text_cache.read_only)  # caches read but never written (a read-only run's)
         # a model folder's shipped vectors win over the user's cache (they are the ones the run generated with)
-        self.cache_read_only_first = cache_read_only_first
+        self.cache_read_only_first = text_cache.read_only_first
         self.identity = identity or {}
-        self.clip_sample = clip_sample
+        self.clip_sample = config.clip_sample
         # what __call__ uses for arguments left at None: the run's validated settings, else the defaults
-        self.sampling_saved = dict(sampling or {})  # the settings saved with the model ({}: none)
-        self.sampling = _effective_sampling(unet.cfg, sampling)
+        self.sampling_saved = dict(config.sampling or {})  # the settings saved with the model ({}: none)
+        self.sampling = _effective_sampling(unet.cfg, config.sampling)
         # where the weights come from (data, profile, training, evaluation): what save_pretrained's model card says
         self.provenance = provenance
         dim = getattr(embedder, "dim", None)
@@ -335,14 +358,10 @@ class DiffuSETSPipeline:
             parts.unet,
             parts.vae,
             embedder,
-            patient_mode=parts.patient_mode,
-            schedule=parts.schedule,
-            fs=parts.fs,
+            PipelineConfig(parts.patient_mode, parts.schedule, parts.fs, sampling=parts.sampling_saved),
             device=dev,
-            cache_dir=place.root,
+            text_cache=place,
             identity=model_id,
-            sampling=parts.sampling_saved,
-            cache_read_only=place.read_only,
             provenance=parts.provenance,
         )
 
@@ -372,17 +391,13 @@ class DiffuSETSPipeline:
             parts.unet,
             parts.vae,
             embedder,
-            patient_mode=parts.patient_mode,
-            schedule=parts.schedule,
-            fs=parts.fs,
+            PipelineConfig(parts.patient_mode, parts.schedule, parts.fs, parts.clip_sample, parts.sampling_saved),
             device=dev,
-            cache_dir=place.root,
+            text_cache=CachePlacement(
+                place.root, (parts.text_cache,) if parts.text_cache is not None else (), read_only_first=True
+            ),
             identity=model_id,
-            clip_sample=parts.clip_sample,
-            sampling=parts.sampling_saved,
-            cache_read_only=(parts.text_cache,) if parts.text_cache is not None else (),
             provenance=parts.provenance,
-            cache_read_only_first=True,
         )
 
     def save_pretrained(self, out: str | os.PathLike, *, overwrite: bool = False, text_cache: bool = False) -> Path:
@@ -487,13 +502,10 @@ class DiffuSETSPipeline:
             unet,
             vae,
             embedder,
-            patient_mode="paper",
-            schedule=NoiseSchedule.paper(),
-            fs=MODEL_FS,
+            PipelineConfig("paper", NoiseSchedule.paper(), MODEL_FS, clip_sample=1.0),
             device=dev,
-            cache_dir=cache,
+            text_cache=CachePlacement(cache),
             identity=identity,
-            clip_sample=1.0,
             provenance=reference_provenance(identity),
         )
 

@@ -72,11 +72,13 @@ class CachePlacement:
 
     ``root``: the cache root new vectors are appended to (None: none is writable, vectors are computed and kept
     in memory only); ``read_only``: roots read as well but never written; ``note``: a sentence for the user when
-    the cache is not where training put it (else None)."""
+    the cache is not where training put it (else None); ``read_only_first``: the read-only roots win over ``root``
+    for a prompt both hold (a model folder's shipped vectors, the ones its run generated with)."""
 
     root: Path | None
     read_only: tuple[Path, ...] = ()
     note: str | None = None
+    read_only_first: bool = False
 
 
 def inference_cache(run_dir: str | os.PathLike, identity: EmbedderIdentity | None = None) -> CachePlacement:
