@@ -6,7 +6,7 @@
 
 Rows:
 * ``tests``: the CUDA-marked tests (``pytest -k cuda``; they are skipped on CPU machines), passed/failed;
-* ``train``: paper-size U-Net (``UNetConfig.paper()``, 14.2 M parameters, batch 256 of (4, 128) latents) and VAE
+* ``train``: paper-size U-Net (``PaperUNetConfig.paper()``, 14.2 M parameters, batch 256 of (4, 128) latents) and VAE
   (``VAEConfig.paper()``, 29.6 M, batch 32 of (12, 1024)) forward + backward + AdamW step, fp32 and bf16 autocast:
   samples/s (median step) and peak GPU memory;
 * ``sample``: the paper U-Net sampling a batch of 256 (DDPM 1000 steps, DDIM 50, DPM-Solver++ 20) and the VAE
@@ -66,14 +66,14 @@ def train_case(model_name: str, amp: bool, steps: int) -> dict:
     """Median training step of a paper-size model on cuda:0 -> samples/s and peak memory (GiB)."""
     import torch
 
-    from diffusets_core.models import VAE, ConditionalUNet1D, UNetConfig, VAEConfig
+    from diffusets_core.models import VAE, ConditionalUNet1D, PaperUNetConfig, VAEConfig
 
     dev = torch.device("cuda")
     torch.manual_seed(0)
     torch.cuda.reset_peak_memory_stats()
     if model_name == "unet":
         batch = 256
-        model = ConditionalUNet1D(UNetConfig.paper()).to(dev)
+        model = ConditionalUNet1D(PaperUNetConfig.paper()).to(dev)
         x0, text, patient = _unet_batch(batch, dev)
 
         def loss_fn():
@@ -113,11 +113,11 @@ def sample_case(sampler: str, steps: int, batch: int = 256) -> dict:
 
     from diffusets_core.diffusion.samplers import get_sampler
     from diffusets_core.diffusion.schedules import NoiseSchedule
-    from diffusets_core.models import VAE, ConditionalUNet1D, UNetConfig, VAEConfig
+    from diffusets_core.models import VAE, ConditionalUNet1D, PaperUNetConfig, VAEConfig
 
     dev = torch.device("cuda")
     torch.manual_seed(0)
-    unet, vae = ConditionalUNet1D(UNetConfig.paper()).to(dev).eval(), VAE(VAEConfig.paper()).to(dev).eval()
+    unet, vae = ConditionalUNet1D(PaperUNetConfig.paper()).to(dev).eval(), VAE(VAEConfig.paper()).to(dev).eval()
     _, text, patient = _unet_batch(batch, dev)
     smp = get_sampler(sampler, NoiseSchedule.paper())
     torch.cuda.reset_peak_memory_stats()
@@ -149,10 +149,12 @@ def ddp_worker(steps: int) -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     torch.cuda.set_device(dev)
-    from diffusets_core.models import ConditionalUNet1D, UNetConfig
+    from diffusets_core.models import ConditionalUNet1D, PaperUNetConfig
 
     batch = 256
-    model = torch.nn.parallel.DistributedDataParallel(ConditionalUNet1D(UNetConfig.paper()).to(dev), device_ids=[dev])
+    model = torch.nn.parallel.DistributedDataParallel(
+        ConditionalUNet1D(PaperUNetConfig.paper()).to(dev), device_ids=[dev]
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x0, text, patient = _unet_batch(batch, dev)
 

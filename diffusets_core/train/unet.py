@@ -15,7 +15,7 @@ from ..checkpoint import load_checkpoint
 from ..diffusion.gaussian import LOSS_WEIGHTINGS, GaussianDiffusion
 from ..diffusion.schedules import NoiseSchedule
 from ..layout import LAST_CHECKPOINT, NOC_DIR, SAMPLING_FILE, UNET_DIR, latents_file, unet_dir, vae_model
-from ..models.unet import UNetConfig, build_unet
+from ..models.factory import build_unet, unet_config_from_dict
 from .artifacts import load_best_weights, write_stage_outputs
 from .conditioning import conditioning_arrays, fit_text_standardisation, wording_variant_arrays
 from .datasets import load_latents
@@ -106,7 +106,7 @@ def train_unet(
     z_val, ids_val = load_latents(run_dir, "val")
     n_tokens = int((model or {}).get("text_tokens", 0))
     text_train, patient_train, identity = conditioning_arrays(run_dir, ids_train, patient_mode, n_tokens)
-    cfg = UNetConfig.from_dict(
+    cfg = unet_config_from_dict(
         {**(model or {}), "text_dim": int(text_train.shape[-1]), "in_channels": int(z_train.shape[1])}
     )
     if cfg.cond_dim not in (0, patient_train.shape[1]):
