@@ -8,7 +8,7 @@ trained for the SAME wall-clock time, measured side by side in one run and read 
 names VAE recipes (``{"name": {"model": {...}, "kl_weight": w, "steps": s, "train": {...}}}``, or
 ``{"from_run": RUN}`` to use the VAE and latents a run already trained on the same data; ``"RUN_DIR"`` stands for
 ``RUN_DIR``) and variants, in order:
-``{"name": ..., "vae": <recipe>, "unet": {UNetConfig overrides}, "extra": {train_unet keywords},
+``{"name": ..., "vae": <recipe>, "unet": {U-Net config fields}, "extra": {train_unet keywords},
 "train": {TrainConfig overrides}, "guidance": {"scale": g, "on": "all"|"text"}, "reuse": <variant>,
 "text": {"backend": ..., "model": ..., "base_url": ...}}``; a variant with ``text`` trains on the same data
 embedded by that embedder (its own run folder beside the VAE's, ``embed_run``; an OpenAI-compatible server such as

@@ -10,7 +10,7 @@
 Rows (``check``):
 * ``tests``: the CUDA tests (the test files that define a ``test_*cuda*`` function, ``pytest -k cuda``; they are
   skipped on CPU machines), passed/failed;
-* ``train``: paper-size U-Net (``UNetConfig.paper()``, 14.2 M parameters, batch 256 of (4, 128) latents) and VAE
+* ``train``: paper-size U-Net (``PaperUNetConfig.paper()``, 14.2 M parameters, batch 256 of (4, 128) latents) and VAE
   (``VAEConfig.paper()``, 29.6 M, batch 32 of (12, 1024)) forward + backward + AdamW step, fp32 and bf16 autocast:
   samples/s (median step) and peak GPU memory;
 * ``reference`` (with ``--reference-dir DIR``): the authors' U-Net, ``ECGConditional(1000, kernel_size=7,
@@ -62,7 +62,7 @@ class Sizes:
     """What each row runs: the paper's sizes (full) or toy ones (``--smoke``)."""
 
     mode: str
-    unet: dict = field(default_factory=dict)  # UNetConfig.paper(**unet)
+    unet: dict = field(default_factory=dict)  # PaperUNetConfig.paper(**unet)
     vae: dict = field(default_factory=dict)  # VAEConfig.paper(**vae)
     unet_batch: int = 256
     vae_batch: int = 32
@@ -179,13 +179,13 @@ def train_case(sizes: Sizes, model_name: str, amp: bool, steps: int, dev) -> dic
     """Median training step of a paper-size model -> samples/s and peak memory (GiB)."""
     import torch
 
-    from diffusets_core.models import VAE, ConditionalUNet1D, UNetConfig, VAEConfig
+    from diffusets_core.models import VAE, ConditionalUNet1D, PaperUNetConfig, VAEConfig
 
     torch.manual_seed(0)
     _reset_peak(dev)
     if model_name == "unet":
         batch = sizes.unet_batch
-        model = ConditionalUNet1D(UNetConfig.paper(**sizes.unet)).to(dev)
+        model = ConditionalUNet1D(PaperUNetConfig.paper(**sizes.unet)).to(dev)
         x0, text, patient = _unet_batch(batch, dev)
         loss_fn = _eps_loss(lambda x, t: model(x, t, text, patient), x0, dev)
     else:
@@ -270,11 +270,11 @@ def sample_case(sizes: Sizes, sampler: str, steps: int, dev) -> dict:
 
     from diffusets_core.diffusion.samplers import get_sampler
     from diffusets_core.diffusion.schedules import NoiseSchedule
-    from diffusets_core.models import VAE, ConditionalUNet1D, UNetConfig, VAEConfig
+    from diffusets_core.models import VAE, ConditionalUNet1D, PaperUNetConfig, VAEConfig
 
     batch = sizes.sample_batch
     torch.manual_seed(0)
-    unet = ConditionalUNet1D(UNetConfig.paper(**sizes.unet)).to(dev).eval()
+    unet = ConditionalUNet1D(PaperUNetConfig.paper(**sizes.unet)).to(dev).eval()
     vae = VAE(VAEConfig.paper(**sizes.vae)).to(dev).eval()
     _, text, patient = _unet_batch(batch, dev)
     smp = get_sampler(sampler, NoiseSchedule.paper())
@@ -309,7 +309,7 @@ def ddp_worker(sizes: Sizes, steps: int) -> None:
     import torch
     import torch.distributed as dist
 
-    from diffusets_core.models import ConditionalUNet1D, UNetConfig
+    from diffusets_core.models import ConditionalUNet1D, PaperUNetConfig
 
     cuda = torch.cuda.is_available() and sizes.mode == "full"
     dist.init_process_group("nccl" if cuda else "gloo")
@@ -318,7 +318,7 @@ def ddp_worker(sizes: Sizes, steps: int) -> None:
     if cuda:
         torch.cuda.set_device(dev)
     batch = sizes.unet_batch
-    net = ConditionalUNet1D(UNetConfig.paper(**sizes.unet)).to(dev)
+    net = ConditionalUNet1D(PaperUNetConfig.paper(**sizes.unet)).to(dev)
     # the paper network keeps the reference's dead parameters (for its checkpoints); no gradient reaches them, and
     # DDP's reducer refuses parameters without one, so they are frozen first, as the trainer does
     net.freeze_unused_parameters()

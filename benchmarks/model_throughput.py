@@ -12,7 +12,7 @@ here): U-Net ~55 samples/s, VAE ~2.5 samples/s, peak RSS ~3.5 GB; the script pri
 
 Cases
 -----
-* ``unet``: ``ConditionalUNet1D(UNetConfig.paper())`` (1536-d text + 3 patient values, 14.18 M parameters),
+* ``unet``: ``ConditionalUNet1D(PaperUNetConfig.paper())`` (1536-d text + 3 patient values, 14.18 M parameters),
   batch 32 of (4, 128) latents, epsilon-MSE loss, cross-attention in closed form (``"bias"``).
 * ``unet_full``: the same with the literal cross-attention over repeated tokens (``"full"``), to show what
   the closed form saves.
@@ -42,14 +42,14 @@ def _peak_rss_gb() -> float:
 def run_case(model_name: str, amp: str, batch: int, steps: int, warmup: int, threads: int) -> dict:
     import torch
 
-    from diffusets_core.models import VAE, ConditionalUNet1D, UNetConfig, VAEConfig
+    from diffusets_core.models import VAE, ConditionalUNet1D, PaperUNetConfig, VAEConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     if model_name in ("unet", "unet_full"):
         impl = "bias" if model_name == "unet" else "full"
-        model = ConditionalUNet1D(UNetConfig.paper(cross_attn_impl=impl))
+        model = ConditionalUNet1D(PaperUNetConfig.paper(cross_attn_impl=impl))
         n_params = model.num_parameters()["total"]
         x0 = torch.randn(batch, 4, 128, generator=g)
         text = torch.nn.functional.normalize(torch.randn(batch, 1, 1536, generator=g), dim=-1)

@@ -10,9 +10,9 @@ so they share the machine fairly and the comparison is per training step, measur
 seeds) and the heart rate of each is measured with neurokit2. The last table gives the ratio of each
 recipe's HR MAE to the first recipe's at every checkpoint.
 
-A recipe is ``name=JSON`` with keys ``model`` (UNetConfig overrides), ``train`` (TrainConfig overrides) and
-any keyword of ``train_unet`` (``loss_weighting``, ``snr_gamma``, ``timestep_mode``); a flat JSON of
-``train_unet`` keywords is the common case.
+A recipe is ``name=JSON`` with keys ``model`` (U-Net config fields of the paper network, over
+``DEFAULT_MODEL``), ``train`` (TrainConfig overrides) and any keyword of ``train_unet`` (``loss_weighting``,
+``snr_gamma``, ``timestep_mode``); a flat JSON of ``train_unet`` keywords is the common case.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def _run_recipe(name: str, recipe: dict, args: argparse.Namespace, queue) -> Non
     from diffusets_core.diffusion.pipeline import DiffuSETSPipeline, PipelineConfig
     from diffusets_core.diffusion.schedules import NoiseSchedule
     from diffusets_core.eval.features import hr_error, measure_features
-    from diffusets_core.models.unet import ConditionalUNet1D, UNetConfig
+    from diffusets_core.models.factory import unet_config_from_dict
+    from diffusets_core.models.unet import ConditionalUNet1D
     from diffusets_core.models.vae import load_vae
     from diffusets_core.text.embed import CachePlacement, default_cache_dir, load_run_embeddings
     from diffusets_core.text.embedders import make_embedder
@@ -61,7 +62,7 @@ def _run_recipe(name: str, recipe: dict, args: argparse.Namespace, queue) -> Non
         data[split] = TensorSource(
             {"z": torch.from_numpy(z), "text": torch.from_numpy(text), "patient": torch.from_numpy(patient)}
         )
-    cfg = UNetConfig.from_dict({**model_kw, "text_dim": int(text.shape[1]), "in_channels": int(z.shape[1])})
+    cfg = unet_config_from_dict({**model_kw, "text_dim": int(text.shape[1]), "in_channels": int(z.shape[1])})
     torch.manual_seed(args.seed)
     unet = ConditionalUNet1D(cfg)
     unet.freeze_unused_parameters()

@@ -16,14 +16,14 @@ import pandas as pd
 import torch
 
 from diffusets_core.config import load_profile
-from diffusets_core.models.unet import UNetConfig, build_unet
+from diffusets_core.models.factory import build_unet, unet_config_from_dict
 
 
 def step_time(
     model_cfg: dict, batch: int, *, latent_ch: int, threads: int, compile_model: bool, reps: int = 8
 ) -> float:
     torch.set_num_threads(threads)
-    cfg = UNetConfig.from_dict({**model_cfg, "text_dim": 384, "in_channels": latent_ch})
+    cfg = unet_config_from_dict({**model_cfg, "text_dim": 384, "in_channels": latent_ch})
     torch.manual_seed(0)
     m = build_unet(cfg)
     m.freeze_unused_parameters()

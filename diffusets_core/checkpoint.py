@@ -4,7 +4,7 @@ Every model file the package writes (the trainer's ``last.pt``/``best.pt``, the 
 goes through :func:`atomic_save`, and every one it reads through :func:`load_checkpoint` (``weights_only=True``:
 a checkpoint can hold tensors, numbers, strings, lists and dicts, never code). Any problem with a file raises
 :class:`CheckpointError`, whose message names the file. Models build themselves from an artifact with their own
-``from_artifact`` (``models.vae.VAE.from_artifact``, ``models.unet.unet_from_artifact``).
+``from_artifact`` (``models.vae.VAE.from_artifact``, ``models.factory.unet_from_artifact``).
 """
 
 from __future__ import annotations

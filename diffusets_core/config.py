@@ -23,7 +23,7 @@ import yaml
 from .data.subjects import SubjectRule
 from .fileio import atomic_write_text
 from .layout import PROFILE_FILE
-from .models.unet import UNetConfig
+from .models.factory import UNET_CONFIGS, unet_config_from_dict
 from .models.vae import VAEConfig
 from .train.loop import TrainConfig
 from .train.unet import train_unet
@@ -424,9 +424,8 @@ def _override_schema(top: str) -> dict[str, Any] | None:
         cls = DataConfig if top == "data" else TextConfig
         return {f.name: None for f in dataclasses.fields(cls)}
     if top in ("vae", "unet"):
-        model_cls = VAEConfig if top == "vae" else UNetConfig
         return {
-            "model": {k: None for k in _field_types(model_cls)},
+            "model": {k: None for k in _model_field_types(top)},
             "train": {k: None for k in _field_types(TrainConfig)},
             "extra": {k: None for k in _stage_extra_types(top)},
         }
@@ -729,15 +728,16 @@ def run_profile(
 
 def _check_stages(profile: Profile, loader: TypedLoader) -> None:
     """Fail at load time, not an hour into training, on a bad model, training or stage key: each key must be a
-    field of the model's config class, of :class:`TrainConfig`, or a keyword option of the stage's training function,
+    field of the model's config class (the U-Net: of the config of the network ``arch`` names; the other network's
+    fields only at their defaults), of :class:`TrainConfig`, or a keyword option of the stage's training function,
     with a value of that field's type; the model's own checks (``__post_init__``) then run on the values."""
-    for name, cls in (("vae", VAEConfig), ("unet", UNetConfig)):
+    for name, from_dict in (("vae", VAEConfig.from_dict), ("unet", unet_config_from_dict)):
         stage: StageConfig = getattr(profile, name)
-        stage.model = loader.fields(stage.model, _field_types(cls), f"{name}.model")
+        stage.model = loader.fields(stage.model, _model_field_types(name), f"{name}.model")
         stage.train = loader.fields(stage.train, _field_types(TrainConfig), f"{name}.train")
         stage.extra = loader.fields(stage.extra, _stage_extra_types(name), f"{name}.extra")
         try:
-            cls.from_dict(dict(stage.model))
+            from_dict(dict(stage.model))
         except (TypeError, ValueError) as exc:
             raise loader.error(f"{name}.model", str(exc)) from None
         try:
@@ -749,6 +749,18 @@ def _check_stages(profile: Profile, loader: TypedLoader) -> None:
 def _field_types(cls: type) -> dict[str, Any]:
     hints = get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _model_field_types(name: str) -> dict[str, Any]:
+    """Keys a profile's ``<name>.model`` may set, with their types: the VAE config's fields, or for the U-Net ``arch``
+    and the fields of every network's config (whether the network ``arch`` names takes them is
+    :func:`~diffusets_core.models.factory.unet_config_from_dict`'s check)."""
+    if name == "vae":
+        return _field_types(VAEConfig)
+    types: dict[str, Any] = {"arch": str}
+    for cls in UNET_CONFIGS.values():
+        types.update(_field_types(cls))
+    return types
 
 
 def _stage_extra_types(name: str) -> dict[str, Any]:

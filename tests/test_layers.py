@@ -3,7 +3,8 @@ apps/viz -> config/book/cli.
 
 Every module of ``diffusets_core`` is parsed with :mod:`ast`; every import (module level AND inside functions,
 relative and absolute) is resolved to the package module it names and its layer compared with the importer's.
-A module may import its own layer and the layers left of it, never one to its right.
+A module may import its own layer and the layers left of it, never one to its right; and the imports inside a layer
+form no cycle (a cycle across layers needs an import to the right, which the layer check already refuses).
 
 The repository also stands alone: no tracked file cites documents that are not in it.
 """
@@ -59,8 +60,8 @@ LAYER_NAMES = {
 }
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(ROOT.parent).with_suffix("")
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    rel = path.relative_to(root.parent).with_suffix("")
     parts = list(rel.parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
@@ -81,11 +82,12 @@ def _resolve(importer: str, is_package: bool, node: ast.ImportFrom) -> list[str]
     return [mod] + [f"{mod}.{a.name}" for a in node.names]
 
 
-def package_imports() -> list[tuple[str, str, int]]:
-    """``(importer, imported, line)`` for every import of a ``diffusets_core`` module anywhere in the package."""
+def package_imports(root: Path = ROOT) -> list[tuple[str, str, int]]:
+    """``(importer, imported, line)`` for every import of a ``diffusets_core`` module anywhere in the package (the
+    package folder ``root``)."""
     found = []
-    for path in sorted(ROOT.rglob("*.py")):
-        importer = _module_name(path)
+    for path in sorted(root.rglob("*.py")):
+        importer = _module_name(path, root)
         is_package = path.name == "__init__.py"
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
@@ -112,9 +114,9 @@ def layer_of(module: str) -> int:
     return LAYERS[top]
 
 
-def _existing(module: str) -> bool:
+def _existing(module: str, root: Path = ROOT) -> bool:
     rel = Path(*module.split(".")[1:])
-    return (ROOT / rel).with_suffix(".py").is_file() or (ROOT / rel / "__init__.py").is_file() or module == PACKAGE
+    return (root / rel).with_suffix(".py").is_file() or (root / rel / "__init__.py").is_file() or module == PACKAGE
 
 
 def violations() -> set[tuple[str, str]]:
@@ -157,6 +159,95 @@ def test_the_parser_sees_function_level_and_relative_imports(tmp_path):
     assert len(nodes) == 3
     resolved = _resolve("diffusets_core.diffusion.pipeline", False, nodes[0])
     assert resolved == ["diffusets_core.train", "diffusets_core.train.stages"]
+
+
+def layer_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Importer -> the modules of its own layer it imports (module level and inside functions), for the package
+    folder ``root``; names that are not modules (``from .x import name`` also yields ``x.name``) are left out."""
+    graph: dict[str, set[str]] = {}
+    for importer, imported, _ in package_imports(root):
+        if imported != importer and _existing(imported, root) and layer_of(imported) == layer_of(importer):
+            graph.setdefault(importer, set()).add(imported)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph``, each as ``[a, b, ..., a]``: one per strongly connected component of two or more
+    modules (Tarjan's algorithm), the shortest cycle through the component's first module in sorted order."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    components: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:  # v is the root of a component: everything above it on the stack
+            component = set(stack[stack.index(v) :])
+            del stack[stack.index(v) :]
+            if len(component) > 1:
+                components.append(component)
+
+    for v in sorted(set(graph) | {w for ws in graph.values() for w in ws}):
+        if v not in index:
+            visit(v)
+    cycles = []
+    for component in components:
+        start = min(component)
+        paths, frontier, cycle = {start: [start]}, [start], None
+        while cycle is None:  # breadth first inside the component until an edge leads back to the start
+            nxt = []
+            for v in frontier:
+                for w in sorted(graph.get(v, set()) & component):
+                    if w == start:
+                        cycle = paths[v] + [start]
+                        break
+                    if w not in paths:
+                        paths[w] = paths[v] + [w]
+                        nxt.append(w)
+                if cycle is not None:
+                    break
+            frontier = nxt
+        cycles.append(cycle)
+    return sorted(cycles)
+
+
+def test_no_import_cycle_inside_a_layer():
+    """Modules of one layer import each other one way too: a cycle means no module of it can be read (or imported)
+    without the others, and at import time one of them sees the other half-initialised."""
+    cycles = import_cycles(layer_graph())
+    assert not cycles, "import cycles inside a layer:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_finds_a_planted_cycle(tmp_path):
+    root = tmp_path / PACKAGE
+    (root / "models").mkdir(parents=True)
+    files = {
+        "__init__.py": "",
+        "checkpoint.py": "",
+        "models/__init__.py": "from .a import A\n",
+        # a -> b at module level, b -> c inside a function, c -> a absolutely, under TYPE_CHECKING
+        "models/a.py": "from ..checkpoint import load\nfrom .b import B\nA = 1\n",
+        "models/b.py": "def f():\n    from . import c\n",
+        "models/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from diffusets_core.models.a import A\n",
+        # d -> e -> d, and e -> a: two cycles, and an import into the first from outside it
+        "models/d.py": "import diffusets_core.models.e\n",
+        "models/e.py": "from . import d\nfrom .a import A\n",
+        "models/f.py": "from .a import A\n",  # imports the cycle, is not part of it
+    }
+    for name, text in files.items():
+        (root / name).write_text(text, encoding="utf-8")
+    cycles = import_cycles(layer_graph(root))
+    m = f"{PACKAGE}.models"
+    assert cycles == [[f"{m}.a", f"{m}.b", f"{m}.c", f"{m}.a"], [f"{m}.d", f"{m}.e", f"{m}.d"]]
+    (root / "models" / "c.py").write_text("X = 1\n", encoding="utf-8")
+    assert import_cycles(layer_graph(root)) == [[f"{m}.d", f"{m}.e", f"{m}.d"]]
 
 
 def test_the_layout_names_what_contracts_md_lists():

@@ -19,9 +19,11 @@ from diffusets_core.cli import main
 from diffusets_core.diffusion.model_folder import INDEX_FILE, TEXT_CACHE_DIR, file_sha256
 from diffusets_core.diffusion.pipeline import DiffuSETSPipeline, export_model
 from diffusets_core.eval.output import write_json, write_table
+from diffusets_core.models.factory import build_unet
+from diffusets_core.models.film_unet import FiLMUNetConfig
 from diffusets_core.models.folder import load_unet_dir, load_vae_dir, save_model_dir
 from diffusets_core.models.reference import ReferenceVAE
-from diffusets_core.models.unet import ConditionalUNet1D, UNetConfig, build_unet
+from diffusets_core.models.unet import ConditionalUNet1D, PaperUNetConfig
 from diffusets_core.models.vae import VAE, VAEConfig
 from diffusets_core.text.cache import EmbeddingCache
 from diffusets_core.text.embed import user_cache_dir
@@ -337,8 +339,8 @@ def test_generate_takes_one_model(folder, tmp_path, capsys):
 # ---- components and the released checkpoint ---------------------------------------------------------------------
 def test_film_unet_buffers_and_vae_latent_statistics_round_trip(tmp_path):
     torch.manual_seed(0)
-    cfg = UNetConfig(
-        arch="film", text_dim=8, base_channels=8, channel_mults=(1, 2), attn_levels=(1,), emb_dim=16, norm_groups=4,
+    cfg = FiLMUNetConfig(
+        text_dim=8, base_channels=8, channel_mults=(1, 2), attn_levels=(1,), emb_dim=16, norm_groups=4,
         attn_heads=2, text_tokens=2, text_subspace=0.5,
     )  # fmt: skip
     unet = build_unet(cfg)
@@ -360,7 +362,7 @@ def test_film_unet_buffers_and_vae_latent_statistics_round_trip(tmp_path):
 
 def test_a_released_checkpoint_exports_in_paper_mode(tmp_path):
     torch.manual_seed(0)
-    unet = ConditionalUNet1D(UNetConfig.paper(text_dim=32, levels=3, attn_heads=2))
+    unet = ConditionalUNet1D(PaperUNetConfig.paper(text_dim=32, levels=3, attn_heads=2))
     vae = ReferenceVAE(VAEConfig.paper(channels=(8, 8, 8), norm_groups=4))
     torch.save(unet.state_dict(), tmp_path / "unet_all.pth")
     torch.save(vae.reference_state_dict(), tmp_path / "vae_model.pth")

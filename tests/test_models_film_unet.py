@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from diffusets_core.models import ConditionalUNet1D
-from diffusets_core.models.film_unet import FiLMUNet1D
-from diffusets_core.models.unet import UNetConfig, build_unet
+from diffusets_core.models.factory import DEFAULT_UNET_ARCH, build_unet, describe_unet, unet_config_from_dict
+from diffusets_core.models.film_unet import FiLMUNet1D, FiLMUNetConfig
+from diffusets_core.models.unet import PaperUNetConfig
 
 #: compares with stored expected numbers: benchmarks/cross_cpu.py reruns it under other CPUs' kernels
 pytestmark = pytest.mark.stored_numbers
 
 
-def film_cfg(**kw) -> UNetConfig:
+def film_cfg(**kw) -> FiLMUNetConfig:
     base = dict(
-        arch="film",
         text_dim=16,
         base_channels=16,
         channel_mults=(1, 2),
@@ -29,7 +29,7 @@ def film_cfg(**kw) -> UNetConfig:
         cond_dropout_mode="separate",
     )
     base.update(kw)
-    return UNetConfig(**base)
+    return FiLMUNetConfig(**base)
 
 
 def seeded_model(**kw) -> FiLMUNet1D:
@@ -71,9 +71,9 @@ def inputs():
 
 def test_build_unet_dispatches_on_arch():
     assert isinstance(build_unet(film_cfg()), FiLMUNet1D)
-    assert isinstance(build_unet(UNetConfig(arch="paper", levels=3, text_dim=16)), ConditionalUNet1D)
+    assert isinstance(build_unet(PaperUNetConfig(levels=3, text_dim=16)), ConditionalUNet1D)
     with pytest.raises(ValueError, match="arch"):
-        UNetConfig(arch="transformer")
+        unet_config_from_dict({"arch": "transformer"})
     with pytest.raises(ValueError, match="attn_levels"):
         film_cfg(attn_levels=(5,))
     with pytest.raises(ValueError, match="cond_dropout_mode"):
@@ -90,7 +90,7 @@ def test_shapes_length_multiple_and_config_round_trip():
         m(torch.randn(2, 4, 31), t, text, patient)
     with pytest.raises(ValueError, match="text_dim=16"):
         m(x, t, torch.randn(2, 8), patient)
-    cfg2 = UNetConfig.from_dict(m.cfg.to_dict())
+    cfg2 = unet_config_from_dict(m.cfg.to_dict())
     assert cfg2 == m.cfg and isinstance(cfg2.channel_mults, tuple)
 
 
@@ -148,9 +148,7 @@ def test_separate_drop_masks():
 
 def test_paper_network_accepts_two_column_masks():
     torch.manual_seed(0)
-    m = ConditionalUNet1D(
-        UNetConfig(arch="paper", levels=3, text_dim=16, cond_dropout=0.1, cond_dropout_mode="separate")
-    )
+    m = ConditionalUNet1D(PaperUNetConfig(levels=3, text_dim=16, cond_dropout=0.1, cond_dropout_mode="separate"))
     with torch.no_grad():
         m.null_text.fill_(0.3)
         m.null_patient.fill_(-2.0)
@@ -166,21 +164,23 @@ def test_paper_network_accepts_two_column_masks():
 
 
 def test_describe_unet_follows_the_config():
-    from diffusets_core.models.unet import describe_unet
-
     film = describe_unet(film_cfg(), 32)
     assert [r["stage"] for r in film] == ["conv in", "down 0", "down 1", "middle", "up 1", "up 0", "out"]
     assert (
         film[2]["length"] == 16 and "self-attention" in film[2]["detail"] and "self-attention" not in film[1]["detail"]
     )
-    paper = describe_unet(UNetConfig(arch="paper", levels=4, text_dim=16), 128)
+    paper = describe_unet(PaperUNetConfig(levels=4, text_dim=16), 128)
     assert paper[0]["channels in → out"] == "4 → 8" and paper[3]["stage"] == "bottleneck" and paper[3]["length"] == 16
 
 
 def test_the_default_network_is_the_film_unet():
-    """ "Default" means the profiles' network everywhere: ``UNetConfig()`` is the FiLM U-Net; the paper's network is
-    asked for by name (``arch="paper"``, ``UNetConfig.paper()``)."""
-    assert UNetConfig().arch == "film" and isinstance(build_unet(UNetConfig(text_dim=16)), FiLMUNet1D)
-    assert UNetConfig.paper().arch == "paper" and ConditionalUNet1D().cfg.arch == "paper"
+    """ "Default" means the profiles' network everywhere: a U-Net dict without ``arch`` is the FiLM U-Net; the paper's
+    network is asked for by name (``arch: paper``, ``PaperUNetConfig``, ``PaperUNetConfig.paper()`` for the released
+    model). Each network refuses the other's config."""
+    assert DEFAULT_UNET_ARCH == "film" == FiLMUNetConfig().arch
+    assert isinstance(build_unet(unet_config_from_dict({"text_dim": 16})), FiLMUNet1D)
+    assert PaperUNetConfig.paper().arch == "paper" and ConditionalUNet1D().cfg.arch == "paper"
     with pytest.raises(ValueError, match="build_unet"):
-        ConditionalUNet1D(UNetConfig())
+        ConditionalUNet1D(FiLMUNetConfig())
+    with pytest.raises(ValueError, match="build_unet"):
+        FiLMUNet1D(PaperUNetConfig())

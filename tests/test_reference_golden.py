@@ -19,7 +19,7 @@ from diffusets_core.models import (
     REFERENCE_LEAD_ORDER,
     VAE,
     ConditionalUNet1D,
-    UNetConfig,
+    PaperUNetConfig,
     VAEConfig,
     load_reference_unet,
     load_reference_vae,
@@ -83,9 +83,9 @@ def unet_inputs():
 # --- key lists ---------------------------------------------------------------------------------------
 def test_unet_state_dict_keys_and_shapes_match_reference():
     rows = load_key_lists()[0]["keys"]
-    sd = ConditionalUNet1D(UNetConfig.paper()).state_dict()
+    sd = ConditionalUNet1D(PaperUNetConfig.paper()).state_dict()
     assert [(k, list(v.shape)) for k, v in sd.items()] == [(r["key"], r["shape"]) for r in rows]
-    model = ConditionalUNet1D(UNetConfig.paper())
+    model = ConditionalUNet1D(PaperUNetConfig.paper())
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
     assert frozen == {r["key"] for r in rows if r["kind"] == "non_trainable_parameter"}
     assert not list(model.buffers())
@@ -101,7 +101,7 @@ def test_vae_state_dict_keys_and_shapes_match_reference():
 
 
 def test_parameter_counts_match_paper():
-    u = ConditionalUNet1D(UNetConfig.paper()).num_parameters()
+    u = ConditionalUNet1D(PaperUNetConfig.paper()).num_parameters()
     assert u == {"total": 14_177_792, "trainable": 13_345_792, "time_tables": 832_000}
     v = VAE(VAEConfig.paper()).num_parameters()
     assert v == {"encoder": 12_218_448, "decoder": 17_333_664, "total": 29_552_112}
@@ -113,7 +113,7 @@ def test_time_table_matches_fixture_bitwise():
     table = reference_time_table()
     assert table.dtype == torch.float32 and tuple(table.shape) == (1000, 64)
     np.testing.assert_array_equal(table.numpy(), expected)
-    model = ConditionalUNet1D(UNetConfig.paper())
+    model = ConditionalUNet1D(PaperUNetConfig.paper())
     np.testing.assert_array_equal(model.bottelneck.time_emb.embeddings.detach().numpy(), expected)
 
 

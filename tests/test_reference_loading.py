@@ -13,7 +13,7 @@ from diffusets_core.models import (
     CheckpointError,
     ConditionalUNet1D,
     EmbedderMismatchError,
-    UNetConfig,
+    PaperUNetConfig,
     VAEConfig,
     check_embedder_compat,
     load_reference_unet,
@@ -40,7 +40,7 @@ def unet_file(unet_sd, tmp_path_factory):
 
 # --- text width ----------------------------------------------------------------------------------------
 def test_text_width_8192_is_read_from_state_dict():
-    sd = ConditionalUNet1D(UNetConfig.paper(text_dim=8192)).state_dict()
+    sd = ConditionalUNet1D(PaperUNetConfig.paper(text_dim=8192)).state_dict()
     assert sd["bottelneck.cross_attention.value_combiner.weight"].shape == (256, 8195)
     model = load_reference_unet(sd)
     assert model.cfg.text_dim == 8192
@@ -162,7 +162,7 @@ def test_vae_loader_accepts_flat_state_dict_of_our_vae():
 
 
 def test_text_only_variant_loads_with_cond_dim_0():
-    sd = ConditionalUNet1D(UNetConfig.paper(cond_dim=0, levels=3, text_dim=32)).state_dict()
+    sd = ConditionalUNet1D(PaperUNetConfig.paper(cond_dim=0, levels=3, text_dim=32)).state_dict()
     model = load_reference_unet(sd, cond_dim=0)
     assert model.cfg.text_dim == 32 and model.cfg.cond_dim == 0 and model.cfg.levels == 3
     # read with the default cond_dim=3 the width would be misread; the docstring says so

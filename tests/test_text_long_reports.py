@@ -61,12 +61,12 @@ def _rows(reports: list[str]) -> list[tuple]:
 
 
 def _tiny_pipe(embedder, text_dim: int) -> DiffuSETSPipeline:
-    from diffusets_core.models.unet import UNetConfig, build_unet
+    from diffusets_core.models.factory import build_unet, unet_config_from_dict
     from diffusets_core.models.vae import VAE, VAEConfig
 
     torch.manual_seed(0)
     unet = build_unet(
-        UNetConfig.from_dict(
+        unet_config_from_dict(
             {"arch": "paper", "levels": 4, "attn_heads": 2, "cond_dropout": 0.2, "text_dim": text_dim, "in_channels": 4}
         )
     )

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffusets_core.models.unet import UNetConfig, build_unet
+from diffusets_core.models.factory import build_unet
+from diffusets_core.models.film_unet import FiLMUNetConfig
 from diffusets_core.text.standardize import text_standardizer
 
 
@@ -58,8 +59,7 @@ def test_bad_input_is_refused(x, v, match):
 
 
 def test_film_unet_applies_the_whitening_from_its_buffers():
-    cfg = UNetConfig(
-        arch="film",
+    cfg = FiLMUNetConfig(
         text_dim=12,
         base_channels=8,
         channel_mults=(1, 2),
@@ -94,8 +94,7 @@ def test_film_unet_applies_the_whitening_from_its_buffers():
     torch.testing.assert_close(m2.text_whiten, m.text_whiten)
     with pytest.raises(ValueError, match="no place"):
         build_unet(
-            UNetConfig(
-                arch="film",
+            FiLMUNetConfig(
                 text_dim=12,
                 base_channels=8,
                 channel_mults=(1, 2),
@@ -106,4 +105,4 @@ def test_film_unet_applies_the_whitening_from_its_buffers():
             )
         ).set_text_stats(torch.zeros(12), torch.ones(12), whiten=torch.eye(12))
     with pytest.raises(ValueError, match="text_subspace"):
-        UNetConfig(arch="film", text_subspace=1.0)
+        FiLMUNetConfig(text_subspace=1.0)

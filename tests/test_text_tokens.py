@@ -1,4 +1,4 @@
-"""Statement tokens (UNetConfig.text_tokens > 0): the token matrix, the U-Net's cross-attention path (shapes,
+"""Statement tokens (FiLMUNetConfig.text_tokens > 0): the token matrix, the U-Net's cross-attention path (shapes,
 padding, dropping the report, a stored slice) and the training -> pipeline round trip on a tiny run."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffusets_core.models.unet import UNetConfig, build_unet
+from diffusets_core.models.factory import build_unet, unet_config_from_dict
+from diffusets_core.models.film_unet import FiLMUNetConfig
 from diffusets_core.text.tokens import report_tokens, statement_rows
 
 #: compares with stored expected numbers: benchmarks/cross_cpu.py reruns it under other CPUs' kernels
@@ -55,9 +56,8 @@ def test_report_tokens_refuses_bad_input(reports, prompts, embed, match):
         report_tokens(reports, prompts, embed, 2)
 
 
-def token_cfg(**kw) -> UNetConfig:
+def token_cfg(**kw) -> FiLMUNetConfig:
     base = dict(
-        arch="film",
         text_dim=16,
         base_channels=16,
         channel_mults=(1, 2),
@@ -71,7 +71,7 @@ def token_cfg(**kw) -> UNetConfig:
         text_tokens=3,
     )
     base.update(kw)
-    return UNetConfig(**base)
+    return FiLMUNetConfig(**base)
 
 
 def seeded_token_model():
@@ -130,7 +130,7 @@ def test_token_model_shapes_slice_and_statements_matter():
     with pytest.raises(ValueError, match=r"\(B, 4, 16\)"):
         m(x, t, text[:, 0], patient)
     with pytest.raises(ValueError, match="text_tokens"):
-        UNetConfig(arch="paper", levels=3, text_dim=16, text_tokens=2)
+        unet_config_from_dict({"arch": "paper", "levels": 3, "text_dim": 16, "text_tokens": 2})
 
 
 def test_dropped_report_ignores_every_statement():
@@ -164,7 +164,7 @@ def test_statement_stats_are_buffers_saved_with_the_model():
 
 def test_tiny_run_trains_and_generates_with_statement_tokens(tmp_path):
     from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
-    from tests.data_trees import TINY_UNET, make_tiny_run, simple_mimic_records
+    from tests.data_trees import make_tiny_run, simple_mimic_records
 
     train = {
         "max_steps": 3,
@@ -176,7 +176,6 @@ def test_tiny_run_trains_and_generates_with_statement_tokens(tmp_path):
         "device": "cpu",
     }
     unet = {
-        **TINY_UNET,
         "arch": "film",
         "base_channels": 8,
         "channel_mults": [1, 2],

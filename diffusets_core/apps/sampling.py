@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..eval.features import hr_error, measure_features
 from ..eval.guidance import guidance_sweep, save_chosen_guidance, summarize_guidance
-from ..models.unet import UNetConfig
+from ..models.factory import DEFAULT_UNET_ARCH
 from ..train.unet import train_unet
 
 __all__ = [
@@ -132,4 +132,4 @@ def training_setup(unet_model: dict, unet_extra: dict) -> str:
     snr_gamma = unet_extra.get("snr_gamma", defaults["snr_gamma"])
     gamma = f"(gamma {snr_gamma})" if unet_extra.get("loss_weighting") == "min_snr" else ""
     arch = {k: v for k, v in unet_model.items() if k != "arch"}
-    return f"loss weighting: {weighting} {gamma}\narchitecture: {unet_model.get('arch', UNetConfig.arch)} {arch}"
+    return f"loss weighting: {weighting} {gamma}\narchitecture: {unet_model.get('arch', DEFAULT_UNET_ARCH)} {arch}"

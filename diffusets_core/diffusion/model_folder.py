@@ -8,7 +8,7 @@ Face convention).
                               fs, leads, sampling settings (and whether validated or defaults), clip_sample,
                               the SHA-256 of every file below, provenance (data, profile, training, evaluation)
     README.md                 the model card (YAML front matter: license, library_name, tags)
-    unet/config.json          UNetConfig + _class_name (models.folder)
+    unet/config.json          U-Net config (its network's fields + arch) + _class_name (models.folder)
     unet/model.safetensors    the U-Net's state dict: parameters and buffers (text standardisation, ...)
     vae/config.json           VAEConfig + _class_name (latent scale and per-channel latent statistics included)
     vae/model.safetensors     the VAE's state dict

@@ -29,9 +29,10 @@ from ..data.store import SignalStore
 from ..device import resolve_device
 from ..fileio import atomic_write_text
 from ..layout import SAMPLING_FILE, UNET_DIR, sampling_file, unet_model, vae_model
+from ..models.factory import unet_from_artifact
 from ..models.folder import WEIGHTS_FILE
 from ..models.reference import check_embedder_compat, load_reference_unet, load_reference_vae
-from ..models.unet import ConditionalUNet1D, unet_from_artifact
+from ..models.unet import ConditionalUNet1D
 from ..models.vae import VAE, load_vae
 from ..text.cache import EmbeddingCache
 from ..text.embed import CACHE_ENV, CachePlacement, embed_reports, embed_texts, inference_cache, user_cache_dir

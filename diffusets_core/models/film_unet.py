@@ -4,7 +4,7 @@ The paper's U-Net (:class:`~.unet.ConditionalUNet1D`) receives its condition thr
 repeated token, which reduces to a per-sample additive bias on 6-10 channels at full latent resolution, layer-
 normed together with the content (see :mod:`.attention`). That is enough to follow heart rate, but leaves
 little room for the report to change morphology. This network is the project's default for newly trained runs
-(``UNetConfig(arch="film")``); paper mode keeps the reference architecture.
+(:class:`FiLMUNetConfig`, ``arch: film``); paper mode keeps the reference architecture.
 
 Design, after the ADM / Imagen / diffusers ``UNet2DModel`` family (Dhariwal & Nichol 2021, "Diffusion models
 beat GANs", §3: adaptive group normalisation; Perez et al. 2018, FiLM):
@@ -37,14 +37,68 @@ the same signature as the paper's network, so samplers, pipeline and trainer do 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .condition import check_condition
+from .unet_base import UNetConfigBase, check_condition
 
-__all__ = ["FiLMUNet1D", "FiLMResBlock", "timestep_embedding"]
+__all__ = ["FiLMUNetConfig", "FiLMUNet1D", "FiLMResBlock", "timestep_embedding", "describe_film_unet"]
+
+
+@dataclass
+class FiLMUNetConfig(UNetConfigBase):
+    """The FiLM network (:class:`FiLMUNet1D`), the default for new runs: the shared settings of
+    :class:`~.unet_base.UNetConfigBase` and its own. ``FiLMUNetConfig()`` is the default network (kernel 7 and 8
+    heads as the shared defaults; the profiles narrow both).
+
+    Raises:
+        ValueError: a value out of range (the message names the field).
+    """
+
+    arch: ClassVar[str] = "film"
+
+    base_channels: int = 64
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4)
+    res_blocks: int = 2
+    attn_levels: tuple[int, ...] = (2, 3)
+    emb_dim: int = 256
+    norm_groups: int = 32
+    dropout: float = 0.0
+    #: standardise text vectors with the training split's statistics (``train.conditioning``)
+    text_standardize: bool = True
+    # 0 = one vector per report (the ordered prompt); K > 0 = the prompt plus up to K statement tokens, each
+    # statement embedded on its own, read by cross-attention in the attention levels (text is then (B, 1 + K, D))
+    # (a field here; the paper network's config answers 0 through the base's property)
+    text_tokens: int = 0
+    # 0 = standardise text per dimension; 0 < v < 1 = whiten within the training vectors' principal subspace
+    # holding fraction v of their variance, removing directions they never span (text/standardize.py)
+    text_subspace: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.channel_mults = tuple(int(m) for m in self.channel_mults)
+        self.attn_levels = tuple(int(a) for a in self.attn_levels)
+        if not self.channel_mults or min(self.channel_mults) < 1 or self.base_channels < 1 or self.res_blocks < 1:
+            raise ValueError("arch 'film' needs channel_mults >= 1, base_channels >= 1 and res_blocks >= 1")
+        if any(a < 0 or a >= len(self.channel_mults) for a in self.attn_levels):
+            raise ValueError(
+                f"attn_levels {self.attn_levels} must index channel_mults (0..{len(self.channel_mults) - 1})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.text_subspace < 1.0:
+            raise ValueError(f"text_subspace must be in [0, 1), got {self.text_subspace}")
+        if self.text_tokens < 0:
+            raise ValueError(f"text_tokens must be >= 0, got {self.text_tokens}")
+
+    @property
+    def length_multiple(self) -> int:
+        """Input lengths must be divisible by this: ``2 ** (len(channel_mults) - 1)``."""
+        return 2 ** (len(self.channel_mults) - 1)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -139,13 +193,20 @@ class _Level(nn.Module):
 
 
 class FiLMUNet1D(nn.Module):
-    """Epsilon-prediction U-Net with FiLM conditioning. Built from a :class:`~.unet.UNetConfig` with
-    ``arch="film"``; the fields it reads are ``in_channels, text_dim, cond_dim, time_steps, base_channels,
-    channel_mults, res_blocks, attn_levels, attn_heads, emb_dim, kernel_size, norm_groups, dropout,
-    cond_dropout, cond_dropout_mode, text_tokens``."""
+    """Epsilon-prediction U-Net with FiLM conditioning, built from a :class:`FiLMUNetConfig` (every field but
+    ``text_standardize``, which the trainer reads, and ``time_steps``, which only records the schedule's length).
 
-    def __init__(self, cfg):
+    Raises:
+        ValueError: a config of another network (``build_unet`` builds that one).
+    """
+
+    def __init__(self, cfg: FiLMUNetConfig):
         super().__init__()
+        if not isinstance(cfg, FiLMUNetConfig):
+            raise ValueError(
+                f"FiLMUNet1D is the FiLM network and takes a FiLMUNetConfig; a {type(cfg).__name__} "
+                f"(arch={getattr(cfg, 'arch', None)!r}) is built by build_unet(cfg)"
+            )
         self.cfg = cfg
         e, g, k = cfg.emb_dim, cfg.norm_groups, cfg.kernel_size
         widths = [cfg.base_channels * m for m in cfg.channel_mults]
@@ -153,7 +214,7 @@ class FiLMUNet1D(nn.Module):
         self.text_mlp = nn.Sequential(nn.Linear(cfg.text_dim, e), nn.SiLU(), nn.Linear(e, e))
         self.register_buffer("text_mean", torch.zeros(cfg.text_dim))
         self.register_buffer("text_std", torch.ones(cfg.text_dim))
-        self.subspace = float(getattr(cfg, "text_subspace", 0.0)) > 0
+        self.subspace = float(cfg.text_subspace) > 0
         if self.subspace:  # (D, D) whitening within the training subspace replaces the per-dimension std
             self.register_buffer("text_whiten", torch.eye(cfg.text_dim))
         if cfg.cond_dim > 0:
@@ -161,7 +222,7 @@ class FiLMUNet1D(nn.Module):
         if cfg.cond_dropout > 0:
             self.null_text = nn.Parameter(torch.zeros(cfg.text_dim))
             self.null_patient = nn.Parameter(torch.zeros(cfg.cond_dim))
-        self.n_tokens = int(getattr(cfg, "text_tokens", 0))
+        self.n_tokens = int(cfg.text_tokens)
         if self.n_tokens:
             self.register_buffer("stmt_mean", torch.zeros(cfg.text_dim))
             self.register_buffer("stmt_std", torch.ones(cfg.text_dim))
@@ -405,3 +466,60 @@ class FiLMUNet1D(nn.Module):
             "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
             "time_tables": 0,
         }
+
+
+def describe_film_unet(cfg: FiLMUNetConfig, latent_length: int = 128) -> list[dict[str, Any]]:
+    """The FiLM network of ``cfg`` level by level, for documentation: one dict per stage with ``stage``,
+    ``channels in → out``, ``length`` (latent positions) and ``detail`` (res-blocks, attention, conditioning); the
+    numbers follow the arithmetic of :class:`FiLMUNet1D`'s constructor."""
+    rows: list[dict[str, Any]] = []
+    length = latent_length
+    widths = [cfg.base_channels * m for m in cfg.channel_mults]
+    c = widths[0]
+    rows.append({"stage": "conv in", "channels in → out": f"{cfg.in_channels} → {c}", "length": length, "detail": ""})
+    for i, w in enumerate(widths):
+        attn = (", self-attention" + (" + cross-attention" if cfg.text_tokens else "")) if i in cfg.attn_levels else ""
+        rows.append(
+            {
+                "stage": f"down {i}",
+                "channels in → out": f"{c} → {w}",
+                "length": length,
+                "detail": f"{cfg.res_blocks} FiLM res-blocks{attn}",
+            }
+        )
+        c = w
+        if i < len(widths) - 1:
+            length //= 2
+    xattn = (
+        f", cross-attention to {1 + cfg.text_tokens + (cfg.cond_dim > 0)} condition tokens" if cfg.text_tokens else ""
+    )
+    rows.append(
+        {
+            "stage": "middle",
+            "channels in → out": f"{c} → {c}",
+            "length": length,
+            "detail": f"res-block, self-attention{xattn}, res-block",
+        }
+    )
+    for i, w in reversed(list(enumerate(widths))):
+        attn = (", self-attention" + (" + cross-attention" if cfg.text_tokens else "")) if i in cfg.attn_levels else ""
+        rows.append(
+            {
+                "stage": f"up {i}",
+                "channels in → out": f"{c} (+ skips) → {w}",
+                "length": length,
+                "detail": f"{cfg.res_blocks + 1} FiLM res-blocks{attn}",
+            }
+        )
+        c = w
+        if i > 0:
+            length *= 2
+    rows.append(
+        {
+            "stage": "out",
+            "channels in → out": f"{c} → {cfg.in_channels}",
+            "length": length,
+            "detail": "zero-initialised",
+        }
+    )
+    return rows

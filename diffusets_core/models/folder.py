@@ -5,8 +5,8 @@ safetensors (tensors only, no pickled code). :func:`save_model_dir` writes a U-N
 :func:`load_unet_dir` and :func:`load_vae_dir` build the model from ``config.json`` and load the weights strictly.
 The whole folder (both models, the index, the model card) is :mod:`diffusets_core.diffusion.model_folder`'s.
 
-``config.json`` is the model's config dict (:meth:`UNetConfig.to_dict
-<diffusets_core.models.unet.UNetConfig.to_dict>`, :meth:`VAEConfig.to_dict
+``config.json`` is the model's config dict (:meth:`UNetConfigBase.to_dict
+<diffusets_core.models.unet_base.UNetConfigBase.to_dict>`: the network's fields and ``arch``; :meth:`VAEConfig.to_dict
 <diffusets_core.models.vae.VAEConfig.to_dict>`) plus ``_class_name`` (the class that reads it:
 ``ConditionalUNet1D``, ``FiLMUNet1D``, ``VAE`` or ``ReferenceVAE``) and ``_diffusets_version`` (the package version
 that wrote it). The safetensors file holds the full ``state_dict()``: parameters AND persistent buffers (a film
@@ -30,8 +30,8 @@ from torch import nn
 from .. import __version__
 from ..checkpoint import CheckpointError
 from ..fileio import atomic_write_json, atomic_writer
+from .factory import build_unet, unet_config_from_dict
 from .reference import ReferenceVAE, check_state_dict
-from .unet import UNetConfig, build_unet
 from .vae import VAE, VAEConfig
 
 __all__ = [
@@ -48,14 +48,14 @@ __all__ = [
 CONFIG_FILE = "config.json"  #: a component's configuration, in its folder
 WEIGHTS_FILE = "model.safetensors"  #: a component's weights (parameters and buffers), in its folder
 
-#: ``_class_name`` of a U-Net config -> the ``arch`` it must have (``build_unet`` builds the class from ``arch``)
+#: ``_class_name`` of a U-Net config -> the ``arch`` it must have (``build_unet`` builds that network)
 UNET_CLASSES = {"ConditionalUNet1D": "paper", "FiLMUNet1D": "film"}
 #: ``_class_name`` of a VAE config -> the class built
 VAE_CLASSES: dict[str, type[VAE]] = {"VAE": VAE, "ReferenceVAE": ReferenceVAE}
 
 
 def save_model_dir(model: nn.Module, folder: str | os.PathLike) -> dict[str, Path]:
-    """Write ``model`` (a U-Net of :func:`~.unet.build_unet` or a :class:`~.vae.VAE`) to ``folder/config.json``
+    """Write ``model`` (a U-Net of :func:`~.factory.build_unet` or a :class:`~.vae.VAE`) to ``folder/config.json``
     and ``folder/model.safetensors``, each atomically (:mod:`diffusets_core.fileio`); the folder is created.
 
     Every tensor of ``model.state_dict()`` is copied to the CPU (contiguous, its own storage: safetensors refuses
@@ -122,8 +122,9 @@ def _load_weights(model: nn.Module, folder: Path, map_location: str | torch.devi
 
 
 def load_unet_dir(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """The U-Net of ``folder`` (written by :func:`save_model_dir`): built with :func:`~.unet.build_unet` from
-    ``config.json``, weights loaded strictly, on ``map_location``, in eval mode.
+    """The U-Net of ``folder`` (written by :func:`save_model_dir`): built with :func:`~.factory.build_unet` from
+    ``config.json`` (read as a stored config, :func:`~.factory.unet_config_from_dict` with ``strict=False``: folders in
+    the flat format load), weights loaded strictly, on ``map_location``, in eval mode.
 
     Raises:
         CheckpointError: a missing or unreadable file, a config that is not a U-Net's (unknown class, unknown
@@ -136,7 +137,7 @@ def load_unet_dir(folder: str | os.PathLike, map_location: str | torch.device = 
     if name not in UNET_CLASSES:
         raise CheckpointError(f"{path}: _class_name {name!r} is not a U-Net ({', '.join(UNET_CLASSES)})")
     try:
-        cfg = UNetConfig.from_dict(fields)
+        cfg = unet_config_from_dict(fields, strict=False)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a valid U-Net config ({exc})") from None
     if UNET_CLASSES[name] != cfg.arch:

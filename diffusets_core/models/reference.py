@@ -39,7 +39,7 @@ from torch import nn
 
 from ..checkpoint import CheckpointError  # one error type for every checkpoint problem
 from ..data.leads import CANONICAL_LEADS, MIMIC_FILE_LEADS, reorder_leads
-from .unet import ConditionalUNet1D, UNetConfig
+from .unet import ConditionalUNet1D, PaperUNetConfig
 from .vae import VAE, VAEConfig
 
 __all__ = [
@@ -159,8 +159,8 @@ def _strict_load(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what:
 _UNET_PROBE = "downsampling_blocks.0.block.pre_shortcut_convs.weight"
 
 
-def infer_unet_config(state_dict: Mapping[str, torch.Tensor], cond_dim: int = 3, **overrides: Any) -> UNetConfig:
-    """Paper-mode :class:`UNetConfig` whose shapes match a reference U-Net state dict."""
+def infer_unet_config(state_dict: Mapping[str, torch.Tensor], cond_dim: int = 3, **overrides: Any) -> PaperUNetConfig:
+    """Paper-mode :class:`~.unet.PaperUNetConfig` whose shapes match a reference U-Net state dict."""
     needed = [
         _UNET_PROBE,
         "downsampling_blocks.0.block.res_conv.weight",
@@ -195,7 +195,7 @@ def infer_unet_config(state_dict: Mapping[str, torch.Tensor], cond_dim: int = 3,
         cond_dropout=0.1 if "null_text" in state_dict else 0.0,  # nominal; only decides whether null params exist
     )
     kw.update(overrides)
-    return UNetConfig.paper(**kw)
+    return PaperUNetConfig.paper(**kw)
 
 
 def load_reference_unet(
@@ -295,7 +295,7 @@ def load_reference_vae(path_or_state_dict: PathOrStateDict, **overrides: Any) ->
 
 
 # ------------------------------------------------------------------------------------------------
-def _text_dim_of(unet: ConditionalUNet1D | UNetConfig | int) -> int:
+def _text_dim_of(unet: ConditionalUNet1D | PaperUNetConfig | int) -> int:
     if isinstance(unet, int):
         return unet
     cfg = unet.cfg if isinstance(unet, ConditionalUNet1D) else unet
@@ -319,7 +319,7 @@ def _embedder_dim(embedder: Any) -> int | None:
     raise TypeError(f"cannot tell the output width of {embedder!r}; pass an int")
 
 
-def check_embedder_compat(unet: ConditionalUNet1D | UNetConfig | int, embedder_dim: Any) -> bool:
+def check_embedder_compat(unet: ConditionalUNet1D | PaperUNetConfig | int, embedder_dim: Any) -> bool:
     """Raise :class:`EmbedderMismatchError` unless the embedder's width equals the U-Net's text width.
 
     ``embedder_dim`` is an int, an embedder (anything with ``.dim``) or an identity mapping with ``'dim'``.

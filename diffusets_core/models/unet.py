@@ -2,7 +2,7 @@
 
 What the authors' U-Net does, with its sources: book/reference_implementation.md#the-u-net.
 
-``ConditionalUNet1D(UNetConfig.paper())`` has exactly the 713 keys of the released ``unet_all.pth``
+``ConditionalUNet1D(PaperUNetConfig.paper())`` has exactly the 713 keys of the released ``unet_all.pth``
 (``downsampling_blocks``, ``upsampling_blocks``, ``bottelneck`` [sic], ``output_conv``, ...; checked key by
 key and shape by shape against tests/fixtures/reference/unet_keys.json) and computes the reference's
 epsilon within the golden-fixture tolerance.
@@ -25,10 +25,11 @@ cross-attention(condition) -> LayerNorm; Conv(k) -> GN(1) -> Mish; + 1x1-conv(x)
 The condition vector is ``cat([text (D), patient (3: sex 1=M/0=F, age, HR)])``; in paper mode the patient
 values are fed raw (normalising them is the caller's business, see ``diffusets_core.text``).
 
-The paper's network with our settings vs paper mode (``UNetConfig(arch="paper")`` vs ``UNetConfig.paper()``)
----------------------------------------------------------------------------------------------------------
+The paper's network with our settings vs paper mode (``PaperUNetConfig()`` vs ``PaperUNetConfig.paper()``)
+-------------------------------------------------------------------------------------------------------
 
-(The default network, ``UNetConfig()``, is the FiLM U-Net of :mod:`~.film_unet`, the one the profiles train.)
+(The default network for new runs is the FiLM U-Net of :mod:`~.film_unet`, the one the profiles train; a config
+dict names its network by ``arch``, see :mod:`~.factory`.)
 
 ============================  ===================  ===========================================
 setting                       paper                ours
@@ -64,120 +65,60 @@ call :meth:`ConditionalUNet1D.freeze_unused_parameters` first.
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_artifact
 from .attention import CrossAttention, SelfAttention
-from .condition import check_condition
 from .embeddings import PAPER_TIME_DIM, PAPER_TIME_LOG_BASE, reference_time_table
-from .film_unet import FiLMUNet1D
+from .unet_base import UNetConfigBase, check_condition
 
-__all__ = [
-    "UNetConfig",
-    "ConditionalUNet1D",
-    "Block",
-    "Bottleneck",
-    "TimeEmbedding",
-    "build_unet",
-    "describe_unet",
-    "check_condition",
-    "UNET_ARCHS",
-    "unet_from_artifact",
-]
-
-#: ``paper``: the reference network (:class:`ConditionalUNet1D`); ``film``: :class:`~.film_unet.FiLMUNet1D`.
-UNET_ARCHS = ("paper", "film")
-COND_DROPOUT_MODES = ("joint", "separate")
+__all__ = ["PaperUNetConfig", "ConditionalUNet1D", "Block", "Bottleneck", "TimeEmbedding", "describe_paper_unet"]
 
 
 @dataclass
-class UNetConfig:
-    """U-Net hyper-parameters. ``UNetConfig()`` is the default network, the FiLM U-Net the profiles train
-    (:class:`~.film_unet.FiLMUNet1D`); ``UNetConfig(arch="paper", ...)`` is the paper's network
-    (:class:`ConditionalUNet1D`) and ``UNetConfig.paper()`` the released 1536-d model. Fields marked "paper" are read
-    by the paper's network only, "film" by the FiLM network only; the rest by both."""
+class PaperUNetConfig(UNetConfigBase):
+    """The paper's network (:class:`ConditionalUNet1D`): the shared settings of :class:`~.unet_base.UNetConfigBase`
+    and its own. ``PaperUNetConfig()`` is that network with our settings (384-d text, condition dropout 0.1, no dead
+    parameters); :meth:`paper` is the authors' released 1536-d model. The default network for new runs is the FiLM
+    U-Net (:class:`~.film_unet.FiLMUNetConfig`).
 
-    in_channels: int = 4
+    Raises:
+        ValueError: a value out of range (the message names the field).
+    """
+
+    arch: ClassVar[str] = "paper"
+
     levels: int = 7
-    kernel_size: int = 7
-    text_dim: int = 384
-    cond_dim: int = 3
-    time_steps: int = 1000
     width_mult: int = 1
     time_dim: int = PAPER_TIME_DIM
     time_hidden: int = 128
     time_log_base: float = PAPER_TIME_LOG_BASE
-    attn_heads: int = 8
     attn_hidden_mult: int = 2
     bottleneck_kernel: int = 3
     bottleneck_heads: int = 4
     bottleneck_hidden: int = 32
     cross_attn_impl: str = "bias"
     keep_dead_params: bool = False
-    cond_dropout: float = 0.1
-    # "joint": text and patient dropped together (the paper's null condition); "separate": independently, so
-    # guidance can act on the report alone (see DiffuSETSPipeline, guidance_on="text")
-    cond_dropout_mode: str = "joint"
-    arch: str = "film"
-    # arch="film" only (models/film_unet.py)
-    base_channels: int = 64
-    channel_mults: tuple[int, ...] = (1, 2, 2, 4)
-    res_blocks: int = 2
-    attn_levels: tuple[int, ...] = (2, 3)
-    emb_dim: int = 256
-    norm_groups: int = 32
-    dropout: float = 0.0
-    text_standardize: bool = True  # film: standardise text vectors with the training split's statistics
-    # film: 0 = one vector per report (the ordered prompt); K > 0 = the prompt plus up to K statement tokens, each
-    # statement embedded on its own, read by cross-attention in the attention levels (text is then (B, 1 + K, D))
-    text_tokens: int = 0
-    # film: 0 = standardise text per dimension; 0 < v < 1 = whiten within the training vectors' principal subspace
-    # holding fraction v of their variance, removing directions they never span (text/standardize.py)
-    text_subspace: float = 0.0
 
     def __post_init__(self) -> None:
-        self.channel_mults = tuple(int(m) for m in self.channel_mults)
-        self.attn_levels = tuple(int(a) for a in self.attn_levels)
-        if self.arch not in UNET_ARCHS:
-            raise ValueError(f"arch must be one of {UNET_ARCHS}, got {self.arch!r}")
-        if self.cond_dropout_mode not in COND_DROPOUT_MODES:
-            raise ValueError(f"cond_dropout_mode must be one of {COND_DROPOUT_MODES}, got {self.cond_dropout_mode!r}")
-        if self.arch == "film":
-            if not self.channel_mults or min(self.channel_mults) < 1 or self.base_channels < 1 or self.res_blocks < 1:
-                raise ValueError("arch 'film' needs channel_mults >= 1, base_channels >= 1 and res_blocks >= 1")
-            if any(a < 0 or a >= len(self.channel_mults) for a in self.attn_levels):
-                raise ValueError(
-                    f"attn_levels {self.attn_levels} must index channel_mults (0..{len(self.channel_mults) - 1})"
-                )
-            if not 0.0 <= self.dropout < 1.0:
-                raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0.0 <= self.text_subspace < 1.0:
-            raise ValueError(f"text_subspace must be in [0, 1), got {self.text_subspace}")
-        if self.text_tokens < 0:
-            raise ValueError(f"text_tokens must be >= 0, got {self.text_tokens}")
-        if self.text_tokens and self.arch != "film":
-            raise ValueError("text_tokens > 0 (statement tokens) needs arch 'film'; the paper network takes one vector")
+        super().__post_init__()
         if self.levels < 2:
             raise ValueError(f"levels must be >= 2, got {self.levels}")
-        if self.kernel_size % 2 == 0 or self.bottleneck_kernel % 2 == 0:
+        if self.bottleneck_kernel % 2 == 0:
             raise ValueError("kernel sizes must be odd ('same' padding)")
-        if not 0.0 <= self.cond_dropout < 1.0:
-            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.cross_attn_impl not in ("bias", "full"):
             raise ValueError(f"cross_attn_impl must be 'bias' or 'full', got {self.cross_attn_impl!r}")
-        if self.text_dim < 1 or self.cond_dim < 0 or self.width_mult < 1:
-            raise ValueError("text_dim >= 1, cond_dim >= 0 and width_mult >= 1 are required")
+        if self.width_mult < 1:
+            raise ValueError(f"width_mult must be >= 1, got {self.width_mult}")
 
     @classmethod
-    def paper(cls, text_dim: int = 1536, **overrides: Any) -> UNetConfig:
+    def paper(cls, text_dim: int = 1536, **overrides: Any) -> PaperUNetConfig:
         """The reference ``ECGConditional(1000, kernel_size=7, num_levels=7, n_channels=4, text_dim)``."""
-        kw: dict[str, Any] = dict(arch="paper", text_dim=text_dim, keep_dead_params=True, cond_dropout=0.0)
+        kw: dict[str, Any] = dict(text_dim=text_dim, keep_dead_params=True, cond_dropout=0.0)
         kw.update(overrides)
         return cls(**kw)
 
@@ -189,30 +130,15 @@ class UNetConfig:
 
     @property
     def length_multiple(self) -> int:
-        """Input lengths must be divisible by this (2 ** (levels - 1); film: 2 ** (len(channel_mults) - 1))."""
-        if self.arch == "film":
-            return 2 ** (len(self.channel_mults) - 1)
+        """Input lengths must be divisible by this: ``2 ** (levels - 1)``."""
         return 2 ** (self.levels - 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channel_mults"], d["attn_levels"] = list(self.channel_mults), list(self.attn_levels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> UNetConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown UNetConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 class TimeEmbedding(nn.Module):
     """Frozen sinusoidal table (``embeddings``, an ``nn.Parameter`` with ``requires_grad=False`` so it is
     saved in the state dict like the reference's) -> Linear -> Mish -> Linear(n_out)."""
 
-    def __init__(self, cfg: UNetConfig, n_out: int):
+    def __init__(self, cfg: PaperUNetConfig, n_out: int):
         super().__init__()
         table = reference_time_table(cfg.time_steps, cfg.time_dim, cfg.time_log_base)
         self.embeddings = nn.Parameter(table, requires_grad=False)
@@ -230,7 +156,7 @@ def _conv(c_in: int, c_out: int, k: int) -> nn.Conv1d:
 class Block(nn.Module):
     """Residual block with the self-/cross-attention sandwich (parameter order = reference order)."""
 
-    def __init__(self, n_in: int, n_out: int, cfg: UNetConfig):
+    def __init__(self, n_in: int, n_out: int, cfg: PaperUNetConfig):
         super().__init__()
         k = cfg.kernel_size
         n_mid = (n_in + n_out) // 2
@@ -262,7 +188,7 @@ class Block(nn.Module):
 class Bottleneck(nn.Module):
     """The reference's bottleneck (kernel 3, 4 heads x 32), residual to the un-time-shifted input."""
 
-    def __init__(self, c: int, cfg: UNetConfig):
+    def __init__(self, c: int, cfg: PaperUNetConfig):
         super().__init__()
         k = cfg.bottleneck_kernel
         self.time_emb = TimeEmbedding(cfg, c)
@@ -289,54 +215,29 @@ class Bottleneck(nn.Module):
 
 
 class _DownStage(nn.Module):
-    def __init__(self, n_in: int, n_out: int, cfg: UNetConfig):
+    def __init__(self, n_in: int, n_out: int, cfg: PaperUNetConfig):
         super().__init__()
         self.down = nn.Conv1d(n_out, n_out, 3, stride=2, padding=1)
         self.block = Block(n_in, n_out, cfg)
 
 
 class _UpStage(nn.Module):
-    def __init__(self, c_up: int, n_in: int, n_out: int, cfg: UNetConfig):
+    def __init__(self, c_up: int, n_in: int, n_out: int, cfg: PaperUNetConfig):
         super().__init__()
         self.block = Block(n_in, n_out, cfg)
         self.up = nn.ConvTranspose1d(c_up, c_up, 4, stride=2, padding=1)
 
 
-def build_unet(cfg: UNetConfig) -> nn.Module:
-    """The network a config describes: :class:`ConditionalUNet1D` (``arch="paper"``) or
-    :class:`~.film_unet.FiLMUNet1D` (``arch="film"``). Both take ``(x, t, text, patient, drop_mask)``."""
-    if cfg.arch == "film":
-        return FiLMUNet1D(cfg)
-    return ConditionalUNet1D(cfg)
-
-
-def unet_from_artifact(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """The U-Net stored in a ``diffusets.unet`` artifact (``run/unet/model.pt``, written by
-    :func:`~diffusets_core.train.unet.train_unet`), built with :func:`build_unet` from the stored config, and the
-    artifact's ``meta`` (embedder identity, patient mode, schedule, ...). The model is on ``map_location``, in
-    training mode as built.
-
-    Raises:
-        CheckpointError: unreadable file, another kind of artifact, or weights that do not fit the config.
-    """
-    ck = load_artifact(path, "diffusets.unet", "U-Net", map_location=map_location)
-    unet = build_unet(UNetConfig.from_dict(ck["config"]))
-    try:
-        unet.load_state_dict(ck["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the stored config: {exc}") from None
-    return unet, ck["meta"]
-
-
 class ConditionalUNet1D(nn.Module):
     """Epsilon-prediction U-Net: ``forward(x (B,C,L), t (B,) long, text (B,D)|(B,1,D), patient (B,3)) -> eps``."""
 
-    def __init__(self, cfg: UNetConfig | None = None):
+    def __init__(self, cfg: PaperUNetConfig | None = None):
         super().__init__()
-        self.cfg = cfg = cfg if cfg is not None else UNetConfig(arch="paper")
-        if cfg.arch != "paper":
+        self.cfg = cfg = cfg if cfg is not None else PaperUNetConfig()
+        if not isinstance(cfg, PaperUNetConfig):
             raise ValueError(
-                f"ConditionalUNet1D is the paper's network; a config with arch={cfg.arch!r} is built by build_unet(cfg)"
+                f"ConditionalUNet1D is the paper's network and takes a PaperUNetConfig; a {type(cfg).__name__} "
+                f"(arch={getattr(cfg, 'arch', None)!r}) is built by build_unet(cfg)"
             )
         c = cfg.channels
         n = cfg.levels
@@ -465,70 +366,12 @@ class ConditionalUNet1D(nn.Module):
         return {"total": total, "trainable": total - frozen, "time_tables": frozen}
 
 
-def describe_unet(cfg: UNetConfig, latent_length: int = 128) -> list[dict[str, Any]]:
-    """The network of ``cfg`` level by level, for documentation: one dict per stage with ``stage``,
-    ``channels in → out``, ``length`` (latent positions) and ``detail`` (skips, attention, conditioning).
-    Works for both architectures; the numbers follow the same arithmetic as the constructors."""
+def describe_paper_unet(cfg: PaperUNetConfig, latent_length: int = 128) -> list[dict[str, Any]]:
+    """The paper's network of ``cfg`` level by level, for documentation: one dict per stage with ``stage``,
+    ``channels in → out``, ``length`` (latent positions) and ``detail`` (skips); the numbers follow the arithmetic of
+    :class:`ConditionalUNet1D`'s constructor."""
     rows: list[dict[str, Any]] = []
     length = latent_length
-    if cfg.arch == "film":
-        widths = [cfg.base_channels * m for m in cfg.channel_mults]
-        c = widths[0]
-        rows.append(
-            {"stage": "conv in", "channels in → out": f"{cfg.in_channels} → {c}", "length": length, "detail": ""}
-        )
-        for i, w in enumerate(widths):
-            attn = (
-                (", self-attention" + (" + cross-attention" if cfg.text_tokens else "")) if i in cfg.attn_levels else ""
-            )
-            rows.append(
-                {
-                    "stage": f"down {i}",
-                    "channels in → out": f"{c} → {w}",
-                    "length": length,
-                    "detail": f"{cfg.res_blocks} FiLM res-blocks{attn}",
-                }
-            )
-            c = w
-            if i < len(widths) - 1:
-                length //= 2
-        xattn = (
-            f", cross-attention to {1 + cfg.text_tokens + (cfg.cond_dim > 0)} condition tokens"
-            if cfg.text_tokens
-            else ""
-        )
-        rows.append(
-            {
-                "stage": "middle",
-                "channels in → out": f"{c} → {c}",
-                "length": length,
-                "detail": f"res-block, self-attention{xattn}, res-block",
-            }
-        )
-        for i, w in reversed(list(enumerate(widths))):
-            attn = (
-                (", self-attention" + (" + cross-attention" if cfg.text_tokens else "")) if i in cfg.attn_levels else ""
-            )
-            rows.append(
-                {
-                    "stage": f"up {i}",
-                    "channels in → out": f"{c} (+ skips) → {w}",
-                    "length": length,
-                    "detail": f"{cfg.res_blocks + 1} FiLM res-blocks{attn}",
-                }
-            )
-            c = w
-            if i > 0:
-                length *= 2
-        rows.append(
-            {
-                "stage": "out",
-                "channels in → out": f"{c} → {cfg.in_channels}",
-                "length": length,
-                "detail": "zero-initialised",
-            }
-        )
-        return rows
     chans = cfg.channels
     for i in range(cfg.levels - 1):
         rows.append(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -16,12 +18,13 @@ from ..device import device_name
 from ..diffusion.gaussian import LOSS_WEIGHTINGS, GaussianDiffusion
 from ..diffusion.schedules import NoiseSchedule
 from ..layout import LAST_CHECKPOINT, NOC_DIR, SAMPLING_FILE, UNET_DIR, latents_file, unet_dir, vae_model
-from ..models.unet import UNetConfig, build_unet
+from ..models.factory import build_unet, unet_config_from_dict
+from ..models.unet_base import UNetConfigBase
 from .artifacts import load_best_weights, write_stage_outputs
 from .conditioning import conditioning_arrays, fit_text_standardisation, wording_variant_arrays
 from .datasets import load_latents
 from .latents import latents_fingerprint
-from .loop import TensorSource, TrainConfig, Trainer
+from .loop import TensorSource, TrainConfig, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,8 @@ def train_unet(
 ) -> dict:
     """Train the conditional U-Net on the training latents; write ``<out_name>/model.pt`` (default ``unet/``).
 
+    ``model`` is the U-Net's config dict (``arch`` naming the network,
+    :func:`~diffusets_core.models.factory.unet_config_from_dict`; ``text_dim`` and ``in_channels`` are the run's).
     ``loss_weighting`` is ``"uniform"`` (the paper) or ``"min_snr"`` (see :class:`DiffusionLoss`).
     ``wording_variants = k > 0`` trains each record in its own wording and ``k`` more, drawn per sample at every
     step (:func:`~.conditioning.wording_variant_arrays`: the record's findings worded by the wording bank's
@@ -101,13 +106,71 @@ def train_unet(
     validated for the previous model). Raises FileNotFoundError without latents, ValueError on a bad cond_dim.
     """
     run_dir = Path(run_dir)
+    data = _training_data(run_dir, model, patient_mode)
+    cfg = data.cfg
+    train_cfg = TrainConfig.from_overrides(train or {}, seed)
+    torch.manual_seed(seed)
+    unet = build_unet(cfg)
+    unet.freeze_unused_parameters()  # no gradient ever reaches them; DDP needs them out of the reducer
+    text_train, variants_stats, text_stats = _fit_text_input(run_dir, unet, data, wording_variants, seed)
+    schedule = NoiseSchedule.paper()
+    meta = {
+        "stage": "unet",
+        "unet_config": cfg.to_dict(),
+        "embedder": data.identity,
+        "patient_mode": patient_mode,
+        "timestep_mode": timestep_mode,
+        "loss_weighting": loss_weighting,
+        "snr_gamma": snr_gamma,
+        "schedule": schedule.to_config(),
+        "latent_scale": load_checkpoint(vae_model(run_dir))["latent_scale"],
+        "text_standardisation": text_stats,
+        "wording_variants": variants_stats,
+        "n_train": len(data.z_train),
+        "n_val": len(data.z_val),
+        "package_version": __version__,
+    }
+    source, val = _sources(run_dir, data, text_train, patient_mode, wording_variants)
+    out = unet_dir(run_dir, out_name)
+    meta["latents_fingerprint"] = latents_fingerprint(run_dir)
+    loss = DiffusionLoss(schedule, timestep_mode, loss_weighting, snr_gamma)
+    trainer = Trainer(unet, loss, source, out, train_cfg, val=val, meta=meta)
+    if resume and _trained_on_other_latents(out, meta["latents_fingerprint"]):
+        resume = False
+    if resume:
+        trainer.resume()
+    result = trainer.fit()
+    if not trainer.dist.is_main:
+        return {}
+    return _write_unet_artifact(out, trainer, cfg, meta, result)
+
+
+@dataclass
+class _TrainingData:
+    """The run's latents and the training split's conditions, with the U-Net config they call for."""
+
+    cfg: UNetConfigBase
+    z_train: np.ndarray
+    ids_train: list[str]
+    z_val: np.ndarray
+    ids_val: list[str]
+    #: (N, D) prompt vectors or (N, 1 + K, D) statement tokens
+    text_train: np.ndarray
+    #: (N, cond_dim): the patient values the config reads
+    patient_train: np.ndarray
+    identity: dict
+
+
+def _training_data(run_dir: Path, model: dict | None, patient_mode: str) -> _TrainingData:
+    """Load the train and val latents and the training conditions, and build the U-Net config from ``model`` with the
+    run's text width and latent channels. Raises FileNotFoundError without latents, ValueError on a bad cond_dim."""
     if not latents_file(run_dir, "train").is_file():
         raise FileNotFoundError(f"{run_dir}/latents/train.npy not found: run `diffusets encode {run_dir}` first")
     z_train, ids_train = load_latents(run_dir, "train")
     z_val, ids_val = load_latents(run_dir, "val")
     n_tokens = int((model or {}).get("text_tokens", 0))
     text_train, patient_train, identity = conditioning_arrays(run_dir, ids_train, patient_mode, n_tokens)
-    cfg = UNetConfig.from_dict(
+    cfg = unet_config_from_dict(
         {**(model or {}), "text_dim": int(text_train.shape[-1]), "in_channels": int(z_train.shape[1])}
     )
     if cfg.cond_dim not in (0, patient_train.shape[1]):
@@ -115,79 +178,73 @@ def train_unet(
             f"unet.model.cond_dim must be {patient_train.shape[1]} (sex, age, HR) or 0 (text only), got {cfg.cond_dim}"
         )
     patient_train = patient_train[:, : cfg.cond_dim]
-    train_cfg = TrainConfig.from_overrides(train or {}, seed)
-    torch.manual_seed(seed)
-    unet = build_unet(cfg)
-    unet.freeze_unused_parameters()  # no gradient ever reaches them; DDP needs them out of the reducer
-    variants_stats = None
+    return _TrainingData(cfg, z_train, ids_train, z_val, ids_val, text_train, patient_train, identity)
+
+
+def _fit_text_input(
+    run_dir: Path, unet: nn.Module, data: _TrainingData, wording_variants: int, seed: int
+) -> tuple[np.ndarray, dict | None, dict | None]:
+    """The training text (with ``wording_variants``: each record's wordings, (N, 1 + k, D)) and the U-Net's text
+    standardisation fitted on it. Returns ``(text, wording variants' stats, standardisation's stats)``, the stats for
+    the meta. Raises ValueError for wording variants with statement tokens."""
+    text_train, variants_stats = data.text_train, None
     if wording_variants:
-        if cfg.text_tokens:
+        if data.cfg.text_tokens:
             raise ValueError("unet.extra.wording_variants works on prompt vectors, not with unet.model.text_tokens")
-        text_train, variants_stats = wording_variant_arrays(run_dir, ids_train, text_train, wording_variants, seed)
+        text_train, variants_stats = wording_variant_arrays(run_dir, data.ids_train, text_train, wording_variants, seed)
         log.info("wording variants: %s", variants_stats)
     text_stats = fit_text_standardisation(
         unet, text_train.reshape(-1, text_train.shape[-1]) if wording_variants else text_train
     )
-    schedule = NoiseSchedule.paper()
-    vae_artifact = load_checkpoint(vae_model(run_dir))
-    meta = {
-        "stage": "unet",
-        "unet_config": cfg.to_dict(),
-        "embedder": identity,
-        "patient_mode": patient_mode,
-        "timestep_mode": timestep_mode,
-        "loss_weighting": loss_weighting,
-        "snr_gamma": snr_gamma,
-        "schedule": schedule.to_config(),
-        "latent_scale": vae_artifact["latent_scale"],
-        "text_standardisation": text_stats,
-        "wording_variants": variants_stats,
-        "n_train": len(z_train),
-        "n_val": len(z_val),
-        "package_version": __version__,
-    }
+    return text_train, variants_stats, text_stats
+
+
+def _sources(
+    run_dir: Path, data: _TrainingData, text_train: np.ndarray, patient_mode: str, wording_variants: int
+) -> tuple[TensorSource, TensorSource | None]:
+    """The trainer's training source (``text_train`` as ``text_variants`` instead of ``text`` with wording variants)
+    and validation source (None without validation latents)."""
     source = TensorSource(
         {
-            "z": torch.from_numpy(z_train),
+            "z": torch.from_numpy(data.z_train),
             ("text_variants" if wording_variants else "text"): torch.from_numpy(text_train),
-            "patient": torch.from_numpy(patient_train),
+            "patient": torch.from_numpy(data.patient_train),
         }
     )
-    val = None
-    if len(z_val):
-        text_val, patient_val, _ = conditioning_arrays(run_dir, ids_val, patient_mode, cfg.text_tokens)
-        patient_val = patient_val[:, : cfg.cond_dim]
-        val = TensorSource(
-            {"z": torch.from_numpy(z_val), "text": torch.from_numpy(text_val), "patient": torch.from_numpy(patient_val)}
-        )
-    out = unet_dir(run_dir, out_name)
-    meta["latents_fingerprint"] = latents_fingerprint(run_dir)
-    trainer = Trainer(
-        unet,
-        DiffusionLoss(schedule, timestep_mode, loss_weighting, snr_gamma),
-        source,
-        out,
-        train_cfg,
-        val=val,
-        meta=meta,
+    if not len(data.z_val):
+        return source, None
+    text_val, patient_val, _ = conditioning_arrays(run_dir, data.ids_val, patient_mode, data.cfg.text_tokens)
+    patient_val = patient_val[:, : data.cfg.cond_dim]
+    val = TensorSource(
+        {
+            "z": torch.from_numpy(data.z_val),
+            "text": torch.from_numpy(text_val),
+            "patient": torch.from_numpy(patient_val),
+        }
     )
-    if resume and (out / LAST_CHECKPOINT).is_file():
-        before = load_checkpoint(out / LAST_CHECKPOINT).get("meta", {}).get("latents_fingerprint")
-        if before is not None and before != meta["latents_fingerprint"]:
-            # the latents were re-encoded (another VAE, another normalisation) since that checkpoint: resuming
-            # would continue (or, at max_steps, keep) a model of other latents
-            log.warning(
-                "%s/last.pt was trained on other latents (fingerprint %s, now %s): training from scratch",
-                out,
-                before,
-                meta["latents_fingerprint"],
-            )
-            resume = False
-    if resume:
-        trainer.resume()
-    result = trainer.fit()
-    if not trainer.dist.is_main:
-        return {}
+    return source, val
+
+
+def _trained_on_other_latents(out: Path, fingerprint: str) -> bool:
+    """Whether ``out``'s ``last.pt`` was trained on latents other than ``fingerprint`` (logged): the latents were
+    re-encoded (another VAE, another normalisation) since that checkpoint, and resuming would continue (or, at
+    max_steps, keep) a model of other latents. False without ``last.pt`` or without a recorded fingerprint."""
+    if not (out / LAST_CHECKPOINT).is_file():
+        return False
+    before = load_checkpoint(out / LAST_CHECKPOINT).get("meta", {}).get("latents_fingerprint")
+    if before is None or before == fingerprint:
+        return False
+    log.warning(
+        "%s/last.pt was trained on other latents (fingerprint %s, now %s): training from scratch",
+        out,
+        before,
+        fingerprint,
+    )
+    return True
+
+
+def _write_unet_artifact(out: Path, trainer: Trainer, cfg: UNetConfigBase, meta: dict, result: TrainResult) -> dict:
+    """Write ``out/model.pt`` from the best EMA weights (and the summary); returns the summary."""
     best = load_best_weights(trainer.ema.shadow, out)
     artifact = {
         "kind": "diffusets.unet",
