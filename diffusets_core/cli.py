@@ -323,11 +323,8 @@ def _cmd_book(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="diffusets", description=DESCRIPTION)
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_cohort_parser(sub: argparse._SubParsersAction) -> None:
+    """The subcommand ``cohort``."""
     c = sub.add_parser("cohort", help="build the embedded synthetic cohort (WFDB, MIMIC-IV-ECG layout)")
     c.add_argument("--n", type=positive_int, default=4000, help="number of records (default 4000)")
     c.add_argument("--seed", type=int, default=0)
@@ -342,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_cohort)
 
+
+def _add_prepare_parser(sub: argparse._SubParsersAction) -> None:
+    """The subcommand ``prepare``."""
     c = sub.add_parser("prepare", help="read, preprocess and store a dataset into RUN_DIR/data")
     c.add_argument("run_dir", type=Path)
     c.add_argument("--source", required=True, choices=["cohort", "mimic", "ptbxl", "wfdb"])
@@ -383,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_prepare)
 
+
+def _add_embed_parser(sub: argparse._SubParsersAction) -> None:
+    """The subcommand ``embed``."""
     c = sub.add_parser("embed", help="embed a prepared dataset's reports through the persistent cache")
     c.add_argument("run_dir", type=Path)
     c.add_argument("--backend", default="local", choices=["local", "openai"])
@@ -393,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_embed)
 
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """The subcommands ``train-vae`` and ``train-unet``."""
     for name, stage, hlp in (
         ("train-vae", "vae", "train the VAE on RUN_DIR's training split"),
         ("train-unet", "unet", "train the conditional U-Net on RUN_DIR's latents"),
@@ -418,11 +424,17 @@ def build_parser() -> argparse.ArgumentParser:
             )
         c.set_defaults(func=_cmd_train, stage=stage)
 
+
+def _add_encode_parser(sub: argparse._SubParsersAction) -> None:
+    """The subcommand ``encode``."""
     c = sub.add_parser("encode", help="encode RUN_DIR's signals into VAE latents")
     c.add_argument("run_dir", type=Path)
     c.add_argument("--device", type=device_spec, default="auto")
     c.set_defaults(func=_cmd_encode)
 
+
+def _add_generate_parser(sub: argparse._SubParsersAction) -> None:
+    """The subcommand ``generate``."""
     c = sub.add_parser(
         "generate", help="generate ECGs from a report and patient info, or a dataset from a conditions file"
     )
@@ -499,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_generate)
 
+
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    """The subcommand ``export``."""
     c = sub.add_parser(
         "export",
         help="write a run's model as a self-contained folder to share (safetensors, configs, index, model card)",
@@ -521,11 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.set_defaults(func=_cmd_export)
 
-    from .eval.commands import add_evaluate_parser, add_guidance_parser
 
-    add_evaluate_parser(sub)
-    add_guidance_parser(sub)
-
+def _add_book_parser(sub: argparse._SubParsersAction) -> None:
+    """The subcommand ``book``."""
     c = sub.add_parser("book", help="execute the notebooks of a profile with papermill and build the book")
     c.add_argument(
         "--profile",
@@ -540,6 +553,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--only", nargs="+", default=None, help="run only these chapters of the profile (e.g. 01_data)")
     c.add_argument("--no-build", action="store_true", help="execute notebooks but skip jupyter-book build")
     c.set_defaults(func=_cmd_book)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``diffusets`` command line: one subcommand per stage, in the order a run goes through them."""
+    p = argparse.ArgumentParser(prog="diffusets", description=DESCRIPTION)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_cohort_parser(sub)
+    _add_prepare_parser(sub)
+    _add_embed_parser(sub)
+    _add_train_parser(sub)
+    _add_encode_parser(sub)
+    _add_generate_parser(sub)
+    _add_export_parser(sub)
+    # the evaluation commands' own module adds them (it imports the benchmark only when one of them runs)
+    from .eval.commands import add_evaluate_parser, add_guidance_parser
+
+    add_evaluate_parser(sub)
+    add_guidance_parser(sub)
+    _add_book_parser(sub)
     return p
 
 
