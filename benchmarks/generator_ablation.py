@@ -228,7 +228,7 @@ def main() -> None:
                 print(json.dumps(rows[-1], default=str), flush=True)
             run = vae_runs[vname]
             if v.get("text"):  # the same data and VAE, embedded by another embedder
-                from diffusets_core.text.embed import embed_run
+                from diffusets_core.text.embed import EmbedConfig, embed_run
 
                 trun = args.out / f"text_{name}".replace(" ", "_").replace("/", "_")
                 trun.mkdir(parents=True, exist_ok=True)
@@ -237,7 +237,7 @@ def main() -> None:
                         (trun / sub).symlink_to(src.resolve(), target_is_directory=True)
                 if not (trun / "embeddings" / "vectors.npy").is_file():
                     t0 = time.perf_counter()
-                    embed_run(trun, progress=False, **v["text"])
+                    embed_run(trun, EmbedConfig.from_dict(v["text"]), progress=False)
                     print(json.dumps({"embedded": name, "s": time.perf_counter() - t0}), flush=True)
                 run = trun
             train = {**UNET_TRAIN, **v.get("train", {})}

@@ -129,11 +129,11 @@ def build(tree: Path, n: int) -> None:
 
 # ---- cases (run in subprocesses) ----------------------------------------------------------------------------
 def case_prepare(tree: Path, run: Path, n: int) -> dict:
-    from diffusets_core.data.prepare import prepare_dataset
+    from diffusets_core.data.prepare import PrepareConfig, prepare_dataset
 
     shutil.rmtree(run, ignore_errors=True)
     t0, c0 = time.perf_counter(), _cpu_s()
-    res = prepare_dataset("mimic", tree, run, n=n, workers=1, progress=False)
+    res = prepare_dataset("mimic", tree, run, PrepareConfig(n=n), workers=1, progress=False)
     wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
     data = run / "data"
     return {
@@ -199,27 +199,21 @@ def _sub(*args: str) -> dict:
 def embed_rehearsal(run: Path) -> dict:
     """openai backend against the tests' local fake server: cold run, then a warm rerun."""
     from diffusets_core.data.store import SignalStore
-    from diffusets_core.text.embed import default_cache_dir, embed_run
+    from diffusets_core.text.embed import EmbedConfig, default_cache_dir, embed_run
     from tests.test_text_openai import FakeServer
 
     shutil.rmtree(run / "embeddings", ignore_errors=True)
     srv = FakeServer(dim=1536)
     try:
-        kw = dict(
-            backend="openai",
-            model="text-embedding-ada-002",
-            base_url=srv.base_url,
-            progress=False,
-            allow_no_key=True,
-            batch_size=256,
-        )
+        config = EmbedConfig(backend="openai", model="text-embedding-ada-002", base_url=srv.base_url, batch_size=256)
+        kw = dict(progress=False, allow_no_key=True)
         t0 = time.perf_counter()
-        cold = embed_run(run, **kw)
+        cold = embed_run(run, config, **kw)
         t_cold = time.perf_counter() - t0
         req_cold = srv.requests
         sent = sum(len(b.get("input", [])) for b in srv.bodies)
         t0 = time.perf_counter()
-        warm = embed_run(run, **kw)
+        warm = embed_run(run, config, **kw)
         t_warm = time.perf_counter() - t0
         req_warm = srv.requests - req_cold
     finally:

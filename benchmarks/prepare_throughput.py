@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = ap.parse_args(argv)
 
-    from diffusets_core.data.prepare import prepare_dataset
+    from diffusets_core.data.prepare import PrepareConfig, prepare_dataset
 
     tree = args.out / f"mimic_synth_{args.n}"
     t = time.perf_counter()
@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         return ru.ru_utime + ru.ru_stime
 
     c0, p0 = cpu(resource.RUSAGE_CHILDREN), cpu(resource.RUSAGE_SELF)
-    res = prepare_dataset("mimic", tree, run, workers=args.workers, progress=False, shard_size=args.shard_size)
+    res = prepare_dataset(
+        "mimic", tree, run, PrepareConfig(shard_size=args.shard_size), workers=args.workers, progress=False
+    )
     worker_cpu = cpu(resource.RUSAGE_CHILDREN) - c0  # pool workers, counted once they have exited
     main_cpu = cpu(resource.RUSAGE_SELF) - p0
     print(res)

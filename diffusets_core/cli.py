@@ -41,40 +41,36 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from .data.prepare import prepare_dataset
+    from .data.prepare import PrepareConfig, prepare_dataset
     from .data.preprocess import PreprocessConfig
 
-    pre = PreprocessConfig(baseline_removal=args.baseline_removal)
-    res = prepare_dataset(
-        args.source,
-        args.data_dir,
-        args.run_dir,
+    config = PrepareConfig(
         n=args.n,
         seed=args.seed,
-        workers=args.workers,
-        preprocess=pre,
-        progress=not args.quiet,
+        preprocess=PreprocessConfig(baseline_removal=args.baseline_removal),
         subject_id=args.subject_id,
         code_map=args.code_map,
         exclude=args.exclude,
         header_fields=args.header_field,
+    )
+    res = prepare_dataset(
+        args.source, args.data_dir, args.run_dir, config, workers=args.workers, progress=not args.quiet
     )
     print(res)
     return 0
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    from .text.embed import embed_run
+    from .text.embed import EmbedConfig, embed_run
 
-    summary = embed_run(
-        args.run_dir,
+    config = EmbedConfig(
         backend=args.backend,
         model=args.model,
         base_url=args.base_url,
         prompt_mode=args.prompt_mode,
         batch_size=args.batch_size,
-        progress=not args.quiet,
     )
+    summary = embed_run(args.run_dir, config, progress=not args.quiet)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

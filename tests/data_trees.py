@@ -261,7 +261,7 @@ def make_tiny_run(
     """A run directory from a MIMIC-layout tree of ``records``: prepared and embedded (32-d hash embedder); with
     ``train`` settings also a tiny VAE, its latents and a tiny U-Net. Returns the run directory."""
     from diffusets_core.data.prepare import prepare_dataset
-    from diffusets_core.text.embed import embed_run
+    from diffusets_core.text.embed import EmbedConfig, embed_run
     from diffusets_core.train.latents import encode_latents
     from diffusets_core.train.unet import train_unet
     from diffusets_core.train.vae import train_vae
@@ -269,7 +269,7 @@ def make_tiny_run(
     write_mimic_tree(root / "mimic", records)
     run_dir = root / "run"
     prepare_dataset("mimic", root / "mimic", run_dir, workers=1, progress=False)
-    embed_run(run_dir, backend="hash", progress=False, dim=32)
+    embed_run(run_dir, EmbedConfig(backend="hash"), progress=False, dim=32)
     if train is not None:
         train_vae(run_dir, vae or TINY_VAE, train, seed=0)
         encode_latents(run_dir, device="cpu")

@@ -7,7 +7,7 @@ import pytest
 from diffusets_core.apps.summaries import summarize_cohort_world
 from diffusets_core.data.cohort import build_cohort
 from diffusets_core.data.cohort import overview as O
-from diffusets_core.data.prepare import prepare_dataset
+from diffusets_core.data.prepare import PrepareConfig, prepare_dataset
 from diffusets_core.data.store import SignalStore
 
 
@@ -15,7 +15,9 @@ from diffusets_core.data.store import SignalStore
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
     build_cohort(root / "cohort", n=48, seed=11, workers=2, progress=False)
-    prepare_dataset("cohort", root / "cohort", root / "run", workers=1, progress=False, fractions=(0.6, 0.2, 0.2))
+    prepare_dataset(
+        "cohort", root / "cohort", root / "run", PrepareConfig(fractions=(0.6, 0.2, 0.2)), workers=1, progress=False
+    )
     return root / "cohort", SignalStore(root / "run").records()
 
 

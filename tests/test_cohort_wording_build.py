@@ -15,7 +15,7 @@ from diffusets_core.data.cohort import build as B
 from diffusets_core.data.cohort import findings as F
 from diffusets_core.data.cohort import wordings as W
 from diffusets_core.data.mimic import REPORT_COLUMNS
-from diffusets_core.data.prepare import prepare_dataset
+from diffusets_core.data.prepare import PrepareConfig, prepare_dataset
 from diffusets_core.data.store import SignalStore
 
 N, SEED = 24, 3
@@ -96,7 +96,12 @@ def test_bank_reports_use_train_wordings_only_and_carry_their_findings(builds):
 
 def test_no_held_out_or_paraphrase_wording_in_any_split(builds, tmp_path):
     res = prepare_dataset(
-        "cohort", builds["bank"], tmp_path / "run", workers=1, progress=False, fractions=(0.5, 0.25, 0.25)
+        "cohort",
+        builds["bank"],
+        tmp_path / "run",
+        PrepareConfig(fractions=(0.5, 0.25, 0.25)),
+        workers=1,
+        progress=False,
     )
     assert res.n_ok == N
     store = SignalStore(tmp_path / "run")

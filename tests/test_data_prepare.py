@@ -12,7 +12,7 @@ import pytest
 from data_trees import mimic_rel_path, simple_mimic_records, synthetic_ecg, write_mimic_tree, write_ptbxl_tree
 
 from diffusets_core.data import prepare as prepare_mod
-from diffusets_core.data.prepare import list_records, prepare_dataset
+from diffusets_core.data.prepare import PrepareConfig, list_records, prepare_dataset
 from diffusets_core.data.preprocess import PreprocessConfig, process_ref
 from diffusets_core.data.records import DatasetLayoutError
 from diffusets_core.data.store import MANIFEST_COLUMNS, SignalStore, atomic_save_npy, atomic_write_text
@@ -49,7 +49,7 @@ def _files(run: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def reference_run(mimic_root, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("ref_run")
-    prepare_dataset("mimic", mimic_root, run, workers=1, progress=False, shard_size=8, seed=1)
+    prepare_dataset("mimic", mimic_root, run, PrepareConfig(shard_size=8, seed=1), workers=1, progress=False)
     return run
 
 
@@ -106,7 +106,7 @@ def test_shard_and_row_locate_the_right_signal(reference_run, mimic_root):
 
 
 def test_parallel_workers_give_identical_files(reference_run, mimic_root, tmp_path):
-    prepare_dataset("mimic", mimic_root, tmp_path, workers=2, progress=False, shard_size=8, seed=1)
+    prepare_dataset("mimic", mimic_root, tmp_path, PrepareConfig(shard_size=8, seed=1), workers=2, progress=False)
     assert _files(tmp_path) == _files(reference_run)
 
 
@@ -125,7 +125,7 @@ def test_resume_after_crash_in_worker(reference_run, mimic_root, tmp_path, monke
 
     monkeypatch.setattr(prepare_mod, "process_ref", crashing)
     with pytest.raises(_Crash):
-        prepare_dataset("mimic", mimic_root, tmp_path, workers=1, progress=False, shard_size=8, seed=1)
+        prepare_dataset("mimic", mimic_root, tmp_path, PrepareConfig(shard_size=8, seed=1), workers=1, progress=False)
     data = tmp_path / "data"
     assert sorted(p.name for p in (data / "parts").glob("part_*.csv")) == ["part_00000.csv", "part_00001.csv"]
     assert not (data / "manifest.csv").exists()
@@ -134,7 +134,7 @@ def test_resume_after_crash_in_worker(reference_run, mimic_root, tmp_path, monke
     monkeypatch.setattr(
         prepare_mod, "process_ref", lambda ref, cfg: seen.append(ref.record_id) or process_ref(ref, cfg)
     )
-    res = prepare_dataset("mimic", mimic_root, tmp_path, workers=1, progress=False, shard_size=8, seed=1)
+    res = prepare_dataset("mimic", mimic_root, tmp_path, PrepareConfig(shard_size=8, seed=1), workers=1, progress=False)
     assert res.resumed_shards == 2 and len(seen) == 27 - 16  # only the last shard was redone
     assert _files(tmp_path) == _files(reference_run)
 
@@ -150,14 +150,14 @@ def test_resume_after_losing_last_shard(reference_run, mimic_root, tmp_path, mon
 
     monkeypatch.setattr(prepare_mod, "process_ref", crashing)
     with pytest.raises(_Crash):
-        prepare_dataset("mimic", mimic_root, tmp_path, workers=1, progress=False, shard_size=8, seed=1)
+        prepare_dataset("mimic", mimic_root, tmp_path, PrepareConfig(shard_size=8, seed=1), workers=1, progress=False)
     monkeypatch.setattr(prepare_mod, "process_ref", process_ref)
     data = tmp_path / "data"
     # Lose the last committed shard's partial manifest (its array stays, orphaned) and leave
     # the temp file of an interrupted atomic write behind: both must be cleaned and redone.
     (data / "parts/part_00002.csv").unlink()
     (data / "signals/.tmp-shard_00003.npy.abc").write_bytes(b"partial")
-    res = prepare_dataset("mimic", mimic_root, tmp_path, workers=1, progress=False, shard_size=8, seed=1)
+    res = prepare_dataset("mimic", mimic_root, tmp_path, PrepareConfig(shard_size=8, seed=1), workers=1, progress=False)
     assert res.resumed_shards == 2
     assert _files(tmp_path) == _files(reference_run)
 
@@ -169,10 +169,12 @@ def test_complete_run_is_not_redone_but_changed_config_is(reference_run, mimic_r
         raise AssertionError("should not process")
 
     monkeypatch.setattr(prepare_mod, "process_ref", boom)
-    res = prepare_dataset("mimic", mimic_root, tmp_path, workers=1, progress=False, shard_size=8, seed=1)
+    res = prepare_dataset("mimic", mimic_root, tmp_path, PrepareConfig(shard_size=8, seed=1), workers=1, progress=False)
     assert res.n_ok == N_GOOD and res.n_skipped == 5 and res.n_processed == 0
     monkeypatch.setattr(prepare_mod, "process_ref", process_ref)
-    res = prepare_dataset("mimic", mimic_root, tmp_path, workers=1, progress=False, shard_size=8, seed=2, n=10)
+    res = prepare_dataset(
+        "mimic", mimic_root, tmp_path, PrepareConfig(shard_size=8, seed=2, n=10), workers=1, progress=False
+    )
     m = SignalStore(tmp_path).manifest
     assert len(m) == 10 and res.n_total == 10
     assert sorted(p.name for p in (tmp_path / "data/signals").iterdir()) == ["shard_00000.npy", "shard_00001.npy"]
@@ -180,10 +182,22 @@ def test_complete_run_is_not_redone_but_changed_config_is(reference_run, mimic_r
 
 
 def test_result_summary(reference_run, mimic_root, tmp_path):
-    res = prepare_dataset("mimic", mimic_root, tmp_path, workers=1, progress=False, shard_size=100, n=8, seed=1)
+    res = prepare_dataset(
+        "mimic", mimic_root, tmp_path, PrepareConfig(shard_size=100, n=8, seed=1), workers=1, progress=False
+    )
     assert (res.n_total, res.n_ok, res.n_skipped) == (8, 8, 0)
     assert sum(res.splits.values()) == 8 and res.records_per_s > 0 and res.seconds > 0
     assert "prepared 8 records" in str(res)
+
+
+def test_prepare_config_refuses_unknown_keys_and_bad_shards():
+    cfg = PrepareConfig.from_dict({"seed": 2, "preprocess": {"baseline_removal": True, "hr_range": [30, 250]}})
+    assert cfg.seed == 2 and cfg.preprocess == PreprocessConfig(baseline_removal=True, hr_range=(30, 250))
+    assert PrepareConfig().preprocess == PreprocessConfig()
+    with pytest.raises(ValueError, match=r"unknown PrepareConfig fields: \['sead'\]"):
+        PrepareConfig.from_dict({"sead": 2})
+    with pytest.raises(ValueError, match="shard_size must be >= 1, got 0"):
+        PrepareConfig(shard_size=0)
 
 
 def test_wrong_path_and_source(tmp_path):

@@ -21,7 +21,7 @@ from diffusets_core.data.leads import (
     map_leads,
     parse_lead_label,
 )
-from diffusets_core.data.prepare import list_records, prepare_dataset
+from diffusets_core.data.prepare import PrepareConfig, list_records, prepare_dataset
 from diffusets_core.data.preprocess import PreprocessConfig, heart_rate_from_rpeaks, process_ref
 from diffusets_core.data.records import DatasetLayoutError, RecordRef
 from diffusets_core.data.subjects import SplitError, check_subjects
@@ -123,7 +123,9 @@ def test_ptbxl_style_folder_gives_one_subject_per_record_and_real_splits(tmp_pat
 def test_challenge_style_folder_splits(tmp_path):
     root = _challenge_tree(tmp_path / "ch", ["426783006"] * 6)
     (tmp_path / "map.csv").write_text("code,text\n426783006,Sinus rhythm\n")
-    res = prepare_dataset("wfdb", root, tmp_path / "run", workers=1, progress=False, code_map=tmp_path / "map.csv")
+    res = prepare_dataset(
+        "wfdb", root, tmp_path / "run", PrepareConfig(code_map=tmp_path / "map.csv"), workers=1, progress=False
+    )
     assert res.splits == {"train": 4, "val": 1, "test": 1}  # was train 6 ("training" as the only subject)
 
 
@@ -137,7 +139,7 @@ def test_collapsed_subject_ids_are_an_error_that_says_why(tmp_path):
     assert "5 records but only 1 subject id(s) ['7']" in msg and "auto: header field" in msg and "--subject-id" in msg
     assert not (tmp_path / "run/data/manifest.csv").exists()
     # naming the id elsewhere works: each record its own subject
-    res = prepare_dataset("wfdb", root, tmp_path / "run", workers=1, progress=False, subject_id="record")
+    res = prepare_dataset("wfdb", root, tmp_path / "run", PrepareConfig(subject_id="record"), workers=1, progress=False)
     assert res.splits == {"train": 3, "val": 1, "test": 1}
 
 
@@ -160,7 +162,9 @@ def test_subject_id_from_path_pattern_csv_and_header(tmp_path):
     assert refs["bob/r"].subject_id == "bob" and refs["loose"].skip_reason.startswith(
         "record path 'loose' does not match"
     )
-    res = prepare_dataset("wfdb", root, tmp_path / "run", workers=1, progress=False, subject_id=r"path:^([^/]+)/")
+    res = prepare_dataset(
+        "wfdb", root, tmp_path / "run", PrepareConfig(subject_id=r"path:^([^/]+)/"), workers=1, progress=False
+    )
     m = _manifest(tmp_path / "run")
     loose = m.set_index("record_id").loc["loose"]
     assert loose.status == "skipped" and loose.reason.startswith("subject_id: record path 'loose'")
@@ -202,7 +206,9 @@ def test_snomed_codes_are_mapped_or_the_record_is_skipped(tmp_path):
         "atrial fibrillation,164889003,AF,1221,5255,\n"
     )
     run = tmp_path / "run"
-    prepare_dataset("wfdb", root, run, workers=1, progress=False, code_map=tmp_path / "dx_mapping_scored.csv")
+    prepare_dataset(
+        "wfdb", root, run, PrepareConfig(code_map=tmp_path / "dx_mapping_scored.csv"), workers=1, progress=False
+    )
     m = _manifest(run).set_index("record_id")
     assert m.loc["training/cpsc_2018/g1/A0001", "report"] == "sinus rhythm|myocardial infarction"
     assert m.loc["training/cpsc_2018/g1/A0003", "report"] == "atrial fibrillation"
@@ -242,7 +248,7 @@ def test_flat_lead_and_wrong_units_are_refused_and_counted(tmp_path):
     write_folder_record(root, "microvolts", uv, gain=10.0)
     write_folder_record(root, "volts", synthetic_ecg(70, 500, 10.0, 8) / 1000.0, gain=20000.0)
     run = tmp_path / "run"
-    prepare_dataset("wfdb", root, run, workers=1, progress=False, subject_id="record")
+    prepare_dataset("wfdb", root, run, PrepareConfig(subject_id="record"), workers=1, progress=False)
     m = _manifest(run).set_index("record_id")
     assert (
         m.loc["flat", "reason"] == "flat_lead: lead V3 is constant (0.000 mV) for the whole 10 s window "
@@ -396,14 +402,14 @@ def test_exclusion_list(tmp_path):
     root = write_ptbxl_tree(tmp_path / "ptbxl", [{"ecg_id": i, "patient_id": 100 + i} for i in range(1, 6)])
     excl = tmp_path / "excluded.txt"
     excl.write_text("# records the authors dropped\n2\n\n4  # noisy\n99\n")
-    prepare_dataset("ptbxl", root, tmp_path / "run", workers=1, progress=False, exclude=excl)
+    prepare_dataset("ptbxl", root, tmp_path / "run", PrepareConfig(exclude=excl), workers=1, progress=False)
     m = _manifest(tmp_path / "run").set_index("record_id")
     assert list(m.status) == ["ok", "skipped", "ok", "skipped", "ok"]
     assert m.loc["2", "reason"] == m.loc["4", "reason"] == f"excluded: excluded by {excl}"
     info = json.loads((tmp_path / "run/data/prepare.json").read_text())
     assert info["exclude"] == {"file": str(excl), "listed": 3, "excluded_records": 2}
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope.txt")):
-        prepare_dataset("ptbxl", root, tmp_path / "run2", progress=False, exclude=tmp_path / "nope.txt")
+        prepare_dataset("ptbxl", root, tmp_path / "run2", PrepareConfig(exclude=tmp_path / "nope.txt"), progress=False)
 
 
 def test_cli_prepare_wires_the_options(tmp_path):

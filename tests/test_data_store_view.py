@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusets_core.data.prepare import prepare_dataset
+from diffusets_core.data.prepare import PrepareConfig, prepare_dataset
 from diffusets_core.data.store import SignalStore
 from tests.data_trees import simple_mimic_records, write_mimic_tree
 
@@ -13,7 +13,7 @@ from tests.data_trees import simple_mimic_records, write_mimic_tree
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("view")
     write_mimic_tree(root / "mimic", simple_mimic_records(30, subjects=15))
-    prepare_dataset("mimic", root / "mimic", root / "run", workers=1, progress=False, shard_size=7)
+    prepare_dataset("mimic", root / "mimic", root / "run", PrepareConfig(shard_size=7), workers=1, progress=False)
     return SignalStore(root / "run")
 
 

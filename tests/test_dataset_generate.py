@@ -121,7 +121,7 @@ def test_a_statement_the_embedder_refuses_is_named_by_row(tmp_path):
 
 @pytest.mark.parametrize("fs, length", [(500.0, 5000), (100.0, 1000)])
 def test_round_trip_through_prepare_wfdb(tmp_path, fs, length):
-    from diffusets_core.data.prepare import prepare_dataset
+    from diffusets_core.data.prepare import PrepareConfig, prepare_dataset
     from diffusets_core.data.store import read_manifest
 
     out = tmp_path / "out"
@@ -141,7 +141,14 @@ def test_round_trip_through_prepare_wfdb(tmp_path, fs, length):
     rec = wfdb.rdrecord(str(out / man["record_id"][2]))
     np.testing.assert_allclose(rec.p_signal.T, shard[idx["row"][2]], atol=1e-3)
 
-    prepare_dataset("wfdb", out, tmp_path / "run", workers=1, progress=False, subject_id=f"csv:{out / 'manifest.csv'}")
+    prepare_dataset(
+        "wfdb",
+        out,
+        tmp_path / "run",
+        PrepareConfig(subject_id=f"csv:{out / 'manifest.csv'}"),
+        workers=1,
+        progress=False,
+    )
     back = read_manifest(tmp_path / "run" / "data" / "manifest.csv").set_index("record_id").loc[man["record_id"]]
     assert (back["status"] == "ok").all(), back["reason"].tolist()
     assert back["report"].tolist() == man["report"].tolist()

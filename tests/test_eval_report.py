@@ -1,5 +1,6 @@
 """The benchmark suite (diffusets_core.eval.report) and its baselines on a tiny trained run."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +9,14 @@ import pytest
 
 from diffusets_core.data.store import SignalStore
 from diffusets_core.eval import baselines as bl
-from diffusets_core.eval.commands import add_evaluate_parser
+from diffusets_core.eval.commands import (
+    add_evaluate_parser,
+    add_guidance_parser,
+    eval_config_from_args,
+    sweep_config_from_args,
+)
 from diffusets_core.eval.conditions import select_test_records, top_up_conditions
+from diffusets_core.eval.config import EvalConfig, GuidanceSweepConfig
 from diffusets_core.eval.diagnostic_level import wilson_interval
 from diffusets_core.eval.report import evaluate_run
 from diffusets_core.eval.taxonomy import EVAL_CLASSES, MORPHOLOGY_CLASSES
@@ -31,18 +38,10 @@ REPORTS = [
     (["Sinus rhythm", "Right bundle branch block", "Abnormal ECG"], 80.0),
     (["Sinus bradycardia", "Borderline ECG"], 50.0),
 ]
-SIZES = dict(
-    seed=3,
-    clip_steps=2,
-    clf_steps=2,
-    steps=2,
-    n_ddpm=2,
-    ddpm_steps=3,
-    n_tstr=6,
-    n_boot=5,
-    train_batch=8,
-    embedder_kwargs={"dim": 32},
+CONFIG = EvalConfig(
+    seed=3, clip_steps=2, clf_steps=2, steps=2, n_ddpm=2, ddpm_steps=3, n_tstr=6, n_boot=5, train_batch=8
 )
+EMBEDDER = {"dim": 32}  # the hash embedder of the test runs
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +61,7 @@ def run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tables(run):
-    return evaluate_run(run, out_dir=run / "eval_a", **SIZES)
+    return evaluate_run(run, CONFIG, out_dir=run / "eval_a", embedder_kwargs=EMBEDDER)
 
 
 def test_tables_columns_and_files(run, tables):
@@ -111,7 +110,9 @@ def test_tables_columns_and_files(run, tables):
 
 
 def test_deterministic_for_a_seed(run, tables):
-    again = evaluate_run(run, out_dir=run / "eval_b", **{**SIZES, "n_tstr": 0, "baselines": ("nn",)})
+    again = evaluate_run(
+        run, replace(CONFIG, n_tstr=0, baselines=("nn",)), out_dir=run / "eval_b", embedder_kwargs=EMBEDDER
+    )
     for name in ("signal", "features", "diagnostic", "hr_pairs"):
         a = tables[name][tables[name]["source"].isin(again[name]["source"])].reset_index(drop=True)
         pd.testing.assert_frame_equal(a, again[name].reset_index(drop=True))
@@ -160,9 +161,34 @@ def test_cli_parser():
     import argparse
 
     p = argparse.ArgumentParser()
-    add_evaluate_parser(p.add_subparsers(dest="cmd"))
+    commands = p.add_subparsers(dest="cmd")
+    add_evaluate_parser(commands)
+    add_guidance_parser(commands)
     a = p.parse_args(["evaluate", "RUN", "--n-eval", "10", "--baselines", "nn"])
     assert a.run_dir == "RUN" and a.n_eval == 10 and a.baselines == "nn" and callable(a.func)
+    # the command's defaults are the config's defaults
+    assert eval_config_from_args(p.parse_args(["evaluate", "RUN"])) == EvalConfig()
+    assert eval_config_from_args(a) == EvalConfig(n_eval=10, baselines=("nn",))
+    assert sweep_config_from_args(p.parse_args(["guidance-sweep", "RUN"])) == GuidanceSweepConfig()
+    g = p.parse_args(["guidance-sweep", "RUN", "--n", "7", "--guidance-on", "text"])
+    assert sweep_config_from_args(g) == GuidanceSweepConfig(n=7, guidance_on="text")
+
+
+def test_eval_config_refuses_unknown_keys_and_bad_values():
+    assert EvalConfig.from_dict({"steps": 3, "baselines": ["nn"]}) == EvalConfig(steps=3, baselines=("nn",))
+    with pytest.raises(ValueError, match=r"unknown EvalConfig fields: \['stepz'\]"):
+        EvalConfig.from_dict({"stepz": 3})
+    with pytest.raises(ValueError, match="unknown baselines"):
+        EvalConfig(baselines=("nn", "gan"))
+    with pytest.raises(ValueError, match="guidance_scale"):
+        EvalConfig(guidance_scale="auto")
+    with pytest.raises(ValueError, match="guidance_on"):
+        EvalConfig(guidance_on="patient")
+    # a chapter's parameters: the fields are picked, other names ignored, overrides win
+    chapter = {"seed": 4, "steps": 7, "noc": True, "guidance_scale": "auto", "profile": "smoke"}
+    assert EvalConfig.from_namespace(chapter, guidance_scale=None) == EvalConfig(seed=4, steps=7)
+    with pytest.raises(ValueError, match="unknown EvalConfig fields"):
+        EvalConfig.from_namespace(chapter, nope=1)
 
 
 def test_select_stratified_and_capped():
@@ -184,7 +210,7 @@ def test_text_only_ablation_noc(run):
     from diffusets_core.layout import NOC_DIR
 
     with pytest.raises(FileNotFoundError, match="--text-only"):
-        evaluate_run(run, out_dir=run / "eval_noc", **{**SIZES, "baselines": ("noc",)})
+        evaluate_run(run, replace(CONFIG, baselines=("noc",)), out_dir=run / "eval_noc", embedder_kwargs=EMBEDDER)
     assert (
         cli_main(["train-unet", str(run), "--profile", "smoke", "--text-only", "--max-steps", "2", "--device", "cpu"])
         == 0
@@ -200,7 +226,7 @@ def test_text_only_ablation_noc(run):
     c = full("Sinus rhythm|Normal ECG", age=30, sex="F", hr=55, **kw).signals
     d = full("Sinus rhythm|Normal ECG", age=80, sex="M", hr=140, **kw).signals
     assert np.abs(c - d).max() > 0  # ... while it does reach the main model
-    t = evaluate_run(run, out_dir=run / "eval_noc", **{**SIZES, "baselines": ("nn", "noc")})
+    t = evaluate_run(run, replace(CONFIG, baselines=("nn", "noc")), out_dir=run / "eval_noc", embedder_kwargs=EMBEDDER)
     assert set(t["signal"]["source"]) == {"real", "vae", "model", "nn", "noc"}
     assert "noc" in set(t["diagnostic_summary"]["source"]) and "noc" in set(t["hr_pairs"]["source"])
 
@@ -216,7 +242,7 @@ def test_guidance_sweep_on_validation(run, monkeypatch):
     from diffusets_core.eval.guidance import SWEEP_COLUMNS, guidance_sweep
 
     with pytest.raises(ValueError, match="guidance scales"):
-        guidance_sweep(run, [1.0, -2.0], embedder_kwargs={"dim": 32})
+        guidance_sweep(run, [1.0, -2.0], embedder_kwargs=EMBEDDER)
     store = SignalStore(run)
     n_val, val_hr = len(store.records("val")), sorted(store.records("val")["hr"].astype(float))
     seen = []
@@ -227,19 +253,8 @@ def test_guidance_sweep_on_validation(run, monkeypatch):
         return call(self, reports, **kw)
 
     monkeypatch.setattr(DiffuSETSPipeline, "__call__", spy)
-    df = guidance_sweep(
-        run,
-        [1.0, 3.0],
-        n=50,
-        seed=3,
-        steps=2,
-        clip_steps=2,
-        clf_steps=2,
-        train_batch=8,
-        out_dir=run / "sweep",
-        extend=False,
-        embedder_kwargs={"dim": 32},
-    )
+    sweep = GuidanceSweepConfig(n=50, seed=3, steps=2, clip_steps=2, clf_steps=2, train_batch=8, extend=False)
+    df = guidance_sweep(run, [1.0, 3.0], sweep, out_dir=run / "sweep", embedder_kwargs=EMBEDDER)
     assert list(df.columns) == SWEEP_COLUMNS and list(df["guidance_scale"]) == [1.0, 3.0]
     assert (df["n"] == n_val).all()  # capped at the validation split: test records are never used
     assert (df["seconds_per_ecg"] > 0).all()
@@ -260,7 +275,9 @@ def test_guidance_scale_reaches_every_generated_set(run, monkeypatch):
         return call(self, *a, **kw)
 
     monkeypatch.setattr(DiffuSETSPipeline, "__call__", spy)
-    evaluate_run(run, out_dir=run / "eval_g", guidance_scale=2.5, **{**SIZES, "baselines": ("ddpm",)})
+    evaluate_run(
+        run, replace(CONFIG, guidance_scale=2.5, baselines=("ddpm",)), out_dir=run / "eval_g", embedder_kwargs=EMBEDDER
+    )
     assert [s for s, _ in seen] == ["ddim", "ddpm", "ddim"]  # model, ddpm subset, TSTR
     assert all(g == 2.5 for _, g in seen)
     assert '"guidance_scale": 2.5' in (run / "eval_g" / "benchmark.json").read_text()
@@ -307,7 +324,12 @@ def test_wilson_interval_known_values():
 
 
 def test_min_per_class_tops_up_generated_sets_only(run):
-    t = evaluate_run(run, out_dir=run / "eval_top", min_per_class=9, **{**SIZES, "n_tstr": 0, "baselines": ()})
+    t = evaluate_run(
+        run,
+        replace(CONFIG, min_per_class=9, n_tstr=0, baselines=()),
+        out_dir=run / "eval_top",
+        embedder_kwargs=EMBEDDER,
+    )
     d = t["diagnostic"].set_index(["source", "class"])
     n_test = len(SignalStore(run).records("test"))
     assert len(t["conditions"]) > n_test
@@ -324,19 +346,8 @@ def test_guidance_sweep_extends_past_the_chosen_scale(run, monkeypatch):
     from diffusets_core.eval import guidance as gd
 
     monkeypatch.setattr(gd, "choose_guidance", lambda df, **kw: float(df["guidance_scale"].max()))
-    df = gd.guidance_sweep(
-        run,
-        [1.0, 2.0],
-        n=8,
-        seed=3,
-        steps=2,
-        clip_steps=2,
-        clf_steps=2,
-        train_batch=8,
-        out_dir=run / "sweep_ext",
-        max_scale=4.5,
-        embedder_kwargs={"dim": 32},
-    )
+    sweep = GuidanceSweepConfig(n=8, seed=3, steps=2, clip_steps=2, clf_steps=2, train_batch=8, max_scale=4.5)
+    df = gd.guidance_sweep(run, [1.0, 2.0], sweep, out_dir=run / "sweep_ext", embedder_kwargs=EMBEDDER)
     assert list(df["guidance_scale"]) == [1.0, 2.0, 3.0, 4.5]
     settings = gd.save_chosen_guidance(run, df, sampler="ddim", steps=3)
     assert settings["guidance_scale"] == 4.5 and load_sampling_settings(run)["num_inference_steps"] == 3
@@ -372,7 +383,10 @@ def test_paraphrase_table_and_unseen_combinations():
 
 def test_four_kinds_of_request_side_by_side(run):
     t = evaluate_run(
-        run, out_dir=run / "eval_para", paraphrase=True, per_combination=2, **{**SIZES, "n_tstr": 0, "baselines": ()}
+        run,
+        replace(CONFIG, paraphrase=True, per_combination=2, n_tstr=0, baselines=()),
+        out_dir=run / "eval_para",
+        embedder_kwargs=EMBEDDER,
     )
     for source in ("reworded", "paraphrased"):
         assert source in set(t["signal"]["source"]) and source in set(t["diagnostic_summary"]["source"])

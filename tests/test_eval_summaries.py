@@ -10,8 +10,9 @@ import pytest
 from diffusets_core.eval import guidance as guidance_module
 from diffusets_core.eval import summaries as summaries_module
 from diffusets_core.eval.ablation import ablation_view, describe_ablation, read_ablation_table
+from diffusets_core.eval.config import DEFAULT_BASELINES
 from diffusets_core.eval.reconstruction import typical_reconstruction
-from diffusets_core.eval.report import DEFAULT_BASELINES, benchmark_baselines
+from diffusets_core.eval.report import benchmark_baselines
 from diffusets_core.eval.summaries import (
     build_gaps,
     format_number,

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffusets_core.text import embed_run, load_run_embeddings, ordered_prompt
+from diffusets_core.text import EmbedConfig, embed_run, load_run_embeddings, ordered_prompt
 from diffusets_core.text.embedders import HashEmbedder
 
 COLUMNS = [
@@ -79,7 +79,7 @@ class CountingHash(HashEmbedder):
 def test_embed_run_hash_backend(tmp_path, monkeypatch):
     monkeypatch.delenv("DIFFUSETS_CACHE", raising=False)
     write_manifest(tmp_path)
-    c = embed_run(tmp_path, backend="hash", progress=False, batch_size=2, dim=16)
+    c = embed_run(tmp_path, EmbedConfig(backend="hash", batch_size=2), progress=False, dim=16)
     assert c["records"] == 5 and c["distinct_prompts"] == 3  # the padded report strips to the same prompt
     assert c["newly_embedded"] == 3 and c["cache_hits"] == 0 and c["embed_batches"] == 2
     assert c["api_calls"] == 0 and c["prompts_saved_by_dedup"] == 2 and c["api_calls_saved_by_dedup"] == 1
@@ -112,10 +112,10 @@ def test_embed_run_hash_backend(tmp_path, monkeypatch):
     np.testing.assert_array_equal(m[0], m[2])
     assert ident2["dim"] == 16
     # second run: everything from the cache
-    c2 = embed_run(tmp_path, backend="hash", progress=False, dim=16)
+    c2 = embed_run(tmp_path, EmbedConfig(backend="hash"), progress=False, dim=16)
     assert c2["cache_hits"] == 3 and c2["newly_embedded"] == 0 and c2["embed_batches"] == 0
     # another prompt mode is another identity -> embedded again, different vectors
-    c3 = embed_run(tmp_path, backend="hash", prompt_mode="clean", progress=False, dim=16)
+    c3 = embed_run(tmp_path, EmbedConfig(backend="hash", prompt_mode="clean"), progress=False, dim=16)
     assert c3["newly_embedded"] == 3 and c3["identity"]["prompt_mode"] == "clean"
     assert not np.allclose(load_run_embeddings(tmp_path)[1], m)
 
@@ -125,11 +125,11 @@ def test_cache_env_var_and_cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFUSETS_CACHE", str(shared))
     for name in ("run_a", "run_b"):
         write_manifest(tmp_path / name)
-    a = embed_run(tmp_path / "run_a", backend="hash", progress=False)
-    b = embed_run(tmp_path / "run_b", backend="hash", progress=False)
+    a = embed_run(tmp_path / "run_a", EmbedConfig(backend="hash"), progress=False)
+    b = embed_run(tmp_path / "run_b", EmbedConfig(backend="hash"), progress=False)
     assert a["newly_embedded"] == 3 and b["cache_hits"] == 3 and b["newly_embedded"] == 0
     assert shared.is_dir() and not (tmp_path / "run_a" / "embeddings" / "cache").exists()
-    c = embed_run(tmp_path / "run_a", backend="hash", progress=False, cache_dir=tmp_path / "explicit")
+    c = embed_run(tmp_path / "run_a", EmbedConfig(backend="hash"), progress=False, cache_dir=tmp_path / "explicit")
     assert c["newly_embedded"] == 3 and (tmp_path / "explicit").is_dir()
 
 
@@ -142,11 +142,11 @@ def test_kill_mid_run_then_resume(tmp_path, monkeypatch):
     write_manifest(tmp_path, rows)
     dying = CountingHash(fail_after=3, dim=16)
     with pytest.raises(KeyboardInterrupt):
-        embed_run(tmp_path, embedder=dying, batch_size=10, progress=False)
+        embed_run(tmp_path, EmbedConfig(batch_size=10), embedder=dying, progress=False)
     assert len(dying.seen) == 30 and len(set(dying.seen)) == 30  # 3 batches paid for
     assert not (tmp_path / "embeddings" / "vectors.npy").exists()
     resumed = CountingHash(dim=16)
-    c = embed_run(tmp_path, embedder=resumed, batch_size=10, progress=False)
+    c = embed_run(tmp_path, EmbedConfig(batch_size=10), embedder=resumed, progress=False)
     n_distinct = len({(i % 37, i % 5) for i in range(200)})
     assert c["distinct_prompts"] == n_distinct and c["cache_hits"] == 30
     assert c["newly_embedded"] == n_distinct - 30
@@ -155,7 +155,7 @@ def test_kill_mid_run_then_resume(tmp_path, monkeypatch):
     _, m, _ = load_run_embeddings(tmp_path)
     fresh = tmp_path / "fresh"
     write_manifest(fresh, rows)
-    embed_run(fresh, backend="hash", batch_size=64, progress=False, dim=16)
+    embed_run(fresh, EmbedConfig(backend="hash", batch_size=64), progress=False, dim=16)
     np.testing.assert_array_equal(m, load_run_embeddings(fresh)[1])  # nothing lost or corrupted
 
 
@@ -163,7 +163,7 @@ def test_auto_consolidate(tmp_path, monkeypatch):
     monkeypatch.delenv("DIFFUSETS_CACHE", raising=False)
     rows = [(f"4{i:07d}", "1", "train", f"S{i}", 50, "M", 70, "ok", "") for i in range(40)]
     write_manifest(tmp_path, rows)
-    c = embed_run(tmp_path, backend="hash", batch_size=2, progress=False, auto_consolidate=5)
+    c = embed_run(tmp_path, EmbedConfig(backend="hash", batch_size=2), progress=False, auto_consolidate=5)
     assert c["embed_batches"] == 20
     assert len(list((tmp_path / "embeddings" / "cache").rglob("seg-*.keys"))) == 1
 
@@ -171,7 +171,7 @@ def test_auto_consolidate(tmp_path, monkeypatch):
 def test_local_backend_embed_run(tmp_path, monkeypatch):
     monkeypatch.delenv("DIFFUSETS_CACHE", raising=False)
     write_manifest(tmp_path)
-    c = embed_run(tmp_path, progress=True, device="cpu")
+    c = embed_run(tmp_path, EmbedConfig(device="cpu"), progress=True)
     assert c["identity"] == {
         "backend": "local",
         "model": "sentence-transformers/all-MiniLM-L6-v2",
@@ -188,7 +188,7 @@ def test_load_detects_stale_embeddings(tmp_path, monkeypatch):
     write_manifest(tmp_path)
     with pytest.raises(FileNotFoundError, match="embed_run"):
         load_run_embeddings(tmp_path)
-    embed_run(tmp_path, backend="hash", progress=False)
+    embed_run(tmp_path, EmbedConfig(backend="hash"), progress=False)
     df = pd.read_csv(tmp_path / "data" / "manifest.csv", dtype=str, keep_default_na=False)
     df = pd.concat([df, df.iloc[[0]].assign(record_id="49999999")])
     df.to_csv(tmp_path / "data" / "manifest.csv", index=False)

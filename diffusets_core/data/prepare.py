@@ -22,7 +22,7 @@ reason ``"<kind>: <message>"``, and a summary of the kinds is logged and returne
 ``notes`` column says what was done to a kept record that the user should know (a lead taken
 from a duplicated or inverted channel, PTB-XL's age code).
 
-Options the user names (CLI ``prepare`` flags, profile ``data.*`` keys):
+Options the user names (fields of :class:`PrepareConfig`, CLI ``prepare`` flags, profile ``data.*`` keys):
 
 * ``subject_id`` - where the patient id comes from (:mod:`.subjects`); before any record is
   read, subject ids that cannot give a subject-level split are an error (:class:`.SplitError`),
@@ -50,11 +50,12 @@ import shutil
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,7 +77,15 @@ from .splits import assign_splits
 from .store import MANIFEST_COLUMNS, read_manifest, shard_path
 from .subjects import SubjectRule, apply_subject_rule, check_splits, check_subjects, check_usable
 
-__all__ = ["prepare_dataset", "PrepareResult", "SOURCES", "list_records", "load_exclusions", "apply_exclusions"]
+__all__ = [
+    "prepare_dataset",
+    "PrepareConfig",
+    "PrepareResult",
+    "SOURCES",
+    "list_records",
+    "load_exclusions",
+    "apply_exclusions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +324,66 @@ def _reasons_table(kinds: Counter, examples: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["kind", "count", "example"])
 
 
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass
+class PrepareConfig:
+    """What :func:`prepare_dataset` makes of a source's records: every setting recorded in the fingerprint of
+    ``prepare.json`` besides the source and its folder (how many worker processes read the records, and the
+    progress bar, change nothing in the files and are keyword arguments of :func:`prepare_dataset`).
+
+    ``n`` keeps the first records in reader order (MIMIC by subject/study, PTB-XL by ecg_id, folders by relative
+    path). ``header_fields`` names the WFDB header keys of age, sex and report (source ``wfdb``):
+    ``["age=KEY", "sex=KEY", "report=KEY"]`` or a mapping (:func:`.headers.parse_header_field_map`). Relative
+    paths (``code_map``, ``exclude``, a ``csv:`` subject table) are resolved against the current working
+    directory when :func:`prepare_dataset` runs.
+
+    Raises ValueError for ``shard_size`` < 1 or an unknown key of :meth:`from_dict`.
+    """
+
+    n: int | None = None  # keep the first n records; None = all
+    seed: int = 0  # seed of the subject-level split
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / val / test
+    shard_size: int = 1000  # records (ok or skipped) per shard; the unit of resumption
+    preprocess: PreprocessConfig | dict | None = None  # a PreprocessConfig or its dict; None = PreprocessConfig()
+    subject_id: str | None = None  # auto (None) | record | header:KEY | path:REGEX | csv:FILE (see .subjects)
+    code_map: str | os.PathLike[str] | None = None  # CSV code,text for WFDB header diagnosis codes (source wfdb)
+    exclude: str | os.PathLike[str] | None = None  # file of record ids to skip ("excluded: excluded by <file>")
+    header_fields: Sequence[str] | dict | None = None  # WFDB header keys for age / sex / report (source wfdb)
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
+        if isinstance(self.preprocess, dict):
+            self.preprocess = PreprocessConfig.from_dict(self.preprocess)
+        self.preprocess = self.preprocess or PreprocessConfig()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PrepareConfig:
+        """The defaults with the settings of ``d`` applied. Raises ValueError naming any key that is not a field."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown PrepareConfig fields: {sorted(unknown)}; allowed: {sorted(names)}")
+        return cls(**d)
+
+
+@dataclass
+class _Inputs:
+    """The records of one :func:`prepare_dataset` call, in order, with the option files as absolute paths."""
+
+    data_root: Path
+    code_map: Path | None
+    exclude: Path | None
+    header_fields: dict
+    refs: list[RecordRef]
+
+
+#: The fingerprint entries ``prepare.json`` also records at its top level.
+_RECORDED_SETTINGS = ("source", "data_dir", "n", "seed", "fractions", "shard_size", "preprocess", "package_version")
+
+
 # --------------------------------------------------------------------------- main entry
 
 
@@ -322,18 +391,10 @@ def prepare_dataset(
     source: str,
     data_dir: str | os.PathLike[str],
     run_dir: str | os.PathLike[str],
+    config: PrepareConfig | None = None,
     *,
-    n: int | None = None,
-    seed: int = 0,
     workers: int | None = 2,
-    preprocess: PreprocessConfig | dict | None = None,
     progress: bool = True,
-    shard_size: int = 1000,
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    subject_id: str | None = None,
-    code_map: str | os.PathLike[str] | None = None,
-    exclude: str | os.PathLike[str] | None = None,
-    header_fields: Sequence[str] | dict | None = None,
 ) -> PrepareResult:
     """Prepare ``source`` records under ``data_dir`` into ``run_dir/data`` (see module doc).
 
@@ -341,20 +402,11 @@ def prepare_dataset(
         source: ``"cohort"``, ``"mimic"``, ``"ptbxl"`` or ``"wfdb"`` (any WFDB folder).
         data_dir: the dataset root in that source's layout.
         run_dir: the run directory; output goes to ``run_dir/data``.
-        n: keep only the first ``n`` records (reader order: MIMIC by subject/study,
-            PTB-XL by ecg_id, folders by relative path).
-        seed: seed of the subject-level split.
+        config: what to make of the records (:class:`PrepareConfig`: ``n``, the split's ``seed`` and
+            ``fractions``, ``shard_size``, ``preprocess``, ``subject_id``, ``code_map``, ``exclude``,
+            ``header_fields``); default ``PrepareConfig()``.
         workers: worker processes; ``0``/``1`` processes in this process, None = all CPUs.
-        preprocess: a PreprocessConfig (or its dict); default PreprocessConfig().
         progress: show a tqdm progress bar.
-        shard_size: records (ok or skipped) per shard; the unit of resumption.
-        fractions: train/val/test fractions.
-        subject_id: where subject ids come from: ``auto`` (default), ``record``, ``header:KEY``,
-            ``path:REGEX`` or ``csv:FILE`` (see :mod:`.subjects`).
-        code_map: CSV ``code,text`` for diagnosis codes in WFDB headers (source ``wfdb``).
-        exclude: file of record ids to skip (reason ``"excluded: excluded by <file>"``).
-        header_fields: WFDB header keys for age/sex/report (source ``wfdb``): ``["age=KEY", "sex=KEY",
-            "report=KEY"]`` or a mapping (:func:`.headers.parse_header_field_map`).
 
     Relative paths (``data_dir``, ``code_map``, ``exclude``, a ``csv:`` subject table) are
     resolved against the current working directory; errors name the absolute path tried.
@@ -371,63 +423,110 @@ def prepare_dataset(
         FileNotFoundError / ValueError: a missing or malformed option file, a malformed rule.
     """
     t0 = time.perf_counter()
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
-    if isinstance(preprocess, dict):
-        preprocess = PreprocessConfig.from_dict(preprocess)
-    config = preprocess or PreprocessConfig()
+    config = PrepareConfig() if config is None else config
+    inputs = _list_inputs(source, data_dir, config)
+    out = _data_dir(run_dir)
+    parts_dir = out / "parts"
+    (out / SIGNALS_DIR).mkdir(parents=True, exist_ok=True)
+    _clean_tmp(out, out / SIGNALS_DIR, parts_dir)
+
+    fingerprint = _fingerprint(source, inputs, config)
+    n_shards = (len(inputs.refs) + config.shard_size - 1) // config.shard_size
+    if _already_prepared(out, fingerprint):  # nothing to do (leftover parts are removed)
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        log.info("%s already prepared with the same inputs and config", out)
+        return _result_from_manifest(Path(run_dir), t0, n_shards)
+
+    _open_parts(out, fingerprint)
+    part_rows = _committed_parts(run_dir, out, n_shards)
+    resumed = len(part_rows)
+    pending = [k for k in range(n_shards) if k not in part_rows]
+    if resumed:
+        log.info("resuming: %d of %d shard(s) already committed", resumed, n_shards)
+    n_processed, work_s = _process_shards(source, run_dir, inputs, config, pending, part_rows, workers, progress)
+
+    rows = [r for k in range(n_shards) for r in part_rows[k]]
+    manifest, n_ok_subjects = _write_manifest(out, rows, config)
+    _write_prepare_json(out, fingerprint, inputs, config, manifest, n_ok_subjects)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+
+    result = _make_result(Path(run_dir), manifest, t0, n_processed, work_s, resumed)
+    _log_summary(result)
+    return result
+
+
+# --------------------------------------------------------------------------- steps of prepare_dataset
+
+
+def _list_inputs(source: str, data_dir: str | os.PathLike[str], config: PrepareConfig) -> _Inputs:
+    """The option files as absolute paths and the records (:func:`list_records`), whose subject ids are checked
+    before any record is read (:func:`.subjects.check_subjects`)."""
     data_root = Path(data_dir).expanduser().resolve()
-    code_map = None if code_map is None else Path(code_map).expanduser().resolve()
-    exclude = None if exclude is None else Path(exclude).expanduser().resolve()
-    field_map = parse_header_field_map(header_fields)
+    code_map = None if config.code_map is None else Path(config.code_map).expanduser().resolve()
+    exclude = None if config.exclude is None else Path(config.exclude).expanduser().resolve()
+    field_map = parse_header_field_map(config.header_fields)
     refs = list_records(
-        source, data_root, n, subject_id=subject_id, code_map=code_map, exclude=exclude, header_fields=field_map
+        source,
+        data_root,
+        config.n,
+        subject_id=config.subject_id,
+        code_map=code_map,
+        exclude=exclude,
+        header_fields=field_map,
     )
     check_subjects(refs)
+    return _Inputs(data_root, code_map, exclude, field_map, refs)
 
-    out = _data_dir(run_dir)
-    sig_dir = out / SIGNALS_DIR
-    parts_dir = out / "parts"
-    sig_dir.mkdir(parents=True, exist_ok=True)
-    _clean_tmp(out, sig_dir, parts_dir)
 
+def _fingerprint(source: str, inputs: _Inputs, config: PrepareConfig) -> dict:
+    """What the output depends on: the source, its records (digest), the settings and the package version;
+    JSON-normalised (tuples -> lists) so that it compares equal to the one stored in ``prepare.json`` and
+    ``parts/fingerprint.json``."""
+    code_map = inputs.code_map
     fingerprint = {
         "source": source,
-        "data_dir": str(data_root),
-        "n": n,
-        "seed": seed,
-        "fractions": list(fractions),
-        "shard_size": shard_size,
-        "preprocess": config.to_dict(),
+        "data_dir": str(inputs.data_root),
+        "n": config.n,
+        "seed": config.seed,
+        "fractions": list(config.fractions),
+        "shard_size": config.shard_size,
+        "preprocess": config.preprocess.to_dict(),
         "package_version": _package_version(),
-        "n_records": len(refs),
-        "inputs_sha256": _inputs_digest(refs),
-        "subject_id": SubjectRule.parse(subject_id).describe(),
+        "n_records": len(inputs.refs),
+        "inputs_sha256": _inputs_digest(inputs.refs),
+        "subject_id": SubjectRule.parse(config.subject_id).describe(),
         "code_map": None if code_map is None else str(code_map),
         "code_map_sha256": None if code_map is None else hashlib.sha256(code_map.read_bytes()).hexdigest(),
-        "exclude": None if exclude is None else str(exclude),
+        "exclude": None if inputs.exclude is None else str(inputs.exclude),
     }
-    if field_map:  # only when given: fingerprints of runs prepared without one stay as they were
-        fingerprint["header_fields"] = field_map
-    fp_text = json.dumps(fingerprint, indent=2, sort_keys=True)
-    fingerprint = json.loads(fp_text)  # JSON-normalised (tuples -> lists) so it compares equal to a stored one
-    n_shards = (len(refs) + shard_size - 1) // shard_size
+    if inputs.header_fields:  # only when given: fingerprints of runs prepared without one stay as they were
+        fingerprint["header_fields"] = inputs.header_fields
+    return json.loads(_fingerprint_text(fingerprint))
 
-    # A finished run with the same fingerprint: nothing to do (leftover parts are removed).
+
+def _fingerprint_text(fingerprint: dict) -> str:
+    return json.dumps(fingerprint, indent=2, sort_keys=True)
+
+
+def _already_prepared(out: Path, fingerprint: dict) -> bool:
+    """A finished run (``manifest.csv`` and ``prepare.json``) whose stored fingerprint equals ``fingerprint``."""
     prep_json = out / PREPARE_FILE
-    if (out / MANIFEST_FILE).is_file() and prep_json.is_file():
-        try:
-            done = json.loads(prep_json.read_text()).get("fingerprint")
-        except json.JSONDecodeError:
-            done = None
-        if done == fingerprint:
-            shutil.rmtree(parts_dir, ignore_errors=True)
-            log.info("%s already prepared with the same inputs and config", out)
-            return _result_from_manifest(Path(run_dir), t0, n_shards)
+    if not ((out / MANIFEST_FILE).is_file() and prep_json.is_file()):
+        return False
+    try:
+        done = json.loads(prep_json.read_text()).get("fingerprint")
+    except json.JSONDecodeError:
+        done = None
+    return done == fingerprint
 
-    # Starting or resuming: the old final files are invalid until rewritten at the end.
-    for stale in (out / MANIFEST_FILE, prep_json):
+
+def _open_parts(out: Path, fingerprint: dict) -> None:
+    """Starting or resuming: remove the final files (invalid until rewritten at the end) and the partial results
+    of other inputs or settings, then record ``fingerprint`` in ``parts/fingerprint.json``."""
+    for stale in (out / MANIFEST_FILE, out / PREPARE_FILE):
         stale.unlink(missing_ok=True)
+    parts_dir = out / "parts"
+    fp_text = _fingerprint_text(fingerprint)
     fp_path = parts_dir / "fingerprint.json"
     if parts_dir.is_dir() and (not fp_path.is_file() or fp_path.read_text() != fp_text):
         log.info("discarding partial results made with other inputs or config in %s", parts_dir)
@@ -436,6 +535,11 @@ def prepare_dataset(
     if not fp_path.is_file():
         atomic_write_text(fp_path, fp_text)
 
+
+def _committed_parts(run_dir: str | os.PathLike[str], out: Path, n_shards: int) -> dict[int, list[list[str]]]:
+    """The manifest rows of every committed shard (a readable part file and its shard), by shard index; shard
+    files without a committed part, leftovers of an interrupted or other run, are removed."""
+    parts_dir = out / "parts"
     part_rows: dict[int, list[list[str]]] = {}
     for k in range(n_shards):
         part = parts_dir / f"part_{k:05d}.csv"
@@ -444,112 +548,155 @@ def prepare_dataset(
                 part_rows[k] = _read_part(part)
             except (ValueError, csv.Error):
                 part.unlink()
-    # Shard files without a committed part are leftovers of an interrupted or other run.
-    for p in sig_dir.glob("shard_*.npy"):
+    for p in (out / SIGNALS_DIR).glob("shard_*.npy"):
         try:
             k = int(p.stem.split("_")[1])
         except (IndexError, ValueError):
             continue
         if k not in part_rows:
             p.unlink()
-    resumed = len(part_rows)
-    pending = [k for k in range(n_shards) if k not in part_rows]
-    if resumed:
-        log.info("resuming: %d of %d shard(s) already committed", resumed, n_shards)
+    return part_rows
 
-    n_processed = sum(len(refs[k * shard_size : (k + 1) * shard_size]) for k in pending)
+
+class _ShardCommitter:
+    """Collects the processed records of each pending shard, batch by batch, and commits a shard as soon as all its
+    batches are in: its ok signals as ``signals/shard_XXXXX.npy``, then its manifest rows as
+    ``parts/part_XXXXX.csv`` (the commit marker), both atomic; the rows also go to ``part_rows``."""
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        inputs: _Inputs,
+        config: PrepareConfig,
+        batches: list[tuple[int, list[RecordRef]]],
+        part_rows: dict[int, list[list[str]]],
+        bar: tqdm | None,
+    ):
+        self.run_dir, self.inputs, self.config, self.part_rows, self.bar = run_dir, inputs, config, part_rows, bar
+        self.n_batches_of = Counter(k for k, _ in batches)
+        self.collected: dict[int, list[ProcessedRecord]] = {}
+
+    def __call__(self, k: int, results: list[ProcessedRecord]) -> None:
+        self.collected.setdefault(k, []).extend(results)
+        self.n_batches_of[k] -= 1
+        if self.bar is not None:
+            self.bar.update(len(results))
+        if self.n_batches_of[k] == 0:
+            self.commit(k, self.collected.pop(k))
+
+    def commit(self, k: int, results: list[ProcessedRecord]) -> None:
+        size, root = self.config.shard_size, self.inputs.data_root
+        chunk = self.inputs.refs[k * size : (k + 1) * size]
+        ok = [r.signal for r in results if r.status == "ok"]
+        arr = np.stack(ok) if ok else np.zeros((0, len(CANONICAL_LEADS), self.config.preprocess.out_len), np.float32)
+        rows, i = [], 0
+        for ref, res in zip(chunk, results):
+            if res.status == "ok":
+                rows.append(_manifest_row(ref, res, root, k, i))
+                i += 1
+            else:
+                rows.append(_manifest_row(ref, res, root, None, None))
+        # Order matters: the part file is the commit marker, so the shard must exist first.
+        atomic_save_npy(shard_path(self.run_dir, k), arr.astype(np.float32, copy=False))
+        atomic_write_text(_data_dir(self.run_dir) / "parts" / f"part_{k:05d}.csv", _csv_text(_PART_COLUMNS, rows))
+        self.part_rows[k] = rows
+
+
+def _process_shards(
+    source: str,
+    run_dir: str | os.PathLike[str],
+    inputs: _Inputs,
+    config: PrepareConfig,
+    pending: list[int],
+    part_rows: dict[int, list[list[str]]],
+    workers: int | None,
+    progress: bool,
+) -> tuple[int, float]:
+    """Read and preprocess the records of the ``pending`` shards in batches of :data:`_BATCH` (in ``workers``
+    processes) and commit each shard (:class:`_ShardCommitter`). Returns ``(records processed, seconds)``."""
+    refs, size = inputs.refs, config.shard_size
+    n_processed = sum(len(refs[k * size : (k + 1) * size]) for k in pending)
     t_work = time.perf_counter()
     bar = None
     if progress:
         bar = tqdm(total=len(refs), initial=len(refs) - n_processed, desc=f"prepare {source}", unit="rec")
-
-    def commit(k: int, results: list[ProcessedRecord]) -> None:
-        chunk = refs[k * shard_size : (k + 1) * shard_size]
-        ok = [r.signal for r in results if r.status == "ok"]
-        arr = np.stack(ok) if ok else np.zeros((0, len(CANONICAL_LEADS), config.out_len), np.float32)
-        rows, i = [], 0
-        for ref, res in zip(chunk, results):
-            if res.status == "ok":
-                rows.append(_manifest_row(ref, res, data_root, k, i))
-                i += 1
-            else:
-                rows.append(_manifest_row(ref, res, data_root, None, None))
-        # Order matters: the part file is the commit marker, so the shard must exist first.
-        atomic_save_npy(shard_path(run_dir, k), arr.astype(np.float32, copy=False))
-        atomic_write_text(parts_dir / f"part_{k:05d}.csv", _csv_text(_PART_COLUMNS, rows))
-        part_rows[k] = rows
-
     batches: list[tuple[int, list[RecordRef]]] = []
     for k in pending:
-        chunk = refs[k * shard_size : (k + 1) * shard_size]
+        chunk = refs[k * size : (k + 1) * size]
         batches.extend((k, chunk[i : i + _BATCH]) for i in range(0, len(chunk), _BATCH))
-    n_batches_of = Counter(k for k, _ in batches)
-
-    collected: dict[int, list[ProcessedRecord]] = {}
-
-    def on_result(k: int, results: list[ProcessedRecord]) -> None:
-        collected.setdefault(k, []).extend(results)
-        n_batches_of[k] -= 1
-        if bar is not None:
-            bar.update(len(results))
-        if n_batches_of[k] == 0:
-            commit(k, collected.pop(k))
-
+    on_result = _ShardCommitter(run_dir, inputs, config, batches, part_rows, bar)
     if batches:
-        # Import the heavy modules once here (not at the top: `import diffusets_core.data` stays light): forked
-        # workers inherit them instead of each paying the import (about 1 s for scipy.signal, 1.3 s for
-        # neurokit2) on its own.
-        import scipy.signal  # noqa: F401
-        import wfdb  # noqa: F401
-
-        if any(
-            heart_rate_from_rr(r.rr_interval_ms) is None and not r.skip_reason
-            for k in pending
-            for r in refs[k * shard_size : (k + 1) * shard_size]
-        ):
-            import neurokit2  # noqa: F401  (R-peak path will be needed)
+        _preload_worker_modules(refs[k * size : (k + 1) * size] for k in pending)
     try:
-        n_workers = (os.cpu_count() or 1) if workers is None else int(workers)
-        if n_workers <= 1 or len(batches) <= 1:
-            for k, batch in batches:
-                on_result(k, _process_batch(batch, config))
-        else:
-            # Batches are consumed in submission order (so shards commit in order) with a
-            # bounded number in flight, so memory stays flat on 800k-record datasets.
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context()) as pool:
-                inflight: deque[tuple[int, Future]] = deque()
-                try:
-                    for k, batch in batches:
-                        inflight.append((k, pool.submit(_process_batch, batch, config)))
-                        if len(inflight) >= 4 * n_workers:
-                            hk, fut = inflight.popleft()
-                            on_result(hk, fut.result())
-                    while inflight:
-                        hk, fut = inflight.popleft()
-                        on_result(hk, fut.result())
-                except BaseException:
-                    # Ctrl-C or a failure: drop queued work instead of finishing it; the
-                    # committed shards are kept for the next run.
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
+        _run_batches(batches, config.preprocess, workers, on_result)
     finally:
         if bar is not None:
             bar.close()
-    work_s = time.perf_counter() - t_work
+    return n_processed, time.perf_counter() - t_work
 
-    # ---- final manifest: all parts in order + subject-level split over ok rows
-    rows = [r for k in range(n_shards) for r in part_rows[k]]
+
+def _preload_worker_modules(chunks: Iterable[Sequence[RecordRef]]) -> None:
+    """Import the heavy modules once here (not at the top: `import diffusets_core.data` stays light): forked
+    workers inherit them instead of each paying the import (about 1 s for scipy.signal, 1.3 s for neurokit2) on
+    its own. neurokit2 only when a record of ``chunks`` will need the R-peak path."""
+    import scipy.signal  # noqa: F401
+    import wfdb  # noqa: F401
+
+    if any(heart_rate_from_rr(r.rr_interval_ms) is None and not r.skip_reason for chunk in chunks for r in chunk):
+        import neurokit2  # noqa: F401  (R-peak path will be needed)
+
+
+def _run_batches(
+    batches: list[tuple[int, list[RecordRef]]],
+    preprocess: PreprocessConfig,
+    workers: int | None,
+    on_result: Callable[[int, list[ProcessedRecord]], None],
+) -> None:
+    """Process every ``(shard, refs)`` batch and hand the results to ``on_result`` in submission order (so shards
+    commit in order): in this process for ``workers`` <= 1 or a single batch, else in a process pool."""
+    n_workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if n_workers <= 1 or len(batches) <= 1:
+        for k, batch in batches:
+            on_result(k, _process_batch(batch, preprocess))
+        return
+    # A bounded number of batches in flight, so memory stays flat on 800k-record datasets.
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=_mp_context()) as pool:
+        inflight: deque[tuple[int, Future]] = deque()
+        try:
+            for k, batch in batches:
+                inflight.append((k, pool.submit(_process_batch, batch, preprocess)))
+                if len(inflight) >= 4 * n_workers:
+                    hk, fut = inflight.popleft()
+                    on_result(hk, fut.result())
+            while inflight:
+                hk, fut = inflight.popleft()
+                on_result(hk, fut.result())
+        except BaseException:
+            # Ctrl-C or a failure: drop queued work instead of finishing it; the
+            # committed shards are kept for the next run.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _write_manifest(out: Path, rows: list[list[str]], config: PrepareConfig) -> tuple[pd.DataFrame, int]:
+    """All parts' rows in order, with the subject-level split over the ok rows, as ``manifest.csv``. Returns the
+    manifest and the number of subjects with an ok record.
+
+    Raises NoUsableRecordsError / SplitError (no usable record, an empty validation or test split) before
+    ``manifest.csv`` is written; the committed shards (and their reasons, in parts/) stay for a rerun."""
     cols = list(_PART_COLUMNS)
     i_status, i_subject = cols.index("status"), cols.index("subject_id")
     ok_subjects = {r[i_subject] for r in rows if r[i_status] == "ok"}
-    split_of = assign_splits(ok_subjects, seed=seed, fractions=fractions)
+    split_of = assign_splits(ok_subjects, seed=config.seed, fractions=config.fractions)
     n_per_split = Counter(split_of[r[i_subject]] for r in rows if r[i_status] == "ok")
-    # Raised before manifest.csv is written; the committed shards (and their reasons, in parts/) stay for a rerun.
     i_reason = cols.index("reason")
     skipped = [r[i_reason] for r in rows if r[i_status] != "ok"]
-    check_usable(len(rows), skipped, where=parts_dir)
+    check_usable(len(rows), skipped, where=out / "parts")
     check_splits(
-        {s: n_per_split.get(s, 0) for s in ("train", "val", "test")}, fractions, len(ok_subjects), skipped=skipped
+        {s: n_per_split.get(s, 0) for s in ("train", "val", "test")},
+        config.fractions,
+        len(ok_subjects),
+        skipped=skipped,
     )
     full_rows = []
     for r in rows:
@@ -557,43 +704,38 @@ def prepare_dataset(
         d["split"] = split_of[d["subject_id"]] if d["status"] == "ok" else ""
         full_rows.append([d[c] for c in MANIFEST_COLUMNS])
     atomic_write_text(out / MANIFEST_FILE, _csv_text(MANIFEST_COLUMNS, full_rows))
+    return pd.DataFrame(full_rows, columns=list(MANIFEST_COLUMNS)), len(ok_subjects)
 
-    manifest = pd.DataFrame(full_rows, columns=list(MANIFEST_COLUMNS))
-    kinds, examples = _summarise(manifest)
+
+def _write_prepare_json(
+    out: Path, fingerprint: dict, inputs: _Inputs, config: PrepareConfig, manifest: pd.DataFrame, n_subjects: int
+) -> None:
+    """``prepare.json``: the settings (from ``fingerprint``, also stored whole), the output's sampling rate and
+    leads, the versions, the counts, splits, HR sources, skip reasons, subject rule and exclusions."""
+    kinds, _ = _summarise(manifest)
     ok = manifest[manifest["status"] == "ok"]
+    refs = inputs.refs
     info = {
-        "source": source,
-        "data_dir": str(data_root),
-        "n": n,
-        "seed": seed,
-        "fractions": list(fractions),
-        "shard_size": shard_size,
-        "preprocess": config.to_dict(),
-        "fs": config.out_fs,
+        **{key: fingerprint[key] for key in _RECORDED_SETTINGS},
+        "fs": config.preprocess.out_fs,
         "leads": list(CANONICAL_LEADS),
-        "package_version": _package_version(),
         "versions": _dep_versions(),
         "counts": {"total": len(manifest), "ok": len(ok), "skipped": len(manifest) - len(ok)},
         "splits": {s: int((ok["split"] == s).sum()) for s in ("train", "val", "test")},
         "hr_source": {k: int(v) for k, v in sorted(Counter(ok["hr_source"]).items())},
         "skip_reasons": dict(sorted(kinds.items())),
         "subjects": {
-            "rule": SubjectRule.parse(subject_id).describe(),
-            "n_ok": len(ok_subjects),
+            "rule": fingerprint["subject_id"],
+            "n_ok": n_subjects,
             "from": {
                 k: int(v)
                 for k, v in sorted(Counter(str(r.extra.get("subject_from", "dataset table")) for r in refs).items())
             },
         },
-        "exclude": None if exclude is None else _exclusion_summary(refs, exclude),
+        "exclude": None if inputs.exclude is None else _exclusion_summary(refs, inputs.exclude),
         "fingerprint": fingerprint,
     }
-    atomic_write_text(prep_json, json.dumps(info, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(parts_dir, ignore_errors=True)
-
-    result = _make_result(Path(run_dir), manifest, t0, n_processed, work_s, resumed)
-    _log_summary(result)
-    return result
+    atomic_write_text(out / PREPARE_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
 def _exclusion_summary(refs: Sequence[RecordRef], exclude: Path) -> dict:

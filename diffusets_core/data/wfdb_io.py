@@ -364,21 +364,59 @@ def read_record(
         RecordError: a subclass naming the file and what was expected. A header that wfdb
             cannot parse is a :class:`HeaderError` naming the first offending line.
     """
-    import wfdb  # local import keeps `import diffusets_core.data` light
+    record_path, hea = _record_files(path)
+    multi = is_multisegment(hea)
+    rec = _rdrecord(record_path, hea, multi)
+    _check_header(rec, hea)
+    fs = float(rec.fs)
+    if expected_fs is not None and abs(fs - float(expected_fs)) > 1e-6:
+        raise UnexpectedSamplingRateError(hea, f"sampling rate {fs:g} Hz, expected {float(expected_fs):g} Hz")
+    names = list(rec.sig_name or [])
+    if multi:
+        samples, invalid, size_notes = _multisegment_samples(rec, record_path, hea, names)
+    else:
+        samples, invalid, size_notes = _single_segment_samples(rec, record_path, hea, verify_checksums)
 
+    try:
+        lead_map = map_leads(names, complete=[not invalid[:, c].any() for c in range(len(names))])
+    except LeadMappingError as exc:
+        raise MissingLeadError(hea, str(exc)) from exc
+    signal = _canonical_millivolts(rec, hea, names, lead_map, samples, invalid, physical=multi)
+    if np.isnan(signal).all():
+        raise AllNaNError(hea, "every sample of the 12 standard leads is missing (all NaN)")
+
+    return ECGRecord(
+        signal=signal,
+        fs=fs,
+        n_samples=int(samples.shape[0]),
+        comments=list(rec.comments or []),
+        record_name=str(rec.record_name),
+        path=record_path,
+        notes=size_notes + list(lead_map.notes),
+    )
+
+
+def _record_files(path: str | os.PathLike[str]) -> tuple[str, Path]:
+    """``(record path without extension, header file)``. Raises RecordNotFoundError when the header is missing."""
     record_path = str(path)
     if record_path.endswith(".hea"):
         record_path = record_path[:-4]
     hea = Path(record_path + ".hea")
     if not hea.is_file():
         raise RecordNotFoundError(hea, "header file not found (expected a WFDB record: <name>.hea + signal file)")
-    multi = is_multisegment(hea)
+    return record_path, hea
 
-    # One header parse per record: wfdb's header parser dominates the cost of reading a
-    # 10 s record, so rdrecord is called first and the header checks use its result; the
-    # header is parsed separately only to explain a failure.
+
+def _rdrecord(record_path: str, hea: Path, multi: bool):
+    """``wfdb.rdrecord``: digital samples of a single-segment record, the physical signal of a multi-segment one.
+
+    One header parse per record: wfdb's header parser dominates the cost of reading a 10 s record, so rdrecord is
+    called first and the header checks use its result; the header is parsed separately only to explain a failure
+    (HeaderError naming the offending line, the precise size error, else HeaderSignalMismatchError)."""
+    import wfdb  # local import keeps `import diffusets_core.data` light
+
     try:
-        rec = wfdb.rdrecord(record_path, physical=multi, return_res=64)
+        return wfdb.rdrecord(record_path, physical=multi, return_res=64)
     except Exception as exc:  # wfdb raises assorted ValueError/IndexError/OSError
         try:
             header = wfdb.rdheader(record_path)
@@ -391,83 +429,74 @@ def read_record(
             _check_file_sizes(header, hea.parent, record_path)  # raises the precise error if it finds one
         raise HeaderSignalMismatchError(hea, f"wfdb could not read the samples the header describes: {exc}") from exc
 
-    _check_header(rec, hea)
-    fs = float(rec.fs)
-    if expected_fs is not None and abs(fs - float(expected_fs)) > 1e-6:
-        raise UnexpectedSamplingRateError(hea, f"sampling rate {fs:g} Hz, expected {float(expected_fs):g} Hz")
-    names = list(rec.sig_name or [])
-    size_notes: list[str] = []
-    if multi:
-        size_notes = _check_segments(wfdb.rdheader(record_path), hea)
-        phys = rec.p_signal
-        if phys is None or phys.ndim != 2 or phys.shape[1] != len(names):
-            raise HeaderSignalMismatchError(
-                hea, f"read samples of shape {getattr(phys, 'shape', None)}, header lists {len(names)} channels"
-            )
-        invalid = np.isnan(phys)
-        n_samples = phys.shape[0]
-    else:
-        if not rec.file_name:
-            raise HeaderError(hea, "header lists no signal files (expected 12 standard leads)")
-        # rdrecord reads only the samples the header announces: a shorter file is refused here, a longer one noted.
-        size_notes = _check_file_sizes(rec, hea.parent, record_path)
-        d = rec.d_signal
-        if d is None or d.ndim != 2 or d.shape[1] != rec.n_sig:
-            raise HeaderSignalMismatchError(
-                hea, f"read samples of shape {getattr(d, 'shape', None)}, header lists {rec.n_sig} channels"
-            )
-        if rec.sig_len and d.shape[0] != rec.sig_len:
-            raise HeaderSignalMismatchError(hea, f"read {d.shape[0]} samples, header says {rec.sig_len}")
-        if verify_checksums and rec.checksum is not None:
-            # WFDB checksum: 16-bit sum of the channel's digital samples (signed or not in the text).
-            sums = d.sum(axis=0) % 65536
-            bad = [
-                rec.sig_name[c]
-                for c, ck in enumerate(rec.checksum)
-                if ck is not None and int(sums[c]) != int(ck) % 65536
-            ]
-            if bad:
-                raise HeaderSignalMismatchError(
-                    hea,
-                    f"checksum mismatch in channel(s) {', '.join(bad)}: the signal file does not hold the samples this header describes",
-                )
-        invalid = np.zeros(d.shape, dtype=bool)
-        for ch in range(d.shape[1]):
-            marker = _INVALID_SAMPLE.get(str(rec.fmt[ch]))
-            if marker is not None:
-                invalid[:, ch] = d[:, ch] == marker
-        n_samples = d.shape[0]
 
-    try:
-        lead_map = map_leads(names, complete=[not invalid[:, c].any() for c in range(len(names))])
-    except LeadMappingError as exc:
-        raise MissingLeadError(hea, str(exc)) from exc
+def _multisegment_samples(rec, record_path: str, hea: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray, list]:
+    """``(physical samples (n, channels), invalid mask (NaN: gaps), size notes)`` of a multi-segment record; each
+    segment's file size is checked (:func:`_check_segments`)."""
+    import wfdb  # local import keeps `import diffusets_core.data` light
 
-    signal = np.empty((n_samples, len(CANONICAL_LEADS)), dtype=np.float64)
+    size_notes = _check_segments(wfdb.rdheader(record_path), hea)
+    phys = rec.p_signal
+    if phys is None or phys.ndim != 2 or phys.shape[1] != len(names):
+        raise HeaderSignalMismatchError(
+            hea, f"read samples of shape {getattr(phys, 'shape', None)}, header lists {len(names)} channels"
+        )
+    return phys, np.isnan(phys), size_notes
+
+
+def _single_segment_samples(
+    rec, record_path: str, hea: Path, verify_checksums: bool
+) -> tuple[np.ndarray, np.ndarray, list]:
+    """``(digital samples (n, channels), invalid mask ("no sample" markers), size notes)`` of a single-segment
+    record, after the file-size check and, with ``verify_checksums``, the header's per-channel checksums."""
+    if not rec.file_name:
+        raise HeaderError(hea, "header lists no signal files (expected 12 standard leads)")
+    # rdrecord reads only the samples the header announces: a shorter file is refused here, a longer one noted.
+    size_notes = _check_file_sizes(rec, hea.parent, record_path)
+    d = rec.d_signal
+    if d is None or d.ndim != 2 or d.shape[1] != rec.n_sig:
+        raise HeaderSignalMismatchError(
+            hea, f"read samples of shape {getattr(d, 'shape', None)}, header lists {rec.n_sig} channels"
+        )
+    if rec.sig_len and d.shape[0] != rec.sig_len:
+        raise HeaderSignalMismatchError(hea, f"read {d.shape[0]} samples, header says {rec.sig_len}")
+    if verify_checksums and rec.checksum is not None:
+        # WFDB checksum: 16-bit sum of the channel's digital samples (signed or not in the text).
+        sums = d.sum(axis=0) % 65536
+        bad = [
+            rec.sig_name[c] for c, ck in enumerate(rec.checksum) if ck is not None and int(sums[c]) != int(ck) % 65536
+        ]
+        if bad:
+            raise HeaderSignalMismatchError(
+                hea,
+                f"checksum mismatch in channel(s) {', '.join(bad)}: the signal file does not hold the samples this header describes",
+            )
+    invalid = np.zeros(d.shape, dtype=bool)
+    for ch in range(d.shape[1]):
+        marker = _INVALID_SAMPLE.get(str(rec.fmt[ch]))
+        if marker is not None:
+            invalid[:, ch] = d[:, ch] == marker
+    return d, invalid, size_notes
+
+
+def _canonical_millivolts(
+    rec, hea: Path, names: list[str], lead_map, samples: np.ndarray, invalid: np.ndarray, *, physical: bool
+) -> np.ndarray:
+    """``(n, 12)`` float64 mV in canonical lead order: each mapped channel scaled from its units (an inverted label
+    times -1); digital ``samples`` also through gain and baseline, with the invalid ones NaN. Raises UnitError."""
+    signal = np.empty((samples.shape[0], len(CANONICAL_LEADS)), dtype=np.float64)
     for out_col, (ch, sign) in enumerate(zip(lead_map.indices, lead_map.signs)):
         try:
             scale = unit_scale_to_mv(rec.units[ch] if rec.units else None)
         except ValueError as exc:
             raise UnitError(hea, f"channel {names[ch]}: {exc}") from exc
-        if multi:
-            out = phys[:, ch] * (scale * sign)
+        if physical:
+            out = samples[:, ch] * (scale * sign)
         else:
             gain = float(rec.adc_gain[ch])
             if gain == 0:  # WFDB: gain 0 means "uncalibrated", DEFGAIN = 200 adu/unit
                 gain = 200.0
-            out = (d[:, ch] - float(rec.baseline[ch])) * (scale * sign / gain)
+            out = (samples[:, ch] - float(rec.baseline[ch])) * (scale * sign / gain)
             out[invalid[:, ch]] = np.nan
         signal[:, out_col] = out
-
-    if np.isnan(signal).all():
-        raise AllNaNError(hea, "every sample of the 12 standard leads is missing (all NaN)")
-
-    return ECGRecord(
-        signal=signal,
-        fs=fs,
-        n_samples=int(n_samples),
-        comments=list(rec.comments or []),
-        record_name=str(rec.record_name),
-        path=record_path,
-        notes=size_notes + list(lead_map.notes),
-    )
+    return signal

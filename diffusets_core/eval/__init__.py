@@ -12,7 +12,7 @@ Measurements and judges
     heart rate).
 
 The benchmark (:func:`.report.evaluate_run`, in the order it runs)
-    ``taxonomy`` (classes), ``splits`` (the run's data), ``conditions`` (evaluated test records), ``sets``
+    ``config`` (its settings, :class:`~.config.EvalConfig`, and the guidance sweep's), ``taxonomy`` (classes), ``splits`` (the run's data), ``conditions`` (evaluated test records), ``sets``
     (generated and baseline sets), ``signal_level``, ``feature_level``, ``diagnostic_level`` (the tables),
     ``targets`` (met / missed), ``output`` and ``figures`` (files), ``timing``, ``report`` (the orchestrator),
     ``commands`` (``diffusets evaluate`` and ``diffusets guidance-sweep``).
@@ -29,6 +29,7 @@ __all__ = [
     "clip",
     "commands",
     "conditions",
+    "config",
     "diagnostic_level",
     "embedding_probe",
     "feature_level",

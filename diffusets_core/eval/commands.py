@@ -10,17 +10,14 @@ import pandas as pd
 
 from ..argtypes import nonnegative_float, nonnegative_int, positive_int
 from ..diffusion.samplers import SAMPLERS
+from .config import EvalConfig, GuidanceSweepConfig
 
-__all__ = ["add_evaluate_parser", "add_guidance_parser"]
+__all__ = ["add_evaluate_parser", "add_guidance_parser", "eval_config_from_args", "sweep_config_from_args"]
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    # per-subcommand import, as in the CLI: building the parser must not load the benchmark (and the training loop
-    # its judges use) for every other command, `diffusets generate` included
-    from .report import evaluate_run
-
-    tables = evaluate_run(
-        args.run_dir,
+def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The :class:`~.config.EvalConfig` of the ``diffusets evaluate`` options (``--baselines``: comma-separated)."""
+    return EvalConfig(
         n_eval=args.n_eval,
         n_per_class=args.n_per_class,
         min_per_class=args.min_per_class,
@@ -38,10 +35,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         guidance_scale=args.guidance_scale,
         guidance_on=args.guidance_on,
-        out_dir=args.out_dir,
         paraphrase=args.paraphrase,
         per_combination=args.per_combination,
     )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    # per-subcommand import, as in the CLI: building the parser must not load the benchmark (and the training loop
+    # its judges use) for every other command, `diffusets generate` included
+    from .report import evaluate_run
+
+    tables = evaluate_run(args.run_dir, eval_config_from_args(args), out_dir=args.out_dir)
     with pd.option_context("display.width", 160, "display.max_columns", 12):
         print(tables["signal"][["source", "n", "fid", "floor", "rfid", "precision", "recall", "coverage"]])
         print(tables["targets"])
@@ -100,16 +104,9 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     return c
 
 
-def _cmd_guidance_sweep(args: argparse.Namespace) -> int:
-    from .guidance import MIN_COVERAGE_RATIO, choose_guidance, guidance_sweep, save_chosen_guidance  # see above
-
-    try:
-        scales = [float(s) for s in args.scales.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--scales: expected comma-separated numbers, got {args.scales!r}") from None
-    df = guidance_sweep(
-        args.run_dir,
-        scales,
+def sweep_config_from_args(args: argparse.Namespace) -> GuidanceSweepConfig:
+    """The :class:`~.config.GuidanceSweepConfig` of the ``diffusets guidance-sweep`` options."""
+    return GuidanceSweepConfig(
         n=args.n,
         seed=args.seed,
         sampler=args.sampler,
@@ -117,9 +114,18 @@ def _cmd_guidance_sweep(args: argparse.Namespace) -> int:
         clip_steps=args.clip_steps,
         clf_steps=args.clf_steps,
         workers=args.workers,
-        out_dir=args.out_dir,
         guidance_on=args.guidance_on,
     )
+
+
+def _cmd_guidance_sweep(args: argparse.Namespace) -> int:
+    from .guidance import MIN_COVERAGE_RATIO, choose_guidance, guidance_sweep, save_chosen_guidance  # see above
+
+    try:
+        scales = [float(s) for s in args.scales.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--scales: expected comma-separated numbers, got {args.scales!r}") from None
+    df = guidance_sweep(args.run_dir, scales, sweep_config_from_args(args), out_dir=args.out_dir)
     with pd.option_context("display.width", 160, "display.max_columns", 12, "display.precision", 3):
         print(df)
     print(

@@ -23,6 +23,7 @@ from ..fileio import atomic_writer
 from ..layout import EVAL_GUIDANCE_DIR
 from .classifiers import predict_proba
 from .clip import ClipFeaturizer
+from .config import GuidanceSweepConfig
 from .diagnostic_level import diagnostic_rows, diagnostic_summary_row
 from .feature_level import feature_rows
 from .features import measure_features
@@ -144,53 +145,63 @@ class GuidanceProbe:
 def guidance_sweep(
     run_dir,
     scales: Sequence[float] = (1.0, 1.5, 2.0, 3.0),
+    config: GuidanceSweepConfig | None = None,
     *,
-    n: int = 100,
-    seed: int = 0,
-    sampler: str = "ddim",
-    steps: int = 20,
-    clip_steps: int = 200,
-    clf_steps: int = 200,
-    train_batch: int = 64,
-    batch_size: int = 64,
-    workers: int = 0,
     out_dir=None,
-    guidance_on: str | None = None,
-    extend: bool = True,
-    max_scale: float = 12.0,
     embedder_kwargs: dict | None = None,
 ) -> pd.DataFrame:
-    """One row per guidance scale, measured on ``n`` validation conditions (same conditions and seeds for every
-    scale). With ``extend``, while :func:`choose_guidance` picks the largest swept scale, the sweep adds a scale
-    1.5 times larger (up to ``max_scale``), so the chosen scale is never the edge of the grid unless the cap
-    is. ``guidance_on``: ``all`` / ``text`` (None: the run's default, see ``DiffuSETSPipeline``). The CLIP and the classifier are trained on the training split (as in :func:`~.report.evaluate_run`);
-    the classifier's thresholds come from the real validation ECGs; set metrics compare with the real
-    validation ECGs, the floor with as many real training ECGs. Written to ``out_dir/guidance_sweep.csv``
-    (default ``run_dir/eval_guidance``).
+    """One row per guidance scale, measured on ``config.n`` validation conditions (same conditions and seeds for
+    every scale; settings: :class:`~.config.GuidanceSweepConfig`, default its defaults). With ``config.extend``,
+    while :func:`choose_guidance` picks the largest swept scale, the sweep adds a scale 1.5 times larger (up to
+    ``config.max_scale``), so the chosen scale is never the edge of the grid unless the cap is. The CLIP and the
+    classifier are trained on the training split (as in :func:`~.report.evaluate_run`); the classifier's
+    thresholds come from the real validation ECGs; set metrics compare with the real validation ECGs, the floor
+    with as many real training ECGs. Written to ``out_dir/guidance_sweep.csv`` (default
+    ``run_dir/eval_guidance``). ``embedder_kwargs`` go to ``DiffuSETSPipeline.from_pretrained``.
+
+    Raises ValueError for an empty list of scales or a scale that is not finite and >= 0, before any work.
     """
+    c = GuidanceSweepConfig() if config is None else config
     scales = [float(s) for s in scales]
     if not scales or any(not math.isfinite(s) or s < 0 for s in scales):
         raise ValueError(f"guidance scales must be finite and >= 0, got {scales}")
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / EVAL_GUIDANCE_DIR
     out.mkdir(parents=True, exist_ok=True)
+    probe = _guidance_probe(run_dir, out, c, embedder_kwargs)
+    rows = [probe.measure(g) for g in scales]
+    while c.extend:
+        df = pd.DataFrame(rows)
+        top = float(df["guidance_scale"].max())
+        nxt = round(top * 1.5 * 2) / 2  # the next scale, on a half-unit grid
+        if choose_guidance(df) < top or nxt > c.max_scale:
+            break
+        rows.append(probe.measure(nxt))
+    df = pd.DataFrame(rows).sort_values("guidance_scale").reindex(columns=SWEEP_COLUMNS).reset_index(drop=True)
+    with atomic_writer(out / "guidance_sweep.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    return df
 
+
+def _guidance_probe(run_dir: Path, out: Path, c: GuidanceSweepConfig, embedder_kwargs: dict | None) -> GuidanceProbe:
+    """The validation conditions (``c.n``, seeded), the judges fitted on the training split (written to ``out``),
+    the real features set metrics compare with and the run's pipeline, held fixed across scales."""
     data = load_eval_splits(run_dir, ("train", "val"))
     sigs, labs = data.signals, data.labels
-    sel = np.sort(np.random.default_rng(seed).permutation(len(data.records["val"]))[:n])
+    sel = np.sort(np.random.default_rng(c.seed).permutation(len(data.records["val"]))[: c.n])
     val = data.records["val"].iloc[sel].reset_index(drop=True)
 
-    feat = fit_clip(run_dir, out, sigs, data.vectors, seed=seed, steps=clip_steps, train_batch=train_batch)
+    feat = fit_clip(run_dir, out, sigs, data.vectors, seed=c.seed, steps=c.clip_steps, train_batch=c.train_batch)
     f_val_real = feat.ecg_features(sigs["val"])
     f_ref = feat.ecg_features(
-        sigs["train"][np.random.default_rng(seed + 1).permutation(len(sigs["train"]))[: len(f_val_real)]]
+        sigs["train"][np.random.default_rng(c.seed + 1).permutation(len(sigs["train"]))[: len(f_val_real)]]
     )
     model, thresholds, valid = fit_classifier(
-        run_dir, out, sigs, labs, data.classes, seed=seed, steps=clf_steps, train_batch=train_batch
+        run_dir, out, sigs, labs, data.classes, seed=c.seed, steps=c.clf_steps, train_batch=c.train_batch
     )
 
     pipe = DiffuSETSPipeline.from_pretrained(run_dir, device="cpu", **(embedder_kwargs or {}))
-    probe = GuidanceProbe(
+    return GuidanceProbe(
         pipe,
         val,
         labs["val"][sel],
@@ -201,25 +212,13 @@ def guidance_sweep(
         model,
         thresholds,
         valid,
-        sampler=sampler,
-        steps=steps,
-        seed=seed,
-        batch_size=batch_size,
-        workers=workers,
-        guidance_on=guidance_on,
+        sampler=c.sampler,
+        steps=c.steps,
+        seed=c.seed,
+        batch_size=c.batch_size,
+        workers=c.workers,
+        guidance_on=c.guidance_on,
     )
-    rows = [probe.measure(g) for g in scales]
-    while extend:
-        df = pd.DataFrame(rows)
-        top = float(df["guidance_scale"].max())
-        nxt = round(top * 1.5 * 2) / 2  # the next scale, on a half-unit grid
-        if choose_guidance(df) < top or nxt > max_scale:
-            break
-        rows.append(probe.measure(nxt))
-    df = pd.DataFrame(rows).sort_values("guidance_scale").reindex(columns=SWEEP_COLUMNS).reset_index(drop=True)
-    with atomic_writer(out / "guidance_sweep.csv") as tmp:
-        df.to_csv(tmp, index=False)
-    return df
 
 
 def choose_guidance(sweep: pd.DataFrame, *, min_coverage_ratio: float = MIN_COVERAGE_RATIO) -> float:

@@ -13,7 +13,6 @@ evaluated test conditions (row i of each set for condition i):
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from ..diffusion.pipeline import DiffuSETSPipeline
 from ..layout import NOC_DIR
 from . import baselines as bl
 from .conditions import EvaluatedConditions
+from .config import EvalConfig
 from .reconstruction import reconstruct
 from .requests import paraphrased_records, reworded_records
 from .splits import EvalSplits
@@ -112,33 +112,29 @@ def generate_sets(
     conditions: EvaluatedConditions,
     data: EvalSplits,
     timer: StageTimer,
+    config: EvalConfig,
     *,
     run_dir: str | os.PathLike,
-    baselines: Sequence[str],
-    vae_ceiling: bool,
-    paraphrase: bool,
-    sampler: str,
-    steps: int,
-    seed: int,
-    n_ddpm: int,
-    ddpm_steps: int,
     embedder_kwargs: dict | None = None,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Every set the evaluation compares, in table order (real, vae, model, reworded, paraphrased, nn, deepfake,
-        ddpm, noc),
-        each timed by ``timer``. The model and its variants sample with ``sampler`` / ``steps`` from seed ``seed``
-        (condition i: ``seed + i``). Adds the columns ``paraphrased_report`` and ``nn_record_id`` to
-        ``conditions.table`` when those sets are made (and ``reworded_report``; the share of statements reworded per
-    kind goes to ``conditions.reworded_shares``). Returns ``(sets, n_ddpm_used)``, the ``ddpm`` set covering
-        the first ``n_ddpm_used`` conditions (0: not made)."""
+    ddpm, noc), each timed by ``timer``; which ones, and how they are sampled, come from ``config``
+    (``vae_ceiling``, ``paraphrase``, ``baselines``, ``sampler``, ``steps``, ``seed``, ``n_ddpm``,
+    ``ddpm_steps``). The model and its variants sample with ``sampler`` / ``steps`` from seed ``seed``
+    (condition i: ``seed + i``). Adds the columns ``paraphrased_report`` and ``nn_record_id`` to
+    ``conditions.table`` when those sets are made (and ``reworded_report``; the share of statements reworded per
+    kind goes to ``conditions.reworded_shares``). ``run_dir`` holds the text-only U-Net of the ``noc`` baseline,
+    loaded with ``embedder_kwargs``. Returns ``(sets, n_ddpm_used)``, the ``ddpm`` set covering the first
+    ``n_ddpm_used`` conditions (0: not made)."""
+    baselines, sampler, steps, seed = config.baselines, config.sampler, config.steps, config.seed
     test, table = conditions.records, conditions.table
     sets: dict[str, np.ndarray] = {"real": conditions.signals}
-    if vae_ceiling:
+    if config.vae_ceiling:
         sets["vae"] = reconstruct(generate.pipe.vae, conditions.signals, batch=generate.batch_size)
         timer.lap("vae_reconstruct", len(test))
     sets["model"] = generate(test, sampler, steps, seed)
     timer.lap("generate_model", len(test))
-    if paraphrase:
+    if config.paraphrase:
         shares = {}
         reworded = _reworded_or_none(test, seed)
         if reworded is not None:  # a real dataset's statements are not in the wording bank: no held-out wordings
@@ -158,9 +154,9 @@ def generate_sets(
     if "deepfake" in baselines:
         sets["deepfake"] = bl.deepfake_generate(len(test), seed=seed)
         timer.lap("deepfake", len(test))
-    n_ddpm_used = min(int(n_ddpm), len(test)) if "ddpm" in baselines else 0
+    n_ddpm_used = min(int(config.n_ddpm), len(test)) if "ddpm" in baselines else 0
     if n_ddpm_used > 0:
-        sets["ddpm"] = generate(test.iloc[:n_ddpm_used], "ddpm", ddpm_steps, seed)
+        sets["ddpm"] = generate(test.iloc[:n_ddpm_used], "ddpm", config.ddpm_steps, seed)
         timer.lap("generate_ddpm", n_ddpm_used)
     if "noc" in baselines:  # the paper's ablation: same reports and seeds, no sex/age/HR
         sets["noc"] = text_only_set(

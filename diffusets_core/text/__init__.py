@@ -4,7 +4,7 @@ Heavy dependencies (torch, transformers, openai) are imported lazily, on first u
 """
 
 from .cache import EmbeddingCache, prompt_key
-from .embed import default_cache_dir, embed_reports, embed_run, embed_texts, load_run_embeddings
+from .embed import EmbedConfig, default_cache_dir, embed_reports, embed_run, embed_texts, load_run_embeddings
 from .embedders import (
     BACKENDS,
     DEFAULT_MODELS,
@@ -51,6 +51,7 @@ __all__ = [
     "default_cache_dir",
     "embed_reports",
     "embed_run",
+    "EmbedConfig",
     "embed_texts",
     "encode_patient",
     "load_run_embeddings",

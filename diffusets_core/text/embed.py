@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,15 @@ from .. import __version__, fileio
 from ..fileio import atomic_save_with, atomic_write_text
 from ..layout import DATA_DIR, EMBEDDING_CACHE_DIR, EMBEDDINGS_DIR, MANIFEST_FILE
 from .cache import EmbeddingCache
-from .embedders import Embedder, EmbedderIdentity, EmbeddingError, PromptTooLongError, make_embedder, token_window
+from .embedders import (
+    Embedder,
+    EmbedderIdentity,
+    EmbeddingError,
+    PromptTooLongError,
+    TokenWindow,
+    make_embedder,
+    token_window,
+)
 from .prompts import Statements
 from .window import STRATEGY, PromptPlan, combine_chunks, plan_prompts, plan_summary
 
@@ -247,26 +255,69 @@ def embed_reports(
     return out, {**stats, **plan_summary(plans, window)}
 
 
+@dataclass
+class EmbedConfig:
+    """Which embedder turns a run's reports into vectors, and how (:func:`embed_run`; the profile's ``text``
+    settings and the ``diffusets embed`` options).
+
+    Raises ValueError for ``batch_size`` < 1 or an unknown key of :meth:`from_dict`.
+    """
+
+    backend: str = "local"  # local | openai | hash (text.embedders.make_embedder)
+    model: str | None = None  # None = the backend's default
+    base_url: str | None = None  # OpenAI-compatible server; the key is only read from OPENAI_API_KEY
+    prompt_mode: str = "paper"  # paper | clean: the ordered-prompt template (text.prompts)
+    batch_size: int = 64  # distinct texts per embedder call (one API request for openai)
+    device: str = "auto"  # the local backend's device
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EmbedConfig:
+        """The defaults with the settings of ``d`` applied. Raises ValueError naming any key that is not a field."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown EmbedConfig fields: {sorted(unknown)}; allowed: {sorted(names)}")
+        return cls(**d)
+
+
+@dataclass
+class _RunPrompts:
+    """The ordered prompts of a run's ok records: their plans (record order), the distinct prompts (first-seen
+    order) with the plan of each, every record's row in the distinct prompts, the records with an empty report and
+    :func:`~diffusets_core.text.window.plan_summary`."""
+
+    by_prompt: dict[str, PromptPlan]
+    prompt_index: np.ndarray  # (n_records,) int64
+    n_empty: int
+    window_info: dict
+
+    @property
+    def distinct(self) -> list[str]:
+        return list(self.by_prompt)
+
+
 def embed_run(
     run_dir: str | os.PathLike,
-    backend: str = "local",
-    model: str | None = None,
-    base_url: str | None = None,
-    prompt_mode: str = "paper",
-    batch_size: int = 64,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
+    config: EmbedConfig | None = None,
     *,
     embedder: Embedder | None = None,
-    device: str = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
     auto_consolidate: int = DEFAULT_AUTO_CONSOLIDATE,
     **embedder_kwargs: Any,
 ) -> dict:
-    """Embed the ordered prompts of every ok record of ``run_dir`` and write ``run_dir/embeddings/``.
+    """Embed the ordered prompts of every ok record of ``run_dir`` with the embedder of ``config`` (default
+    :class:`EmbedConfig`) and write ``run_dir/embeddings/``.
 
-    ``embedder`` overrides ``backend``/``model``/``base_url`` (its own identity is used).  Extra keyword
-    arguments go to the embedder constructor (e.g. ``allow_no_key``, ``max_retries``, ``backoff_base``,
-    ``timeout`` for ``openai``; ``dim`` for ``hash``).  ``device`` applies to the local backend.
+    ``embedder`` overrides ``config.backend`` / ``model`` / ``base_url`` (its own identity is used; its prompt
+    mode must be ``config.prompt_mode``). Extra keyword arguments go to the embedder constructor (e.g.
+    ``allow_no_key``, ``max_retries``, ``backoff_base``, ``timeout`` for ``openai``; ``dim`` for ``hash``).
+    ``cache_dir``: the persistent cache (default :func:`default_cache_dir`), consolidated when it holds more than
+    ``auto_consolidate`` segments (0: never).
 
     Returns counts:
 
@@ -287,27 +338,74 @@ def embed_run(
                                 (:func:`~diffusets_core.text.window.plan_summary`; also in ``identity.json``)
 
     Raises PromptTooLongError, naming up to five records, before anything is written, when a report has a
-    statement longer than the embedder's window (:func:`~diffusets_core.text.window.plan_prompts`).
+    statement longer than the embedder's window (:func:`~diffusets_core.text.window.plan_prompts`); ValueError
+    when ``embedder``'s prompt mode is not ``config.prompt_mode``.
     """
     t0 = time.perf_counter()
+    config = EmbedConfig() if config is None else config
     run_dir = Path(run_dir)
     df = read_ok_manifest(run_dir)
     record_ids = df["record_id"].tolist()
+    embedder = _run_embedder(config, embedder, embedder_kwargs)
+    prompts = _plan_run_prompts(run_dir, df["report"].tolist(), record_ids, embedder.window, config.prompt_mode)
 
-    if embedder is None:
-        if backend == "local":
-            embedder_kwargs.setdefault("device", device)
-            embedder_kwargs.setdefault("batch_size", batch_size)
-        elif backend == "openai":
-            embedder_kwargs.setdefault("batch_size", batch_size)
-        embedder = make_embedder(backend, model=model, base_url=base_url, prompt_mode=prompt_mode, **embedder_kwargs)
-    elif embedder.prompt_mode != prompt_mode:
-        raise ValueError(f"embedder prompt_mode {embedder.prompt_mode!r} != prompt_mode {prompt_mode!r}")
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir(run_dir)
+    cache = EmbeddingCache(cache_root, embedder.identity)
+    missing_before = _prompts_missing_from(cache, prompts)
+    matrix, st = embed_plans(
+        list(prompts.by_prompt.values()), embedder, cache, batch_size=config.batch_size, progress=progress
+    )
+    if auto_consolidate and len(cache.segment_names()) > auto_consolidate:
+        cache.consolidate()
 
-    # the one rule for prompts longer than the window; every refused report is named before anything is written
-    window = embedder.window
+    ident = embedder.identity.to_dict()
+    ident["dim"] = int(matrix.shape[1]) or int(embedder.dim or cache.dim or 0)
+    n_rec_new = int(sum(1 for i in prompts.prompt_index if i in missing_before))
+    counts = {
+        "records": len(record_ids),
+        "distinct_prompts": len(prompts.by_prompt),
+        "cache_hits": st["cache_hits"],
+        "newly_embedded": st["newly_embedded"],
+        "embed_batches": st["embed_batches"],
+        "api_calls": st["api_requests"],
+        "api_retries": st["api_retries"],
+        "prompts_saved_by_dedup": len(record_ids) - len(prompts.by_prompt),
+        "api_calls_saved_by_dedup": max(0, math.ceil(n_rec_new / config.batch_size) - st["embed_batches"]),
+        "empty_reports": prompts.n_empty,
+        **prompts.window_info,
+    }
+    out, elapsed = _write_run_embeddings(run_dir, record_ids, prompts, matrix, ident, t0)
+    counts.update({"identity": ident, "out_dir": str(out), "cache_dir": str(cache.dir), "seconds": round(elapsed, 3)})
+    log.info("embedded run %s: %s", run_dir, {k: v for k, v in counts.items() if k != "identity"})
+    return counts
+
+
+def _run_embedder(config: EmbedConfig, embedder: Embedder | None, embedder_kwargs: dict[str, Any]) -> Embedder:
+    """``embedder`` (checked against ``config.prompt_mode``), else the embedder of ``config`` built with
+    ``embedder_kwargs`` (the local backend also gets ``config.device``, the local and openai backends
+    ``config.batch_size``, unless ``embedder_kwargs`` say otherwise)."""
+    if embedder is not None:
+        if embedder.prompt_mode != config.prompt_mode:
+            raise ValueError(f"embedder prompt_mode {embedder.prompt_mode!r} != prompt_mode {config.prompt_mode!r}")
+        return embedder
+    if config.backend == "local":
+        embedder_kwargs.setdefault("device", config.device)
+        embedder_kwargs.setdefault("batch_size", config.batch_size)
+    elif config.backend == "openai":
+        embedder_kwargs.setdefault("batch_size", config.batch_size)
+    return make_embedder(
+        config.backend, model=config.model, base_url=config.base_url, prompt_mode=config.prompt_mode, **embedder_kwargs
+    )
+
+
+def _plan_run_prompts(
+    run_dir: Path, reports: list[str], record_ids: list[str], window: TokenWindow, prompt_mode: str
+) -> _RunPrompts:
+    """The prompts of ``reports`` planned by the one rule for prompts longer than ``window``
+    (:func:`~diffusets_core.text.window.plan_prompts`). Raises PromptTooLongError naming up to five refused
+    records (of ``record_ids``) before anything is written."""
     refused: dict[int, PromptTooLongError] = {}
-    plans = plan_prompts(df["report"].tolist(), window, prompt_mode, refused=refused)
+    plans = plan_prompts(reports, window, prompt_mode, refused=refused)
     if refused:
         first = sorted(refused)[:5]
         shown = "\n".join(f"  record {record_ids[i]}: {refused[i]}" for i in first)
@@ -323,8 +421,7 @@ def embed_run(
     if n_empty:
         log.warning("%d ok record(s) have an empty report; they get the vector of the empty prompt", n_empty)
     by_prompt = {p.prompt: p for p in plans}
-    distinct = list(by_prompt)
-    pindex = {p: i for i, p in enumerate(distinct)}
+    pindex = {p: i for i, p in enumerate(by_prompt)}
     prompt_index = np.array([pindex[p] for p in prompts], dtype=np.int64)
     window_info = plan_summary(plans, window)
     if window_info["long_records"]:
@@ -337,41 +434,30 @@ def embed_run(
             window.name,
             STRATEGY,
         )
+    return _RunPrompts(by_prompt, prompt_index, n_empty, window_info)
 
-    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir(run_dir)
-    cache = EmbeddingCache(cache_root, embedder.identity)
-    chunks = list(dict.fromkeys(c for p in by_prompt.values() for c in p.chunks))
+
+def _prompts_missing_from(cache: EmbeddingCache, prompts: _RunPrompts) -> set[int]:
+    """Rows of the distinct prompts with a chunk that ``cache`` does not hold yet (before embedding)."""
+    chunks = list(dict.fromkeys(c for p in prompts.by_prompt.values() for c in p.chunks))
     missing_chunks = {chunks[i] for i in cache.lookup(chunks)[1]} if chunks else set()
-    missing_before = {i for i, p in enumerate(distinct) if any(c in missing_chunks for c in by_prompt[p].chunks)}
-    matrix, st = embed_plans(list(by_prompt.values()), embedder, cache, batch_size=batch_size, progress=progress)
-    if auto_consolidate and len(cache.segment_names()) > auto_consolidate:
-        cache.consolidate()
+    return {i for i, p in enumerate(prompts.by_prompt.values()) if any(c in missing_chunks for c in p.chunks)}
 
-    ident = embedder.identity.to_dict()
-    dim = int(matrix.shape[1]) or int(embedder.dim or cache.dim or 0)
-    ident["dim"] = dim
-    n_rec_new = int(sum(1 for i in prompt_index if i in missing_before))
-    counts = {
-        "records": len(record_ids),
-        "distinct_prompts": len(distinct),
-        "cache_hits": st["cache_hits"],
-        "newly_embedded": st["newly_embedded"],
-        "embed_batches": st["embed_batches"],
-        "api_calls": st["api_requests"],
-        "api_retries": st["api_retries"],
-        "prompts_saved_by_dedup": len(record_ids) - len(distinct),
-        "api_calls_saved_by_dedup": max(0, math.ceil(n_rec_new / batch_size) - st["embed_batches"]),
-        "empty_reports": n_empty,
-        **window_info,
-    }
 
+def _write_run_embeddings(
+    run_dir: Path, record_ids: list[str], prompts: _RunPrompts, matrix: np.ndarray, ident: dict, t0: float
+) -> tuple[Path, float]:
+    """``run_dir/embeddings/``: ``prompts.csv``, ``distinct_prompts.csv``, ``vectors.npy`` and, last,
+    ``identity.json`` (``ident`` with the package version, counts, window and creation time), all atomic.
+    Returns the folder and the seconds since ``t0`` once the vectors are written."""
     out = run_dir / EMBEDDINGS_DIR
     out.mkdir(parents=True, exist_ok=True)
+    distinct = prompts.distinct
 
     def write_csv(name: str, frame) -> None:
         atomic_write_text(out / name, frame.to_csv(index=False))
 
-    write_csv("prompts.csv", pd.DataFrame({"record_id": record_ids, "prompt_index": prompt_index}))
+    write_csv("prompts.csv", pd.DataFrame({"record_id": record_ids, "prompt_index": prompts.prompt_index}))
     write_csv("distinct_prompts.csv", pd.DataFrame({"prompt_index": np.arange(len(distinct)), "prompt": distinct}))
     atomic_save_with(
         out / "vectors.npy", lambda f: np.save(f, np.ascontiguousarray(matrix, dtype=np.float32), allow_pickle=False)
@@ -383,15 +469,13 @@ def embed_run(
             "package_version": _package_version(),
             "records": len(record_ids),
             "distinct_prompts": len(distinct),
-            "window": window_info,
+            "window": prompts.window_info,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "files": {"prompts": "prompts.csv", "distinct_prompts": "distinct_prompts.csv", "vectors": "vectors.npy"},
         }
     )
     atomic_write_text(out / "identity.json", json.dumps(meta, indent=2))
-    counts.update({"identity": ident, "out_dir": str(out), "cache_dir": str(cache.dir), "seconds": round(elapsed, 3)})
-    log.info("embedded run %s: %s", run_dir, {k: v for k, v in counts.items() if k != "identity"})
-    return counts
+    return out, elapsed
 
 
 def _refuse_truncated_legacy(run_dir: Path, out: Path, identity: dict) -> None:
