@@ -243,7 +243,7 @@ def _cmd_generate_dataset(args: argparse.Namespace) -> int:
     """generate --conditions: a WFDB/.npy dataset, sharded over torchrun ranks (generate.dataset)."""
     from .device import resolve_device
     from .diffusion.pipeline import DiffuSETSPipeline
-    from .generate.dataset import generate_dataset
+    from .generate.dataset import DatasetConfig, generate_dataset
     from .generate.outputs import check_out_dir
     from .generate.sharding import init_ranks
 
@@ -252,20 +252,18 @@ def _cmd_generate_dataset(args: argparse.Namespace) -> int:
     device = resolve_device(args.device or "auto")
     init_ranks(device)
     pipe = DiffuSETSPipeline.from_pretrained(source, device=str(device))
-    res = generate_dataset(
-        pipe,
-        args.conditions,
-        args.out,
+    config = DatasetConfig(
         fs=MODEL_FS if args.fs is None else args.fs,
         batch_size=args.batch_size,
         formats=(args.formats or "wfdb,npy").split(","),
         seed=args.seed,
-        progress=not args.quiet,
         sampler=args.sampler,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance_scale,
         guidance_on=args.guidance_on,
-        command=_generate_command(args),
+    )
+    res = generate_dataset(
+        pipe, args.conditions, args.out, config, progress=not args.quiet, command=_generate_command(args)
     )
     if res["rank"] == 0:
         print(json.dumps(res, indent=2))

@@ -19,7 +19,7 @@ import wfdb
 
 from diffusets_core.diffusion.pipeline import GenerationOutput
 from diffusets_core.generate.conditions import ConditionsError, validate_conditions
-from diffusets_core.generate.dataset import generate_dataset
+from diffusets_core.generate.dataset import DatasetConfig, generate_dataset
 from diffusets_core.text.embedders import EmbeddingError, HashEmbedder
 from tests.data_trees import make_tiny_run, simple_mimic_records
 
@@ -125,7 +125,9 @@ def test_round_trip_through_prepare_wfdb(tmp_path, fs, length):
     from diffusets_core.data.store import read_manifest
 
     out = tmp_path / "out"
-    res = generate_dataset(IdealPipe(), _csv(tmp_path / "cond.csv", GOOD), out, fs=fs, batch_size=2, progress=False)
+    res = generate_dataset(
+        IdealPipe(), _csv(tmp_path / "cond.csv", GOOD), out, DatasetConfig(fs=fs, batch_size=2), progress=False
+    )
     assert res["ecgs"] == 5 and res["generated"] == 5
     man = pd.read_csv(out / "manifest.csv", keep_default_na=False)
     assert man["row"].tolist() == [1, 1, 2, 3, 3] and man["seed"].tolist()[:2] == [100, 101]
@@ -357,21 +359,23 @@ def test_report_out_reused_for_another_request_is_refused_naming_what_differs(ru
 
 def test_conditions_out_reused_for_another_request_is_refused_naming_what_differs(tmp_path):
     out = tmp_path / "out"
-    generate_dataset(IdealPipe(), _csv(tmp_path / "a.csv", GOOD), out, batch_size=2, progress=False)
+    generate_dataset(IdealPipe(), _csv(tmp_path / "a.csv", GOOD), out, DatasetConfig(batch_size=2), progress=False)
     kept = _all_files(out)
     other = _csv(tmp_path / "b.csv", [{**GOOD[0], "report": "Atrial fibrillation"}, *GOOD[1:]])
     with pytest.raises(ValueError, match="conditions_sha256: '[0-9a-f]{64}' recorded, '[0-9a-f]{64}' now"):
-        generate_dataset(IdealPipe(), other, out, batch_size=2, progress=False)
+        generate_dataset(IdealPipe(), other, out, DatasetConfig(batch_size=2), progress=False)
     with pytest.raises(ValueError, match="sampling.num_inference_steps: 2 recorded, 3 now") as err:
-        generate_dataset(IdealPipe(), tmp_path / "a.csv", out, batch_size=2, progress=False, num_inference_steps=3)
+        generate_dataset(
+            IdealPipe(), tmp_path / "a.csv", out, DatasetConfig(batch_size=2, num_inference_steps=3), progress=False
+        )
     assert err.value.differences == ["sampling.num_inference_steps: 2 recorded, 3 now"]
     with pytest.raises(ValueError) as err:
-        generate_dataset(IdealPipe(), tmp_path / "a.csv", out, batch_size=3, seed=4, progress=False)
+        generate_dataset(IdealPipe(), tmp_path / "a.csv", out, DatasetConfig(batch_size=3, seed=4), progress=False)
     assert {"batch_size: 2 recorded, 3 now", "base_seed: 0 recorded, 4 now"} <= set(err.value.differences)
     assert _all_files(out) == kept
     # the same request, from a copy of the file elsewhere, resumes
     same = _csv(tmp_path / "copy.csv", GOOD)
-    res = generate_dataset(IdealPipe(), same, out, batch_size=2, progress=False)
+    res = generate_dataset(IdealPipe(), same, out, DatasetConfig(batch_size=2), progress=False)
     assert res["generated"] == 0 and res["resumed"] == 5
 
 
@@ -412,7 +416,7 @@ def test_counts_are_checked_by_the_library_too(run, tmp_path):
         with pytest.raises(ValueError, match=match):
             generate_to_disk(pipe, cond, out, progress=False, **kw)
         with pytest.raises(ValueError, match=match):
-            generate_dataset(pipe, _csv(tmp_path / "c.csv", GOOD), out, progress=False, **kw)
+            generate_dataset(pipe, _csv(tmp_path / "c.csv", GOOD), out, DatasetConfig(**kw), progress=False)
     with pytest.raises(ValueError, match="no rows"):
         generate_to_disk(pipe, cond.iloc[:0], out, progress=False)
     assert not out.exists()

@@ -17,7 +17,7 @@ Both commands resume an interrupted run of the same request and refuse any other
 """
 
 from .conditions import ConditionsError, ConditionsSummary, validate_conditions
-from .dataset import generate_dataset
+from .dataset import DatasetConfig, generate_dataset
 from .outputs import OutputBusyError, OutputDirError, RequestMismatchError
 from .rates import OUTPUT_RATES
 from .to_disk import generate_to_disk
@@ -31,6 +31,7 @@ __all__ = [
     "OutputDirError",
     "RequestMismatchError",
     "export_batch",
+    "DatasetConfig",
     "generate_dataset",
     "generate_to_disk",
     "validate_conditions",

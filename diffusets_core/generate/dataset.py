@@ -49,6 +49,7 @@ import numbers
 import os
 import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ from .rates import output_rate, resample
 from .sharding import barrier, batches_of_rank, first_error_everywhere, rank_and_world
 from .writer import RECORDS_PER_FOLDER, TMP_DIR, merge_parts, part_file, write_dataset_batch
 
-__all__ = ["DATASET_FILE", "generate_dataset"]
+__all__ = ["DatasetConfig", "DATASET_FILE", "generate_dataset"]
 
 DATASET_FILE = "dataset.json"  #: the settings that fill a dataset folder
 
@@ -107,21 +108,34 @@ def _settings(
     }
 
 
+@dataclass
+class DatasetConfig:
+    """What a generated dataset is made with (recorded in ``dataset.json``; a resumed folder must match it).
+
+    ``fs``: output rate in Hz, one of :data:`~diffusets_core.generate.rates.OUTPUT_RATES`; ``batch_size``: ECGs per
+    sampler call (and per ``.npy`` shard), a whole number >= 1; ``formats``: ``wfdb`` and/or ``npy``; ``seed``: base
+    seed (>= 0) for rows without a ``seed`` value (ECG ``index`` gets ``seed + index``); ``sampler``,
+    ``num_inference_steps``, ``guidance_scale``, ``guidance_on``: None takes the pipeline's validated setting;
+    ``chunksize``: conditions rows read at a time."""
+
+    fs: float = MODEL_FS
+    batch_size: int = 32
+    formats: Iterable[str] = ("wfdb", "npy")
+    seed: int = 0
+    sampler: str | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    guidance_on: str | None = None
+    chunksize: int = 50_000
+
+
 def generate_dataset(
     pipe: Any,
     conditions: str | os.PathLike,
     out_dir: str | os.PathLike,
+    config: DatasetConfig | None = None,
     *,
-    fs: float = MODEL_FS,
-    batch_size: int = 32,
-    formats: Iterable[str] = ("wfdb", "npy"),
-    seed: int = 0,
     progress: bool = True,
-    sampler: str | None = None,
-    num_inference_steps: int | None = None,
-    guidance_scale: float | None = None,
-    guidance_on: str | None = None,
-    chunksize: int = 50_000,
     command: str = "generate_dataset",
 ) -> dict:
     """Generate the dataset a conditions file asks for into ``out_dir`` (layout: module docstring).
@@ -131,11 +145,8 @@ def generate_dataset(
     (:func:`~diffusets_core.generate.outputs.output_lock`) until the end, and after a barrier merges the manifest.
 
     Args:
-        pipe: a loaded pipeline; its validated sampling settings apply to arguments left at None.
-        fs: output rate in Hz, one of :data:`~diffusets_core.generate.rates.OUTPUT_RATES`.
-        batch_size: ECGs per sampler call (and per ``.npy`` shard), a whole number >= 1; fixed for an output folder.
-        formats: ``wfdb`` and/or ``npy``.
-        seed: base seed (>= 0) for rows without a ``seed`` value (ECG ``index`` gets ``seed + index``).
+        pipe: a loaded pipeline; its validated sampling settings apply to settings left at None.
+        config: :class:`DatasetConfig` (default: its defaults); fixed for an output folder.
         command: recorded in the lock so a concurrent command is told what holds the folder.
 
     Returns: ``{"ecgs", "generated", "resumed", "out_dir", "manifest", "embedding_cache", ...}`` (on every rank).
@@ -148,7 +159,9 @@ def generate_dataset(
         OutputBusyError: another process is writing into ``out_dir``.
     """
     out = Path(out_dir)
-    formats = [f.strip() for f in formats if f.strip()]
+    c = config or DatasetConfig()
+    fs, batch_size, seed, chunksize = c.fs, c.batch_size, c.seed, c.chunksize
+    formats = [f.strip() for f in c.formats if f.strip()]
     unknown = set(formats) - {"wfdb", "npy"}
     if unknown or not formats:
         raise ValueError(f"formats: expected wfdb and/or npy, got {','.join(formats) or 'nothing'}")
@@ -156,7 +169,7 @@ def generate_dataset(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
     fs = output_rate(fs)
-    sampling = resolve_sampling(pipe, sampler, num_inference_steps, guidance_scale, guidance_on)
+    sampling = resolve_sampling(pipe, c.sampler, c.num_inference_steps, c.guidance_scale, c.guidance_on)
     rank, world = rank_and_world()
 
     err: str | None = None
