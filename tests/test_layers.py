@@ -31,7 +31,8 @@ LAYERS: dict[str, int] = {
     "device": 0,
     "layout": 0,
     "argtypes": 0,
-    "measured": 0,  # the schemas of the measured-results files (stdlib only: runs on a machine with PyTorch alone)
+    "measured": 0,
+    "settings": 0,  # the schemas of the measured-results files (stdlib only: runs on a machine with PyTorch alone)
     "data": 1,
     "text": 2,
     "models": 3,

@@ -52,7 +52,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ from .. import __version__
 from ..fileio import TMP_PREFIX, atomic_save_npy, atomic_write_text
 from ..layout import MANIFEST_FILE, PREPARE_FILE, SIGNALS_DIR
 from ..layout import data_dir as _data_dir
+from ..settings import dataclass_from_dict
 from .cohort.labels import read_cohort
 from .folder import read_folder
 from .headers import parse_header_field_map
@@ -362,11 +363,7 @@ class PrepareConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PrepareConfig:
         """The defaults with the settings of ``d`` applied. Raises ValueError naming any key that is not a field."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown PrepareConfig fields: {sorted(unknown)}; allowed: {sorted(names)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 @dataclass

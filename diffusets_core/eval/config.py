@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..diffusion.gaussian import GUIDANCE_TARGETS
+from ..settings import dataclass_from_dict
 
 #: Every baseline :func:`~.report.evaluate_run` knows; :data:`DEFAULT_BASELINES` is what it runs unless told otherwise.
 BASELINES = ("nn", "deepfake", "ddpm", "noc")
@@ -77,11 +78,7 @@ class EvalConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EvalConfig:
         """The defaults with the settings of ``d`` applied. Raises ValueError naming any key that is not a field."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown EvalConfig fields: {sorted(unknown)}; allowed: {sorted(names)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
     @classmethod
     def from_namespace(cls, namespace: Mapping[str, Any], **overrides: Any) -> EvalConfig:
@@ -120,8 +117,4 @@ class GuidanceSweepConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> GuidanceSweepConfig:
         """The defaults with the settings of ``d`` applied. Raises ValueError naming any key that is not a field."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown GuidanceSweepConfig fields: {sorted(unknown)}; allowed: {sorted(names)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -51,6 +51,7 @@ from torch import nn
 from ..checkpoint import load_artifact
 from ..data.limb_leads import INDEPENDENT_LEADS, derive_limb_leads, independent_leads
 from ..layout import vae_model
+from ..settings import dataclass_from_dict
 from .attention import FusedSelfAttention
 
 __all__ = [
@@ -147,11 +148,7 @@ class VAEConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VAEConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown VAEConfig fields: {sorted(unknown)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 def _groups(norm_groups: int, channels: int) -> int:

@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from tqdm import tqdm
 from .. import __version__, fileio
 from ..fileio import atomic_save_with, atomic_write_text
 from ..layout import DATA_DIR, EMBEDDING_CACHE_DIR, EMBEDDINGS_DIR, MANIFEST_FILE
+from ..settings import dataclass_from_dict
 from .cache import EmbeddingCache
 from .embedders import (
     Embedder,
@@ -277,11 +278,7 @@ class EmbedConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EmbedConfig:
         """The defaults with the settings of ``d`` applied. Raises ValueError naming any key that is not a field."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown EmbedConfig fields: {sorted(unknown)}; allowed: {sorted(names)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 @dataclass
