@@ -11,7 +11,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-__all__ = ["int_at_least", "positive_int", "nonnegative_int", "nonnegative_float", "device_spec"]
+__all__ = ["int_at_least", "positive_int", "nonnegative_int", "positive_int_range", "nonnegative_float", "device_spec"]
 
 
 def int_at_least(low: int) -> Callable[[str], int]:
@@ -35,6 +35,24 @@ def int_at_least(low: int) -> Callable[[str], int]:
 positive_int = int_at_least(1)
 #: Counts where 0 means "none" or "in this process" (``--workers 0``, ``--n-tstr 0``).
 nonnegative_int = int_at_least(0)
+
+
+def positive_int_range(text: str) -> tuple[int, int]:
+    """An argparse ``type`` for a count or a range of counts, ``"k"`` -> ``(k, k)`` or ``"lo-hi"`` -> ``(lo, hi)``
+    with ``1 <= lo <= hi`` (``cohort --records-per-subject 3-5``)."""
+    what = f"expected a whole number >= 1 or a range lo-hi with 1 <= lo <= hi, got {text!r}"
+    try:
+        parts = [int(x) for x in text.strip().split("-")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(what) from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or parts[0] < 1 or parts[0] > parts[1]:
+        raise argparse.ArgumentTypeError(what)
+    return parts[0], parts[1]
+
+
+positive_int_range.__name__ = "count or range lo-hi"
 
 
 def nonnegative_float(text: str) -> float:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .argtypes import device_spec, nonnegative_int, positive_int
+from .argtypes import device_spec, nonnegative_int, positive_int, positive_int_range
 from .data.preprocess import MODEL_FS
 
 #: What ``diffusets --help`` tells a user (the module docstring is for contributors).
@@ -34,7 +34,13 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
     from .data.cohort import build_cohort
 
     summary = build_cohort(
-        args.out, n=args.n, seed=args.seed, workers=args.workers, progress=not args.quiet, wording=args.wording
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        workers=args.workers,
+        progress=not args.quiet,
+        wording=args.wording,
+        records_per_subject=args.records_per_subject,
     )
     print(json.dumps(summary, indent=2, default=str))
     return 0
@@ -329,6 +335,15 @@ def _add_cohort_parser(sub: argparse._SubParsersAction) -> None:
         choices=["bank", "fixed"],
         default="bank",
         help="bank: each statement worded by the wording bank (default); fixed: the canonical statements only",
+    )
+    c.add_argument(
+        "--records-per-subject",
+        type=positive_int_range,
+        default=None,
+        metavar="K|LO-HI",
+        help="twin layout: every subject gets K (or LO to HI) records from one morphology template, with findings "
+        "and heart rate drawn per record (default: the standard layout, 1-2 records per subject, each its own "
+        "morphology)",
     )
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=_cmd_cohort)

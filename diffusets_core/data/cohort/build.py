@@ -15,6 +15,17 @@ Wording: by default (``wording="bank"``) each statement is worded by the wording
 part only) with a generator of its own, ``default_rng([seed, index, WORDING_STREAM])``, so signals, patients and
 times do not depend on the wording. ``wording="fixed"`` writes the interpreter's canonical statements instead
 (the one-wording world of earlier versions), with everything else identical.
+
+Subjects: by default (``records_per_subject=None``) records ``3k`` and ``3k+1`` share a subject and ``3k+2`` has its
+own (:func:`.plan.subject_of`), and every record draws its own GAN morphology. ``records_per_subject`` (an int, or a
+range ``(lo, hi)``) builds the opt-in *twin* layout instead: subject ``k`` gets a number of records drawn from
+``lo..hi`` (:func:`twin_slots`, generator ``default_rng([seed, SUBJECT_STREAM, k])``, the last subject cut to reach
+``n``), all from one morphology template (the same GAN normal beat; age and sex are per subject in both layouts),
+each with its own findings, heart rate, noise, time and wording drawn as in the default layout. A subject's findings
+are drawn independently per record, so two records of a subject may carry the same findings (never the same heart
+rate in practice: it is drawn from a continuous range). ``cohort_labels.csv`` then also holds ``template`` (the
+subject's GAN seed) and ``visit`` (the record's place among its subject's records, in index order), and
+``COHORT.json`` the setting; the default layout writes neither, so its files are those of earlier versions.
 """
 
 from __future__ import annotations
@@ -90,10 +101,76 @@ def _check_wording(wording: str) -> str:
     return wording
 
 
-def _template(rng: np.random.Generator, source: np.ndarray | None, what: str):
-    """A morphology template from the GAN: ``source`` (the first draw, when given) else drawn with the seed taken
-    from ``rng``; a rare GAN record with too few clean beats for a template is replaced by another draw."""
-    gan_seed = int(rng.integers(0, 2**31 - 1))
+#: Seed word of the twin layout's subject draws (:func:`twin_slots`): a stream no record uses.
+SUBJECT_STREAM = 37
+#: First subject id of the twin layout (the default layout's ids start here too: a cohort has one layout).
+FIRST_SUBJECT = 10_000_000
+
+
+def parse_records_per_subject(value: Any) -> tuple[int, int] | None:
+    """The twin layout's records-per-subject range ``(lo, hi)`` from an int ``k`` (``(k, k)``), a pair or list
+    ``[lo, hi]``, or text ``"k"`` / ``"lo-hi"`` (the CLI's form); ``None`` stays ``None`` (the default layout).
+
+    Raises:
+        ValueError: not one of these forms, ``lo < 1`` or ``lo > hi``.
+    """
+    if value is None:
+        return None
+    what = f"records_per_subject must be a positive int or a range lo-hi with 1 <= lo <= hi, got {value!r}"
+    try:
+        if isinstance(value, str):
+            parts = [int(x) for x in value.strip().split("-")]
+        elif isinstance(value, (list, tuple)):
+            parts = [int(x) for x in value]
+        elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            parts = [int(value)]
+        else:
+            raise ValueError(what)
+    except (TypeError, ValueError):
+        raise ValueError(what) from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or parts[0] < 1 or parts[0] > parts[1]:
+        raise ValueError(what)
+    return parts[0], parts[1]
+
+
+@dataclass(frozen=True)
+class TwinSlot:
+    """Where a record of the twin layout belongs: its ``subject_id``, the subject's morphology seed ``gan_seed`` (the
+    template all its records share) and ``visit``, its place among the subject's records (0-based, index order)."""
+
+    subject_id: int
+    gan_seed: int
+    visit: int
+
+
+def twin_slots(seed: int, n: int, records_per_subject: Any) -> list[TwinSlot]:
+    """The :class:`TwinSlot` of records ``0..n-1`` in the twin layout (module docstring): subject ``k`` has id
+    ``FIRST_SUBJECT + k`` and draws, from ``default_rng([seed, SUBJECT_STREAM, k])``, first its record count
+    (uniform in ``lo..hi``), then its GAN seed. The last subject keeps only the records that fit in ``n``.
+
+    Raises:
+        ValueError: ``records_per_subject`` not a valid setting (:func:`parse_records_per_subject`) or ``None``.
+    """
+    rps = parse_records_per_subject(records_per_subject)
+    if rps is None:
+        raise ValueError("twin_slots needs a records_per_subject setting, got None")
+    lo, hi = rps
+    slots: list[TwinSlot] = []
+    k = 0
+    while len(slots) < n:
+        rng = np.random.default_rng([seed, SUBJECT_STREAM, k])
+        count = int(rng.integers(lo, hi + 1))
+        gan_seed = int(rng.integers(0, 2**31 - 1))
+        slots += [TwinSlot(FIRST_SUBJECT + k, gan_seed, v) for v in range(count)]
+        k += 1
+    return slots[:n]
+
+
+def _template(gan_seed: int, source: np.ndarray | None, what: str):
+    """A morphology template from the GAN: ``source`` (the draw of ``gan_seed``, when given) else drawn with
+    ``gan_seed``; a rare GAN record with too few clean beats for a template is replaced by another draw."""
     for attempt in range(5):
         try:
             raw = source if (attempt == 0 and source is not None) else gan_record(gan_seed + attempt * 7919)
@@ -127,7 +204,7 @@ def make_combination_record(seed: int, index: int, findings: tuple[str, ...], wo
         fids.append("sinus_rhythm")
     rng = np.random.default_rng([seed, COMBINATION_STREAM, index])
     age, sex = patient(seed, 90_000_000 + index)
-    tpl = _template(rng, None, f"combination record {index}")
+    tpl = _template(int(rng.integers(0, 2**31 - 1)), None, f"combination record {index}")
     for _ in range(MAX_REDRAWS):
         edit = plan_edit(fids, tpl, rng, age, sex)
         sig = derive_12(add_noise(synthesize(tpl, edit, rng), edit, rng))
@@ -156,7 +233,9 @@ def make_combination_record(seed: int, index: int, findings: tuple[str, ...], wo
     }
 
 
-def make_record(seed: int, index: int, source: np.ndarray | None = None, wording: str = "bank") -> dict[str, Any]:
+def make_record(
+    seed: int, index: int, source: np.ndarray | None = None, wording: str = "bank", slot: TwinSlot | None = None
+) -> dict[str, Any]:
     """Build one record: ``signal`` (12, 5000) mV canonical order, ``intended`` (the drawn finding ids),
     ``findings`` (the finding ids of the interpreter's statements, report order), ``statements`` (the report),
     patient, target heart rate and time.
@@ -166,14 +245,20 @@ def make_record(seed: int, index: int, source: np.ndarray | None = None, wording
     ``wording="bank"`` (default) words the statements with the bank's train wordings; ``"fixed"`` keeps the
     canonical statements. Every other field does not depend on the wording.
 
+    ``slot`` (twin layout, :func:`twin_slots`) gives the subject and its morphology seed: the record is then built
+    from the subject's template (``source`` is then the draw of ``slot.gan_seed``) and also carries ``template``
+    (that seed) and ``visit``; its own generator still makes (and discards) the first draw, the default layout's
+    GAN seed, so its other draws come from the same stream positions.
+
     Raises:
         ValueError: ``wording`` not in :data:`WORDINGS`.
     """
     _check_wording(wording)
     rng = np.random.default_rng([seed, index])
-    subject = subject_of(index)
+    subject = subject_of(index) if slot is None else slot.subject_id
     age, sex = patient(seed, subject)
-    tpl = _template(rng, source, f"record {index}")
+    own_seed = int(rng.integers(0, 2**31 - 1))  # = _gan_seed(seed, index)
+    tpl = _template(own_seed if slot is None else slot.gan_seed, source, f"record {index}")
     for _ in range(MAX_REDRAWS):
         intended, edit = plan_record(tpl, rng, age, sex)
         sig = derive_12(add_noise(synthesize(tpl, edit, rng), edit, rng))
@@ -192,7 +277,7 @@ def make_record(seed: int, index: int, source: np.ndarray | None = None, wording
 
         wrng = np.random.default_rng([seed, index, WORDING_STREAM])
         statements = [word_statement(s, wrng, "train") for s in statements]  # ... the bank how
-    return {
+    rec = {
         "index": index,
         "subject_id": subject,
         "study_id": 40_000_000 + index,
@@ -206,6 +291,9 @@ def make_record(seed: int, index: int, source: np.ndarray | None = None, wording
         "measurements": interp.measurements,
         "when": when,
     }
+    if slot is not None:
+        rec.update(template=slot.gan_seed, visit=slot.visit)
+    return rec
 
 
 def _write_record(root: Path, rec: dict[str, Any]) -> None:
@@ -231,15 +319,21 @@ def _write_record(root: Path, rec: dict[str, Any]) -> None:
     )
 
 
-def _work(args: tuple[int, list[int], str, str]) -> list[dict[str, Any]]:
+def _work(args: tuple[int, list[int], str, str, list[TwinSlot] | None]) -> list[dict[str, Any]]:
     import torch
 
     torch.set_num_threads(1)
-    seed, indices, root, wording = args
+    seed, indices, root, wording, slots = args
     rows = []
-    sources = gan_records([_gan_seed(seed, i) for i in indices])  # one batched GAN pass per chunk
-    for i, src in zip(indices, sources):
-        rec = make_record(seed, i, source=src, wording=wording)
+    if slots is None:
+        sources = gan_records([_gan_seed(seed, i) for i in indices])  # one batched GAN pass per chunk
+    else:
+        # a GAN draw is a pure function of its seed (gan_records), so a subject's template is drawn once per chunk
+        unique = sorted({s.gan_seed for s in slots})
+        drawn = dict(zip(unique, gan_records(unique)))
+        sources = [drawn[s.gan_seed] for s in slots]
+    for j, (i, src) in enumerate(zip(indices, sources)):
+        rec = make_record(seed, i, source=src, wording=wording, slot=None if slots is None else slots[j])
         _write_record(Path(root), rec)
         rec.pop("signal")
         rows.append(rec)
@@ -362,13 +456,19 @@ def _generation_config() -> dict[str, Any]:
     }
 
 
-def _build_rows(root: Path, n: int, seed: int, workers: int, progress: bool, wording: str) -> list[dict[str, Any]]:
+def _build_rows(
+    root: Path, n: int, seed: int, workers: int, progress: bool, wording: str, slots: list[TwinSlot] | None = None
+) -> list[dict[str, Any]]:
     """Build and write records 0..n-1 into ``root`` in chunks of 32 (:func:`_work`; in ``workers`` forked
-    processes when more than one) and return their rows (:func:`make_record` without the signal), sorted by index."""
+    processes when more than one) and return their rows (:func:`make_record` without the signal), sorted by index.
+    ``slots``: the twin layout's :class:`TwinSlot` of every record (``None``: the default layout)."""
     from tqdm import tqdm
 
     chunk = 32  # two full GAN batches; chunks are fixed by index, so the output is independent of workers
-    jobs = [(seed, list(range(s, min(n, s + chunk))), str(root), wording) for s in range(0, n, chunk)]
+    jobs = [
+        (seed, list(range(s, min(n, s + chunk))), str(root), wording, None if slots is None else slots[s : s + chunk])
+        for s in range(0, n, chunk)
+    ]
     rows: list[dict[str, Any]] = []
     bar = tqdm(total=n, disable=not progress, unit="ecg", desc="cohort")
     if workers and workers > 1:
@@ -435,7 +535,8 @@ def _patients(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _cohort_labels(rows: list[dict[str, Any]], seed: int) -> pd.DataFrame:
     """``cohort_labels.csv``: the structured labels of each row (intended and said findings, ``|``-joined), target
-    heart rate, patient and build seed."""
+    heart rate, patient and build seed; in the twin layout also ``template`` (the subject's GAN seed) and
+    ``visit``."""
     return pd.DataFrame(
         [
             {
@@ -447,15 +548,19 @@ def _cohort_labels(rows: list[dict[str, Any]], seed: int) -> pd.DataFrame:
                 "age": r["age"],
                 "sex": r["sex"],
                 "seed": seed,
+                **({"template": r["template"], "visit": r["visit"]} if "template" in r else {}),
             }
             for r in rows
         ]
     )
 
 
-def _summary(rows: list[dict[str, Any]], n: int, seed: int, wording: str) -> dict[str, Any]:
+def _summary(
+    rows: list[dict[str, Any]], n: int, seed: int, wording: str, rps: tuple[int, int] | None = None
+) -> dict[str, Any]:
     """The ``COHORT.json`` summary of a build: size, seed, version, finding counts (intended and said), the
-    planner's settings, :func:`_generation_config` and the wording (the bank's hash and seed for ``"bank"``)."""
+    planner's settings, :func:`_generation_config`, the wording (the bank's hash and seed for ``"bank"``) and, in
+    the twin layout only (``rps``, the records-per-subject range), ``records_per_subject`` and ``subjects``."""
     drawn = [f.id for f in FINDINGS if f.drawn]
     counts = {f: int(sum(f in r["intended"] for r in rows)) for f in drawn}
     said_counts = {f.id: int(sum(f.id in r["findings"] for r in rows)) for f in FINDINGS}
@@ -488,6 +593,13 @@ def _summary(rows: list[dict[str, Any]], n: int, seed: int, wording: str) -> dic
         }
     else:
         summary["wording"] = {"mode": "fixed"}
+    if rps is not None:  # the default layout's COHORT.json stays as it was
+        summary["records_per_subject"] = list(rps)
+        summary["subjects"] = {
+            "n": len({r["subject_id"] for r in rows}),
+            "layout": "twin: one GAN morphology template per subject, findings and heart rate drawn per record",
+            "seed": f"numpy default_rng([seed, {SUBJECT_STREAM}, subject index]): record count, then GAN seed",
+        }
     return summary
 
 
@@ -498,23 +610,29 @@ def build_cohort(
     workers: int = 2,
     progress: bool = True,
     wording: str = "bank",
+    records_per_subject: int | tuple[int, int] | str | None = None,
 ) -> dict[str, Any]:
     """Build ``n`` records into ``out_dir`` (MIMIC-IV-ECG layout plus ``cohort_labels.csv`` and
     ``COHORT.json``). Returns the summary that ``COHORT.json`` holds.
 
     ``wording="bank"`` (default) words the reports with the wording bank (see the module docstring); ``"fixed"``
-    writes the interpreter's canonical statements.
+    writes the interpreter's canonical statements. ``records_per_subject`` (``k``, ``(lo, hi)`` or ``"lo-hi"``)
+    builds the twin layout, several records per subject from one morphology template (module docstring);
+    ``None`` (default) the default layout, byte for byte as before the setting existed.
 
     Raises:
-        ValueError: ``n`` not positive, or ``wording`` not in :data:`WORDINGS`.
+        ValueError: ``n`` not positive, ``wording`` not in :data:`WORDINGS`, or ``records_per_subject`` not a
+            valid setting (:func:`parse_records_per_subject`).
     """
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
     _check_wording(wording)
+    rps = parse_records_per_subject(records_per_subject)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows = _build_rows(root, n, seed, workers, progress, wording)
+    slots = None if rps is None else twin_slots(seed, n, rps)
+    rows = _build_rows(root, n, seed, workers, progress, wording, slots)
     for name, frame in (
         ("record_list.csv", _record_list(rows)),
         ("machine_measurements.csv", _machine_measurements(rows)),
@@ -523,7 +641,7 @@ def build_cohort(
     ):
         with atomic_writer(root / name) as tmp:
             frame.to_csv(tmp, index=False)
-    summary = _summary(rows, n, seed, wording)
+    summary = _summary(rows, n, seed, wording, rps)
     atomic_write_text(root / "COHORT.json", json.dumps(summary, indent=2))  # written last: marks a complete cohort
     log.info("cohort: %d records in %.1f s", n, time.perf_counter() - t0)
     return summary
@@ -600,48 +718,79 @@ def _wording_of(summary: dict[str, Any]) -> str:
     return w.get("mode", "fixed") if isinstance(w, dict) else "fixed"
 
 
-def reusable_cohort(data_dir: str | os.PathLike, n: int, seed: int, wording: str = "bank") -> dict[str, Any] | None:
+def reusable_cohort(
+    data_dir: str | os.PathLike,
+    n: int,
+    seed: int,
+    wording: str = "bank",
+    records_per_subject: int | tuple[int, int] | str | None = None,
+) -> dict[str, Any] | None:
     """The ``COHORT.json`` summary of an existing build in ``data_dir`` with the same ``n``, ``seed``,
-    :data:`COHORT_VERSION` and ``wording`` (the build is deterministic for these, so it can be reused), else
-    ``None``."""
+    :data:`COHORT_VERSION`, ``wording`` and ``records_per_subject`` (absent from a default-layout build) (the build
+    is deterministic for these, so it can be reused), else ``None``."""
     meta_path = Path(data_dir) / "COHORT.json"
     previous = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    rps = parse_records_per_subject(records_per_subject)
     if (
         previous.get("n") == n
         and previous.get("seed") == seed
         and previous.get("version") == COHORT_VERSION
         and _wording_of(previous) == wording
+        and previous.get("records_per_subject") == (None if rps is None else list(rps))
     ):
         return previous
     return None
 
 
 def ensure_cohort(
-    data_dir: str | os.PathLike, *, n: int, seed: int, workers: int = 2, progress: bool = False, wording: str = "bank"
+    data_dir: str | os.PathLike,
+    *,
+    n: int,
+    seed: int,
+    workers: int = 2,
+    progress: bool = False,
+    wording: str = "bank",
+    records_per_subject: int | tuple[int, int] | str | None = None,
 ) -> CohortBuild:
     """Reuse the cohort in ``data_dir`` when :func:`reusable_cohort` finds one, else build it with
     :func:`build_cohort` (the same policy for the data chapter and the CLI)."""
     data_dir = Path(data_dir)
-    previous = reusable_cohort(data_dir, n, seed, _check_wording(wording))
+    previous = reusable_cohort(data_dir, n, seed, _check_wording(wording), records_per_subject)
     if previous is not None:
         return CohortBuild(data_dir, previous, None)
     t0 = time.perf_counter()
-    summary = build_cohort(data_dir, n=n, seed=seed, workers=workers, progress=progress, wording=wording)
+    summary = build_cohort(
+        data_dir,
+        n=n,
+        seed=seed,
+        workers=workers,
+        progress=progress,
+        wording=wording,
+        records_per_subject=records_per_subject,
+    )
     return CohortBuild(data_dir, summary, time.perf_counter() - t0)
 
 
 def source_data_dir(
-    source: str, data_dir: str | os.PathLike | None, run_dir: str | os.PathLike, *, n: int, seed: int, workers: int = 2
+    source: str,
+    data_dir: str | os.PathLike | None,
+    run_dir: str | os.PathLike,
+    *,
+    n: int,
+    seed: int,
+    workers: int = 2,
+    records_per_subject: int | tuple[int, int] | str | None = None,
 ) -> tuple[Path, CohortBuild | None]:
     """The folder :func:`~diffusets_core.data.prepare.prepare_dataset` reads for ``source``.
 
     ``source == "cohort"``: the cohort in ``<run_dir>/cohort``, built or reused by :func:`ensure_cohort` (then
-    returned too; a ``data_dir`` given with it is ignored, with a warning); any other source: ``data_dir`` as
-    given, and ``None``.
+    returned too; a ``data_dir`` given with it is ignored, with a warning; ``records_per_subject`` selects the twin
+    layout, see :func:`build_cohort`); any other source: ``data_dir`` as given, and ``None``.
 
     Raises:
-        ValueError: a real source without ``data_dir``, or a cohort size ``n``
-            that is not a positive integer (the cohort is built, so "all records" has no meaning for it).
+        ValueError: a real source without ``data_dir``, a cohort size ``n``
+            that is not a positive integer (the cohort is built, so "all records" has no meaning for it), or
+            ``records_per_subject`` with a real source (its subjects are the dataset's).
     """
     if source == "cohort":
         if data_dir:
@@ -653,8 +802,15 @@ def source_data_dir(
             )
         if not isinstance(n, int) or n <= 0:
             raise ValueError(f"n={n!r}: the cohort source needs a positive number of records to build")
-        built = ensure_cohort(Path(run_dir) / COHORT_DIR, n=n, seed=seed, workers=workers)
+        built = ensure_cohort(
+            Path(run_dir) / COHORT_DIR, n=n, seed=seed, workers=workers, records_per_subject=records_per_subject
+        )
         return built.data_dir, built
+    if records_per_subject is not None:
+        raise ValueError(
+            f"records_per_subject={records_per_subject!r} applies to the cohort source only; source {source!r} "
+            "has the dataset's own subjects"
+        )
     if not data_dir:
         raise ValueError(f"source {source!r} reads an existing dataset: give its folder as data_dir")
     return Path(data_dir), None
