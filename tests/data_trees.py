@@ -97,7 +97,8 @@ def write_mimic_tree(
     root: Path, records: list[dict], *, patients: dict[int, tuple[int, str]] | None = None, write_patients: bool = True
 ) -> Path:
     """records: dicts with subject_id, study_id and optional signal (canonical, mV), fs, hr,
-    reports (list[str]), rr_interval (ms), seed. Leads are written aVF-before-aVL, gain 200."""
+    reports (list[str]), rr_interval (ms), seed, ecg_time (text, default "2182-09-22 12:04:00"). Leads are written
+    aVF-before-aVL, gain 200."""
     root = Path(root)
     rl, mm = [], []
     for r in records:
@@ -110,11 +111,10 @@ def write_mimic_tree(
         if r.get("write", True):
             disk = sig[:, [CANONICAL_LEADS.index(n) for n in MIMIC_DISK_ORDER]]
             write_wfdb(root / os.path.dirname(rel), str(stid), disk, fs, MIMIC_DISK_ORDER, gain=200.0)
-        rl.append(
-            {"subject_id": sid, "study_id": stid, "file_name": stid, "ecg_time": "2182-09-22 12:04:00", "path": rel}
-        )
+        when = r.get("ecg_time", "2182-09-22 12:04:00")
+        rl.append({"subject_id": sid, "study_id": stid, "file_name": stid, "ecg_time": when, "path": rel})
         if r.get("measurements", True):
-            row = {"subject_id": sid, "study_id": stid, "cart_id": 6848296, "ecg_time": "2182-09-22 12:04:00"}
+            row = {"subject_id": sid, "study_id": stid, "cart_id": 6848296, "ecg_time": when}
             reports = list(r.get("reports", ["Sinus rhythm", "Normal ECG"]))
             for i in range(18):
                 row[f"report_{i}"] = reports[i] if i < len(reports) else None
@@ -212,7 +212,8 @@ SCP_STATEMENTS = (
 
 
 def write_ptbxl_tree(root: Path, rows: list[dict], *, raw_extra_lines: list[str] = ()) -> Path:
-    """rows: dicts with ecg_id, patient_id, age, sex, report, scp_codes (str), hr, optional signal."""
+    """rows: dicts with ecg_id, patient_id, age, sex, report, scp_codes (str), hr, optional signal and
+    recording_date (text as in PTB-XL, "1984-11-09 09:17:34"; default empty)."""
     root = Path(root)
     out = []
     for r in rows:
@@ -234,6 +235,7 @@ def write_ptbxl_tree(root: Path, rows: list[dict], *, raw_extra_lines: list[str]
                 "report": r.get("report", "sinusrhythmus normales ekg"),
                 "scp_codes": r.get("scp_codes", "{'NORM': 100.0, 'SR': 0.0}"),
                 "strat_fold": r.get("strat_fold", 3),
+                "recording_date": r.get("recording_date", ""),
                 "device": "CS-12   E",
                 "filename_lr": f"records100/{folder}/{eid:05d}_lr",
                 "filename_hr": rel_hr,
