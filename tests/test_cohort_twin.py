@@ -173,3 +173,13 @@ def test_cli_option(tmp_path):
 def test_records_per_subject_is_for_the_cohort_only(tmp_path):
     with pytest.raises(ValueError, match="cohort source only"):
         B.source_data_dir("mimic", tmp_path, tmp_path / "run", n=4, seed=0, records_per_subject=3)
+
+
+def test_the_data_chapter_builds_and_reuses_a_twin_cohort(tmp_path):
+    path, built = B.source_data_dir("cohort", None, tmp_path, n=4, seed=0, records_per_subject=[2, 2])
+    assert not built.reused and built.summary["records_per_subject"] == [2, 2]
+    assert pd.read_csv(path / "cohort_labels.csv")["subject_id"].nunique() == 2
+    _, again = B.source_data_dir("cohort", None, tmp_path, n=4, seed=0, records_per_subject="2")
+    assert again.reused
+    _, default = B.source_data_dir("cohort", None, tmp_path, n=4, seed=0)
+    assert not default.reused and "records_per_subject" not in default.summary

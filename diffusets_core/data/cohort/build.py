@@ -759,15 +759,9 @@ def ensure_cohort(
     if previous is not None:
         return CohortBuild(data_dir, previous, None)
     t0 = time.perf_counter()
-    summary = build_cohort(
-        data_dir,
-        n=n,
-        seed=seed,
-        workers=workers,
-        progress=progress,
-        wording=wording,
-        records_per_subject=records_per_subject,
-    )
+    # the default layout's call is the one it always was (a stand-in build_cohort need not know the setting)
+    twin = {} if records_per_subject is None else {"records_per_subject": records_per_subject}
+    summary = build_cohort(data_dir, n=n, seed=seed, workers=workers, progress=progress, wording=wording, **twin)
     return CohortBuild(data_dir, summary, time.perf_counter() - t0)
 
 
@@ -802,9 +796,8 @@ def source_data_dir(
             )
         if not isinstance(n, int) or n <= 0:
             raise ValueError(f"n={n!r}: the cohort source needs a positive number of records to build")
-        built = ensure_cohort(
-            Path(run_dir) / COHORT_DIR, n=n, seed=seed, workers=workers, records_per_subject=records_per_subject
-        )
+        twin = {} if records_per_subject is None else {"records_per_subject": records_per_subject}
+        built = ensure_cohort(Path(run_dir) / COHORT_DIR, n=n, seed=seed, workers=workers, **twin)
         return built.data_dir, built
     if records_per_subject is not None:
         raise ValueError(
