@@ -35,7 +35,8 @@ lint: $(STAMP)
 test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q
 
-# the slow tests too (today: the chapters' install cell run in a new virtual environment, about 2 min)
+# the slow tests too (the chapters' install cell in a new virtual environment, about 2 min; a 2-step build of the gpu
+# profile's chapters 00-04 on the CPU, about 4 min)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
