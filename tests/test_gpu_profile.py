@@ -167,13 +167,14 @@ def test_book_command_reports_a_bad_set_before_anything_runs(tmp_path, capsys):
 def cohort_run(tmp_path_factory) -> Path:
     """A 24-record embedded cohort, prepared and embedded (32-d hash embedder: the text model is not under test)."""
     from diffusets_core.data.cohort import build_cohort
-    from diffusets_core.data.prepare import prepare_dataset
-    from diffusets_core.text.embed import embed_run
+    from diffusets_core.data.prepare import PrepareConfig, prepare_dataset
+    from diffusets_core.text.embed import EmbedConfig, embed_run
 
     root = tmp_path_factory.mktemp("gpu2")
     build_cohort(root / "cohort", n=24, seed=3, workers=1, progress=False)
-    prepare_dataset("cohort", root / "cohort", root / "run", workers=1, progress=False, fractions=(0.7, 0.15, 0.15))
-    embed_run(root / "run", backend="hash", progress=False, dim=32)
+    config = PrepareConfig(fractions=(0.7, 0.15, 0.15))
+    prepare_dataset("cohort", root / "cohort", root / "run", config, workers=1, progress=False)
+    embed_run(root / "run", EmbedConfig(backend="hash"), progress=False, dim=32)
     return root / "run"
 
 
