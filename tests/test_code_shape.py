@@ -6,7 +6,7 @@ the last line of its body (``end_lineno``), docstring included, decorators not. 
 the parameters a caller may leave out or must name: positional-or-keyword parameters with a default, every
 keyword-only parameter and ``**kwargs`` (one); a parameter named ``config`` (the settings object) is not counted.
 Public means a module-level function or a method of a module-level class whose names, and the module path's parts,
-do not start with ``_``. Run ``python tests/test_code_shape.py`` for the longest functions and the keyword counts.
+do not start with ``_`` (a class's ``__init__`` and ``__call__`` count as public). Run ``python tests/test_code_shape.py`` for the longest functions and the keyword counts.
 """
 
 from __future__ import annotations
