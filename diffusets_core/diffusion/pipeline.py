@@ -32,6 +32,7 @@ from ..layout import SAMPLING_FILE, UNET_DIR, sampling_file, unet_model, vae_mod
 from ..models.factory import unet_from_artifact
 from ..models.folder import WEIGHTS_FILE
 from ..models.reference import check_embedder_compat, load_reference_unet, load_reference_vae
+from ..models.twin import ReferenceConditioned, TwinUNet1D
 from ..models.unet import ConditionalUNet1D
 from ..models.vae import VAE, load_vae
 from ..text.cache import EmbeddingCache
@@ -576,6 +577,35 @@ class DiffuSETSPipeline:
         frame["sex"] = frame["sex"].map(lambda s: str(s).strip().upper()[:1])
         return frame
 
+    @torch.no_grad()
+    def reference_latents(
+        self, reference: Any, n: int, reference_guidance: float = 1.0
+    ) -> tuple[torch.Tensor | None, list[str]]:
+        """The VAE latents (1 or ``n``, C, l) of ``reference`` (see :meth:`__call__`) and a name for each (the path,
+        or ``array[i]``); ``(None, [])`` without a reference.
+
+        Raises:
+            ValueError: a reference for a model without a reference encoder, a count other than 1 or ``n``,
+                ``reference_guidance`` != 1 for a twin trained without reference dropout, or what
+                :func:`~diffusets_core.data.reference_ecg.load_reference_ecgs` refuses.
+        """
+        if reference is None:
+            return None, []
+        if not isinstance(self.unet, TwinUNet1D):
+            raise ValueError(
+                "reference: this model has no reference encoder; load a twin model (a twin run's directory, "
+                "e.g. RUN/twin, trained by `diffusets train-twin`)"
+            )
+        if float(reference_guidance) != 1.0 and self.unet.reference_cfg.reference_dropout <= 0:
+            raise ValueError("reference_guidance != 1 needs a twin trained with reference_dropout > 0")
+        from ..data.reference_ecg import load_reference_ecgs, reference_names
+
+        x = load_reference_ecgs(reference, fs=self.fs, length=PreprocessConfig.out_len)
+        if len(x) not in (1, n):
+            raise ValueError(f"reference: expected 1 ECG or one per generated ECG ({n}), got {len(x)}")
+        z = self.vae.encode(torch.from_numpy(x).to(self.device), sample=False)[0]
+        return z, reference_names(reference, len(x))
+
     # -- generation ----------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(
@@ -595,6 +625,8 @@ class DiffuSETSPipeline:
         progress: bool = False,
         return_latents: bool = False,
         bf16: bool = False,
+        reference: Any = None,
+        reference_guidance: float = 1.0,
     ) -> GenerationOutput:
         """Generate one ECG per row of the broadcast conditions. ECG ``i`` uses seed ``seed + i``, so a
         sample does not depend on the batch it was generated in; ``seed`` may also be a sequence with one
@@ -609,6 +641,19 @@ class DiffuSETSPipeline:
         guides the report alone, keeping sex, age and HR in both branches (needs ``cond_dropout_mode=
         "separate"``). ``bf16`` runs the U-Net under bfloat16 autocast (on CUDA, or on CPUs with fast bf16
         matrix units); the sampler's arithmetic stays float32.
+
+        ``reference`` (a twin model only, :mod:`~diffusets_core.models.twin`): the patient's own earlier ECG, one
+        for all ECGs or one per ECG -- a WFDB record path (read and preprocessed as the run's records were), an
+        array (12, L) or (N, 12, L) in mV already at the model's rate and length, or a list of these
+        (:func:`~diffusets_core.data.reference_ecg.load_reference_ecgs`). ``reference_guidance`` s guides the
+        reference on its own (1: plain conditioning; > 1 strengthens it, 0 ignores it; see
+        :class:`~diffusets_core.models.twin.ReferenceConditioned`). The conditions table then also holds
+        ``reference`` (what was given, per ECG) and ``reference_guidance``.
+
+        Raises:
+            ValueError: a bad condition, count, seed or sampling setting (named); a reference given to a model
+                without a reference encoder, or one that is not 1 or one per ECG; a reference of the wrong shape,
+                rate or leads (the loader's message names the file or field).
         """
         batch_size = positive_int("batch_size", batch_size)
         settings = self.sampling
@@ -636,13 +681,17 @@ class DiffuSETSPipeline:
             )
         ).to(self.device)
         patient = patient[:, : self.unet.cfg.cond_dim]  # a text-only model (cond_dim 0) ignores the patient
+        ref_z, ref_names = self.reference_latents(reference, len(cond), reference_guidance)
         diffusion_sampler = diffusion.sampler(sampler)
         length = PreprocessConfig.out_len // self.vae.cfg.downsample_factor  # the models' 10 s at 102.4 Hz
         signals, latents = [], []
         for start in range(0, len(cond), batch_size):
             rows = slice(start, min(start + batch_size, len(cond)))
+            unet = self.unet
+            if ref_z is not None:
+                unet = ReferenceConditioned(self.unet, ref_z if len(ref_z) == 1 else ref_z[rows], reference_guidance)
             z = diffusion.sample(
-                self.unet,
+                unet,
                 text[rows],
                 patient[rows],
                 (len(seed_list[rows]), self.unet.cfg.in_channels, length),
@@ -662,6 +711,9 @@ class DiffuSETSPipeline:
         cond["seed"] = seed_list
         cond["sampler"], cond["steps"], cond["guidance_scale"] = sampler, num_inference_steps, guidance_scale
         cond["guidance_on"] = guidance_on
+        if ref_z is not None:
+            cond["reference"] = ref_names if len(ref_names) == len(cond) else ref_names * len(cond)
+            cond["reference_guidance"] = float(reference_guidance)
         return GenerationOutput(
             np.concatenate(signals).astype(np.float32),
             self.fs,

@@ -29,6 +29,7 @@ from torch import nn
 
 from ..checkpoint import CheckpointError, load_artifact
 from .film_unet import FiLMUNet1D, FiLMUNetConfig, describe_film_unet
+from .twin import ReferenceEncoderConfig, TwinUNet1D
 from .unet import ConditionalUNet1D, PaperUNetConfig, describe_paper_unet
 from .unet_base import UNetConfigBase
 
@@ -133,7 +134,8 @@ def describe_unet(cfg: UNetConfigBase, latent_length: int = 128) -> list[dict[st
 def unet_from_artifact(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """The U-Net stored in a ``diffusets.unet`` artifact (``run/unet/model.pt``, written by
     :func:`~diffusets_core.train.unet.train_unet`), built with :func:`build_unet` from the stored config (read with
-    ``strict=False``: artifacts in the one-config format load), and the artifact's ``meta`` (embedder identity,
+    ``strict=False``: artifacts in the one-config format load) -- a :class:`~.twin.TwinUNet1D` when the artifact also
+    stores a ``reference_encoder`` (:func:`~diffusets_core.train.twin.train_twin_unet`) -- and the artifact's ``meta`` (embedder identity,
     patient mode, schedule, ...). The model is on ``map_location``, in training mode as built.
 
     Raises:
@@ -141,6 +143,11 @@ def unet_from_artifact(path: str | os.PathLike, map_location: str | torch.device
     """
     ck = load_artifact(path, "diffusets.unet", "U-Net", map_location=map_location)
     unet = build_unet(unet_config_from_dict(ck["config"], strict=False))
+    if ck.get("reference_encoder") is not None:  # a twin (train/twin.py): the U-Net with a reference encoder
+        try:
+            unet = TwinUNet1D(unet, ReferenceEncoderConfig.from_dict(ck["reference_encoder"]))
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: reference encoder does not fit the stored U-Net: {exc}") from None
     try:
         unet.load_state_dict(ck["state_dict"])
     except RuntimeError as exc:

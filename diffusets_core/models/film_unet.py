@@ -406,7 +406,16 @@ class FiLMUNet1D(nn.Module):
         text: torch.Tensor,
         patient: torch.Tensor | None = None,
         drop_mask: torch.Tensor | None = None,
+        extra_emb: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """The noise prediction (B, C, L) of latents ``x`` at timesteps ``t`` under the condition (see
+        :meth:`condition`). ``extra_emb`` (B, emb_dim), when given, is added to the condition embedding every block
+        reads: how a further condition (a patient's reference ECG, :mod:`.twin`) enters without changing the network;
+        None leaves the computation exactly as without it.
+
+        Raises:
+            ValueError: a wrong shape of ``x``, ``t`` or ``extra_emb``, or a length not divisible by
+                :attr:`FiLMUNetConfig.length_multiple`. TypeError: non-integer timesteps."""
         cfg = self.cfg
         if x.dim() != 3 or x.shape[1] != cfg.in_channels:
             raise ValueError(f"x must be (B, {cfg.in_channels}, L), got {tuple(x.shape)}")
@@ -422,6 +431,10 @@ class FiLMUNet1D(nn.Module):
             raise ValueError(f"timesteps must have shape (B,) = ({b},), got {tuple(t.shape)}")
         c_emb, ctx, ctx_mask = self.condition(text, patient, drop_mask)
         emb = self.time_mlp(timestep_embedding(t, cfg.base_channels)) + c_emb
+        if extra_emb is not None:
+            if extra_emb.shape != (b, cfg.emb_dim):
+                raise ValueError(f"extra_emb must be (B, emb_dim) = ({b}, {cfg.emb_dim}), got {tuple(extra_emb.shape)}")
+            emb = emb + extra_emb.to(emb.dtype)
         emb = emb.to(x.dtype) if not torch.is_autocast_enabled() else emb
 
         def attend(level: _Level, j: int, h: torch.Tensor) -> torch.Tensor:
