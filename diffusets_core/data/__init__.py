@@ -12,8 +12,9 @@ from .prepare import PrepareConfig, PrepareResult, list_records, prepare_dataset
 from .preprocess import PreprocessConfig, ProcessedRecord, process_ref
 from .ptbxl import read_ptbxl
 from .records import DatasetLayoutError, RecordRef
+from .reference_ecg import ReferenceECGError, ReferenceNotFoundError, load_reference_ecgs, reference_from_run
 from .splits import assign_splits
-from .store import MANIFEST_COLUMNS, SignalStore, read_manifest
+from .store import MANIFEST_COLUMNS, SignalStore, read_manifest, read_preprocess_config
 from .subjects import NoUsableRecordsError, SplitError
 from .wfdb_io import (
     AllNaNError,
@@ -63,6 +64,11 @@ __all__ = [
     "MANIFEST_COLUMNS",
     "SignalStore",
     "read_manifest",
+    "read_preprocess_config",
+    "load_reference_ecgs",
+    "reference_from_run",
+    "ReferenceECGError",
+    "ReferenceNotFoundError",
     "PrepareResult",
     "list_records",
     "prepare_dataset",

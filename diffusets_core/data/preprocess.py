@@ -61,6 +61,7 @@ __all__ = [
     "SkipRecord",
     "process_ref",
     "preprocess_signal",
+    "resample_window",
     "interpolate_gaps",
     "heart_rate_from_rr",
     "heart_rate_from_rpeaks",
@@ -323,6 +324,17 @@ def preprocess_signal(record: ECGRecord, config: PreprocessConfig) -> np.ndarray
     return x
 
 
+def resample_window(window: np.ndarray, out_len: int) -> np.ndarray:
+    """A ``(n_window, 12)`` window at the source rate -> ``(12, out_len)`` C-contiguous float32 mV.
+
+    FFT resampling (``scipy.signal.resample``) of the whole window to ``out_len`` samples, as the paper did (10 s
+    -> 1024 samples = 102.4 Hz); the step every prepared record and every reference read from a file goes through.
+    """
+    from scipy.signal import resample  # on first use: `import diffusets_core.data` stays light
+
+    return np.ascontiguousarray(resample(window, out_len, axis=0).T.astype(np.float32))
+
+
 def _read(ref: RecordRef, config: PreprocessConfig) -> ECGRecord:
     try:
         return read_record(ref.path, expected_fs=config.expected_fs, verify_checksums=config.verify_checksums)
@@ -353,8 +365,6 @@ def process_ref(ref: RecordRef, config: PreprocessConfig) -> ProcessedRecord:
     Returns a :class:`ProcessedRecord`: ``ok`` with a ``(12, out_len)`` float32 mV signal, or
     ``skipped`` with ``"<kind>: <message>"`` naming the first real failure (see module doc).
     """
-    from scipy.signal import resample  # on first use: `import diffusets_core.data` stays light
-
     if ref.skip_reason:
         return ProcessedRecord("skipped", f"{ref.extra.get('skip_kind', 'metadata')}: {ref.skip_reason}")
     record = None
@@ -379,7 +389,7 @@ def process_ref(ref: RecordRef, config: PreprocessConfig) -> ProcessedRecord:
                     f"{rr_lo:g}-{rr_hi:g} ms and no lead gave an agreed R-peak rate within "
                     f"{config.hr_range[0]:g}-{config.hr_range[1]:g} bpm ({why})",
                 )
-        signal = resample(window, config.out_len, axis=0).T.astype(np.float32)
+        signal = resample_window(window, config.out_len)
         if not np.isfinite(signal).all():
             raise SkipRecord("missing_samples", "non-finite values after resampling")
     except SkipRecord as exc:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..fileio import TMP_PREFIX, atomic_save_npy, atomic_write, atomic_write_text
 from ..layout import DATA_DIR, EMBEDDINGS_DIR, MANIFEST_FILE, PREPARE_FILE, SIGNALS_DIR, data_dir
+from .preprocess import PreprocessConfig
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -31,6 +32,7 @@ __all__ = [
     "atomic_save_npy",
     "atomic_write_text",
     "read_manifest",
+    "read_preprocess_config",
     "shard_path",
     "data_dir",
     "TMP_PREFIX",
@@ -90,6 +92,31 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     for col in ("shard", "row"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     return df[list(MANIFEST_COLUMNS)]
+
+
+def read_preprocess_config(run_dir: str | os.PathLike[str]) -> PreprocessConfig:
+    """The :class:`~.preprocess.PreprocessConfig` a run's records were prepared with (``data/prepare.json``'s
+    ``preprocess`` entry): what a new record must go through to look like the run's data.
+
+    Raises:
+        FileNotFoundError: the run has no ``data/prepare.json`` (not prepared, or prepared before it was written).
+        ValueError: the file holds no ``preprocess`` entry, or one with keys this version does not know (the
+            message names the file and the keys).
+    """
+    path = data_dir(run_dir) / PREPARE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no preprocessing record (prepare the run first: `diffusets prepare`)")
+    entry = json.loads(path.read_text()).get("preprocess")
+    if not isinstance(entry, dict):
+        raise ValueError(f"{path}: no 'preprocess' entry (expected the PreprocessConfig the run was prepared with)")
+    known = set(PreprocessConfig.__dataclass_fields__)
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise ValueError(
+            f"{path}: 'preprocess' has key(s) {', '.join(unknown)} this version does not know "
+            f"(known: {', '.join(sorted(known))}); prepared by another package version?"
+        )
+    return PreprocessConfig.from_dict(entry)
 
 
 class SignalStore:
