@@ -201,6 +201,8 @@ def _cmd_generate_checked(args: argparse.Namespace) -> int:
     from .generate.to_disk import generate_to_disk
     from .viz.ecgplot import plot_12lead
 
+    if args.conditions is not None and args.reference is not None:
+        raise ValueError("generate: --reference applies to --report (one patient), not to --conditions datasets")
     if args.conditions is not None:
         given = [
             f
@@ -226,6 +228,12 @@ def _cmd_generate_checked(args: argparse.Namespace) -> int:
     formats = [f.strip() for f in (args.formats or "wfdb,npy,png").split(",") if f.strip()]
     pipe = DiffuSETSPipeline.from_pretrained(_generate_source(args), device=args.device or "auto")
     cond = pipe.conditions(args.report, args.age, args.sex, args.hr, n=1 if args.n is None else args.n)
+    twin = {}
+    if args.reference is not None:  # checked (model, file, leads, rate) before anything is written
+        pipe.reference_latents(str(args.reference), len(cond), args.reference_guidance)
+        twin = {"reference": str(args.reference), "reference_guidance": args.reference_guidance}
+    elif args.reference_guidance != 1.0:
+        raise ValueError("generate: --reference-guidance needs --reference RECORD")
     res = generate_to_disk(
         pipe,
         cond,
@@ -240,6 +248,7 @@ def _cmd_generate_checked(args: argparse.Namespace) -> int:
         guidance_scale=args.guidance_scale,
         guidance_on=args.guidance_on,
         plot=plot_12lead,
+        **twin,
     )
     print(json.dumps(res, indent=2))
     return 0
@@ -507,6 +516,20 @@ def _add_generate_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         choices=["all", "text"],
         help="guide the report and patient values together (all) or the report alone (text); default: the run's",
+    )
+    c.add_argument(
+        "--reference",
+        default=None,
+        metavar="RECORD",
+        help="with --report and a twin model (RUN/twin, `diffusets train-twin`): the patient's own earlier ECG, a "
+        "WFDB record path (12 leads, at least 10 s; prepared as the run's records were): generate that patient's "
+        "ECG under the new report",
+    )
+    c.add_argument(
+        "--reference-guidance",
+        type=float,
+        default=1.0,
+        help="with --reference: guidance on the reference alone (1: plain conditioning, the default; >1 stronger)",
     )
     c.add_argument("--seed", type=nonnegative_int, default=0, help="base seed, >= 0: ECG i gets seed + i (default 0)")
     c.add_argument("--batch-size", type=positive_int, default=32, help="ECGs per sampler call (default 32)")

@@ -24,6 +24,8 @@ CHAPTER_OUTPUTS: dict[str, Callable[[Path], Path]] = {
     "02_text": lambda run: embeddings_dir(run) / "identity.json",
     "03_vae": vae_model,
     "04_diffusion": unet_model,
+    # the benchmark's judge, which the digital-twin chapter reads
+    "06_benchmark": lambda run: Path(run) / "eval" / "classifier" / "best.pt",
 }
 _TRAINED = ("01_data", "02_text", "03_vae", "04_diffusion")
 #: The earlier chapters each chapter reads the outputs of (00_methods and 01_data need none).
@@ -42,6 +44,7 @@ CHAPTER_NEEDS: dict[str, tuple[str, ...]] = {
             "10_explorer",
         )
     },
+    "11_digital_twin": (*_TRAINED, "06_benchmark"),
 }
 
 

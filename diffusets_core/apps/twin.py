@@ -20,8 +20,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from ..data.cohort import source_data_dir
+from ..data.pairs import run_pairs
 from ..data.prepare import PrepareConfig, prepare_dataset
+from ..data.store import SignalStore
 from ..fileio import atomic_write_text
 from ..layout import vae_model
 from ..text.embed import EmbedConfig, default_cache_dir, embed_run, load_run_embeddings
@@ -30,7 +34,7 @@ from ..train.latents import encode_latents
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TWIN_DIR", "TWIN_SEED_OFFSET", "TwinRunConfig", "prepare_twin_run"]
+__all__ = ["TWIN_DIR", "TWIN_SEED_OFFSET", "TwinRunConfig", "prepare_twin_run", "twin_overview"]
 
 #: the twin run's folder inside its base run
 TWIN_DIR = "twin"
@@ -136,3 +140,28 @@ def prepare_twin_run(
         "latents": latents,
         "embedded": {k: v for k, v in embedded.items() if k != "identity"},
     }
+
+
+def twin_overview(twin_dir: str | os.PathLike) -> pd.DataFrame:
+    """Per split of a prepared twin run: ``records``, ``subjects``, records per subject (``mean``, ``min``,
+    ``max``), ``subjects_with_pairs`` (two records or more) and ``adjacent_pairs`` (the requests
+    :func:`~diffusets_core.apps.twin_eval.twin_requests` can make)."""
+    records = SignalStore(twin_dir).records()
+    pairs = run_pairs(twin_dir, consecutive=True)
+    rows = []
+    for split in ("train", "val", "test"):
+        r = records[records["split"] == split]
+        per = r.groupby("subject_id").size()
+        rows.append(
+            {
+                "split": split,
+                "records": len(r),
+                "subjects": len(per),
+                "records_per_subject_mean": round(float(per.mean()), 2) if len(per) else float("nan"),
+                "min": int(per.min()) if len(per) else 0,
+                "max": int(per.max()) if len(per) else 0,
+                "subjects_with_pairs": int((per >= 2).sum()),
+                "adjacent_pairs": int((pairs["split"] == split).sum()),
+            }
+        )
+    return pd.DataFrame(rows).set_index("split")

@@ -19,6 +19,7 @@ A reference comes as one of
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from .store import SignalStore
 from .wfdb_io import read_record
 
 __all__ = [
+    "reference_names",
     "ReferenceECGError",
     "ReferenceNotFoundError",
     "check_reference_array",
@@ -211,3 +213,20 @@ def reference_from_run(run_dir: str | os.PathLike[str], record_id) -> np.ndarray
             f"({row['reason']}): it has no stored signal"
         )
     return np.array(store.shard(int(row["shard"]))[int(row["row"])], dtype=np.float32)
+
+
+def reference_names(source: Any, n: int) -> list[str]:
+    """A name for each of the ``n`` ECGs :func:`load_reference_ecgs` read from ``source``: a record's path, or
+    ``array[i]`` for the rows of an array (in a list: ``k:array[i]``, k its place in the list)."""
+
+    def one(item: Any, prefix: str) -> list[str]:
+        if isinstance(item, (str, os.PathLike)):
+            return [str(item)]
+        rows = 1 if np.ndim(item) == 2 else len(item)
+        return [f"{prefix}array[{i}]" for i in range(rows)]
+
+    if isinstance(source, (list, tuple)):
+        names = [name for k, item in enumerate(source) for name in one(item, f"{k}:")]
+    else:
+        names = one(source, "")
+    return names if len(names) == n else (names * n)[:n]

@@ -123,6 +123,16 @@ def _user_cache(identity: Any) -> CachePlacement:
     )
 
 
+def _run_preprocess(run_dir: Path) -> PreprocessConfig | None:
+    """The run's preprocessing (``data/prepare.json``), or None when the run has no prepared data."""
+    from ..data.store import read_preprocess_config
+
+    try:
+        return read_preprocess_config(run_dir)
+    except FileNotFoundError:
+        return None
+
+
 def _run_parts(run_dir: Path, unet_dir: str, device: Any) -> tuple[ModelParts, dict, dict]:
     """The parts of a run's model (``run/<unet_dir>/model.pt``, ``run/vae/model.pt``, ``sampling.json``, the
     prepared data's rate, the run's provenance), the U-Net artifact's ``meta`` and the short SHA-256 of both
@@ -219,6 +229,9 @@ class PipelineConfig:
     fs: float = MODEL_FS
     clip_sample: Any = None
     sampling: dict | None = None
+    #: how the run prepared its records (``data/prepare.json``): a reference ECG given as a WFDB record is prepared
+    #: the same way (None: the default preprocessing at ``fs``)
+    preprocess: PreprocessConfig | None = None
 
 
 def _file_sha256(path: Path) -> str:
@@ -275,6 +288,7 @@ class DiffuSETSPipeline:
         self.patient_mode = config.patient_mode
         self.schedule = config.schedule or NoiseSchedule.paper()
         self.fs = config.fs
+        self.preprocess = config.preprocess
         self.cache_dir = text_cache.root  # where new prompt vectors are appended (None: not cached)
         self.cache_read_only = tuple(text_cache.read_only)  # caches read but never written (a read-only run's)
         # a model folder's shipped vectors win over the user's cache (they are the ones the run generated with)
@@ -360,7 +374,13 @@ class DiffuSETSPipeline:
             parts.unet,
             parts.vae,
             embedder,
-            PipelineConfig(parts.patient_mode, parts.schedule, parts.fs, sampling=parts.sampling_saved),
+            PipelineConfig(
+                parts.patient_mode,
+                parts.schedule,
+                parts.fs,
+                sampling=parts.sampling_saved,
+                preprocess=_run_preprocess(run_dir),
+            ),
             device=dev,
             text_cache=place,
             identity=model_id,
@@ -600,7 +620,7 @@ class DiffuSETSPipeline:
             raise ValueError("reference_guidance != 1 needs a twin trained with reference_dropout > 0")
         from ..data.reference_ecg import load_reference_ecgs, reference_names
 
-        x = load_reference_ecgs(reference, fs=self.fs, length=PreprocessConfig.out_len)
+        x = load_reference_ecgs(reference, fs=self.fs, length=PreprocessConfig.out_len, preprocess=self.preprocess)
         if len(x) not in (1, n):
             raise ValueError(f"reference: expected 1 ECG or one per generated ECG ({n}), got {len(x)}")
         z = self.vae.encode(torch.from_numpy(x).to(self.device), sample=False)[0]

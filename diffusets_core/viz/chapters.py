@@ -37,6 +37,7 @@ __all__ = [
     "patient_label",
     "show_gallery",
     "show_quiz",
+    "plot_twin_strips",
 ]
 
 
@@ -362,3 +363,35 @@ def show_quiz(quiz: pd.DataFrame, records: pd.DataFrame, items: Sequence[tuple[n
         r = records.iloc[int(q["index"])]
         plot_12lead(sig, fs, title=f"ECG {q['label']} | {r['report'].replace('|', ' / ')} | {patient_label(r)}")
         plt.show()
+
+
+def plot_twin_strips(
+    rows: Sequence[tuple[str, np.ndarray]],
+    fs: float,
+    leads: Sequence[str] = ("I", "II", "V1", "V5"),
+    seconds: float = 3.0,
+) -> Figure:
+    """One patient's ECGs one under the other: each of ``rows`` is ``(label, (12, T) mV)`` -- e.g. the reference,
+    the real target and the twin's ECGs under several reports -- with the first ``seconds`` of each of ``leads``
+    side by side (0.5 mV grid lines), so the same heart can be compared across reports."""
+    from ..data.leads import CANONICAL_LEADS
+
+    n = int(round(seconds * fs))
+    t = np.arange(n) / fs
+    fig, axes = plt.subplots(
+        len(rows), len(leads), figsize=(3.2 * len(leads), 1.5 * len(rows)), sharex=True, sharey=True, squeeze=False
+    )
+    for i, (label, sig) in enumerate(rows):
+        for j, lead in enumerate(leads):
+            ax = axes[i, j]
+            ax.plot(t, sig[CANONICAL_LEADS.index(lead), :n], color="black", lw=0.7)
+            ax.set_yticks(np.arange(-2.0, 2.01, 0.5))
+            ax.set_yticklabels([])
+            ax.grid(True, color="#f4b6b6", lw=0.5)
+            if i == 0:
+                ax.set_title(lead, fontsize=9)
+        axes[i, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)")
+    fig.tight_layout()
+    return fig
