@@ -65,6 +65,9 @@ def test_rates_derived_from_other_edit_fields():
     # a planner's rate cap (1st degree AV block <= 82 /min) gives way to the requested rate, and says so
     fast = _make(4, ["av_block_1"], 92)
     assert fast["target_hr"] == 92.0 and "cap of 82" in fast["rate_note"] and fast["hr_match"]
+    # ... unless the request lies just above it: planned at the cap, still within the tolerance
+    near = _make(4, ["av_block_1"], 82.0 + C.CAP_SLACK_BPM)
+    assert near["target_hr"] == 82.0 and near["rate_note"].startswith("planned at") and near["complete"]
 
 
 def test_flutter_conduction_ratio_for_a_rate():

@@ -24,8 +24,10 @@ edit fields, and the rate planners' caps are overridden; ``rate_note`` records w
   the group size (3-5; the planned one when it fits) that keeps it within the planner's limits (the blocked P wave
   must clear the T wave; the sinus rate statement must stay the intended one), or the nearest when none does;
 * a planner's cap (1st degree AV block <= 82 /min, T flattening with U waves <= 85 /min, premature atrial complexes
-  and pre-excitation <= 120 /min: their P or U waves stay readable below it) is overridden by the requested rate;
-  whether the finding is still read is then the interpreter's to say (``complete``).
+  and pre-excitation <= 120 /min: their P or U waves stay readable below it) is kept when the requested rate lies at
+  most :data:`CAP_SLACK_BPM` above it (a cohort record planned at the cap measures a little above it), and otherwise
+  overridden by the requested rate; whether the finding is still read is then the interpreter's to say
+  (``complete``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ COUNTERPART_STREAM = 43
 #: A counterpart is complete when its measured heart rate is within this many bpm of the requested one (the
 #: benchmark's heart-rate tolerance).
 HR_TOLERANCE_BPM = 5.0
+#: a request at most this far (bpm) above a planner's rate cap is planned at the cap (its measured rate still lies
+#: within :data:`HR_TOLERANCE_BPM`): a cohort record planned at a cap measures a little above it
+CAP_SLACK_BPM = HR_TOLERANCE_BPM / 2
 #: F-wave rates (/min) of the flutter planner (:func:`.plan._flutter`)
 FLUTTER_PLAN_RATE = (250.0, 320.0)
 #: group sizes (P waves per group) of the Wenckebach planner (:func:`.plan._wenckebach`)
@@ -147,9 +152,11 @@ def _set_rate(e: Edit, hr: float, planned: Sequence[str], ctx: PlanContext) -> s
     if "av_block_2_mobitz1" in planned:
         return _wenckebach_rate(e, hr, ctx)
     if e.hr < hr - 1e-9:
-        capped = e.hr
+        cap = e.hr
+        if hr - cap <= CAP_SLACK_BPM:  # the cap still meets the request: the finding stays readable
+            return f"planned at the planners' cap of {cap:.1f} bpm for {', '.join(planned)} (requested {hr:.1f})"
         e.hr = hr
-        return f"rate above the planners' cap of {capped:.0f} bpm for {', '.join(planned)}"
+        return f"rate above the planners' cap of {cap:.0f} bpm for {', '.join(planned)}"
     return ""
 
 
