@@ -5,16 +5,19 @@ another subject S': F at h built on S''s template. Comparing a generated ECG wit
 counterpart isolates what is personal (the morphology) from what the report and the rate fix.
 
 A counterpart is built like a cohort record (:func:`.build.make_record`, :func:`.build.make_combination_record`):
-the template of a GAN seed (:func:`.build.subject_template`), the edit planned for the findings (:func:`.plan.plan_edit`),
-synthesised, noised, derived to 12 leads and read by the interpreter (:func:`.interpreter.interpret`). The edit is
-drawn again (up to :data:`~.build.MAX_REDRAWS` times, from the generator ``default_rng([seed, COUNTERPART_STREAM,
-index])``) until the interpreter says exactly the requested findings and measures the requested rate within
-:data:`HR_TOLERANCE_BPM`; the best draw is kept and ``complete`` tells whether both held.
+the template of a GAN seed (:func:`.build.subject_template`), the edit planned for the findings
+(:func:`.plan.plan_edit`), synthesised, noised, derived to 12 leads and read by the interpreter
+(:func:`.interpreter.interpret`). The edit is drawn again (up to :data:`~.build.MAX_REDRAWS` times, from the
+generator ``default_rng([seed, COUNTERPART_STREAM, index])``) until the interpreter says exactly the requested
+findings and measures the requested rate within :data:`HR_TOLERANCE_BPM`; the best draw is kept (exact findings and
+rate, else exact findings, else the nearest rate) and ``complete`` tells whether both held. The generator does not
+depend on the template: counterparts of one ``(seed, index)`` on two templates share their rhythm timing and noise
+(a paired comparison of the morphologies).
 
 The heart rate is the ventricular rate the interpreter measures (``measurements["hr"]``: 60 / mean RR of the normal
 beats), which a cohort record's ``machine_measurements.csv`` holds as ``rr_interval`` and a prepared manifest as
 ``hr``. The planned rate is replaced by it (:func:`.plan.plan_edit` ``hr=``) except where the rate comes from other
-edit fields, and the rate planners' caps are overridden; ``rate_note`` records what was done:
+edit fields or a planner caps it; ``rate_note`` records what was done:
 
 * atrial flutter (ventricular rate = F-wave rate / conduction ratio): the conduction ratio (2, 3 or 4:1; the planned
   one when it fits) and the F-wave rate ``hr x ratio`` kept within the planner's 250-320 /min when a ratio allows;
