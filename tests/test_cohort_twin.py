@@ -104,8 +104,8 @@ def test_the_template_seed_is_the_morphology_each_record_is_built_from(twin):
     assert "|".join(rec["intended"]) == row["intended"] and rec["target_hr"] == row["target_hr"]
     assert (rec["template"], rec["visit"], rec["subject_id"]) == (row["template"], row["visit"], row["subject_id"])
     # the morphology template itself: the same normal beat for every record of the subject
-    a = B._template(slots[0].gan_seed, None, "a")
-    b = B._template(labels["template"].iloc[1], None, "b")
+    a = B.subject_template(slots[0].gan_seed, None, "a")
+    b = B.subject_template(labels["template"].iloc[1], None, "b")
     assert (a.beat == b.beat).all() and (a.qrs_on, a.t_end) == (b.qrs_on, b.t_end)
 
 

@@ -9,7 +9,8 @@ Measurements and judges
     ``fit_judges`` (both trained on a run's training split), ``judge`` (:class:`~.judge.BenchmarkJudge`: fit once,
     score many sets), ``reconstruction`` (what an autoencoder keeps), ``baselines`` (nearest neighbour,
     deepfake-ecg), ``paraphrase`` (reworded reports), ``embedding_probe`` (what the text embeddings know about
-    heart rate).
+    heart rate), ``twin`` (personal consistency: a generated ECG's median beat, QRS axis and intervals against its
+    own subject's target and another subject's counterpart).
 
 The benchmark (:func:`.report.evaluate_run`, in the order it runs)
     ``config`` (its settings, :class:`~.config.EvalConfig`, and the guidance sweep's), ``taxonomy`` (classes), ``splits`` (the run's data), ``conditions`` (evaluated test records), ``sets``
@@ -50,5 +51,6 @@ __all__ = [
     "targets",
     "taxonomy",
     "timing",
+    "twin",
     "views",
 ]

@@ -39,6 +39,7 @@ import multiprocessing as mp
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -58,6 +59,12 @@ __all__ = [
     "FEATURE_COLUMNS",
     "hr_xqrs",
     "hr_neurokit",
+    "RPeaks",
+    "find_r_peaks",
+    "median_beat",
+    "median_beat_rate",
+    "delineate_beat",
+    "PLAUSIBLE",
     "measure_record",
     "measure_features",
     "hr_error",
@@ -71,8 +78,8 @@ DEFAULT_DETECT_LEADS = ("II", "I", "V5", "V6", "aVF", "V4", "V3", "V2", "V1", "I
 FLAT_STD_MV = 1e-3
 MIN_BEAT_CORR = 0.6
 
-# plausibility windows; values outside are reported as NaN with a reason
-_PLAUSIBLE = {"hr": (20.0, 300.0), "qrs_ms": (30.0, 250.0), "pr_ms": (50.0, 400.0), "qt_ms": (150.0, 750.0)}
+#: plausibility windows (bpm, ms); values outside are reported as NaN with a reason
+PLAUSIBLE = {"hr": (20.0, 300.0), "qrs_ms": (30.0, 250.0), "pr_ms": (50.0, 400.0), "qt_ms": (150.0, 750.0)}
 
 
 def _columns(t_leads: Sequence[str]) -> list[str]:
@@ -167,13 +174,24 @@ def hr_neurokit(x: np.ndarray, fs: float = FS) -> tuple[float, np.ndarray, str]:
 
 
 # -- median beat -------------------------------------------------------------------------------------------------
+def median_beat_rate(fs: float) -> float:
+    """The rate (Hz) at which :func:`median_beat` builds the median beat of a record sampled at ``fs`` Hz: 500 Hz
+    exactly from 102.4 Hz, ``fs`` itself from 250 Hz up, else about 500 Hz (a ratio with denominator <= 1000)."""
+    if abs(fs - FS) < 1e-9:
+        return INTERNAL_FS
+    if fs >= 250:
+        return fs
+    fr = Fraction(INTERNAL_FS / fs).limit_denominator(1000)
+    return fs * fr.numerator / fr.denominator
+
+
 def _upsample(sig: np.ndarray, fs: float) -> tuple[np.ndarray, float]:
     if abs(fs - FS) < 1e-9:
         return resample_poly(sig, 625, 128, axis=-1), INTERNAL_FS
     if fs >= 250:
         return sig, fs
     fr = Fraction(INTERNAL_FS / fs).limit_denominator(1000)
-    return resample_poly(sig, fr.numerator, fr.denominator, axis=-1), fs * fr.numerator / fr.denominator
+    return resample_poly(sig, fr.numerator, fr.denominator, axis=-1), median_beat_rate(fs)
 
 
 def _highpass(sig: np.ndarray, fs: float, hz: float) -> np.ndarray:
@@ -249,8 +267,94 @@ def _beat_corr(x: np.ndarray, peaks: np.ndarray, fs: float, half: float = 0.12) 
     return float(np.median(rs)) if rs else math.nan
 
 
-def _delineate(mb: np.ndarray, fs: float, r_idx: int, rr_s: float) -> dict[str, Any]:
-    """Delineate a (12, T) median beat whose R peak is at sample ``r_idx``. Times in samples (float)."""
+@dataclass(frozen=True)
+class RPeaks:
+    """R peaks of one record (:func:`find_r_peaks`): ``lead`` (the detection lead's name, ``None`` when no lead gave
+    two R peaks), ``peaks`` (sample indices at the input rate), ``beat_corr`` (:func:`_beat_corr` on that lead),
+    ``hr`` (bpm, ``60 / mean(RR)``) and ``reason`` (``""`` when the beats are usable; otherwise why not)."""
+
+    lead: str | None
+    peaks: np.ndarray
+    beat_corr: float
+    hr: float
+    reason: str
+
+
+def find_r_peaks(
+    sig: np.ndarray, fs: float = FS, detect_leads: Sequence[str] = DEFAULT_DETECT_LEADS, highpass_hz: float = 0.5
+) -> RPeaks:
+    """R peaks of a ``(12, L)`` mV record (canonical lead order) as :func:`measure_record` finds them: neurokit2
+    (:func:`hr_neurokit`) on the leads of ``detect_leads`` in order, the first whose single beats correlate with
+    their median beat at least :data:`MIN_BEAT_CORR` (the beat-consistency gate that rejects noise), else the best.
+
+    ``reason``: ``"no lead with 2 R-peaks"`` (``lead`` is ``None``) or ``"beats inconsistent ..."`` (the best lead
+    failed the gate; its peaks are still returned). Never raises on a ``(12, L)`` finite array.
+    """
+    best = None
+    for name in detect_leads:
+        ld = CANONICAL_LEADS.index(name)
+        hr, p, why = hr_neurokit(sig[ld], fs)
+        if why:
+            continue
+        corr = _beat_corr(_highpass(sig[ld], fs, highpass_hz), p, fs)
+        if best is None or (np.nan_to_num(corr, nan=-1) > np.nan_to_num(best[2], nan=-1)):
+            best = (name, p, corr, hr)
+        if np.isfinite(corr) and corr >= MIN_BEAT_CORR:
+            break
+    if best is None:
+        return RPeaks(None, np.zeros(0, np.int64), math.nan, math.nan, "no lead with 2 R-peaks")
+    name, peaks, corr, hr = best
+    reason = ""
+    if not (np.isfinite(corr) and corr >= MIN_BEAT_CORR):
+        reason = f"beats inconsistent (median beat correlation {corr:.2f} < {MIN_BEAT_CORR}): noise?"
+    return RPeaks(name, peaks, corr, hr, reason)
+
+
+#: Window of :func:`median_beat` around the R peak (s): long enough for the P wave before and the T end after
+MEDIAN_PRE_S, MEDIAN_POST_S = 0.4, 0.75
+
+
+def median_beat(
+    sig: np.ndarray,
+    peaks: np.ndarray,
+    fs: float = FS,
+    *,
+    lead: str,
+    highpass_hz: float = 0.5,
+    pre_s: float = MEDIAN_PRE_S,
+    post_s: float = MEDIAN_POST_S,
+) -> tuple[np.ndarray | None, float, int]:
+    """The 12-lead median beat of a ``(12, L)`` mV record with R peaks ``peaks`` (samples at ``fs``, found on
+    ``lead``): the record high-passed at ``highpass_hz``, resampled to about 500 Hz (:func:`_upsample`; a record at
+    250 Hz or more stays at its rate), each R refined to the local extremum (within 30 ms) of ``lead`` with the
+    sign of its median R, beats cut from ``pre_s`` before to ``post_s`` after the R, median per sample.
+
+    Returns ``(beat (12, T) or None, its rate fsu (Hz), number of complete beats)``: ``None`` with fewer than 3
+    complete beats. The R peak is at sample ``round(pre_s * fsu)``.
+    """
+    up, fsu = _upsample(_highpass(np.asarray(sig, dtype=np.float64), fs, highpass_hz), fs)
+    pk_u = np.round(np.asarray(peaks) * fsu / fs).astype(np.int64)
+    ld = CANONICAL_LEADS.index(lead)
+    h = int(round(0.03 * fsu))
+    inside = [p for p in pk_u if 0 <= p < up.shape[-1]]
+    if not inside:
+        return None, fsu, 0
+    sgn = np.sign(np.median([up[ld, p] for p in inside]) or 1.0)
+    pk_u = np.array([max(0, p - h) + int(np.argmax(sgn * up[ld, max(0, p - h) : p + h + 1])) for p in inside])
+    mb, nb = _median_beat(up, pk_u, fsu, pre_s, post_s)
+    return mb, fsu, nb
+
+
+def delineate_beat(mb: np.ndarray, fs: float, r_idx: int, rr_s: float) -> dict[str, Any]:
+    """Delineate a ``(12, T)`` median beat (mV, sampled at ``fs`` Hz, best 500 Hz: :func:`median_beat`) whose R peak
+    is at sample ``r_idx``; ``rr_s`` is the record's RR interval (s), which bounds the T and P searches.
+
+    Returns a dict with ``reasons`` (list of what could not be found) and, where found, ``qrs_on`` / ``qrs_off``
+    (spatial velocity of all 12 leads), ``base`` (12,) the isoelectric level (mean of the 10 ms ending at QRS
+    onset), ``st`` (12,) the level at J + 60 ms against it, ``t_amp`` (12,), ``t_end`` (tangent method, median of the
+    three leads with the largest T waves) and ``p_on`` (tangent method). Times are sample indices (float) of ``mb``.
+    Never raises on a readable array.
+    """
     out: dict[str, Any] = {"reasons": []}
     ms = fs / 1000.0
     # spatial velocity: all leads together make the QRS boundaries robust to any single isoelectric lead
@@ -348,30 +452,19 @@ def measure_record(
         if float(np.max(np.std(sig, axis=1))) < FLAT_STD_MV:
             row["reason"] = "flat signal"
             return row
-        # R-peaks with neurokit2 at the native rate; the beat-consistency gate rejects noise
-        best = None
-        for name in detect_leads:
-            ld = CANONICAL_LEADS.index(name)
-            hr, p, why = hr_neurokit(sig[ld], fs)
-            if why:
-                continue
-            corr = _beat_corr(_highpass(sig[ld], fs, highpass_hz), p, fs)
-            if best is None or (np.nan_to_num(corr, nan=-1) > np.nan_to_num(best[2], nan=-1)):
-                best = (name, p, corr, hr)
-            if np.isfinite(corr) and corr >= MIN_BEAT_CORR:
-                break
-        if best is None:
-            row["reason"] = "no lead with 2 R-peaks"
+        rp = find_r_peaks(sig, fs, detect_leads, highpass_hz)
+        if rp.lead is None:
+            row["reason"] = rp.reason
             return row
-        name, peaks, corr, hr = best
+        name, peaks, corr, hr = rp.lead, rp.peaks, rp.beat_corr, rp.hr
         row["beat_corr"], row["detect_lead"] = corr, name
-        if not (np.isfinite(corr) and corr >= MIN_BEAT_CORR):
-            row["reason"] = f"beats inconsistent (median beat correlation {corr:.2f} < {MIN_BEAT_CORR}): noise?"
+        if rp.reason:
+            row["reason"] = rp.reason
             return row
         rr = np.diff(peaks) / fs
         row["n_beats"] = len(peaks)
         row["rr_ms"], row["rr_std_ms"] = float(np.median(rr) * 1000), float(np.std(rr) * 1000)
-        lo, hi = _PLAUSIBLE["hr"]
+        lo, hi = PLAUSIBLE["hr"]
         check = consensus_heart_rate(sig[CANONICAL_LEADS.index(name)], fs, hr_range=(lo, hi))
         if not lo <= hr <= hi:
             reasons.append(f"implausible neurokit HR {hr:.0f}")
@@ -385,28 +478,13 @@ def measure_record(
             row["hr_xqrs"] = hx
             if why:
                 reasons.append(why)
-        # median beat at 500 Hz
-        up, fsu = _upsample(_highpass(sig, fs, highpass_hz), fs)
-        pk_u = np.round(peaks * fsu / fs).astype(np.int64)
-        # refine each R to the local extremum of the detection lead (upsampled), sign of the median R
-        ld = CANONICAL_LEADS.index(name)
-        h = int(round(0.03 * fsu))
-        sgn = np.sign(np.median([up[ld, p] for p in pk_u if 0 <= p < up.shape[-1]]) or 1.0)
-        pk_u = np.array(
-            [
-                max(0, p - h) + int(np.argmax(sgn * up[ld, max(0, p - h) : p + h + 1]))
-                for p in pk_u
-                if 0 <= p < up.shape[-1]
-            ]
-        )
         rr_s = float(np.median(rr))
-        pre, post = 0.4, 0.75
-        mb, nb = _median_beat(up, pk_u, fsu, pre, post)
+        mb, fsu, nb = median_beat(sig, peaks, fs, lead=name, highpass_hz=highpass_hz)
         if mb is None:
             reasons.append(f"only {nb} complete beats for the median beat")
             row["reason"] = "; ".join(reasons)
             return row
-        d = _delineate(mb, fsu, int(round(pre * fsu)), rr_s)
+        d = delineate_beat(mb, fsu, int(round(MEDIAN_PRE_S * fsu)), rr_s)
         reasons += d["reasons"]
         to_ms = 1000.0 / fsu
         if "qrs_on" in d:
@@ -422,7 +500,7 @@ def measure_record(
             row["pr_ms"] = (d["qrs_on"] - d["p_on"]) * to_ms
         for key in ("qrs_ms", "pr_ms", "qt_ms"):
             v = row[key]
-            lo, hi = _PLAUSIBLE[key]
+            lo, hi = PLAUSIBLE[key]
             if np.isfinite(v) and not lo <= v <= hi:
                 reasons.append(f"implausible {key} {v:.0f}")
                 row[key] = math.nan

@@ -57,7 +57,7 @@ from .findings import (
     is_held_out,
 )
 from .interpreter import interpret
-from .morphology import FS, GAN_BATCH, gan_record, gan_records, make_template
+from .morphology import FS, GAN_BATCH, Template, gan_record, gan_records, make_template
 from .plan import patient, plan_record, subject_of
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,8 @@ def _gan_seed(seed: int, index: int) -> int:
     return int(np.random.default_rng([seed, index]).integers(0, 2**31 - 1))
 
 
-def _check_wording(wording: str) -> str:
+def check_wording(wording: str) -> str:
+    """``wording`` itself when it is one of :data:`WORDINGS`. Raises ValueError naming the choices otherwise."""
     if wording not in WORDINGS:
         raise ValueError(f"wording must be one of {WORDINGS}, got {wording!r}")
     return wording
@@ -168,9 +169,14 @@ def twin_slots(seed: int, n: int, records_per_subject: Any) -> list[TwinSlot]:
     return slots[:n]
 
 
-def _template(gan_seed: int, source: np.ndarray | None, what: str):
-    """A morphology template from the GAN: ``source`` (the draw of ``gan_seed``, when given) else drawn with
-    ``gan_seed``; a rare GAN record with too few clean beats for a template is replaced by another draw."""
+def subject_template(gan_seed: int, source: np.ndarray | None, what: str) -> Template:
+    """The morphology template of GAN seed ``gan_seed`` (a subject's ``template`` in the twin layout): from
+    ``source`` (the draw of ``gan_seed``, when given) else drawn with ``gan_seed``; a rare GAN record with too few
+    clean beats for a template is replaced by another draw. ``what`` names the record in the error.
+
+    Raises:
+        RuntimeError: five draws without a usable template.
+    """
     for attempt in range(5):
         try:
             raw = source if (attempt == 0 and source is not None) else gan_record(gan_seed + attempt * 7919)
@@ -197,14 +203,14 @@ def make_combination_record(seed: int, index: int, findings: tuple[str, ...], wo
     from .findings import finding as _finding
     from .plan import plan_edit
 
-    _check_wording(wording)
+    check_wording(wording)
     requested = tuple(findings)
     fids = list(requested)
     if not any(_finding(f).family == "rhythm" for f in fids):
         fids.append("sinus_rhythm")
     rng = np.random.default_rng([seed, COMBINATION_STREAM, index])
     age, sex = patient(seed, 90_000_000 + index)
-    tpl = _template(int(rng.integers(0, 2**31 - 1)), None, f"combination record {index}")
+    tpl = subject_template(int(rng.integers(0, 2**31 - 1)), None, f"combination record {index}")
     for _ in range(MAX_REDRAWS):
         edit = plan_edit(fids, tpl, rng, age, sex)
         sig = derive_12(add_noise(synthesize(tpl, edit, rng), edit, rng))
@@ -253,12 +259,12 @@ def make_record(
     Raises:
         ValueError: ``wording`` not in :data:`WORDINGS`.
     """
-    _check_wording(wording)
+    check_wording(wording)
     rng = np.random.default_rng([seed, index])
     subject = subject_of(index) if slot is None else slot.subject_id
     age, sex = patient(seed, subject)
     own_seed = int(rng.integers(0, 2**31 - 1))  # = _gan_seed(seed, index)
-    tpl = _template(own_seed if slot is None else slot.gan_seed, source, f"record {index}")
+    tpl = subject_template(own_seed if slot is None else slot.gan_seed, source, f"record {index}")
     for _ in range(MAX_REDRAWS):
         intended, edit = plan_record(tpl, rng, age, sex)
         sig = derive_12(add_noise(synthesize(tpl, edit, rng), edit, rng))
@@ -626,7 +632,7 @@ def build_cohort(
     """
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
-    _check_wording(wording)
+    check_wording(wording)
     rps = parse_records_per_subject(records_per_subject)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -755,7 +761,7 @@ def ensure_cohort(
     """Reuse the cohort in ``data_dir`` when :func:`reusable_cohort` finds one, else build it with
     :func:`build_cohort` (the same policy for the data chapter and the CLI)."""
     data_dir = Path(data_dir)
-    previous = reusable_cohort(data_dir, n, seed, _check_wording(wording), records_per_subject)
+    previous = reusable_cohort(data_dir, n, seed, check_wording(wording), records_per_subject)
     if previous is not None:
         return CohortBuild(data_dir, previous, None)
     t0 = time.perf_counter()

@@ -369,10 +369,14 @@ FINDING_PLANNERS: dict[str, Callable[[Edit, PlanContext], None]] = {
 }
 
 
-def plan_edit(findings: Iterable[str], tpl: Template, rng: np.random.Generator, age: float, sex: str) -> Edit:
+def plan_edit(
+    findings: Iterable[str], tpl: Template, rng: np.random.Generator, age: float, sex: str, *, hr: float | None = None
+) -> Edit:
     """The edit parameters of a record with these findings (exactly one rhythm among them).
 
-    The rhythm's rate is drawn from :data:`RATE_RANGES`; the amplitude follows age and sex (module docstring) and,
+    The rhythm's rate is drawn from :data:`RATE_RANGES` (``hr``, when given, replaces the drawn rate: the draw is
+    still made, so the generator's later draws are the same; the planners' rate caps and atrial flutter's rate
+    still apply); the amplitude follows age and sex (module docstring) and,
     unless the record has low voltage, keeps the limb-lead QRS clearly above the 0.5 mV low-voltage criterion; a
     template whose QTcF exceeds 440 ms is shortened unless the record has a prolonged QT; a template whose
     precordial voltage comes within :data:`LVH_CAP_MARGIN` of an LVH voltage limit is scaled down unless the record
@@ -389,7 +393,8 @@ def plan_edit(findings: Iterable[str], tpl: Template, rng: np.random.Generator, 
     if missing:
         raise ValueError(f"no synthesiser edit for {missing}: implemented findings are {sorted(FINDING_PLANNERS)}")
     lo, hi = RATE_RANGES[rhythms[0]]
-    hr = rng.uniform(lo, hi)
+    drawn = rng.uniform(lo, hi)
+    hr = drawn if hr is None else float(hr)
     amp = (1.15 - 0.005 * (age - 20)) * (0.9 if sex == "F" else 1.0)
     if "low_voltage" not in fids:
         # keep records that are not meant to be low-voltage clearly above the 0.5 mV limb-lead criterion
