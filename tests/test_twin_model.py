@@ -274,3 +274,49 @@ def test_a_twin_needs_the_film_base_and_matching_runs(twin_run, tmp_path):
         train_twin_unet(twin_run, tmp_path / "missing.pt", out_name="x")
     with pytest.raises(FileNotFoundError, match="prepare and encode the twin run first"):
         train_twin_unet(tmp_path, twin_run / "unet" / "model.pt")
+
+
+def test_contrastive_pretraining_teaches_the_encoder_to_recognise_a_subject():
+    from diffusets_core.models.twin import ReferenceEncoder
+    from diffusets_core.train.twin_identity import identification_accuracy, nt_xent, pretrain_reference_encoder
+
+    rng = np.random.default_rng(0)
+    # 24 subjects x 3 records: a subject's fixed channel pattern plus a per-record "finding" pattern shared across
+    # subjects and noise; telling subjects apart means ignoring the findings
+    pattern = rng.standard_normal((24, 4, 32))
+    finding = rng.standard_normal((3, 4, 32))
+    z = np.concatenate([pattern + finding[k] + 0.3 * rng.standard_normal((24, 4, 32)) for k in range(3)]).astype(
+        np.float32
+    )
+    subjects = np.tile(np.arange(24), 3).astype(str)
+    torch.manual_seed(0)
+    enc = ReferenceEncoder(ReferenceEncoderConfig(in_channels=4, emb_dim=32, channels=(16, 16)))
+    before = identification_accuracy(enc, z, subjects)
+    losses = pretrain_reference_encoder(enc, z, subjects, steps=100, batch=16, lr=3e-3, seed=0)
+    after = identification_accuracy(enc, z, subjects)
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.5
+    assert after > max(0.8, before + 0.3), (before, after)
+    assert not enc.mlp[-1].weight.abs().sum()  # the last layer stays zero: the twin still starts as its base
+    u = torch.randn(8, 5)
+    assert float(nt_xent(u, u)) < float(nt_xent(u, torch.randn(8, 5)))
+    with pytest.raises(ValueError, match="at least two subjects with two records"):
+        pretrain_reference_encoder(enc, z[:3], np.array(["a", "b", "c"]), steps=1)
+
+
+def test_reference_tokens_start_as_the_base_and_drop_per_row():
+    base = _twin(0).base  # trained-like base weights (its zero-initialised layers moved)
+    twin = TwinUNet1D(
+        base, ReferenceEncoderConfig(in_channels=4, emb_dim=32, channels=(16, 16), tokens=True, attn_heads=2)
+    ).eval()
+    x, t, text, patient, ref = _inputs()
+    with torch.no_grad():
+        want = base(x, t, text, patient)
+        assert torch.equal(twin(x, t, text, patient, reference=ref), want)  # zero-initialised cross-attention
+        for m in twin.reference_attn:
+            m.proj.weight.normal_(0, 0.2)
+        with_ref = twin(x, t, text, patient, reference=ref)
+        assert (with_ref - want).abs().max() > 1e-3
+        drop = torch.tensor([True, False, False])
+        mixed = twin(x, t, text, patient, reference=ref, reference_drop=drop)
+        assert torch.allclose(mixed[0], want[0], atol=1e-6) and torch.allclose(mixed[1:], with_ref[1:], atol=1e-6)
+    assert len(twin.reference_attn) == len(base.attention_sites()) == 2 + 1 + 3

@@ -143,6 +143,7 @@ def counterpart_signals(
     twin_dir = Path(twin_dir)
     labels = _cohort_labels(twin_dir)
     template_of = labels.drop_duplicates("subject_id").set_index("subject_id")["template"]
+    intended_of = labels.set_index("study_id")["intended"]
     subjects = sorted(set(requests.table["subject_id"]))
     rng = np.random.default_rng(seed)
     length = requests.target.shape[-1]
@@ -150,20 +151,22 @@ def counterpart_signals(
     for i, req in enumerate(requests.table.itertuples(index=False)):
         others = [s for s in subjects if s != req.subject_id] or [s for s in template_of.index if s != req.subject_id]
         other = str(others[int(rng.integers(len(others)))])
-        rec = make_counterpart_record(
-            seed,
-            i,
-            template_seed=int(template_of.loc[other]),
-            findings=[f for f in str(req.findings).split("|") if f],
-            hr=float(req.hr),
-            age=float(req.age),
-            sex=str(req.sex),
-        )
+        kw = dict(template_seed=int(template_of.loc[other]), hr=float(req.hr), age=float(req.age), sex=str(req.sex))
+        asked, source = [f for f in str(req.findings).split("|") if f], "report"
+        try:
+            rec = make_counterpart_record(seed, i, findings=asked, **kw)
+        except ValueError:
+            # the interpreter's reading of a record can combine findings the synthesiser never builds together
+            # (e.g. an ST depression read beside an inverted T): the record's built findings are then requested
+            asked, source = [f for f in str(intended_of.loc[str(req.target_record)]).split("|") if f], "built"
+            rec = make_counterpart_record(seed, i, findings=asked, **kw)
         signals.append(resample_window(np.asarray(rec["signal"], np.float64).T, length))
         rows.append(
             {
                 "target_record": req.target_record,
                 "other_subject": other,
+                "findings": "|".join(asked),
+                "findings_from": source,
                 "complete": bool(rec["complete"]),
                 "measured_hr": rec.get("measured_hr"),
             }

@@ -64,7 +64,10 @@ class TwinJudge:
 
     def labels(self, reports: list[str], findings: list[str] | None = None) -> np.ndarray:
         """(N, C) classes of reports (and their structured findings, when known)."""
-        return labels_for_reports(reports, findings, self.classes)[0]
+        labels, names = labels_for_reports(reports, findings)
+        if names != self.classes:
+            raise ValueError(f"the judge reads classes {self.classes}, the labels are {names}")
+        return labels
 
 
 def load_twin_judge(run_dir: str | os.PathLike) -> TwinJudge:
@@ -79,10 +82,9 @@ def load_twin_judge(run_dir: str | os.PathLike) -> TwinJudge:
         raise FileNotFoundError(f"{path}: no benchmark classifier; run the benchmark (chapter 6) on {run_dir} first")
     model = load_classifier(path)
     store = SignalStore(run_dir)
-    classes = list(EVAL_CLASSES)
     val, train = store.records("val"), store.records("train")
-    y_val = labels_for_reports(val["report"].tolist(), val["findings"].tolist(), classes)[0]
-    y_train = labels_for_reports(train["report"].tolist(), train["findings"].tolist(), classes)[0]
+    y_val, classes = labels_for_reports(val["report"].tolist(), val["findings"].tolist(), EVAL_CLASSES)
+    y_train = labels_for_reports(train["report"].tolist(), train["findings"].tolist(), EVAL_CLASSES)[0]
     thresholds = choose_thresholds(y_val, predict_proba(model, np.asarray(store.signals("val"), np.float32)))
     valid = (y_train.sum(0) > 0) & (y_train.sum(0) < len(y_train))
     return TwinJudge(model, thresholds, valid, classes)

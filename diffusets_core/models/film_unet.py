@@ -37,6 +37,7 @@ the same signature as the paper's network, so samplers, pipeline and trainer do 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -160,7 +161,7 @@ class _SelfAttention(nn.Module):
         return x + self.proj(h.transpose(-1, -2).reshape(b, c, n))
 
 
-class _CrossAttention(nn.Module):
+class CrossAttention(nn.Module):
     """Pre-norm multi-head cross-attention from the latent positions (queries) to condition tokens (keys and
     values, ``ctx_dim``-d), masked, with a zero-initialised output projection (a new block starts as identity)."""
 
@@ -239,7 +240,7 @@ class FiLMUNet1D(nn.Module):
             return [_SelfAttention(c, cfg.attn_heads, g)] if level in cfg.attn_levels else []
 
         def xattn(level: int, c: int) -> list[nn.Module]:
-            return [_CrossAttention(c, e, cfg.attn_heads, g)] if self.n_tokens and level in cfg.attn_levels else []
+            return [CrossAttention(c, e, cfg.attn_heads, g)] if self.n_tokens and level in cfg.attn_levels else []
 
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -258,7 +259,7 @@ class FiLMUNet1D(nn.Module):
                 self.downsample.append(nn.Conv1d(c, c, 3, stride=2, padding=1))
                 skip_c.append(c)
         self.mid = nn.ModuleList([res(c, c), _SelfAttention(c, cfg.attn_heads, g), res(c, c)])
-        self.mid_xattn = _CrossAttention(c, e, cfg.attn_heads, g) if self.n_tokens else None
+        self.mid_xattn = CrossAttention(c, e, cfg.attn_heads, g) if self.n_tokens else None
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for i, w in reversed(list(enumerate(widths))):
@@ -407,11 +408,13 @@ class FiLMUNet1D(nn.Module):
         patient: torch.Tensor | None = None,
         drop_mask: torch.Tensor | None = None,
         extra_emb: torch.Tensor | None = None,
+        extra_attend: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """The noise prediction (B, C, L) of latents ``x`` at timesteps ``t`` under the condition (see
         :meth:`condition`). ``extra_emb`` (B, emb_dim), when given, is added to the condition embedding every block
-        reads: how a further condition (a patient's reference ECG, :mod:`.twin`) enters without changing the network;
-        None leaves the computation exactly as without it.
+        reads; ``extra_attend(site, h) -> h`` is called after the attention of every attention site (in the order and
+        with the widths of :meth:`attention_sites`): how a further condition (a patient's reference ECG,
+        :mod:`.twin`) enters without changing the network. None leaves the computation exactly as without them.
 
         Raises:
             ValueError: a wrong shape of ``x``, ``t`` or ``extra_emb``, or a length not divisible by
@@ -437,12 +440,20 @@ class FiLMUNet1D(nn.Module):
             emb = emb + extra_emb.to(emb.dtype)
         emb = emb.to(x.dtype) if not torch.is_autocast_enabled() else emb
 
+        site = [0]
+
+        def extra(h: torch.Tensor) -> torch.Tensor:
+            if extra_attend is not None:
+                h = extra_attend(site[0], h)
+                site[0] += 1
+            return h
+
         def attend(level: _Level, j: int, h: torch.Tensor) -> torch.Tensor:
             if len(level.attns):
                 h = level.attns[j](h)
             if len(level.xattns):
                 h = level.xattns[j](h, ctx, ctx_mask)
-            return h
+            return extra(h) if len(level.attns) else h
 
         h = self.conv_in(x)
         skips = [h]
@@ -456,13 +467,22 @@ class FiLMUNet1D(nn.Module):
         h = self.mid[1](self.mid[0](h, emb))
         if self.mid_xattn is not None:
             h = self.mid_xattn(h, ctx, ctx_mask)
-        h = self.mid[2](h, emb)
+        h = self.mid[2](extra(h), emb)
         for i, level in enumerate(self.up):
             for j, block in enumerate(level.blocks):
                 h = attend(level, j, block(torch.cat([h, skips.pop()], dim=1), emb))
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2, mode="nearest"))
         return self.out(h)
+
+    def attention_sites(self) -> list[int]:
+        """The channel width of every attention site, in the order :meth:`forward` visits them (each block of an
+        attention level on the way down, the middle, each block of an attention level on the way up): where
+        ``extra_attend`` is called."""
+        widths = [self.cfg.base_channels * m for m in self.cfg.channel_mults]
+        down = [widths[i] for i, level in enumerate(self.down) for _ in level.attns]
+        up = [widths[len(widths) - 1 - i] for i, level in enumerate(self.up) for _ in level.attns]
+        return down + [widths[-1]] + up
 
     # -- bookkeeping (the paper network's interface) ----------------------------------------------------------
     def unused_parameter_names(self) -> list[str]:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .film_unet import FiLMUNet1D
+from .film_unet import CrossAttention, FiLMUNet1D
 
 __all__ = ["ReferenceEncoderConfig", "ReferenceEncoder", "TwinUNet1D", "ReferenceConditioned", "is_twin"]
 
@@ -48,6 +48,10 @@ class ReferenceEncoderConfig:
     channels: tuple[int, ...] = (64, 128, 128)
     norm_groups: int = 8
     reference_dropout: float = 0.3
+    #: also give the reference as tokens (its encoded positions, ``L / 2 ** len(channels)`` of them) read by a
+    #: cross-attention at every attention site of the U-Net (zero-initialised), beside the pooled vector
+    tokens: bool = False
+    attn_heads: int = 4
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -93,13 +97,20 @@ class ReferenceEncoder(nn.Module):
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Raises ValueError for a tensor that is not (B, in_channels, L)."""
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """The convolution stack's output (B, channels[-1], L / 2 ** len(channels)). Raises ValueError for a tensor
+        that is not (B, in_channels, L)."""
         if z.dim() != 3 or z.shape[1] != self.cfg.in_channels:
             raise ValueError(f"reference latents must be (B, {self.cfg.in_channels}, L), got {tuple(z.shape)}")
-        h = self.convs(z.float())
-        pooled = torch.cat([h.mean(dim=-1), h.std(dim=-1, unbiased=False)], dim=-1)
-        return self.mlp(pooled)
+        return self.convs(z.float())
+
+    def pool(self, h: torch.Tensor) -> torch.Tensor:
+        """Features (B, C, T) -> the (B, emb_dim) vector: mean and standard deviation over time, then the MLP."""
+        return self.mlp(torch.cat([h.mean(dim=-1), h.std(dim=-1, unbiased=False)], dim=-1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, L) -> (B, emb_dim). Raises ValueError for another shape."""
+        return self.pool(self.features(z))
 
 
 class TwinUNet1D(nn.Module):
@@ -128,6 +139,24 @@ class TwinUNet1D(nn.Module):
         self.base = base
         self.reference_cfg = reference_cfg
         self.reference_encoder = ReferenceEncoder(reference_cfg)
+        if reference_cfg.tokens:
+            e, g = reference_cfg.emb_dim, base.cfg.norm_groups
+            self.reference_tokens = nn.Conv1d(reference_cfg.channels[-1], e, 1)
+            self.reference_attn = nn.ModuleList(
+                [CrossAttention(c, e, reference_cfg.attn_heads, g) for c in base.attention_sites()]
+            )
+        #: the encoder's learning rate relative to the base network's in :meth:`optimizer_groups` (a training
+        #: setting, not saved with the weights): the new encoder starts from zero while the base is already trained
+        self.encoder_lr_scale = 1.0
+
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups for the trainer: the base network at the trainer's rate, the reference encoder at
+        ``encoder_lr_scale`` times it."""
+        base = {id(p) for p in self.base.parameters()}
+        return [
+            {"params": list(self.base.parameters()), "lr_scale": 1.0},
+            {"params": [p for p in self.parameters() if id(p) not in base], "lr_scale": float(self.encoder_lr_scale)},
+        ]
 
     @property
     def cfg(self):
@@ -147,22 +176,26 @@ class TwinUNet1D(nn.Module):
 
     def reference_embedding(
         self, reference: torch.Tensor, batch: int, reference_drop: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """(B, emb_dim) what the reference adds to the condition embedding; zero in dropped rows.
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``(vector (B, emb_dim), tokens (B, T, emb_dim) | None, keep (B, 1) float)``: what the reference adds to
+        the condition embedding (zero in dropped rows), its tokens (with ``tokens``) and which rows keep it.
 
         Raises:
             ValueError: ``reference`` neither one row nor ``batch`` rows, or ``reference_drop`` not (batch,)."""
-        r = self.reference_encoder(reference)
-        if r.shape[0] == 1 and batch != 1:
-            r = r.expand(batch, -1)
-        if r.shape[0] != batch:
+        h = self.reference_encoder.features(reference)
+        if h.shape[0] == 1 and batch != 1:
+            h = h.expand(batch, -1, -1)
+        if h.shape[0] != batch:
             raise ValueError(f"reference: expected 1 or {batch} latents (the batch), got {reference.shape[0]}")
+        r = self.reference_encoder.pool(h)
+        keep = torch.ones(batch, 1, device=r.device, dtype=r.dtype)
         if reference_drop is not None:
-            keep = ~reference_drop.to(device=r.device, dtype=torch.bool)
-            if keep.shape != (batch,):
-                raise ValueError(f"reference_drop must be ({batch},), got {tuple(keep.shape)}")
-            r = r * keep[:, None].to(r.dtype)
-        return r
+            drop = reference_drop.to(device=r.device, dtype=torch.bool)
+            if drop.shape != (batch,):
+                raise ValueError(f"reference_drop must be ({batch},), got {tuple(drop.shape)}")
+            keep = (~drop)[:, None].to(r.dtype)
+        tokens = self.reference_tokens(h).transpose(1, 2) if self.reference_cfg.tokens else None
+        return r * keep, tokens, keep
 
     def forward(
         self,
@@ -177,8 +210,16 @@ class TwinUNet1D(nn.Module):
         """The noise prediction (B, C, L); without ``reference`` exactly the wrapped network's."""
         if reference is None:
             return self.base(x, t, text, patient, drop_mask)
-        extra = self.reference_embedding(reference.to(x.device), x.shape[0], reference_drop)
-        return self.base(x, t, text, patient, drop_mask, extra_emb=extra)
+        vector, tokens, keep = self.reference_embedding(reference.to(x.device), x.shape[0], reference_drop)
+        attend = None
+        if tokens is not None:
+            mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+
+            def attend(site: int, h: torch.Tensor) -> torch.Tensor:
+                # a dropped row keeps h unchanged: its reference reaches no site
+                return h + keep[:, :, None].to(h.dtype) * (self.reference_attn[site](h, tokens, mask) - h)
+
+        return self.base(x, t, text, patient, drop_mask, extra_emb=vector, extra_attend=attend)
 
     # -- the wrapped network's bookkeeping interface -----------------------------------------------------------
     def unused_parameter_names(self) -> list[str]:
@@ -188,9 +229,10 @@ class TwinUNet1D(nn.Module):
         return []
 
     def num_parameters(self) -> dict[str, int]:
-        """The counts of the whole twin, and ``reference_encoder`` (the part the twin adds)."""
+        """The counts of the whole twin, and ``reference_encoder`` (every part the twin adds)."""
         counts = self.base.num_parameters()
-        enc = sum(p.numel() for p in self.reference_encoder.parameters())
+        base = {id(p) for p in self.base.parameters()}
+        enc = sum(p.numel() for p in self.parameters() if id(p) not in base)
         return {
             **counts,
             "total": counts["total"] + enc,

@@ -186,12 +186,13 @@ class Trainer:
             self.wrapped: nn.Module = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         else:
             self.wrapped = self.model
-        self.opt = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad],
-            lr=cfg.lr,
-            betas=cfg.betas,
-            weight_decay=cfg.weight_decay,
-        )
+        params: Any = [p for p in self.model.parameters() if p.requires_grad]
+        if hasattr(self.model, "optimizer_groups"):  # parts trained at their own rate (a twin's new encoder)
+            params = [
+                {"params": [p for p in g["params"] if p.requires_grad], "lr": cfg.lr * float(g.get("lr_scale", 1.0))}
+                for g in self.model.optimizer_groups()
+            ]
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg))
         self.ema = EMA(self.model, cfg.ema_decay)
         self.step = 0
