@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..data.cohort.findings import statement_of
 from ..data.pairs import run_pairs
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "MODELS",
+    "BOUNDS",
+    "bound_sets",
     "TwinRequests",
     "twin_requests",
     "counterpart_signals",
@@ -56,6 +59,8 @@ ONE_HEART_FINDINGS = (("atrial_fibrillation",), ("sinus_rhythm", "rbbb"), ("sinu
 
 #: the three generated sets, in the order the tables show them
 MODELS = ("twin", "twin_without_reference", "reference_free")
+#: the two yardsticks beside them (:func:`bound_sets`): a pure copier and the best any generator on this VAE can do
+BOUNDS = ("reference_copy", "target_through_vae")
 
 
 @dataclass
@@ -188,6 +193,25 @@ def generate_twin_sets(
         "twin_without_reference": twin_pipe(reports, **kw).signals,
         "reference_free": base_pipe(reports, **kw).signals,
     }
+
+
+@torch.no_grad()
+def bound_sets(vae: Any, requests: TwinRequests, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """The yardsticks of :data:`BOUNDS`, read with the same measures as the generated sets: ``reference_copy``, the
+    reference ECG itself through the run's VAE (a "twin" that copies the reference: as personal as the reference
+    is, and showing the reference's findings instead of the requested ones), and ``target_through_vae``, the real
+    target through the VAE (what a generator that drew the target's latent exactly would score: the ceiling of any
+    model on this autoencoder)."""
+
+    def through(x: np.ndarray) -> np.ndarray:
+        dev = next(vae.parameters()).device
+        out = []
+        for i in range(0, len(x), batch_size):
+            z = vae.encode(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(dev), sample=False)[0]
+            out.append(vae.decode(z).float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    return {"reference_copy": through(requests.reference), "target_through_vae": through(requests.target)}
 
 
 @dataclass

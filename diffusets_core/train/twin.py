@@ -151,6 +151,24 @@ def _check_compatible(twin_dir: Path, base_meta: dict, base: nn.Module) -> None:
         )
 
 
+def _can_resume(out: Path, ref_cfg: ReferenceEncoderConfig, base_unet: str | os.PathLike, fingerprint: str) -> bool:
+    """Whether ``out/last.pt`` continues this training: the same reference encoder, base U-Net and twin latents.
+    Otherwise (logged) the twin trains from the start. True without a checkpoint (nothing to continue)."""
+    if not (out / LAST_CHECKPOINT).is_file():
+        return True
+    meta = load_checkpoint(out / LAST_CHECKPOINT).get("meta", {})
+    same = (
+        meta.get("reference_encoder") == ref_cfg.to_dict()
+        and meta.get("twin", {}).get("base_unet") == str(Path(base_unet).resolve())
+        and meta.get("latents_fingerprint") == fingerprint
+    )
+    if not same:
+        log.warning(
+            "%s/last.pt was trained with other settings, base or latents: training the twin from the start", out
+        )
+    return same
+
+
 def _pretrain_identity(
     twin: TwinUNet1D, twin_dir: Path, subjects: pd.Series, steps: int, seed: int, *, resuming: bool
 ) -> dict:
@@ -234,6 +252,7 @@ def train_twin_unet(
         raise ValueError(f"encoder_lr_scale must be > 0, got {encoder_lr_scale}")
     twin.encoder_lr_scale = float(encoder_lr_scale)
     out = unet_dir(twin_dir, out_name)
+    resume = resume and _can_resume(out, ref_cfg, base_unet, latents_fingerprint(twin_dir))
     identity = _pretrain_identity(
         twin, twin_dir, subjects, identity_steps, seed, resuming=resume and (out / LAST_CHECKPOINT).is_file()
     )
