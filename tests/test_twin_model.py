@@ -320,3 +320,18 @@ def test_reference_tokens_start_as_the_base_and_drop_per_row():
         mixed = twin(x, t, text, patient, reference=ref, reference_drop=drop)
         assert torch.allclose(mixed[0], want[0], atol=1e-6) and torch.allclose(mixed[1:], with_ref[1:], atol=1e-6)
     assert len(twin.reference_attn) == len(base.attention_sites()) == 2 + 1 + 3
+
+
+def test_a_twin_exports_as_a_model_folder_and_loads_back_as_a_twin(twin_run, tmp_path):
+    from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+
+    pipe = DiffuSETSPipeline.from_pretrained(twin_run, device="cpu", unet_dir="unet_twin", dim=32)
+    folder = pipe.save_pretrained(tmp_path / "twin_model")
+    again = DiffuSETSPipeline.from_pretrained(folder, device="cpu", dim=32)
+    assert isinstance(again.unet, TwinUNet1D)
+    ref = np.asarray(again.unet.reference_encoder.mlp[-1].weight.detach())
+    np.testing.assert_array_equal(ref, np.asarray(pipe.unet.reference_encoder.mlp[-1].weight.detach()))
+    x = np.zeros((12, 1024), np.float32)
+    x[:, ::100] = 1.0
+    kw = dict(age=60, sex="F", hr=70, num_inference_steps=2, reference=x)
+    np.testing.assert_array_equal(pipe("Sinus rhythm", **kw).signals, again("Sinus rhythm", **kw).signals)

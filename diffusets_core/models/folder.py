@@ -32,6 +32,7 @@ from ..checkpoint import CheckpointError
 from ..fileio import atomic_write_json, atomic_writer
 from .factory import build_unet, unet_config_from_dict
 from .reference import ReferenceVAE, check_state_dict
+from .twin import ReferenceEncoderConfig, TwinUNet1D
 from .vae import VAE, VAEConfig
 
 __all__ = [
@@ -49,7 +50,9 @@ CONFIG_FILE = "config.json"  #: a component's configuration, in its folder
 WEIGHTS_FILE = "model.safetensors"  #: a component's weights (parameters and buffers), in its folder
 
 #: ``_class_name`` of a U-Net config -> the ``arch`` it must have (``build_unet`` builds that network)
-UNET_CLASSES = {"ConditionalUNet1D": "paper", "FiLMUNet1D": "film"}
+UNET_CLASSES = {"ConditionalUNet1D": "paper", "FiLMUNet1D": "film", "TwinUNet1D": "film"}
+#: the config key of a twin's reference encoder (:mod:`.twin`), beside its FiLM network's fields
+REFERENCE_KEY = "reference_encoder"
 #: ``_class_name`` of a VAE config -> the class built
 VAE_CLASSES: dict[str, type[VAE]] = {"VAE": VAE, "ReferenceVAE": ReferenceVAE}
 
@@ -83,7 +86,10 @@ def save_model_dir(model: nn.Module, folder: str | os.PathLike) -> dict[str, Pat
         # saves of the same weights differ byte for byte (and in their SHA-256)
         save_file(tensors, str(tmp), metadata={"format": "pt"})
     config = folder / CONFIG_FILE
-    atomic_write_json(config, {"_class_name": name, "_diffusets_version": str(__version__), **model.cfg.to_dict()})
+    fields = model.cfg.to_dict()
+    if isinstance(model, TwinUNet1D):  # the twin's FiLM network and its reference encoder in one config
+        fields[REFERENCE_KEY] = model.reference_cfg.to_dict()
+    atomic_write_json(config, {"_class_name": name, "_diffusets_version": str(__version__), **fields})
     return {"config": config, "weights": weights}
 
 
@@ -122,8 +128,8 @@ def _load_weights(model: nn.Module, folder: Path, map_location: str | torch.devi
 
 
 def load_unet_dir(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """The U-Net of ``folder`` (written by :func:`save_model_dir`): built with :func:`~.factory.build_unet` from
-    ``config.json`` (read as a stored config, :func:`~.factory.unet_config_from_dict` with ``strict=False``: folders in
+    """The U-Net of ``folder`` (written by :func:`save_model_dir`; a :class:`~.twin.TwinUNet1D` when the config holds
+    ``reference_encoder``): built with :func:`~.factory.build_unet` from ``config.json`` (read as a stored config, :func:`~.factory.unet_config_from_dict` with ``strict=False``: folders in
     the flat format load), weights loaded strictly, on ``map_location``, in eval mode.
 
     Raises:
@@ -136,13 +142,22 @@ def load_unet_dir(folder: str | os.PathLike, map_location: str | torch.device = 
     path = folder / CONFIG_FILE
     if name not in UNET_CLASSES:
         raise CheckpointError(f"{path}: _class_name {name!r} is not a U-Net ({', '.join(UNET_CLASSES)})")
+    fields = dict(fields)
+    reference = fields.pop(REFERENCE_KEY, None)
+    if (reference is not None) != (name == "TwinUNet1D"):
+        raise CheckpointError(
+            f"{path}: a {name} config {'with' if reference is not None else 'without'} {REFERENCE_KEY}"
+        )
     try:
         cfg = unet_config_from_dict(fields, strict=False)
+        unet = build_unet(cfg)
+        if reference is not None:
+            unet = TwinUNet1D(unet, ReferenceEncoderConfig.from_dict(reference))
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a valid U-Net config ({exc})") from None
     if UNET_CLASSES[name] != cfg.arch:
         raise CheckpointError(f"{path}: _class_name {name!r} does not match arch {cfg.arch!r}")
-    return _load_weights(build_unet(cfg), folder, map_location).eval()
+    return _load_weights(unet, folder, map_location).eval()
 
 
 def load_vae_dir(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> VAE:

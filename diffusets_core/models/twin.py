@@ -15,7 +15,14 @@ but publishes no code. This is an open implementation on top of the FiLM U-Net (
   reference dropout in training (``reference_dropout``) teaches the model to handle, so one model generates with or
   without a reference and guidance can act on the reference on its own (:class:`ReferenceConditioned`).
 
-Only the FiLM network takes a reference (the paper's network has no place for one, and paper mode stays as it is).
+* optionally (``tokens: true``) the encoder's positions are also given as tokens to a zero-initialised
+  cross-attention at every attention site of the U-Net (``FiLMUNet1D.forward(..., extra_attend=...)``), so the network
+  can look up the reference's beat shapes where it draws its own.
+
+Training (:mod:`diffusets_core.train.twin`) first teaches the encoder to recognise a subject contrastively
+(:mod:`diffusets_core.train.twin_identity`), then fine-tunes the whole twin, the encoder at a higher learning rate
+(:meth:`TwinUNet1D.optimizer_groups`). Only the FiLM network takes a reference (the paper's network has no place for
+one, and paper mode stays as it is).
 """
 
 from __future__ import annotations
