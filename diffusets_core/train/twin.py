@@ -309,5 +309,8 @@ def train_twin_unet(
         text_dim=base.cfg.text_dim,
         n_train=meta["n_train"],
         n_subjects=n_subjects,
+        identity_steps=identity.get("steps", 0),
+        identity_val_before=identity.get("val_identification_before"),
+        identity_val_after=identity.get("val_identification_after"),
         device=device_name(trainer.device),
     )
