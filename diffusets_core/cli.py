@@ -20,10 +20,11 @@ from .data.preprocess import MODEL_FS
 #: What ``diffusets --help`` tells a user (the module docstring is for contributors).
 DESCRIPTION = (
     "DiffuSETS: generate 12-lead ECGs from clinical text reports and patient information. One subcommand per "
-    "stage: cohort, prepare, embed, train-vae, encode, train-unet, guidance-sweep, evaluate, generate, export, book."
+    "stage: cohort, prepare, embed, train-vae, encode, train-unet, guidance-sweep, evaluate, generate, export, book; "
+    "train-twin adds the digital twin (generate --reference)."
 )
 
-#: --reprofile, for the commands that take --profile and a run directory (book, train-vae, train-unet).
+#: --reprofile, for the commands that take --profile and a run directory (book, train-vae, train-unet, train-twin).
 REPROFILE_HELP = (
     "switch a run recorded with another profile to --profile's (its profile.json is rewritten; models already "
     "trained keep the settings they were trained with)"
@@ -102,7 +103,7 @@ def _override(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-#: --set, for the commands that take --profile (book, train-vae, train-unet).
+#: --set, for the commands that take --profile (book, train-vae, train-unet, train-twin).
 SET_HELP = (
     "change one setting of the profile for this run, KEY=VALUE with KEY the dotted path of a profile file "
     "(unet.train.max_steps=2, data.n=120, vae.model.channels=[32,64,64], notebook_params.04_diffusion.ddpm_steps=4); "
@@ -133,6 +134,36 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.run_dir, model, {**cfg.train, **_train_overrides(args)}, seed=prof.seed, resume=not args.restart, **extra
     )
     if summary and choice.needs_record():  # summary is {} on the other torchrun ranks: rank 0 records
+        write_profile_record(choice.run_dir, prof)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _cmd_train_twin(args: argparse.Namespace) -> int:
+    """train-twin: the twin run prepared and the twin trained (apps.twin_training) with the profile's chapter-11
+    parameters (``notebook_params.11_digital_twin``, checked against the chapter's parameters cell); the profile is
+    recorded in RUN_DIR once the twin is trained, as train-unet records it."""
+    from .apps.twin_training import TWIN_CHAPTER, train_twin_run
+    from .book import check_profile_parameters
+    from .config import ProfileMismatch, write_profile_record
+
+    choice = _run_profile(args)
+    problem = choice.mismatch(reprofile=args.reprofile)
+    if problem:
+        raise ProfileMismatch(problem)
+    prof = choice.profile
+    check_profile_parameters(prof, [TWIN_CHAPTER], where=choice.source())
+    print(f"[train-twin] {choice.note()}", file=sys.stderr, flush=True)
+    summary = train_twin_run(
+        choice.run_dir,
+        prof.notebook_params.get(TWIN_CHAPTER),
+        seed=prof.seed,
+        device=args.device,
+        max_steps=args.max_steps,
+        resume=not args.restart,
+        progress=not args.quiet,
+    )
+    if summary["trained"] and choice.needs_record():  # trained is {} on the other torchrun ranks: rank 0 records
         write_profile_record(choice.run_dir, prof)
     print(json.dumps(summary, indent=2, default=str))
     return 0
@@ -172,6 +203,30 @@ def _generate_source(args: argparse.Namespace) -> Path:
         return args.run
     read_index(args.model)  # names the missing or unreadable model_index.json
     return args.model
+
+
+def _reference_record(args: argparse.Namespace) -> str:
+    """The WFDB record ``generate --reference`` reads: the value itself when it names a record (``RECORD.hea``
+    exists), else a record id of ``--run``'s ``data/manifest.csv`` (what ``Explorer.reference_choices`` and the
+    manifest list), resolved to the file that run prepared it from. Raises ValueError when it is neither."""
+    from .data.store import SignalStore
+    from .layout import MANIFEST_FILE, data_dir
+
+    given = str(args.reference)
+    stem = given[:-4] if given.endswith((".hea", ".dat")) else given
+    if Path(stem + ".hea").is_file():
+        return given
+    manifest = None if args.run is None else data_dir(args.run) / MANIFEST_FILE
+    if manifest is None or not manifest.is_file():
+        raise ValueError(f"--reference {given}: no WFDB record {stem}.hea")
+    store = SignalStore(args.run)
+    rows = store.manifest[store.manifest["record_id"] == given]
+    if rows.empty:
+        raise ValueError(f"--reference {given}: neither a WFDB record ({stem}.hea) nor a record id of {manifest}")
+    path = Path(store.info["data_dir"]) / str(rows["source_path"].iloc[0])
+    if not path.with_name(path.name + ".hea").is_file():
+        raise ValueError(f"--reference {given}: record {given} of {manifest} was prepared from {path}, which is gone")
+    return str(path)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -230,8 +285,14 @@ def _cmd_generate_checked(args: argparse.Namespace) -> int:
     cond = pipe.conditions(args.report, args.age, args.sex, args.hr, n=1 if args.n is None else args.n)
     twin = {}
     if args.reference is not None:  # checked (model, file, leads, rate) before anything is written
-        pipe.reference_latents(str(args.reference), len(cond), args.reference_guidance)
-        twin = {"reference": str(args.reference), "reference_guidance": args.reference_guidance}
+        from .data.wfdb_io import RecordError
+
+        reference = _reference_record(args)
+        try:
+            pipe.reference_latents(reference, len(cond), args.reference_guidance)
+        except RecordError as exc:  # a file that is not a usable ECG: said like every other bad input
+            raise ValueError(f"--reference: {exc}") from None
+        twin = {"reference": reference, "reference_guidance": args.reference_guidance}
     elif args.reference_guidance != 1.0:
         raise ValueError("generate: --reference-guidance needs --reference RECORD")
     res = generate_to_disk(
@@ -443,6 +504,30 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         c.set_defaults(func=_cmd_train, stage=stage)
 
 
+def _add_train_twin_parser(sub: argparse._SubParsersAction) -> None:
+    """The subcommand ``train-twin``."""
+    c = sub.add_parser(
+        "train-twin",
+        help="the digital twin: build RUN_DIR/twin (a cohort with several records per subject, encoded and embedded "
+        "as RUN_DIR) and fine-tune RUN_DIR's U-Net with a reference-ECG encoder into RUN_DIR/twin/unet",
+    )
+    c.add_argument("run_dir", type=Path, help="a run with a trained VAE and FiLM U-Net (train-vae, train-unet)")
+    c.add_argument(
+        "--profile",
+        default=None,
+        help="settings from this profile's notebook_params.11_digital_twin (twin_n, records_per_subject, "
+        "reference_channels, reference_dropout, identity_steps, encoder_lr_scale, twin_train, workers; a key left "
+        "out takes chapter 11's default); default: the profile RUN_DIR records, else cpu",
+    )
+    c.add_argument("--reprofile", action="store_true", help=REPROFILE_HELP)
+    c.add_argument("--set", action="append", type=_override, default=None, metavar="KEY=VALUE", help=SET_HELP)
+    c.add_argument("--max-steps", type=positive_int, default=None, help="fine-tuning steps (default: twin_train's)")
+    c.add_argument("--device", type=device_spec, default=None, help="auto (default), cpu, cuda, cuda:1, ...")
+    c.add_argument("--restart", action="store_true", help="ignore the twin's existing last.pt instead of resuming")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
+    c.set_defaults(func=_cmd_train_twin)
+
+
 def _add_encode_parser(sub: argparse._SubParsersAction) -> None:
     """The subcommand ``encode``."""
     c = sub.add_parser("encode", help="encode RUN_DIR's signals into VAE latents")
@@ -522,8 +607,8 @@ def _add_generate_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="RECORD",
         help="with --report and a twin model (RUN/twin, `diffusets train-twin`): the patient's own earlier ECG, a "
-        "WFDB record path (12 leads, at least 10 s; prepared as the run's records were): generate that patient's "
-        "ECG under the new report",
+        "WFDB record path (12 leads, at least 10 s; prepared as the run's records were) or a record id of --run's "
+        "data/manifest.csv: generate that patient's ECG under the new report",
     )
     c.add_argument(
         "--reference-guidance",
@@ -597,6 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_embed_parser(sub)
     _add_train_parser(sub)
     _add_encode_parser(sub)
+    _add_train_twin_parser(sub)
     _add_generate_parser(sub)
     _add_export_parser(sub)
     # the evaluation commands' own module adds them (it imports the benchmark only when one of them runs)

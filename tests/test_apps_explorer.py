@@ -340,3 +340,140 @@ def test_book_stage_carries_the_explorer(tmp_path):
     stage = stage_book(prof, run, [])
     assert (stage / EXTRA_DIR / "explorer" / "index.html").is_file()
     assert (stage / EXTRA_DIR / "explorer" / "img" / "ecg_000.png").is_file()
+
+
+# ------------------------------------------------------------------------------ a reference ECG (the digital twin)
+@pytest.fixture(scope="module")
+def twin_explorer(run) -> Explorer:
+    """The tiny run's pipeline with an (untrained) twin U-Net in place of its own: the real reference path (the
+    loader's checks, the VAE's encoding) at no training cost."""
+    import torch
+
+    from diffusets_core.diffusion.pipeline import DiffuSETSPipeline
+    from diffusets_core.models.film_unet import FiLMUNet1D, FiLMUNetConfig
+    from diffusets_core.models.twin import ReferenceEncoderConfig, TwinUNet1D
+
+    pipe = DiffuSETSPipeline.from_pretrained(run, device="cpu", dim=32)
+    c = pipe.unet.cfg
+    film = FiLMUNetConfig(
+        in_channels=c.in_channels,
+        text_dim=c.text_dim,
+        cond_dim=c.cond_dim,
+        base_channels=16,
+        channel_mults=(1, 2),
+        attn_levels=(1,),
+        emb_dim=32,
+        attn_heads=2,
+        kernel_size=3,
+        norm_groups=8,
+    )
+    ref = ReferenceEncoderConfig(in_channels=c.in_channels, emb_dim=32, channels=(16, 16))
+    torch.manual_seed(0)
+    pipe.unet = TwinUNet1D(FiLMUNet1D(film), ref).eval()
+    return Explorer.from_run(run, pipe=pipe)
+
+
+class RecordingPipe(FakePipe):
+    """FakePipe that keeps the keywords of its last call."""
+
+    def __call__(self, reports, **kw):
+        self.last = kw
+        return super().__call__(reports, **kw)
+
+
+def test_reference_choices_list_the_test_records(run):
+    from diffusets_core.data.store import SignalStore
+
+    choices = Explorer.reference_choices(run)
+    test = SignalStore(run).records("test")
+    assert list(choices.columns) == ["record_id", "subject_id", "report", "age", "sex", "hr"]
+    assert choices["record_id"].tolist() == test["record_id"].astype(str).tolist() and len(choices) > 1
+    assert len(Explorer.reference_choices(SignalStore(run), limit=1)) == 1
+    assert set(Explorer.reference_choices(run, split="val")["record_id"]).isdisjoint(choices["record_id"])
+
+
+def test_a_reference_reaches_the_pipeline_and_is_named_and_shown(run):
+    from diffusets_core.apps.explorer import ReferenceECG
+    from diffusets_core.data.reference_ecg import reference_from_run
+
+    pipe = RecordingPipe()
+    ex = Explorer(pipe, run_dir=run)
+    rid = Explorer.reference_choices(run)["record_id"].iloc[0]
+    res = ex.explore("Sinus rhythm", 60, "F", 70, steps=3, reference=ReferenceECG.from_run(run, rid))
+    np.testing.assert_array_equal(pipe.last["reference"], reference_from_run(run, rid))
+    assert res.reference.record_id == rid and res.reference.report
+    assert f"Reference ECG: reference {rid} | " in res.summary_html()
+    assert f"{rid} as reference" in res.figure()._suptitle.get_text()
+    assert res.reference_figure()._suptitle.get_text().startswith(f"reference {rid}")
+    # an array as the pipeline takes it is passed unchanged and named as such
+    arr = reference_from_run(run, rid)
+    res = ex.explore("Sinus rhythm", 60, "F", 70, steps=3, reference=arr)
+    assert pipe.last["reference"] is arr and "Reference ECG: reference array<" in res.summary_html()
+    # without a reference the pipeline is called as before: no reference keyword at all
+    res = ex.explore("Sinus rhythm", 60, "F", 70, steps=3)
+    assert "reference" not in pipe.last and res.reference is None and res.reference_figure() is None
+    assert "Reference" not in res.summary_html()
+
+
+def test_bad_references_give_explorer_input_errors(run, explorer, twin_explorer, tmp_path):
+    from diffusets_core.apps.explorer import ReferenceECG
+    from tests.data_trees import write_wfdb
+
+    rid = Explorer.reference_choices(run)["record_id"].iloc[0]
+    ref = ReferenceECG.from_run(run, rid)
+    with pytest.raises(ExplorerInputError, match="this model has no reference encoder"):
+        explorer.explore("Sinus rhythm", 60, "F", 70, steps=2, compare=False, reference=ref)
+    with pytest.raises(ExplorerInputError, match="12 leads"):
+        twin_explorer.explore("Sinus rhythm", 60, "F", 70, steps=2, compare=False, reference=ref.signal[:8])
+    write_wfdb(
+        tmp_path,
+        "eight",
+        synthetic_ecg(70.0)[:, :8],
+        500,
+        ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2"],
+        gain=200,
+    )
+    with pytest.raises(ExplorerInputError, match=r"eight\.hea.*V3") as info:
+        twin_explorer.explore("Sinus rhythm", 60, "F", 70, steps=2, compare=False, reference=str(tmp_path / "eight"))
+    assert "Traceback" not in str(info.value)
+    with pytest.raises(ExplorerInputError, match=r"record 'nope' is not in run"):
+        ReferenceECG.from_run(run, "nope")
+    # the twin with a good reference: the pipeline read it
+    res = twin_explorer.explore("Sinus rhythm", 60, "F", 70, steps=2, compare=False, reference=ref)
+    assert res.output.conditions["reference"].tolist() == ["array[0]"] and res.reference is ref
+
+
+def _widgets(w) -> list:
+    return [w] + [d for c in getattr(w, "children", ()) for d in _widgets(c)]
+
+
+def test_widget_offers_a_reference_only_for_a_twin(run, explorer, twin_explorer, tmp_path, monkeypatch):
+    pytest.importorskip("ipywidgets")
+    import IPython.display
+
+    from diffusets_core.apps.explorer_widget import ExplorerWidget
+
+    shown = []  # the titles of the figures the widget displays (no kernel here to capture them in its outputs)
+    monkeypatch.setattr(IPython.display, "display", lambda fig: shown.append(fig._suptitle.get_text()))
+
+    plain = ExplorerWidget(explorer, save_dir=tmp_path)
+    assert plain.reference not in _widgets(plain.box) and plain.reference.layout.display == "none"
+    assert plain.reference.options == (("None", None),)
+    w = ExplorerWidget(twin_explorer, save_dir=tmp_path, n_references=3)
+    assert w.reference in _widgets(w.box) and w.reference.layout.display != "none"
+    choices = Explorer.reference_choices(run, limit=3)
+    labels = [label for label, _ in w.reference.options]
+    assert labels[0] == "None" and len(labels) == 1 + len(choices)
+    assert labels[1].startswith(f"{choices['record_id'].iloc[0]} · {choices['report'].iloc[0].split('|')[0]}")
+    w.typed.value, w.guidance.value = "Sinus rhythm", 1.0
+    w.reference.value = choices["record_id"].iloc[1]
+    res = w.generate()
+    assert res is not None and res.reference.record_id == choices["record_id"].iloc[1]
+    assert f"Reference ECG: reference {choices['record_id'].iloc[1]}" in w.summary.value
+    rid = choices["record_id"].iloc[1]
+    assert shown[0].startswith("generated") and f"{rid} as reference" in shown[0]
+    assert shown[1].startswith(f"reference {rid} | ")  # the reference drawn beside the generated ECG
+    shown.clear()
+    w.reference.value = None
+    res = w.generate()
+    assert res is not None and res.reference is None and not any("reference" in t for t in shown)

@@ -33,6 +33,8 @@ KEYWORDS_ALLOWED = {
     "diffusion/samplers/base.Sampler.sample": "the samplers' loop, with diffusers' arguments (steps, generator, "
     "clipping, guidance callback)",
     "diffusion/gaussian.GaussianDiffusion.sample": "mirrors Sampler.sample, adding the guidance settings",
+    "apps/explorer.Explorer.explore": "the widget's one call: a control per keyword (patient values, seed, guidance, "
+    "sampler, steps, comparison, the twin's reference), defaults the fast path's, as the pipeline's call it wraps",
     "apps/rare_disease.generate_condition": "the rare-disease chapter's experiment: patient, seeds and controls",
     "apps/summaries.summarize_rare_disease": "one sentence builder over the rare-disease chapter's results",
     "text/embedders.OpenAIEmbedder.__init__": "a wrapper of the openai client: its own request and retry settings "

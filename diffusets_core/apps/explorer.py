@@ -9,6 +9,10 @@ reading of the generated ECG, whether that reading names the requested classes (
 patterns, :data:`diffusets_core.eval.taxonomy.EVAL_CLASSES`), and the real training ECG whose report is closest
 to the requested one (cosine similarity of the run's own text embeddings; patient values break ties).
 
+With a twin model (a twin run's pipeline, :mod:`diffusets_core.models.twin`) the call also takes a *reference*: the
+patient's own earlier ECG (:class:`ReferenceECG`, e.g. a test record of the twin run listed by
+:meth:`Explorer.reference_choices`), which the result names and shows beside the generated ECG.
+
 Bad input raises :class:`ExplorerInputError` (a ``ValueError``) whose message is written for the reader; the
 widget (:mod:`diffusets_core.apps.explorer_widget`) shows that message instead of a traceback.
 
@@ -32,7 +36,9 @@ import pandas as pd
 from ..data.cohort.interpreter import interpret, measure
 from ..data.cohort.morphology import FS as COHORT_FS
 from ..data.preprocess import MODEL_FS
+from ..data.reference_ecg import ReferenceNotFoundError, reference_from_run
 from ..data.store import SignalStore
+from ..data.wfdb_io import RecordError
 from ..diffusion.pipeline import DiffuSETSPipeline
 from ..eval.classifiers import labels_for_reports
 from ..eval.features import measure_record
@@ -47,6 +53,7 @@ __all__ = [
     "ExplorerInputError",
     "Conditions",
     "RealMatch",
+    "ReferenceECG",
     "ExplorerResult",
     "Explorer",
     "check_conditions",
@@ -265,11 +272,77 @@ class RealMatch:
         )
 
 
+#: the columns :meth:`Explorer.reference_choices` lists
+REFERENCE_COLUMNS = ("record_id", "subject_id", "report", "age", "sex", "hr")
+
+
+@dataclass
+class ReferenceECG:
+    """The patient's own earlier ECG a twin model reads (:mod:`diffusets_core.models.twin`).
+
+    ``signal`` ``(12, L)`` mV at ``fs`` Hz (``None`` for a WFDB record given by path: the pipeline reads the file);
+    ``source`` what the pipeline is given (the signal, or the path). A record of a prepared run
+    (:meth:`from_run`) carries its ``record_id``, ``run_dir``, report, age, sex and heart rate; a plain array or
+    path (:meth:`given`) only a name."""
+
+    record_id: str
+    signal: np.ndarray | None
+    fs: float
+    source: Any
+    report: str = ""
+    age: float = math.nan
+    sex: str = ""
+    hr: float = math.nan
+    run_dir: str = ""
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, record_id: Any) -> ReferenceECG:
+        """Record ``record_id`` of the prepared run ``run_dir`` (its stored signal,
+        :func:`~diffusets_core.data.reference_ecg.reference_from_run`, and its manifest row). Raises
+        :class:`ExplorerInputError` naming the id and the run when the run does not hold it."""
+        try:
+            signal = reference_from_run(run_dir, record_id)
+        except (ReferenceNotFoundError, FileNotFoundError) as exc:
+            raise ExplorerInputError(f"reference: {exc}") from None
+        store = SignalStore(run_dir)
+        row = store.manifest.set_index("record_id").loc[str(record_id)]
+        return cls(
+            str(record_id),
+            signal,
+            store.fs,
+            signal,
+            str(row["report"]),
+            float(row["age"]),
+            str(row["sex"]),
+            float(row["hr"]),
+            str(run_dir),
+        )
+
+    @classmethod
+    def given(cls, source: Any, fs: float) -> ReferenceECG:
+        """A reference given as the pipeline takes it: a ``(12, L)`` / ``(1, 12, L)`` mV array at ``fs`` Hz (named
+        ``array``) or a WFDB record path (named by it; no signal here: the pipeline reads and prepares the file)."""
+        if isinstance(source, np.ndarray):
+            one = source[0] if source.ndim == 3 and len(source) == 1 else source
+            return cls("array", one if one.ndim == 2 else None, fs, source)
+        return cls(str(source), None, fs, source)
+
+    def label(self) -> str:
+        """One line for titles and the summary: which reference, and (a run's record) its report and patient."""
+        if not self.report:
+            return f"reference {self.record_id}"
+        return (
+            f"reference {self.record_id} | {self.report.replace('|', ' / ')} | {self.sex}, {self.age:.0f} y, "
+            f"HR {self.hr:.0f}"
+        )
+
+
 @dataclass
 class ExplorerResult:
     """One generated ECG and what was read off it. ``signal`` ``(12, L)`` mV at ``fs`` Hz; ``measurements`` as
     :func:`measure_ecg`; ``reading`` the interpreter's statements; ``agreement`` as :func:`agreement`;
-    ``seconds``: wall time of ``generate`` and ``measure``."""
+    ``seconds``: wall time of ``generate`` and ``measure``; ``reference``: the reference ECG the twin read (None:
+    none)."""
 
     conditions: Conditions
     signal: np.ndarray
@@ -280,11 +353,20 @@ class ExplorerResult:
     nearest: RealMatch | None
     output: Any = None  # the pipeline's GenerationOutput (for export)
     seconds: dict[str, float] = field(default_factory=dict)
+    reference: ReferenceECG | None = None
 
     def figure(self, **kw: Any):
         """The ECG on standard paper (25 mm/s, 10 mm/mV, 3×4 + lead II rhythm strip)."""
+        title = f"generated | {self.conditions.label()}"
+        if self.reference is not None:
+            title += f" | {self.reference.record_id} as reference"
+        return plot_12lead(self.signal, self.fs, title=title, **kw)
 
-        return plot_12lead(self.signal, self.fs, title=f"generated | {self.conditions.label()}", **kw)
+    def reference_figure(self, **kw: Any):
+        """The reference ECG on the same paper (``None`` without a reference, or for one given by path)."""
+        if self.reference is None or self.reference.signal is None:
+            return None
+        return plot_12lead(self.reference.signal, self.reference.fs, title=self.reference.label(), **kw)
 
     def nearest_figure(self, **kw: Any):
         """The closest real training ECG on the same paper (``None`` when the run has no training records)."""
@@ -322,8 +404,9 @@ class ExplorerResult:
             or "no class"
         )
         why = self.measurements.get("reason")
+        ref = "" if self.reference is None else f"<p>Reference ECG: {html.escape(self.reference.label())}</p>"
         return (
-            f"<div class='diffusets-explorer-summary'><p>Measured: {vals}"
+            f"<div class='diffusets-explorer-summary'>{ref}<p>Measured: {vals}"
             + (f" <i>({html.escape(str(why))})</i>" if why else "")
             + "</p>"
             f"<p>Interpreter's reading: <i>{html.escape(' / '.join(self.reading))}</i></p>"
@@ -365,10 +448,13 @@ class Explorer:
         signals: Any = None,
         vectors: np.ndarray | None = None,
         fs: float | None = None,
+        run_dir: str | os.PathLike | None = None,
     ):
         """``pipe``: a :class:`~diffusets_core.diffusion.pipeline.DiffuSETSPipeline` (or anything with its call
         signature and ``embed_reports``); ``records``/``signals``/``vectors``: the real ECGs to compare with
-        (rows aligned; ``vectors`` their report embeddings) — optional."""
+        (rows aligned; ``vectors`` their report embeddings) — optional; ``run_dir``: the run they come from (where
+        the widget lists a twin run's reference ECGs)."""
+        self.run_dir = None if run_dir is None else Path(run_dir)
         self.pipe = pipe
         self.records = records.reset_index(drop=True) if records is not None else None
         self.signals = signals
@@ -395,7 +481,20 @@ class Explorer:
         ids, vectors, _ = load_run_embeddings(run_dir)
         pos = {r: i for i, r in enumerate(ids)}
         vec = vectors[[pos[r] for r in recs["record_id"].astype(str)]]
-        return cls(pipe, recs, store.signals(split), vec, store.fs)
+        return cls(pipe, recs, store.signals(split), vec, store.fs, run_dir)
+
+    @staticmethod
+    def reference_choices(
+        run_dir_or_store: str | os.PathLike | SignalStore, split: str = "test", limit: int | None = 200
+    ) -> pd.DataFrame:
+        """The records of a (twin) run's ``split`` a user may take as the reference ECG: columns
+        :data:`REFERENCE_COLUMNS` (``record_id``, ``subject_id``, ``report``, ``age``, ``sex``, ``hr``), in the
+        manifest's order, the first ``limit`` (None: all). The test split by default: subjects neither the base
+        model nor the twin was trained on. Raises FileNotFoundError when the run holds no prepared data."""
+        store = run_dir_or_store if isinstance(run_dir_or_store, SignalStore) else SignalStore(run_dir_or_store)
+        recs = store.records(split).loc[:, list(REFERENCE_COLUMNS)]
+        recs["record_id"] = recs["record_id"].astype(str)
+        return recs.head(limit).reset_index(drop=True) if limit is not None else recs
 
     # -- choices for the widget ------------------------------------------------------------------------------
     def statements(self, limit: int | None = None) -> list[str]:
@@ -450,12 +549,22 @@ class Explorer:
         steps: Any = FAST_STEPS,
         sampler: str = FAST_SAMPLER,
         compare: bool = True,
+        reference: Any = None,
     ) -> ExplorerResult:
         """Generate one ECG for the conditions and read it. Raises :class:`ExplorerInputError` for bad input
-        (before any generation); everything else (the model, the measurements) is the package's own."""
+        (before any generation); everything else (the model, the measurements) is the package's own.
+
+        ``reference`` (a twin model only): the patient's own earlier ECG, a :class:`ReferenceECG` (e.g.
+        ``ReferenceECG.from_run(twin_dir, record_id)``) or what the pipeline takes (a ``(12, L)`` mV array at the
+        model's rate, a WFDB record path). The pipeline's refusal (a model without a reference encoder, a wrong
+        shape, missing leads, an unreadable file) becomes an :class:`ExplorerInputError` with its message."""
         c = check_conditions(
             report, age, sex, hr, seed=seed, guidance_scale=guidance_scale, steps=steps, sampler=sampler
         )
+        ref = reference
+        if ref is not None and not isinstance(ref, ReferenceECG):
+            ref = ReferenceECG.given(ref, self.fs)
+        twin = {} if ref is None else {"reference": ref.source}  # a pipeline without twins never sees the keyword
         t0 = time.perf_counter()
         try:
             out = self.pipe(
@@ -467,8 +576,9 @@ class Explorer:
                 guidance_scale=c.guidance_scale,
                 num_inference_steps=c.steps,
                 sampler=c.sampler,
+                **twin,
             )
-        except ValueError as exc:  # the pipeline's own checks (e.g. guidance on a model without dropout)
+        except (ValueError, RecordError) as exc:  # the pipeline's own checks (guidance, the reference, its file)
             raise ExplorerInputError(str(exc)) from None
         t1 = time.perf_counter()
         sig = np.asarray(out.signals[0], dtype=np.float32)
@@ -486,6 +596,7 @@ class Explorer:
             near,
             out,
             {"generate": t1 - t0, "measure": t2 - t1, "compare": time.perf_counter() - t2},
+            ref,
         )
 
 

@@ -1,10 +1,12 @@
 """The explorer's ipywidgets front-end (JupyterLab, Colab): wires controls to :meth:`Explorer.explore`.
 
 Controls: report statements (pick several from the cohort's statements, or type them, ``|``-separated), age,
-sex, heart rate, seed, guidance scale; a Generate button; Save WFDB / Save PNG buttons. Output: the ECG on
-standard paper, the measurements, the interpreter's reading and whether it names the requested classes, and
-the real training ECG with the closest report. Bad input shows the :class:`ExplorerInputError` message in the
-widget (no traceback). Generation is synchronous: about half a second per ECG with the fast path.
+sex, heart rate, seed, guidance scale; with a twin model (:func:`diffusets_core.models.twin.is_twin`) also a
+Reference dropdown (None, or a test record of the twin run: its id and report); a Generate button; Save WFDB /
+Save PNG buttons. Output: the ECG on standard paper (with the reference ECG beside it when one was chosen), the
+measurements, the interpreter's reading and whether it names the requested classes, and the real training ECG
+with the closest report. Bad input shows the :class:`ExplorerInputError` message in the widget (no traceback).
+Generation is synchronous: about half a second per ECG with the fast path.
 """
 
 from __future__ import annotations
@@ -13,15 +15,20 @@ import html
 import os
 from pathlib import Path
 
-from .explorer import Explorer, ExplorerInputError, ExplorerResult
+from ..models.twin import is_twin
+from .explorer import Explorer, ExplorerInputError, ExplorerResult, ReferenceECG
 
 __all__ = ["ExplorerWidget"]
 
 
 class ExplorerWidget:
     """Build with an :class:`Explorer`; :attr:`box` is the ipywidgets container to display. The controls are
-    attributes (``statements``, ``typed``, ``age``, ``sex``, ``hr``, ``seed``, ``guidance``), so a test or a
-    notebook can set them and call :meth:`generate` / :meth:`save` directly."""
+    attributes (``statements``, ``typed``, ``age``, ``sex``, ``hr``, ``seed``, ``guidance``, ``reference``), so a
+    test or a notebook can set them and call :meth:`generate` / :meth:`save` directly.
+
+    ``reference_run``: the twin run whose ``test`` records the Reference dropdown offers (default: the explorer's
+    own run, :attr:`Explorer.run_dir`); ``n_references``: how many of them. The dropdown is part of the widget only
+    when the pipeline's U-Net is a twin."""
 
     def __init__(
         self,
@@ -31,6 +38,8 @@ class ExplorerWidget:
         default_statements: tuple[str, ...] = ("Sinus rhythm", "Right bundle branch block"),
         show_nearest: bool = True,
         n_statements: int = 40,
+        reference_run: str | os.PathLike | None = None,
+        n_references: int = 200,
     ):
         import ipywidgets as W
 
@@ -52,6 +61,11 @@ class ExplorerWidget:
         self.hr = W.FloatText(value=75, description="HR (bpm)")
         self.seed = W.IntText(value=0, description="Seed")
         self.guidance = W.FloatText(value=round(explorer.guidance_scale(), 2), description="Guidance")
+        self.twin = is_twin(getattr(explorer.pipe, "unet", None))
+        self.reference_run = Path(reference_run) if reference_run is not None else explorer.run_dir
+        self.reference = W.Dropdown(options=self._reference_options(n_references), value=None, description="Reference")
+        if not self.twin:
+            self.reference.layout.display = "none"
         self.run_button = W.Button(description="Generate", button_style="primary", icon="heartbeat")
         self.save_wfdb = W.Button(description="Save WFDB", icon="save", disabled=True)
         self.save_png = W.Button(description="Save PNG", icon="image", disabled=True)
@@ -59,18 +73,31 @@ class ExplorerWidget:
         self.summary = W.HTML()
         self.plot = W.Output()
         self.nearest_plot = W.Output()
+        self.reference_plot = W.Output()
         self.run_button.on_click(lambda _: self.generate())
         self.save_wfdb.on_click(lambda _: self.save(("wfdb",)))
         self.save_png.on_click(lambda _: self.save(("png",)))
         controls = W.VBox(
             [
                 W.HBox([self.statements, W.VBox([self.typed, self.age, self.sex, self.hr])]),
-                W.HBox([self.seed, self.guidance]),
+                W.HBox([self.seed, self.guidance, *([self.reference] if self.twin else [])]),
                 W.HBox([self.run_button, self.save_wfdb, self.save_png]),
                 self.message,
             ]
         )
-        self.box = W.VBox([controls, self.plot, self.summary, self.nearest_plot])
+        # the reference beside the generated ECG, wrapping below it when the window is narrower than two print-outs
+        figures = W.HBox([self.plot, self.reference_plot], layout=W.Layout(flex_flow="row wrap"))
+        self.box = W.VBox([controls, figures, self.summary, self.nearest_plot])
+
+    def _reference_options(self, limit: int) -> list[tuple[str, str | None]]:
+        """``(label, record_id)`` of the dropdown: None, then the twin run's test records (``id · report``)."""
+        options: list[tuple[str, str | None]] = [("None", None)]
+        if not self.twin or self.reference_run is None:
+            return options
+        for r in Explorer.reference_choices(self.reference_run, limit=limit).itertuples():
+            report = str(r.report).replace("|", " / ")
+            options.append((f"{r.record_id} · {report[:60]}{'…' if len(report) > 60 else ''}", r.record_id))
+        return options
 
     def show(self) -> ExplorerWidget:
         """Display the widget and generate its default conditions once; returns ``self``."""
@@ -96,6 +123,9 @@ class ExplorerWidget:
         from IPython.display import display
 
         try:
+            reference = None
+            if self.reference.value is not None:
+                reference = ReferenceECG.from_run(self.reference_run, self.reference.value)
             res = self.explorer.explore(
                 self.report(),
                 self.age.value,
@@ -103,6 +133,7 @@ class ExplorerWidget:
                 self.hr.value,
                 seed=self.seed.value,
                 guidance_scale=self.guidance.value,
+                reference=reference,
             )
         except ExplorerInputError as exc:
             self._show_message(str(exc), error=True)
@@ -117,6 +148,12 @@ class ExplorerWidget:
             fig = res.figure()
             display(fig)
             plt.close(fig)
+        self.reference_plot.clear_output(wait=True)
+        ref_fig = res.reference_figure()
+        if ref_fig is not None:
+            with self.reference_plot:
+                display(ref_fig)
+                plt.close(ref_fig)
         self.nearest_plot.clear_output(wait=True)
         if self.show_nearest and res.nearest is not None:
             with self.nearest_plot:
