@@ -26,6 +26,7 @@ from .. import fileio
 from ..data.leads import CANONICAL_LEADS
 from ..data.preprocess import MODEL_FS, PreprocessConfig
 from ..data.store import SignalStore
+from ..data.wfdb_io import RecordError
 from ..device import resolve_device
 from ..fileio import atomic_write_text
 from ..layout import SAMPLING_FILE, UNET_DIR, sampling_file, unet_model, vae_model
@@ -620,7 +621,10 @@ class DiffuSETSPipeline:
             raise ValueError("reference_guidance != 1 needs a twin trained with reference_dropout > 0")
         from ..data.reference_ecg import load_reference_ecgs, reference_names
 
-        x = load_reference_ecgs(reference, fs=self.fs, length=PreprocessConfig.out_len, preprocess=self.preprocess)
+        try:
+            x = load_reference_ecgs(reference, fs=self.fs, length=PreprocessConfig.out_len, preprocess=self.preprocess)
+        except RecordError as exc:  # an unreadable record is bad input like any other: one error type for callers
+            raise ValueError(f"reference: {exc}") from None
         if len(x) not in (1, n):
             raise ValueError(f"reference: expected 1 ECG or one per generated ECG ({n}), got {len(x)}")
         z = self.vae.encode(torch.from_numpy(x).to(self.device), sample=False)[0]
