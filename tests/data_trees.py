@@ -279,6 +279,27 @@ def make_tiny_run(
     return run_dir
 
 
+def make_tiny_cohort_run(root: Path, n: int, *, train: dict, unet: dict, vae: dict | None = None) -> Path:
+    """A run directory of an ``n``-record embedded cohort (source ``cohort``, default layout), prepared, embedded
+    (32-d hash embedder), with a tiny VAE, its latents and a tiny U-Net of config ``unet``. Returns the run
+    directory."""
+    from diffusets_core.data.cohort import source_data_dir
+    from diffusets_core.data.prepare import PrepareConfig, prepare_dataset
+    from diffusets_core.text.embed import EmbedConfig, embed_run
+    from diffusets_core.train.latents import encode_latents
+    from diffusets_core.train.unet import train_unet
+    from diffusets_core.train.vae import train_vae
+
+    run_dir = root / "run"
+    data_dir, _ = source_data_dir("cohort", None, run_dir, n=n, seed=0, workers=1)
+    prepare_dataset("cohort", data_dir, run_dir, PrepareConfig(n=n, seed=0), workers=1, progress=False)
+    embed_run(run_dir, EmbedConfig(backend="hash"), progress=False, dim=32)
+    train_vae(run_dir, vae or TINY_VAE, train, seed=0)
+    encode_latents(run_dir, device="cpu")
+    train_unet(run_dir, unet, train, seed=0)
+    return run_dir
+
+
 # ---- layouts and quirks of real-world WFDB data ------------------------------------------------------------------
 def beat_train(bpm: float, fs: float = 500, seconds: float = 10.0, seed: int = 0) -> np.ndarray:
     """(n, 12) mV: a narrow QRS (12 ms sigma) and a T wave every 60/bpm s, scaled per lead like synthetic_ecg.

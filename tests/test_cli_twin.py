@@ -16,7 +16,7 @@ from diffusets_core import book
 from diffusets_core.apps import twin_training
 from diffusets_core.apps.twin_training import TWIN_CHAPTER, TWIN_DEFAULTS, train_twin_run, twin_settings
 from diffusets_core.cli import main
-from tests.data_trees import make_tiny_run, simple_mimic_records, synthetic_ecg, write_wfdb
+from tests.data_trees import make_tiny_cohort_run, make_tiny_run, simple_mimic_records, synthetic_ecg, write_wfdb
 
 FILM = {
     "arch": "film",
@@ -56,9 +56,18 @@ def _set_args() -> list[str]:
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory) -> Path:
-    """A tiny MIMIC-layout run with a trained VAE and FiLM U-Net (hash embedder, 32-d)."""
-    root = tmp_path_factory.mktemp("base")
-    return make_tiny_run(root, simple_mimic_records(24, subjects=12), train=TRAIN, unet=FILM)
+    """A tiny run of the embedded cohort (the twin run is a cohort too) with a trained VAE and FiLM U-Net (hash
+    embedder, 32-d)."""
+    return make_tiny_cohort_run(tmp_path_factory.mktemp("base"), 24, train=TRAIN, unet=FILM)
+
+
+def test_a_twin_run_of_another_source_than_its_base_is_refused(tmp_path):
+    from diffusets_core.apps.twin import TwinRunConfig, prepare_twin_run
+
+    run = make_tiny_run(tmp_path, simple_mimic_records(8, subjects=4))  # a MIMIC-layout run, prepared and embedded
+    with pytest.raises(ValueError, match="trained on source 'mimic'; a twin run of source 'cohort'"):
+        prepare_twin_run(run, TwinRunConfig(n=12))
+    assert not (run / "twin" / "cohort").exists()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,11 @@ and prompt cache, so the twin's U-Net, fine-tuned from the base run's (:func:`~d
 train_twin_unet`), reads latents and report vectors exactly as the base U-Net did.
 
 The twin cohort uses its own seed (``seed + TWIN_SEED_OFFSET`` by default): its subjects and their templates are
-not those of the base run's cohort, so the twin's test subjects are new to both U-Nets.
+not those of the base run's cohort, so the twin's test subjects are new to both U-Nets. A twin run's source must be
+the base run's (a U-Net trained on MIMIC-IV-ECG is not fine-tuned on the synthetic cohort). For a real dataset the
+twin run re-prepares that dataset's records with the twin run's split seed, so its test subjects may be among the
+base run's training subjects; a real run whose subjects already have several records can instead train the twin in
+the run itself (``train_twin_unet(run, run/unet/model.pt, out_name="unet_twin")``), keeping the run's split.
 """
 
 from __future__ import annotations
@@ -101,6 +105,14 @@ def prepare_twin_run(
     """
     config = config or TwinRunConfig()
     run_dir = Path(run_dir)
+    base_source = SignalStore(run_dir).info.get("source")
+    if base_source is not None and base_source != config.source:
+        raise ValueError(
+            f"{run_dir} was trained on source {base_source!r}; a twin run of source {config.source!r} would fine-tune "
+            f"its U-Net on other data. Give TwinRunConfig(source={base_source!r}, data_dir=..., "
+            "records_per_subject=None) (its subjects' own records), or train the twin in the run itself: "
+            "train_twin_unet(run_dir, run_dir/unet/model.pt, out_name='unet_twin')"
+        )
     twin_dir = Path(twin_dir) if twin_dir is not None else run_dir / TWIN_DIR
     twin_dir.mkdir(parents=True, exist_ok=True)
     _, _, identity = load_run_embeddings(run_dir)

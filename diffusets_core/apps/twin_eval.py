@@ -232,17 +232,26 @@ def evaluate_twin(
     sets: dict[str, np.ndarray],
     counterparts: np.ndarray,
     *,
+    complete: np.ndarray | None = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> TwinEvaluation:
-    """Both measures for every generated set (module docstring); the judge is ``run_dir``'s (the base run's)."""
+    """Both measures for every generated set (module docstring); the judge is ``run_dir``'s (the base run's).
+    ``complete`` (N,) bool: the counterparts the synthesiser made as asked (:func:`counterpart_signals`' table);
+    given, the consistency summary also holds ``share_closer_complete`` and ``n_complete``, the share over those
+    requests only (an incomplete counterpart differs from its target in more than the heart)."""
     tables, summaries = [], []
     for name, x in sets.items():
         table = personal_consistency(x, requests.target, counterparts, requests.fs)
         table.insert(0, "model", name)
         table.insert(1, "target_record", requests.table["target_record"].to_numpy())
+        table.insert(2, "subject_id", requests.table["subject_id"].to_numpy())  # the bootstrap resamples subjects
         tables.append(table)
-        summaries.append({"model": name, **consistency_summary(table, n_boot=n_boot, seed=seed)})
+        row = {"model": name, **consistency_summary(table, n_boot=n_boot, seed=seed)}
+        if complete is not None:
+            kept = consistency_summary(table[np.asarray(complete, dtype=bool)], n_boot=1, seed=seed)
+            row.update(share_closer_complete=kept["share_closer"], n_complete=kept["n_readable"])
+        summaries.append(row)
     judge = load_twin_judge(run_dir)
     t = requests.table
     target_labels = judge.labels(t["report"].tolist(), t["findings"].tolist())

@@ -82,7 +82,9 @@ def summarize_twin(
         f"- **Personal consistency {_verdict(bool(tc['met']), lo, hi, CONSISTENCY_TARGET)}**: the twin's ECG was "
         f"closer to its own "
         f"subject's target than to the same request on another subject's heart in {_fmt(tc['measured'])} of the "
-        f"readable requests (95 % bootstrap interval {_fmt(lo)}–{_fmt(hi)}; needed {tc['needed']}). The "
+        f"readable requests (95 % bootstrap interval over subjects {_fmt(lo)}–{_fmt(hi)}; needed {tc['needed']})"
+        + _complete_note(c)
+        + ". The "
         f"reference-free model, which knows nothing of the subject, reaches {_fmt(tc['floor'])}; the same twin "
         f"weights with the reference dropped {_fmt(c.loc['twin_without_reference', 'share_closer'])}. Median "
         f"correlation of the twin's median beat with the own target {_fmt(c.loc['twin', 'median_corr_own'])}, with "
@@ -120,6 +122,16 @@ def summarize_twin(
             "twin."
         )
     return "\n".join(lines)
+
+
+def _complete_note(c: pd.DataFrame) -> str:
+    """``; over the N requests whose counterpart is complete, X`` when the summary has that share."""
+    if "share_closer_complete" not in c.columns or pd.isna(c.loc["twin", "share_closer_complete"]):
+        return ""
+    return (
+        f"; over the {int(c.loc['twin', 'n_complete'])} requests whose counterpart was made exactly as asked, "
+        f"{_fmt(float(c.loc['twin', 'share_closer_complete']))}"
+    )
 
 
 def _verdict(met: bool, lo: float, hi: float, target: float) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -607,11 +608,14 @@ class DiffuSETSPipeline:
 
         Raises:
             ValueError: a reference for a model without a reference encoder, a count other than 1 or ``n``,
-                ``reference_guidance`` != 1 for a twin trained without reference dropout, or what
+                ``reference_guidance`` not finite or < 0, or != 1 for a twin trained without reference dropout, or what
                 :func:`~diffusets_core.data.reference_ecg.load_reference_ecgs` refuses.
         """
         if reference is None:
             return None, []
+        g = float(reference_guidance)
+        if not (math.isfinite(g) and g >= 0):
+            raise ValueError(f"reference_guidance must be a finite number >= 0, got {reference_guidance!r}")
         if not isinstance(self.unet, TwinUNet1D):
             raise ValueError(
                 "reference: this model has no reference encoder; load a twin model (a twin run's directory, "

@@ -379,12 +379,27 @@ def _share_closer(table: pd.DataFrame, kind: str, readable: pd.Series) -> tuple[
     return (float(np.mean(own[ok] < other[ok])) if ok.any() else math.nan), int(ok.sum())
 
 
+def _cluster_bootstrap(values: np.ndarray, clusters: np.ndarray | None, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot,) means of ``values`` over resamples: of whole clusters (all rows of a drawn cluster, drawn with
+    replacement) when ``clusters`` is given, else of rows (Davison & Hinkley 1997, §3.8: resample the independent
+    units -- the requests of one subject share that subject's heart)."""
+    rng = np.random.default_rng(seed)
+    if clusters is None:
+        return values[rng.integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
+    keys, inverse = np.unique(clusters, return_inverse=True)
+    sums = np.bincount(inverse, weights=values, minlength=len(keys))
+    counts = np.bincount(inverse, minlength=len(keys)).astype(float)
+    draw = rng.integers(0, len(keys), (n_boot, len(keys)))
+    return sums[draw].sum(axis=1) / counts[draw].sum(axis=1)
+
+
 def consistency_summary(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Summary of a :func:`personal_consistency` table over its readable rows.
 
     Returns ``n_total``, ``n_readable``; ``share_closer`` (rows with ``corr_own > corr_other``) and
-    ``share_closer_ci`` (a 95 % percentile bootstrap interval over rows, ``n_boot`` resamples, generator
-    ``default_rng(seed)``); ``median_corr_own``, ``median_corr_other``, ``median_corr_gap`` (of corr_own -
+    ``share_closer_ci`` (a 95 % percentile bootstrap interval, ``n_boot`` resamples, generator ``default_rng(seed)``:
+    over subjects when the table has a ``subject_id`` column, each subject's requests resampled together, else over
+    rows); ``median_corr_own``, ``median_corr_other``, ``median_corr_gap`` (of corr_own -
     corr_other); ``share_closer_axis`` / ``_qrs`` / ``_qt`` (smaller error to the own target, ties not closer) with
     ``n_axis`` / ``n_qrs`` / ``n_qt`` rows where both errors exist. Shares are NaN without rows.
 
@@ -401,7 +416,8 @@ def consistency_summary(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0) 
     gap = (table["corr_own"] - table["corr_other"])[readable].to_numpy(float)
     out: dict[str, Any] = {"n_total": int(len(table)), "n_readable": int(readable.sum())}
     if len(closer):
-        boot = closer[np.random.default_rng(seed).integers(0, len(closer), (n_boot, len(closer)))].mean(axis=1)
+        clusters = table.loc[readable, "subject_id"].astype(str).to_numpy() if "subject_id" in table.columns else None
+        boot = _cluster_bootstrap(closer, clusters, n_boot, seed)
         lo, hi = np.percentile(boot, [2.5, 97.5])
         out.update(share_closer=float(closer.mean()), share_closer_ci=(float(lo), float(hi)))
         out["median_corr_own"] = float(np.median(table.loc[readable, "corr_own"]))

@@ -6,8 +6,8 @@ but publishes no code. This is an open implementation on top of the FiLM U-Net (
 
 * :class:`ReferenceEncoder` reads the reference ECG's latent (B, C, L) (the run's VAE encodes it, as it encodes the
   training ECGs) with a small strided convolution stack, then pools over time (mean and standard deviation of every
-  channel): a vector that does not depend on where the beats fall or on how many there are, so the reference's
-  rhythm and rate are not copied position by position; a two-layer MLP maps it to the U-Net's ``emb_dim``. The last
+  channel): a vector that does not depend on where the beats fall (their number, hence the rate, still shapes the
+  statistics), so the reference's rhythm is not copied position by position; a two-layer MLP maps it to the U-Net's ``emb_dim``. The last
   layer is zero-initialised, so a twin built from a trained U-Net starts as exactly that U-Net.
 * :class:`TwinUNet1D` adds that vector to the condition embedding every FiLM block reads
   (``FiLMUNet1D.forward(..., extra_emb=...)``), beside time, report and patient values. ``reference=None`` runs the
@@ -261,9 +261,12 @@ class ReferenceConditioned(nn.Module):
     k of B (the guided prediction stacks the conditional and unconditional halves) reads the references tiled k
     times. ``reference_guidance`` s acts on the reference alone: ``eps(no reference) + s (eps(reference) -
     eps(no reference))`` for whatever report condition the call carries (s = 1: the plain prediction with the
-    reference, one network call; s = 0: without it). Composed with the report's guidance
-    ``eps_u + g (eps_c - eps_u)`` this guides report and reference separately (Brooks et al. 2023,
-    InstructPix2Pix §3.2, for two conditions).
+    reference, one network call; s = 0: without it). Composed with the report's guidance ``eps_u + g (eps_c -
+    eps_u)``, each branch guided on the reference this way, the result is ``R(u) + g (R(c) - R(u))`` with
+    ``R(x) = x0 + s (x1 - x0)`` (0/1: without/with the reference): the report's guidance acts on reference-guided
+    predictions. At s = 1 that is plain report guidance with the reference in both branches; for s != 1 it is not
+    the two-condition form of Brooks et al. 2023 (InstructPix2Pix, §3.2), which guides the reference only in the
+    report-free branch.
 
     Raises:
         ValueError: ``reference_guidance`` not finite or < 0; at call time a batch that is not a multiple of B.

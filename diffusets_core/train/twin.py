@@ -19,6 +19,7 @@ TwinUNet1D`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -31,8 +32,9 @@ from torch import nn
 from .. import __version__
 from ..checkpoint import load_checkpoint
 from ..data.store import SignalStore
-from ..device import device_name
+from ..device import device_name, resolve_device
 from ..diffusion.schedules import NoiseSchedule
+from ..fileio import atomic_write_text
 from ..layout import LAST_CHECKPOINT, SAMPLING_FILE, UNET_DIR, latents_file, unet_dir, vae_model
 from ..models.factory import unet_from_artifact
 from ..models.film_unet import FiLMUNet1D
@@ -46,7 +48,11 @@ from .unet import DiffusionLoss
 
 log = logging.getLogger(__name__)
 
-__all__ = ["subject_partners", "TwinDiffusionLoss", "train_twin_unet"]
+__all__ = ["MAX_PARTNERS", "subject_partners", "TwinDiffusionLoss", "train_twin_unet"]
+
+#: candidate references kept per record (its subject's first other records): bounds the reference bank's memory
+#: ((N, K, C, L) latents) for real datasets whose subjects have dozens of ECGs
+MAX_PARTNERS = 8
 
 
 def subject_partners(record_ids: list[str], subjects: pd.Series, max_partners: int | None = None) -> np.ndarray:
@@ -119,7 +125,7 @@ def _split_tensors(
     if not len(ids):
         return None
     text, patient, _ = conditioning_arrays(twin_dir, ids, patient_mode)
-    ref_z, ref_n = _reference_bank(z, subject_partners(ids, subjects))
+    ref_z, ref_n = _reference_bank(z, subject_partners(ids, subjects, MAX_PARTNERS))
     return {
         "z": torch.from_numpy(z),
         "text": torch.from_numpy(text),
@@ -151,15 +157,25 @@ def _check_compatible(twin_dir: Path, base_meta: dict, base: nn.Module) -> None:
         )
 
 
-def _can_resume(out: Path, ref_cfg: ReferenceEncoderConfig, base_unet: str | os.PathLike, fingerprint: str) -> bool:
-    """Whether ``out/last.pt`` continues this training: the same reference encoder, base U-Net and twin latents.
-    Otherwise (logged) the twin trains from the start. True without a checkpoint (nothing to continue)."""
+def _sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (the base U-Net's weights: a base retrained at the same path is another base)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _can_resume(out: Path, ref_cfg: ReferenceEncoderConfig, settings: dict, fingerprint: str) -> bool:
+    """Whether ``out/last.pt`` continues this training: the same reference encoder, base U-Net (its SHA-256), encoder
+    learning-rate scale, identity steps, training settings (all but ``max_steps``: more steps continue) and twin
+    latents. Otherwise (logged) the twin trains from the start. True without a checkpoint (nothing to continue)."""
     if not (out / LAST_CHECKPOINT).is_file():
         return True
     meta = load_checkpoint(out / LAST_CHECKPOINT).get("meta", {})
     same = (
         meta.get("reference_encoder") == ref_cfg.to_dict()
-        and meta.get("twin", {}).get("base_unet") == str(Path(base_unet).resolve())
+        and meta.get("twin", {}).get("resume_settings") == settings
         and meta.get("latents_fingerprint") == fingerprint
     )
     if not same:
@@ -178,7 +194,7 @@ def _pretrain_identity(
     from .twin_identity import identification_accuracy, pretrain_reference_encoder
 
     if steps <= 0 or resuming:
-        return {"steps": 0}
+        return {"steps": 0, "resumed": bool(resuming)}
     z, ids = load_latents(twin_dir, "train")
     subj = subjects.loc[ids].astype(str).to_numpy()
     out: dict = {"steps": int(steps)}
@@ -235,6 +251,11 @@ def train_twin_unet(
     base, base_meta = unet_from_artifact(base_unet)
     if not isinstance(base, FiLMUNet1D):
         raise ValueError(f"{base_unet}: a twin needs the FiLM U-Net (arch 'film'), this is {type(base).__name__}")
+    if base.cfg.text_tokens:
+        raise ValueError(
+            f"{base_unet}: a twin of a U-Net that reads statement tokens (text_tokens={base.cfg.text_tokens}) is not "
+            "supported: train the base with one prompt vector per report (text_tokens: 0)"
+        )
     _check_compatible(twin_dir, base_meta, base)
     patient_mode = base_meta.get("patient_mode", "normalized")
     subjects = SignalStore(twin_dir).records().set_index("record_id")["subject_id"]
@@ -242,7 +263,10 @@ def train_twin_unet(
     val_t = _split_tensors(twin_dir, "val", subjects, patient_mode, base.cfg.cond_dim)
     n_paired = int((train_t["ref_n"] > 0).sum())
     if not n_paired:
-        raise ValueError(f"{twin_dir}: no training subject has two records; build the cohort with records_per_subject")
+        raise ValueError(
+            f"{twin_dir}: no training subject has two records (a cohort: build it with records_per_subject; a real "
+            "dataset: its subjects have one record each in the training split)"
+        )
     ref_cfg = ReferenceEncoderConfig.from_dict(
         {**(reference or {}), "in_channels": base.cfg.in_channels, "emb_dim": base.cfg.emb_dim}
     )
@@ -252,7 +276,14 @@ def train_twin_unet(
         raise ValueError(f"encoder_lr_scale must be > 0, got {encoder_lr_scale}")
     twin.encoder_lr_scale = float(encoder_lr_scale)
     out = unet_dir(twin_dir, out_name)
-    resume = resume and _can_resume(out, ref_cfg, base_unet, latents_fingerprint(twin_dir))
+    settings = {
+        "base_sha256": _sha256(base_unet),
+        "encoder_lr_scale": float(encoder_lr_scale),
+        "identity_steps": int(identity_steps),
+        "train": {k: v for k, v in train_cfg.__dict__.items() if k not in ("max_steps", "progress", "device")},
+    }
+    resume = resume and _can_resume(out, ref_cfg, settings, latents_fingerprint(twin_dir))
+    twin.reference_encoder.to(resolve_device(train_cfg.device))  # pre-trained where the twin will train
     identity = _pretrain_identity(
         twin, twin_dir, subjects, identity_steps, seed, resuming=resume and (out / LAST_CHECKPOINT).is_file()
     )
@@ -265,7 +296,12 @@ def train_twin_unet(
     )
     n_subjects = int(subjects.loc[load_latents(twin_dir, "train")[1]].nunique())
     meta = {
-        **{k: v for k, v in base_meta.items() if k not in ("steps", "train_seconds", "n_train", "n_val")},
+        # the twin trains on each record's own wording: the base's wording-variant statistics do not describe it
+        **{
+            k: v
+            for k, v in base_meta.items()
+            if k not in ("steps", "train_seconds", "n_train", "n_val", "wording_variants")
+        },
         "stage": "twin_unet",
         "unet_config": base.cfg.to_dict(),
         "reference_encoder": ref_cfg.to_dict(),
@@ -276,6 +312,8 @@ def train_twin_unet(
             "n_train_with_reference": n_paired,
             "n_subjects": n_subjects,
             "encoder_lr_scale": float(encoder_lr_scale),
+            "identity_steps": int(identity_steps),
+            "base_sha256": _sha256(base_unet),
         },
         "n_train": len(train_t["z"]),
         "n_val": 0 if val_t is None else len(val_t["z"]),
@@ -283,6 +321,7 @@ def train_twin_unet(
         "package_version": __version__,
     }
     meta["twin"]["identity"] = identity
+    meta["twin"]["resume_settings"] = settings
     val = None if val_t is None else TensorSource(val_t)
     trainer = Trainer(twin, loss, TensorSource(train_t), out, train_cfg, val=val, meta=meta)
     if resume:
@@ -299,7 +338,7 @@ def train_twin_unet(
         "meta": {**meta, "steps": result.steps, "train_seconds": result.seconds},
     }
     counts = best.num_parameters()
-    return write_stage_outputs(
+    summary = write_stage_outputs(
         out,
         artifact,
         result,
@@ -314,3 +353,8 @@ def train_twin_unet(
         identity_val_after=identity.get("val_identification_after"),
         device=device_name(trainer.device),
     )
+    # generate and the explorer sample the twin as the chapter measured it: with the base run's validated settings
+    base_sampling = Path(base_unet).parent / SAMPLING_FILE
+    if base_sampling.is_file():
+        atomic_write_text(out / SAMPLING_FILE, base_sampling.read_text())
+    return summary

@@ -76,8 +76,10 @@ def pretrain_reference_encoder(
     ``z`` (N, C, L) of records whose subject ids are ``subjects`` (N,). Returns the loss of every step.
 
     Raises:
-        ValueError: fewer than two subjects with two records each (no contrast to learn).
+        ValueError: ``steps`` < 1, or fewer than two subjects with two records each (no contrast to learn).
     """
+    if int(steps) < 1:
+        raise ValueError(f"contrastive pre-training needs steps >= 1, got {steps}")
     rng = np.random.default_rng(seed)
     counts = {}
     for s in subjects:
