@@ -86,6 +86,16 @@ def twin_requests(
             subject).
     """
     pairs = run_pairs(twin_dir, split, consecutive=True)
+    records = SignalStore(twin_dir).records(split).set_index("record_id")
+    usable = records[["age", "hr"]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
+    unusable = pairs["target_record"].astype(str).map(lambda r: not bool(usable.get(r, False)))
+    if unusable.any():  # a request needs the target's age and heart rate
+        log.warning(
+            "%d pair(s) left out: their target record has no age or heart rate (e.g. %s)",
+            int(unusable.sum()),
+            pairs.loc[unusable, "target_record"].iloc[0],
+        )
+        pairs = pairs[~unusable]
     if pairs.empty:
         raise ValueError(f"{twin_dir}: no subject of the {split} split has two records (no requests to make)")
     if max_requests is not None and len(pairs) > max_requests:
@@ -96,7 +106,6 @@ def twin_requests(
         keep = order[np.argsort(rank, kind="stable")][:max_requests]
         pairs = pairs.iloc[np.sort(keep)]
     store = SignalStore(twin_dir)
-    records = store.records(split).set_index("record_id")
     signals = np.asarray(store.signals(split), dtype=np.float32)
     row = {r: i for i, r in enumerate(store.records(split)["record_id"].astype(str))}
     ref_ids, tgt_ids = pairs["reference_record"].astype(str).tolist(), pairs["target_record"].astype(str).tolist()

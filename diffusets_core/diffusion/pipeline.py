@@ -631,8 +631,11 @@ class DiffuSETSPipeline:
             raise ValueError(f"reference: {exc}") from None
         if len(x) not in (1, n):
             raise ValueError(f"reference: expected 1 ECG or one per generated ECG ({n}), got {len(x)}")
-        z = self.vae.encode(torch.from_numpy(x).to(self.device), sample=False)[0]
-        return z, reference_names(reference, len(x))
+        chunks = [
+            self.vae.encode(torch.from_numpy(x[i : i + 64]).to(self.device), sample=False)[0]
+            for i in range(0, len(x), 64)  # bounded memory for a reference per ECG of a large request
+        ]
+        return torch.cat(chunks), reference_names(reference, len(x))
 
     # -- generation ----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -8,8 +8,9 @@ without it, the reference-free model) and the same requests:
 * **condition following**: per requested class, the share of ECGs read as showing it, and the macro recall over
   morphology classes (:data:`~.taxonomy.MORPHOLOGY_CLASSES`) -- the benchmark's measure
   (:func:`~.request_level.request_tables`);
-* **new findings**: the same recall over only the requested classes the reference ECG does not show (what the new
-  report adds): a twin that copies its reference fails here first;
+* **new findings**: the share of the (request, class) cells asked for that the reference ECG does not show (what
+  the new report adds) which the judge reads in the generated ECG -- a pooled recall over cells, not a macro mean
+  over classes: a twin that copies its reference fails here first;
 * **carried over**: for the classes the reference shows and the new report does not ask for, the share of ECGs read
   as showing them anyway -- copying the reference's findings. The reference-free model's share on the same
   requests is the rate at which those classes appear without any reference.
