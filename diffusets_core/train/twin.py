@@ -48,7 +48,7 @@ from .unet import DiffusionLoss
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_PARTNERS", "subject_partners", "TwinDiffusionLoss", "train_twin_unet"]
+__all__ = ["MAX_PARTNERS", "split_tensors", "subject_partners", "TwinDiffusionLoss", "train_twin_unet"]
 
 #: candidate references kept per record (its subject's first other records): bounds the reference bank's memory
 #: ((N, K, C, L) latents) for real datasets whose subjects have dozens of ECGs
@@ -115,10 +115,12 @@ class TwinDiffusionLoss(DiffusionLoss):
         )
 
 
-def _split_tensors(
+def split_tensors(
     twin_dir: Path, split: str, subjects: pd.Series, patient_mode: str, cond_dim: int
 ) -> dict[str, torch.Tensor] | None:
-    """The trainer's tensors of one split of the twin run (None when the split has no latents)."""
+    """The trainer's tensors of one split of the twin run (None when the split has no latents): ``z`` (N, C, L),
+    ``text`` (N, D), ``patient`` (N, cond_dim), ``ref_z`` (N, K, C, L) candidate reference latents (other records of
+    the subject, at most :data:`MAX_PARTNERS`) and ``ref_n`` (N,) their count."""
     if not latents_file(twin_dir, split).is_file():
         return None
     z, ids = load_latents(twin_dir, split)
@@ -259,8 +261,8 @@ def train_twin_unet(
     _check_compatible(twin_dir, base_meta, base)
     patient_mode = base_meta.get("patient_mode", "normalized")
     subjects = SignalStore(twin_dir).records().set_index("record_id")["subject_id"]
-    train_t = _split_tensors(twin_dir, "train", subjects, patient_mode, base.cfg.cond_dim)
-    val_t = _split_tensors(twin_dir, "val", subjects, patient_mode, base.cfg.cond_dim)
+    train_t = split_tensors(twin_dir, "train", subjects, patient_mode, base.cfg.cond_dim)
+    val_t = split_tensors(twin_dir, "val", subjects, patient_mode, base.cfg.cond_dim)
     n_paired = int((train_t["ref_n"] > 0).sum())
     if not n_paired:
         raise ValueError(
