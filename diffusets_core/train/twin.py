@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -246,19 +247,7 @@ def train_twin_unet(
             training split has no subject with two records.
     """
     twin_dir = Path(twin_dir)
-    if not latents_file(twin_dir, "train").is_file():
-        raise FileNotFoundError(f"{latents_file(twin_dir, 'train')} not found: prepare and encode the twin run first")
-    if not Path(base_unet).is_file():
-        raise FileNotFoundError(f"{base_unet}: no trained U-Net (train the base run's U-Net first)")
-    base, base_meta = unet_from_artifact(base_unet)
-    if not isinstance(base, FiLMUNet1D):
-        raise ValueError(f"{base_unet}: a twin needs the FiLM U-Net (arch 'film'), this is {type(base).__name__}")
-    if base.cfg.text_tokens:
-        raise ValueError(
-            f"{base_unet}: a twin of a U-Net that reads statement tokens (text_tokens={base.cfg.text_tokens}) is not "
-            "supported: train the base with one prompt vector per report (text_tokens: 0)"
-        )
-    _check_compatible(twin_dir, base_meta, base)
+    base, base_meta = _load_base(twin_dir, base_unet)
     patient_mode = base_meta.get("patient_mode", "normalized")
     subjects = SignalStore(twin_dir).records().set_index("record_id")["subject_id"]
     train_t = split_tensors(twin_dir, "train", subjects, patient_mode, base.cfg.cond_dim)
@@ -331,15 +320,40 @@ def train_twin_unet(
     result = trainer.fit()
     if not trainer.dist.is_main:
         return {}
+    return _write_twin_artifact(out, trainer, result, meta, base_unet)
+
+
+def _load_base(twin_dir: Path, base_unet: str | os.PathLike) -> tuple[FiLMUNet1D, dict]:
+    """The base U-Net and its meta, checked against the twin run (:func:`train_twin_unet`'s errors)."""
+    if not latents_file(twin_dir, "train").is_file():
+        raise FileNotFoundError(f"{latents_file(twin_dir, 'train')} not found: prepare and encode the twin run first")
+    if not Path(base_unet).is_file():
+        raise FileNotFoundError(f"{base_unet}: no trained U-Net (train the base run's U-Net first)")
+    base, base_meta = unet_from_artifact(base_unet)
+    if not isinstance(base, FiLMUNet1D):
+        raise ValueError(f"{base_unet}: a twin needs the FiLM U-Net (arch 'film'), this is {type(base).__name__}")
+    if base.cfg.text_tokens:
+        raise ValueError(
+            f"{base_unet}: a twin of a U-Net that reads statement tokens (text_tokens={base.cfg.text_tokens}) is not "
+            "supported: train the base with one prompt vector per report (text_tokens: 0)"
+        )
+    _check_compatible(twin_dir, base_meta, base)
+    return base, base_meta
+
+
+def _write_twin_artifact(out: Path, trainer: Trainer, result: Any, meta: dict, base_unet: str | os.PathLike) -> dict:
+    """Write ``out/model.pt`` from the best EMA weights, the summary, and the base run's sampling settings (so
+    ``generate`` and the explorer sample the twin as chapter 11 measured it); returns the summary."""
     best = load_best_weights(trainer.ema.shadow, out)
     artifact = {
         "kind": "diffusets.unet",
-        "config": base.cfg.to_dict(),
-        "reference_encoder": ref_cfg.to_dict(),
+        "config": best.cfg.to_dict(),
+        "reference_encoder": best.reference_cfg.to_dict(),
         "state_dict": best.state_dict(),
         "meta": {**meta, "steps": result.steps, "train_seconds": result.seconds},
     }
     counts = best.num_parameters()
+    identity = meta["twin"]["identity"]
     summary = write_stage_outputs(
         out,
         artifact,
@@ -347,15 +361,14 @@ def train_twin_unet(
         stale=[out / SAMPLING_FILE],
         params=counts["total"],
         reference_encoder_params=counts["reference_encoder"],
-        text_dim=base.cfg.text_dim,
+        text_dim=best.cfg.text_dim,
         n_train=meta["n_train"],
-        n_subjects=n_subjects,
+        n_subjects=meta["twin"]["n_subjects"],
         identity_steps=identity.get("steps", 0),
         identity_val_before=identity.get("val_identification_before"),
         identity_val_after=identity.get("val_identification_after"),
         device=device_name(trainer.device),
     )
-    # generate and the explorer sample the twin as the chapter measured it: with the base run's validated settings
     base_sampling = Path(base_unet).parent / SAMPLING_FILE
     if base_sampling.is_file():
         atomic_write_text(out / SAMPLING_FILE, base_sampling.read_text())
