@@ -86,7 +86,9 @@ def twin_requests(
             subject).
     """
     pairs = run_pairs(twin_dir, split, consecutive=True)
-    records = SignalStore(twin_dir).records(split).set_index("record_id")
+    store = SignalStore(twin_dir)
+    frame = store.records(split)
+    records = frame.set_index("record_id")
     usable = records[["age", "hr"]].apply(pd.to_numeric, errors="coerce").notna().all(axis=1)
     unusable = pairs["target_record"].astype(str).map(lambda r: not bool(usable.get(r, False)))
     if unusable.any():  # a request needs the target's age and heart rate
@@ -105,9 +107,8 @@ def twin_requests(
         rank = pairs.iloc[order].groupby("subject_id").cumcount().to_numpy()
         keep = order[np.argsort(rank, kind="stable")][:max_requests]
         pairs = pairs.iloc[np.sort(keep)]
-    store = SignalStore(twin_dir)
     signals = np.asarray(store.signals(split), dtype=np.float32)
-    row = {r: i for i, r in enumerate(store.records(split)["record_id"].astype(str))}
+    row = {r: i for i, r in enumerate(frame["record_id"].astype(str))}
     ref_ids, tgt_ids = pairs["reference_record"].astype(str).tolist(), pairs["target_record"].astype(str).tolist()
     tgt, ref = records.loc[tgt_ids], records.loc[ref_ids]
     table = pd.DataFrame(

@@ -304,7 +304,7 @@ def train_twin_unet(
             "n_subjects": n_subjects,
             "encoder_lr_scale": float(encoder_lr_scale),
             "identity_steps": int(identity_steps),
-            "base_sha256": _sha256(base_unet),
+            "base_sha256": settings["base_sha256"],
         },
         "n_train": len(train_t["z"]),
         "n_val": 0 if val_t is None else len(val_t["z"]),
